@@ -1,0 +1,206 @@
+"""Inline float32 transcendentals for LLVM IR: exp, sigmoid, tanh and log.
+
+Each emitter takes an `ir.IRBuilder` and a value of type ``float`` or ``<n x float>`` and
+returns a value of the same type, built from plain arithmetic, selects and the intrinsics
+``llvm.rint``, ``llvm.fma``, ``llvm.fabs`` and ``llvm.copysign``, so that the same code
+serves vector kernels and scalar tails and the loop vectorizer can widen it. Libm is never
+called: a scalar ``expf`` per element was measured 5x slower than these polynomials.
+
+The polynomials are the Cephes single-precision ones. Special values follow C99: NaN in
+gives NaN out, exp(+inf) = +inf, exp(-inf) = 0, sigmoid(+-inf) = 1 / 0, tanh(+-inf) = +-1,
+log(0) = -inf, log(x < 0) = NaN, log(+inf) = +inf.
+
+Fast-math flags are limited to ``nsz arcp contract afn``: ``nnan``/``ninf`` would make the
+special values unobservable, and ``reassoc`` lets LLVM undo the Cody-Waite reduction.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+FLAGS = ("nsz", "arcp", "contract", "afn")
+
+_F32 = ir.FloatType()
+_I32 = ir.IntType(32)
+
+LOG2E = 1.44269504088896341
+# Cody-Waite split of ln 2: the high part has 9 significant bits, so n * hi is exact.
+LN2_HI = 0.693359375
+LN2_LO = -2.12194440e-4
+# Adding 1.5 * 2**23 to an integral float n puts n in the low mantissa bits; unlike
+# fptosi this is defined for NaN (fptosi of NaN is poison).
+_MAGIC = 12582912.0
+_MAGIC_BITS = 0x4B400000
+
+_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+             4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+_TANH_POLY = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+              1.33314422036e-1, -3.33332819422e-1)
+_LOG_POLY = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
+             1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
+             3.3333331174e-1)
+
+# exp(x) is 0 in float32 below -103.97 and +inf above 88.7228; the clamp keeps n = rint(x
+# log2 e) inside [-162, 128], where 2**n is exact as a product of two normal powers of two.
+_EXP_LO, _EXP_HI = -112.0, 89.0
+# Single-power variant for sigmoid and tanh: n in [-126, 128], where n = 128 encodes +inf.
+_FAST_EXP_LO, _FAST_EXP_HI = -87.33654, 89.0
+_TANH_SMALL = 0.625
+_SQRT_HALF = 0.707106781186547524
+_FLT_MIN = 1.17549435e-38
+
+
+def _like(x: ir.Value, value: float | int, scalar: ir.Type = _F32) -> ir.Constant:
+    """A constant of x's shape (scalar or vector) with element type `scalar`."""
+    if isinstance(x.type, ir.VectorType):
+        return ir.Constant(ir.VectorType(scalar, x.type.count), [value] * x.type.count)
+    return ir.Constant(scalar, value)
+
+
+def _int_type(x: ir.Value) -> ir.Type:
+    if isinstance(x.type, ir.VectorType):
+        return ir.VectorType(_I32, x.type.count)
+    return _I32
+
+
+def _check_type(x: ir.Value) -> None:
+    ty = x.type
+    elem = ty.element if isinstance(ty, ir.VectorType) else ty
+    if not isinstance(elem, ir.FloatType):
+        raise TypeError(f"expected float or <n x float>, got {ty}")
+
+
+def _intrinsic(builder: ir.IRBuilder, name: str, x: ir.Value, nargs: int) -> ir.Function:
+    """Get or declare ``llvm.<name>`` overloaded on x's type (declare_intrinsic rejects vectors)."""
+    ty = x.type
+    suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
+    full = f"llvm.{name}.{suffix}"
+    module = builder.module
+    existing = module.globals.get(full)
+    if existing is not None:
+        return existing
+    return ir.Function(module, ir.FunctionType(ty, [ty] * nargs), full)
+
+
+def _call(builder: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
+    return builder.call(_intrinsic(builder, name, args[0], len(args)), list(args))
+
+
+def _fma(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, c: ir.Value) -> ir.Value:
+    return _call(builder, "fma", a, b, c)
+
+
+def _horner(builder: ir.IRBuilder, x: ir.Value, coeffs: tuple[float, ...]) -> ir.Value:
+    """coeffs[0] * x**(k-1) + ... + coeffs[-1], one fma per step."""
+    acc = _like(x, coeffs[0])
+    for c in coeffs[1:]:
+        acc = _fma(builder, acc, x, _like(x, c))
+    return acc
+
+
+def _clamp(builder: ir.IRBuilder, x: ir.Value, lo: float, hi: float) -> ir.Value:
+    # `x > hi ? hi : x` keeps NaN (the compare is false), and x86 matches it to one vminps
+    # with NaN-propagating operand order; llvm.minnum would return hi for NaN.
+    x = builder.select(builder.fcmp_ordered(">", x, _like(x, hi)), _like(x, hi), x)
+    return builder.select(builder.fcmp_ordered("<", x, _like(x, lo)), _like(x, lo), x)
+
+
+def _pow2(builder: ir.IRBuilder, n: ir.Value) -> ir.Value:
+    """2**n for integral float n in [-126, 127] (n = 128 gives +inf), built in the exponent bits."""
+    bits = builder.bitcast(builder.fadd(n, _like(n, _MAGIC), flags=FLAGS), _int_type(n))
+    biased = builder.add(bits, _like(n, 127 - _MAGIC_BITS, _I32))
+    return builder.bitcast(builder.shl(biased, _like(n, 23, _I32)), n.type)
+
+
+def _exp_reduced(builder: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """(n, p) with exp(x) = 2**n * p: n = rint(x log2 e), p = exp(x - n ln 2) by polynomial."""
+    n = _call(builder, "rint", builder.fmul(x, _like(x, LOG2E), flags=FLAGS))
+    r = _fma(builder, n, _like(x, -LN2_HI), x)
+    r = _fma(builder, n, _like(x, -LN2_LO), r)
+    r2 = builder.fmul(r, r, flags=FLAGS)
+    p = _fma(builder, _horner(builder, r, _EXP_POLY), r2, r)
+    return n, builder.fadd(p, _like(x, 1.0), flags=FLAGS)
+
+
+def _exp_fast(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """exp(x), except that results below FLT_MIN become FLT_MIN and those above 2**127 may be inf.
+
+    Enough for sigmoid and tanh, which only divide by 1 + exp(.): the division is exact
+    (no ``ninf`` flag, so no reciprocal estimate), hence 1 / inf = 0.
+    """
+    n, p = _exp_reduced(builder, _clamp(builder, x, _FAST_EXP_LO, _FAST_EXP_HI))
+    return builder.fmul(p, _pow2(builder, n), flags=FLAGS)
+
+
+def emit_exp(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """exp(x) over the whole float32 range, subnormal results and overflow to inf included.
+
+    2**n is applied as two factors 2**(n//2) and 2**(n - n//2): both are normal floats
+    and only the last multiplication rounds, which gives gradual underflow.
+    """
+    _check_type(x)
+    n, p = _exp_reduced(builder, _clamp(builder, x, _EXP_LO, _EXP_HI))
+    half = _call(builder, "rint", builder.fmul(n, _like(n, 0.5), flags=FLAGS))
+    rest = builder.fsub(n, half, flags=FLAGS)
+    scaled = builder.fmul(p, _pow2(builder, half), flags=FLAGS)
+    return builder.fmul(scaled, _pow2(builder, rest), flags=FLAGS)
+
+
+def emit_sigmoid(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """1 / (1 + exp(-x))."""
+    _check_type(x)
+    e = _exp_fast(builder, builder.fneg(x, flags=FLAGS))
+    one = _like(x, 1.0)
+    return builder.fdiv(one, builder.fadd(one, e, flags=FLAGS), flags=FLAGS)
+
+
+def emit_tanh(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """tanh(x): an odd polynomial for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1), signed.
+
+    The polynomial keeps the relative error small near 0, where 1 - 2 / (e + 1) cancels.
+    """
+    _check_type(x)
+    a = _call(builder, "fabs", x)
+    z = builder.fmul(a, a, flags=FLAGS)
+    az = builder.fmul(a, z, flags=FLAGS)
+    small = _fma(builder, _horner(builder, z, _TANH_POLY), az, a)
+    e = _exp_fast(builder, builder.fadd(a, a, flags=FLAGS))
+    two_over = builder.fdiv(_like(x, 2.0), builder.fadd(e, _like(x, 1.0), flags=FLAGS),
+                            flags=FLAGS)
+    large = builder.fsub(_like(x, 1.0), two_over, flags=FLAGS)
+    # NaN fails the ordered compare and takes the large branch, which stays NaN.
+    is_small = builder.fcmp_ordered("<", a, _like(x, _TANH_SMALL))
+    return _call(builder, "copysign", builder.select(is_small, small, large), x)
+
+
+def emit_log(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """Natural log: x = m * 2**e with m in [sqrt(1/2), sqrt(2)), log m by polynomial."""
+    _check_type(x)
+    ity = _int_type(x)
+    # Subnormals have no implicit leading bit; scale them into the normal range first.
+    tiny = builder.fcmp_ordered("<", x, _like(x, _FLT_MIN))
+    xs = builder.select(tiny, builder.fmul(x, _like(x, 2.0 ** 23), flags=FLAGS), x)
+    bits = builder.bitcast(xs, ity)
+    exponent = builder.sitofp(builder.lshr(bits, _like(x, 23, _I32)), x.type)
+    mant_bits = builder.or_(builder.and_(bits, _like(x, 0x007FFFFF, _I32)),
+                            _like(x, 0x3F000000, _I32))
+    m = builder.bitcast(mant_bits, x.type)  # in [0.5, 1)
+    below = builder.fcmp_ordered("<", m, _like(x, _SQRT_HALF))
+    # Exact by Sterbenz: the doubled-or-not mantissa lies in [sqrt(1/2), sqrt(2)).
+    f = builder.fsub(builder.select(below, builder.fadd(m, m, flags=FLAGS), m),
+                     _like(x, 1.0), flags=FLAGS)
+    bias = builder.select(below, _like(x, 127.0), _like(x, 126.0))
+    bias = builder.fadd(bias, builder.select(tiny, _like(x, 23.0), _like(x, 0.0)), flags=FLAGS)
+    e = builder.fsub(exponent, bias, flags=FLAGS)
+
+    z = builder.fmul(f, f, flags=FLAGS)
+    y = builder.fmul(builder.fmul(_horner(builder, f, _LOG_POLY), f, flags=FLAGS), z,
+                     flags=FLAGS)
+    y = _fma(builder, e, _like(x, LN2_LO), y)
+    y = _fma(builder, z, _like(x, -0.5), y)
+    r = _fma(builder, e, _like(x, LN2_HI), builder.fadd(f, y, flags=FLAGS))
+
+    # +inf and NaN return themselves; 0 gives -inf; negatives (and -inf) give NaN.
+    r = builder.select(builder.fcmp_unordered(">=", x, _like(x, float("inf"))), x, r)
+    r = builder.select(builder.fcmp_ordered("==", x, _like(x, 0.0)), _like(x, float("-inf")), r)
+    return builder.select(builder.fcmp_ordered("<", x, _like(x, 0.0)), _like(x, float("nan")), r)

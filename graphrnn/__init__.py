@@ -1,0 +1,20 @@
+"""graphrnn: declare recurrent nets as nngraph-style graphs, compile them to native code."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import nn, ops  # noqa: I001  (nn first: it pulls in gmodule)
+from . import cells
+from .gmodule import gModule
+from .init import manual_seed
+from .interpret import interpret
+from .ir import (Graph, GraphError, InputError, LoweringError, Node, Op, Param, ParamTable,
+                 ShapeError, TensorType)
+from .loop import Loop
+from .losses import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
+from .nn import Input
+
+__all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
+           "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
+           "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
+           "GraphError", "ShapeError", "InputError", "LoweringError"]

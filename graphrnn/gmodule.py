@@ -1,0 +1,161 @@
+"""gModule: a closed graph that is itself a module, and owns one flat parameter vector."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import ops
+from .init import initial_value, key_generator
+from .ir import Graph, InputError, Node, Op, Param, ParamTable, Table, layout_params
+from .nn import Module, as_nodes, is_graph_value
+
+
+def aligned_zeros(n: int) -> np.ndarray:
+    """n float32 zeros starting on a 64-byte boundary."""
+    raw = np.zeros(n + 16, np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + n]
+
+
+class gModule(Module):
+    """Close a graph from its inputs and outputs (nngraph `gModule`).
+
+    The graph's parameters are gathered into one contiguous float32 vector, each parameter a
+    view into it (Torch `getParameters`), with a gradient vector of the same layout.
+    Called on nodes, the graph is inlined into the caller's graph; called on arrays, it runs.
+    """
+
+    def __init__(self, inputs: Any, outputs: Any, name: str | None = None):
+        super().__init__(name)
+        ins = as_nodes(inputs) if not isinstance(inputs, Node) else [inputs]
+        outs = as_nodes(outputs) if not isinstance(outputs, Node) else [outputs]
+        from .compiler.tie import tie_params          # the front passes that closing needs
+        self.graph: Graph = tie_params(Graph.build(ins, outs))
+        self.training = False
+        self.compiled = None
+        self._bind_flat_parameters()
+
+    # -- parameters
+    def _bind_flat_parameters(self) -> None:
+        params = self.graph.params()
+        self.table, keys = layout_params(params)
+        self.flat = aligned_zeros(self.table.size)
+        self.flat_grad = aligned_zeros(self.table.size)
+        self._by_key: dict[str, Param] = {}
+        views = self.table.views(self.flat)
+        grads = self.table.views(self.flat_grad)
+        for p in params:
+            k = keys[p]
+            views[k][...] = p.data
+            p.data = views[k]
+            p.grad = grads[k]
+            self._by_key[k] = p
+        self._params = dict(self._by_key)
+
+    def parameters(self) -> tuple[np.ndarray, np.ndarray]:
+        """(params, grads): the two flat float32 vectors every parameter is a view into."""
+        return self.flat, self.flat_grad
+
+    def named_parameters(self) -> dict[str, np.ndarray]:
+        return {k: p.data for k, p in self._by_key.items()}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameter key -> a copy of its value."""
+        return {k: p.data.copy() for k, p in self._by_key.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        missing = [k for k in self._by_key if k not in state]
+        unexpected = [k for k in state if k not in self._by_key]
+        if strict and (missing or unexpected):
+            raise KeyError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
+        for k, v in state.items():
+            if k in self._by_key:
+                p = self._by_key[k]
+                v = np.asarray(v)
+                if v.shape != p.shape:
+                    raise ValueError(f"{k}: expected shape {list(p.shape)}, got {list(v.shape)}")
+                p.data[...] = v
+
+    def reset_parameters(self, seed: int = 0, scheme: str | None = None) -> None:
+        """Re-draw every parameter from its init spec (or `scheme`), seeded by (seed, key)."""
+        for k, p in self._by_key.items():
+            spec = scheme if scheme and (len(p.shape) > 1 or scheme in ("zeros",)) else p.init
+            p.data[...] = initial_value(p.shape, spec, key_generator(seed, k))
+
+    def param_count(self) -> int:
+        return self.table.count
+
+    # -- modes
+    def train(self, mode: bool = True) -> "gModule":
+        self.training = mode
+        return self
+
+    def eval(self) -> "gModule":
+        return self.train(False)
+
+    # -- calling
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 1 and is_graph_value(args[0]) and not kwargs:
+            with ops.scope(self.prefix):
+                return self._inline(as_nodes(args[0]))
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *inputs: Any, seed: int = 0) -> Any:
+        """Run on numpy arrays with the reference interpreter (or the compiled model, if any)."""
+        from .interpret import interpret
+        return interpret(self, *inputs, training=self.training, seed=seed)
+
+    def _inline(self, args: list[Node]) -> Any:
+        """Copy this graph into the caller's, its inputs replaced by `args`."""
+        if len(args) != len(self.graph.inputs):
+            raise InputError(f"{self.prefix} takes {len(self.graph.inputs)} inputs, got "
+                             f"{len(args)}")
+        prefix = ops.current_scope()
+        sizes: dict = {}
+        new: dict[int, Node] = {}
+        for x, a in zip(self.graph.inputs, args):
+            if x.type is not None and a.type is not None:
+                ops.bind_input(x, a.type, sizes)
+            new[id(x)] = a
+        for n in self.graph.nodes:
+            if id(n) in new:
+                continue
+            ins = tuple(new[id(x)] for x in n.inputs)
+            scope = f"{prefix}/{n.scope}" if n.scope else prefix
+            copy = Node(n.op, ins, dict(n.attrs), None, n.param, n.name, scope, n.where, n.doc)
+            if not ins:
+                copy = ops.apply_rule(copy, [])
+            elif all(i.type is not None for i in ins):
+                copy = ops.apply_rule(copy, [i.type for i in ins])
+            new[id(n)] = copy
+        outs = [new[id(y)] for y in self.graph.outputs]
+        return outs[0] if len(outs) == 1 else Table(outs)
+
+    # -- inspection
+    @property
+    def inputs(self) -> tuple[Node, ...]:
+        return self.graph.inputs
+
+    @property
+    def outputs(self) -> tuple[Node, ...]:
+        return self.graph.outputs
+
+    def summary(self) -> str:
+        from .viz import summary
+        return summary(self)
+
+    def to_dot(self, **kwargs: Any) -> str:
+        from .viz import to_dot
+        return to_dot(self, **kwargs)
+
+    def to_networkx(self) -> Any:
+        from .viz import to_networkx
+        return to_networkx(self.graph)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return (f"gModule({len(self.graph.inputs)} inputs -> {len(self.graph.outputs)} outputs, "
+                f"{len(self.graph.nodes)} nodes, {self.param_count()} parameters)")

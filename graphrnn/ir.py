@@ -1,0 +1,504 @@
+"""The graph IR: one small, immutable node type shared by the API, the passes and the lowering.
+
+A graph is explicitly typed, functional and closed: every value has one defining `Node`, one
+printed name and a `TensorType`. Recurrence exists only through the `loop` node, whose body is
+itself a `Graph`. Parameters are identified by `Param` objects: two nodes holding the same
+`Param` share one storage.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import sys
+import weakref
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterable, Iterator, Sequence, Union
+
+import numpy as np
+
+Dim = Union[int, str]          # an int, or a symbol such as "B" (batch) or "T" (time)
+
+
+class Op(str, Enum):
+    # leaves
+    INPUT = "input"             # a graph input
+    PARAM = "param"             # a trainable tensor; identity is its Param
+    CONST = "const"             # a literal array, attrs["value"]
+    FILL = "fill"               # one value everywhere; with an input x, shape [x.shape[0], *shape]
+    # elementwise, one input (map)
+    NEG = "neg"
+    EXP = "exp"
+    LOG = "log"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+    RELU = "relu"
+    # elementwise, two inputs with numpy broadcasting (zip)
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    DIV = "div"
+    # products and reductions
+    MATMUL = "matmul"           # a[..., K] @ b[K, N], or b[N, K] with attrs["transpose_b"]
+    SUM = "sum"                 # attrs["axes"], attrs["keepdims"]
+    MEAN = "mean"
+    SOFTMAX = "softmax"         # along attrs["axis"]
+    LOG_SOFTMAX = "log_softmax"
+    # indexing
+    LOOKUP = "lookup"           # weight[n, d], ids[...] -> [..., d]
+    PICK = "pick"               # x[..., C], idx[...] -> x[..., idx]
+    # structure
+    CONCAT = "concat"           # attrs["axis"]
+    SLICE = "slice"             # attrs["axis"], attrs["start"], attrs["length"]
+    INDEX = "index"             # attrs["axis"], attrs["index"]; drops the axis
+    RESHAPE = "reshape"         # attrs["shape"]
+    DROPOUT = "dropout"         # attrs["p"], attrs["seed"]; identity unless training
+    # higher order
+    LOOP = "loop"               # the only node with a sub-graph: attrs["body"]
+    GET = "get"                 # attrs["index"]: one part of a loop's tuple value
+    # introduced by passes
+    VIEW = "view"               # attrs["offset"], attrs["shape"]: a slice of the flat params
+    FUSED = "fused"             # attrs["body"]: a Graph of elementwise ops, one pass over data
+
+
+ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID, Op.RELU})
+ELEMENTWISE_BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV})
+LEAVES = frozenset({Op.INPUT, Op.PARAM, Op.CONST})
+
+
+# ----------------------------------------------------------------------------- errors
+
+class GraphError(ValueError):
+    """A graph is malformed: a cycle, a dangling node, a bad arity, a mismatched share."""
+
+
+class ShapeError(GraphError):
+    """A node's input shapes or dtypes do not fit the op."""
+
+
+class LoweringError(RuntimeError):
+    """A node could not be turned into native code."""
+
+
+class InputError(ValueError):
+    """A value passed to a model at run time does not match what the model expects."""
+
+
+def node_error(node: "Node", message: str, cls: type = GraphError) -> Exception:
+    """An error in the project's template: `<name> (<file:line>): <message>`."""
+    label = node.name or node.op.value
+    where = f" ({node.where})" if node.where else ""
+    return cls(f"{label}{where}: {message}")
+
+
+# ----------------------------------------------------------------------------- types
+
+@dataclass(frozen=True)
+class TensorType:
+    """The type of a value: a shape whose dims are ints or symbols, and a dtype."""
+    shape: tuple[Dim, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "int64"):
+            raise ShapeError(f"unsupported dtype {self.dtype!r}: use float32 or int64")
+        for d in self.shape:
+            if not (isinstance(d, str) or (isinstance(d, (int, np.integer)) and d >= 0)):
+                raise ShapeError(f"bad dimension {d!r} in shape {self.shape}")
+        object.__setattr__(self, "shape", tuple(d if isinstance(d, str) else int(d)
+                                                for d in self.shape))
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def bind(self, sizes: dict[str, int]) -> "TensorType":
+        """This type with every bound symbol replaced by its size."""
+        return TensorType(tuple(sizes.get(d, d) if isinstance(d, str) else d
+                                for d in self.shape), self.dtype)
+
+    def is_concrete(self) -> bool:
+        return all(isinstance(d, int) for d in self.shape)
+
+    def __str__(self) -> str:
+        short = {"float32": "f32", "int64": "i64"}[self.dtype]
+        return f"{short}[{','.join(str(d) for d in self.shape)}]"
+
+
+NodeType = Union[TensorType, tuple, None]
+
+
+def type_str(t: NodeType) -> str:
+    if t is None:
+        return "?"
+    if isinstance(t, tuple):
+        return "(" + ", ".join(type_str(x) for x in t) + ")"
+    return str(t)
+
+
+# ----------------------------------------------------------------------------- parameters
+
+class Param:
+    """A trainable tensor. Identity is tying: every node holding this object shares storage.
+
+    `name` is the local name ("weight"), `owner` the module prefix ("linear"); the graph gives
+    the full, unique key ("linear_1.weight"). `data` is the current value; once a model
+    flattens its parameters, `data` is a view into the model's one flat vector.
+    """
+
+    def __init__(self, name: str, shape: Sequence[int], init: str = "zeros",
+                 owner: str = "param", data: np.ndarray | None = None,
+                 token: object | None = None):
+        self.name = name
+        self.shape = tuple(int(d) for d in shape)
+        self.init = init
+        self.owner = owner
+        self.token = token if token is not None else object()   # identifies the owning module
+        self.tied_to: Param | None = None      # declared sharing, checked by the tie pass
+        self.tie_where: str = ""
+        self.data = (np.zeros(self.shape, np.float32) if data is None
+                     else np.asarray(data, np.float32).reshape(self.shape))
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def root(self) -> "Param":
+        """The Param this one is tied to, followed to the end of the chain."""
+        p = self
+        seen = set()
+        while p.tied_to is not None and id(p) not in seen:
+            seen.add(id(p))
+            p = p.tied_to
+        return p
+
+    def __repr__(self) -> str:
+        return f"Param({self.owner}.{self.name}, {list(self.shape)})"
+
+
+# ----------------------------------------------------------------------------- nodes
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_ROOTS = tuple(os.path.join(d, "") for d in (
+    _HERE, os.path.join(os.path.dirname(_HERE), "compiler"),
+    os.path.join(os.path.dirname(_HERE), "runtime")))
+
+
+def creation_site() -> str:
+    """`file:line` of the first stack frame outside the graphrnn package."""
+    f = sys._getframe(1)
+    while f is not None:
+        fname = os.path.abspath(f.f_code.co_filename)
+        if not fname.startswith(_PACKAGE_ROOTS):
+            return f"{os.path.basename(fname)}:{f.f_lineno}"
+        f = f.f_back
+    return ""
+
+
+_creation_order = itertools.count()
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One value of the graph: `op` applied to `inputs`. Equality is identity."""
+    op: Op
+    inputs: tuple["Node", ...] = ()
+    attrs: dict[str, Any] = field(default_factory=dict)
+    type: NodeType = None
+    param: Param | None = None
+    name: str = ""
+    scope: str = ""
+    where: str = ""
+    doc: str = ""
+    users: Any = field(default_factory=weakref.WeakSet, repr=False, compare=False)
+    seq: int = field(default_factory=lambda: next(_creation_order), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for x in self.inputs:
+            x.users.add(self)
+
+    def replace(self, **changes: Any) -> "Node":
+        """A copy with `changes`; `self` when nothing changes."""
+        if all(getattr(self, k) is v or (k in ("attrs", "inputs") and getattr(self, k) == v)
+               for k, v in changes.items()):
+            return self
+        changes.setdefault("users", weakref.WeakSet())
+        changes.setdefault("seq", next(_creation_order))
+        return dataclasses.replace(self, **changes)
+
+    def annotate(self, name: str | None = None, doc: str | None = None, **_: Any) -> "Node":
+        """Give the node a name and a description (nngraph `annotate`); returns the node."""
+        if name is not None:
+            object.__setattr__(self, "name", str(name))
+        if doc is not None:
+            object.__setattr__(self, "doc", str(doc))
+        return self
+
+    def split(self, n: int) -> "Table":
+        """The first `n` parts of a tuple-valued node (a loop), as GET nodes."""
+        from . import ops
+        return Table(ops.get(self, i) for i in range(n))
+
+    def __getitem__(self, i: int) -> "Node":
+        if not isinstance(self.type, tuple) and self.op != Op.LOOP:
+            raise node_error(self, "only a loop node has parts to index")
+        from . import ops
+        return ops.get(self, i)
+
+    def __repr__(self) -> str:
+        label = self.name or self.op.value
+        return f"<Node {label} : {type_str(self.type)} = {self.op.value}>"
+
+    __hash__ = object.__hash__
+
+
+class Table(tuple):
+    """Several nodes returned by one module call (nngraph's table of outputs)."""
+
+    def split(self, n: int) -> "Table":
+        if len(self) != n:
+            raise GraphError(f"table has {len(self)} entries, split asked for {n}")
+        return self
+
+
+# ----------------------------------------------------------------------------- graphs
+
+def toposort(outputs: Iterable[Node]) -> list[Node]:
+    """Every node the outputs depend on, inputs before users (iterative DFS)."""
+    order: list[Node] = []
+    state: dict[int, int] = {}
+    for out in outputs:
+        stack = [(out, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                if state.get(id(node)) == 2:
+                    continue
+                if state.get(id(node)) == 1:
+                    raise node_error(node, "the graph has a cycle through this node")
+                state[id(node)] = 1
+            if i < len(node.inputs):
+                stack.append((node, i + 1))
+                child = node.inputs[i]
+                if state.get(id(child)) != 2:
+                    if state.get(id(child)) == 1:
+                        raise node_error(child, "the graph has a cycle through this node")
+                    stack.append((child, 0))
+            else:
+                state[id(node)] = 2
+                order.append(node)
+    # creation order is a valid topological order (inputs exist before their users) and
+    # reads like the user's code
+    return sorted(order, key=lambda n: n.seq)
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """A closed graph: `nodes` in topological order, every node reachable from `outputs`."""
+    inputs: tuple[Node, ...]
+    outputs: tuple[Node, ...]
+    nodes: tuple[Node, ...]
+
+    @staticmethod
+    def build(inputs: Sequence[Node], outputs: Sequence[Node], *,
+              check_dangling: bool = True) -> "Graph":
+        """Close a graph: check it, and give each node a unique, stable name.
+
+        Builds fresh nodes, so the construction handles stay untouched and may be reused.
+        """
+        inputs, outputs = tuple(inputs), tuple(outputs)
+        for x in inputs:
+            if not isinstance(x, Node) or x.op != Op.INPUT:
+                raise node_error(x, "a graph input must be an input node, made with "
+                                 "nn.Identity()() or gr.Input(...)") if isinstance(x, Node) \
+                    else GraphError(f"a graph input must be a node, got {type(x).__name__}")
+        if len(set(map(id, inputs))) != len(inputs):
+            raise GraphError("the same input node is listed twice")
+        for y in outputs:
+            if not isinstance(y, Node):
+                raise GraphError(f"a graph output must be a node, got {type(y).__name__}")
+        order = toposort(outputs)
+        reached = {id(n) for n in order}
+        declared = {id(x) for x in inputs}
+        for n in order:
+            if n.op == Op.INPUT and id(n) not in declared:
+                raise node_error(n, "an output depends on this input, which is not among the "
+                                 "graph's inputs: add it to gModule's input list")
+        for x in inputs:
+            if id(x) not in reached:
+                raise node_error(x, "this input does not reach any output (dangling input)")
+        if check_dangling:
+            _check_dangling(inputs, reached)
+        return Graph._renamed(inputs, outputs, order)
+
+    @staticmethod
+    def _renamed(inputs: tuple[Node, ...], outputs: tuple[Node, ...],
+                 order: list[Node]) -> "Graph":
+        taken: set[str] = set()
+        counters: dict[str, int] = {}
+        new: dict[int, Node] = {}
+        for n in order:
+            name = n.name
+            if not name or name in taken:
+                base = name or (n.op.value if n.op != Op.PARAM else _param_label(n))
+                k = counters.get(base, 0)
+                while f"{base}_{k}" in taken:
+                    k += 1
+                counters[base] = k + 1
+                name = f"{base}_{k}"
+            taken.add(name)
+            new[id(n)] = n.replace(inputs=tuple(new[id(x)] for x in n.inputs), name=name)
+        return Graph(tuple(new[id(x)] for x in inputs), tuple(new[id(y)] for y in outputs),
+                     tuple(new[id(n)] for n in order))
+
+    def rebuilt(self, inputs: Sequence[Node], outputs: Sequence[Node]) -> "Graph":
+        """A graph over nodes that a pass made: topological order recomputed, names kept."""
+        order = toposort(outputs)
+        return Graph(tuple(inputs), tuple(outputs), tuple(order))
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node named {name!r}")
+
+    def walk(self) -> Iterator[tuple[Node, "Graph"]]:
+        """Every node of this graph and of every loop body, with the graph that holds it."""
+        for n in self.nodes:
+            yield n, self
+            if n.op == Op.LOOP:
+                yield from n.attrs["body"].walk()
+
+    def params(self) -> list[Param]:
+        """Every distinct parameter (after following ties), in order of first use."""
+        seen: dict[int, Param] = {}
+        for n, _ in self.walk():
+            if n.op == Op.PARAM:
+                p = n.param.root()
+                seen.setdefault(id(p), p)
+        return list(seen.values())
+
+    def __str__(self) -> str:
+        from .printing import format_graph
+        return format_graph(self)
+
+
+def _param_label(n: Node) -> str:
+    return f"{n.param.owner}.{n.param.name}" if n.param is not None else "param"
+
+
+def _check_dangling(inputs: tuple[Node, ...], reached: set[int]) -> None:
+    """nngraph's rule: every node computed from an input must reach an output."""
+    seen: set[int] = set()
+    stack = list(inputs)
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if id(n) not in reached and n.op not in (Op.GET, Op.INDEX):
+            raise node_error(n, "this node does not reach any output of the graph (dangling "
+                             "node): use it, or leave it out")
+        stack.extend(u for u in list(n.users) if u.op not in (Op.GET, Op.INDEX)
+                     or id(u) in reached)
+
+
+def split(items: Sequence[Any], *counts: int) -> list[tuple]:
+    """Cut `items` into consecutive groups of the given sizes, the rest last."""
+    out, i = [], 0
+    for c in counts:
+        out.append(tuple(items[i:i + c]))
+        i += c
+    out.append(tuple(items[i:]))
+    return out
+
+
+def loop_operands(node: Node) -> tuple[tuple[Node, ...], tuple[Node, ...],
+                                       tuple[Node, ...], Node | None]:
+    """(consts, carry_init, xs, lengths) of a loop node: the one place that splits them."""
+    a = node.attrs
+    rest = node.inputs
+    lengths = None
+    if a.get("has_lengths"):
+        rest, lengths = rest[:-1], rest[-1]
+    consts, carry, xs = split(rest, a["n_consts"], a["n_carry"])
+    return consts, carry, xs, lengths
+
+
+# ----------------------------------------------------------------------------- flat parameters
+
+ALIGN_FLOATS = 16          # 64 bytes: every parameter starts on a cache line
+
+
+@dataclass(frozen=True)
+class Slot:
+    offset: int
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class ParamTable:
+    """Where each parameter lives in the one flat float32 vector (Torch `getParameters`)."""
+    slots: dict[str, Slot]
+    size: int
+
+    def views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Named views into `flat`: never copies."""
+        if flat.shape != (self.size,):
+            raise InputError(f"flat vector has shape {flat.shape}, expected ({self.size},)")
+        return {k: flat[s.offset:s.offset + s.size].reshape(s.shape)
+                for k, s in self.slots.items()}
+
+    @property
+    def count(self) -> int:
+        """Number of parameter scalars (without alignment padding)."""
+        return sum(s.size for s in self.slots.values())
+
+
+def param_keys(params: Sequence[Param]) -> dict[Param, str]:
+    """Unique, stable keys: `owner.name`, owners with one prefix numbered in order of use."""
+    owner_names: dict[int, str] = {}
+    used: dict[str, int] = {}
+    keys: dict[Param, str] = {}
+    taken: set[str] = set()
+    for p in params:
+        tok = id(p.token)
+        if tok not in owner_names:
+            k = used.get(p.owner, 0)
+            used[p.owner] = k + 1
+            owner_names[tok] = p.owner if k == 0 else f"{p.owner}_{k}"
+        key = f"{owner_names[tok]}.{p.name}"
+        while key in taken:
+            key += "_"
+        taken.add(key)
+        keys[p] = key
+    return keys
+
+
+def layout_params(params: Sequence[Param]) -> tuple[ParamTable, dict[Param, str]]:
+    """Lay the parameters out in order, each at a 64-byte aligned offset."""
+    keys = param_keys(params)
+    slots: dict[str, Slot] = {}
+    offset = 0
+    for p in params:
+        slots[keys[p]] = Slot(offset, p.shape)
+        offset += -(-p.size // ALIGN_FLOATS) * ALIGN_FLOATS
+    return ParamTable(slots, offset), keys
+
+
+# ----------------------------------------------------------------------------- executable
+
+@dataclass(frozen=True)
+class Executable:
+    """What the compiler hands the runtime: plain data, printable, hashable, cacheable."""
+    llvm_ir: str
+    entry_points: tuple[str, ...]
+    table: ParamTable
+    arena_floats: int
+    io: tuple[TensorType, ...]
+    meta: dict[str, Any] = field(default_factory=dict)

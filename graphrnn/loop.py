@@ -1,0 +1,82 @@
+"""The loop node: scan over the time axis, the one way a graph becomes recurrent.
+
+    scan :: (consts, carry, x_t) -> (carry, y_t)
+         -> consts -> carry_0 -> xs[B, T, ...] -> (carry_T, ys[B, T, ...])
+
+The reference semantics, exactly as the interpreter runs them:
+
+    carry = carry_0
+    for t in (reversed(range(T)) if reverse else range(T)):
+        carry_new, y = body(*consts, *carry, *[x[:, t] for x in xs])
+        if lengths is given:              # row b is finished once t >= lengths[b]
+            carry_new = where(t < lengths, carry_new, carry)   # keeps its state
+            y = where(t < lengths, y, 0)                       # emits zeros
+        carry = carry_new
+        ys[:, t] = y
+    return (*carry, *ys)
+
+- `consts` are loop-invariant inputs (the same value at every step).
+- `carry` is the state passed from step to step; the body must return it with the same type.
+- `xs` are sequences `[B, T, ...]` sliced along axis 1; T is taken from the data, so one graph
+  runs any length. A loop without sequences needs `length=`.
+- `ys` are the per-step outputs stacked along axis 1: `[B, T, ...]`.
+- `reverse=True` runs t from T-1 down to 0 (ys stay in time order). With `lengths`, each row
+  then starts at its own last valid step, as PyTorch packed sequences do.
+- Parameters used in the body are shared by every step (tied by construction).
+- `unroll=k` asks the compiler to unroll; by default the loop stays a loop in native code.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from . import ops
+from .ir import Dim, Graph, GraphError, Node, Table
+from .nn import Module, as_nodes
+
+
+class Loop(Module):
+    """Scan `body` (a gModule or Graph taking `(*consts, *carry, *x_t)` and returning
+    `(*carry, *y_t)`) over sequences. Calling it returns a table `(*carry_final, *ys)`."""
+
+    def __init__(self, body: Any, n_carry: int, n_consts: int = 0, *, reverse: bool = False,
+                 unroll: int | None = None, length: Dim | None = None,
+                 name: str | None = None):
+        super().__init__(name)
+        self.body: Graph = body.graph if hasattr(body, "graph") else body
+        if not isinstance(self.body, Graph):
+            raise TypeError(f"Loop body must be a gModule or a Graph, got {type(body).__name__}")
+        if n_carry < 0 or n_consts < 0 or n_carry + n_consts > len(self.body.inputs):
+            raise GraphError(f"Loop: the body takes {len(self.body.inputs)} inputs, fewer than "
+                             f"{n_consts} consts + {n_carry} carried states")
+        if len(self.body.outputs) < n_carry:
+            raise GraphError(f"Loop: the body returns {len(self.body.outputs)} values, fewer "
+                             f"than the {n_carry} carried states")
+        self.n_carry, self.n_consts = n_carry, n_consts
+        self.reverse, self.unroll, self.length = reverse, unroll, length
+        self.n_xs = len(self.body.inputs) - n_carry - n_consts
+        self.n_ys = len(self.body.outputs) - n_carry
+
+    @property
+    def prefix(self) -> str:
+        return self.name or "loop"
+
+    def __call__(self, inputs: Any = None, *, consts: Sequence[Node] = (),
+                 init: Sequence[Node] = (), xs: Sequence[Node] = (),
+                 lengths: Node | None = None) -> Table:
+        """Either `loop([*consts, *init, *xs])` or `loop(consts=..., init=..., xs=...)`."""
+        if inputs is not None:
+            if consts or init or xs:
+                raise TypeError("Loop: give either a list of inputs or consts=/init=/xs=")
+            nodes = as_nodes(inputs)
+            consts = nodes[:self.n_consts]
+            init = nodes[self.n_consts:self.n_consts + self.n_carry]
+            xs = nodes[self.n_consts + self.n_carry:]
+        consts, init, xs = list(consts), list(init), list(xs)
+        if len(consts) != self.n_consts or len(init) != self.n_carry or len(xs) != self.n_xs:
+            raise GraphError(f"Loop: the body takes {self.n_consts} consts, {self.n_carry} "
+                             f"carried states and {self.n_xs} sequences; got {len(consts)}, "
+                             f"{len(init)} and {len(xs)}")
+        with ops.scope(self.prefix):
+            node = ops.loop(self.body, consts, init, xs, lengths, reverse=self.reverse,
+                            unroll=self.unroll, length=self.length, name=self.name or "")
+            return Table(ops.get(node, i) for i in range(self.n_carry + self.n_ys))

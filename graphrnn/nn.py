@@ -1,0 +1,311 @@
+"""nngraph modules: calling a module on nodes returns a node.
+
+`nn.Linear(9, 8)(nn.JoinTable(1)([h, x]))` builds graph nodes; `nn.Identity()()` makes a graph
+input. Modules are macros that emit primitive nodes. Axes are 0-based and tensors are
+batch-first (`[B, T, ...]`). Calling one module instance at several places ties its
+parameters by construction; `share` ties parameters across instances.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import ops
+from .init import generator, initial_value
+from .ir import GraphError, Node, Param, Table, creation_site
+
+Nodes = "Node | Sequence[Node]"
+
+
+def as_nodes(x: Any) -> list[Node]:
+    if isinstance(x, Node):
+        return [x]
+    if isinstance(x, (list, tuple)) and all(isinstance(v, Node) for v in x):
+        return list(x)
+    raise TypeError(f"expected a node or a list of nodes, got {type(x).__name__}")
+
+
+def is_graph_value(x: Any) -> bool:
+    return isinstance(x, Node) or (isinstance(x, (list, tuple)) and len(x) > 0
+                                   and all(isinstance(v, Node) for v in x))
+
+
+class Module:
+    """A module: called on a node (or a list of nodes) it emits nodes and returns the output."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+        self._params: dict[str, Param] = {}
+
+    # -- parameters
+    def _param(self, name: str, shape: Sequence[int], init: str) -> Param:
+        p = Param(name, shape, init, owner=self.prefix, token=self,
+                  data=initial_value(tuple(shape), init, generator()))
+        self._params[name] = p
+        return p
+
+    @property
+    def prefix(self) -> str:
+        return self.name or type(self).__name__.lower()
+
+    def params(self) -> dict[str, Param]:
+        """This module's own parameters by local name."""
+        return dict(self._params)
+
+    def share(self, other: "Module", *names: str) -> "Module":
+        """Tie the named parameters to `other`'s (Torch `share`); checked when a graph closes."""
+        where = creation_site()
+        for n in names or tuple(self._params):
+            if n not in self._params or n not in other._params:
+                raise GraphError(f"{self.prefix}: cannot share {n!r}: both modules need it")
+            mine = self._params[n]
+            mine.tied_to = other._params[n]
+            mine.tie_where = where
+        return self
+
+    def clone(self, *names: str) -> "Module":
+        """A new module of the same kind whose named parameters are tied to this one's."""
+        twin = self._twin()
+        return twin.share(self, *names) if names else twin
+
+    def _twin(self) -> "Module":
+        raise NotImplementedError(f"{type(self).__name__} cannot be cloned")
+
+    # -- calling
+    def __call__(self, x: Any = None) -> Any:
+        if x is None:
+            raise TypeError(f"{type(self).__name__} needs an input node")
+        with ops.scope(self.prefix):
+            return self.build(x)
+
+    def build(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"nn.{type(self).__name__}"
+
+
+def _one(module: Module, x: Any) -> Node:
+    if not isinstance(x, Node):
+        raise TypeError(f"{type(module).__name__} takes one node, got {type(x).__name__}")
+    return x
+
+
+class Identity(Module):
+    """`Identity()()` is a graph input; `Identity()(x)` is `x`."""
+
+    def __call__(self, x: Any = None) -> Any:
+        if x is None:
+            return ops.input_(name=self.name or "")
+        return x
+
+
+def Input(*shape: Any, dtype: str = "float32", name: str = "") -> Node:
+    """A typed graph input, e.g. `Input("B", "T", 2)`; symbols are bound by the data."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return ops.input_(shape, dtype, name)
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias, weight [out, in] as in PyTorch, init U(-1/sqrt(in), 1/sqrt(in))."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 name: str | None = None):
+        super().__init__(name)
+        self.in_features, self.out_features, self.has_bias = in_features, out_features, bias
+        k = 1.0 / math.sqrt(max(in_features, 1))
+        self.weight = self._param("weight", (out_features, in_features), f"uniform({-k},{k})")
+        self.bias = self._param("bias", (out_features,), f"uniform({-k},{k})") if bias else None
+
+    def build(self, x: Any) -> Node:
+        y = ops.matmul(_one(self, x), ops.param(self.weight), transpose_b=True)
+        return ops.add(y, ops.param(self.bias)) if self.bias is not None else y
+
+    def _twin(self) -> "Linear":
+        return Linear(self.in_features, self.out_features, self.has_bias, self.name)
+
+    def __repr__(self) -> str:
+        return f"nn.Linear({self.in_features} -> {self.out_features})"
+
+
+class _Map(Module):
+    fn = staticmethod(ops.tanh)
+
+    def build(self, x: Any) -> Node:
+        return type(self).fn(_one(self, x))
+
+
+class Tanh(_Map):
+    fn = staticmethod(ops.tanh)
+
+
+class Sigmoid(_Map):
+    fn = staticmethod(ops.sigmoid)
+
+
+class ReLU(_Map):
+    fn = staticmethod(ops.relu)
+
+
+class SoftMax(Module):
+    def __init__(self, axis: int = -1, name: str | None = None):
+        super().__init__(name)
+        self.axis = axis
+
+    def build(self, x: Any) -> Node:
+        return ops.softmax(_one(self, x), self.axis)
+
+
+class LogSoftMax(SoftMax):
+    def build(self, x: Any) -> Node:
+        return ops.log_softmax(_one(self, x), self.axis)
+
+
+class MulConstant(Module):
+    def __init__(self, c: float, name: str | None = None):
+        super().__init__(name)
+        self.c = float(c)
+
+    def build(self, x: Any) -> Node:
+        return ops.mul(_one(self, x), self.c)
+
+
+class AddConstant(MulConstant):
+    def build(self, x: Any) -> Node:
+        return ops.add(_one(self, x), self.c)
+
+
+class JoinTable(Module):
+    """Concatenate a list of nodes along `axis`."""
+
+    def __init__(self, axis: int, name: str | None = None):
+        super().__init__(name)
+        self.axis = axis
+
+    def build(self, x: Any) -> Node:
+        return ops.concat(as_nodes(x), self.axis)
+
+
+class SplitTable(Module):
+    """Split a node along `axis` into a table of slices with that axis removed."""
+
+    def __init__(self, axis: int, name: str | None = None):
+        super().__init__(name)
+        self.axis = axis
+
+    def build(self, x: Any) -> Table:
+        x = _one(self, x)
+        if x.type is None:
+            raise GraphError(f"SplitTable at {creation_site()}: the input's shape must be known; "
+                             "declare it with gr.Input(...)")
+        d = x.type.shape[self.axis]
+        if not isinstance(d, int):
+            raise GraphError(f"SplitTable at {creation_site()}: cannot split along symbolic "
+                             f"dim {d!r} of {x.type}; use a gr.Loop over the sequence instead")
+        return Table(ops.index(x, self.axis, i) for i in range(d))
+
+
+class SelectTable(Module):
+    """Entry `i` of a table (negative counts from the end)."""
+
+    def __init__(self, index: int, name: str | None = None):
+        super().__init__(name)
+        self.index = index
+
+    def __call__(self, x: Any = None) -> Node:
+        return as_nodes(x)[self.index]
+
+
+class Narrow(Module):
+    """`length` entries of `axis` starting at `start`."""
+
+    def __init__(self, axis: int, start: int, length: int, name: str | None = None):
+        super().__init__(name)
+        self.axis, self.start, self.length = axis, start, length
+
+    def build(self, x: Any) -> Node:
+        return ops.slice_(_one(self, x), self.axis, self.start, self.length)
+
+
+class Reshape(Module):
+    """Reshape every example: `[B, ...] -> [B, *shape]` (the batch axis is kept)."""
+
+    def __init__(self, *shape: int, name: str | None = None):
+        super().__init__(name)
+        self.shape = tuple(int(d) for d in shape)
+
+    def build(self, x: Any) -> Node:
+        x = _one(self, x)
+        if x.type is None:
+            raise GraphError(f"Reshape at {creation_site()}: the input's shape must be known")
+        return ops.reshape(x, x.type.shape[:1] + self.shape)
+
+
+class _Table(Module):
+    op = staticmethod(ops.add)
+
+    def build(self, x: Any) -> Node:
+        xs = as_nodes(x)
+        if len(xs) < 2:
+            raise TypeError(f"{type(self).__name__} takes a list of at least two nodes")
+        out = xs[0]
+        for y in xs[1:]:
+            out = type(self).op(out, y)
+        return out
+
+
+class CAddTable(_Table):
+    op = staticmethod(ops.add)
+
+
+class CSubTable(_Table):
+    op = staticmethod(ops.sub)
+
+
+class CMulTable(_Table):
+    op = staticmethod(ops.mul)
+
+
+class LookupTable(Module):
+    """Embedding: integer ids [...] -> rows of weight [n, dim], init N(0, 1)."""
+
+    def __init__(self, n: int, dim: int, name: str | None = None):
+        super().__init__(name)
+        self.n, self.dim = n, dim
+        self.weight = self._param("weight", (n, dim), "normal(0,1)")
+
+    def build(self, x: Any) -> Node:
+        return ops.lookup(ops.param(self.weight), _one(self, x))
+
+    def _twin(self) -> "LookupTable":
+        return LookupTable(self.n, self.dim, self.name)
+
+
+_dropout_seeds = itertools.count(1)
+
+
+class Dropout(Module):
+    """Zero each element with probability p while training (scaled by 1/(1-p)); identity else."""
+
+    def __init__(self, p: float = 0.5, seed: int | None = None, name: str | None = None):
+        super().__init__(name)
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self.seed = next(_dropout_seeds) if seed is None else seed
+
+    def build(self, x: Any) -> Node:
+        return ops.dropout(_one(self, x), self.p, self.seed)
+
+
+from .gmodule import gModule  # noqa: E402  (gModule is a Module; it lives in its own file)
+from .recurrent import Recurrent  # noqa: E402
+
+__all__ = ["Module", "Identity", "Input", "Linear", "Tanh", "Sigmoid", "ReLU", "SoftMax",
+           "LogSoftMax", "MulConstant", "AddConstant", "JoinTable", "SplitTable", "SelectTable",
+           "Narrow", "Reshape", "CAddTable", "CSubTable", "CMulTable", "LookupTable", "Dropout",
+           "gModule", "Recurrent"]

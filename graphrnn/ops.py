@@ -1,0 +1,499 @@
+"""Primitive node constructors and SHAPE_RULES, the per-op type rules.
+
+Constructors check types as soon as the input types are known, so a bad `Linear` input fails
+at the user's line. `infer_graph` runs the same rules over a whole graph once the input
+types are given (the compiler's `infer_shapes` pass and the interpreter both use it).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Graph, Node, NodeType, Op, Param,
+                 ShapeError, TensorType, creation_site, loop_operands, node_error, type_str)
+
+F32, I64 = "float32", "int64"
+
+# ----------------------------------------------------------------------------- scopes
+
+_scopes: list[str] = []
+
+
+@contextlib.contextmanager
+def scope(name: str) -> Iterator[None]:
+    """Nodes made inside get `name` as (the end of) their module path."""
+    _scopes.append(name)
+    try:
+        yield
+    finally:
+        _scopes.pop()
+
+
+def current_scope() -> str:
+    return "/".join(_scopes)
+
+
+# ----------------------------------------------------------------------------- rules
+
+def _dims_equal(a: Dim, b: Dim) -> bool:
+    return a == b
+
+
+def broadcast_shapes(a: tuple[Dim, ...], b: tuple[Dim, ...], node: Node) -> tuple[Dim, ...]:
+    """numpy broadcasting, with symbols: equal dims, or a 1 on one side."""
+    out: list[Dim] = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if _dims_equal(x, y) or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise node_error(node, f"cannot broadcast shapes {list(a)} and {list(b)}",
+                             ShapeError)
+    return tuple(reversed(out))
+
+
+def _axis(node: Node, axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise node_error(node, f"axis {axis} is out of range for rank {rank}", ShapeError)
+    return axis % rank
+
+
+def _need(node: Node, t: TensorType, dtype: str, what: str = "input") -> None:
+    if t.dtype != dtype:
+        raise node_error(node, f"expected {what} of dtype {dtype}, got {t}", ShapeError)
+
+
+def _unary(node: Node, ts: list[TensorType]) -> TensorType:
+    _need(node, ts[0], F32)
+    return ts[0]
+
+
+def _binary(node: Node, ts: list[TensorType]) -> TensorType:
+    for t in ts:
+        _need(node, t, F32)
+    return TensorType(broadcast_shapes(ts[0].shape, ts[1].shape, node), F32)
+
+
+def _matmul(node: Node, ts: list[TensorType]) -> TensorType:
+    a, b = ts
+    _need(node, a, F32)
+    _need(node, b, F32)
+    if a.rank < 1 or b.rank != 2:
+        raise node_error(node, f"matmul needs a[..., K] and a matrix, got {a} and {b}",
+                         ShapeError)
+    k, n = (b.shape[1], b.shape[0]) if node.attrs.get("transpose_b") else b.shape
+    if not _dims_equal(a.shape[-1], k):
+        raise node_error(node, f"expected input with last dim {k}, got {a} "
+                         f"(weight {b}{', transposed' if node.attrs.get('transpose_b') else ''})",
+                         ShapeError)
+    return TensorType(a.shape[:-1] + (n,), F32)
+
+
+def _reduce(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    _need(node, t, F32)
+    axes = node.attrs.get("axes")
+    axes = tuple(range(t.rank)) if axes is None else tuple(sorted(
+        _axis(node, a, t.rank) for a in axes))
+    keep = bool(node.attrs.get("keepdims", False))
+    shape = tuple((1 if keep else None) if i in axes else d for i, d in enumerate(t.shape))
+    return TensorType(tuple(d for d in shape if d is not None), F32), {"axes": axes,
+                                                                      "keepdims": keep}
+
+
+def _softmax(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    _need(node, ts[0], F32)
+    return ts[0], {"axis": _axis(node, node.attrs.get("axis", -1), ts[0].rank)}
+
+
+def _lookup(node: Node, ts: list[TensorType]) -> TensorType:
+    w, ids = ts
+    _need(node, w, F32, "weight")
+    _need(node, ids, I64, "ids")
+    if w.rank != 2:
+        raise node_error(node, f"lookup table must be a matrix, got {w}", ShapeError)
+    return TensorType(ids.shape + (w.shape[1],), F32)
+
+
+def _pick(node: Node, ts: list[TensorType]) -> TensorType:
+    x, idx = ts
+    _need(node, x, F32)
+    _need(node, idx, I64, "class indices")
+    if x.shape[:-1] != idx.shape:
+        raise node_error(node, f"expected indices of shape {list(x.shape[:-1])}, got {idx}",
+                         ShapeError)
+    return TensorType(x.shape[:-1], F32)
+
+
+def _concat(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    if not ts:
+        raise node_error(node, "concat needs at least one input", ShapeError)
+    r = ts[0].rank
+    axis = _axis(node, node.attrs["axis"], r)
+    total = 0
+    for i, t in enumerate(ts):
+        if t.rank != r or t.dtype != ts[0].dtype:
+            raise node_error(node, f"input {i} is {t}, expected rank {r} {ts[0].dtype}",
+                             ShapeError)
+        for j, (x, y) in enumerate(zip(t.shape, ts[0].shape)):
+            if j != axis and not _dims_equal(x, y):
+                raise node_error(node, f"input {i} is {t}, expected dim {j} = {y} like "
+                                 f"input 0 ({ts[0]})", ShapeError)
+        if not isinstance(t.shape[axis], int):
+            raise node_error(node, f"cannot join along symbolic dim {t.shape[axis]!r}",
+                             ShapeError)
+        total += t.shape[axis]
+    shape = list(ts[0].shape)
+    shape[axis] = total
+    return TensorType(tuple(shape), ts[0].dtype), {"axis": axis}
+
+
+def _slice(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    axis = _axis(node, node.attrs["axis"], t.rank)
+    start, length = int(node.attrs["start"]), int(node.attrs["length"])
+    d = t.shape[axis]
+    if start < 0 or length < 1 or (isinstance(d, int) and start + length > d):
+        raise node_error(node, f"cannot take [{start}, {start + length}) of dim {axis} of {t}",
+                         ShapeError)
+    shape = list(t.shape)
+    shape[axis] = length
+    return TensorType(tuple(shape), t.dtype), {"axis": axis, "start": start, "length": length}
+
+
+def _index(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    axis = _axis(node, node.attrs["axis"], t.rank)
+    i, d = int(node.attrs["index"]), t.shape[axis]
+    if i < 0 or (isinstance(d, int) and i >= d):
+        raise node_error(node, f"index {i} is out of range for dim {axis} of {t}", ShapeError)
+    return TensorType(t.shape[:axis] + t.shape[axis + 1:], t.dtype), {"axis": axis, "index": i}
+
+
+def _reshape(node: Node, ts: list[TensorType]) -> TensorType:
+    t = ts[0]
+    shape = tuple(node.attrs["shape"])
+    sym_in = sorted(d for d in t.shape if isinstance(d, str))
+    sym_out = sorted(d for d in shape if isinstance(d, str))
+    size_in = int(np.prod([d for d in t.shape if isinstance(d, int)], dtype=np.int64))
+    size_out = int(np.prod([d for d in shape if isinstance(d, int)], dtype=np.int64))
+    if sym_in != sym_out or size_in != size_out:
+        raise node_error(node, f"cannot reshape {t} to {list(shape)}", ShapeError)
+    return TensorType(shape, t.dtype)
+
+
+def _dropout(node: Node, ts: list[TensorType]) -> TensorType:
+    _need(node, ts[0], F32)
+    return ts[0]
+
+
+def _leaf(node: Node, ts: list[TensorType]) -> NodeType:
+    return node.type
+
+
+def _param(node: Node, ts: list[TensorType]) -> TensorType:
+    return TensorType(node.param.shape, F32)
+
+
+def _const(node: Node, ts: list[TensorType]) -> TensorType:
+    v = node.attrs["value"]
+    return TensorType(v.shape, I64 if v.dtype.kind in "iu" else F32)
+
+
+def _fill(node: Node, ts: list[TensorType]) -> TensorType:
+    lead = (ts[0].shape[0],) if ts else ()
+    return TensorType(lead + tuple(node.attrs["shape"]), node.attrs.get("dtype", F32))
+
+
+def _get(node: Node, ts: list[NodeType]) -> TensorType:
+    t, i = ts[0], node.attrs["index"]
+    if not isinstance(t, tuple) or not 0 <= i < len(t):
+        raise node_error(node, f"cannot take part {i} of {type_str(t)}", ShapeError)
+    return t[i]
+
+
+def _view(node: Node, ts: list[TensorType]) -> TensorType:
+    return TensorType(tuple(node.attrs["shape"]), F32)
+
+
+def _fused(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    body = infer_graph(node.attrs["body"], ts, where=node)
+    return body.outputs[0].type, {"body": body}
+
+
+def _loop(node: Node, ts: list[TensorType]) -> tuple[tuple, dict]:
+    """consts, carry and x_t in; carry out and y_t per step; ys stacked along axis 1."""
+    a = node.attrs
+    body: Graph = a["body"]
+    n_c, n_h = a["n_consts"], a["n_carry"]
+    n_in = len(ts) - (1 if a.get("has_lengths") else 0)
+    const_t, carry_t, xs_t = ts[:n_c], ts[n_c:n_c + n_h], ts[n_c + n_h:n_in]
+    if len(body.inputs) != n_in:
+        raise node_error(node, f"the body takes {len(body.inputs)} inputs, the loop gives "
+                         f"{n_c} consts + {n_h} carried + {len(xs_t)} sequences", ShapeError)
+    if len(body.outputs) < n_h:
+        raise node_error(node, f"the body returns {len(body.outputs)} values, fewer than the "
+                         f"{n_h} carried states", ShapeError)
+    steps: Dim | None = a.get("length")
+    for i, t in enumerate(xs_t):
+        if t.rank < 2:
+            raise node_error(node, f"sequence {i} is {t}: expected [B, T, ...]", ShapeError)
+        if steps is None:
+            steps = t.shape[1]
+        elif not _dims_equal(steps, t.shape[1]):
+            raise node_error(node, f"sequence {i} is {t}: expected {steps} steps", ShapeError)
+    if steps is None:
+        raise node_error(node, "a loop without sequences needs a length", ShapeError)
+    if a.get("has_lengths"):
+        lt = ts[-1]
+        if lt.dtype != I64 or lt.rank != 1:
+            raise node_error(node, f"lengths must be i64[B], got {lt}", ShapeError)
+    step_t = [TensorType(t.shape[:1] + t.shape[2:], t.dtype) for t in xs_t]
+    typed = infer_graph(body, list(const_t) + list(carry_t) + step_t, where=node)
+    for i, (out, want) in enumerate(zip(typed.outputs[:n_h], carry_t)):
+        if out.type != want:
+            raise node_error(out, f"carried state {i} of loop {node.name or 'loop'}: expected "
+                             f"the body to return {want}, got {type_str(out.type)}", ShapeError)
+    ys_t = []
+    for out in typed.outputs[n_h:]:
+        t = out.type
+        if not isinstance(t, TensorType) or t.rank < 1:
+            raise node_error(out, f"a per-step output needs a batch axis, got {type_str(t)}",
+                             ShapeError)
+        ys_t.append(TensorType(t.shape[:1] + (steps,) + t.shape[1:], t.dtype))
+    return tuple(carry_t) + tuple(ys_t), {"body": typed}
+
+
+SHAPE_RULES: dict[Op, Callable[[Node, list], Any]] = {
+    Op.INPUT: _leaf, Op.PARAM: _param, Op.CONST: _const, Op.FILL: _fill,
+    **{op: _unary for op in ELEMENTWISE_UNARY},
+    **{op: _binary for op in ELEMENTWISE_BINARY},
+    Op.MATMUL: _matmul, Op.SUM: _reduce, Op.MEAN: _reduce,
+    Op.SOFTMAX: _softmax, Op.LOG_SOFTMAX: _softmax,
+    Op.LOOKUP: _lookup, Op.PICK: _pick,
+    Op.CONCAT: _concat, Op.SLICE: _slice, Op.INDEX: _index, Op.RESHAPE: _reshape,
+    Op.DROPOUT: _dropout, Op.LOOP: _loop, Op.GET: _get, Op.VIEW: _view, Op.FUSED: _fused,
+}
+
+
+def apply_rule(node: Node, in_types: list[NodeType]) -> Node:
+    """`node` with its type (and normalised attrs) from SHAPE_RULES."""
+    out = SHAPE_RULES[node.op](node, in_types)
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict) \
+            and node.op in _RULES_WITH_ATTRS:
+        t, attrs = out
+        return node.replace(type=t, attrs={**node.attrs, **attrs})
+    return node.replace(type=out)
+
+
+_RULES_WITH_ATTRS = frozenset({Op.SUM, Op.MEAN, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.CONCAT,
+                               Op.SLICE, Op.INDEX, Op.LOOP, Op.FUSED})
+
+
+def bind_input(x: Node, given: TensorType, sizes: dict[str, Dim]) -> TensorType:
+    """Check a value of type `given` may feed input `x`, binding symbols of its declared type."""
+    declared = x.type
+    if declared is None:
+        return given
+    if declared.dtype != given.dtype or declared.rank != given.rank:
+        raise node_error(x, f"expected {declared}, got {given}", ShapeError)
+    for d, g in zip(declared.shape, given.shape):
+        if isinstance(d, str):
+            if d in sizes and sizes[d] != g:
+                raise node_error(x, f"expected {declared} with {d}={sizes[d]}, got {given}",
+                                 ShapeError)
+            sizes[d] = g
+        elif d != g:
+            raise node_error(x, f"expected {declared}, got {given}", ShapeError)
+    return given
+
+
+def infer_graph(graph: Graph, input_types: Sequence[TensorType], *,
+                where: Node | None = None) -> Graph:
+    """A copy of `graph` with every node typed, given the types of its inputs."""
+    if len(input_types) != len(graph.inputs):
+        msg = f"expected {len(graph.inputs)} inputs, got {len(input_types)}"
+        raise node_error(where, msg, ShapeError) if where else ShapeError(msg)
+    sizes: dict[str, Dim] = {}
+    new: dict[int, Node] = {}
+    for x, t in zip(graph.inputs, input_types):
+        new[id(x)] = x.replace(type=bind_input(x, t, sizes))
+    for n in graph.nodes:
+        if id(n) in new:
+            continue
+        if n.op == Op.INPUT:
+            raise node_error(n, "input is not among the graph's inputs")
+        ins = tuple(new[id(x)] for x in n.inputs)
+        new[id(n)] = apply_rule(n.replace(inputs=ins), [x.type for x in ins])
+    return graph.rebuilt([new[id(x)] for x in graph.inputs],
+                         [new[id(y)] for y in graph.outputs])
+
+
+# ----------------------------------------------------------------------------- constructors
+
+def make(op: Op, inputs: Sequence[Node] = (), *, type: NodeType = None,
+         param: Param | None = None, name: str = "", **attrs: Any) -> Node:
+    """A new node, typed right away when its input types are known."""
+    for x in inputs:
+        if not isinstance(x, Node):
+            raise TypeError(f"{op.value}: expected a node as input, got {type_name(x)}")
+    node = Node(op, tuple(inputs), attrs, type, param, name, current_scope(), creation_site())
+    if op == Op.INPUT or any(x.type is None for x in inputs):
+        return node
+    return apply_rule(node, [x.type for x in inputs])
+
+
+def type_name(x: Any) -> str:
+    return type(x).__name__
+
+
+def as_node(x: Any) -> Node:
+    if isinstance(x, Node):
+        return x
+    if isinstance(x, (int, float, np.floating, np.integer)):
+        return const(np.float32(x))
+    raise TypeError(f"expected a node or a number, got {type_name(x)}")
+
+
+def input_(shape: Sequence[Dim] | None = None, dtype: str = F32, name: str = "") -> Node:
+    t = None if shape is None else TensorType(tuple(shape), dtype)
+    return make(Op.INPUT, type=t, name=name)
+
+
+def param(p: Param) -> Node:
+    return make(Op.PARAM, param=p)
+
+
+def const(value: Any) -> Node:
+    v = np.asarray(value)
+    v = v.astype(np.int64 if v.dtype.kind in "iub" else np.float32)
+    return make(Op.CONST, value=v)
+
+
+def fill(shape: Sequence[Dim], value: float = 0.0, dtype: str = F32,
+         batch_like: Node | None = None) -> Node:
+    """A constant tensor; with `batch_like`, its shape is [batch_like.shape[0], *shape]."""
+    return make(Op.FILL, [batch_like] if batch_like is not None else [], shape=tuple(shape),
+                value=float(value), dtype=dtype)
+
+
+def unary(op: Op, x: Node) -> Node:
+    return make(op, [x])
+
+
+def binary(op: Op, a: Any, b: Any) -> Node:
+    return make(op, [as_node(a), as_node(b)])
+
+
+def add(a: Any, b: Any) -> Node:
+    return binary(Op.ADD, a, b)
+
+
+def sub(a: Any, b: Any) -> Node:
+    return binary(Op.SUB, a, b)
+
+
+def mul(a: Any, b: Any) -> Node:
+    return binary(Op.MUL, a, b)
+
+
+def div(a: Any, b: Any) -> Node:
+    return binary(Op.DIV, a, b)
+
+
+def neg(x: Node) -> Node:
+    return make(Op.NEG, [x])
+
+
+def exp(x: Node) -> Node:
+    return make(Op.EXP, [x])
+
+
+def log(x: Node) -> Node:
+    return make(Op.LOG, [x])
+
+
+def tanh(x: Node) -> Node:
+    return make(Op.TANH, [x])
+
+
+def sigmoid(x: Node) -> Node:
+    return make(Op.SIGMOID, [x])
+
+
+def relu(x: Node) -> Node:
+    return make(Op.RELU, [x])
+
+
+def matmul(a: Node, b: Node, transpose_b: bool = False) -> Node:
+    return make(Op.MATMUL, [a, b], transpose_b=bool(transpose_b))
+
+
+def sum_(x: Node, axes: Sequence[int] | None = None, keepdims: bool = False) -> Node:
+    return make(Op.SUM, [x], axes=None if axes is None else tuple(axes), keepdims=keepdims)
+
+
+def mean(x: Node, axes: Sequence[int] | None = None, keepdims: bool = False) -> Node:
+    return make(Op.MEAN, [x], axes=None if axes is None else tuple(axes), keepdims=keepdims)
+
+
+def softmax(x: Node, axis: int = -1) -> Node:
+    return make(Op.SOFTMAX, [x], axis=axis)
+
+
+def log_softmax(x: Node, axis: int = -1) -> Node:
+    return make(Op.LOG_SOFTMAX, [x], axis=axis)
+
+
+def lookup(weight: Node, ids: Node) -> Node:
+    return make(Op.LOOKUP, [weight, ids])
+
+
+def pick(x: Node, idx: Node) -> Node:
+    return make(Op.PICK, [x, idx])
+
+
+def concat(xs: Sequence[Node], axis: int) -> Node:
+    return make(Op.CONCAT, list(xs), axis=axis)
+
+
+def slice_(x: Node, axis: int, start: int, length: int) -> Node:
+    return make(Op.SLICE, [x], axis=axis, start=start, length=length)
+
+
+def index(x: Node, axis: int, i: int) -> Node:
+    return make(Op.INDEX, [x], axis=axis, index=i)
+
+
+def reshape(x: Node, shape: Sequence[Dim]) -> Node:
+    return make(Op.RESHAPE, [x], shape=tuple(shape))
+
+
+def dropout(x: Node, p: float, seed: int = 0) -> Node:
+    return make(Op.DROPOUT, [x], p=float(p), seed=int(seed))
+
+
+def get(x: Node, i: int) -> Node:
+    return make(Op.GET, [x], index=int(i))
+
+
+def view(flat: Node, offset: int, shape: Sequence[int]) -> Node:
+    return make(Op.VIEW, [flat], offset=int(offset), shape=tuple(shape))
+
+
+def loop(body: Graph, consts: Sequence[Node], carry: Sequence[Node], xs: Sequence[Node],
+         lengths: Node | None = None, *, reverse: bool = False, unroll: int | None = None,
+         length: Dim | None = None, name: str = "") -> Node:
+    """The scan node; see `graphrnn.loop.Loop` for its semantics."""
+    ins = list(consts) + list(carry) + list(xs) + ([lengths] if lengths is not None else [])
+    return make(Op.LOOP, ins, name=name, body=body, n_consts=len(consts), n_carry=len(carry),
+                n_xs=len(xs), has_lengths=lengths is not None, reverse=bool(reverse),
+                unroll=unroll, length=length)
+
+
+__all__ = ["SHAPE_RULES", "infer_graph", "make", "scope", "loop_operands"]

@@ -1,0 +1,162 @@
+"""The JIT: parse, verify and optimise LLVM IR, emit object code, load it for calling.
+
+All LLVM work happens under one process-wide lock, because llvmlite shares one LLVM
+context between threads and LLVM objects are not thread-safe. Calling the loaded code
+needs no lock: a ctypes ``CFUNCTYPE`` call releases the GIL and runs in parallel.
+
+    engine = Engine()
+    compiled = engine.compile_to_object(llvm_ir)      # bytes, optimised IR, assembly
+    library = engine.load(compiled.obj)
+    fn = library.function("graphrnn_0123abcd_forward", ctypes.c_void_p, ctypes.c_int64)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from typing import Any, NamedTuple
+
+import llvmlite
+import llvmlite.binding as llvm
+
+# One lock for every llvmlite call that touches the global LLVM context.
+_LOCK = threading.RLock()
+_INITIALIZED = False
+
+
+class JitError(RuntimeError):
+    """LLVM rejected the IR, or a symbol is missing from loaded object code."""
+
+
+class Compiled(NamedTuple):
+    """Result of `Engine.compile_to_object`."""
+
+    obj: bytes
+    optimized_ir: str
+    asm: str | None
+
+
+def _ensure_initialized() -> None:
+    # llvm.initialize() raises in llvmlite 0.50; only the native target is needed.
+    global _INITIALIZED
+    with _LOCK:
+        if not _INITIALIZED:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            _INITIALIZED = True
+
+
+def host_signature() -> dict[str, str]:
+    """What the object code depends on besides the IR: triple, CPU, features, versions."""
+    return dict(_host_signature())
+
+
+@functools.lru_cache(maxsize=1)
+def _host_signature() -> dict[str, str]:
+    return {
+        "triple": llvm.get_process_triple(),
+        "cpu": llvm.get_host_cpu_name(),
+        "features": llvm.get_host_cpu_features().flatten(),
+        "llvmlite": llvmlite.__version__,
+        "llvm": ".".join(str(v) for v in llvm.llvm_version_info),
+    }
+
+
+def _target_machine() -> llvm.TargetMachine:
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(),
+        features=llvm.get_host_cpu_features().flatten(),
+        opt=3,
+        jit=True,
+    )
+
+
+class Library:
+    """Object code loaded into its own MCJIT engine; kept alive while functions are used."""
+
+    def __init__(self, obj: bytes) -> None:
+        _ensure_initialized()
+        with _LOCK:
+            # MCJIT takes ownership of its target machine, so each engine gets a fresh one.
+            self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine())
+            self._object = llvm.ObjectFileRef.from_data(obj)
+            self._engine.add_object_file(self._object)
+            self._engine.finalize_object()
+
+    def address(self, symbol: str) -> int:
+        """Address of `symbol` in the loaded code; `JitError` if it is not defined there."""
+        with _LOCK:
+            addr = self._engine.get_function_address(symbol)
+        if not addr:
+            raise JitError(
+                f"symbol {symbol!r} is not defined in the loaded object code; "
+                "check the function name emitted by the lowering"
+            )
+        return addr
+
+    def function(self, symbol: str, restype: Any, *argtypes: Any) -> Any:
+        """A ctypes function for `symbol` that keeps this library alive while referenced."""
+        fn = ctypes.CFUNCTYPE(restype, *argtypes)(self.address(symbol))
+        fn._library = self  # the code is freed with the engine
+        return fn
+
+
+class Engine:
+    """Optimises IR for the host CPU and turns it into loadable object code."""
+
+    def __init__(self) -> None:
+        _ensure_initialized()
+        with _LOCK:
+            self._tm = _target_machine()
+
+    def optimize(self, llvm_ir: str, *, loop_unrolling: bool = False) -> llvm.ModuleRef:
+        """Parse and verify `llvm_ir`, then run the O3 pipeline; `JitError` on bad IR.
+
+        LLVM's unroller is off by default: the generator unrolls where it pays, and LLVM's
+        unrolling of register-blocked loops was measured to add spills.
+        """
+        with _LOCK:
+            try:
+                module = llvm.parse_assembly(llvm_ir)
+                module.verify()
+            except RuntimeError as exc:
+                raise JitError(f"invalid LLVM IR: {exc}") from None
+            # The code runs on this host only; llvmlite.ir leaves both as placeholders, and
+            # the optimiser's cost models need the real ones.
+            module.triple = self._tm.triple
+            module.data_layout = str(self._tm.target_data)
+            options = llvm.create_pipeline_tuning_options(speed_level=3)
+            options.loop_vectorization = True
+            options.slp_vectorization = True
+            options.loop_unrolling = loop_unrolling
+            builder = llvm.create_pass_builder(self._tm, options)
+            builder.getModulePassManager().run(module, builder)
+            return module
+
+    def emit_object(self, module: llvm.ModuleRef) -> bytes:
+        """Native object code for `module`."""
+        with _LOCK:
+            return self._tm.emit_object(module)
+
+    def emit_assembly(self, module: llvm.ModuleRef) -> str:
+        """Native assembly text for `module`."""
+        with _LOCK:
+            return self._tm.emit_assembly(module)
+
+    def compile_to_object(
+        self, llvm_ir: str, *, loop_unrolling: bool = False, assembly: bool = False
+    ) -> Compiled:
+        """Optimise and emit `llvm_ir`; the assembly text only when asked (it costs time)."""
+        module = self.optimize(llvm_ir, loop_unrolling=loop_unrolling)
+        with _LOCK:
+            return Compiled(
+                obj=self.emit_object(module),
+                optimized_ir=str(module),
+                asm=self.emit_assembly(module) if assembly else None,
+            )
+
+    def load(self, obj: bytes) -> Library:
+        """Load object code produced by `compile_to_object` (or read from the cache)."""
+        return Library(obj)

@@ -1,0 +1,182 @@
+"""Accuracy of the inline exp/sigmoid/tanh/log against float64 numpy, compiled by the JIT."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+from llvmlite import ir
+
+from graphrnn.compiler.mathfns import emit_exp, emit_log, emit_sigmoid, emit_tanh
+from graphrnn.runtime.jit import Engine
+
+F32 = ir.FloatType()
+I64 = ir.IntType(64)
+WIDTHS = (1, 4, 8, 16)
+FLT_MIN = float(np.finfo(np.float32).tiny)
+
+EMITTERS = {"exp": emit_exp, "sigmoid": emit_sigmoid, "tanh": emit_tanh, "log": emit_log}
+
+
+def _sigmoid64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x)))
+
+
+REFERENCE = {"exp": np.exp, "sigmoid": _sigmoid64, "tanh": np.tanh, "log": np.log}
+# Max relative error for results of normal magnitude; measured values are in the comments.
+RTOL = {"exp": 1.5e-7, "sigmoid": 2.5e-7, "tanh": 2.5e-7, "log": 1.5e-7}
+
+
+def _build_apply(module: ir.Module, name: str, emit, width: int) -> None:
+    """void name(float* src, float* dst, i64 n): dst[i] = f(src[i]) in width-chunks + tail.
+
+        i = 0
+        while i + width <= n: dst[i:i+width] = f(src[i:i+width]); i += width
+        while i < n: dst[i] = f(src[i]); i += 1
+    """
+    fp = F32.as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [fp, fp, I64]), name)
+    src, dst, n = fn.args
+    entry, tcond, tbody, done = (fn.append_basic_block(s) for s in ("entry", "tcond", "tbody", "done"))
+    b = ir.IRBuilder(entry)
+    if width == 1:
+        b.branch(tcond)
+    else:
+        vcond, vbody = fn.append_basic_block("vcond"), fn.append_basic_block("vbody")
+        b.branch(vcond)
+        vty = ir.VectorType(F32, width)
+        b.position_at_end(vcond)
+        i = b.phi(I64)
+        i.add_incoming(ir.Constant(I64, 0), entry)
+        nxt = b.add(i, ir.Constant(I64, width))
+        b.cbranch(b.icmp_signed("<=", nxt, n), vbody, tcond)
+        b.position_at_end(vbody)
+        vsrc = b.bitcast(b.gep(src, [i]), vty.as_pointer())
+        vdst = b.bitcast(b.gep(dst, [i]), vty.as_pointer())
+        b.store(emit(b, b.load(vsrc, align=4)), vdst, align=4)
+        i.add_incoming(nxt, vbody)
+        b.branch(vcond)
+
+    b.position_at_end(tcond)
+    j = b.phi(I64)
+    j.add_incoming(i if width > 1 else ir.Constant(I64, 0), vcond if width > 1 else entry)
+    b.cbranch(b.icmp_signed("<", j, n), tbody, done)
+    b.position_at_end(tbody)
+    b.store(emit(b, b.load(b.gep(src, [j]))), b.gep(dst, [j]))
+    j.add_incoming(b.add(j, ir.Constant(I64, 1)), tbody)
+    b.branch(tcond)
+    b.position_at_end(done)
+    b.ret_void()
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    module = ir.Module("mathfns_test")
+    for op, emit in EMITTERS.items():
+        for width in WIDTHS:
+            _build_apply(module, f"{op}_w{width}", emit, width)
+    engine = Engine()
+    compiled = engine.compile_to_object(str(module), assembly=True)
+    library = engine.load(compiled.obj)
+    args = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    fns = {(op, w): library.function(f"{op}_w{w}", None, *args) for op in EMITTERS for w in WIDTHS}
+    return fns, compiled
+
+
+def _run(kernels, op: str, width: int, x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.full_like(x, 12345.0)
+    kernels[0][op, width](x.ctypes.data, out.ctypes.data, x.size)
+    return out
+
+
+def _sweep(op: str) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    tiny = 10.0 ** np.linspace(-45, -3, 20_001)
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, FLT_MIN, 1.4e-45, 1e-40, 3.4028235e38, 1.0]
+    parts = [
+        np.linspace(-100, 100, 1_000_001),
+        np.linspace(-2, 2, 200_001),
+        tiny, -tiny, special, np.negative(special),
+        rng.integers(0, 2**32, 500_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+    ]
+    if op == "log":
+        one = np.float32(1.0)
+        near_one = np.nextafter(one, np.inf) + (np.arange(-2000, 2000) * np.spacing(one))
+        parts += [np.linspace(0, 4, 400_001), np.exp(np.linspace(-103, 88, 100_001)), near_one]
+    return np.concatenate([np.asarray(p, dtype=np.float32).ravel() for p in parts])
+
+
+def _errors(op: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Max relative error where the float64 result is normal, max abs error below that."""
+    with np.errstate(all="ignore"):
+        ref = REFERENCE[op](x.astype(np.float64))
+        ref32 = ref.astype(np.float32)  # what a correctly rounded result would be
+    both_nan = np.isnan(ref) & np.isnan(y)
+    assert np.array_equal(np.isnan(ref), np.isnan(y)), x[np.isnan(ref) != np.isnan(y)][:10]
+    inf = np.isinf(ref32)
+    assert np.array_equal(y[inf], ref32[inf]), x[inf][y[inf] != ref32[inf]][:10]
+    ok = ~both_nan & ~inf
+    ref, y = ref[ok], y[ok].astype(np.float64)
+    normal = np.abs(ref) >= FLT_MIN
+    rel = np.abs(y[normal] - ref[normal]) / np.abs(ref[normal])
+    absolute = np.abs(y[~normal] - ref[~normal])
+    return float(rel.max(initial=0)), float(absolute.max(initial=0))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("op", sorted(EMITTERS))
+def test_accuracy(kernels, op, width):
+    x = _sweep(op)
+    rel, absolute = _errors(op, x, _run(kernels, op, width, x))
+    assert rel <= RTOL[op], f"{op} w{width}: max rel error {rel:.3g}"
+    # Below FLT_MIN only exp keeps full subnormal precision; the others may flush.
+    assert absolute <= (2.0 ** -149 if op == "exp" else FLT_MIN), f"{op}: abs error {absolute:.3g}"
+
+
+@pytest.mark.parametrize("width", (1, 8))
+def test_special_values(kernels, width):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 100.0, -200.0], dtype=np.float32)
+    out = {op: _run(kernels, op, width, x) for op in EMITTERS}
+    nan, inf = np.nan, np.inf
+    np.testing.assert_array_equal(out["exp"], [nan, inf, 0, 1, 1, inf, 0])
+    np.testing.assert_array_equal(out["sigmoid"], [nan, 1, 0, 0.5, 0.5, 1, 0])
+    np.testing.assert_array_equal(out["tanh"], [nan, 1, -1, 0, -0.0, 1, -1])
+    np.testing.assert_array_equal(np.signbit(out["tanh"][3:5]), [False, True])
+    np.testing.assert_array_equal(out["log"], [nan, inf, nan, -inf, -inf, np.log(np.float32(100)),
+                                               nan])
+
+
+def test_exp_gradual_underflow_and_overflow_edge(kernels):
+    x = np.array([-103.0, -100.0, -95.0, -88.0, 88.72, 88.7228, 88.7229], dtype=np.float32)
+    with np.errstate(over="ignore"):
+        ref = np.exp(x.astype(np.float64)).astype(np.float32)
+    out = _run(kernels, "exp", 8, x)
+    ulps = np.abs(out.view(np.int32).astype(np.int64) - ref.view(np.int32))
+    assert ulps.max() <= 1, (out, ref)
+
+
+def test_uses_vector_code_and_no_libm(kernels):
+    asm = kernels[1].asm
+    assert "vroundps" in asm and "vfmadd" in asm
+    assert "expf" not in asm and "logf" not in asm and "tanhf" not in asm
+
+
+def test_rejects_non_float():
+    b = ir.IRBuilder(ir.Function(ir.Module(), ir.FunctionType(ir.VoidType(), []), "f")
+                     .append_basic_block())
+    with pytest.raises(TypeError):
+        emit_exp(b, ir.Constant(ir.IntType(32), 1))
+
+
+def test_intrinsics_declared_once():
+    module = ir.Module()
+    vty = ir.VectorType(F32, 8)
+    fn = ir.Function(module, ir.FunctionType(vty, [vty]), "f")
+    b = ir.IRBuilder(fn.append_basic_block())
+    b.ret(emit_tanh(b, emit_exp(b, emit_sigmoid(b, emit_log(b, fn.args[0])))))
+    text = str(module)
+    assert text.count('declare <8 x float> @"llvm.fma.v8f32"') == 1
+    assert text.count('declare <8 x float> @"llvm.rint.v8f32"') == 1
