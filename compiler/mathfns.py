@@ -70,12 +70,14 @@ def _check_type(x: ir.Value) -> None:
         raise TypeError(f"expected float or <n x float>, got {ty}")
 
 
-def _intrinsic(builder: ir.IRBuilder, name: str, x: ir.Value, nargs: int) -> ir.Function:
-    """Get or declare ``llvm.<name>`` overloaded on x's type (declare_intrinsic rejects vectors)."""
-    ty = x.type
+def intrinsic(module: ir.Module, name: str, ty: ir.Type, nargs: int) -> ir.Function:
+    """Get or declare ``llvm.<name>.f32`` / ``llvm.<name>.v<n>f32`` taking `nargs` of `ty`.
+
+    ``Module.declare_intrinsic`` rejects vector types, and declaring a name twice is an
+    error, so every emitter that needs e.g. ``llvm.fma.v8f32`` should come through here.
+    """
     suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
     full = f"llvm.{name}.{suffix}"
-    module = builder.module
     existing = module.globals.get(full)
     if existing is not None:
         return existing
@@ -83,7 +85,8 @@ def _intrinsic(builder: ir.IRBuilder, name: str, x: ir.Value, nargs: int) -> ir.
 
 
 def _call(builder: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
-    return builder.call(_intrinsic(builder, name, args[0], len(args)), list(args))
+    fn = intrinsic(builder.module, name, args[0].type, len(args))
+    return builder.call(fn, list(args))
 
 
 def _fma(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, c: ir.Value) -> ir.Value:
@@ -135,8 +138,8 @@ def _exp_fast(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
 def emit_exp(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """exp(x) over the whole float32 range, subnormal results and overflow to inf included.
 
-    2**n is applied as two factors 2**(n//2) and 2**(n - n//2): both are normal floats
-    and only the last multiplication rounds, which gives gradual underflow.
+    2**n is applied as two factors 2**h and 2**(n - h) with h = rint(n / 2): both are
+    normal floats and only the last multiplication rounds, which gives gradual underflow.
     """
     _check_type(x)
     n, p = _exp_reduced(builder, _clamp(builder, x, _EXP_LO, _EXP_HI))

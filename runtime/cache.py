@@ -48,8 +48,12 @@ def default_cache_dir() -> Path:
     if explicit:
         return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "graphrnn"
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "graphrnn"
+    try:
+        return Path.home() / ".cache" / "graphrnn"
+    except RuntimeError:  # no home directory (some containers); the cache must not fail
+        return Path(tempfile.gettempdir()) / "graphrnn-cache"
 
 
 def cache_key(llvm_ir: str, version: str, host: Mapping[str, str]) -> str:
@@ -90,7 +94,10 @@ class KernelCache:
     """Object code by content key: a per-instance memory map backed by a directory."""
 
     def __init__(
-        self, directory: str | os.PathLike[str] | None = None, *, host: Mapping[str, str] | None = None
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        host: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.stats = CacheStats()

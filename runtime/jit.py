@@ -5,9 +5,10 @@ context between threads and LLVM objects are not thread-safe. Calling the loaded
 needs no lock: a ctypes ``CFUNCTYPE`` call releases the GIL and runs in parallel.
 
     engine = Engine()
-    compiled = engine.compile_to_object(llvm_ir)      # bytes, optimised IR, assembly
+    compiled = engine.compile_to_object(llvm_ir)  # .obj bytes, .optimized_ir, .asm (None)
     library = engine.load(compiled.obj)
-    fn = library.function("graphrnn_0123abcd_forward", ctypes.c_void_p, ctypes.c_int64)
+    # restype first, then argtypes: void graphrnn_0123abcd_forward(void*, int64)
+    fn = library.function("graphrnn_0123abcd_forward", None, ctypes.c_void_p, ctypes.c_int64)
 """
 
 from __future__ import annotations
