@@ -13,6 +13,7 @@ from .ir import (Graph, GraphError, InputError, LoweringError, Node, Op, Param, 
 from .loop import Loop
 from .losses import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .nn import Input
+from .serialize import ModelFileError, load, save
 
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",

@@ -18,6 +18,20 @@ def aligned_zeros(n: int) -> np.ndarray:
     return raw[skip:skip + n]
 
 
+def _name_params(graph: Graph, keys: dict[Param, str]) -> Graph:
+    """PARAM nodes renamed to their parameter keys (`linear_1.weight`), in every loop body too."""
+    from .compiler.rewrite import rewrite
+    taken = {n.name for n in graph.nodes if n.op != Op.PARAM}
+
+    def visit(n: Node) -> Node:
+        if n.op == Op.LOOP:
+            return n.replace(attrs={**n.attrs, "body": _name_params(n.attrs["body"], keys)})
+        if n.op == Op.PARAM and n.param in keys and keys[n.param] not in taken:
+            return n.replace(name=keys[n.param])
+        return n
+    return rewrite(graph, visit, into_loops=False)
+
+
 class gModule(Module):
     """Close a graph from its inputs and outputs (nngraph `gModule`).
 
@@ -31,33 +45,59 @@ class gModule(Module):
         ins = as_nodes(inputs) if not isinstance(inputs, Node) else [inputs]
         outs = as_nodes(outputs) if not isinstance(outputs, Node) else [outputs]
         from .compiler.tie import tie_params          # the front passes that closing needs
-        self.graph: Graph = tie_params(Graph.build(ins, outs))
+        built = Graph.build(ins, outs)
+        used = {id(n.param): n.param for n, _ in built.walk() if n.op == Op.PARAM}
+        self.graph: Graph = tie_params(built)
         self.training = False
         self.compiled = None
-        self._bind_flat_parameters()
+        keys = self._bind_flat_parameters(list(used.values()))
+        self.graph = _name_params(self.graph, keys)
 
     # -- parameters
-    def _bind_flat_parameters(self) -> None:
+    def _bind_flat_parameters(self, used: list[Param]) -> dict[Param, str]:
+        """Lay the parameters out in one flat vector and make each `Param.data` a view of it.
+
+        Parameters tied to another (`share`/`clone`) get the view of the one they are tied to.
+        """
         params = self.graph.params()
         self.table, keys = layout_params(params)
         self.flat = aligned_zeros(self.table.size)
         self.flat_grad = aligned_zeros(self.table.size)
-        self._by_key: dict[str, Param] = {}
+        self._by_key: dict[str, Param] = {keys[p]: p for p in params}
+        self._tied = [p for p in used if p.root() is not p]
+        self._params = dict(self._by_key)
+        self._claim()
+        return keys
+
+    def _claim(self) -> None:
+        """Make every parameter a view of this model's flat vectors, keeping its value.
+
+        A Param lives in one flat vector at a time: that of the model that closed last over it
+        (a cell inside a bigger model) or whose parameters were asked for last. Moving copies
+        the values, so nothing is lost; vectors taken earlier from the other model go stale.
+        """
+        base = self.flat.ctypes.data
+        if all(p.data.ctypes.data == base + 4 * self.table.slots[k].offset
+               for k, p in self._by_key.items()):
+            return
         views = self.table.views(self.flat)
         grads = self.table.views(self.flat_grad)
-        for p in params:
-            k = keys[p]
+        for k, p in self._by_key.items():
             views[k][...] = p.data
-            p.data = views[k]
-            p.grad = grads[k]
-            self._by_key[k] = p
-        self._params = dict(self._by_key)
+            if getattr(p, "grad", None) is not None and p.grad.shape == p.shape:
+                grads[k][...] = p.grad
+            p.data, p.grad = views[k], grads[k]
+        for p in self._tied:
+            p.data, p.grad = p.root().data, p.root().grad
 
     def parameters(self) -> tuple[np.ndarray, np.ndarray]:
         """(params, grads): the two flat float32 vectors every parameter is a view into."""
+        self._claim()
         return self.flat, self.flat_grad
 
     def named_parameters(self) -> dict[str, np.ndarray]:
+        """Parameter key -> its value, a view into the flat vector."""
+        self._claim()
         return {k: p.data for k, p in self._by_key.items()}
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -69,6 +109,7 @@ class gModule(Module):
         unexpected = [k for k in state if k not in self._by_key]
         if strict and (missing or unexpected):
             raise KeyError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
+        self._claim()
         for k, v in state.items():
             if k in self._by_key:
                 p = self._by_key[k]
@@ -79,6 +120,7 @@ class gModule(Module):
 
     def reset_parameters(self, seed: int = 0, scheme: str | None = None) -> None:
         """Re-draw every parameter from its init spec (or `scheme`), seeded by (seed, key)."""
+        self._claim()
         for k, p in self._by_key.items():
             spec = scheme if scheme and (len(p.shape) > 1 or scheme in ("zeros",)) else p.init
             p.data[...] = initial_value(p.shape, spec, key_generator(seed, k))

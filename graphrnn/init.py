@@ -6,22 +6,31 @@ they were made: `zeros`, `ones`, `uniform(a,b)`, `normal(mean,std)`, `xavier_uni
 """
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
 
 import numpy as np
 
 _generator = np.random.default_rng(0)
+_dropout_seeds = itertools.count(1)
 
 
 def manual_seed(seed: int) -> None:
-    """Seed the generator that initialises newly created parameters (like torch.manual_seed)."""
-    global _generator
+    """Seed the generator that initialises newly created parameters (like torch.manual_seed),
+    and restart the numbering of dropout masks, so model construction is reproducible."""
+    global _generator, _dropout_seeds
     _generator = np.random.default_rng(seed)
+    _dropout_seeds = itertools.count(1)
 
 
 def generator() -> np.random.Generator:
     return _generator
+
+
+def next_dropout_seed() -> int:
+    """A fresh per-node salt for a dropout mask (distinct nodes draw distinct masks)."""
+    return next(_dropout_seeds)
 
 
 def key_generator(seed: int, key: str) -> np.random.Generator:

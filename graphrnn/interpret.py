@@ -21,6 +21,7 @@ class Context:
     training: bool = False
     seed: int = 0
     step: int = 0                 # the loop step being evaluated (salts dropout masks)
+    param_values: dict | None = None   # id(Param) -> array, overriding Param.data
 
 
 def dropout_mask(shape: tuple[int, ...], p: float, seed: int, node_seed: int,
@@ -117,7 +118,10 @@ def _view(n: Node, a: list, ctx: Context) -> np.ndarray:
 
 
 def _param(n: Node, a: list, ctx: Context) -> np.ndarray:
-    return n.param.root().data.astype(ctx.dtype, copy=False)
+    p = n.param.root()
+    if ctx.param_values is not None and id(p) in ctx.param_values:
+        return ctx.param_values[id(p)]
+    return p.data.astype(ctx.dtype, copy=False)
 
 
 def _loop(n: Node, args: list, ctx: Context) -> tuple:
@@ -159,6 +163,43 @@ def _loop(n: Node, args: list, ctx: Context) -> tuple:
     return tuple(carry) + tuple(ys)
 
 
+def _seq_mask(n: Node, a: list, ctx: Context) -> np.ndarray:
+    b, steps = a[0].shape[:2]
+    t = np.arange(steps)[None, :]
+    keep = np.ones((b, steps), bool)
+    if len(a) > 1:
+        keep &= t < a[1][:, None]
+    if n.attrs.get("every"):
+        keep &= (t % n.attrs["every"]) != 0
+    return keep.astype(ctx.dtype)
+
+
+def _contract(n: Node, a: list, ctx: Context) -> np.ndarray:
+    x, g = a
+    out = x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    return out.T if n.attrs.get("transpose_out") else out
+
+
+def _pad(n: Node, a: list, ctx: Context) -> np.ndarray:
+    widths = [(0, 0)] * a[0].ndim
+    widths[n.attrs["axis"]] = (n.attrs["before"], n.attrs["after"])
+    return np.pad(a[0], widths)
+
+
+def _scatter(n: Node, a: list, ctx: Context) -> np.ndarray:
+    g, ids = a
+    out = np.zeros((n.attrs["n"], g.shape[-1]), ctx.dtype)
+    np.add.at(out, ids.reshape(-1), g.reshape(-1, g.shape[-1]))
+    return out
+
+
+def _assemble(n: Node, a: list, ctx: Context) -> np.ndarray:
+    out = np.zeros(n.attrs["size"], ctx.dtype)
+    for part, off in zip(a, n.attrs["offsets"]):
+        out[off:off + part.shape[0]] += part
+    return out
+
+
 EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.PARAM: _param,
     Op.CONST: _const,
@@ -189,6 +230,15 @@ EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.GET: lambda n, a, c: a[0][n.attrs["index"]],
     Op.VIEW: _view,
     Op.FUSED: lambda n, a, c: run_graph(n.attrs["body"], a, c)[0],
+    Op.STEP: lambda n, a, c: (a[0] > 0).astype(c.dtype),
+    Op.WHERE: lambda n, a, c: np.where(a[0] != 0, a[1], a[2]),
+    Op.SEQ_MASK: _seq_mask,
+    Op.CONTRACT: _contract,
+    Op.EXPAND: lambda n, a, c: np.broadcast_to(a[0], a[1].shape).copy(),
+    Op.PAD: _pad,
+    Op.SCATTER: _scatter,
+    Op.ONEHOT: lambda n, a, c: np.eye(n.attrs["n"], dtype=c.dtype)[a[0]],
+    Op.ASSEMBLE: _assemble,
 }
 
 
@@ -211,12 +261,16 @@ def array_type(x: np.ndarray) -> TensorType:
 
 
 def coerce_input(x: Node, value: Any, dtype: type) -> np.ndarray:
-    """An input value as an array of the kind the input expects, or a clear error."""
+    """An input value as an array of the kind the input expects, or a clear error.
+
+    A typed input converts integers to its dtype; an untyped one (`nn.Identity()()`) takes the
+    kind of the data: integer arrays stay int64 (ids, lengths), floats become `dtype`.
+    """
     arr = np.asarray(value)
-    want_int = x.type is not None and x.type.dtype == "int64"
-    if arr.dtype.kind in "iub" and (want_int or arr.dtype.kind != "b"):
-        return arr.astype(np.int64) if want_int else arr.astype(dtype)
-    if arr.dtype.kind == "f" and not want_int:
+    declared = x.type.dtype if x.type is not None else None
+    if arr.dtype.kind in "iu" or (arr.dtype.kind == "b" and declared == "int64"):
+        return arr.astype(dtype) if declared == "float32" else arr.astype(np.int64)
+    if arr.dtype.kind == "f" and declared != "int64":
         return arr.astype(dtype)
     expected = str(x.type) if x.type is not None else "a float or integer array"
     raise node_error(x, f"expected {expected}, got an array of dtype {arr.dtype}", InputError)

@@ -8,6 +8,7 @@ itself a `Graph`. Parameters are identified by `Param` objects: two nodes holdin
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 import os
 import sys
@@ -60,9 +61,21 @@ class Op(str, Enum):
     # introduced by passes
     VIEW = "view"               # attrs["offset"], attrs["shape"]: a slice of the flat params
     FUSED = "fused"             # attrs["body"]: a Graph of elementwise ops, one pass over data
+    # introduced by differentiation
+    STEP = "step"               # 1 where x > 0, else 0 (the derivative of relu)
+    WHERE = "where"             # where(mask != 0, a, b), numpy broadcasting
+    SEQ_MASK = "seq_mask"       # like[B, T, ...][, lengths] -> f32[B, T]: t < lengths[b] and,
+                                # with attrs["every"] = k, t % k != 0 (truncated BPTT borders)
+    CONTRACT = "contract"       # a[..., K], b[..., N] -> sum over leading dims of a^T b: [K, N]
+                                # ([N, K] with attrs["transpose_out"])
+    EXPAND = "expand"           # x broadcast to the shape of ref
+    PAD = "pad"                 # zeros around x: attrs["axis"], attrs["before"], attrs["after"]
+    SCATTER = "scatter"         # g[..., d], ids[...] -> f32[n, d]: rows added at ids
+    ONEHOT = "onehot"           # idx[...] -> f32[..., n]
+    ASSEMBLE = "assemble"       # 1-D parts added into f32[size] at attrs["offsets"]
 
 
-ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID, Op.RELU})
+ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID, Op.RELU, Op.STEP})
 ELEMENTWISE_BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV})
 LEAVES = frozenset({Op.INPUT, Op.PARAM, Op.CONST})
 
@@ -87,7 +100,7 @@ class InputError(ValueError):
 
 def node_error(node: "Node", message: str, cls: type = GraphError) -> Exception:
     """An error in the project's template: `<name> (<file:line>): <message>`."""
-    label = node.name or node.op.value
+    label = node.name or (f"{node.scope}/{node.op.value}" if node.scope else node.op.value)
     where = f" ({node.where})" if node.where else ""
     return cls(f"{label}{where}: {message}")
 
@@ -159,6 +172,7 @@ class Param:
         self.tie_where: str = ""
         self.data = (np.zeros(self.shape, np.float32) if data is None
                      else np.asarray(data, np.float32).reshape(self.shape))
+        self.grad: np.ndarray | None = None    # a view into the owning model's flat gradient
 
     @property
     def size(self) -> int:
@@ -220,11 +234,10 @@ class Node:
 
     def replace(self, **changes: Any) -> "Node":
         """A copy with `changes`; `self` when nothing changes."""
-        if all(getattr(self, k) is v or (k in ("attrs", "inputs") and getattr(self, k) == v)
-               for k, v in changes.items()):
+        if all(_same(getattr(self, k), v) for k, v in changes.items()):
             return self
         changes.setdefault("users", weakref.WeakSet())
-        changes.setdefault("seq", next(_creation_order))
+        changes.setdefault("seq", self.seq)    # a copy keeps its place in reading order
         return dataclasses.replace(self, **changes)
 
     def annotate(self, name: str | None = None, doc: str | None = None, **_: Any) -> "Node":
@@ -251,6 +264,23 @@ class Node:
         return f"<Node {label} : {type_str(self.type)} = {self.op.value}>"
 
     __hash__ = object.__hash__
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Identity, or equal plain values; arrays and graphs compare by identity only."""
+    if a is b:
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, TensorType) and isinstance(b, TensorType):
+        return a == b
+    return _plain(a) and _plain(b) and type(a) is type(b) and a == b
+
+
+def _plain(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
 
 
 class Table(tuple):
@@ -288,9 +318,32 @@ def toposort(outputs: Iterable[Node]) -> list[Node]:
             else:
                 state[id(node)] = 2
                 order.append(node)
-    # creation order is a valid topological order (inputs exist before their users) and
-    # reads like the user's code
-    return sorted(order, key=lambda n: n.seq)
+    return _reading_order(order)
+
+
+def _reading_order(order: list[Node]) -> list[Node]:
+    """A topological order that follows creation order (the user's code) where it can.
+
+    Kahn's algorithm, always taking the ready node created first; copies made by `replace`
+    keep the original's place, so a pass does not reshuffle the printed graph.
+    """
+    rank = {id(n): (n.seq, i) for i, n in enumerate(order)}
+    waiting = {id(n): len(n.inputs) for n in order}
+    users: dict[int, list[Node]] = {}
+    for n in order:
+        for x in n.inputs:
+            users.setdefault(id(x), []).append(n)
+    ready = [(rank[id(n)], n) for n in order if not n.inputs]
+    heapq.heapify(ready)
+    out: list[Node] = []
+    while ready:
+        _, n = heapq.heappop(ready)
+        out.append(n)
+        for u in users.get(id(n), ()):
+            waiting[id(u)] -= 1
+            if waiting[id(u)] == 0:
+                heapq.heappush(ready, (rank[id(u)], u))
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -397,11 +450,11 @@ def _check_dangling(inputs: tuple[Node, ...], reached: set[int]) -> None:
         if id(n) in seen:
             continue
         seen.add(id(n))
+        # unused parts of a split (GET/INDEX) are fine; what is computed from them is not
         if id(n) not in reached and n.op not in (Op.GET, Op.INDEX):
             raise node_error(n, "this node does not reach any output of the graph (dangling "
                              "node): use it, or leave it out")
-        stack.extend(u for u in list(n.users) if u.op not in (Op.GET, Op.INDEX)
-                     or id(u) in reached)
+        stack.extend(list(n.users))
 
 
 def split(items: Sequence[Any], *counts: int) -> list[tuple]:

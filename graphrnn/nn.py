@@ -7,14 +7,13 @@ parameters by construction; `share` ties parameters across instances.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any, Sequence
 
 import numpy as np
 
 from . import ops
-from .init import generator, initial_value
+from .init import generator, initial_value, next_dropout_seed
 from .ir import GraphError, Node, Param, Table, creation_site
 
 Nodes = "Node | Sequence[Node]"
@@ -217,7 +216,11 @@ class SelectTable(Module):
         self.index = index
 
     def __call__(self, x: Any = None) -> Node:
-        return as_nodes(x)[self.index]
+        xs = as_nodes(x)
+        if not -len(xs) <= self.index < len(xs):
+            raise GraphError(f"SelectTable({self.index}) at {creation_site()}: the table has "
+                             f"{len(xs)} entries")
+        return xs[self.index]
 
 
 class Narrow(Module):
@@ -285,9 +288,6 @@ class LookupTable(Module):
         return LookupTable(self.n, self.dim, self.name)
 
 
-_dropout_seeds = itertools.count(1)
-
-
 class Dropout(Module):
     """Zero each element with probability p while training (scaled by 1/(1-p)); identity else."""
 
@@ -296,7 +296,7 @@ class Dropout(Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
-        self.seed = next(_dropout_seeds) if seed is None else seed
+        self.seed = next_dropout_seed() if seed is None else seed
 
     def build(self, x: Any) -> Node:
         return ops.dropout(_one(self, x), self.p, self.seed)

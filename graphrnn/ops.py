@@ -269,6 +269,72 @@ def _loop(node: Node, ts: list[TensorType]) -> tuple[tuple, dict]:
     return tuple(carry_t) + tuple(ys_t), {"body": typed}
 
 
+def _where(node: Node, ts: list[TensorType]) -> TensorType:
+    for t in ts:
+        _need(node, t, F32)
+    shape = broadcast_shapes(broadcast_shapes(ts[0].shape, ts[1].shape, node), ts[2].shape, node)
+    return TensorType(shape, F32)
+
+
+def _seq_mask(node: Node, ts: list[TensorType]) -> TensorType:
+    like = ts[0]
+    if like.rank < 2:
+        raise node_error(node, f"expected a sequence [B, T, ...], got {like}", ShapeError)
+    if len(ts) > 1 and (ts[1].dtype != I64 or ts[1].rank != 1):
+        raise node_error(node, f"lengths must be i64[B], got {ts[1]}", ShapeError)
+    return TensorType(like.shape[:2], F32)
+
+
+def _contract(node: Node, ts: list[TensorType]) -> TensorType:
+    a, b = ts
+    _need(node, a, F32)
+    _need(node, b, F32)
+    if a.rank < 1 or a.shape[:-1] != b.shape[:-1]:
+        raise node_error(node, f"contract needs equal leading dims, got {a} and {b}", ShapeError)
+    k, n = a.shape[-1], b.shape[-1]
+    return TensorType((n, k) if node.attrs.get("transpose_out") else (k, n), F32)
+
+
+def _expand(node: Node, ts: list[TensorType]) -> TensorType:
+    x, ref = ts
+    if broadcast_shapes(x.shape, ref.shape, node) != ref.shape:
+        raise node_error(node, f"cannot expand {x} to {ref}", ShapeError)
+    return TensorType(ref.shape, x.dtype)
+
+
+def _pad(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    axis = _axis(node, node.attrs["axis"], t.rank)
+    d = t.shape[axis]
+    if not isinstance(d, int):
+        raise node_error(node, f"cannot pad symbolic dim {d!r} of {t}", ShapeError)
+    shape = list(t.shape)
+    shape[axis] = d + int(node.attrs["before"]) + int(node.attrs["after"])
+    return TensorType(tuple(shape), t.dtype), {"axis": axis}
+
+
+def _scatter(node: Node, ts: list[TensorType]) -> TensorType:
+    g, ids = ts
+    _need(node, g, F32)
+    _need(node, ids, I64, "ids")
+    if g.shape[:-1] != ids.shape:
+        raise node_error(node, f"expected rows for ids {ids}, got {g}", ShapeError)
+    return TensorType((int(node.attrs["n"]), g.shape[-1]), F32)
+
+
+def _onehot(node: Node, ts: list[TensorType]) -> TensorType:
+    _need(node, ts[0], I64, "class indices")
+    return TensorType(ts[0].shape + (int(node.attrs["n"]),), F32)
+
+
+def _assemble(node: Node, ts: list[TensorType]) -> TensorType:
+    size = int(node.attrs["size"])
+    for t, off in zip(ts, node.attrs["offsets"]):
+        if t.rank != 1 or not isinstance(t.shape[0], int) or off + t.shape[0] > size:
+            raise node_error(node, f"part {t} at {off} does not fit f32[{size}]", ShapeError)
+    return TensorType((size,), F32)
+
+
 SHAPE_RULES: dict[Op, Callable[[Node, list], Any]] = {
     Op.INPUT: _leaf, Op.PARAM: _param, Op.CONST: _const, Op.FILL: _fill,
     **{op: _unary for op in ELEMENTWISE_UNARY},
@@ -278,6 +344,8 @@ SHAPE_RULES: dict[Op, Callable[[Node, list], Any]] = {
     Op.LOOKUP: _lookup, Op.PICK: _pick,
     Op.CONCAT: _concat, Op.SLICE: _slice, Op.INDEX: _index, Op.RESHAPE: _reshape,
     Op.DROPOUT: _dropout, Op.LOOP: _loop, Op.GET: _get, Op.VIEW: _view, Op.FUSED: _fused,
+    Op.WHERE: _where, Op.SEQ_MASK: _seq_mask, Op.CONTRACT: _contract, Op.EXPAND: _expand,
+    Op.PAD: _pad, Op.SCATTER: _scatter, Op.ONEHOT: _onehot, Op.ASSEMBLE: _assemble,
 }
 
 
@@ -292,7 +360,7 @@ def apply_rule(node: Node, in_types: list[NodeType]) -> Node:
 
 
 _RULES_WITH_ATTRS = frozenset({Op.SUM, Op.MEAN, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.CONCAT,
-                               Op.SLICE, Op.INDEX, Op.LOOP, Op.FUSED})
+                               Op.SLICE, Op.INDEX, Op.LOOP, Op.FUSED, Op.PAD})
 
 
 def bind_input(x: Node, given: TensorType, sizes: dict[str, Dim]) -> TensorType:
@@ -313,6 +381,19 @@ def bind_input(x: Node, given: TensorType, sizes: dict[str, Dim]) -> TensorType:
     return given
 
 
+def _bind_attrs(n: Node, sizes: dict[str, Dim]) -> Node:
+    """Symbols in a node's own shape attributes (reshape, fill, loop length) bound as well."""
+    if not sizes:
+        return n
+    changes = {}
+    if n.op in (Op.RESHAPE, Op.FILL):
+        changes["shape"] = tuple(sizes.get(d, d) if isinstance(d, str) else d
+                                 for d in n.attrs["shape"])
+    if n.op == Op.LOOP and isinstance(n.attrs.get("length"), str):
+        changes["length"] = sizes.get(n.attrs["length"], n.attrs["length"])
+    return n.replace(attrs={**n.attrs, **changes}) if changes else n
+
+
 def infer_graph(graph: Graph, input_types: Sequence[TensorType], *,
                 where: Node | None = None) -> Graph:
     """A copy of `graph` with every node typed, given the types of its inputs."""
@@ -329,7 +410,7 @@ def infer_graph(graph: Graph, input_types: Sequence[TensorType], *,
         if n.op == Op.INPUT:
             raise node_error(n, "input is not among the graph's inputs")
         ins = tuple(new[id(x)] for x in n.inputs)
-        new[id(n)] = apply_rule(n.replace(inputs=ins), [x.type for x in ins])
+        new[id(n)] = apply_rule(_bind_attrs(n.replace(inputs=ins), sizes), [x.type for x in ins])
     return graph.rebuilt([new[id(x)] for x in graph.inputs],
                          [new[id(y)] for y in graph.outputs])
 
@@ -494,6 +575,43 @@ def loop(body: Graph, consts: Sequence[Node], carry: Sequence[Node], xs: Sequenc
     return make(Op.LOOP, ins, name=name, body=body, n_consts=len(consts), n_carry=len(carry),
                 n_xs=len(xs), has_lengths=lengths is not None, reverse=bool(reverse),
                 unroll=unroll, length=length)
+
+
+
+def step(x: Node) -> Node:
+    return make(Op.STEP, [x])
+
+
+def where(mask: Node, a: Any, b: Any) -> Node:
+    return make(Op.WHERE, [mask, as_node(a), as_node(b)])
+
+
+def seq_mask(like: Node, lengths: Node | None = None, every: int | None = None) -> Node:
+    return make(Op.SEQ_MASK, [like] + ([lengths] if lengths is not None else []), every=every)
+
+
+def contract(a: Node, b: Node, transpose_out: bool = False) -> Node:
+    return make(Op.CONTRACT, [a, b], transpose_out=bool(transpose_out))
+
+
+def expand(x: Any, ref: Node) -> Node:
+    return make(Op.EXPAND, [as_node(x), ref])
+
+
+def pad(x: Node, axis: int, before: int, after: int) -> Node:
+    return make(Op.PAD, [x], axis=axis, before=int(before), after=int(after))
+
+
+def scatter(g: Node, ids: Node, n: int) -> Node:
+    return make(Op.SCATTER, [g, ids], n=int(n))
+
+
+def onehot(idx: Node, n: int) -> Node:
+    return make(Op.ONEHOT, [idx], n=int(n))
+
+
+def assemble(parts: Sequence[Node], offsets: Sequence[int], size: int) -> Node:
+    return make(Op.ASSEMBLE, list(parts), offsets=tuple(int(o) for o in offsets), size=int(size))
 
 
 __all__ = ["SHAPE_RULES", "infer_graph", "make", "scope", "loop_operands"]

@@ -21,15 +21,13 @@ def _attr(v: Any) -> str:
 
 def format_node(n: Node) -> str:
     args = [f"%{x.name}" for x in n.inputs]
-    if n.op == Op.PARAM:
-        args.append(f"{n.param.owner}.{n.param.name}")
     if n.op == Op.CONST:
         args.append(_attr(n.attrs["value"]))
     args += [f"{k}={_attr(v)}" for k, v in n.attrs.items()
              if k not in _HIDDEN_ATTRS and v is not None and v is not False]
     line = f"%{n.name} : {type_str(n.type)} = {n.op.value}({', '.join(args)})"
     tail = "  ".join(t for t in (n.scope, n.where) if t)
-    return f"{line:<72}# {tail}" if tail else line
+    return f"{line:<71} # {tail}" if tail else line
 
 
 def format_graph(g: Graph, indent: str = "") -> str:

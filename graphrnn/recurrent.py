@@ -24,6 +24,7 @@ class Recurrent(Module):
         super().__init__(name or type(cell).__name__.lower())
         kind = type(cell)
         extra = {"nonlinearity": cell.nonlinearity} if hasattr(cell, "nonlinearity") else {}
+        extra["bias"] = cell.bias_ih is not None
         dirs = 2 if bidirectional else 1
         self.hidden_size, self.dirs = cell.hidden_size, dirs
         self.num_layers, self.return_sequences = num_layers, return_sequences
@@ -33,8 +34,8 @@ class Recurrent(Module):
             d_in = cell.input_size if layer == 0 else dirs * cell.hidden_size
             for d in range(dirs):
                 suffix = f"_l{layer}" + ("_reverse" if d else "")
-                self.cells.append(kind(d_in, cell.hidden_size, name=self.prefix, suffix=suffix, token=self,
-                                       **extra))
+                self.cells.append(kind(d_in, cell.hidden_size, name=self.prefix, suffix=suffix,
+                                       token=self, **extra))
         if num_layers == 1 and dirs == 1:
             # keep the given cell's own weights (e.g. loaded from PyTorch) for the common case
             first = self.cells[0]
@@ -72,7 +73,10 @@ class Recurrent(Module):
                 outs.append(parts[self.n_states])
                 if layer == self.num_layers - 1:
                     last.append(parts[0])
-            seq = outs[0] if self.dirs == 1 else ops.concat(outs, -1)
-        out = seq if self.return_sequences else (
-            last[0] if self.dirs == 1 else ops.concat(last, -1))
+            if layer < self.num_layers - 1 or self.return_sequences:
+                seq = outs[0] if self.dirs == 1 else ops.concat(outs, -1)
+        if self.return_sequences:
+            out = seq
+        else:
+            out = last[0] if self.dirs == 1 else ops.concat(last, -1)
         return Table([out] + finals) if self.return_state else out

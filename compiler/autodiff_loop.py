@@ -1,0 +1,148 @@
+"""The gradient of a loop: a reverse loop over the saved per-step carries (BPTT).
+
+Before differentiation, `prepare_loops` puts every loop in a form whose gradient is easy to
+state, without changing what it computes:
+- parameters used in a body become explicit consts (so their gradients can accumulate),
+- `lengths` become a mask sequence and `where` nodes in the body (same semantics),
+- the body also emits the carry it received, so the carry entering every step is saved.
+
+The backward loop runs in the other direction. Its carry is the gradient flowing back through
+the forward carry plus one accumulator per const; at each step it recomputes the forward step
+from the saved carry and applies the step's vector-Jacobian product.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from graphrnn import ops
+from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, node_error
+from .autodiff import backprop, internal_graph, is_float
+from .rewrite import rewrite
+
+
+def _like(t: TensorType, name: str = "") -> Node:
+    return ops.input_(t.shape, t.dtype, name=name)
+
+
+def _step_type(t: TensorType) -> TensorType:
+    return TensorType(t.shape[:1] + t.shape[2:], t.dtype)
+
+
+def _row_mask(m: Node, rank: int) -> Node:
+    """A per-row mask [B] shaped to broadcast against a [B, ...] value of `rank`."""
+    return m if rank == 1 else ops.reshape(m, m.type.shape + (1,) * (rank - 1))
+
+
+def inline(graph: Graph, args: Sequence[Node]) -> list[Node]:
+    """Copies of `graph`'s nodes computing its outputs from `args`."""
+    new: dict[int, Node] = {id(x): a for x, a in zip(graph.inputs, args)}
+    for n in graph.nodes:
+        if id(n) in new:
+            continue
+        if n.op == Op.INPUT:
+            raise node_error(n, "input is not among the graph's inputs")
+        ins = tuple(new[id(x)] for x in n.inputs)
+        copy = Node(n.op, ins, dict(n.attrs), None, n.param, n.name, n.scope, n.where, n.doc)
+        new[id(n)] = ops.apply_rule(copy, [x.type for x in ins])
+    return [new[id(y)] for y in graph.outputs]
+
+
+def prepare_loops(graph: Graph) -> Graph:
+    """Every loop (inner ones first) in the form described in the module docstring."""
+    def visit(n: Node) -> Node:
+        if n.op != Op.LOOP:
+            return n
+        body = prepare_loops(n.attrs["body"])
+        consts, carry, xs, lengths = loop_operands(n)
+        params: dict[int, Node] = {}
+        for b in body.nodes:
+            if b.op == Op.PARAM:
+                params.setdefault(id(b.param), b)
+        p_inputs = {id(p.param): _like(p.type, p.name) for p in params.values()}
+        nc, nh = len(consts), len(carry)
+        c_in = list(body.inputs[:nc]) + list(p_inputs.values())
+        h_in, x_in = list(body.inputs[nc:nc + nh]), list(body.inputs[nc + nh:])
+        m_in = [_like(TensorType(xs[0].type.shape[:1], "float32"), "live")] if lengths else []
+        outs = _substitute_params(body, p_inputs)
+        carry_out, ys = outs[:nh], outs[nh:]
+        if lengths is not None:
+            if not xs:
+                raise node_error(n, "a loop with lengths needs a sequence input to differentiate")
+            m = m_in[0]
+            carry_out = [ops.where(_row_mask(m, c.type.rank), c, h)
+                         for c, h in zip(carry_out, h_in)]
+            ys = [ops.where(_row_mask(m, y.type.rank), y, 0.0) for y in ys]
+        new_body = internal_graph(c_in + h_in + x_in + m_in, carry_out + ys + h_in)
+        outer_consts = list(consts) + [ops.param(p.param) for p in params.values()]
+        outer_xs = list(xs) + ([ops.seq_mask(xs[0], lengths)] if lengths is not None else [])
+        a = n.attrs
+        return ops.loop(new_body, outer_consts, carry, outer_xs, None, reverse=a["reverse"],
+                        unroll=a.get("unroll"), length=a.get("length"), name=n.name)
+    return rewrite(graph, visit, into_loops=False)
+
+
+def _substitute_params(body: Graph, p_inputs: dict[int, Node]) -> list[Node]:
+    """The body's outputs with each PARAM node replaced by its new const input."""
+    new: dict[int, Node] = {id(x): x for x in body.inputs}
+    for n in body.nodes:
+        if id(n) in new:
+            continue
+        if n.op == Op.PARAM:
+            new[id(n)] = p_inputs[id(n.param)]
+            continue
+        ins = tuple(new[id(x)] for x in n.inputs)
+        new[id(n)] = n if all(a is b for a, b in zip(ins, n.inputs)) else \
+            ops.apply_rule(Node(n.op, ins, dict(n.attrs), None, n.param, n.name, n.scope,
+                                n.where, n.doc), [x.type for x in ins])
+    return [new[id(y)] for y in body.outputs]
+
+
+def loop_vjp(n: Node, cotangents: dict[int, Node], needs: list[bool],
+             truncate: int | None) -> list[Node | None]:
+    """Gradients for the inputs of a prepared loop, given cotangents of its parts."""
+    consts, carry, xs, _ = loop_operands(n)
+    body: Graph = n.attrs["body"]
+    nc, nh = len(consts), len(carry)
+    n_ys = len(body.outputs) - 2 * nh
+    saved = [ops.get(n, nh + n_ys + i) for i in range(nh)]
+    g_final = [cotangents.get(i) or ops.expand(0.0, carry[i]) for i in range(nh)]
+    g_ys = {k: cotangents[nh + k] for k in range(n_ys) if nh + k in cotangents}
+    need_c = [j for j in range(nc) if needs[j] and is_float(consts[j])]
+    need_x = [j for j in range(len(xs)) if needs[nc + nh + j] and is_float(xs[j])]
+
+    bc = [_like(c.type) for c in consts]
+    bg = [_like(c.type, "d_carry") for c in carry]
+    bacc = [_like(consts[j].type, "d_const") for j in need_c]
+    bh = [_like(c.type, "carry_in") for c in carry]
+    bx = [_like(_step_type(x.type)) for x in xs]
+    bgy = {k: _like(_step_type(g.type), "d_y") for k, g in g_ys.items()}
+    like = saved[0] if saved else xs[0]
+    bcut = [_like(TensorType(like.type.shape[:1], "float32"), "not_border")] if truncate else []
+
+    outs = inline(body, bc + bh + bx)
+    carry_out, ys = outs[:nh], outs[nh:nh + n_ys]
+    wrt = [bc[j] for j in need_c] + bh + [bx[j] for j in need_x]
+    grads = backprop(carry_out + [ys[k] for k in bgy], bg + list(bgy.values()), wrt, truncate)
+    g_c, g_h, g_x = grads[:len(need_c)], grads[len(need_c):len(need_c) + nh], \
+        grads[len(need_c) + nh:]
+    g_h = [g if g is not None else ops.expand(0.0, h) for g, h in zip(g_h, bh)]
+    if truncate:
+        g_h = [ops.where(_row_mask(bcut[0], g.type.rank), g, 0.0) for g in g_h]
+    acc = [ops.add(a, g) if g is not None else a for a, g in zip(bacc, g_c)]
+    g_x = [g if g is not None else ops.expand(0.0, bx[j]) for g, j in zip(g_x, need_x)]
+    bbody = internal_graph(bc + bg + bacc + bh + bx + list(bgy.values()) + bcut,
+                           g_h + acc + g_x)
+
+    outer_xs = saved + list(xs) + list(g_ys.values()) + (
+        [ops.seq_mask(like, None, every=truncate)] if truncate else [])
+    init = g_final + [ops.expand(0.0, consts[j]) for j in need_c]
+    back = ops.loop(bbody, consts, init, outer_xs, None, reverse=not n.attrs["reverse"],
+                    length=n.attrs.get("length"), name=f"{n.name}_grad" if n.name else "")
+    result: list[Node | None] = [None] * len(n.inputs)
+    for i in range(nh):
+        result[nc + i] = ops.get(back, i)
+    for a, j in enumerate(need_c):
+        result[j] = ops.get(back, nh + a)
+    for a, j in enumerate(need_x):
+        result[nc + nh + j] = ops.get(back, nh + len(need_c) + a)
+    return result
