@@ -55,14 +55,27 @@ def hoist_invariants(graph: Graph, *, min_input_size: int = 4) -> Graph:
     body. Returns `graph` itself when nothing moved. Needs a typed graph (infer_shapes).
     """
     taken = {n.name for n in graph.nodes}
+    leaves = {k: n for n in graph.nodes if (k := _leaf_key(n, n.inputs)) is not None}
 
     def visit(n: Node) -> Node:
         if n.op != Op.LOOP:
             return n
         body = hoist_invariants(n.attrs["body"], min_input_size=min_input_size)
         n = n.replace(attrs={**n.attrs, "body": body})
-        return _hoist_loop(n, min_input_size, taken)
+        return _hoist_loop(n, min_input_size, taken, leaves)
     return rewrite(graph, visit, into_loops=False)
+
+
+def _leaf_key(n: Node, inputs: tuple[Node, ...]) -> tuple | None:
+    """What makes a parameter or constant the same value in one graph, so it is not copied
+    twice: the Param, or the flat vector and slot a view reads, or the constant's array."""
+    if n.op == Op.PARAM:
+        return ("param", id(n.param.root()))
+    if n.op == Op.VIEW and inputs[0].op == Op.INPUT:
+        return ("view", id(inputs[0]), n.attrs["offset"], tuple(n.attrs["shape"]))
+    if n.op == Op.CONST:
+        return ("const", id(n.attrs["value"]))
+    return None
 
 
 # ----------------------------------------------------------------------------- sequence rules
@@ -200,7 +213,8 @@ def _fresh(base: str, taken: set[str]) -> str:
     return name
 
 
-def _hoist_loop(loop: Node, min_input_size: int, taken: set[str]) -> Node:
+def _hoist_loop(loop: Node, min_input_size: int, taken: set[str],
+                leaves: dict[tuple, Node]) -> Node:
     """`loop` with its body's invariant and sequence-only frontier computed outside."""
     body: Graph = loop.attrs["body"]
     consts_n, carry_n, xs_n, lengths = loop_operands(loop)
@@ -217,7 +231,7 @@ def _hoist_loop(loop: Node, min_input_size: int, taken: set[str]) -> Node:
     frontier, keep = _frontier(body, kind, moved)
     if not frontier:
         return loop
-    outer = _outer_values(body, frontier, kind, loop, ctx, taken)
+    outer = _outer_values(body, frontier, kind, loop, ctx, taken, leaves)
 
     # the new body: frontier values become inputs, everything else is copied
     new: dict[int, Node] = {id(x): x for x in body.inputs}
@@ -244,17 +258,17 @@ def _hoist_loop(loop: Node, min_input_size: int, taken: set[str]) -> Node:
     operands = ([o for _, o in consts] + list(carry_n) + [o for _, o in xs]
                 + ([lengths] if lengths is not None else []))
     attrs = {**loop.attrs, "body": new_body, "n_consts": len(consts), "n_xs": len(xs)}
-    if not xs and attrs.get("length") is None:
-        attrs["length"] = steps
     return loop.replace(inputs=tuple(operands), attrs=attrs)
 
 
 def _outer_values(body: Graph, frontier: list[Node], kind: dict[int, str], loop: Node,
-                  ctx: SeqContext, taken: set[str]) -> dict[int, Node]:
+                  ctx: SeqContext, taken: set[str], leaves: dict[tuple, Node]
+                  ) -> dict[int, Node]:
     """Copies, in the loop's graph, of the frontier and everything it reads.
 
     Consts map to the loop's const operands and x_t to the sequences; sequence nodes get
-    [B, T, ...] types and shifted axes from SEQ_RULES.
+    [B, T, ...] types and shifted axes from SEQ_RULES. Parameters, views and constants that
+    the graph already holds are reused.
     """
     consts_n, _, xs_n, _ = loop_operands(loop)
     consts_b, _, xs_b = split(body.inputs, len(consts_n), loop.attrs["n_carry"])
@@ -268,12 +282,18 @@ def _outer_values(body: Graph, frontier: list[Node], kind: dict[int, str], loop:
         if id(n) not in wanted or id(n) in outer:
             continue
         ins = tuple(outer[id(x)] for x in n.inputs)
+        key = _leaf_key(n, ins)
+        if key is not None and key in leaves:
+            outer[id(n)] = leaves[key]
+            continue
         attrs = dict(n.attrs)
         if kind[id(n)] == SEQ:
             attrs.update(SEQ_RULES[n.op](n, [kind[id(x)] for x in n.inputs], ctx))
-        copy = Node(n.op, ins, attrs, None if ins or n.op != Op.PARAM else n.type, n.param,
-                    _fresh(n.name or n.op.value, taken), n.scope, n.where, n.doc)
+        copy = Node(n.op, ins, attrs, None, n.param, _fresh(n.name or n.op.value, taken),
+                    n.scope, n.where, n.doc)
         outer[id(n)] = apply_rule(copy, [x.type for x in ins])
+        if key is not None:
+            leaves[key] = outer[id(n)]
     return outer
 
 

@@ -383,6 +383,7 @@ class Graph:
                 raise node_error(x, "this input does not reach any output (dangling input)")
         if check_dangling:
             _check_dangling(inputs, reached)
+        _IN_A_GRAPH.update(order)
         return Graph._renamed(inputs, outputs, order)
 
     @staticmethod
@@ -441,8 +442,17 @@ def _param_label(n: Node) -> str:
     return f"{n.param.owner}.{n.param.name}" if n.param is not None else "param"
 
 
+# construction nodes that some built graph used: input handles may be reused for several
+# models, and then one model's nodes are not dangling in the next
+_IN_A_GRAPH: "weakref.WeakSet[Node]" = weakref.WeakSet()
+
+
 def _check_dangling(inputs: tuple[Node, ...], reached: set[int]) -> None:
-    """nngraph's rule: every node computed from an input must reach an output."""
+    """nngraph's rule: every node computed from an input must reach an output.
+
+    Nodes the user still holds are found through `users`. Unused parts of a split (GET,
+    INDEX) are fine, and so are nodes that already belong to an earlier graph.
+    """
     seen: set[int] = set()
     stack = list(inputs)
     while stack:
@@ -450,10 +460,10 @@ def _check_dangling(inputs: tuple[Node, ...], reached: set[int]) -> None:
         if id(n) in seen:
             continue
         seen.add(id(n))
-        # unused parts of a split (GET/INDEX) are fine; what is computed from them is not
-        if id(n) not in reached and n.op not in (Op.GET, Op.INDEX):
+        if id(n) not in reached and n.op not in (Op.GET, Op.INDEX) and n not in _IN_A_GRAPH:
             raise node_error(n, "this node does not reach any output of the graph (dangling "
-                             "node): use it, or leave it out")
+                             "node): use it, or leave it out (if it belongs to another model, "
+                             "build that model first)")
         stack.extend(list(n.users))
 
 

@@ -56,7 +56,7 @@ def test_loop_types():
     parts = gr.Loop(body, n_carry=1)(init=[h0], xs=[x])
     assert [str(p.type) for p in parts] == ["f32[B,5]", "f32[B,T,5]"]
     loop = parts[0].inputs[0]
-    assert loop.op == gr.Op.LOOP and str(loop.type) == "(f32[B,5], f32[B,T,5])"
+    assert loop.op == gr.Op.LOOP and gr.ir.type_str(loop.type) == "(f32[B,5], f32[B,T,5])"
     assert (loop.attrs["n_consts"], loop.attrs["n_carry"], loop.attrs["n_xs"]) == (0, 1, 1)
     consts, carry, xs, lengths = gr.ir.loop_operands(loop)
     assert consts == () and carry == (h0,) and xs == (x,) and lengths is None

@@ -1,0 +1,191 @@
+"""Strided layouts whose sizes may grow with the runtime step count.
+
+The lowering specialises on every dim but time: a symbolic dim ("T") is the entry point's
+`steps` argument, so one kernel runs any sequence length. Every size, stride and offset is
+therefore a `Lin`, `c + s * steps`, and every value the lowering touches is a pointer plus a
+`Layout` (shape and element strides). Views (slice, index, reshape, broadcast) are new
+layouts over the same memory and need no code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+from graphrnn.ir import LoweringError, TensorType
+
+
+@dataclass(frozen=True)
+class Lin:
+    """c + s * steps."""
+    c: int
+    s: int = 0
+
+    def __add__(self, other: "LinLike") -> "Lin":
+        o = lin(other)
+        return Lin(self.c + o.c, self.s + o.s)
+
+    __radd__ = __add__
+
+    def __sub__(self, other: "LinLike") -> "Lin":
+        o = lin(other)
+        return Lin(self.c - o.c, self.s - o.s)
+
+    def __mul__(self, other: "LinLike") -> "Lin":
+        o = lin(other)
+        if self.s and o.s:
+            raise LoweringError(f"size ({self}) * ({o}) grows with steps squared; only sizes "
+                                "linear in the sequence length are supported")
+        return Lin(self.c * o.c, self.c * o.s + self.s * o.c)
+
+    __rmul__ = __mul__
+
+    @property
+    def const(self) -> bool:
+        return self.s == 0
+
+    def at(self, steps: int) -> int:
+        return self.c + self.s * steps
+
+    def __str__(self) -> str:
+        if not self.s:
+            return str(self.c)
+        t = "T" if self.s == 1 else f"{self.s}*T"
+        return t if not self.c else f"{self.c}+{t}"
+
+
+LinLike = Union[Lin, int, str]
+ZERO = Lin(0)
+ONE = Lin(1)
+
+
+def lin(x: LinLike) -> Lin:
+    """An int, a symbolic dim (any symbol is the step count) or a Lin, as a Lin."""
+    if isinstance(x, Lin):
+        return x
+    if isinstance(x, str):
+        return Lin(0, 1)
+    return Lin(int(x))
+
+
+def product(dims: Sequence[LinLike]) -> Lin:
+    out = ONE
+    for d in dims:
+        out = out * lin(d)
+    return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Shape and element strides of a value in memory; strides may be 0 (broadcast)."""
+    shape: tuple[Lin, ...]
+    strides: tuple[Lin, ...]
+    dtype: str = "float32"
+
+    @staticmethod
+    def contiguous(shape: Sequence[LinLike], dtype: str = "float32") -> "Layout":
+        dims = tuple(lin(d) for d in shape)
+        strides: list[Lin] = []
+        acc = ONE
+        for d in reversed(dims):
+            strides.append(acc)
+            acc = acc * d
+        return Layout(dims, tuple(reversed(strides)), dtype)
+
+    @staticmethod
+    def of(t: TensorType) -> "Layout":
+        return Layout.contiguous(t.shape, t.dtype)
+
+    @staticmethod
+    def broadcast(shape: Sequence[LinLike], dtype: str = "float32") -> "Layout":
+        """One element seen as `shape` (a fill)."""
+        dims = tuple(lin(d) for d in shape)
+        return Layout(dims, tuple(ZERO for _ in dims), dtype)
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> Lin:
+        return product(self.shape)
+
+    def is_contiguous(self) -> bool:
+        """Row-major with no gaps (size-1 dims may have any stride)."""
+        want = Layout.contiguous(self.shape, self.dtype)
+        return all(d == ONE or s == w for d, s, w in zip(self.shape, self.strides, want.strides))
+
+    def slice(self, axis: int, start: int, length: int) -> tuple[Lin, "Layout"]:
+        shape = list(self.shape)
+        shape[axis] = lin(length)
+        return self.strides[axis] * start, Layout(tuple(shape), self.strides, self.dtype)
+
+    def index(self, axis: int, i: int) -> tuple[Lin, "Layout"]:
+        return self.strides[axis] * i, self.drop(axis)
+
+    def drop(self, axis: int) -> "Layout":
+        return Layout(self.shape[:axis] + self.shape[axis + 1:],
+                      self.strides[:axis] + self.strides[axis + 1:], self.dtype)
+
+    def reshape(self, shape: Sequence[LinLike]) -> "Layout | None":
+        """The same memory as `shape`, or None when that needs a copy."""
+        if not self.is_contiguous():
+            return None
+        return Layout.contiguous(shape, self.dtype)
+
+    def broadcast_to(self, shape: Sequence[Lin]) -> "Layout":
+        """numpy broadcasting: dims aligned on the right, size-1 and missing dims stride 0."""
+        extra = len(shape) - self.rank
+        if extra < 0:
+            raise LoweringError(f"cannot broadcast {self} to {list(map(str, shape))}")
+        strides = [ZERO] * extra
+        for d, s, want in zip(self.shape, self.strides, shape[extra:]):
+            if d == want:
+                strides.append(s if d != ONE else ZERO)
+            elif d == ONE:
+                strides.append(ZERO)
+            else:
+                raise LoweringError(f"cannot broadcast {self} to {list(map(str, shape))}")
+        return Layout(tuple(shape), tuple(strides), self.dtype)
+
+    def permute(self, order: Sequence[int]) -> "Layout":
+        return Layout(tuple(self.shape[i] for i in order), tuple(self.strides[i] for i in order),
+                      self.dtype)
+
+    def __str__(self) -> str:
+        dims = ",".join(map(str, self.shape))
+        strides = ",".join(map(str, self.strides))
+        return f"{self.dtype}[{dims}]/({strides})"
+
+
+def collapse(layouts: Sequence[Layout]) -> list[Layout]:
+    """The same iteration with adjacent dims merged wherever every layout allows it.
+
+    All layouts must have one shape. Dims i and i+1 merge when, for each layout,
+    stride[i] == stride[i+1] * shape[i+1] (broadcast dims, stride 0, merge with each other).
+    Size-1 dims are dropped. The result has at least one dim.
+    """
+    shape = layouts[0].shape
+    keep = [i for i, d in enumerate(shape) if d != ONE]
+    dims = [[shape[i]] for i in keep]
+    strides = [[[lay.strides[i]] for i in keep] for lay in layouts]
+    merged_dims: list[Lin] = []
+    merged: list[list[Lin]] = [[] for _ in layouts]
+    for j in range(len(keep)):
+        d = dims[j][0]
+        can = bool(merged_dims) and all(
+            merged[k][-1] == strides[k][j][0] * d for k in range(len(layouts)))
+        if can:
+            merged_dims[-1] = merged_dims[-1] * d
+            for k in range(len(layouts)):
+                merged[k][-1] = strides[k][j][0]
+        else:
+            merged_dims.append(d)
+            for k in range(len(layouts)):
+                merged[k].append(strides[k][j][0])
+    if not merged_dims:
+        merged_dims = [ONE]
+        merged = [[ZERO] for _ in layouts]
+    return [Layout(tuple(merged_dims), tuple(m), lay.dtype) for m, lay in zip(merged, layouts)]
+
+
+__all__ = ["Lin", "Layout", "lin", "product", "collapse", "ZERO", "ONE"]

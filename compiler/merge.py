@@ -1,0 +1,141 @@
+"""merge_matmuls: matmuls of one input against several weights become one matmul.
+
+A hand-written LSTM with four `Linear(D, H)` modules computes `x @ W_i^T`, `x @ W_f^T`, ... as
+four small products; so does any cell whose gates have separate weights. When matmuls share
+their left operand and their right operands are parameter-like (a PARAM, or a VIEW of the
+flat parameter vector), they become one product against the weights joined along N, and
+each old result a SLICE of its last axis:
+
+    %w = concat(%W_i, %W_f, ..., axis=0)      # [N, K] weights (transpose_b) join on axis 0
+    %y = matmul(%x, %w, transpose_b=True)
+    %matmul_i = slice(%y, axis=-1, start=0, length=H) ...
+
+When every matmul of a group is used only by its own bias add (`+ b` with a parameter-like
+b[N]), the biases are joined the same way and added once; the slices then replace the adds.
+Inside a loop body the joined weights depend on parameters only, so `hoist_invariants` moves
+the concat out of the loop.
+"""
+from __future__ import annotations
+
+from graphrnn.ir import Graph, Node, Op
+from graphrnn.ops import apply_rule
+
+
+def merge_matmuls(graph: Graph) -> Graph:
+    """`graph` with matmul groups merged, loop bodies included; `graph` itself if none."""
+    users = _users(graph)
+    groups = _groups(graph)
+    first = {id(g[0]): g for g in groups}
+    taken = {n.name for n in graph.nodes}
+    new: dict[int, Node] = {id(x): x for x in graph.inputs}
+    changed = False
+    for n in graph.nodes:
+        if id(n) in new:
+            continue
+        if id(n) in first:
+            _merge(first[id(n)], users, graph.outputs, new, taken)
+            changed = True
+            continue
+        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+        if m.op == Op.LOOP:
+            m = m.replace(attrs={**m.attrs, "body": merge_matmuls(m.attrs["body"])})
+        changed |= m is not n
+        new[id(n)] = m
+    if not changed:
+        return graph
+    return graph.rebuilt([new[id(x)] for x in graph.inputs],
+                         [new[id(y)] for y in graph.outputs])
+
+
+def param_like(n: Node) -> bool:
+    """A parameter, before flatten_params (PARAM) or after (VIEW of the flat vector input)."""
+    return n.op == Op.PARAM or (n.op == Op.VIEW and n.inputs[0].op == Op.INPUT)
+
+
+def _shape(n: Node) -> tuple:
+    if n.type is not None:
+        return n.type.shape
+    return n.param.shape if n.op == Op.PARAM else tuple(n.attrs["shape"])
+
+
+def _users(graph: Graph) -> dict[int, list[Node]]:
+    """Distinct users of every node within `graph` (Node.users also sees other graphs)."""
+    users: dict[int, list[Node]] = {}
+    for n in graph.nodes:
+        for x in dict.fromkeys(n.inputs):
+            users.setdefault(id(x), []).append(n)
+    return users
+
+
+def _groups(graph: Graph) -> list[list[Node]]:
+    """Matmuls with the same left operand and layout against parameter-like matrices."""
+    by_key: dict[tuple, list[Node]] = {}
+    for n in graph.nodes:
+        if n.op == Op.MATMUL and param_like(n.inputs[1]) and len(_shape(n.inputs[1])) == 2:
+            key = (id(n.inputs[0]), bool(n.attrs.get("transpose_b")))
+            by_key.setdefault(key, []).append(n)
+    return [g for g in by_key.values() if len(g) > 1]
+
+
+def _bias_adds(group: list[Node], users: dict[int, list[Node]],
+               outputs: tuple[Node, ...]) -> list[tuple[Node, Node]] | None:
+    """(add, bias) for every matmul when each one's only use is `+ bias[N]`, else None."""
+    out_ids = {id(y) for y in outputs}
+    found = []
+    for m in group:
+        us = users.get(id(m), [])
+        if id(m) in out_ids or len(us) != 1 or us[0].op != Op.ADD:
+            return None
+        add = us[0]
+        a, b = add.inputs
+        bias = b if a is m else a
+        if bias is m or not param_like(bias) or _shape(bias) != (_width(m),):
+            return None
+        found.append((add, bias))
+    return found
+
+
+def _width(m: Node) -> int:
+    """N, the number of output features of matmul `m`."""
+    w = _shape(m.inputs[1])
+    return w[0] if m.attrs.get("transpose_b") else w[1]
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    k = 0
+    while f"{base}_{k}" in taken:
+        k += 1
+    taken.add(f"{base}_{k}")
+    return f"{base}_{k}"
+
+
+def _make(like: Node, op: Op, inputs: list[Node], name: str, **attrs: object) -> Node:
+    """A node of the group's place in the graph (scope and source line of `like`)."""
+    n = Node(op, tuple(inputs), attrs, None, None, name, like.scope, like.where)
+    return apply_rule(n, [x.type for x in inputs]) if all(x.type for x in inputs) else n
+
+
+def _merge(group: list[Node], users: dict[int, list[Node]], outputs: tuple[Node, ...],
+           new: dict[int, Node], taken: set[str]) -> None:
+    """Build the merged product and map each old result (matmul, or its bias add) to a slice."""
+    head = group[0]
+    transpose = bool(head.attrs.get("transpose_b"))
+    weights = [new.get(id(m.inputs[1]), m.inputs[1]) for m in group]
+    w = _make(head, Op.CONCAT, weights, _fresh("merged_weight", taken),
+              axis=0 if transpose else 1)
+    y = _make(head, Op.MATMUL, [new[id(head.inputs[0])], w], _fresh("merged_matmul", taken),
+              transpose_b=transpose)
+    results = list(group)
+    adds = _bias_adds(group, users, outputs)
+    if adds is not None:
+        biases = [new.get(id(b), b) for _, b in adds]
+        b = _make(head, Op.CONCAT, biases, _fresh("merged_bias", taken), axis=0)
+        y = _make(head, Op.ADD, [y, b], _fresh("merged_add", taken))
+        results = [a for a, _ in adds]
+    rank = len(head.type.shape) if head.type is not None else None
+    start = 0
+    for m, r in zip(group, results):
+        width = _width(m)
+        axis = rank - 1 if rank is not None else -1
+        new[id(r)] = _make(r, Op.SLICE, [y], r.name, axis=axis, start=start, length=width)
+        start += width

@@ -1,0 +1,173 @@
+"""The driver: the whole pipeline, one line per pass, top to bottom.
+
+Every pass goes through `Trace.run`, the only instrumentation: it times the pass, runs
+`verify` on the result when GRAPHRNN_VERIFY is on (the default under pytest), and prints the
+pass name and time (level 1) and the graph after it (level 2) when GRAPHRNN_DEBUG or the
+`dump` argument asks. The records stay in the Trace for `graphrnn ir` and for tests.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Collection, Sequence
+
+from graphrnn import settings
+from graphrnn.ir import Graph, GraphError, LoweringError, ParamTable, TensorType
+
+from .cse import eliminate_common_subexpressions
+from .dce import eliminate_dead_code
+from .flatten import flatten_params
+from .fold import fold_constants
+from .shapes import infer_shapes
+from .tie import tie_params
+from .unroll import unroll_loops
+from .validate import verify
+
+# The optimisations, in order, each (name, Graph -> Graph). A name in `disable` skips it.
+OPTIMISATIONS: list[tuple[str, Callable[[Graph], Graph]]] = [
+    ("fold", fold_constants),                       # constant subgraphs -> CONST, x*1 -> x
+    ("cse", eliminate_common_subexpressions),       # one node per distinct computation
+    ("dce", eliminate_dead_code),                   # unreachable nodes, unread loop outputs
+    # slot for the loop optimisations, in this order:
+    #   ("hoist", hoist_invariants)    compiler/hoist.py: W_x x_t for all t as one GEMM
+    #   ("merge", merge_matmuls)       compiler/merge.py: matmuls sharing an operand
+    #   ("fuse", fuse_elementwise)     compiler/fuse.py:  map/zip chains -> FUSED
+    #   ("dce", eliminate_dead_code)   again, for what those leave behind
+]
+
+
+@dataclass
+class PassRecord:
+    """One pass as it ran: its name, its time, and the graph it returned."""
+    name: str
+    seconds: float
+    graph: Graph | None         # None for steps that do not return a graph (the lowering)
+    changed: bool
+
+    def text(self) -> str:
+        """The graph after the pass, as the printer lays it out."""
+        return str(self.graph) if self.graph is not None else ""
+
+
+@dataclass
+class Trace:
+    """The record of one compilation, and the switches that instrument it."""
+    level: int = field(default_factory=settings.debug_level)
+    check: bool = field(default_factory=settings.verify_enabled)
+    records: list[PassRecord] = field(default_factory=list)
+
+    def run(self, pass_fn: Callable[[Graph], Any], graph: Graph, name: str) -> Any:
+        """`pass_fn(graph)`, timed, verified and dumped. A pass may return (Graph, extra)."""
+        start = time.perf_counter()
+        result = pass_fn(graph)
+        seconds = time.perf_counter() - start
+        out = _graph_of(result)
+        if out is not None and self.check:
+            try:
+                verify(out)
+            except GraphError as e:
+                raise type(e)(f"after pass {name!r}: {e}") from e
+        record = PassRecord(name, seconds, out, out is not graph)
+        self.records.append(record)
+        if self.level >= 1:
+            print(self._line(record), file=sys.stderr)
+        if self.level >= 2 and out is not None:
+            print(record.text(), file=sys.stderr)
+        return result
+
+    @staticmethod
+    def _line(r: PassRecord) -> str:
+        size = f"{sum(1 for _ in r.graph.walk()):6d} nodes" if r.graph is not None else ""
+        note = "" if r.changed else "  (unchanged)"
+        return f"[graphrnn] {r.name:<10} {r.seconds * 1e3:9.3f} ms {size}{note}"
+
+    def __str__(self) -> str:
+        return "\n".join(self._line(r) for r in self.records)
+
+    def __iter__(self) -> Any:
+        return iter(self.records)
+
+
+def _graph_of(result: Any) -> Graph | None:
+    if isinstance(result, Graph):
+        return result
+    if isinstance(result, tuple) and result and isinstance(result[0], Graph):
+        return result[0]
+    return None
+
+
+def prepare(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
+            unroll: bool | int | None = None, optimize: bool = True,
+            disable: Collection[str] = (), dump: int | None = None,
+            trace: Trace | None = None) -> tuple[Graph, ParamTable]:
+    """The front half: a typed, flattened, optimised graph and its parameter table.
+
+    unroll: None unrolls only loops that ask for it (`Loop(..., unroll=k)`), True every loop
+    fully, k every loop by k, False none. disable: names of passes to skip ("unroll" or any
+    name in OPTIMISATIONS). dump: a GRAPHRNN_DEBUG level for this call.
+    """
+    trace = trace if trace is not None else Trace()
+    if dump is not None:
+        trace.level = dump
+    _check_names(disable)
+    run = trace.run
+    order = graph.params()                           # the model's own layout order
+    g = run(partial(infer_shapes, input_types=input_types), graph, "shapes")
+    if unroll is not False and "unroll" not in disable:
+        g = run(_unroller(unroll), g, "unroll")      # compile time grows with T: only on request
+    g = run(tie_params, g, "tie")                    # one PARAM node per parameter
+    g, table = run(partial(flatten_params, order=order), g, "flatten")
+    for name, optimisation in (OPTIMISATIONS if optimize else []):
+        if name not in disable:
+            g = run(optimisation, g, name)
+    return g, table
+
+
+def compile_graph(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
+                  unroll: bool | int | None = None, optimize: bool = True,
+                  disable: Collection[str] = (), dump: int | None = None,
+                  lower: Callable[[Graph, ParamTable], Any] | None = None,
+                  trace: Trace | None = None) -> Any:
+    """`prepare`, then the lowering: `lower(graph, table)`, by default
+    `graphrnn.compiler.lower.lower_graph`. Pass a Trace to keep the per-pass records."""
+    trace = trace if trace is not None else Trace()
+    g, table = prepare(graph, input_types, unroll=unroll, optimize=optimize, disable=disable,
+                       dump=dump, trace=trace)
+    back = lower if lower is not None else _default_lowering()
+    return trace.run(lambda prepared: back(prepared, table), g, "lower")
+
+
+def _unroller(unroll: bool | int | None) -> Callable[[Graph], Graph]:
+    if unroll is None:
+        return partial(unroll_loops, only_requested=True)
+    if unroll is True:
+        return unroll_loops
+    return partial(unroll_loops, factor=int(unroll))
+
+
+def _check_names(disable: Collection[str]) -> None:
+    known = {"unroll"} | {name for name, _ in OPTIMISATIONS}
+    unknown = sorted(set(disable) - known)
+    if unknown:
+        raise ValueError(f"cannot disable {', '.join(unknown)}: known passes are "
+                         f"{', '.join(sorted(known))}")
+
+
+def _default_lowering() -> Callable[[Graph, ParamTable], Any]:
+    try:
+        module = importlib.import_module(f"{__package__}.lower")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__}.lower":
+            raise
+        module = None
+    fn = getattr(module, "lower_graph", None)
+    if fn is None:
+        raise LoweringError("no lowering is available: compiler/lower.py must define "
+                            "lower_graph(graph, table); or pass lower=")
+    return fn
+
+
+__all__ = ["compile_graph", "prepare", "OPTIMISATIONS", "Trace", "PassRecord"]

@@ -1,0 +1,178 @@
+"""Training: the loss graph of a model, one training step, and a small `fit` loop.
+
+A training step runs forward, loss and backward and fills the model's flat gradient vector
+(`model.parameters()[1]`); an optimiser then updates the flat parameter vector in place.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import ops
+from .interpret import Context, array_type, coerce_input, run_graph
+from .ir import Graph, InputError, Node, TensorType, param_keys
+from .nn import Identity
+
+
+def loss_graph(model: Any, criterion: Any) -> Graph:
+    """A graph `(*model inputs, target) -> loss` sharing the model's parameters."""
+    from .compiler.tie import tie_params
+    fresh = [ops.input_(x.type.shape, x.type.dtype, name=x.name) if x.type is not None
+             else Identity()().annotate(name=x.name) for x in model.graph.inputs]
+    target = Identity()().annotate(name="target")
+    out = model(fresh)
+    pred = out if isinstance(out, Node) else out[0]
+    loss = criterion([pred, target])
+    return tie_params(Graph.build(fresh + [target], [loss], check_dangling=False))
+
+
+class InterpretedStep:
+    """forward + loss + backward with the reference interpreter (float32)."""
+
+    def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None):
+        self.model, self.bptt_max = model, bptt_max
+        self.graph = loss_graph(model, criterion)
+        self._cache: dict[tuple, tuple[Graph, list]] = {}
+
+    def _grad_graph(self, arrays: list[np.ndarray]) -> tuple[Graph, list]:
+        from .compiler.autodiff import differentiate
+        from .ops import infer_graph
+        key = tuple((a.shape, a.dtype.kind) for a in arrays)
+        if key not in self._cache:
+            typed = infer_graph(self.graph, [array_type(a) for a in arrays])
+            self._cache[key] = differentiate(typed, truncate=self.bptt_max)
+        return self._cache[key]
+
+    def __call__(self, *inputs: Any, target: Any, training: bool = True,
+                 seed: int = 0) -> float:
+        arrays = [coerce_input(x, v, np.float32)
+                  for x, v in zip(self.graph.inputs, list(inputs) + [target])]
+        grad_graph, names = self._grad_graph(arrays)
+        values = run_graph(grad_graph, arrays + [np.ones((), np.float32)],
+                           Context(np.float32, training=training, seed=seed))
+        by_key = self.model._by_key
+        keys = param_keys(self.graph.params())
+        _, flat_grad = self.model.parameters()
+        flat_grad[...] = 0.0
+        for (kind, what), v in zip(names, values[1:]):
+            if kind == "param":
+                by_key[keys[what]].grad[...] += v
+        return float(values[0])
+
+    def loss(self, *inputs: Any, target: Any) -> float:
+        """The loss alone (no gradients), in inference mode."""
+        from .interpret import interpret
+        return float(interpret(self.graph, *inputs, target))
+
+
+def train_step(model: Any, criterion: Any, *, bptt_max: int | None = None,
+               compiled: bool = True) -> Any:
+    """The fastest available training step: compiled when the compiler supports the graph."""
+    if compiled:
+        try:
+            from .compile import compile_train
+        except ImportError:
+            compile_train = None
+        if compile_train is not None:
+            return compile_train(model, criterion, bptt_max=bptt_max)
+    return InterpretedStep(model, criterion, bptt_max=bptt_max)
+
+
+# ----------------------------------------------------------------------------- fit
+
+@dataclass
+class History:
+    """Per-epoch records of a `fit` run."""
+    loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.loss)
+
+
+class Progress:
+    """A dependency-free progress bar on stderr (one line per epoch when not a terminal)."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True):
+        self.total, self.label, self.enabled = total, label, enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.start = time.perf_counter()
+
+    def update(self, done: int, info: str) -> None:
+        if self.tty:
+            filled = int(30 * done / max(self.total, 1))
+            bar = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\r{self.label} [{bar}] {done}/{self.total} {info}  ")
+            sys.stderr.flush()
+
+    def close(self, info: str) -> None:
+        if self.enabled:
+            secs = time.perf_counter() - self.start
+            line = f"{self.label} {self.total}/{self.total} {info} ({secs:.1f}s)"
+            sys.stderr.write(("\r" if self.tty else "") + line + "\n")
+            sys.stderr.flush()
+
+
+def _as_list(x: Any) -> list[np.ndarray]:
+    return [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else [np.asarray(x)]
+
+
+def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
+        batch_size: int = 32, optimizer: Any = None, validation: tuple | None = None,
+        shuffle: bool = True, seed: int = 0, bptt_max: int | None = None,
+        progress: bool = True, compiled: bool = True,
+        on_epoch: Callable[[int, History], Any] | None = None) -> History:
+    """Train `model` on (x, y) with mini-batches; returns the loss history.
+
+    x is an array (or a list of arrays, one per model input) batched along axis 0.
+    The default optimiser is Adam(lr=1e-3). Runs are reproducible for a given `seed`.
+    """
+    from .optim import Adam
+    xs, target = _as_list(x), np.asarray(y)
+    n = len(target)
+    if any(len(a) != n for a in xs):
+        raise InputError(f"x and y must have the same number of examples ({n})")
+    optimizer = optimizer or Adam(model.parameters())
+    step = train_step(model, criterion, bptt_max=bptt_max, compiled=compiled)
+    rng = np.random.default_rng(seed)
+    history = History()
+    for epoch in range(epochs):
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        bar = Progress(-(-n // batch_size), f"epoch {epoch + 1}/{epochs}", progress)
+        t0, total, seen = time.perf_counter(), 0.0, 0
+        for b, start in enumerate(range(0, n, batch_size)):
+            idx = order[start:start + batch_size]
+            loss = step(*[a[idx] for a in xs], target=target[idx], seed=seed + epoch * n + b)
+            optimizer.step()
+            total += loss * len(idx)
+            seen += len(idx)
+            bar.update(b + 1, f"loss {total / seen:.4f}")
+        history.loss.append(total / seen)
+        history.seconds.append(time.perf_counter() - t0)
+        info = f"loss {history.loss[-1]:.4f}"
+        if validation is not None:
+            history.val_loss.append(evaluate(step, validation[0], validation[1], batch_size))
+            info += f" val_loss {history.val_loss[-1]:.4f}"
+        bar.close(info)
+        if on_epoch is not None and on_epoch(epoch, history) is False:
+            break
+    return history
+
+
+def evaluate(step: Any, x: Any, y: Any, batch_size: int = 256) -> float:
+    """Mean loss over (x, y) in inference mode, batch by batch."""
+    xs, target = _as_list(x), np.asarray(y)
+    total = 0.0
+    for start in range(0, len(target), batch_size):
+        sl = slice(start, start + batch_size)
+        total += step.loss(*[a[sl] for a in xs], target=target[sl]) * len(target[sl])
+    return total / max(len(target), 1)
+
+
+__all__ = ["loss_graph", "InterpretedStep", "train_step", "fit", "evaluate", "History"]
