@@ -172,7 +172,7 @@ def collapse(layouts: Sequence[Layout]) -> list[Layout]:
     merged: list[list[Lin]] = [[] for _ in layouts]
     for j in range(len(keep)):
         d = dims[j][0]
-        can = bool(merged_dims) and all(
+        can = bool(merged_dims) and not (merged_dims[-1].s and d.s) and all(
             merged[k][-1] == strides[k][j][0] * d for k in range(len(layouts)))
         if can:
             merged_dims[-1] = merged_dims[-1] * d

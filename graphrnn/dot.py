@@ -1,7 +1,7 @@
 """Graphviz DOT text of a model, in the spirit of nngraph's `graph.dot`.
 
 - Graph inputs are drawn as `invhouse` shapes, outputs with a double border; each node shows
-  its name and `op · module`, and every edge the type of the value it carries.
+  its name and `op (module)`, and every edge the type of the value it carries.
 - A loop is a `subgraph cluster_<name>` holding its loop node and its body: dotted edges bring
   the loop's operands to the body's inputs, and dashed edges run back from each carry_out to
   its carry_in. With `unroll=k` the body is drawn k times, one cluster per step, the carried
@@ -84,7 +84,7 @@ class _Writer:
         return ids
 
     def node(self, n: Node, dot_id: str, indent: str, roles: list[str]) -> None:
-        lines = [n.name, f"{n.op.value} · {n.scope}" if n.scope else n.op.value]
+        lines = [n.name, f"{n.op.value} ({n.scope})" if n.scope else n.op.value]
         style = []
         if n.op == Op.PARAM:
             s = self.storages[id(n.param.root())]
@@ -169,7 +169,8 @@ class _Writer:
                     self.edge(previous[id(body.outputs[i])], ids[id(x)], indent,
                               f"carry {i}", 'color="#d62728", fontcolor="#d62728"')
                 else:
-                    label = role.replace("carry_in", "init").replace("x_t", f"x[:, {step}]")
+                    kind, k = role.split()
+                    label = {"carry_in": f"init {k}", "x_t": f"xs[{k}][:, {step}]"}.get(kind, role)
                     self.edge(loop_id, ids[id(x)], indent, label, ENTER_STYLE)
             previous = ids
 

@@ -257,8 +257,11 @@ def _loop(node: Node, ts: list[TensorType]) -> tuple[tuple, dict]:
     typed = infer_graph(body, list(const_t) + list(carry_t) + step_t, where=node)
     for i, (out, want) in enumerate(zip(typed.outputs[:n_h], carry_t)):
         if out.type != want:
-            raise node_error(out, f"carried state {i} of loop {node.name or 'loop'}: expected "
-                             f"the body to return {want}, got {type_str(out.type)}", ShapeError)
+            at = f" at {node.where}" if node.where else ""
+            label = f"the loop {node.name}" if node.name else "the loop"
+            raise node_error(out, f"carried state {i} of {label}{at}: "
+                             f"expected the body to return {want}, got {type_str(out.type)} "
+                             "(a carried state keeps its type from step to step)", ShapeError)
     ys_t = []
     for out in typed.outputs[n_h:]:
         t = out.type

@@ -54,7 +54,7 @@ import numpy as np
 
 from . import __version__
 from .ir import (Graph, GraphError, Node, NodeType, Op, Param, TensorType, layout_params,
-                 toposort)
+                 toposort, type_str)
 
 FORMAT = "graphrnn-model"
 VERSION = 1
@@ -74,40 +74,6 @@ _READ_ERRORS = (OSError, ValueError, EOFError, LookupError, TypeError, Arithmeti
 
 class ModelFileError(ValueError):
     """A file is not a graphrnn model file, or is damaged, or needs a newer graphrnn."""
-
-
-# ----------------------------------------------------------------------------- field checks
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _expect(v: Any, kind: type, where: str) -> Any:
-    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-        raise ModelFileError(f"{where}: expected {kind.__name__}, got {type(v).__name__}")
-    return v
-
-
-def _fields(obj: dict, allowed: set[str], where: str) -> None:
-    missing, extra = allowed - obj.keys(), obj.keys() - allowed
-    if missing or extra:
-        raise ModelFileError(f"{where}: " + "; ".join(
-            m for m in (f"missing fields {sorted(missing)}" if missing else "",
-                        f"unexpected fields {sorted(extra)[:4]}" if extra else "") if m))
-
-
-def _index(i: Any, n: int, where: str) -> int:
-    if not _is_int(i) or not 0 <= i < n:
-        raise ModelFileError(f"{where}: {i!r} is not a node index below {n}")
-    return i
-
-
-def _shape(v: Any, where: str, *, symbols: bool) -> tuple:
-    dims = _expect(v, list, where)
-    for d in dims:
-        if not ((_is_int(d) and d >= 0) or (symbols and isinstance(d, str))):
-            raise ModelFileError(f"{where}: bad dimension {d!r}")
-    return tuple(dims)
 
 
 # ----------------------------------------------------------------------------- save
@@ -482,17 +448,41 @@ def _topological(parsed: list[dict], names: list[str], where: str) -> list[int]:
     raise GraphError(f"{where} has a cycle: {path}")
 
 
-# per-op structure a node must have before any rule or the interpreter looks at it
-_ARITY: dict[Op, tuple[int, int | None]] = {
-    Op.INPUT: (0, 0), Op.PARAM: (0, 0), Op.CONST: (0, 0), Op.FILL: (0, 1),
-    Op.NEG: (1, 1), Op.EXP: (1, 1), Op.LOG: (1, 1), Op.TANH: (1, 1), Op.SIGMOID: (1, 1),
-    Op.RELU: (1, 1), Op.ADD: (2, 2), Op.SUB: (2, 2), Op.MUL: (2, 2), Op.DIV: (2, 2),
-    Op.MATMUL: (2, 2), Op.SUM: (1, 1), Op.MEAN: (1, 1), Op.SOFTMAX: (1, 1),
-    Op.LOG_SOFTMAX: (1, 1), Op.LOOKUP: (2, 2), Op.PICK: (2, 2), Op.CONCAT: (1, None),
-    Op.SLICE: (1, 1), Op.INDEX: (1, 1), Op.RESHAPE: (1, 1), Op.DROPOUT: (1, 1),
-    Op.GET: (1, 1), Op.VIEW: (1, 1),
-}
+# ----------------------------------------------------------------------------- field checks
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _expect(v: Any, kind: type, where: str) -> Any:
+    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+        raise ModelFileError(f"{where}: expected {kind.__name__}, got {type(v).__name__}")
+    return v
+
+
+def _fields(obj: dict, allowed: set[str], where: str) -> None:
+    missing, extra = allowed - obj.keys(), obj.keys() - allowed
+    if missing or extra:
+        raise ModelFileError(f"{where}: " + "; ".join(
+            m for m in (f"missing fields {sorted(missing)}" if missing else "",
+                        f"unexpected fields {sorted(extra)[:4]}" if extra else "") if m))
+
+
+def _index(i: Any, n: int, where: str) -> int:
+    if not _is_int(i) or not 0 <= i < n:
+        raise ModelFileError(f"{where}: {i!r} is not a node index below {n}")
+    return i
+
+
+def _shape(v: Any, where: str, *, symbols: bool) -> tuple:
+    dims = _expect(v, list, where)
+    for d in dims:
+        if not ((_is_int(d) and d >= 0) or (symbols and isinstance(d, str))):
+            raise ModelFileError(f"{where}: bad dimension {d!r}")
+    return tuple(dims)
+
+
+# ----------------------------------------------------------------------------- node checks
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -502,37 +492,40 @@ def _is_shape(v: Any) -> bool:
     return isinstance(v, tuple) and all(_is_int(d) or isinstance(d, str) for d in v)
 
 
-def _is_array(v: Any) -> bool:
-    return isinstance(v, np.ndarray)
-
-
-def _is_graph(v: Any) -> bool:
-    return isinstance(v, Graph)
-
-
-_INT, _NUM, _SHAPE = _is_int, _is_number, _is_shape
+# attributes a node must have, and their kind, before any rule or the interpreter reads them
 _REQUIRED: dict[Op, dict[str, Callable[[Any], bool]]] = {
-    Op.CONST: {"value": _is_array}, Op.FILL: {"shape": _SHAPE, "value": _NUM},
-    Op.CONCAT: {"axis": _INT}, Op.SLICE: {"axis": _INT, "start": _INT, "length": _INT},
-    Op.INDEX: {"axis": _INT, "index": _INT}, Op.RESHAPE: {"shape": _SHAPE},
-    Op.DROPOUT: {"p": _NUM, "seed": _INT}, Op.GET: {"index": _INT},
-    Op.VIEW: {"offset": _INT, "shape": _SHAPE}, Op.FUSED: {"body": _is_graph},
-    Op.LOOP: {"body": _is_graph, "n_consts": _INT, "n_carry": _INT},
+    Op.CONST: {"value": lambda v: isinstance(v, np.ndarray)},
+    Op.FILL: {"shape": _is_shape, "value": _is_number},
+    Op.CONCAT: {"axis": _is_int}, Op.SLICE: {"axis": _is_int, "start": _is_int, "length": _is_int},
+    Op.INDEX: {"axis": _is_int, "index": _is_int}, Op.RESHAPE: {"shape": _is_shape},
+    Op.DROPOUT: {"p": _is_number, "seed": _is_int}, Op.GET: {"index": _is_int},
+    Op.VIEW: {"offset": _is_int, "shape": _is_shape},
+    Op.FUSED: {"body": lambda v: isinstance(v, Graph)},
+    Op.LOOP: {"body": lambda v: isinstance(v, Graph), "n_consts": _is_int, "n_carry": _is_int},
 }
 
 
 def _check_node(node: Node, where: str) -> None:
     """Arity and required attributes, then the node's type re-derived by its SHAPE_RULE."""
+    from .compiler.validate import ARITY
     from .ops import SHAPE_RULES, apply_rule
-    lo, hi = _ARITY.get(node.op, (0, None))
+    lo, hi = ARITY.get(node.op, (0, None))
     if not lo <= len(node.inputs) <= (len(node.inputs) if hi is None else hi):
         raise ModelFileError(f"{where}: a {node.op.value} node cannot take "
                              f"{len(node.inputs)} inputs")
     for k, valid in _REQUIRED.get(node.op, {}).items():
         if not valid(node.attrs.get(k)):
             raise ModelFileError(f"{where}: attribute {k!r} is missing or malformed")
-    if node.op == Op.LOOP:
-        _check_loop(node, where)
+    a = node.attrs
+    n_in = len(node.inputs) - (1 if a.get("has_lengths") else 0)
+    if node.op == Op.LOOP and (a["n_consts"] < 0 or a["n_carry"] < 0
+                               or a["n_consts"] + a["n_carry"] > n_in
+                               or len(a["body"].inputs) != n_in
+                               or len(a["body"].outputs) < a["n_carry"]):
+        raise ModelFileError(f"{where}: {len(node.inputs)} operands and a body of "
+                             f"{len(a['body'].inputs)} inputs / {len(a['body'].outputs)} "
+                             f"outputs do not fit n_consts={a['n_consts']}, "
+                             f"n_carry={a['n_carry']}")
     if node.op == Op.FUSED and len(node.attrs["body"].inputs) != len(node.inputs):
         raise ModelFileError(f"{where}: the fused body takes {len(node.attrs['body'].inputs)} "
                              f"inputs, the node has {len(node.inputs)}")
@@ -543,18 +536,8 @@ def _check_node(node: Node, where: str) -> None:
     probe = Node(node.op, (), node.attrs, None, node.param, node.name, node.scope, node.where)
     derived = apply_rule(probe, in_types).type
     if derived != node.type:
-        raise ModelFileError(f"{where}: the file says its type is {_type_text(node.type)}, "
-                             f"its inputs give {_type_text(derived)}")
-
-
-def _check_loop(node: Node, where: str) -> None:
-    a, body = node.attrs, node.attrs["body"]
-    n_in = len(node.inputs) - (1 if a.get("has_lengths") else 0)
-    if a["n_consts"] < 0 or a["n_carry"] < 0 or a["n_consts"] + a["n_carry"] > n_in \
-            or len(body.inputs) != n_in or len(body.outputs) < a["n_carry"]:
-        raise ModelFileError(f"{where}: {len(node.inputs)} operands and a body of "
-                             f"{len(body.inputs)} inputs / {len(body.outputs)} outputs do not "
-                             f"fit n_consts={a['n_consts']}, n_carry={a['n_carry']}")
+        raise ModelFileError(f"{where}: the file says its type is {type_str(node.type)}, "
+                             f"its inputs give {type_str(derived)}")
 
 
 def _check_layout(model: Any, params: list[Param], doc: dict) -> None:
@@ -567,11 +550,6 @@ def _check_layout(model: Any, params: list[Param], doc: dict) -> None:
                                  "and offset")
     if model.table.size != doc["flat_size"] or len(model.table.slots) != len(params):
         raise ModelFileError("the parameter layout does not match the saved one")
-
-
-def _type_text(t: NodeType) -> str:
-    from .ir import type_str
-    return type_str(t)
 
 
 __all__ = ["save", "load", "ModelFileError", "FORMAT", "VERSION"]
