@@ -21,21 +21,12 @@ import numpy as np
 
 import graphrnn as gr
 from graphrnn import nn
+from graphrnn.datasets import adding_problem as adding_data
 from graphrnn.optim import Adam
 from graphrnn.train import evaluate, fit, train_step
 
 BASELINE = 1.0 / 6.0
 HIDDEN = {"rnn": 64, "lstm": 100, "gru": 100}
-
-
-def adding_data(n: int, steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """x [n, steps, 2] (values, mask) and y [n, 1] (the sum of the two marked values)."""
-    values = rng.uniform(0.0, 1.0, (n, steps))
-    mask = np.zeros((n, steps))
-    for i in range(n):
-        mask[i, rng.choice(steps, 2, replace=False)] = 1.0
-    x = np.stack([values, mask], axis=-1).astype(np.float32)
-    return x, (values * mask).sum(axis=1, keepdims=True).astype(np.float32)
 
 
 def build(kind: str, hidden: int, seed: int = 0) -> gr.gModule:

@@ -8,7 +8,7 @@ import graphrnn as gr
 from graphrnn import cells, nn
 from graphrnn.compiler import flatten_params, infer_shapes, prepare, unroll_loops, verify
 from graphrnn.interpret import interpret
-from graphrnn.ir import Op, TensorType
+from graphrnn.ir import Op, TensorType, layout_params
 
 RNG = np.random.default_rng(9)
 
@@ -103,10 +103,15 @@ def test_layout_follows_the_given_order():
     g0 = unroll_loops(infer_shapes(model.graph, types(x)))
     order = list(reversed(model.graph.params()))
     g, table = flatten_params(g0, order=order)
-    assert list(table.slots) == list(reversed(list(model.table.slots)))
+    want, keys = layout_params(order)
+    assert table == want
+    assert [s.offset for s in table.slots.values()] == sorted(
+        s.offset for s in table.slots.values())
+    assert table.slots[keys[order[0]]].offset == 0
     flat = np.zeros(table.size, np.float32)
-    for key, view in table.views(flat).items():
-        view[...] = model.named_parameters()[key]
+    views_ = table.views(flat)
+    for p in order:
+        views_[keys[p]][...] = p.data
     np.testing.assert_array_equal(interpret(g, x, flat), interpret(model, x))
     with pytest.raises(gr.GraphError, match="missing from the layout"):
         flatten_params(g0, order=order[:1])

@@ -1,0 +1,428 @@
+"""schedule: a typed, flattened graph -> the kernels to run, in order, and the arena plan.
+
+Every value is a buffer or a view of one. Views (slice, index, contiguous reshape, get,
+expand, parameter views, inputs, constants) need no code: they are a pointer offset and a
+`Layout`. Everything else is a `Kernel` that writes a *home*: an arena buffer, an output
+of the entry point (`io`), or the current step's row of a loop's per-step output (`slot`), so
+that results land where they are needed without a copy.
+
+A loop kernel holds three lists: its prologue (initial carry copies, the body's
+loop-invariant work, packing of invariant matmul weights), its body (run once per step), and,
+per carry, where the step's new value comes from. Carried state lives in the loop's own
+buffers, which are also the final carry the loop returns.
+
+Memory: each buffer lives from the kernel that writes it to its last reader; a buffer read
+inside a loop body lives until the loop ends. Buffers whose lifetimes do not overlap share
+arena space (greedy first fit in schedule order). Buffers that scale with T sit in a second
+region after the fixed one: the arena has `fixed + per_step * steps` floats.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, node_error, split
+
+from .gemm import packed_floats
+from .layout import ZERO, Layout, Lin, lin
+
+ALIGN = 16                      # floats: every buffer starts on a 64-byte line
+
+# ops that are a view of their (first) input, or a leaf with storage of its own
+VIEWS = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE, Op.GET, Op.DROPOUT, Op.EXPAND, Op.VIEW})
+LEAVES = frozenset({Op.INPUT, Op.CONST, Op.FILL})
+KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "gemm",
+        Op.SUM: "reduce", Op.MEAN: "reduce", Op.SOFTMAX: "reduce", Op.LOG_SOFTMAX: "reduce",
+        Op.LOOKUP: "index", Op.PICK: "index", Op.ONEHOT: "index", Op.SCATTER: "index",
+        Op.SEQ_MASK: "index", Op.CONCAT: "copy", Op.PAD: "copy", Op.ASSEMBLE: "copy",
+        Op.RESHAPE: "copy", Op.LOOP: "loop"}
+
+
+@dataclass(eq=False)
+class Buffer:
+    """Memory one or more values live in, over kernel positions [start, end]."""
+    name: str
+    size: Lin                   # floats (an int64 element takes two)
+    start: int
+    end: int
+    io: int = -1                # >= 0: the entry point's io pointer of that index, not arena
+    offset: Lin = ZERO          # arena offset in floats, set by `plan_arena`
+
+    def __repr__(self) -> str:
+        return f"Buffer({self.name}, {self.size} floats @ {self.offset}, [{self.start}, {self.end}])"
+
+
+@dataclass(frozen=True)
+class Home:
+    """Where a kernel writes: a buffer (arena or io), or row t of a loop's per-step output."""
+    layout: Layout
+    buffer: Buffer | None = None
+    slot: int = -1              # >= 0: per-step output `slot` of the enclosing loop, at step t
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel:
+    """One unit of emitted work. `kind`: view | map | reduce | gemm | pack | index | copy | loop.
+
+    For a copy, `node` is the value copied into `dest`. A pack writes `node`'s (a matmul's)
+    right operand into `packed`; the gemm reads it from there.
+    """
+    name: str
+    kind: str
+    node: Node
+    dest: Home | None = None
+    packed: Buffer | None = None
+    prologue: tuple["Kernel", ...] = ()
+    body: tuple["Kernel", ...] = ()
+    homes: tuple[Home, ...] = ()                        # loop: where each part of its value is
+    carry_from: tuple["Node | Kernel | None", ...] = ()  # loop: new carry i (None: unchanged)
+
+    def walk(self):
+        """This kernel and every kernel inside it."""
+        yield self
+        for k in self.prologue + self.body:
+            yield from k.walk()
+
+
+@dataclass
+class Schedule:
+    kernels: tuple[Kernel, ...]
+    layouts: dict[Node, Layout]         # every value's layout
+    offsets: dict[Node, Lin]            # views: element offset from their input
+    buffers: list[Buffer]
+    fixed_floats: int
+    step_floats: int
+    inputs: tuple[Node, ...]            # io order: the user's inputs, then the outputs
+    outputs: tuple[Node, ...]
+    params: Node | None
+    parts: dict[tuple[Node, int], tuple[Layout, Buffer | None]] = field(default_factory=dict)
+
+
+def schedule(graph: Graph, params: Node | None = None) -> Schedule:
+    """The kernels of `graph` (typed, flattened) in order, with every buffer placed."""
+    s = _Scheduler()
+    inputs = tuple(x for x in graph.inputs if x is not params)
+    for x in graph.inputs:
+        s.leaf(x)
+    n_in = len(inputs)
+    claims: dict[Node, Home] = {}
+    loop_claims: dict[tuple[Node, int], int] = {}
+    copies: list[tuple[Node, int]] = []
+    for j, y in enumerate(graph.outputs):
+        io = n_in + j
+        if _computed(y) and y not in claims:
+            claims[y] = Home(Layout.of(y.type), Buffer(f"out{j}", ZERO, 0, 0, io=io))
+        elif y.op == Op.GET and y.inputs[0].op == Op.LOOP \
+                and (y.inputs[0], y.attrs["index"]) not in loop_claims:
+            loop_claims[(y.inputs[0], y.attrs["index"])] = io
+        else:
+            copies.append((y, io))
+    s.loop_claims = loop_claims
+    kernels = s.level(graph.nodes, claims, skip=set(graph.inputs))
+    for y, io in copies:
+        pos = s.tick()
+        s.use(y, pos)
+        home = Home(Layout.of(y.type), Buffer(f"out{io - n_in}", ZERO, pos, pos, io=io))
+        kernels.append(Kernel(s.name("copy", y), "copy", y, home))
+    fixed, step = plan_arena(s.buffers)
+    return Schedule(tuple(kernels), s.layouts, s.offsets, s.buffers, fixed, step, inputs,
+                    graph.outputs, params, s.parts)
+
+
+def _computed(n: Node) -> bool:
+    """Whether `n` is always written by a kernel of its own (so it can be given a home)."""
+    return n.op not in VIEWS and n.op not in LEAVES and n.op != Op.LOOP
+
+
+class _Scheduler:
+    def __init__(self) -> None:
+        self.pos = 0
+        self.buffers: list[Buffer] = []
+        self.layouts: dict[Node, Layout] = {}
+        self.offsets: dict[Node, Lin] = {}
+        self.roots: dict[Node, Buffer] = {}
+        self.parts: dict[tuple[Node, int], tuple[Layout, Buffer | None]] = {}
+        self.loop_claims: dict[tuple[Node, int], int] = {}
+        self.count = itertools.count()
+
+    # -- bookkeeping
+    def tick(self) -> int:
+        self.pos += 1
+        return self.pos
+
+    def name(self, kind: str, n: Node) -> str:
+        if n.op == Op.FUSED:
+            ops = [m.op.value for m in n.attrs["body"].nodes if m.op not in (Op.INPUT, Op.CONST)]
+            what = "_".join(dict.fromkeys(ops).keys().__iter__().__class__ and
+                            list(dict.fromkeys(ops))[:3]) or "copy"
+        else:
+            what = n.op.value
+        return re.sub(r"\W", "_", f"k{next(self.count)}_{kind}_{what}")
+
+    def buffer(self, name: str, layout: Layout, start: int) -> Buffer:
+        per = 2 if layout.dtype == "int64" else 1
+        b = Buffer(name, layout.size * per, start, start)
+        self.buffers.append(b)
+        return b
+
+    def use(self, n: Node, pos: int) -> None:
+        b = self.roots.get(n)
+        if b is not None and b.end < pos:
+            b.end = pos
+
+    def leaf(self, n: Node) -> None:
+        if n.op == Op.FILL:
+            self.layouts[n] = Layout.broadcast(n.type.shape, n.type.dtype)
+        else:
+            self.layouts[n] = Layout.of(n.type)
+
+    # -- one graph level
+    def level(self, nodes: tuple[Node, ...], claims: dict[Node, Home],
+              skip: set[Node]) -> list[Kernel]:
+        out: list[Kernel] = []
+        for n in nodes:
+            if n not in skip:
+                out.extend(self.node(n, claims.get(n)))
+        return out
+
+    def node(self, n: Node, home: Home | None) -> list[Kernel]:
+        try:
+            return self._node(n, home)
+        except LoweringError:
+            raise
+        except Exception as e:      # noqa: BLE001  (any failure is named after its node)
+            raise LoweringError(f"scheduling {n.name} ({n.op.value}) at {n.where or '?'}: "
+                                f"{type(e).__name__}: {e}") from e
+
+    def _node(self, n: Node, home: Home | None) -> list[Kernel]:
+        if n.op in LEAVES:
+            self.leaf(n)
+            return [Kernel(self.name("view", n), "view", n)]
+        if n.op == Op.LOOP:
+            return [self.loop(n)]
+        if n.op in VIEWS:
+            view = self.view(n)
+            if view is not None:
+                return [view]
+        pos = self.tick()
+        out: list[Kernel] = []
+        if n.op == Op.MATMUL and n not in self.packs:
+            out.append(self.pack(n, pos))
+            pos = self.tick()
+        for x in n.inputs:
+            self.use(x, pos)
+        if home is None:
+            home = Home(Layout.of(n.type), self.buffer(n.name, Layout.of(n.type), pos))
+        self.layouts[n] = home.layout
+        if home.buffer is not None:
+            self.roots[n] = home.buffer
+            home.buffer.start = min(home.buffer.start, pos) if home.buffer.io < 0 else pos
+        packed = self.packs.get(n)
+        if packed is not None:
+            packed.end = max(packed.end, pos)
+        kind = KIND.get(n.op, "map")
+        out.append(Kernel(self.name(kind, n), kind, n, home, packed))
+        return out
+
+    packs: dict[Node, Buffer] = {}
+
+    def pack(self, mm: Node, pos: int) -> Kernel:
+        self.use(mm.inputs[1], pos)
+        buf = self.buffer(f"{mm.name}.packed", Layout.contiguous((packed_floats(mm),)), pos)
+        self.packs[mm] = buf
+        return Kernel(self.name("pack", mm), "pack", mm, packed=buf)
+
+    def view(self, n: Node) -> Kernel | None:
+        x = n.inputs[0]
+        if n.op == Op.GET:
+            layout, root = self.parts[(x, n.attrs["index"])]
+            offset = ZERO
+        else:
+            got = VIEW_RULES[n.op](n, self.layouts[x])
+            if got is None:
+                return None
+            offset, layout = got
+            root = self.roots.get(x)
+        self.layouts[n] = layout
+        self.offsets[n] = offset
+        if root is not None:
+            self.roots[n] = root
+        return Kernel(self.name("view", n), "view", n)
+
+    # -- loops
+    def loop(self, n: Node) -> Kernel:
+        consts, carry, xs, lengths = loop_operands(n)
+        body: Graph = n.attrs["body"]
+        n_h = len(carry)
+        start = self.tick()
+        homes: list[Home] = []
+        for i, t in enumerate(n.type):
+            layout = Layout.of(t)
+            io = self.loop_claims.get((n, i), -1)
+            buf = Buffer(f"{n.name}.{i}", ZERO, start, start, io=io) if io >= 0 \
+                else self.buffer(f"{n.name}.{i}", layout, start)
+            homes.append(Home(layout, buf))
+            self.parts[(n, i)] = (layout, buf)
+        b_consts, b_carry, b_xs = split(body.inputs, len(consts), n_h)
+        for bx, x in zip(b_consts, consts):
+            self._alias(bx, x, self.layouts[x])
+        for i, bc in enumerate(b_carry):
+            self.layouts[bc] = homes[i].layout
+            self.roots[bc] = homes[i].buffer
+        for bx, x in zip(b_xs, xs):
+            self._alias(bx, x, self.layouts[x].drop(1))
+        first_buffer = len(self.buffers)
+
+        prologue: list[Kernel] = []
+        for i, x in enumerate(carry):
+            pos = self.tick()
+            self.use(x, pos)
+            prologue.append(Kernel(self.name("copy", x), "copy", x, homes[i]))
+        inv = _invariants(body, set(b_consts))
+        inputs = set(body.inputs)
+        for bn in body.nodes:
+            if bn in inv and bn not in inputs:
+                prologue.extend(self.node(bn, None))
+        for bn in body.nodes:
+            if bn.op == Op.MATMUL and bn not in inv and bn.inputs[1] in inv:
+                prologue.append(self.pack(bn, self.tick()))
+        hoisted = self.buffers[first_buffer:]
+
+        claims: dict[Node, Home] = {}
+        ys = body.outputs[n_h:]
+        for j, y in enumerate(ys):
+            if _computed(y) and y not in inv and y not in claims:
+                claims[y] = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
+        kernels = self.level(body.nodes, claims, skip=inv | inputs)
+
+        state = {homes[i].buffer for i in range(n_h)}
+        carry_from: list[Node | Kernel | None] = []
+        for i, out in enumerate(body.outputs[:n_h]):
+            if out is b_carry[i]:
+                carry_from.append(None)
+            elif self.roots.get(out) in state:
+                pos = self.tick()
+                self.use(out, pos)
+                layout = Layout.of(out.type)
+                k = Kernel(self.name("copy", out), "copy", out,
+                           Home(layout, self.buffer(f"{out.name}.next", layout, pos)))
+                kernels.append(k)
+                carry_from.append(k)
+            else:
+                carry_from.append(out)
+        for j, y in enumerate(ys):
+            if claims.get(y) is None or claims[y].slot != j:
+                pos = self.tick()
+                self.use(y, pos)
+                home = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
+                kernels.append(Kernel(self.name("copy", y), "copy", y, home))
+        update = self.tick()
+        for src in carry_from:
+            if isinstance(src, Kernel):
+                src.dest.buffer.end = update
+            elif src is not None:
+                self.use(src, update)
+        end = self.tick()
+        for x in (*consts, *xs, *([lengths] if lengths is not None else [])):
+            self.use(x, end)
+        for b in hoisted + [h.buffer for h in homes]:
+            b.end = max(b.end, end)
+        return Kernel(self.name("loop", n), "loop", n, prologue=tuple(prologue),
+                      body=tuple(kernels), homes=tuple(homes), carry_from=tuple(carry_from))
+
+    def _alias(self, inner: Node, outer: Node, layout: Layout) -> None:
+        self.layouts[inner] = layout
+        if outer in self.roots:
+            self.roots[inner] = self.roots[outer]
+
+
+def _invariants(body: Graph, consts: set[Node]) -> set[Node]:
+    """Body values that are the same at every step: consts, constants, and what they make."""
+    inv = set(consts)
+    for n in body.nodes:
+        if n.op in (Op.CONST, Op.FILL) or (n.op != Op.INPUT and n.inputs
+                                            and all(x in inv for x in n.inputs)):
+            inv.add(n)
+    return inv
+
+
+# ----------------------------------------------------------------------------- views
+
+def _slice(n: Node, x: Layout) -> tuple[Lin, Layout]:
+    return x.slice(n.attrs["axis"], n.attrs["start"], n.attrs["length"])
+
+
+def _index(n: Node, x: Layout) -> tuple[Lin, Layout]:
+    return x.index(n.attrs["axis"], n.attrs["index"])
+
+
+def _reshape(n: Node, x: Layout) -> tuple[Lin, Layout] | None:
+    layout = x.reshape(n.type.shape)
+    return None if layout is None else (ZERO, layout)
+
+
+def _expand(n: Node, x: Layout) -> tuple[Lin, Layout]:
+    return ZERO, x.broadcast_to(tuple(lin(d) for d in n.type.shape))
+
+
+def _view(n: Node, x: Layout) -> tuple[Lin, Layout]:
+    return Lin(n.attrs["offset"]), Layout.of(n.type)
+
+
+VIEW_RULES: dict[Op, Callable[[Node, Layout], tuple[Lin, Layout] | None]] = {
+    Op.SLICE: _slice, Op.INDEX: _index, Op.RESHAPE: _reshape, Op.EXPAND: _expand,
+    Op.VIEW: _view, Op.DROPOUT: lambda n, x: (ZERO, x),   # dropout is the identity at inference
+}
+
+
+# ----------------------------------------------------------------------------- arena
+
+def plan_arena(buffers: list[Buffer]) -> tuple[int, int]:
+    """Place every arena buffer; returns (fixed floats, floats per step).
+
+    Greedy first fit in order of first write: a buffer takes the lowest aligned offset not
+    used by any placed buffer whose lifetime overlaps its own.
+    """
+    fixed = [b for b in buffers if b.io < 0 and b.size.s == 0]
+    step = [b for b in buffers if b.io < 0 and b.size.s != 0]
+    for b in step:
+        if b.size.c:
+            raise LoweringError(f"buffer {b.name} has {b.size} floats: sizes must be fixed or "
+                                "proportional to the sequence length")
+    fixed_size = _first_fit(fixed, lambda b: b.size.c)
+    step_size = _first_fit(step, lambda b: b.size.s)
+    for b in fixed:
+        b.offset = Lin(b.offset.c)
+    for b in step:
+        b.offset = Lin(fixed_size, b.offset.c)
+    return fixed_size, step_size
+
+
+def _first_fit(buffers: list[Buffer], size: Callable[[Buffer], int]) -> int:
+    placed: list[Buffer] = []
+    top = 0
+    for b in sorted(buffers, key=lambda b: (b.start, -size(b))):
+        live = sorted((p for p in placed if p.start <= b.end and b.start <= p.end),
+                      key=lambda p: p.offset.c)
+        offset = 0
+        for p in live:
+            if offset + size(b) <= p.offset.c:
+                break
+            offset = max(offset, _aligned(p.offset.c + size(p)))
+        b.offset = Lin(offset)
+        placed.append(b)
+        top = max(top, _aligned(offset + size(b)))
+    return top
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def node_failure(n: Node, message: str) -> LoweringError:
+    return node_error(n, message, LoweringError)
+
+
+__all__ = ["schedule", "Schedule", "Kernel", "Buffer", "Home", "plan_arena", "VIEW_RULES"]

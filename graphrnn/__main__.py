@@ -1,0 +1,4 @@
+"""`python -m graphrnn`: the graphrnn command."""
+from .cli import main
+
+raise SystemExit(main())
