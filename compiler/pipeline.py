@@ -21,6 +21,9 @@ from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .flatten import flatten_params
 from .fold import fold_constants
+from .fuse import fuse_elementwise
+from .hoist import hoist_invariants
+from .merge import merge_matmuls
 from .shapes import infer_shapes
 from .tie import tie_params
 from .unroll import unroll_loops
@@ -31,11 +34,10 @@ OPTIMISATIONS: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("fold", fold_constants),                       # constant subgraphs -> CONST, x*1 -> x
     ("cse", eliminate_common_subexpressions),       # one node per distinct computation
     ("dce", eliminate_dead_code),                   # unreachable nodes, unread loop outputs
-    # slot for the loop optimisations, in this order:
-    #   ("hoist", hoist_invariants)    compiler/hoist.py: W_x x_t for all t as one GEMM
-    #   ("merge", merge_matmuls)       compiler/merge.py: matmuls sharing an operand
-    #   ("fuse", fuse_elementwise)     compiler/fuse.py:  map/zip chains -> FUSED
-    #   ("dce", eliminate_dead_code)   again, for what those leave behind
+    ("merge", merge_matmuls),                       # matmuls sharing their left operand
+    ("hoist", hoist_invariants),                    # W_x x_t for all t as one GEMM
+    ("fuse", fuse_elementwise),                     # map/zip chains -> FUSED
+    ("dce", eliminate_dead_code),                   # again, for what those leave behind
 ]
 
 

@@ -1,7 +1,7 @@
 """tie_params: one PARAM node per parameter in each graph, declared sharing checked."""
 from __future__ import annotations
 
-from graphrnn.ir import Graph, Node, Op, ShapeError, TensorType, node_error
+from graphrnn.ir import Graph, Node, Op, Param, ShapeError, TensorType, node_error, param_keys
 from .rewrite import rewrite
 
 
@@ -21,12 +21,19 @@ def tie_params(graph: Graph) -> Graph:
             return n
         p, root = n.param, n.param.root()
         if root.shape != p.shape:
-            where = f" (shared at {p.tie_where})" if p.tie_where else ""
-            raise node_error(n, f"cannot tie {p.owner}.{p.name} {list(p.shape)} to "
-                             f"{root.owner}.{root.name}: expected shape {list(root.shape)}"
-                             f"{where}", ShapeError)
+            raise _mismatch(graph, n, p, root)
         if id(root) in first:
             return first[id(root)]
         first[id(root)] = n.replace(param=root, type=TensorType(root.shape))
         return first[id(root)]
     return rewrite(graph, visit, into_loops=False)
+
+
+def _mismatch(graph: Graph, n: Node, p: Param, root: Param) -> Exception:
+    """The error for a tie between shapes, naming both parameters by their keys."""
+    used = {id(m.param): m.param for m, _ in graph.walk() if m.op == Op.PARAM}
+    keys = param_keys([*used.values(), root] if id(root) not in used else list(used.values()))
+    where = f" (shared at {p.tie_where})" if p.tie_where else ""
+    return node_error(n, f"cannot tie {keys[p]} {list(p.shape)} to {keys[root]} "
+                      f"{list(root.shape)}: tied parameters need the same shape{where}",
+                      ShapeError)

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from graphrnn.ir import Graph, GraphError, Node, Op, TensorType, loop_operands, node_error
+from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, node_error
 from graphrnn.ops import apply_rule
 
 
@@ -132,12 +132,8 @@ def _chunk_body(loop: Node, consts: Sequence[Node], carry: Sequence[Node],
     names = _Names(())
     old = loop.attrs["body"]
     n_c = len(consts)
-
-    def input_like(x: Node, t: TensorType) -> Node:
-        return Node(Op.INPUT, (), {}, t, name=names(x.name), scope=x.scope, where=x.where)
-
-    ins = [input_like(x, t.type) for x, t in zip(old.inputs[:n_c + len(carry)],
-                                                 [*consts, *carry])]
+    ins = [Node(Op.INPUT, (), {}, x.type, name=names(x.name), scope=x.scope, where=x.where)
+           for x in old.inputs[:n_c + len(carry)]]
     chunk_ins = [Node(Op.INPUT, (), {}, TensorType(s.type.shape[:1] + s.type.shape[2:],
                                                    s.type.dtype), name=names(f"{s.name}_t"))
                  for s in seqs]

@@ -12,10 +12,14 @@ from .nn import Module, as_nodes, is_graph_value
 
 
 def aligned_zeros(n: int) -> np.ndarray:
-    """n float32 zeros starting on a 64-byte boundary."""
+    """n float32 zeros starting on a 64-byte boundary.
+
+    Made with `frombuffer`, so views of the result have it as their `.base` (views stay one
+    level deep) rather than the larger allocation behind it.
+    """
     raw = np.zeros(n + 16, np.float32)
     skip = (-raw.ctypes.data % 64) // 4
-    return raw[skip:skip + n]
+    return np.frombuffer(raw.data, np.float32, count=n, offset=4 * skip)
 
 
 def _name_params(graph: Graph, keys: dict[Param, str]) -> Graph:

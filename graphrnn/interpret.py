@@ -200,7 +200,13 @@ def _assemble(n: Node, a: list, ctx: Context) -> np.ndarray:
     return out
 
 
+def _input(n: Node, a: list, ctx: Context) -> np.ndarray:
+    raise node_error(n, "no value was given for this input: list it among the graph's "
+                     "inputs (a loop body gets every outer value as a const)", InputError)
+
+
 EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
+    Op.INPUT: _input,                 # inputs are given; reaching this rule is an error
     Op.PARAM: _param,
     Op.CONST: _const,
     Op.FILL: _fill,

@@ -522,6 +522,9 @@ class ParamTable:
         """Number of parameter scalars (without alignment padding)."""
         return sum(s.size for s in self.slots.values())
 
+    def __hash__(self) -> int:
+        return hash((tuple(self.slots.items()), self.size))
+
 
 def param_keys(params: Sequence[Param]) -> dict[Param, str]:
     """Unique, stable keys: `owner.name`, owners with one prefix numbered in order of use."""
@@ -565,3 +568,6 @@ class Executable:
     arena_floats: int
     io: tuple[TensorType, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __hash__(self) -> int:      # `meta` is free-form notes, left out of the identity
+        return hash((self.llvm_ir, self.entry_points, self.table, self.arena_floats, self.io))

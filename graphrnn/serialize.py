@@ -48,7 +48,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -200,21 +200,29 @@ def _new_file_mode(path: str) -> int:
 
 # ----------------------------------------------------------------------------- load
 
-def load(path: str | os.PathLike) -> Any:
-    """Read a model written by `save`: a gModule whose results are bit-identical to the saved one.
+def load(source: str | os.PathLike | BinaryIO) -> Any:
+    """Read a model written by `save` from a path (or a seekable binary file object): a gModule
+    whose results are bit-identical to the saved one's.
 
     Raises FileNotFoundError for a missing file, ModelFileError for a file that is not a model
     or is damaged, GraphError for a graph that is invalid (a cycle, a bad arity or type).
     """
+    if hasattr(source, "read"):
+        return _load(source, str(getattr(source, "name", "<stream>")))
+    with open(source, "rb") as f:
+        return _load(f, os.fspath(source))
+
+
+def _load(f: BinaryIO, path: str) -> Any:
     from .gmodule import gModule
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
+    start = f.tell()
+    head = f.read(4)
+    f.seek(start)
     try:
         if head != b"PK\x03\x04":
             raise ModelFileError("not a graphrnn model file (not a zip/.npz archive)")
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            with np.load(f, allow_pickle=False) as npz:
                 doc = _read_document(npz)
                 arrays = _read_params(npz, doc["params"])
         except ModelFileError:

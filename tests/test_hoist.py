@@ -198,7 +198,7 @@ def test_slices_of_a_hoisted_value_are_recomputed_in_the_body() -> None:
     def body(k, h, x):
         p = w(x)
         a, b = ops.slice_(p, 1, 0, 4), ops.slice_(p, 1, 4, 4)
-        return ops.tanh(ops.add(u(h), ops.mul(ops.sigmoid(a), b)))
+        return ops.tanh(ops.add(ops.add(u(h), a), ops.mul(h, b)))
     m, args = step_model(body, 6, 4)
     g = hoisted(m.graph)
     same(gr.interpret(g, *args), gr.interpret(m, *args))
@@ -208,14 +208,18 @@ def test_slices_of_a_hoisted_value_are_recomputed_in_the_body() -> None:
 
 
 def test_dropout_stays_in_the_body() -> None:
-    w, u = nn.Linear(6, 4), nn.Linear(4, 4)
+    w, v, u = nn.Linear(6, 4), nn.Linear(6, 4), nn.Linear(4, 4)
     drop = nn.Dropout(0.3, seed=7)
 
     def body(k, h, x):
-        return ops.tanh(ops.add(u(h), w(drop(x))))
+        masked = ops.matmul(h, drop(ops.param(u.weight)))      # a new mask at every step
+        return ops.tanh(ops.add(ops.add(masked, w(drop(x))), v(x)))
     m, args = step_model(body, 6, 4)
-    assert hoist_invariants(m.graph) is m.graph
-    m.train()
+    g = hoisted(m.graph)
+    assert count(g, Op.MATMUL) == 1                         # v(x) only
+    assert count(loops(g)[0].attrs["body"], Op.DROPOUT) == 2
+    same(gr.interpret(g, *args, training=True, seed=3),
+         gr.interpret(m, *args, training=True, seed=3))
 
 
 def test_lookup_of_ids_moves_with_the_projection() -> None:

@@ -1,0 +1,93 @@
+"""Reductions: sum and mean over axes, softmax and log_softmax along one axis.
+
+    sum:      for i in ndindex(kept): out[i] = sum(x[i, r] for r in ndindex(reduced))
+    softmax:  for i in ndindex(others): m = max(x[i, :]); e = exp(x[i, :] - m)
+                                        out[i, :] = e / sum(e)     (log: x - m - log(sum(e)))
+
+Sums accumulate in double, so a loss over many elements keeps float32 accuracy whatever the
+order. The max uses llvm.maximum, which propagates NaN as numpy's max does.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from graphrnn.ir import Node, Op
+
+from .irbuilder import F32, FLAGS, Emitter, Ref
+from .layout import Layout, collapse, product
+from .mathfns import emit_exp, emit_log
+
+F64 = ir.DoubleType()
+
+
+def _split(layout: Layout, axes: tuple[int, ...]) -> tuple[Layout, Layout]:
+    """(layout over the dims not in axes, layout over the dims in axes)."""
+    keep = [i for i in range(layout.rank) if i not in axes]
+    return layout.permute(keep), layout.permute(list(axes))
+
+
+def emit_sum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    x = ins[0]
+    axes = tuple(n.attrs["axes"])
+    kept, reduced = _split(x.layout, axes)
+    out_kept = out.layout
+    if n.attrs.get("keepdims"):
+        out_kept = _split(out.layout, axes)[0]
+    x_kept, o_kept = collapse([kept, Layout(kept.shape, out_kept.strides, out.layout.dtype)])
+    (red,) = collapse([reduced])
+    bld = em.builder
+    count = product(reduced.shape)
+    with em.nest(x_kept.shape, "sum_out") as idx:
+        base = em.at(Ref(x.ptr, x_kept), idx)
+        acc = em.alloca(F64, ir.Constant(F64, 0.0))
+        with em.nest(red.shape, "sum_in") as ridx:
+            v = bld.fpext(em.load(em.at(Ref(base, red), ridx)), F64)
+            bld.store(bld.fadd(bld.load(acc), v, flags=FLAGS), acc)
+        total = bld.load(acc)
+        if n.op == Op.MEAN:
+            total = bld.fdiv(total, bld.sitofp(em.lin(count), F64))
+        em.store(bld.fptrunc(total, F32), em.at(Ref(out.ptr, o_kept), idx))
+
+
+def emit_softmax(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    x = ins[0]
+    axis = n.attrs["axis"]
+    x_o, _ = _split(x.layout, (axis,))
+    o_o, _ = _split(out.layout, (axis,))
+    x_o, o_o = collapse([x_o, o_o])
+    size = x.layout.shape[axis]
+    sx, so = x.layout.strides[axis], out.layout.strides[axis]
+    bld = em.builder
+    log = n.op == Op.LOG_SOFTMAX
+    maximum = em.intrinsic("maximum", F32, 2)
+    with em.nest(x_o.shape, "sm") as idx:
+        xp = em.at(Ref(x.ptr, x_o), idx)
+        op = em.at(Ref(out.ptr, o_o), idx)
+        m = em.alloca(F32, ir.Constant(F32, float("-inf")))
+        with em.loop(size, "sm_max") as j:
+            v = em.load(em.gep(xp, em.mul(j, sx)))
+            bld.store(bld.call(maximum, [bld.load(m), v]), m)
+        mx = bld.load(m)
+        s = em.alloca(F32, ir.Constant(F32, 0.0))
+        with em.loop(size, "sm_exp") as j:
+            e = emit_exp(bld, bld.fsub(em.load(em.gep(xp, em.mul(j, sx))), mx, flags=FLAGS))
+            if not log:
+                em.store(e, em.gep(op, em.mul(j, so)))
+            bld.store(bld.fadd(bld.load(s), e, flags=FLAGS), s)
+        total = bld.load(s)
+        if log:
+            shift = bld.fadd(mx, emit_log(bld, total), flags=FLAGS)
+            with em.loop(size, "sm_out") as j:
+                v = em.load(em.gep(xp, em.mul(j, sx)))
+                em.store(bld.fsub(v, shift, flags=FLAGS), em.gep(op, em.mul(j, so)))
+        else:
+            inv = bld.fdiv(ir.Constant(F32, 1.0), total, flags=FLAGS)
+            with em.loop(size, "sm_out") as j:
+                p = em.gep(op, em.mul(j, so))
+                em.store(bld.fmul(em.load(p), inv, flags=FLAGS), p)
+
+
+REDUCE_RULES = {Op.SUM: emit_sum, Op.MEAN: emit_sum,
+                Op.SOFTMAX: emit_softmax, Op.LOG_SOFTMAX: emit_softmax}
+
+__all__ = ["REDUCE_RULES", "emit_sum", "emit_softmax"]
