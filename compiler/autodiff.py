@@ -163,6 +163,7 @@ VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.VIEW: _view,
     Op.ASSEMBLE: _assemble,
     Op.FUSED: _fused,
+    Op.SAMPLE: _no_grad,
     # LOOP and GET are handled by backprop itself (a loop's value is a tuple)
 }
 

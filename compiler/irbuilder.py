@@ -191,7 +191,6 @@ def kernel_function(module: ir.Module, name: str, dtypes: Sequence[str],
     fn.attributes.add("nounwind")
     for a in fn.args[:len(dtypes)]:
         a.add_attribute("noalias")
-        a.add_attribute("nocapture")
     em = Emitter(fn, fn.args[-1])
     return fn, em, list(fn.args[len(dtypes):-1])
 

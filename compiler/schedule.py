@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, node_error, split
+from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 
 from .gemm import packed_floats
 from .layout import ZERO, Layout, Lin, lin
@@ -36,8 +36,7 @@ LEAVES = frozenset({Op.INPUT, Op.CONST, Op.FILL})
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "gemm",
         Op.SUM: "reduce", Op.MEAN: "reduce", Op.SOFTMAX: "reduce", Op.LOG_SOFTMAX: "reduce",
         Op.LOOKUP: "index", Op.PICK: "index", Op.ONEHOT: "index", Op.SCATTER: "index",
-        Op.SEQ_MASK: "index", Op.CONCAT: "copy", Op.PAD: "copy", Op.ASSEMBLE: "copy",
-        Op.RESHAPE: "copy", Op.LOOP: "loop"}
+        Op.SEQ_MASK: "index", Op.LOOP: "loop"}
 
 
 @dataclass(eq=False)
@@ -146,6 +145,7 @@ class _Scheduler:
         self.parts: dict[tuple[Node, int], tuple[Layout, Buffer | None]] = {}
         self.loop_claims: dict[tuple[Node, int], int] = {}
         self.count = itertools.count()
+        self.packs: dict[Node, Buffer] = {}
 
     # -- bookkeeping
     def tick(self) -> int:
@@ -155,8 +155,7 @@ class _Scheduler:
     def name(self, kind: str, n: Node) -> str:
         if n.op == Op.FUSED:
             ops = [m.op.value for m in n.attrs["body"].nodes if m.op not in (Op.INPUT, Op.CONST)]
-            what = "_".join(dict.fromkeys(ops).keys().__iter__().__class__ and
-                            list(dict.fromkeys(ops))[:3]) or "copy"
+            what = "_".join(list(dict.fromkeys(ops))[:3]) or "copy"
         else:
             what = n.op.value
         return re.sub(r"\W", "_", f"k{next(self.count)}_{kind}_{what}")
@@ -197,6 +196,9 @@ class _Scheduler:
                                 f"{type(e).__name__}: {e}") from e
 
     def _node(self, n: Node, home: Home | None) -> list[Kernel]:
+        if n.op == Op.PARAM:
+            raise LoweringError("a parameter node reached the lowering: flatten the parameters "
+                                "first (compiler.prepare does)")
         if n.op in LEAVES:
             self.leaf(n)
             return [Kernel(self.name("view", n), "view", n)]
@@ -218,15 +220,12 @@ class _Scheduler:
         self.layouts[n] = home.layout
         if home.buffer is not None:
             self.roots[n] = home.buffer
-            home.buffer.start = min(home.buffer.start, pos) if home.buffer.io < 0 else pos
         packed = self.packs.get(n)
         if packed is not None:
             packed.end = max(packed.end, pos)
         kind = KIND.get(n.op, "map")
         out.append(Kernel(self.name(kind, n), kind, n, home, packed))
         return out
-
-    packs: dict[Node, Buffer] = {}
 
     def pack(self, mm: Node, pos: int) -> Kernel:
         self.use(mm.inputs[1], pos)
@@ -419,10 +418,6 @@ def _first_fit(buffers: list[Buffer], size: Callable[[Buffer], int]) -> int:
 
 def _aligned(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
-
-
-def node_failure(n: Node, message: str) -> LoweringError:
-    return node_error(n, message, LoweringError)
 
 
 __all__ = ["schedule", "Schedule", "Kernel", "Buffer", "Home", "plan_arena", "VIEW_RULES"]

@@ -55,7 +55,8 @@ def load_model(spec: str) -> Any:
         obj = getattr(obj, part)
     model = obj if hasattr(obj, "graph") or not callable(obj) else obj()
     if not hasattr(model, "graph") or not hasattr(model, "table"):
-        raise CLIError(f"{spec}: returned a {type(model).__name__}, expected a gModule")
+        raise CLIError(f"{spec}: returned an object of type {type(model).__name__}, "
+                       "expected a gModule")
     return model
 
 

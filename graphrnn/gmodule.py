@@ -1,13 +1,13 @@
 """gModule: a closed graph that is itself a module, and owns one flat parameter vector."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import ops
 from .init import initial_value, key_generator
-from .ir import Graph, InputError, Node, Op, Param, ParamTable, Table, layout_params
+from .ir import Graph, InputError, Node, Op, Param, Table, layout_params
 from .nn import Module, as_nodes, is_graph_value
 
 

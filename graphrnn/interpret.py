@@ -205,6 +205,17 @@ def _input(n: Node, a: list, ctx: Context) -> np.ndarray:
                      "inputs (a loop body gets every outer value as a const)", InputError)
 
 
+def _sample(n: Node, a: list, ctx: Context) -> np.ndarray:
+    logits, u, temp = a
+    if float(temp) <= 0.0:
+        return np.argmax(logits, axis=1).astype(np.int64)
+    z = logits / temp
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    cdf = np.cumsum(p, axis=1)
+    idx = (cdf < (u * cdf[:, -1])[:, None]).sum(axis=1)
+    return np.minimum(idx, logits.shape[1] - 1).astype(np.int64)
+
+
 EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.INPUT: _input,                 # inputs are given; reaching this rule is an error
     Op.PARAM: _param,
@@ -245,6 +256,7 @@ EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.SCATTER: _scatter,
     Op.ONEHOT: lambda n, a, c: np.eye(n.attrs["n"], dtype=c.dtype)[a[0]],
     Op.ASSEMBLE: _assemble,
+    Op.SAMPLE: _sample,
 }
 
 

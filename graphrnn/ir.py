@@ -61,6 +61,9 @@ class Op(str, Enum):
     # introduced by passes
     VIEW = "view"               # attrs["offset"], attrs["shape"]: a slice of the flat params
     FUSED = "fused"             # attrs["body"]: a Graph of elementwise ops, one pass over data
+    SAMPLE = "sample"           # logits[B, C], u[B] in [0, 1), temperature[] -> i64[B]: the
+                                # class where the cumulative softmax(logits / T) passes u;
+                                # argmax when T <= 0
     # introduced by differentiation
     STEP = "step"               # 1 where x > 0, else 0 (the derivative of relu)
     WHERE = "where"             # where(mask != 0, a, b), numpy broadcasting
@@ -407,9 +410,13 @@ class Graph:
                      tuple(new[id(n)] for n in order))
 
     def rebuilt(self, inputs: Sequence[Node], outputs: Sequence[Node]) -> "Graph":
-        """A graph over nodes that a pass made: topological order recomputed, names kept."""
+        """A graph over nodes that a pass made: topological order recomputed, names kept.
+
+        Inputs that no output uses stay in `nodes` (first), so every input is a node."""
         order = toposort(outputs)
-        return Graph(tuple(inputs), tuple(outputs), tuple(order))
+        reached = {id(n) for n in order}
+        unused = [x for x in inputs if id(x) not in reached]
+        return Graph(tuple(inputs), tuple(outputs), tuple(unused + order))
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

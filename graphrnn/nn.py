@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-import numpy as np
-
 from . import ops
 from .init import generator, initial_value, next_dropout_seed
 from .ir import GraphError, Node, Param, Table, creation_site
@@ -66,8 +64,11 @@ class Module:
         return self
 
     def clone(self, *names: str) -> "Module":
-        """A new module of the same kind whose named parameters are tied to this one's."""
+        """A copy of this module (Torch `clone`): same kind, same current parameter values;
+        the named parameters are tied to this one's, the others are independent copies."""
         twin = self._twin()
+        for k, p in self._params.items():
+            twin._params[k].data[...] = p.data
         return twin.share(self, *names) if names else twin
 
     def _twin(self) -> "Module":

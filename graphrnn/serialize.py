@@ -274,7 +274,8 @@ def _read_document(npz: Any) -> dict:
                              f"graphrnn ({__version__}) reads (up to {VERSION}): upgrade graphrnn")
     _fields(doc, _TOP_FIELDS, "the file")
     model = _expect(doc["model"], dict, "model")
-    _expect(model.get("class"), str, "model.class")
+    _fields(model, {"class", "name"}, "model")
+    _expect(model["class"], str, "model.class")
     if model.get("name") is not None:
         _expect(model["name"], str, "model.name")
     _expect(doc["graphrnn"], str, "graphrnn")
@@ -328,8 +329,8 @@ def _decode_graph(obj: Any, params: list[Param], uses: list[int], where: str,
     ins = [_index(i, n, f"{where}.inputs") for i in _expect(obj["inputs"], list, where)]
     outs = [_index(i, n, f"{where}.outputs") for i in _expect(obj["outputs"], list, where)]
     names = [p["name"] for p in parsed]
-    if len(set(names)) != len(names):
-        raise ModelFileError(f"{where}: node names are not unique")
+    if len(set(names)) != len(names) or len(set(ins)) != len(ins):
+        raise ModelFileError(f"{where}: node names or graph inputs are not unique")
     order = _topological(parsed, names, where)
     new: dict[int, Node] = {}
     for i in order:

@@ -18,15 +18,16 @@ from graphrnn.compiler.flatten import flatten_params
 from graphrnn.compiler.fuse import FUSABLE, fuse_elementwise
 from graphrnn.compiler.hoist import hoist_invariants
 from graphrnn.compiler.merge import merge_matmuls
+from graphrnn.compiler.pipeline import prepare
 from graphrnn.compiler.validate import verify
-from graphrnn.ir import Graph, Node, Op
+from graphrnn.ir import Graph, Node, Op, TensorType
 
 RNG = np.random.default_rng(3)
 B, T, D, H = 3, 5, 6, 4
 PASSES = (merge_matmuls, hoist_invariants, fuse_elementwise, eliminate_dead_code)
 
 
-def separate_linears(h: Node, c: Node, x: Node) -> tuple[Node, Node]:
+def separate_linears(h: Node, c: Node, x: Node) -> tuple[Node, ...]:
     """Four Linear(D, H) for x and four Linear(H, H) for h, one pair per gate."""
     def gate(act: nn.Module) -> Node:
         return act(nn.CAddTable()([nn.Linear(D, H)(x), nn.Linear(H, H)(h)]))
@@ -34,7 +35,7 @@ def separate_linears(h: Node, c: Node, x: Node) -> tuple[Node, Node]:
     return i, f, g, o
 
 
-def narrowed_linear(h: Node, c: Node, x: Node) -> tuple[Node, Node]:
+def narrowed_linear(h: Node, c: Node, x: Node) -> tuple[Node, ...]:
     """One Linear(D, 4H) and one Linear(H, 4H); gates cut out with Narrow."""
     z = nn.CAddTable()([nn.Linear(D, 4 * H)(x), nn.Linear(H, 4 * H)(h)])
     cut = [nn.Narrow(1, k * H, H)(z) for k in range(4)]
@@ -150,3 +151,14 @@ def test_the_separate_form_is_merged_before_it_is_hoisted() -> None:
     concats = [n for n in g.nodes if n.op == Op.CONCAT]
     assert sorted(n.type.shape for n in concats) == [(4 * H,), (4 * H,), (4 * H, H),
                                                      (4 * H, D)]
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_through_the_driver(form: str) -> None:
+    m = FORMS[form](True, True)
+    args = arguments(True)
+    g, table = prepare(m.graph, [TensorType(a.shape, "int64" if a.dtype.kind == "i"
+                                            else "float32") for a in args])
+    assert table == m.table
+    close(gr.interpret(g, *args, m.parameters()[0]), gr.interpret(m, *args))
+    assert structure(g) == (1, 1, (4 * H, H), 3)

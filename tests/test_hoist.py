@@ -258,3 +258,38 @@ def test_nested_loops_hoist_through_both_levels() -> None:
     (inner_loop,) = loops(loop.attrs["body"])
     assert count(loop.attrs["body"], Op.MATMUL) == 0
     assert count(inner_loop.attrs["body"], Op.MATMUL) == 1
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_bodies(seed: int) -> None:
+    """Random mixes of x_t, h, parameters and the allowlisted ops, hoisted or not."""
+    rng = np.random.default_rng(seed)
+    vec, mat = nn.Linear(4, 4), nn.Linear(4, 4)
+    unary = [ops.tanh, ops.sigmoid, ops.neg, lambda v: ops.softmax(v, 1),
+             lambda v: ops.concat([ops.slice_(v, 1, 2, 2), ops.slice_(v, 1, 0, 2)], 1),
+             lambda v: ops.matmul(v, ops.param(mat.weight), transpose_b=True),
+             lambda v: ops.mul(v, ops.sum_(v, axes=(1,), keepdims=True))]
+    second = [lambda: ops.param(vec.bias), lambda: ops.const(np.float32(0.5)),
+              lambda: ops.tanh(ops.reshape(ops.param(vec.bias), (1, 4)))]
+
+    def body(k, h, x):
+        pool = [h, x, x]
+        for _ in range(int(rng.integers(3, 9))):
+            v = pool[int(rng.integers(len(pool)))]
+            r = rng.random()
+            if r < 0.5:
+                pool.append(unary[int(rng.integers(len(unary)))](v))
+            else:
+                w = (pool[int(rng.integers(len(pool)))] if r < 0.75
+                     else second[int(rng.integers(len(second)))]())
+                pool.append([ops.add, ops.mul, ops.sub][int(rng.integers(3))](v, w))
+        read = {id(x) for v in pool for x in v.inputs}
+        sinks = [v for v in pool[3:] if id(v) not in read] or [pool[-1]]
+        total = sinks[0]
+        for v in sinks[1:]:
+            total = ops.add(total, v)
+        return ops.tanh(ops.add(total, ops.mul(h, 0.5)))
+    m, args = step_model(body, 4, 4, reverse=bool(seed % 2), lengths=seed % 3 == 0)
+    g = hoisted(m.graph, min_input_size=0)
+    same(gr.interpret(g, *args), gr.interpret(m, *args))
+    assert hoisted(g, min_input_size=0) is g                # nothing left to move

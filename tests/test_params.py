@@ -124,13 +124,21 @@ def test_share_only_named_parameters():
 def test_clone_ties_named_parameters():
     a = nn.Linear(5, 2)
     b = a.clone("weight", "bias")
-    c = a.clone()                                     # a fresh, untied twin
+    c = a.clone()                                     # a copy of the values, not tied
     x = gr.Input("B", 5)
     model = gr.gModule([x], [a(x), b(x), c(x)])
     assert model.param_count() == 2 * 12
-    ya, yb, yc = model(np.ones((1, 5), np.float32))
+    ones = np.ones((1, 5), np.float32)
+    ya, yb, yc = model(ones)
     np.testing.assert_array_equal(ya, yb)
-    assert not np.array_equal(ya, yc)
+    np.testing.assert_array_equal(ya, yc)
+    a.weight.data[...] += 1.0                         # moves a and its tied clone b only
+    ya, yb, yc = model(ones)
+    np.testing.assert_array_equal(ya, yb)
+    assert not np.allclose(ya, yc)
+    part = a.clone("weight")
+    assert part.weight.tied_to is a.weight and part.bias.tied_to is None
+    np.testing.assert_array_equal(part.bias.data, a.bias.data)
 
 
 def test_tying_different_shapes_names_the_node():

@@ -157,7 +157,8 @@ def test_the_file_is_an_npz_archive_with_a_json_graph(tmp_path):
     path = tmp_path / "m.grnn"
     gr.save(model, path)
     with np.load(path, allow_pickle=False) as npz:
-        assert np.array_equal(npz["params/linear.weight"], model.named_parameters()["linear.weight"])
+        weight = model.named_parameters()["linear.weight"]
+        assert np.array_equal(npz["params/linear.weight"], weight)
         doc = json.loads(npz["graph.json"])
     assert doc["format"] == "graphrnn-model" and doc["version"] == 1
     assert doc["graphrnn"] == gr.__version__ and doc["model"] == {"class": "gModule",

@@ -1,0 +1,411 @@
+"""SHAPE_RULES, the per-op type rules, and `infer_graph`, which runs them over a graph.
+
+Each rule takes the node and its input types and returns the node's type (and, for a few ops,
+normalised attrs such as a non-negative axis). Constructors in `ops.py` apply them as soon as
+the input types are known, so a bad `Linear` input fails at the user's line; `infer_graph`
+applies them to a whole graph once its input types are given (the compiler's `infer_shapes`
+pass and the interpreter both use it).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Graph, Node, NodeType, Op,
+                 ShapeError, TensorType, node_error, type_str)
+
+F32, I64 = "float32", "int64"
+
+# ----------------------------------------------------------------------------- rules
+
+def _dims_equal(a: Dim, b: Dim) -> bool:
+    return a == b
+
+
+def broadcast_shapes(a: tuple[Dim, ...], b: tuple[Dim, ...], node: Node) -> tuple[Dim, ...]:
+    """numpy broadcasting, with symbols: equal dims, or a 1 on one side."""
+    out: list[Dim] = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if _dims_equal(x, y) or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise node_error(node, f"cannot broadcast shapes {list(a)} and {list(b)}",
+                             ShapeError)
+    return tuple(reversed(out))
+
+
+def _axis(node: Node, axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise node_error(node, f"axis {axis} is out of range for rank {rank}", ShapeError)
+    return axis % rank
+
+
+def _need(node: Node, t: TensorType, dtype: str, what: str = "input") -> None:
+    if t.dtype != dtype:
+        raise node_error(node, f"expected {what} of dtype {dtype}, got {t}", ShapeError)
+
+
+def _unary(node: Node, ts: list[TensorType]) -> TensorType:
+    _need(node, ts[0], F32)
+    return ts[0]
+
+
+def _binary(node: Node, ts: list[TensorType]) -> TensorType:
+    for t in ts:
+        _need(node, t, F32)
+    return TensorType(broadcast_shapes(ts[0].shape, ts[1].shape, node), F32)
+
+
+def _matmul(node: Node, ts: list[TensorType]) -> TensorType:
+    a, b = ts
+    _need(node, a, F32)
+    _need(node, b, F32)
+    if a.rank < 1 or b.rank != 2:
+        raise node_error(node, f"matmul needs a[..., K] and a matrix, got {a} and {b}",
+                         ShapeError)
+    k, n = (b.shape[1], b.shape[0]) if node.attrs.get("transpose_b") else b.shape
+    if not _dims_equal(a.shape[-1], k):
+        raise node_error(node, f"expected input with last dim {k}, got {a} "
+                         f"(weight {b}{', transposed' if node.attrs.get('transpose_b') else ''})",
+                         ShapeError)
+    return TensorType(a.shape[:-1] + (n,), F32)
+
+
+def _reduce(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    _need(node, t, F32)
+    axes = node.attrs.get("axes")
+    axes = tuple(range(t.rank)) if axes is None else tuple(sorted(
+        _axis(node, a, t.rank) for a in axes))
+    keep = bool(node.attrs.get("keepdims", False))
+    shape = tuple((1 if keep else None) if i in axes else d for i, d in enumerate(t.shape))
+    return TensorType(tuple(d for d in shape if d is not None), F32), {"axes": axes,
+                                                                      "keepdims": keep}
+
+
+def _softmax(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    _need(node, ts[0], F32)
+    return ts[0], {"axis": _axis(node, node.attrs.get("axis", -1), ts[0].rank)}
+
+
+def _lookup(node: Node, ts: list[TensorType]) -> TensorType:
+    w, ids = ts
+    _need(node, w, F32, "weight")
+    _need(node, ids, I64, "ids")
+    if w.rank != 2:
+        raise node_error(node, f"lookup table must be a matrix, got {w}", ShapeError)
+    return TensorType(ids.shape + (w.shape[1],), F32)
+
+
+def _pick(node: Node, ts: list[TensorType]) -> TensorType:
+    x, idx = ts
+    _need(node, x, F32)
+    _need(node, idx, I64, "class indices")
+    if x.shape[:-1] != idx.shape:
+        raise node_error(node, f"expected indices of shape {list(x.shape[:-1])}, got {idx}",
+                         ShapeError)
+    return TensorType(x.shape[:-1], F32)
+
+
+def _concat(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    if not ts:
+        raise node_error(node, "concat needs at least one input", ShapeError)
+    r = ts[0].rank
+    axis = _axis(node, node.attrs["axis"], r)
+    total = 0
+    for i, t in enumerate(ts):
+        if t.rank != r or t.dtype != ts[0].dtype:
+            raise node_error(node, f"input {i} is {t}, expected rank {r} {ts[0].dtype}",
+                             ShapeError)
+        for j, (x, y) in enumerate(zip(t.shape, ts[0].shape)):
+            if j != axis and not _dims_equal(x, y):
+                raise node_error(node, f"input {i} is {t}, expected dim {j} = {y} like "
+                                 f"input 0 ({ts[0]})", ShapeError)
+        if not isinstance(t.shape[axis], int):
+            raise node_error(node, f"cannot join along symbolic dim {t.shape[axis]!r}",
+                             ShapeError)
+        total += t.shape[axis]
+    shape = list(ts[0].shape)
+    shape[axis] = total
+    return TensorType(tuple(shape), ts[0].dtype), {"axis": axis}
+
+
+def _slice(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    axis = _axis(node, node.attrs["axis"], t.rank)
+    start, length = int(node.attrs["start"]), int(node.attrs["length"])
+    d = t.shape[axis]
+    if start < 0 or length < 1 or (isinstance(d, int) and start + length > d):
+        raise node_error(node, f"cannot take [{start}, {start + length}) of dim {axis} of {t}",
+                         ShapeError)
+    shape = list(t.shape)
+    shape[axis] = length
+    return TensorType(tuple(shape), t.dtype), {"axis": axis, "start": start, "length": length}
+
+
+def _index(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    axis = _axis(node, node.attrs["axis"], t.rank)
+    i, d = int(node.attrs["index"]), t.shape[axis]
+    if i < 0 or (isinstance(d, int) and i >= d):
+        raise node_error(node, f"index {i} is out of range for dim {axis} of {t}", ShapeError)
+    return TensorType(t.shape[:axis] + t.shape[axis + 1:], t.dtype), {"axis": axis, "index": i}
+
+
+def _reshape(node: Node, ts: list[TensorType]) -> TensorType:
+    t = ts[0]
+    shape = tuple(node.attrs["shape"])
+    sym_in = sorted(d for d in t.shape if isinstance(d, str))
+    sym_out = sorted(d for d in shape if isinstance(d, str))
+    size_in = int(np.prod([d for d in t.shape if isinstance(d, int)], dtype=np.int64))
+    size_out = int(np.prod([d for d in shape if isinstance(d, int)], dtype=np.int64))
+    if sym_in != sym_out or size_in != size_out:
+        raise node_error(node, f"cannot reshape {t} to {list(shape)}", ShapeError)
+    return TensorType(shape, t.dtype)
+
+
+def _dropout(node: Node, ts: list[TensorType]) -> TensorType:
+    _need(node, ts[0], F32)
+    return ts[0]
+
+
+def _leaf(node: Node, ts: list[TensorType]) -> NodeType:
+    return node.type
+
+
+def _param(node: Node, ts: list[TensorType]) -> TensorType:
+    return TensorType(node.param.shape, F32)
+
+
+def _const(node: Node, ts: list[TensorType]) -> TensorType:
+    v = node.attrs["value"]
+    return TensorType(v.shape, I64 if v.dtype.kind in "iu" else F32)
+
+
+def _fill(node: Node, ts: list[TensorType]) -> TensorType:
+    lead = (ts[0].shape[0],) if ts else ()
+    return TensorType(lead + tuple(node.attrs["shape"]), node.attrs.get("dtype", F32))
+
+
+def _get(node: Node, ts: list[NodeType]) -> TensorType:
+    t, i = ts[0], node.attrs["index"]
+    if not isinstance(t, tuple) or not 0 <= i < len(t):
+        raise node_error(node, f"cannot take part {i} of {type_str(t)}", ShapeError)
+    return t[i]
+
+
+def _view(node: Node, ts: list[TensorType]) -> TensorType:
+    return TensorType(tuple(node.attrs["shape"]), F32)
+
+
+def _fused(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    body = infer_graph(node.attrs["body"], ts, where=node)
+    return body.outputs[0].type, {"body": body}
+
+
+def _loop(node: Node, ts: list[TensorType]) -> tuple[tuple, dict]:
+    """consts, carry and x_t in; carry out and y_t per step; ys stacked along axis 1."""
+    a = node.attrs
+    body: Graph = a["body"]
+    n_c, n_h = a["n_consts"], a["n_carry"]
+    n_in = len(ts) - (1 if a.get("has_lengths") else 0)
+    const_t, carry_t, xs_t = ts[:n_c], ts[n_c:n_c + n_h], ts[n_c + n_h:n_in]
+    if len(body.inputs) != n_in:
+        raise node_error(node, f"the body takes {len(body.inputs)} inputs, the loop gives "
+                         f"{n_c} consts + {n_h} carried + {len(xs_t)} sequences", ShapeError)
+    if len(body.outputs) < n_h:
+        raise node_error(node, f"the body returns {len(body.outputs)} values, fewer than the "
+                         f"{n_h} carried states", ShapeError)
+    steps: Dim | None = a.get("length")
+    for i, t in enumerate(xs_t):
+        if t.rank < 2:
+            raise node_error(node, f"sequence {i} is {t}: expected [B, T, ...]", ShapeError)
+        if steps is None:
+            steps = t.shape[1]
+        elif not _dims_equal(steps, t.shape[1]):
+            raise node_error(node, f"sequence {i} is {t}: expected {steps} steps", ShapeError)
+    if steps is None:
+        raise node_error(node, "a loop without sequences needs a length", ShapeError)
+    if a.get("has_lengths"):
+        lt = ts[-1]
+        if lt.dtype != I64 or lt.rank != 1:
+            raise node_error(node, f"lengths must be i64[B], got {lt}", ShapeError)
+    step_t = [TensorType(t.shape[:1] + t.shape[2:], t.dtype) for t in xs_t]
+    typed = infer_graph(body, list(const_t) + list(carry_t) + step_t, where=node)
+    for i, (out, want) in enumerate(zip(typed.outputs[:n_h], carry_t)):
+        if out.type != want:
+            at = f" at {node.where}" if node.where else ""
+            label = f"the loop {node.name}" if node.name else "the loop"
+            raise node_error(out, f"carried state {i} of {label}{at}: "
+                             f"expected the body to return {want}, got {type_str(out.type)} "
+                             "(a carried state keeps its type from step to step)", ShapeError)
+    ys_t = []
+    for out in typed.outputs[n_h:]:
+        t = out.type
+        if not isinstance(t, TensorType) or t.rank < 1:
+            raise node_error(out, f"a per-step output needs a batch axis, got {type_str(t)}",
+                             ShapeError)
+        ys_t.append(TensorType(t.shape[:1] + (steps,) + t.shape[1:], t.dtype))
+    return tuple(carry_t) + tuple(ys_t), {"body": typed}
+
+
+def _where(node: Node, ts: list[TensorType]) -> TensorType:
+    for t in ts:
+        _need(node, t, F32)
+    shape = broadcast_shapes(broadcast_shapes(ts[0].shape, ts[1].shape, node), ts[2].shape, node)
+    return TensorType(shape, F32)
+
+
+def _seq_mask(node: Node, ts: list[TensorType]) -> TensorType:
+    like = ts[0]
+    if like.rank < 2:
+        raise node_error(node, f"expected a sequence [B, T, ...], got {like}", ShapeError)
+    if len(ts) > 1 and (ts[1].dtype != I64 or ts[1].rank != 1):
+        raise node_error(node, f"lengths must be i64[B], got {ts[1]}", ShapeError)
+    return TensorType(like.shape[:2], F32)
+
+
+def _contract(node: Node, ts: list[TensorType]) -> TensorType:
+    a, b = ts
+    _need(node, a, F32)
+    _need(node, b, F32)
+    if a.rank < 1 or a.shape[:-1] != b.shape[:-1]:
+        raise node_error(node, f"contract needs equal leading dims, got {a} and {b}", ShapeError)
+    k, n = a.shape[-1], b.shape[-1]
+    return TensorType((n, k) if node.attrs.get("transpose_out") else (k, n), F32)
+
+
+def _expand(node: Node, ts: list[TensorType]) -> TensorType:
+    x, ref = ts
+    if broadcast_shapes(x.shape, ref.shape, node) != ref.shape:
+        raise node_error(node, f"cannot expand {x} to {ref}", ShapeError)
+    return TensorType(ref.shape, x.dtype)
+
+
+def _pad(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    axis = _axis(node, node.attrs["axis"], t.rank)
+    d = t.shape[axis]
+    if not isinstance(d, int):
+        raise node_error(node, f"cannot pad symbolic dim {d!r} of {t}", ShapeError)
+    shape = list(t.shape)
+    shape[axis] = d + int(node.attrs["before"]) + int(node.attrs["after"])
+    return TensorType(tuple(shape), t.dtype), {"axis": axis}
+
+
+def _scatter(node: Node, ts: list[TensorType]) -> TensorType:
+    g, ids = ts
+    _need(node, g, F32)
+    _need(node, ids, I64, "ids")
+    if g.shape[:-1] != ids.shape:
+        raise node_error(node, f"expected rows for ids {ids}, got {g}", ShapeError)
+    return TensorType((int(node.attrs["n"]), g.shape[-1]), F32)
+
+
+def _onehot(node: Node, ts: list[TensorType]) -> TensorType:
+    _need(node, ts[0], I64, "class indices")
+    return TensorType(ts[0].shape + (int(node.attrs["n"]),), F32)
+
+
+def _assemble(node: Node, ts: list[TensorType]) -> TensorType:
+    size = int(node.attrs["size"])
+    for t, off in zip(ts, node.attrs["offsets"]):
+        if t.rank != 1 or not isinstance(t.shape[0], int) or off + t.shape[0] > size:
+            raise node_error(node, f"part {t} at {off} does not fit f32[{size}]", ShapeError)
+    return TensorType((size,), F32)
+
+
+def _sample(node: Node, ts: list[TensorType]) -> TensorType:
+    logits, u, temp = ts
+    for t in ts:
+        _need(node, t, F32)
+    if logits.rank != 2 or u.shape != logits.shape[:1] or temp.rank != 0:
+        raise node_error(node, f"expected logits [B, C], u [B] and a scalar temperature, got "
+                         f"{logits}, {u}, {temp}", ShapeError)
+    return TensorType(logits.shape[:1], I64)
+
+
+SHAPE_RULES: dict[Op, Callable[[Node, list], Any]] = {
+    Op.INPUT: _leaf, Op.PARAM: _param, Op.CONST: _const, Op.FILL: _fill,
+    **{op: _unary for op in ELEMENTWISE_UNARY},
+    **{op: _binary for op in ELEMENTWISE_BINARY},
+    Op.MATMUL: _matmul, Op.SUM: _reduce, Op.MEAN: _reduce,
+    Op.SOFTMAX: _softmax, Op.LOG_SOFTMAX: _softmax,
+    Op.LOOKUP: _lookup, Op.PICK: _pick,
+    Op.CONCAT: _concat, Op.SLICE: _slice, Op.INDEX: _index, Op.RESHAPE: _reshape,
+    Op.DROPOUT: _dropout, Op.LOOP: _loop, Op.GET: _get, Op.VIEW: _view, Op.FUSED: _fused,
+    Op.WHERE: _where, Op.SEQ_MASK: _seq_mask, Op.CONTRACT: _contract, Op.EXPAND: _expand,
+    Op.PAD: _pad, Op.SCATTER: _scatter, Op.ONEHOT: _onehot, Op.ASSEMBLE: _assemble,
+    Op.SAMPLE: _sample,
+}
+
+
+def apply_rule(node: Node, in_types: list[NodeType]) -> Node:
+    """`node` with its type (and normalised attrs) from SHAPE_RULES."""
+    out = SHAPE_RULES[node.op](node, in_types)
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict) \
+            and node.op in _RULES_WITH_ATTRS:
+        t, attrs = out
+        return node.replace(type=t, attrs={**node.attrs, **attrs})
+    return node.replace(type=out)
+
+
+_RULES_WITH_ATTRS = frozenset({Op.SUM, Op.MEAN, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.CONCAT,
+                               Op.SLICE, Op.INDEX, Op.LOOP, Op.FUSED, Op.PAD})
+
+
+def bind_input(x: Node, given: TensorType, sizes: dict[str, Dim]) -> TensorType:
+    """Check a value of type `given` may feed input `x`, binding symbols of its declared type."""
+    declared = x.type
+    if declared is None:
+        return given
+    if declared.dtype != given.dtype or declared.rank != given.rank:
+        raise node_error(x, f"expected {declared}, got {given}", ShapeError)
+    for d, g in zip(declared.shape, given.shape):
+        if isinstance(d, str):
+            if d in sizes and sizes[d] != g:
+                raise node_error(x, f"expected {declared} with {d}={sizes[d]}, got {given}",
+                                 ShapeError)
+            sizes[d] = g
+        elif d != g:
+            raise node_error(x, f"expected {declared}, got {given}", ShapeError)
+    return given
+
+
+def _bind_attrs(n: Node, sizes: dict[str, Dim]) -> Node:
+    """Symbols in a node's own shape attributes (reshape, fill, loop length) bound as well."""
+    if not sizes:
+        return n
+    changes = {}
+    if n.op in (Op.RESHAPE, Op.FILL):
+        changes["shape"] = tuple(sizes.get(d, d) if isinstance(d, str) else d
+                                 for d in n.attrs["shape"])
+    if n.op == Op.LOOP and isinstance(n.attrs.get("length"), str):
+        changes["length"] = sizes.get(n.attrs["length"], n.attrs["length"])
+    return n.replace(attrs={**n.attrs, **changes}) if changes else n
+
+
+def infer_graph(graph: Graph, input_types: Sequence[TensorType], *,
+                where: Node | None = None) -> Graph:
+    """A copy of `graph` with every node typed, given the types of its inputs."""
+    if len(input_types) != len(graph.inputs):
+        msg = f"expected {len(graph.inputs)} inputs, got {len(input_types)}"
+        raise node_error(where, msg, ShapeError) if where else ShapeError(msg)
+    sizes: dict[str, Dim] = {}
+    new: dict[int, Node] = {}
+    for x, t in zip(graph.inputs, input_types):
+        new[id(x)] = x.replace(type=bind_input(x, t, sizes))
+    for n in graph.nodes:
+        if id(n) in new:
+            continue
+        if n.op == Op.INPUT:
+            raise node_error(n, "input is not among the graph's inputs")
+        ins = tuple(new[id(x)] for x in n.inputs)
+        new[id(n)] = apply_rule(_bind_attrs(n.replace(inputs=ins), sizes), [x.type for x in ins])
+    return graph.rebuilt([new[id(x)] for x in graph.inputs],
+                         [new[id(y)] for y in graph.outputs])
