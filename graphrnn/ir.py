@@ -393,11 +393,17 @@ class Graph:
     def _renamed(inputs: tuple[Node, ...], outputs: tuple[Node, ...],
                  order: list[Node]) -> "Graph":
         taken: set[str] = set()
+        given: dict[int, str] = {}      # names the user chose win over generated ones
+        for n in order:
+            if n.name and n.name not in taken:
+                taken.add(n.name)
+                given[id(n)] = n.name
         counters: dict[str, int] = {}
         new: dict[int, Node] = {}
         for n in order:
-            name = n.name
-            if not name or name in taken:
+            name = given.get(id(n), "")
+            if not name:
+                name = n.name
                 base = name or (n.op.value if n.op != Op.PARAM else _param_label(n))
                 k = counters.get(base, 0)
                 while f"{base}_{k}" in taken:

@@ -112,6 +112,14 @@ def test_same_annotation_twice_stays_unique():
     assert len(names) == len(set(names)) and "act" in names
 
 
+def test_user_names_win_over_generated_ones():
+    x = gr.Input("B", 4)
+    first = nn.Tanh()(x)
+    second = nn.Tanh()(first).annotate(name="tanh_0")
+    g = gr.gModule([x], [second]).graph
+    assert g.outputs[0].name == "tanh_0" and g.nodes[1].name == "tanh_1"
+
+
 def build_demo() -> gr.gModule:
     """A model with every kind of node: modules, a loop with a cell, a loss, dropout."""
     x = gr.Input("B", "T", 3)
