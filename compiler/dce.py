@@ -11,7 +11,9 @@ def eliminate_dead_code(graph: Graph) -> Graph:
     no longer reads. Carried states always stay: the next step reads them even when no GET
     does. Returns `graph` itself when nothing was dropped.
     """
-    live = toposort(graph.outputs)
+    reached = toposort(graph.outputs)
+    seen = {id(n) for n in reached}
+    live = [x for x in graph.inputs if id(x) not in seen] + reached   # inputs always stay
     read: dict[int, set[int]] = {}          # id(loop) -> the parts some GET reads
     whole: set[int] = {id(y) for y in graph.outputs}   # loops used other than through GET
     for n in live:
@@ -58,7 +60,7 @@ def _prune_loop(loop: Node, read: set[int] | None) -> Node:
         [j for j in range(len(outs)) if j < n_h or j in read]
     body_outs = [outs[j] for j in keep_parts]
     pruned = eliminate_dead_code(body.rebuilt(body.inputs, body_outs))
-    used = {id(n) for n in pruned.nodes}
+    used = {id(n) for n in toposort(pruned.outputs)}
     consts, carry, xs, lengths = loop_operands(loop)
     n_c = len(consts)
     keep_consts = [i for i in range(n_c) if id(pruned.inputs[i]) in used]

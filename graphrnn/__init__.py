@@ -14,8 +14,9 @@ from .loop import Loop
 from .losses import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .nn import Input
 from .serialize import ModelFileError, load, save
+from .compile import compile  # noqa: E402  (after the API it compiles)
 
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
-           "GraphError", "ShapeError", "InputError", "LoweringError"]
+           "GraphError", "ShapeError", "InputError", "LoweringError", "compile"]

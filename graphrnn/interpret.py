@@ -139,7 +139,10 @@ def _loop(n: Node, args: list, ctx: Context) -> tuple:
     body: Graph = n.attrs["body"]
     n_h = len(carry_n)
     ys_types = n.type[n_h:]
-    steps = xs[0].shape[1] if xs else int(n.attrs["length"])
+    steps = xs[0].shape[1] if xs else n.attrs["length"]
+    if not isinstance(steps, (int, np.integer)):
+        raise node_error(n, f"the loop's length {steps!r} is not bound by any input: give "
+                         "length= as an int, or loop over a sequence", InputError)
     ys = [np.zeros(t.shape, np.int64 if t.dtype == "int64" else ctx.dtype) for t in ys_types]
     if lengths is not None and lengths.size and (lengths.min() < 0 or lengths.max() > steps):
         raise node_error(n, f"lengths must lie in [0, {steps}], got "

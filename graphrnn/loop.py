@@ -18,7 +18,9 @@ The reference semantics, exactly as the interpreter runs them:
 - `consts` are loop-invariant inputs (the same value at every step).
 - `carry` is the state passed from step to step; the body must return it with the same type.
 - `xs` are sequences `[B, T, ...]` sliced along axis 1; T is taken from the data, so one graph
-  runs any length. A loop without sequences needs `length=`.
+  runs any length, T = 0 included (the carry comes back unchanged, ys are empty). A loop
+  without sequences needs `length=`.
+- `lengths` is i64[B] with values in [0, T]; a row of length 0 keeps its initial carry.
 - `ys` are the per-step outputs stacked along axis 1: `[B, T, ...]`.
 - `reverse=True` runs t from T-1 down to 0 (ys stay in time order). With `lengths`, each row
   then starts at its own last valid step, as PyTorch packed sequences do.

@@ -10,7 +10,7 @@ import numpy as np
 
 from .ir import Graph, Node, Op, type_str
 
-_HIDDEN_ATTRS = {"body", "value", "n_xs"}
+_HIDDEN_ATTRS = {"body", "n_xs"}        # a loop body prints indented underneath instead
 
 
 def _attr(v: Any) -> str:
@@ -24,7 +24,8 @@ def format_node(n: Node) -> str:
     if n.op == Op.CONST:
         args.append(_attr(n.attrs["value"]))
     args += [f"{k}={_attr(v)}" for k, v in n.attrs.items()
-             if k not in _HIDDEN_ATTRS and v is not None and v is not False]
+             if k not in _HIDDEN_ATTRS and v is not None and v is not False
+             and not (n.op == Op.CONST and k == "value")]
     line = f"%{n.name} : {type_str(n.type)} = {n.op.value}({', '.join(args)})"
     tail = "  ".join(t for t in (n.scope, n.where) if t)
     return f"{line:<71} # {tail}" if tail else line

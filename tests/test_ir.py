@@ -113,6 +113,14 @@ def test_printing_one_line_per_node_with_the_body_indented():
     assert "test_ir.py:" in text
 
 
+def test_printing_shows_the_attrs_that_matter():
+    x = gr.Input("B", 3)
+    y = ops.mul(ops.add(x, ops.fill((3,), 1.5, batch_like=x)), ops.const(np.float32(2)))
+    text = str(Graph.build([x], [y]))
+    assert "fill(%input_0, shape=(3,), value=1.5, dtype='float32')" in text
+    assert "= const(2.)" in text
+
+
 def test_rewrite_returns_the_same_graph_when_nothing_changes():
     g = loop_model().graph
     assert rewrite(g, lambda n: n) is g

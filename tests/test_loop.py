@@ -154,6 +154,20 @@ def test_loop_without_sequences_uses_length():
     np.testing.assert_allclose(got_last, sv + 4 * kv, atol=1e-5)
 
 
+def test_symbolic_length_is_bound_by_another_input():
+    k, s = gr.Input("B", 2), gr.Input("B", 2)
+    body = gr.gModule([k, s], [nn.CAddTable()([s, k])])
+    kk, s0 = gr.Input("B", 2), gr.Input("B", 2)
+    (last,) = gr.Loop(body, n_carry=1, n_consts=1, length="T")(consts=[kk], init=[s0])
+    unbound = gr.gModule([kk, s0], [last])
+    with pytest.raises(gr.InputError, match="not bound"):
+        unbound(np.ones((1, 2), np.float32), np.zeros((1, 2), np.float32))
+    ref = gr.Input("B", "T")
+    model = gr.gModule([kk, s0, ref], [last, nn.MulConstant(0)(ref)])
+    got, _ = model(np.ones((1, 2), np.float32), np.zeros((1, 2), np.float32), np.zeros((1, 5)))
+    np.testing.assert_array_equal(got, [[5, 5]])
+
+
 def test_loop_without_sequences_or_length_is_refused():
     k, s = gr.Input("B", 2), gr.Input("B", 2)
     body = gr.gModule([k, s], [nn.CAddTable()([s, k])])

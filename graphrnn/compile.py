@@ -1,0 +1,260 @@
+"""gr.compile: a model as native code, compiled lazily per batch size and called from numpy.
+
+    fast = gr.compile(model)            # nothing is compiled yet
+    y = fast(x)                         # compiles for x's batch size and dtypes, then runs
+    y = fast(x_longer)                  # same batch size: no recompile, whatever T is
+
+One native program is made per *signature*: the batch size (and every other fixed dim) and
+the dtypes; the time dim stays symbolic and is an argument of the native code, so a new
+sequence length never recompiles. The dims of an input declared with `gr.Input("B", "T", D)`
+are read as follows: a symbol on axis 0 is the batch (fixed per program), the first other
+symbol is the time (runtime), any further symbol is fixed per program. Inputs without a
+declared type are fixed entirely by the first array seen.
+
+Programs come from the kernel cache (memory and disk, keyed on the LLVM IR, the host CPU and
+the versions), so a second process pays only for IR generation. This is the one module that
+uses both the compiler and the runtime.
+
+`stateful=True` keeps each top-level loop's carry between calls: a stream fed in chunks gives
+the result of one long call. The state starts from the model's own initial values (computed
+for the first chunk's inputs), is reset by `reset_state()`, and a call with another batch
+size raises InputError until it is reset. Reverse loops cannot be stateful.
+
+Calls are thread-safe: each call in flight has its own scratch arena (a stateful model
+serialises its calls, since the state is shared).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Collection, Sequence
+
+import numpy as np
+
+from . import __version__, settings
+from .compiler import compile_graph
+from .compiler.lower import VERSION as LOWERING_VERSION
+from .compiler.state import expose_state
+from .interpret import interpret
+from .ir import Graph, InputError, ParamTable, TensorType, layout_params
+from .runtime.cache import KernelCache
+from .runtime.jit import Engine
+from .runtime.program import Program, as_input, describe
+
+_SHARED: dict[str, Any] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_engine() -> Engine:
+    with _SHARED_LOCK:
+        if "engine" not in _SHARED:
+            _SHARED["engine"] = Engine()
+        return _SHARED["engine"]
+
+
+def shared_cache() -> KernelCache:
+    """The process-wide kernel cache (disk directory: GRAPHRNN_CACHE_DIR or ~/.cache/graphrnn)."""
+    with _SHARED_LOCK:
+        if "cache" not in _SHARED:
+            _SHARED["cache"] = KernelCache()
+        return _SHARED["cache"]
+
+
+def cache_version() -> str:
+    return f"graphrnn-{__version__}/{LOWERING_VERSION}"
+
+
+class CompiledModel:
+    """A model compiled to native code on first use; call it like the model."""
+
+    def __init__(self, model: Any, *, unroll: bool | int | None = None, optimize: bool = True,
+                 disable: Collection[str] = (), dump: int | None = None,
+                 stateful: bool = False, cache: KernelCache | None = None):
+        self.model = model
+        graph: Graph = model.graph if hasattr(model, "graph") else model
+        if not isinstance(graph, Graph):
+            raise TypeError(f"gr.compile takes a gModule or a Graph, got {type(model).__name__}")
+        self.options = dict(unroll=unroll, optimize=optimize, disable=tuple(disable))
+        self.dump = dump
+        self.stateful = stateful
+        self.n_user = len(graph.inputs)
+        self.n_outputs = len(graph.outputs)
+        self._initial: Graph | None = None
+        self.n_state = 0
+        if stateful:
+            exposed = expose_state(graph)
+            graph, self._initial, self.n_state = exposed.graph, exposed.initial, exposed.n_state
+        self.graph = graph
+        self.cache = cache if cache is not None else shared_cache()
+        self.programs: dict[tuple[TensorType, ...], Program] = {}
+        self._lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._state: list[np.ndarray] | None = None
+
+    # -- calling
+    def __call__(self, *inputs: Any) -> Any:
+        if not self.stateful:
+            return self.program_for(inputs)(*inputs)
+        with self._state_lock:
+            return self._stateful_call(inputs)
+
+    def _stateful_call(self, inputs: Sequence[Any]) -> Any:
+        if len(inputs) != self.n_user:
+            raise InputError(f"the model takes {self.n_user} inputs, got {len(inputs)}")
+        state = self._state
+        if state is None:
+            init = interpret(self._initial, *inputs)
+            state = list(init) if isinstance(init, tuple) else [init]
+            state = [np.ascontiguousarray(s, dtype=s.dtype) for s in state]
+        types, _ = self.signature(list(inputs) + state, check_state=True)
+        outs = self.program(types)(*inputs, *state)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        self._state = [np.array(s) for s in outs[self.n_outputs:]]
+        user = outs[:self.n_outputs]
+        return user[0] if len(user) == 1 else tuple(user)
+
+    def reset_state(self) -> None:
+        """Forget the carried state: the next call starts from the model's initial values."""
+        with self._state_lock:
+            self._state = None
+
+    clear_state = reset_state
+
+    @property
+    def state(self) -> list[np.ndarray] | None:
+        """The carried state of a stateful model (None before the first call)."""
+        return self._state
+
+    # -- programs
+    def program_for(self, inputs: Sequence[Any]) -> Program:
+        types, _ = self.signature(inputs)
+        return self.program(types)
+
+    def program(self, types: tuple[TensorType, ...]) -> Program:
+        """The program for one signature, compiled (or loaded from the cache) on first use."""
+        prog = self.programs.get(types)
+        if prog is None:
+            with self._lock:
+                prog = self.programs.get(types)
+                if prog is None:
+                    prog = self._build(types)
+                    self.programs[types] = prog
+        return prog
+
+    def signature(self, inputs: Sequence[Any], check_state: bool = False
+                  ) -> tuple[tuple[TensorType, ...], dict[str, int]]:
+        """The input types one program serves: fixed dims bound, the time dim symbolic."""
+        xs = self.graph.inputs
+        if len(inputs) != len(xs):
+            names = ", ".join(x.name for x in xs[:self.n_user])
+            raise InputError(f"the model takes {self.n_user} inputs ({names}), got "
+                             f"{len(inputs) - (len(xs) - self.n_user)}")
+        declared = [x.type for x in xs]
+        batch = {t.shape[0] for t in declared if t is not None and t.rank
+                 and isinstance(t.shape[0], str)}
+        sizes: dict[str, int] = {}
+        time: str | None = None
+        out = []
+        for x, t, v in zip(xs, declared, inputs):
+            if t is None:
+                arr = np.asarray(v) if not isinstance(v, np.ndarray) else v
+                kind = "int64" if arr.dtype.kind in "iu" else "float32"
+                t = TensorType(arr.shape, kind)
+            arr = as_input(x.name, t, v)
+            dims: list[Any] = []
+            for axis, (d, s) in enumerate(zip(t.shape, arr.shape)):
+                if isinstance(d, str) and d not in batch and time in (None, d):
+                    time = d
+                    dims.append(d)
+                    continue
+                want = sizes.setdefault(d, s) if isinstance(d, str) else d
+                if s != want:
+                    what = ("the state kept from the previous call; call reset_state() to "
+                            "start a new stream" if check_state and x in xs[self.n_user:]
+                            else f"dim {axis} should be {want}")
+                    raise InputError(f"input {x.name}: expected {t}, got {describe(arr)} "
+                                     f"({what})")
+                dims.append(s)
+            out.append(TensorType(tuple(dims), t.dtype))
+        return tuple(out), sizes
+
+    def types_for(self, inputs: Sequence[Any] = (), batch: int | None = None
+                  ) -> tuple[TensorType, ...]:
+        """Signature from example inputs, or from a batch size and the declared types."""
+        if inputs:
+            return self.signature(inputs)[0]
+        if batch is None:
+            raise TypeError("give example inputs or B=<batch size>")
+        out = []
+        for x in self.graph.inputs:
+            if x.type is None:
+                raise InputError(f"input {x.name} has no declared type: give example inputs")
+            t = x.type
+            out.append(TensorType(tuple(batch if i == 0 and isinstance(d, str) else d
+                                        for i, d in enumerate(t.shape)), t.dtype))
+        return tuple(out)
+
+    def executable(self, types: tuple[TensorType, ...]) -> Any:
+        level = self.dump if self.dump is not None else None
+        return compile_graph(self.graph, types, dump=level, **self.options)
+
+    def _build(self, types: tuple[TensorType, ...]) -> Program:
+        exe = self.executable(types)
+        engine = shared_engine()
+        level = self.dump if self.dump is not None else settings.debug_level()
+        if level >= 3:
+            compiled = engine.compile_to_object(exe.llvm_ir, assembly=level >= 4)
+            print(f"[graphrnn] LLVM IR ({exe.entry_points[0]}):\n{exe.llvm_ir}", file=sys.stderr)
+            print(f"[graphrnn] optimised LLVM IR:\n{compiled.optimized_ir}", file=sys.stderr)
+            if compiled.asm:
+                print(f"[graphrnn] assembly:\n{compiled.asm}", file=sys.stderr)
+            obj = compiled.obj
+        else:
+            obj = self.cache.get_or_compile(exe.llvm_ir, cache_version(),
+                                            lambda text: engine.compile_to_object(text).obj)
+        program = Program(exe, engine.load(obj), self._params_for(exe.table))
+        return program
+
+    def _params_for(self, table: ParamTable) -> np.ndarray:
+        flat = getattr(self.model, "flat", None)
+        if flat is not None and getattr(self.model, "table", None) == table:
+            return flat
+        own, keys = layout_params(self.graph.params())
+        if own != table:
+            raise InputError("the compiled parameter layout does not match the model's")
+        flat = np.zeros(table.size, np.float32)
+        views = table.views(flat)
+        for p, k in keys.items():
+            views[k][...] = p.data
+        return flat
+
+    # -- inspection
+    def llvm_ir(self, *inputs: Any, B: int | None = None) -> str:
+        """The LLVM IR (before optimisation) of the program for these inputs or batch size."""
+        return self.executable(self.types_for(inputs, B)).llvm_ir
+
+    def asm(self, *inputs: Any, B: int | None = None) -> str:
+        """The host assembly of the program for these inputs or batch size."""
+        exe = self.executable(self.types_for(inputs, B))
+        return shared_engine().compile_to_object(exe.llvm_ir, assembly=True).asm or ""
+
+    def __repr__(self) -> str:
+        return (f"CompiledModel({type(self.model).__name__}, {len(self.programs)} programs"
+                f"{', stateful' if self.stateful else ''})")
+
+
+def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = True,
+            disable: Collection[str] = (), dump: int | None = None, stateful: bool = False,
+            cache: KernelCache | None = None) -> CompiledModel:
+    """Compile `model` (a gModule or Graph) to native code, lazily per batch size.
+
+    unroll: None unrolls only loops that ask for it; k unrolls every loop by k (compile time
+    then grows with T). disable: pass names to skip. dump: a GRAPHRNN_DEBUG level for this
+    model (3: LLVM IR, 4: assembly). stateful: keep the top-level loops' state across calls.
+    cache: a KernelCache (default: the process-wide one backed by GRAPHRNN_CACHE_DIR).
+    """
+    return CompiledModel(model, unroll=unroll, optimize=optimize, disable=disable, dump=dump,
+                         stateful=stateful, cache=cache)
+
+
+__all__ = ["compile", "CompiledModel", "shared_cache", "shared_engine"]

@@ -1,0 +1,229 @@
+"""Program: one compiled forward pass, called from numpy.
+
+    program = Program(executable, library, params=model.flat)
+    y = program(x, lengths)          # validate every input, then one native call
+
+The entry point is `void f(float* params, float* arena, i8** io, i64 steps)`. `io` holds the
+input pointers then the output pointers; `steps` is the size of the symbolic time dim. Every
+input is checked before the call, and a bad one raises InputError naming the input and its
+expected type: count, rank, each fixed dim, one shared T (>= 0), dtype (float32 inputs must
+be float32 arrays; integer inputs may be any integer dtype and are converted to int64),
+contiguity (non-contiguous and negative-stride arrays are copied), the ranges of ids and
+lengths (the compiler lists which inputs feed a lookup, a pick or a loop's lengths), and
+sizes too large to allocate. Native code never sees an out-of-range id.
+
+The arena is scratch memory. Each concurrent call takes its own workspace (arena plus io
+pointer array) from a small pool, so threads may call one Program at once; the native call
+releases the GIL. The parameter vector is the model's own (not a copy), so parameter
+updates are seen by the next call without recompiling.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+
+from graphrnn.ir import Executable, InputError, TensorType
+
+from .buffers import aligned_zeros
+from .jit import Library
+
+MAX_FLOATS = 1 << 36            # 256 GiB: larger buffers are refused before allocation
+_F32 = np.dtype(np.float32)
+_I64 = np.dtype(np.int64)
+_CHAR = ctypes.c_char
+
+
+def address(a: np.ndarray) -> int:
+    """The data pointer of `a` (faster than `a.ctypes.data` for writable arrays)."""
+    try:
+        return ctypes.addressof(_CHAR.from_buffer(a))
+    except (TypeError, ValueError, BufferError):
+        return a.ctypes.data
+
+
+def describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {list(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def as_input(name: str, t: TensorType, value: Any) -> np.ndarray:
+    """`value` as an array of `t`'s rank and dtype kind, or an InputError (no copy if fine)."""
+    arr = value if isinstance(value, np.ndarray) else None
+    if arr is None:
+        try:
+            arr = np.asarray(value)
+        except Exception:       # noqa: BLE001  (anything numpy cannot read is a bad input)
+            raise InputError(f"input {name}: expected {t}, got {describe(value)}") from None
+    if t.dtype == "float32":
+        if arr.dtype != _F32:
+            hint = ("; convert it with .astype(np.float32)" if arr.dtype.kind in "fiub"
+                    else "")
+            raise InputError(f"input {name}: expected {t} (float32), got "
+                             f"{describe(value if isinstance(value, np.ndarray) else arr)}"
+                             f"{hint}")
+    elif arr.dtype != _I64:
+        if arr.dtype.kind not in "iu":
+            raise InputError(f"input {name}: expected {t} (integers), got {describe(arr)}")
+        if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            raise InputError(f"input {name}: values do not fit int64")
+        arr = arr.astype(np.int64)
+    if arr.ndim != t.rank:
+        raise InputError(f"input {name}: expected {t} (rank {t.rank}), got {describe(arr)}")
+    return arr
+
+
+def bind_dims(names: Sequence[str], types: Sequence[TensorType], arrays: Sequence[np.ndarray],
+              symbol: str | None) -> int:
+    """Check every fixed dim; return the size of the symbolic dim (0 when there is none)."""
+    steps = -1
+    first = ""
+    for name, t, a in zip(names, types, arrays):
+        for axis, (d, s) in enumerate(zip(t.shape, a.shape)):
+            if isinstance(d, str):
+                if steps < 0:
+                    steps, first = s, name
+                elif s != steps:
+                    raise InputError(f"input {name}: expected {t} with {d}={steps} (as in input "
+                                     f"{first}), got {describe(a)}")
+            elif s != d:
+                raise InputError(f"input {name}: expected {t}, got {describe(a)} (dim {axis} "
+                                 f"should be {d})")
+    return max(steps, 0)
+
+
+class _Workspace:
+    """Scratch memory of one call in flight: the arena and the io pointer array."""
+
+    def __init__(self, n_io: int, floats: int):
+        self.io = (ctypes.c_void_p * max(n_io, 1))()
+        self.io_address = ctypes.addressof(self.io)
+        self.floats = -1
+        self.grow(floats)
+
+    def grow(self, floats: int) -> None:
+        if floats > self.floats:
+            self.arena = aligned_zeros(max(floats, 16))
+            self.arena_address = self.arena.ctypes.data
+            self.floats = floats
+
+
+class Program:
+    """A compiled forward pass: `program(*arrays)` -> array, or a tuple for several outputs."""
+
+    def __init__(self, exe: Executable, library: Library, params: np.ndarray | None = None):
+        self.exe = exe
+        self.library = library                  # keeps the code alive
+        meta = exe.meta
+        self.names: tuple[str, ...] = tuple(meta["inputs"])
+        self.output_names: tuple[str, ...] = tuple(meta["outputs"])
+        n_in = len(self.names)
+        self.in_types = exe.io[:n_in]
+        self.out_types = exe.io[n_in:]
+        self.symbol: str | None = meta.get("symbol")
+        self.fixed, self.per_step = meta["arena"]
+        self.checks = tuple(meta.get("checks", ()))
+        self._fn = library.function(exe.entry_points[0], None, ctypes.c_void_p, ctypes.c_void_p,
+                                    ctypes.c_void_p, ctypes.c_int64)
+        self._params: np.ndarray | None = None
+        self._params_address = 0
+        self.bind_params(params if params is not None else
+                         aligned_zeros(max(exe.table.size, 1))[:exe.table.size])
+        self._pool: list[_Workspace] = []
+        self._lock = threading.Lock()
+        self._dtypes = [np.float32 if t.dtype == "float32" else np.int64 for t in self.out_types]
+
+    # -- parameters
+    def bind_params(self, flat: np.ndarray) -> None:
+        """Use `flat` (float32, C-contiguous, the table's size) as the parameter vector."""
+        size = self.exe.table.size
+        if not isinstance(flat, np.ndarray) or flat.dtype != _F32 or flat.shape != (size,) \
+                or not flat.flags.c_contiguous:
+            raise InputError(f"parameter vector: expected a contiguous f32[{size}], got "
+                             f"{describe(flat)}")
+        self._params = flat
+        self._params_address = flat.ctypes.data if size else 0
+
+    @property
+    def params(self) -> np.ndarray:
+        return self._params
+
+    # -- calling
+    def __call__(self, *values: Any) -> Any:
+        arrays, steps = self.validate(values)
+        outs = [np.empty(self.out_shape(t, steps), dt)
+                for t, dt in zip(self.out_types, self._dtypes)]
+        ws = self._acquire(self.fixed + self.per_step * steps)
+        try:
+            io = ws.io
+            for k, a in enumerate(arrays):
+                io[k] = address(a)
+            base = len(arrays)
+            for k, a in enumerate(outs):
+                io[base + k] = address(a)
+            self._fn(self._params_address, ws.arena_address, ws.io_address, steps)
+        finally:
+            self._release(ws)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def validate(self, values: Sequence[Any]) -> tuple[list[np.ndarray], int]:
+        """The inputs as arrays the native code may read, and the step count; or InputError."""
+        if len(values) != len(self.names):
+            raise InputError(f"the model takes {len(self.names)} inputs "
+                             f"({', '.join(self.names)}), got {len(values)}")
+        arrays = [as_input(n, t, v) for n, t, v in zip(self.names, self.in_types, values)]
+        steps = bind_dims(self.names, self.in_types, arrays, self.symbol)
+        self._check_sizes(arrays, steps)
+        for k, a in enumerate(arrays):
+            if not (a.flags.c_contiguous and a.flags.aligned):
+                arrays[k] = np.ascontiguousarray(a)
+        for kind, k, limit in self.checks:
+            a = arrays[k]
+            if not a.size:
+                continue
+            lo, hi = int(a.min()), int(a.max())
+            if kind == "ids" and (lo < 0 or hi >= limit):
+                raise InputError(f"input {self.names[k]}: ids must lie in [0, {limit}) for "
+                                 f"{self.in_types[k]}, got values {lo}..{hi}")
+            if kind == "lengths":
+                top = limit[0] + limit[1] * steps
+                if lo < 0 or hi > top:
+                    raise InputError(f"input {self.names[k]}: lengths must lie in [0, {top}] "
+                                     f"(the number of steps), got values {lo}..{hi}")
+        return arrays, steps
+
+    def out_shape(self, t: TensorType, steps: int) -> tuple[int, ...]:
+        return tuple(steps if isinstance(d, str) else d for d in t.shape)
+
+    def _check_sizes(self, arrays: Sequence[np.ndarray], steps: int) -> None:
+        total = self.fixed + self.per_step * steps
+        sizes = [(f"the scratch arena ({total} floats)", total)]
+        for name, t in zip(self.output_names, self.out_types):
+            sizes.append((f"output {name}", int(np.prod(self.out_shape(t, steps),
+                                                        dtype=object))))
+        for name, a in zip(self.names, arrays):
+            sizes.append((f"input {name}", int(np.prod(a.shape, dtype=object))))
+        for what, n in sizes:
+            if n > MAX_FLOATS:
+                raise InputError(f"{what} would hold {n} elements, more than {MAX_FLOATS}: "
+                                 f"the input sizes (T={steps}) are too large")
+
+    # -- workspaces
+    def _acquire(self, floats: int) -> _Workspace:
+        with self._lock:
+            ws = self._pool.pop() if self._pool else None
+        if ws is None:
+            ws = _Workspace(len(self.in_types) + len(self.out_types), floats)
+        else:
+            ws.grow(floats)
+        return ws
+
+    def _release(self, ws: _Workspace) -> None:
+        with self._lock:
+            self._pool.append(ws)
+
+
+__all__ = ["Program", "as_input", "bind_dims", "address", "describe", "MAX_FLOATS"]
