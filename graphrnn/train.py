@@ -52,11 +52,11 @@ class InterpretedStep:
         arrays = [coerce_input(x, v, np.float32)
                   for x, v in zip(self.graph.inputs, list(inputs) + [target])]
         grad_graph, names = self._grad_graph(arrays)
+        _, flat_grad = self.model.parameters()      # the model's vectors hold the parameters
         values = run_graph(grad_graph, arrays + [np.ones((), np.float32)],
                            Context(np.float32, training=training, seed=seed))
         by_key = self.model._by_key
         keys = param_keys(self.graph.params())
-        _, flat_grad = self.model.parameters()
         flat_grad[...] = 0.0
         for (kind, what), v in zip(names, values[1:]):
             if kind == "param":
