@@ -14,7 +14,7 @@ import numpy as np
 
 from . import ops
 from .interpret import Context, array_type, coerce_input, run_graph
-from .ir import Graph, InputError, Node, TensorType, param_keys
+from .ir import Graph, InputError, Node
 from .nn import Identity
 
 
@@ -55,12 +55,10 @@ class InterpretedStep:
         _, flat_grad = self.model.parameters()      # the model's vectors hold the parameters
         values = run_graph(grad_graph, arrays + [np.ones((), np.float32)],
                            Context(np.float32, training=training, seed=seed))
-        by_key = self.model._by_key
-        keys = param_keys(self.graph.params())
         flat_grad[...] = 0.0
         for (kind, what), v in zip(names, values[1:]):
             if kind == "param":
-                by_key[keys[what]].grad[...] += v
+                what.root().grad[...] += v
         return float(values[0])
 
     def loss(self, *inputs: Any, target: Any) -> float:
