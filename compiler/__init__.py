@@ -9,12 +9,14 @@ from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .flatten import flatten_params
 from .fold import fold_constants
-from .pipeline import OPTIMISATIONS, PassRecord, Trace, compile_graph, prepare
+from .pipeline import (OPTIMISATIONS, PassRecord, Trace, compile_graph, prepare,
+                       prepare_training)
 from .shapes import infer_shapes
 from .tie import tie_params
 from .unroll import unroll_loops
 from .validate import verify
 
-__all__ = ["compile_graph", "prepare", "OPTIMISATIONS", "Trace", "PassRecord", "infer_shapes",
-           "verify", "unroll_loops", "tie_params", "flatten_params", "fold_constants",
-           "eliminate_common_subexpressions", "eliminate_dead_code"]
+__all__ = ["compile_graph", "prepare", "prepare_training", "OPTIMISATIONS", "Trace",
+           "PassRecord", "infer_shapes", "verify", "unroll_loops", "tie_params",
+           "flatten_params", "fold_constants", "eliminate_common_subexpressions",
+           "eliminate_dead_code"]

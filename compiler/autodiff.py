@@ -242,14 +242,22 @@ def differentiate(graph: Graph, *, truncate: int | None = None) -> tuple[Graph, 
     g = prepare_loops(graph)
     seeds = [ops.input_(y.type.shape, "float32", name=f"d_{y.name}") if is_float(y) else None
              for y in g.outputs]
-    params: dict[int, Node] = {}
+    # prepare_loops gives each loop its own PARAM node as a const, so one parameter may have
+    # several nodes here: its gradient is the sum over all of them
+    params: dict[int, list[Node]] = {}
     for n in g.nodes:
         if n.op == Op.PARAM:
-            params.setdefault(id(n.param), n)
-    wrt = [x for x in g.inputs if is_float(x)] + list(params.values())
+            params.setdefault(id(n.param), []).append(n)
+    floats = [x for x in g.inputs if is_float(x)]
     names = [("input", i) for i, x in enumerate(g.inputs) if is_float(x)] + \
-            [("param", n.param) for n in params.values()]
-    grads = backprop(g.outputs, seeds, wrt, truncate)
+            [("param", ns[0].param) for ns in params.values()]
+    raw = backprop(g.outputs, seeds, floats + [n for ns in params.values() for n in ns],
+                   truncate)
+    grads, k = raw[:len(floats)], len(floats)
+    for ns in params.values():
+        grads.append(total([gr for gr in raw[k:k + len(ns)] if gr is not None]))
+        k += len(ns)
+    wrt = floats + [ns[0] for ns in params.values()]
     grads = [gr if gr is not None else ops.expand(0.0, w) for gr, w in zip(grads, wrt)]
     inputs = list(g.inputs) + [s for s in seeds if s is not None]
     outputs = list(g.outputs) + grads

@@ -116,8 +116,9 @@ def loop_vjp(n: Node, cotangents: dict[int, Node], needs: list[bool],
     bh = [_like(c.type, "carry_in") for c in carry]
     bx = [_like(_step_type(x.type)) for x in xs]
     bgy = {k: _like(_step_type(g.type), "d_y") for k, g in g_ys.items()}
-    like = saved[0] if saved else xs[0]
-    bcut = [_like(TensorType(like.type.shape[:1], "float32"), "not_border")] if truncate else []
+    # truncation cuts the carried gradient; a loop without carries has none to cut
+    cut = bool(truncate) and nh > 0
+    bcut = [_like(TensorType(saved[0].type.shape[:1], "float32"), "not_border")] if cut else []
 
     outs = inline(body, bc + bh + bx)
     carry_out, ys = outs[:nh], outs[nh:nh + n_ys]
@@ -126,7 +127,7 @@ def loop_vjp(n: Node, cotangents: dict[int, Node], needs: list[bool],
     g_c, g_h, g_x = grads[:len(need_c)], grads[len(need_c):len(need_c) + nh], \
         grads[len(need_c) + nh:]
     g_h = [g if g is not None else ops.expand(0.0, h) for g, h in zip(g_h, bh)]
-    if truncate:
+    if cut:
         g_h = [ops.where(_row_mask(bcut[0], g.type.rank), g, 0.0) for g in g_h]
     acc = [ops.add(a, g) if g is not None else a for a, g in zip(bacc, g_c)]
     g_x = [g if g is not None else ops.expand(0.0, bx[j]) for g, j in zip(g_x, need_x)]
@@ -134,7 +135,7 @@ def loop_vjp(n: Node, cotangents: dict[int, Node], needs: list[bool],
                            g_h + acc + g_x)
 
     outer_xs = saved + list(xs) + list(g_ys.values()) + (
-        [ops.seq_mask(like, None, every=truncate)] if truncate else [])
+        [ops.seq_mask(saved[0], None, every=truncate)] if cut else [])
     init = g_final + [ops.expand(0.0, consts[j]) for j in need_c]
     back = ops.loop(bbody, consts, init, outer_xs, None, reverse=not n.attrs["reverse"],
                     length=n.attrs.get("length"), name=f"{n.name}_grad" if n.name else "")

@@ -1,5 +1,5 @@
 """Kernels that read or write at data-dependent positions: lookup, pick, onehot, scatter,
-and the sequence mask.
+sampling, and the sequence mask.
 
     lookup:  out[i, :] = weight[ids[i], :]
     pick:    out[i]    = x[i, idx[i]]
@@ -20,6 +20,7 @@ from graphrnn.ir import Node, Op
 
 from .emit_map import emit_elementwise, fill, identity
 from .irbuilder import F32, FLAGS, I64, Emitter, Ref
+from .mathfns import emit_exp
 from .layout import Layout, collapse
 
 
@@ -102,7 +103,49 @@ def emit_seq_mask(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
         em.store(bld.uitofp(keep, F32), em.at(out, [b, t]))
 
 
+def emit_sample(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    """out[b] = argmax(logits[b]) when temperature <= 0, else the first class whose
+    cumulative softmax(logits[b] / temperature) reaches u[b] (the interpreter's rule)."""
+    logits, u, temp = ins
+    bld = em.builder
+    classes, stride = logits.layout.shape[1], logits.layout.strides[1]
+    tv = em.load(temp.ptr)
+    greedy = bld.fcmp_ordered("<=", tv, ir.Constant(F32, 0.0))
+    maximum = em.intrinsic("maximum", F32, 2)
+    with em.loop(logits.layout.shape[0], "sample") as b:
+        row = em.at(logits, [b])
+        at = (lambda j: em.load(em.gep(row, em.mul(j, stride))))
+        best = em.alloca(I64, ir.Constant(I64, 0))
+        top = em.alloca(F32, ir.Constant(F32, float("-inf")))
+        zmax = em.alloca(F32, ir.Constant(F32, float("-inf")))
+        with em.loop(classes, "sample_max") as j:
+            v = at(j)
+            with em.if_then(bld.fcmp_ordered(">", v, bld.load(top))):
+                bld.store(v, top)
+                bld.store(j, best)
+            z = bld.fdiv(v, tv, flags=FLAGS)
+            bld.store(bld.call(maximum, [bld.load(zmax), z]), zmax)
+        m = bld.load(zmax)
+        total = em.alloca(F32, ir.Constant(F32, 0.0))
+        with em.loop(classes, "sample_sum") as j:
+            e = emit_exp(bld, bld.fsub(bld.fdiv(at(j), tv, flags=FLAGS), m, flags=FLAGS))
+            bld.store(bld.fadd(bld.load(total), e, flags=FLAGS), total)
+        target = bld.fmul(em.load(em.at(u, [b])), bld.load(total), flags=FLAGS)
+        cdf = em.alloca(F32, ir.Constant(F32, 0.0))
+        count = em.alloca(I64, ir.Constant(I64, 0))
+        with em.loop(classes, "sample_cdf") as j:
+            e = emit_exp(bld, bld.fsub(bld.fdiv(at(j), tv, flags=FLAGS), m, flags=FLAGS))
+            c = bld.fadd(bld.load(cdf), e, flags=FLAGS)
+            bld.store(c, cdf)
+            below = bld.zext(bld.fcmp_ordered("<", c, target), I64)
+            bld.store(bld.add(bld.load(count), below, flags=["nsw"]), count)
+        last = em.lin(classes - 1)
+        drawn = bld.load(count)
+        drawn = bld.select(bld.icmp_signed("<", drawn, last), drawn, last)
+        em.store(bld.select(greedy, bld.load(best), drawn), em.at(out, [b]))
+
+
 INDEX_RULES = {Op.LOOKUP: emit_lookup, Op.PICK: emit_pick, Op.ONEHOT: emit_onehot,
-               Op.SCATTER: emit_scatter, Op.SEQ_MASK: emit_seq_mask}
+               Op.SCATTER: emit_scatter, Op.SEQ_MASK: emit_seq_mask, Op.SAMPLE: emit_sample}
 
 __all__ = ["INDEX_RULES"]

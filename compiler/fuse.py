@@ -12,12 +12,18 @@ constants are copied into the body instead of being read.
 
 Every elementwise op ends up in a FUSED node, a lone one included, so the lowering emits all
 maps the same way. Loop bodies are fused too.
+
+First, a sum of zero-padded pieces that tile one axis becomes the concat of the pieces: the
+gradient of a cell that slices its gates, `pad(d_i) + pad(d_f) + pad(d_g) + pad(d_o)`, is
+`concat(d_i, d_f, d_g, d_o)`, with no padded temporaries and each piece fused on its own.
 """
 from __future__ import annotations
 
 from graphrnn.ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Op, TensorType,
                          toposort)
 from graphrnn.ops import apply_rule
+
+from .rewrite import fresh_name
 
 FUSABLE = ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE}
 NAME_OPS = 4            # how many op names a fused node's name lists
@@ -28,6 +34,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
 
     Returns `graph` itself when there is nothing to fuse.
     """
+    graph = _joined_pads(graph)
     root = _roots(graph)
     members: dict[int, list[Node]] = {}
     for n in graph.nodes:
@@ -52,6 +59,56 @@ def fuse_elementwise(graph: Graph) -> Graph:
         return graph
     return graph.rebuilt([new[id(x)] for x in graph.inputs],
                          [new[id(y)] for y in graph.outputs])
+
+
+def _joined_pads(graph: Graph) -> Graph:
+    """`graph` with every sum of padded pieces that tile an axis replaced by their concat."""
+    readers: dict[int, int] = {id(y): 1 for y in graph.outputs}
+    for n in graph.nodes:
+        for x in n.inputs:
+            readers[id(x)] = readers.get(id(x), 0) + 1
+    taken = {n.name for n in graph.nodes}
+    new: dict[int, Node] = {}
+    changed = False
+    for n in graph.nodes:
+        tiles = _tiles(n, readers) if n.op == Op.ADD else None
+        if tiles is None:
+            m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+        else:
+            m = Node(Op.CONCAT, tuple(new[id(p.inputs[0])] for p in tiles),
+                     {"axis": tiles[0].attrs["axis"]}, n.type, name=fresh_name("concat", taken),
+                     scope=n.scope, where=n.where, doc=n.doc)
+        new[id(n)] = m
+        changed |= m is not n
+    if not changed:
+        return graph
+    return graph.rebuilt([new[id(x)] for x in graph.inputs],
+                         [new[id(y)] for y in graph.outputs])
+
+
+def _tiles(n: Node, readers: dict[int, int]) -> list[Node] | None:
+    """The PAD terms of the sum `n` (inner adds read only by it), in order along their axis,
+    when they cover it exactly once; else None."""
+    terms: list[Node] = []
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        if m.op == Op.PAD and m.type == n.type:
+            terms.append(m)
+        elif m.op == Op.ADD and m.type == n.type and (m is n or readers[id(m)] == 1):
+            stack.extend(m.inputs)
+        else:
+            return None
+    axes = {p.attrs["axis"] for p in terms}
+    if len(terms) < 2 or len(axes) != 1 or not isinstance(n.type, TensorType):
+        return None
+    terms.sort(key=lambda p: p.attrs["before"])
+    at = 0
+    for p in terms:
+        if p.attrs["before"] != at:
+            return None
+        at += p.inputs[0].type.shape[p.attrs["axis"]]
+    return terms if at == n.type.shape[axes.pop()] else None
 
 
 def _fusable(n: Node) -> bool:
@@ -105,21 +162,13 @@ def _fused(group: list[Node], new: dict[int, Node], taken: set[str]) -> Node:
     out = inside[id(group[-1])]
     body = Graph(tuple(body_inputs), (out,), tuple(toposort([out])))
     ops = list(dict.fromkeys(m.op.value for m in group))[:NAME_OPS]
-    name = _fresh("fused_" + "_".join(ops), taken)
+    name = fresh_name("fused_" + "_".join(ops), taken)
     root = group[-1]
     node = Node(Op.FUSED, tuple(operands), {"body": body}, root.type, name=name,
                 scope=root.scope, where=root.where, doc=f"computes {root.name}")
     if all(x.type is not None for x in operands):
         node = apply_rule(node, [x.type for x in operands])
     return node
-
-
-def _fresh(base: str, taken: set[str]) -> str:
-    k = 0
-    while f"{base}_{k}" in taken:
-        k += 1
-    taken.add(f"{base}_{k}")
-    return f"{base}_{k}"
 
 
 __all__ = ["fuse_elementwise", "FUSABLE"]

@@ -13,17 +13,28 @@ Aesara's two scan rewrites, done on graphrnn's three operand groups:
 A body value of shape [B, ...] becomes [B, T, ...] outside: T is inserted at axis 1, so axis
 attributes >= 1 shift by one. Only ops listed in SEQ_RULES are moved to the sequence, and only
 when that is valid on the extra axis (each rule says when); anything else stays per step. The
-allowlist: elementwise ops (an invariant operand must not have a batch axis: lower rank, or a
-leading 1), matmul with an invariant right operand, lookup with invariant weights, pick,
-slice/index/concat/softmax/log_softmax along a non-batch axis, sum/mean over non-batch axes,
-reshape that keeps the batch axis first. A matmul over K <= `min_input_size` stays per step:
-with a tiny input the hoisted [B, T, N] result costs more memory traffic than it saves.
+allowlist: elementwise ops, where, expand (an invariant operand must not have a batch axis:
+lower rank, or a leading 1), matmul with an invariant right operand, lookup with invariant
+weights, pick, onehot, slice/index/concat/pad/softmax/log_softmax along a non-batch axis,
+sum/mean over non-batch axes, reshape that keeps the batch axis first. A matmul over
+K <= `min_input_size` stays per step: with a tiny input the hoisted [B, T, N] result costs
+more memory traffic than it saves.
+
+Sequence values move when they are a matmul or feed one (BULK): the GEMM over all steps is
+the gain. After it, a value moves only if it takes the place of the moved values it reads (a
+bias add on the product, read by nothing else), so the frontier never grows: the gate
+nonlinearities of the forward step that a backward loop recomputes from its saved carries
+stay in the body and read the hoisted gate pre-activations, instead of becoming one more
+[B, T, ...] buffer each, written and read back for no saved work.
 
 Correct with lengths (steps past a row's length are computed but masked by the loop), in
 either direction, and in nested loops (inner bodies first, so a value can leave several levels).
 Slices, indexes and reshapes of a hoisted value are not given a sequence of their own: they
 are recomputed in the body from the hoisted value. Loop consts and sequences the body no
 longer reads are dropped. Dropout (its mask depends on the step) is never moved.
+
+`classify`, `outer_copies`, `leaf_key` and `per_step` are shared with accumulate.py, which
+moves work the other way: after the loop.
 """
 from __future__ import annotations
 
@@ -34,11 +45,12 @@ from graphrnn.ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Graph, Node
                          TensorType, loop_operands, split)
 from graphrnn.ops import apply_rule
 
-from .rewrite import rewrite
+from .rewrite import fresh_name, rewrite
 
 INV, SEQ, STEP = "invariant", "sequence", "step"
 CHEAP = frozenset({Op.PARAM, Op.CONST, Op.VIEW, Op.FILL})   # left in place when invariant
 RECOMPUTED = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE})     # moved data, not computed
+BULK = frozenset({Op.MATMUL})                                # worth a sequence of its own
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,7 @@ def hoist_invariants(graph: Graph, *, min_input_size: int = 4) -> Graph:
     body. Returns `graph` itself when nothing moved. Needs a typed graph (infer_shapes).
     """
     taken = {n.name for n in graph.nodes}
-    leaves = {k: n for n in graph.nodes if (k := _leaf_key(n, n.inputs)) is not None}
+    leaves = {k: n for n in graph.nodes if (k := leaf_key(n, n.inputs)) is not None}
 
     def visit(n: Node) -> Node:
         if n.op != Op.LOOP:
@@ -66,7 +78,7 @@ def hoist_invariants(graph: Graph, *, min_input_size: int = 4) -> Graph:
     return rewrite(graph, visit, into_loops=False)
 
 
-def _leaf_key(n: Node, inputs: tuple[Node, ...]) -> tuple | None:
+def leaf_key(n: Node, inputs: tuple[Node, ...]) -> tuple | None:
     """What makes a parameter or constant the same value in one graph, so it is not copied
     twice: the Param, or the flat vector and slot a view reads, or the constant's array."""
     if n.op == Op.PARAM:
@@ -140,25 +152,35 @@ def _reshape(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
     return {"shape": (shape[0], ctx.steps) + shape[1:]}
 
 
+def _expand(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    """x broadcast to ref: like an elementwise op, but the result takes ref's shape."""
+    return _elementwise(n, kinds, ctx) if kinds[1] == SEQ else None
+
+
+def _onehot(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    return {} if kinds == [SEQ] else None
+
+
 SEQ_RULES: dict[Op, Callable[[Node, list[str], SeqContext], dict | None]] = {
     **{op: _elementwise for op in ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE}},
+    Op.EXPAND: _expand, Op.ONEHOT: _onehot,
     Op.MATMUL: _matmul, Op.LOOKUP: _lookup, Op.PICK: _pick,
     Op.SLICE: _shift("axis"), Op.INDEX: _shift("axis"), Op.CONCAT: _shift("axis"),
-    Op.SOFTMAX: _shift("axis"), Op.LOG_SOFTMAX: _shift("axis"),
+    Op.PAD: _shift("axis"), Op.SOFTMAX: _shift("axis"), Op.LOG_SOFTMAX: _shift("axis"),
     Op.SUM: _reduce, Op.MEAN: _reduce, Op.RESHAPE: _reshape,
 }
 
 
 # ----------------------------------------------------------------------------- one loop
 
-def _per_step(n: Node) -> bool:
+def per_step(n: Node) -> bool:
     """Whether `n` must run at every step even on invariant inputs (dropout masks use it)."""
     if n.op == Op.DROPOUT:
         return True
     return n.op == Op.LOOP and any(m.op == Op.DROPOUT for m, _ in n.attrs["body"].walk())
 
 
-def _classify(body: Graph, n_consts: int, n_carry: int, ctx: SeqContext) -> dict[int, str]:
+def classify(body: Graph, n_consts: int, n_carry: int, ctx: SeqContext) -> dict[int, str]:
     """INV, SEQ or STEP for every body node, in one forward sweep."""
     consts, carry, xs = split(body.inputs, n_consts, n_carry)
     kind = {**{id(x): INV for x in consts}, **{id(x): STEP for x in carry},
@@ -167,7 +189,7 @@ def _classify(body: Graph, n_consts: int, n_carry: int, ctx: SeqContext) -> dict
         if id(n) in kind:
             continue
         ks = [kind[id(x)] for x in n.inputs]
-        if STEP in ks or _per_step(n):
+        if STEP in ks or per_step(n):
             kind[id(n)] = STEP
         elif all(k == INV for k in ks):
             kind[id(n)] = INV
@@ -185,6 +207,33 @@ def _cheap(body: Graph, n_consts: int) -> set[int]:
         if n.op in CHEAP and all(id(x) in cheap for x in n.inputs):
             cheap.add(id(n))
     return cheap
+
+
+def _moved(body: Graph, kind: dict[int, str], cheap: set[int]) -> set[int]:
+    """Invariant nodes worth a const; sequence nodes that are BULK or feed one, and those
+    that only replace moved values as the frontier (each sequence operand moved, read by
+    this node alone and not an output: a bias add on a hoisted product)."""
+    inputs = {id(x) for x in body.inputs}
+    feeds: set[int] = set()
+    moved: set[int] = set()
+    for n in reversed(body.nodes):
+        if id(n) in inputs:
+            continue
+        if kind[id(n)] == SEQ and (n.op in BULK or id(n) in feeds):
+            moved.add(id(n))
+            feeds.update(id(x) for x in n.inputs if kind[id(x)] == SEQ)
+        elif kind[id(n)] == INV and id(n) not in cheap:
+            moved.add(id(n))
+    readers: dict[int, set[int]] = {id(y): {-1} for y in body.outputs}
+    for n in body.nodes:
+        for x in n.inputs:
+            readers.setdefault(id(x), set()).add(id(n))
+    for n in body.nodes:
+        seq = [x for x in n.inputs if kind[id(x)] == SEQ]
+        if kind[id(n)] == SEQ and id(n) not in moved and seq and \
+                all(id(x) in moved and readers[id(x)] == {id(n)} for x in seq):
+            moved.add(id(n))
+    return moved
 
 
 def _frontier(body: Graph, kind: dict[int, str], moved: set[int]) -> tuple[list[Node], set[int]]:
@@ -205,14 +254,6 @@ def _frontier(body: Graph, kind: dict[int, str], moved: set[int]) -> tuple[list[
     return frontier[::-1], keep
 
 
-def _fresh(base: str, taken: set[str]) -> str:
-    name, k = base, 0
-    while name in taken:
-        name, k = f"{base}_{k}", k + 1
-    taken.add(name)
-    return name
-
-
 def _hoist_loop(loop: Node, min_input_size: int, taken: set[str],
                 leaves: dict[tuple, Node]) -> Node:
     """`loop` with its body's invariant and sequence-only frontier computed outside."""
@@ -223,15 +264,15 @@ def _hoist_loop(loop: Node, min_input_size: int, taken: set[str],
     steps = xs_n[0].type.shape[1] if xs_n else loop.attrs.get("length")
     ctx = SeqContext(min_input_size, steps)
     n_c, n_h = len(consts_n), len(carry_n)
-    kind = _classify(body, n_c, n_h, ctx)
+    kind = classify(body, n_c, n_h, ctx)
     cheap = _cheap(body, n_c)
-    inputs = {id(x) for x in body.inputs}
-    moved = {id(n) for n in body.nodes if id(n) not in inputs
-             and (kind[id(n)] == SEQ or (kind[id(n)] == INV and id(n) not in cheap))}
-    frontier, keep = _frontier(body, kind, moved)
+    frontier, keep = _frontier(body, kind, _moved(body, kind, cheap))
     if not frontier:
         return loop
-    outer = _outer_values(body, frontier, kind, loop, ctx, taken, leaves)
+    consts_b, _, xs_b = split(body.inputs, n_c, n_h)
+    known = {**{id(x): o for x, o in zip(consts_b, consts_n)},
+             **{id(x): o for x, o in zip(xs_b, xs_n)}}
+    outer = outer_copies(body, frontier, kind, known, ctx, taken, leaves)
 
     # the new body: frontier values become inputs, everything else is copied
     new: dict[int, Node] = {id(x): x for x in body.inputs}
@@ -244,7 +285,7 @@ def _hoist_loop(loop: Node, min_input_size: int, taken: set[str],
     outputs = [new[id(y)] for y in body.outputs]
     read = {id(x) for n in new.values() for x in n.inputs} | {id(y) for y in outputs}
 
-    consts_b, carry_b, xs_b = split(body.inputs, n_c, n_h)
+    carry_b = body.inputs[n_c:n_c + n_h]
     inv = [f for f in frontier if kind[id(f)] == INV]
     seq = [f for f in frontier if kind[id(f)] == SEQ]
     consts = [(x, o) for x, o in zip(consts_b, consts_n) if id(x) in read]
@@ -261,36 +302,34 @@ def _hoist_loop(loop: Node, min_input_size: int, taken: set[str],
     return loop.replace(inputs=tuple(operands), attrs=attrs)
 
 
-def _outer_values(body: Graph, frontier: list[Node], kind: dict[int, str], loop: Node,
-                  ctx: SeqContext, taken: set[str], leaves: dict[tuple, Node]
-                  ) -> dict[int, Node]:
-    """Copies, in the loop's graph, of the frontier and everything it reads.
+def outer_copies(body: Graph, targets: list[Node], kind: dict[int, str],
+                 known: dict[int, Node], ctx: SeqContext, taken: set[str],
+                 leaves: dict[tuple, Node]) -> dict[int, Node]:
+    """Copies, in the loop's graph, of `targets` and every body value they read, down to the
+    values `known` already maps to outer nodes (the loop's consts and sequences, and for
+    accumulate.py the stacked per-step outputs).
 
-    Consts map to the loop's const operands and x_t to the sequences; sequence nodes get
-    [B, T, ...] types and shifted axes from SEQ_RULES. Parameters, views and constants that
-    the graph already holds are reused.
+    Sequence nodes get [B, T, ...] types and shifted axes from SEQ_RULES; invariant nodes are
+    plain copies. Parameters, views and constants the graph already holds are reused.
     """
-    consts_n, _, xs_n, _ = loop_operands(loop)
-    consts_b, _, xs_b = split(body.inputs, len(consts_n), loop.attrs["n_carry"])
-    outer = {**{id(x): o for x, o in zip(consts_b, consts_n)},
-             **{id(x): o for x, o in zip(xs_b, xs_n)}}
-    wanted = {id(f) for f in frontier}
+    outer = dict(known)
+    wanted = {id(f) for f in targets}
     for n in reversed(body.nodes):
-        if id(n) in wanted:
+        if id(n) in wanted and id(n) not in outer:
             wanted.update(id(x) for x in n.inputs)
     for n in body.nodes:
         if id(n) not in wanted or id(n) in outer:
             continue
         ins = tuple(outer[id(x)] for x in n.inputs)
-        key = _leaf_key(n, ins)
+        key = leaf_key(n, ins)
         if key is not None and key in leaves:
             outer[id(n)] = leaves[key]
             continue
         attrs = dict(n.attrs)
         if kind[id(n)] == SEQ:
             attrs.update(SEQ_RULES[n.op](n, [kind[id(x)] for x in n.inputs], ctx))
-        copy = Node(n.op, ins, attrs, None, n.param, _fresh(n.name or n.op.value, taken),
-                    n.scope, n.where, n.doc)
+        name = fresh_name(n.name or n.op.value, taken, numbered=False)
+        copy = Node(n.op, ins, attrs, None, n.param, name, n.scope, n.where, n.doc)
         outer[id(n)] = apply_rule(copy, [x.type for x in ins])
         if key is not None:
             leaves[key] = outer[id(n)]

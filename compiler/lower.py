@@ -26,7 +26,7 @@ from .emit_index import INDEX_RULES
 from .emit_loop import emit_loop
 from .emit_map import MAP_RULES, emit_copy
 from .emit_reduce import REDUCE_RULES
-from .gemm import emit_contract, emit_matmul, emit_pack
+from .gemm import Epilogue, emit_contract, emit_matmul, emit_pack
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
 from .layout import Layout, lin
 from .schedule import Home, Kernel, Schedule, schedule
@@ -137,6 +137,19 @@ class Lowering:
             packed = self.buffer_ref(k.packed, Layout.contiguous((k.packed.size,)))
             self.call(k.name, n, lambda em, nd, o, ins: emit_pack(em, nd, o, ins[0]), packed,
                       [env[n.inputs[1]]])
+        elif k.matmul is not None:
+            mm = k.matmul
+            slot = n.inputs.index(mm)
+            packed = self.buffer_ref(k.packed, Layout.contiguous((k.packed.size,)))
+            ins = [env[mm.inputs[0]], packed] + [env[x] for x in n.inputs if x is not mm]
+            body = n.attrs["body"]
+
+            def fused_gemm(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
+                epilogue = Epilogue(body, slot, tuple(refs[2:]))
+                emit_matmul(em, mm, out, refs[0], refs[1], epilogue)
+            out = self.home_ref(k.dest, frame)
+            self.call(k.name, n, fused_gemm, out, ins)
+            env[n] = out
         else:
             out = self.home_ref(k.dest, frame)
             ins = [env[x] for x in n.inputs]

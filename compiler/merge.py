@@ -20,6 +20,8 @@ from __future__ import annotations
 from graphrnn.ir import Graph, Node, Op
 from graphrnn.ops import apply_rule
 
+from .rewrite import fresh_name
+
 
 def merge_matmuls(graph: Graph) -> Graph:
     """`graph` with matmul groups merged, loop bodies included; `graph` itself if none."""
@@ -101,14 +103,6 @@ def _width(m: Node) -> int:
     return w[0] if m.attrs.get("transpose_b") else w[1]
 
 
-def _fresh(base: str, taken: set[str]) -> str:
-    k = 0
-    while f"{base}_{k}" in taken:
-        k += 1
-    taken.add(f"{base}_{k}")
-    return f"{base}_{k}"
-
-
 def _make(like: Node, op: Op, inputs: list[Node], name: str, **attrs: object) -> Node:
     """A node of the group's place in the graph (scope and source line of `like`)."""
     n = Node(op, tuple(inputs), attrs, None, None, name, like.scope, like.where)
@@ -121,16 +115,16 @@ def _merge(group: list[Node], users: dict[int, list[Node]], outputs: tuple[Node,
     head = group[0]
     transpose = bool(head.attrs.get("transpose_b"))
     weights = [new.get(id(m.inputs[1]), m.inputs[1]) for m in group]
-    w = _make(head, Op.CONCAT, weights, _fresh("merged_weight", taken),
+    w = _make(head, Op.CONCAT, weights, fresh_name("merged_weight", taken),
               axis=0 if transpose else 1)
-    y = _make(head, Op.MATMUL, [new[id(head.inputs[0])], w], _fresh("merged_matmul", taken),
+    y = _make(head, Op.MATMUL, [new[id(head.inputs[0])], w], fresh_name("merged_matmul", taken),
               transpose_b=transpose)
     results = list(group)
     adds = _bias_adds(group, users, outputs)
     if adds is not None:
         biases = [new.get(id(b), b) for _, b in adds]
-        b = _make(head, Op.CONCAT, biases, _fresh("merged_bias", taken), axis=0)
-        y = _make(head, Op.ADD, [y, b], _fresh("merged_add", taken))
+        b = _make(head, Op.CONCAT, biases, fresh_name("merged_bias", taken), axis=0)
+        y = _make(head, Op.ADD, [y, b], fresh_name("merged_add", taken))
         results = [a for a, _ in adds]
     rank = len(head.type.shape) if head.type is not None else None
     start = 0

@@ -4,6 +4,11 @@ Every pass goes through `Trace.run`, the only instrumentation: it times the pass
 `verify` on the result when GRAPHRNN_VERIFY is on (the default under pytest), and prints the
 pass name and time (level 1) and the graph after it (level 2) when GRAPHRNN_DEBUG or the
 `dump` argument asks. The records stay in the Trace for `graphrnn ir` and for tests.
+
+`prepare` gives the optimised forward graph. `prepare_training` differentiates the flattened
+graph (pass "grad") before the optimisations, which then see the forward and backward loops
+together: the weight gradients leave the backward loops (accumulate), the recomputed forward
+products leave them too (hoist), and cse keeps one copy of what both directions compute.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from typing import Any, Callable, Collection, Sequence
 from graphrnn import settings
 from graphrnn.ir import Graph, GraphError, LoweringError, ParamTable, TensorType
 
+from .accumulate import hoist_accumulations
+from .autodiff import differentiate
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .flatten import flatten_params
@@ -34,8 +41,10 @@ OPTIMISATIONS: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("fold", fold_constants),                       # constant subgraphs -> CONST, x*1 -> x
     ("cse", eliminate_common_subexpressions),       # one node per distinct computation
     ("dce", eliminate_dead_code),                   # unreachable nodes, unread loop outputs
+    ("accumulate", hoist_accumulations),            # weight gradients summed after the loop
     ("merge", merge_matmuls),                       # matmuls sharing their left operand
     ("hoist", hoist_invariants),                    # W_x x_t for all t as one GEMM
+    ("cse", eliminate_common_subexpressions),       # projections hoisted twice (fwd and bwd)
     ("fuse", fuse_elementwise),                     # map/zip chains -> FUSED
     ("dce", eliminate_dead_code),                   # again, for what those leave behind
 ]
@@ -111,21 +120,73 @@ def prepare(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
     fully, k every loop by k, False none. disable: names of passes to skip ("unroll" or any
     name in OPTIMISATIONS). dump: a GRAPHRNN_DEBUG level for this call.
     """
+    trace = _trace(trace, dump, disable)
+    g, table = _front(graph, input_types, unroll, disable, trace)
+    return _optimised(g, optimize, disable, trace), table
+
+
+def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
+                     truncate: int | None = None, input_grads: bool = False,
+                     unroll: bool | int | None = None, optimize: bool = True,
+                     disable: Collection[str] = (), dump: int | None = None,
+                     trace: Trace | None = None
+                     ) -> tuple[Graph, ParamTable, tuple[tuple[str, int], ...]]:
+    """`prepare` for training: the flattened graph is differentiated (pass "grad") before
+    the optimisations run, on the forward and backward loops together.
+
+    The result's inputs are the graph's inputs, then `params` (the flat vector), then one
+    cotangent per float output (`d_<name>`, same type as the output; 1.0 for a scalar loss).
+    Its outputs are the graph's outputs, then gradients of sum(output * cotangent): output
+    `len(graph.outputs) + k` is the gradient with respect to input `names[k][1]` of the
+    result (`names[k] == ("input", i)`, differentiate's convention). By default the only
+    gradient is the flat parameter gradient (i is the index of `params`; it has the
+    ParamTable's layout); `input_grads=True` adds one per float input, in input order.
+    `truncate=k`: truncated BPTT, nothing flows back across every k-th step.
+    """
+    trace = _trace(trace, dump, disable)
+    g, table = _front(graph, input_types, unroll, disable, trace)
+    grad = partial(_differentiate, truncate=truncate, input_grads=input_grads)
+    g, names = trace.run(grad, g, "grad")
+    return _optimised(g, optimize, disable, trace), table, names
+
+
+def _trace(trace: Trace | None, dump: int | None, disable: Collection[str]) -> Trace:
+    _check_names(disable)
     trace = trace if trace is not None else Trace()
     if dump is not None:
         trace.level = dump
-    _check_names(disable)
+    return trace
+
+
+def _front(graph: Graph, input_types: Sequence[TensorType] | None, unroll: bool | int | None,
+           disable: Collection[str], trace: Trace) -> tuple[Graph, ParamTable]:
+    """Shapes, unrolling, tying and flattening."""
     run = trace.run
     order = graph.params()                           # the model's own layout order
     g = run(partial(infer_shapes, input_types=input_types), graph, "shapes")
     if unroll is not False and "unroll" not in disable:
         g = run(_unroller(unroll), g, "unroll")      # compile time grows with T: only on request
     g = run(tie_params, g, "tie")                    # one PARAM node per parameter
-    g, table = run(partial(flatten_params, order=order), g, "flatten")
+    return run(partial(flatten_params, order=order), g, "flatten")
+
+
+def _optimised(g: Graph, optimize: bool, disable: Collection[str], trace: Trace) -> Graph:
     for name, optimisation in (OPTIMISATIONS if optimize else []):
         if name not in disable:
-            g = run(optimisation, g, name)
-    return g, table
+            g = trace.run(optimisation, g, name)
+    return g
+
+
+def _differentiate(graph: Graph, *, truncate: int | None, input_grads: bool
+                   ) -> tuple[Graph, tuple[tuple[str, int], ...]]:
+    """differentiate, keeping the gradient of the flat parameters (the last input) and, with
+    `input_grads`, those of the float inputs."""
+    g, names = differentiate(graph, truncate=truncate)
+    flat = len(graph.inputs) - 1
+    n_out = len(graph.outputs)
+    keep = [k for k, (kind, i) in enumerate(names) if input_grads or i == flat]
+    outputs = list(g.outputs[:n_out]) + [g.outputs[n_out + k] for k in keep]
+    return g.rebuilt(g.inputs, outputs), tuple(names[k] for k in keep)
 
 
 def compile_graph(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
@@ -172,4 +233,4 @@ def _default_lowering() -> Callable[[Graph, ParamTable], Any]:
     return fn
 
 
-__all__ = ["compile_graph", "prepare", "OPTIMISATIONS", "Trace", "PassRecord"]
+__all__ = ["compile_graph", "prepare", "prepare_training", "OPTIMISATIONS", "Trace", "PassRecord"]

@@ -28,3 +28,13 @@ def rewrite(graph: Graph, fn: Callable[[Node], Node], *, into_loops: bool = True
         return graph
     return graph.rebuilt([new[id(x)] for x in graph.inputs],
                          [new[id(y)] for y in graph.outputs])
+
+
+def fresh_name(base: str, taken: set[str], *, numbered: bool = True) -> str:
+    """A name not in `taken` (which it joins): `{base}_{k}` for the first free k; `base`
+    itself when free and not `numbered`."""
+    name, k = (base, 0) if not numbered else (f"{base}_0", 1)
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name

@@ -25,10 +25,9 @@ from typing import Callable
 
 from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 
-from .gemm import packed_floats
+from .arena import Buffer, plan_arena
+from .gemm import epilogue_layouts, packed_floats
 from .layout import ZERO, Layout, Lin, lin
-
-ALIGN = 16                      # floats: every buffer starts on a 64-byte line
 
 # ops that are a view of their (first) input, or a leaf with storage of its own
 VIEWS = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE, Op.GET, Op.DROPOUT, Op.EXPAND, Op.VIEW})
@@ -36,21 +35,7 @@ LEAVES = frozenset({Op.INPUT, Op.CONST, Op.FILL})
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "gemm",
         Op.SUM: "reduce", Op.MEAN: "reduce", Op.SOFTMAX: "reduce", Op.LOG_SOFTMAX: "reduce",
         Op.LOOKUP: "index", Op.PICK: "index", Op.ONEHOT: "index", Op.SCATTER: "index",
-        Op.SEQ_MASK: "index", Op.LOOP: "loop"}
-
-
-@dataclass(eq=False)
-class Buffer:
-    """Memory one or more values live in, over kernel positions [start, end]."""
-    name: str
-    size: Lin                   # floats (an int64 element takes two)
-    start: int
-    end: int
-    io: int = -1                # >= 0: the entry point's io pointer of that index, not arena
-    offset: Lin = ZERO          # arena offset in floats, set by `plan_arena`
-
-    def __repr__(self) -> str:
-        return f"Buffer({self.name}, {self.size} floats @ {self.offset}, [{self.start}, {self.end}])"
+        Op.SEQ_MASK: "index", Op.SAMPLE: "index", Op.LOOP: "loop"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +51,9 @@ class Kernel:
     """One unit of emitted work. `kind`: view | map | reduce | gemm | pack | index | copy | loop.
 
     For a copy, `node` is the value copied into `dest`. A pack writes `node`'s (a matmul's)
-    right operand into `packed`; the gemm reads it from there.
+    right operand into `packed`; the gemm reads it from there. A gemm whose `node` is a FUSED
+    node computes its `matmul` input and applies the fused body to the accumulators before
+    storing them (the matmul's result never goes to memory).
     """
     name: str
     kind: str
@@ -77,6 +64,7 @@ class Kernel:
     body: tuple["Kernel", ...] = ()
     homes: tuple[Home, ...] = ()                        # loop: where each part of its value is
     carry_from: tuple["Node | Kernel | None", ...] = ()  # loop: new carry i (None: unchanged)
+    matmul: Node | None = None                          # gemm: the FUSED node's absorbed matmul
 
     def walk(self):
         """This kernel and every kernel inside it."""
@@ -119,7 +107,7 @@ def schedule(graph: Graph, params: Node | None = None) -> Schedule:
         else:
             copies.append((y, io))
     s.loop_claims = loop_claims
-    kernels = s.level(graph.nodes, claims, skip=set(graph.inputs))
+    kernels = s.level(graph.nodes, claims, set(graph.inputs), graph.outputs)
     for y, io in copies:
         pos = s.tick()
         s.use(y, pos)
@@ -146,6 +134,7 @@ class _Scheduler:
         self.loop_claims: dict[tuple[Node, int], int] = {}
         self.count = itertools.count()
         self.packs: dict[Node, Buffer] = {}
+        self.epilogues: dict[Node, Node] = {}       # FUSED node -> the matmul it absorbs
 
     # -- bookkeeping
     def tick(self) -> int:
@@ -179,10 +168,12 @@ class _Scheduler:
 
     # -- one graph level
     def level(self, nodes: tuple[Node, ...], claims: dict[Node, Home],
-              skip: set[Node]) -> list[Kernel]:
+              skip: set[Node], outputs: tuple[Node, ...]) -> list[Kernel]:
+        self.epilogues.update(_epilogues(nodes, outputs))
+        absorbed = set(self.epilogues.values())
         out: list[Kernel] = []
         for n in nodes:
-            if n not in skip:
+            if n not in skip and n not in absorbed:
                 out.extend(self.node(n, claims.get(n)))
         return out
 
@@ -192,7 +183,7 @@ class _Scheduler:
         except LoweringError:
             raise
         except Exception as e:      # noqa: BLE001  (any failure is named after its node)
-            raise LoweringError(f"scheduling {n.name} ({n.op.value}) at {n.where or '?'}: "
+            raise LoweringError(f"lowering {n.name} ({n.op.value}) at {n.where or '?'}: "
                                 f"{type(e).__name__}: {e}") from e
 
     def _node(self, n: Node, home: Home | None) -> list[Kernel]:
@@ -208,24 +199,37 @@ class _Scheduler:
             view = self.view(n)
             if view is not None:
                 return [view]
-        pos = self.tick()
         out: list[Kernel] = []
-        if n.op == Op.MATMUL and n not in self.packs:
-            out.append(self.pack(n, pos))
+        mm = self.epilogues.get(n)
+        if mm is not None and mm not in self.layouts:
+            if not self.can_absorb(n, mm, home):
+                out.extend(self.node(mm, None))
+                mm = None
+        elif mm is not None:
+            mm = None                   # scheduled already (loop-invariant, in a prologue)
+        pos = self.tick()
+        if (n.op == Op.MATMUL or mm is not None) and (mm or n) not in self.packs:
+            out.append(self.pack(mm or n, pos))
             pos = self.tick()
-        for x in n.inputs:
+        for x in n.inputs if mm is None else (*mm.inputs[:1], *n.inputs):
             self.use(x, pos)
         if home is None:
             home = Home(Layout.of(n.type), self.buffer(n.name, Layout.of(n.type), pos))
         self.layouts[n] = home.layout
         if home.buffer is not None:
             self.roots[n] = home.buffer
-        packed = self.packs.get(n)
+        packed = self.packs.get(mm or n)
         if packed is not None:
             packed.end = max(packed.end, pos)
-        kind = KIND.get(n.op, "map")
-        out.append(Kernel(self.name(kind, n), kind, n, home, packed))
+        kind = "gemm" if mm is not None else KIND.get(n.op, "map")
+        out.append(Kernel(self.name(kind, n), kind, n, home, packed, matmul=mm))
         return out
+
+    def can_absorb(self, fused: Node, mm: Node, home: Home | None) -> bool:
+        """Whether `fused` can run as the epilogue of `mm` (see gemm.epilogue_layouts)."""
+        out = home.layout if home is not None else Layout.of(fused.type)
+        extra = [self.layouts[x] for x in fused.inputs if x is not mm]
+        return epilogue_layouts(self.layouts[mm.inputs[0]], out, extra) is not None
 
     def pack(self, mm: Node, pos: int) -> Kernel:
         self.use(mm.inputs[1], pos)
@@ -294,7 +298,7 @@ class _Scheduler:
         for j, y in enumerate(ys):
             if _computed(y) and y not in inv and y not in claims:
                 claims[y] = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
-        kernels = self.level(body.nodes, claims, skip=inv | inputs)
+        kernels = self.level(body.nodes, claims, inv | inputs, body.outputs)
 
         state = {homes[i].buffer for i in range(n_h)}
         carry_from: list[Node | Kernel | None] = []
@@ -337,6 +341,25 @@ class _Scheduler:
             self.roots[inner] = self.roots[outer]
 
 
+def _epilogues(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node, Node]:
+    """FUSED node -> a matmul input it can absorb: one the FUSED node alone reads, of its shape."""
+    users: dict[Node, int] = {}
+    for n in nodes:
+        for x in n.inputs:
+            users[x] = users.get(x, 0) + 1
+    for y in outputs:
+        users[y] = users.get(y, 0) + 1
+    found: dict[Node, Node] = {}
+    for n in nodes:
+        if n.op != Op.FUSED:
+            continue
+        for x in n.inputs:
+            if x.op == Op.MATMUL and users[x] == 1 and x.type.shape == n.type.shape:
+                found[n] = x
+                break
+    return found
+
+
 def _invariants(body: Graph, consts: set[Node]) -> set[Node]:
     """Body values that are the same at every step: consts, constants, and what they make."""
     inv = set(consts)
@@ -376,48 +399,4 @@ VIEW_RULES: dict[Op, Callable[[Node, Layout], tuple[Lin, Layout] | None]] = {
 }
 
 
-# ----------------------------------------------------------------------------- arena
-
-def plan_arena(buffers: list[Buffer]) -> tuple[int, int]:
-    """Place every arena buffer; returns (fixed floats, floats per step).
-
-    Greedy first fit in order of first write: a buffer takes the lowest aligned offset not
-    used by any placed buffer whose lifetime overlaps its own.
-    """
-    fixed = [b for b in buffers if b.io < 0 and b.size.s == 0]
-    step = [b for b in buffers if b.io < 0 and b.size.s != 0]
-    for b in step:
-        if b.size.c:
-            raise LoweringError(f"buffer {b.name} has {b.size} floats: sizes must be fixed or "
-                                "proportional to the sequence length")
-    fixed_size = _first_fit(fixed, lambda b: b.size.c)
-    step_size = _first_fit(step, lambda b: b.size.s)
-    for b in fixed:
-        b.offset = Lin(b.offset.c)
-    for b in step:
-        b.offset = Lin(fixed_size, b.offset.c)
-    return fixed_size, step_size
-
-
-def _first_fit(buffers: list[Buffer], size: Callable[[Buffer], int]) -> int:
-    placed: list[Buffer] = []
-    top = 0
-    for b in sorted(buffers, key=lambda b: (b.start, -size(b))):
-        live = sorted((p for p in placed if p.start <= b.end and b.start <= p.end),
-                      key=lambda p: p.offset.c)
-        offset = 0
-        for p in live:
-            if offset + size(b) <= p.offset.c:
-                break
-            offset = max(offset, _aligned(p.offset.c + size(p)))
-        b.offset = Lin(offset)
-        placed.append(b)
-        top = max(top, _aligned(offset + size(b)))
-    return top
-
-
-def _aligned(n: int) -> int:
-    return -(-n // ALIGN) * ALIGN
-
-
-__all__ = ["schedule", "Schedule", "Kernel", "Buffer", "Home", "plan_arena", "VIEW_RULES"]
+__all__ = ["schedule", "Schedule", "Kernel", "Buffer", "Home", "VIEW_RULES"]

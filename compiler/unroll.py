@@ -69,7 +69,11 @@ def _factor(loop: Node, factor: int | None, only_requested: bool) -> int | None:
     if factor is None:
         asked = loop.attrs.get("unroll")
         if asked is None or asked is False or (asked is not True and int(asked) <= 1):
-            return None if only_requested else _steps(loop)
+            if only_requested:
+                return None
+            asked = True
+        if _steps(loop) == 0:           # zero steps: the loop itself gives the empty ys
+            return None
         factor = _steps(loop) if asked is True else int(asked)
     if factor < 1:
         raise node_error(loop, f"unroll factor must be at least 1, got {factor}")

@@ -14,9 +14,11 @@ from .loop import Loop
 from .losses import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .nn import Input
 from .serialize import ModelFileError, load, save
+from .render import render_error
 from .compile import compile  # noqa: E402  (after the API it compiles)
 
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
-           "GraphError", "ShapeError", "InputError", "LoweringError", "compile"]
+           "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "save", "load",
+           "render_error"]

@@ -1,8 +1,9 @@
 """The `graphrnn` command: inspect a model from the shell.
 
     graphrnn --version
-    graphrnn summary MODEL              the parameter table of a model
-    graphrnn show MODEL [-o out.dot]    the graph as Graphviz DOT text
+    graphrnn summary MODEL                  the parameter table of a model
+    graphrnn show MODEL [-o out.svg]        the graph: DOT text, or a picture (.svg, .png)
+    graphrnn ir MODEL [--after PASS]        the graph after each compiler pass (--llvm, --asm)
 
 MODEL is a file written by `graphrnn.save`, or `module:function` / `path/to/file.py:function`
 naming a function that returns a gModule (or a gModule itself). A missing or broken model is
@@ -18,6 +19,8 @@ import importlib.util
 import os
 import sys
 from typing import Any, Callable, NamedTuple
+
+import numpy as np
 
 from . import __version__
 
@@ -100,23 +103,130 @@ def _run_summary(args: argparse.Namespace) -> int:
 def _add_show(parser: argparse.ArgumentParser) -> None:
     _add_model(parser)
     parser.add_argument("-o", "--output", metavar="FILE",
-                        help="write to FILE (.dot or .gv) instead of standard output")
+                        help="write to FILE instead of printing DOT text: .svg or .png for a "
+                             "picture, .dot or .gv for DOT text")
     parser.add_argument("--unroll", type=int, metavar="K",
-                        help="draw the first K steps of every loop")
+                        help="draw the first K steps of every loop, parameters shared")
+    parser.add_argument("--engine", choices=("auto", "dot", "builtin"), default="auto",
+                        help="auto: Graphviz dot when it is installed, else the built-in "
+                             "layout (default: %(default)s)")
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    if args.output and os.path.splitext(args.output)[1].lower() not in (".dot", ".gv"):
-        raise CLIError(f"{args.output}: can only write DOT text (.dot or .gv)")
+    from .render import FORMATS, RenderError, render
+    if args.output and os.path.splitext(args.output)[1].lower() not in FORMATS:
+        raise CLIError(f"{args.output}: can write .svg, .png, .dot or .gv files")
     if args.unroll is not None and args.unroll < 1:
         raise CLIError("--unroll needs a positive number of steps")
-    text = load_model(args.model).to_dot(unroll=args.unroll)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
+    model = load_model(args.model)
+    if not args.output:
+        sys.stdout.write(model.to_dot(unroll=args.unroll))
+        return 0
+    try:
+        render(model, args.output, args.unroll, engine=args.engine)
+    except RenderError as e:
+        raise CLIError(str(e)) from None
     return 0
+
+
+def _add_ir(parser: argparse.ArgumentParser) -> None:
+    _add_model(parser)
+    parser.add_argument("--after", metavar="PASS",
+                        help="print only the graph after PASS (shapes, unroll, tie, flatten, "
+                             "grad, or an optimisation such as fold, cse, dce, hoist, fuse)")
+    parser.add_argument("--batch", type=int, default=1, metavar="B",
+                        help="batch size bound in the declared input types (default 1)")
+    parser.add_argument("--steps", type=int, metavar="T",
+                        help="bind the time dim too (default: it stays symbolic)")
+    parser.add_argument("--input-shape", action="append", metavar="DIMS", default=[],
+                        help="the shape of one input, e.g. 1,T,3; once per input, in order "
+                             "(for inputs without a declared type)")
+    parser.add_argument("--grad", action="store_true",
+                        help="the training pipeline: differentiate (pass grad) before the "
+                             "optimisations")
+    parser.add_argument("--llvm", action="store_true",
+                        help="print the LLVM IR of the compiled forward program instead")
+    parser.add_argument("--asm", action="store_true",
+                        help="print the host assembly of the compiled forward program instead")
+
+
+def _run_ir(args: argparse.Namespace) -> int:
+    from .ir import LoweringError
+    model = load_model(args.model)
+    types = input_types(model, args.batch, args.steps, args.input_shape)
+    if args.llvm or args.asm:
+        try:
+            from .compile import compile as compile_model
+        except ImportError as e:
+            raise CLIError(f"the native lowering is not available ({e})") from None
+        fast = compile_model(model)
+        concrete = all(t.is_concrete() for t in types)
+        arrays = [np.zeros(t.shape, t.dtype) for t in types] if concrete else []
+        try:
+            text = (fast.asm if args.asm else fast.llvm_ir)(*arrays, B=args.batch)
+        except (LoweringError, RuntimeError) as e:
+            raise CLIError(f"cannot lower the model: {e}") from None
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    from .compiler import pipeline
+    from .compiler.pipeline import OPTIMISATIONS, Trace, prepare
+    known = ["shapes", "unroll", "tie", "flatten", "grad"] + [n for n, _ in OPTIMISATIONS]
+    if args.after is not None and args.after not in known:
+        raise CLIError(f"--after {args.after}: no such pass; the passes are "
+                       f"{', '.join(dict.fromkeys(known))}")
+    trace = Trace(level=0)
+    if args.grad and not hasattr(pipeline, "prepare_training"):
+        raise CLIError("--grad: this compiler has no training pipeline")
+    (pipeline.prepare_training if args.grad else prepare)(model.graph, types, trace=trace)
+    name = getattr(model, "name", None) or type(model).__name__
+    print(f"# {name}: " + ", ".join(f"%{x.name} : {t}" for x, t in
+                                    zip(model.graph.inputs, types)))
+    print("# " + ", ".join(f"{r.name} {r.seconds * 1e3:.2f} ms" + ("" if r.changed else " (unchanged)")
+                           for r in trace.records))
+    shown = 0
+    for r in trace.records:
+        if args.after is not None and r.name != args.after:
+            continue
+        shown += 1
+        head = f"\n== after {r.name} ({r.seconds * 1e3:.2f} ms)"
+        if r.changed or args.after is not None:
+            print(f"{head} ==\n{r.text()}")
+        else:
+            print(f"{head}: unchanged ==")
+    if shown == 0:
+        raise CLIError(f"pass {args.after} did not run (disabled for this model)")
+    return 0
+
+
+def input_types(model: Any, batch: int, steps: int | None, shapes: list[str]) -> list[Any]:
+    """The input types `ir` compiles for: the declared ones with the batch symbol (a symbol on
+    axis 0) bound to `batch` and the time symbol (the first other one) to `steps` if given;
+    or the `--input-shape` dims, one string per input."""
+    from .ir import TensorType
+    xs = model.graph.inputs
+    if batch < 1 or (steps is not None and steps < 0):
+        raise CLIError("--batch must be positive and --steps not negative")
+    if shapes:
+        if len(shapes) != len(xs):
+            raise CLIError(f"--input-shape given {len(shapes)} times; the model has "
+                           f"{len(xs)} inputs ({', '.join(x.name for x in xs)})")
+        out = []
+        for x, text in zip(xs, shapes):
+            dims = [d.strip() for d in text.split(",") if d.strip()]
+            out.append(TensorType(tuple(int(d) if d.isdigit() else d for d in dims),
+                                  x.type.dtype if x.type is not None else "float32"))
+        return out
+    missing = [x.name for x in xs if x.type is None]
+    if missing:
+        raise CLIError(f"inputs {', '.join(missing)} have no declared type: give "
+                       "--input-shape for every input")
+    sizes: dict[str, int] = {}
+    batch_syms = {x.type.shape[0] for x in xs if x.type.rank and isinstance(x.type.shape[0], str)}
+    sizes.update({b: batch for b in batch_syms})
+    others = [d for x in xs for d in x.type.shape if isinstance(d, str) and d not in batch_syms]
+    if steps is not None and others:
+        sizes[others[0]] = steps
+    return [x.type.bind(sizes) for x in xs]
 
 
 # name -> (help, add_arguments, run). Adding a subcommand (bench, demo, ir, profile, fuzz)
@@ -124,7 +234,14 @@ def _run_show(args: argparse.Namespace) -> int:
 SUBCOMMANDS: dict[str, Subcommand] = {
     "summary": Subcommand("print the node and parameter table of a model", _add_model,
                           _run_summary),
-    "show": Subcommand("print the graph of a model as Graphviz DOT text", _add_show, _run_show),
+    "show": Subcommand("draw the graph of a model: DOT text, or an SVG/PNG picture", _add_show,
+                       _run_show),
+    "ir": Subcommand("print the graph after each pass of the compiler, or its LLVM IR",
+                     _add_ir, _run_ir),
+    "fuzz": Subcommand("run random models through the passes, gradients and compiled code, "
+                       "against the interpreter",
+                       lambda p: importlib.import_module(f"{__package__}.fuzz").add_arguments(p),
+                       lambda a: importlib.import_module(f"{__package__}.fuzz").run(a)),
 }
 
 
@@ -146,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return SUBCOMMANDS[args.command].run(args)
+    except BrokenPipeError:         # the reader went away (`| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CLIError, GraphError, ValueError, OSError) as e:
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"graphrnn {args.command}: error: {message}", file=sys.stderr)

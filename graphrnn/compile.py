@@ -6,7 +6,7 @@
 
 One native program is made per *signature*: the batch size (and every other fixed dim) and
 the dtypes; the time dim stays symbolic and is an argument of the native code, so a new
-sequence length never recompiles. The dims of an input declared with `gr.Input("B", "T", D)`
+sequence length never recompiles (unless loops are unrolled, which needs T at compile time). The dims of an input declared with `gr.Input("B", "T", D)`
 are read as follows: a symbol on axis 0 is the batch (fixed per program), the first other
 symbol is the time (runtime), any further symbol is fixed per program. Inputs without a
 declared type are fixed entirely by the first array seen.
@@ -36,7 +36,7 @@ from .compiler import compile_graph
 from .compiler.lower import VERSION as LOWERING_VERSION
 from .compiler.state import expose_state
 from .interpret import interpret
-from .ir import Graph, InputError, ParamTable, TensorType, layout_params
+from .ir import Graph, InputError, Op, ParamTable, TensorType, layout_params
 from .runtime.cache import KernelCache
 from .runtime.jit import Engine
 from .runtime.program import Program, as_input, describe
@@ -85,8 +85,13 @@ class CompiledModel:
             exposed = expose_state(graph)
             graph, self._initial, self.n_state = exposed.graph, exposed.initial, exposed.n_state
         self.graph = graph
+        # unrolled loops need a known step count: then T is fixed per program too
+        self.fixed_time = unroll not in (None, False) or (unroll is None and any(
+            n.op == Op.LOOP and n.attrs.get("unroll") for n, _ in graph.walk()))
+        self._gather = not isinstance(getattr(model, "flat", None), np.ndarray)
         self.cache = cache if cache is not None else shared_cache()
         self.programs: dict[tuple[TensorType, ...], Program] = {}
+        self._seen: dict[Any, Program] = {}     # (shape, dtype) per input -> program
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._state: list[np.ndarray] | None = None
@@ -94,7 +99,10 @@ class CompiledModel:
     # -- calling
     def __call__(self, *inputs: Any) -> Any:
         if not self.stateful:
-            return self.program_for(inputs)(*inputs)
+            program = self.program_for(inputs)
+            if self._gather:
+                program.bind_params(self._params_for(program.exe.table))
+            return program(*inputs)
         with self._state_lock:
             return self._stateful_call(inputs)
 
@@ -107,7 +115,10 @@ class CompiledModel:
             state = list(init) if isinstance(init, tuple) else [init]
             state = [np.ascontiguousarray(s, dtype=s.dtype) for s in state]
         types, _ = self.signature(list(inputs) + state, check_state=True)
-        outs = self.program(types)(*inputs, *state)
+        program = self.program(types)
+        if self._gather:
+            program.bind_params(self._params_for(program.exe.table))
+        outs = program(*inputs, *state)
         outs = outs if isinstance(outs, tuple) else (outs,)
         self._state = [np.array(s) for s in outs[self.n_outputs:]]
         user = outs[:self.n_outputs]
@@ -127,8 +138,18 @@ class CompiledModel:
 
     # -- programs
     def program_for(self, inputs: Sequence[Any]) -> Program:
-        types, _ = self.signature(inputs)
-        return self.program(types)
+        """The program for these inputs; arrays of shapes seen before skip the signature."""
+        try:
+            key: Any = tuple((v.shape, v.dtype) for v in inputs)
+        except AttributeError:
+            key = None
+        prog = self._seen.get(key) if key is not None else None
+        if prog is None:
+            types, _ = self.signature(inputs)
+            prog = self.program(types)
+            if key is not None and len(self._seen) < 4096:
+                self._seen[key] = prog
+        return prog
 
     def program(self, types: tuple[TensorType, ...]) -> Program:
         """The program for one signature, compiled (or loaded from the cache) on first use."""
@@ -163,7 +184,8 @@ class CompiledModel:
             arr = as_input(x.name, t, v)
             dims: list[Any] = []
             for axis, (d, s) in enumerate(zip(t.shape, arr.shape)):
-                if isinstance(d, str) and d not in batch and time in (None, d):
+                if isinstance(d, str) and d not in batch and time in (None, d) \
+                        and not self.fixed_time:
                     time = d
                     dims.append(d)
                     continue

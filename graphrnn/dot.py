@@ -8,7 +8,8 @@
   edges running from step to step, and the body's parameters drawn once for all steps.
 - PARAM nodes are filled with one colour per storage, so every node that reads the same tensor
   has the same colour; the label gives the key, offset and size in the flat vector.
-- Nodes named in `highlight` are drawn red (the failing node of an error, say).
+- Nodes whose path is in `highlight` (`loop_0/h_next`; a top-level node's path is its name)
+  are drawn red with the line of code that made them (the failing node of an error, say); `caption` lines go on top.
 """
 from __future__ import annotations
 
@@ -22,19 +23,26 @@ from .viz import Storage, body_of, body_roles, graph_of, param_storages
 INPUT_STYLE = 'shape=invhouse, fillcolor="#d6e6ff"'
 OUTPUT_STYLE = 'peripheries=2, fillcolor="#d9f2d9"'
 BODY_INPUT_STYLE = 'shape=ellipse, fillcolor="#eeeeee"'
-HIGHLIGHT_STYLE = 'color="#d62728", penwidth=2.5, fillcolor="#ffd6d6"'
+HIGHLIGHT_COLOUR = "#d62728"
+HIGHLIGHT_STYLE = f'color="{HIGHLIGHT_COLOUR}", penwidth=2.5, fillcolor="#ffd6d6"'
 CARRY_STYLE = 'style=dashed, color="#d62728", fontcolor="#d62728", constraint=false'
 ENTER_STYLE = 'style=dotted, color="#555555"'
 
 
-def storage_colour(index: int) -> str:
-    """A light colour per storage; golden-ratio hues stay distinct for any number of them."""
-    r, g, b = colorsys.hsv_to_rgb((index * 0.618033988749895) % 1.0, 0.35, 0.97)
+def storage_hue(index: int) -> float:
+    """Golden-ratio steps stay distinct for any number of storages; starting at blue keeps
+    the first few away from the red of carried state and errors."""
+    return (0.6 + index * 0.618033988749895) % 1.0
+
+
+def storage_colour(index: int, saturation: float = 0.35, value: float = 0.97) -> str:
+    """A light colour per storage (darker ones for its edges with other arguments)."""
+    r, g, b = colorsys.hsv_to_rgb(storage_hue(index), saturation, value)
     return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
 def format_dot(model_or_graph: Any, unroll: int | None = None,
-               highlight: Iterable[str] = ()) -> str:
+               highlight: Iterable[str] = (), caption: Iterable[str] = ()) -> str:
     """DOT text for a gModule or a Graph; `unroll=k` draws the first k steps of every loop."""
     if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int)
                                or unroll < 1):
@@ -51,6 +59,11 @@ def format_dot(model_or_graph: Any, unroll: int | None = None,
             '  node [shape=box, style="rounded,filled", fillcolor="white", fontname="Helvetica",'
             ' fontsize=10];',
             '  edge [fontname="Helvetica", fontsize=9];']
+    caption = list(caption)
+    if caption:
+        colour = HIGHLIGHT_COLOUR if writer.marked else "#222222"
+        head.append(f'  label={_label(caption)}; labelloc=t; labeljust=l; '
+                    f'fontcolor="{colour}";')
     return "\n".join(head + writer.lines + ["}"]) + "\n"
 
 
@@ -61,6 +74,7 @@ class _Writer:
         self.storages, self.unroll, self.highlight = storages, unroll, highlight
         self.lines: list[str] = []
         self.clusters: set[str] = set()
+        self.marked: list[str] = []          # paths of the highlighted nodes drawn
 
     def graph(self, g: Graph, prefix: str, indent: str, roles: dict[int, list[str]],
               shared: dict[int, str]) -> dict[int, str]:
@@ -76,14 +90,21 @@ class _Writer:
             if body_of(n) is not None:
                 self.cluster(n, prefix + n.name, indent)
             else:
-                self.node(n, ids[id(n)], indent, roles.get(id(n), []))
+                self.node(n, ids[id(n)], indent, roles.get(id(n), []),
+                          logical_path(prefix) + n.name)
         for n in g.nodes:
             for x in n.inputs:
                 shown = n.type if x.op == Op.LOOP else x.type       # a GET shows its part
                 self.edge(ids[id(x)], ids[id(n)], indent, _type_label(shown))
         return ids
 
-    def node(self, n: Node, dot_id: str, indent: str, roles: list[str]) -> None:
+    def is_marked(self, n: Node, path: str) -> bool:
+        if path in self.highlight:
+            self.marked.append(path)
+            return True
+        return False
+
+    def node(self, n: Node, dot_id: str, indent: str, roles: list[str], path: str) -> None:
         lines = [n.name, f"{n.op.value} ({n.scope})" if n.scope else n.op.value]
         style = []
         if n.op == Op.PARAM:
@@ -98,8 +119,9 @@ class _Writer:
             style.append(OUTPUT_STYLE)
         if any(r.split()[0] in ("const", "carry_in", "x_t", "operand") for r in roles):
             style.append(BODY_INPUT_STYLE)
-        if n.name in self.highlight:
+        if self.is_marked(n, path):
             style.append(HIGHLIGHT_STYLE)
+            lines += [f"at {n.where}"] if n.where else []
         attrs = ", ".join([f"label={_label(lines)}"] + style)
         self.lines.append(f"{indent}{dot_id} [{attrs}];")
 
@@ -120,8 +142,10 @@ class _Writer:
                        f'{inner}style="rounded,dashed"; color="#888888";']
         loop_id = _q(path)
         shape = "doubleoctagon" if n.op == Op.LOOP else "box3d"
-        hl = f", {HIGHLIGHT_STYLE}" if n.name in self.highlight else ""
-        self.lines.append(f"{inner}{loop_id} [label={_label([n.name, n.op.value])}, "
+        marked = self.is_marked(n, logical_path(path))
+        hl = f", {HIGHLIGHT_STYLE}" if marked else ""
+        label = [n.name, n.op.value] + ([f"at {n.where}"] if marked and n.where else [])
+        self.lines.append(f"{inner}{loop_id} [label={_label(label)}, "
                           f'shape={shape}, fillcolor="#fff4d6"{hl}];')
         if n.op == Op.LOOP and self.unroll:
             self.unrolled(n, path, cid, inner)
@@ -154,7 +178,7 @@ class _Writer:
         for m in body.nodes:
             if m.op == Op.PARAM and id(m.param.root()) not in shared:
                 shared[id(m.param.root())] = _q(f"{path}/{m.name}")
-                self.node(m, shared[id(m.param.root())], indent, [])
+                self.node(m, shared[id(m.param.root())], indent, [], f"{path}/{m.name}")
         loop_id, previous = _q(path), None
         for t in range(self.unroll):
             step = f"T-{t + 1}" if reverse else str(t)
@@ -183,6 +207,11 @@ class _Writer:
         return cid
 
 
+def logical_path(prefix: str) -> str:
+    """A node path without the step marks of an unrolled drawing: `loop_0@2/` -> `loop_0/`."""
+    return "/".join(p.split("@")[0] for p in prefix.split("/"))
+
+
 def _q(text: str) -> str:
     """A DOT quoted string."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -196,4 +225,4 @@ def _type_label(t: Any) -> str:
     return "" if t is None else type_str(t)
 
 
-__all__ = ["format_dot", "storage_colour"]
+__all__ = ["format_dot", "storage_colour", "logical_path"]

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import ops
 from .init import initial_value, key_generator
-from .ir import Graph, InputError, Node, Op, Param, Table, layout_params
+from .ir import Graph, GraphError, InputError, Node, Op, Param, Table, layout_params
 from .nn import Module, as_nodes, is_graph_value
 
 
@@ -49,9 +49,15 @@ class gModule(Module):
         ins = as_nodes(inputs) if not isinstance(inputs, Node) else [inputs]
         outs = as_nodes(outputs) if not isinstance(outputs, Node) else [outputs]
         from .compiler.tie import tie_params          # the front passes that closing needs
-        built = Graph.build(ins, outs)
+        built = None
+        try:
+            built = Graph.build(ins, outs)
+            self.graph: Graph = tie_params(built)
+        except GraphError as error:
+            from .render import debug_picture         # GRAPHRNN_DEBUG >= 1: a picture of it
+            debug_picture(error, built, ins, outs)
+            raise
         used = {id(n.param): n.param for n, _ in built.walk() if n.op == Op.PARAM}
-        self.graph: Graph = tie_params(built)
         self.training = False
         self.compiled = None
         keys = self._bind_flat_parameters(list(used.values()))
@@ -194,6 +200,15 @@ class gModule(Module):
     def to_dot(self, **kwargs: Any) -> str:
         from .viz import to_dot
         return to_dot(self, **kwargs)
+
+    def render(self, path: str, unroll: int | None = None, **options: Any) -> str:
+        """Draw the graph to `path` (.svg, .png or .dot); see `graphrnn.render`."""
+        from .render import render
+        return render(self, path, unroll, **options)
+
+    def _repr_svg_(self) -> str:
+        from .render import render_svg
+        return render_svg(self)
 
     def to_networkx(self) -> Any:
         from .viz import to_networkx

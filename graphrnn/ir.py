@@ -105,7 +105,9 @@ def node_error(node: "Node", message: str, cls: type = GraphError) -> Exception:
     """An error in the project's template: `<name> (<file:line>): <message>`."""
     label = node.name or (f"{node.scope}/{node.op.value}" if node.scope else node.op.value)
     where = f" ({node.where})" if node.where else ""
-    return cls(f"{label}{where}: {message}")
+    error = cls(f"{label}{where}: {message}")
+    error.node = node           # for a picture of the error with this node in red (render.py)
+    return error
 
 
 # ----------------------------------------------------------------------------- types

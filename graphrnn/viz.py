@@ -3,8 +3,7 @@
 `summary` (in summary.py) and `to_dot` (in dot.py) are re-exported here; both build on the two
 views defined in this file: `walk_paths`, every node with a path that is unique across loop
 bodies (`loop_0/h_next`), and `param_storages`, where each parameter lives in the flat vector
-and which PARAM nodes share it. A renderer to SVG/PNG belongs here too: it feeds `to_dot`'s
-text to Graphviz.
+and which PARAM nodes share it. Pictures (SVG, PNG) are drawn by `graphrnn.render`.
 """
 from __future__ import annotations
 
@@ -111,10 +110,11 @@ def summary(model: Any) -> str:
     return format_summary(model)
 
 
-def to_dot(model_or_graph: Any, unroll: int | None = None, highlight: Any = ()) -> str:
+def to_dot(model_or_graph: Any, unroll: int | None = None, highlight: Any = (),
+           caption: Any = ()) -> str:
     """Graphviz DOT text of the model; see `graphrnn.dot`."""
     from .dot import format_dot
-    return format_dot(model_or_graph, unroll=unroll, highlight=highlight)
+    return format_dot(model_or_graph, unroll=unroll, highlight=highlight, caption=caption)
 
 
 def to_networkx(model_or_graph: Any) -> Any:

@@ -20,7 +20,7 @@ updates are seen by the next call without recompiling.
 from __future__ import annotations
 
 import ctypes
-import threading
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -47,6 +47,8 @@ def address(a: np.ndarray) -> int:
 def describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of dtype {value.dtype} and shape {list(value.shape)}"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} (pass a numpy array)"
     return f"a {type(value).__name__}"
 
 
@@ -63,11 +65,10 @@ def as_input(name: str, t: TensorType, value: Any) -> np.ndarray:
             hint = ("; convert it with .astype(np.float32)" if arr.dtype.kind in "fiub"
                     else "")
             raise InputError(f"input {name}: expected {t} (float32), got "
-                             f"{describe(value if isinstance(value, np.ndarray) else arr)}"
-                             f"{hint}")
+                             f"{describe(value)}{hint}")
     elif arr.dtype != _I64:
         if arr.dtype.kind not in "iu":
-            raise InputError(f"input {name}: expected {t} (integers), got {describe(arr)}")
+            raise InputError(f"input {name}: expected {t} (integers), got {describe(value)}")
         if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
             raise InputError(f"input {name}: values do not fit int64")
         arr = arr.astype(np.int64)
@@ -133,8 +134,19 @@ class Program:
         self.bind_params(params if params is not None else
                          aligned_zeros(max(exe.table.size, 1))[:exe.table.size])
         self._pool: list[_Workspace] = []
-        self._lock = threading.Lock()
-        self._dtypes = [np.float32 if t.dtype == "float32" else np.int64 for t in self.out_types]
+        # per input: (dtype, rank, fixed (axis, size) pairs, symbolic axes), for a fast check
+        self._specs = [(_F32 if t.dtype == "float32" else _I64, t.rank,
+                        tuple((i, d) for i, d in enumerate(t.shape) if isinstance(d, int)),
+                        tuple(i for i, d in enumerate(t.shape) if isinstance(d, str)))
+                       for t in self.in_types]
+        self._outs = [(tuple(d if isinstance(d, int) else -1 for d in t.shape),
+                       _F32 if t.dtype == "float32" else _I64,
+                       any(isinstance(d, str) for d in t.shape)) for t in self.out_types]
+        # the largest number of elements any buffer gains per step: sizes are checked
+        # against MAX_FLOATS only when the step count could reach it
+        per = [self.per_step] + [math.prod(d for d in t.shape if isinstance(d, int))
+                                 for t in self.out_types if any(isinstance(d, str) for d in t.shape)]
+        self._safe_steps = (MAX_FLOATS - self.fixed) // max(max(per), 1)
 
     # -- parameters
     def bind_params(self, flat: np.ndarray) -> None:
@@ -154,19 +166,21 @@ class Program:
     # -- calling
     def __call__(self, *values: Any) -> Any:
         arrays, steps = self.validate(values)
-        outs = [np.empty(self.out_shape(t, steps), dt)
-                for t, dt in zip(self.out_types, self._dtypes)]
+        outs = [np.empty(tuple(steps if d < 0 else d for d in shape) if sym else shape, dt)
+                for shape, dt, sym in self._outs]
         ws = self._acquire(self.fixed + self.per_step * steps)
         try:
             io = ws.io
-            for k, a in enumerate(arrays):
+            k = 0
+            for a in arrays:
                 io[k] = address(a)
-            base = len(arrays)
-            for k, a in enumerate(outs):
-                io[base + k] = address(a)
+                k += 1
+            for a in outs:
+                io[k] = address(a)
+                k += 1
             self._fn(self._params_address, ws.arena_address, ws.io_address, steps)
         finally:
-            self._release(ws)
+            self._pool.append(ws)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def validate(self, values: Sequence[Any]) -> tuple[list[np.ndarray], int]:
@@ -174,11 +188,29 @@ class Program:
         if len(values) != len(self.names):
             raise InputError(f"the model takes {len(self.names)} inputs "
                              f"({', '.join(self.names)}), got {len(values)}")
-        arrays = [as_input(n, t, v) for n, t, v in zip(self.names, self.in_types, values)]
-        steps = bind_dims(self.names, self.in_types, arrays, self.symbol)
-        self._check_sizes(arrays, steps)
+        arrays = []
+        steps = -1
+        for k, (v, (dtype, rank, fixed, sym)) in enumerate(zip(values, self._specs)):
+            if type(v) is np.ndarray and v.dtype == dtype and v.ndim == rank:
+                a = v
+            else:
+                a = as_input(self.names[k], self.in_types[k], v)
+            shape = a.shape
+            for axis, d in fixed:
+                if shape[axis] != d:
+                    bind_dims(self.names, self.in_types, [*arrays, a], self.symbol)
+            for axis in sym:
+                if steps < 0:
+                    steps = shape[axis]
+                elif shape[axis] != steps:
+                    bind_dims(self.names, self.in_types, [*arrays, a], self.symbol)
+            arrays.append(a)
+        steps = max(steps, 0)
+        if steps > self._safe_steps or any(a.size > MAX_FLOATS for a in arrays):
+            self._check_sizes(arrays, steps)
         for k, a in enumerate(arrays):
-            if not (a.flags.c_contiguous and a.flags.aligned):
+            flags = a.flags
+            if not (flags.c_contiguous and flags.aligned):
                 arrays[k] = np.ascontiguousarray(a)
         for kind, k, limit in self.checks:
             a = arrays[k]
@@ -200,30 +232,24 @@ class Program:
 
     def _check_sizes(self, arrays: Sequence[np.ndarray], steps: int) -> None:
         total = self.fixed + self.per_step * steps
-        sizes = [(f"the scratch arena ({total} floats)", total)]
+        sizes = [("the scratch arena", total)]
         for name, t in zip(self.output_names, self.out_types):
-            sizes.append((f"output {name}", int(np.prod(self.out_shape(t, steps),
-                                                        dtype=object))))
+            sizes.append((f"output {name}", math.prod(self.out_shape(t, steps))))
         for name, a in zip(self.names, arrays):
-            sizes.append((f"input {name}", int(np.prod(a.shape, dtype=object))))
+            sizes.append((f"input {name}", math.prod(a.shape)))
         for what, n in sizes:
             if n > MAX_FLOATS:
-                raise InputError(f"{what} would hold {n} elements, more than {MAX_FLOATS}: "
+                raise InputError(f"{what} would need {n} elements, more than {MAX_FLOATS}: "
                                  f"the input sizes (T={steps}) are too large")
 
     # -- workspaces
     def _acquire(self, floats: int) -> _Workspace:
-        with self._lock:
-            ws = self._pool.pop() if self._pool else None
-        if ws is None:
-            ws = _Workspace(len(self.in_types) + len(self.out_types), floats)
-        else:
-            ws.grow(floats)
+        try:
+            ws = self._pool.pop()       # list.pop and append are atomic: no lock needed
+        except IndexError:
+            return _Workspace(len(self.in_types) + len(self.out_types), floats)
+        ws.grow(floats)
         return ws
-
-    def _release(self, ws: _Workspace) -> None:
-        with self._lock:
-            self._pool.append(ws)
 
 
 __all__ = ["Program", "as_input", "bind_dims", "address", "describe", "MAX_FLOATS"]

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -84,7 +86,12 @@ def test_file_function_and_errors_in_process(tmp_path, capsys):
         (["summary", f"{source}:nothing"], "has no attribute 'nothing'"),
         (["summary", "no_such_module_here:build"], "no module named"),
         (["summary", str(tmp_path / "nope.py") + ":build"], "no such file"),
-        (["show", f"{source}:build", "-o", str(tmp_path / "g.svg")], "DOT text"),
+        (["show", f"{source}:build", "-o", str(tmp_path / "g.txt")],
+         "can write .svg, .png, .dot or .gv files"),
+        (["show", f"{source}:build", "--unroll", "0"], "positive number of steps"),
+        (["ir", f"{source}:build", "--after", "nope"], "no such pass; the passes are shapes"),
+        (["ir", f"{source}:build", "--input-shape", "1,T,2", "--input-shape", "1,T,2"],
+         "given 2 times; the model has 1 inputs (x)"),
         (["summary", str(tmp_path)], "not a file"),
     ]:
         assert main(argv) == 2
@@ -101,3 +108,44 @@ def test_every_subcommand_has_help(capsys):
     with pytest.raises(SystemExit) as stop:
         main([])
     assert stop.value.code == 2
+
+
+def test_show_writes_pictures(tmp_path):
+    source = tmp_path / "models_file.py"
+    source.write_text(MODEL_SOURCE)
+    svg, png = tmp_path / "g.svg", tmp_path / "g.png"
+    assert main(["show", f"{source}:build", "-o", str(svg), "--engine", "builtin"]) == 0
+    root = ET.parse(svg).getroot()
+    classes = [g.get("class", "") for g in root.iter("{http://www.w3.org/2000/svg}g")]
+    assert "cluster loop" in classes and sum("param" in c.split() for c in classes) == 4
+    assert main(["show", f"{source}:build", "-o", str(png), "--unroll", "2"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ir_prints_the_graph_after_each_pass(tmp_path, capsys):
+    source = tmp_path / "models_file.py"
+    source.write_text(MODEL_SOURCE)
+    assert main(["ir", f"{source}:build"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# from_code: %x : f32[1,T,2]\n# shapes ")
+    assert re.findall(r"^== after (\w+)", out, re.M)[:4] == ["shapes", "unroll", "tie", "flatten"]
+    assert "== after unroll" in out and "unchanged ==" in out
+    assert main(["ir", f"{source}:build", "--after", "flatten", "--batch", "4",
+                 "--steps", "7"]) == 0
+    out = capsys.readouterr().out
+    assert re.findall(r"^== after (\w+)", out, re.M) == ["flatten"]
+    assert "graph(%x : f32[4,7,2], %params : f32[" in out
+    assert re.search(r"= view\(%params, offset=\d+, shape=\(9, 2\)\)", out)
+    assert "param()" not in out.split("== after flatten")[1]
+    assert main(["ir", f"{source}:build", "--after", "shapes", "--input-shape", "2,5,2"]) == 0
+    assert "graph(%x : f32[2,5,2]) {" in capsys.readouterr().out
+
+
+def test_ir_llvm_and_assembly_of_the_forward_kernel(tmp_path, capsys):
+    source = tmp_path / "models_file.py"
+    source.write_text(MODEL_SOURCE)
+    done = run("ir", f"{source}:build", "--llvm")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r'^define void @"graphrnn_[0-9a-f]{8}_forward"', done.stdout, re.M)
+    assert main(["ir", f"{source}:build", "--asm"]) == 0
+    assert re.search(r"^graphrnn_[0-9a-f]{8}_forward:$", capsys.readouterr().out, re.M)

@@ -121,6 +121,22 @@ def test_nested_loops_consts_lengths_and_fused_round_trip(tmp_path):
     assert [k for k in again.table.slots if k.startswith("proj.")] == ["proj.weight", "proj.bias"]
 
 
+def test_the_codec_alone_round_trips_a_graph_through_json():
+    from graphrnn import codec, serialize
+    model = nested()
+    params = model.graph.params()
+    doc = json.loads(json.dumps(codec.encode_graph(model.graph, {id(p): i for i, p in
+                                                                  enumerate(params)})))
+    uses = [0] * len(params)
+    inputs, outputs = codec.decode_graph(doc, params, uses, "graph", 0)
+    again = Graph.build(inputs, outputs)
+    assert str(again) == str(model.graph) and all(uses)
+    assert serialize.ModelFileError is codec.ModelFileError
+    doc["nodes"][0]["op"] = "py/object"
+    with pytest.raises(ModelFileError, match=r"graph.nodes\[0\]: unknown op 'py/object'"):
+        codec.decode_graph(doc, params, uses, "graph", 0)
+
+
 def test_tied_parameters_are_stored_once(tmp_path):
     x = gr.Input("B", 4)
     a, b = nn.Linear(4, 4), nn.Linear(4, 4)

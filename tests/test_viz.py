@@ -9,6 +9,7 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops
+from graphrnn.dot import storage_colour
 from graphrnn.ir import Graph, Op
 from graphrnn.viz import param_storages, summary, to_dot, to_networkx, walk_paths
 
@@ -214,6 +215,17 @@ def test_dot_highlights_a_node():
     model = shared_loop_model()
     nodes, _, _ = parse_dot(model.to_dot(highlight=["get_0"]))
     assert nodes['"get_0"']["color"] == "#d62728"
+
+
+def test_dot_highlight_by_path_shows_the_line_and_the_caption():
+    model = shared_loop_model()
+    text = model.to_dot(highlight=["loop_0/tanh_0"], caption=["GraphError: tanh_0: bad"])
+    nodes, _, _ = parse_dot(text)
+    marked = [n for n, a in nodes.items() if a.get("color") == "#d62728"]
+    assert marked == ['"loop_0/tanh_0"']              # not the top-level tanh_0
+    assert re.search(r"\\nat test_viz\.py:\d+$", nodes['"loop_0/tanh_0"']["label"])
+    assert 'label="GraphError: tanh_0: bad"; labelloc=t' in text
+    assert len({storage_colour(i) for i in range(12)}) == 12
 
 
 # ----------------------------------------------------------------------------- networkx

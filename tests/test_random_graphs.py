@@ -1,0 +1,200 @@
+"""Random models (graphrnn.randgraph) through every path that must agree with the interpreter:
+the front passes and each optimisation subset, gradients against finite differences, the
+compiled code, and save/load. Also checks that the checker itself catches planted bugs, and
+that `graphrnn fuzz` shrinks and saves what it finds.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from strategies import assert_clean, cases, compile_checks, pass_checks
+
+import graphrnn as gr
+from graphrnn import nn
+from graphrnn.cli import main
+from graphrnn.compiler import autodiff, pipeline
+from graphrnn.compiler.rewrite import rewrite
+from graphrnn.fuzz import (ALL, Case, Checks, check_case, compare, fingerprint, load_case,
+                           run_case, save_case, shrink)
+from graphrnn.ir import Op
+from graphrnn.randgraph import GenParams, generate_seeded, random_model
+from graphrnn.runtime.cache import KernelCache
+
+QUICK = dict(deadline=None, derandomize=True, database=None)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
+    return KernelCache(tmp_path_factory.mktemp("kernels"))
+
+
+# ----------------------------------------------------------------------------- the generator
+
+def test_the_same_seed_builds_the_same_model_parameters_and_inputs():
+    for seed in range(8):
+        a, b = generate_seeded(seed), generate_seeded(seed)
+        assert fingerprint(a.model) == fingerprint(b.model)
+        np.testing.assert_array_equal(a.model.parameters()[0], b.model.parameters()[0])
+        assert len(a.inputs) == len(b.inputs)
+        for x, y in zip(a.inputs, b.inputs):
+            np.testing.assert_array_equal(x, y)
+    model, inputs = random_model(np.random.default_rng(3), max_depth=1, max_width=3)
+    assert isinstance(model, gr.gModule) and len(inputs) == len(model.inputs)
+
+
+def test_generated_models_cover_the_api():
+    """Over a few dozen seeds the generator uses every op the modules emit, nested loops,
+    lengths, reverse, unroll requests, consts, loops without sequences, tied parameters."""
+    ops, loops, nested, tied = set(), [], 0, 0
+    for seed in range(60):
+        g = generate_seeded(seed)
+        for n, graph in g.model.graph.walk():
+            ops.add(n.op)
+            if n.op == Op.LOOP:
+                loops.append(n.attrs)
+                nested += graph is not g.model.graph
+        used = {}
+        for n, _ in g.model.graph.walk():
+            if n.op == Op.PARAM:
+                used.setdefault(id(n.param), set()).add(id(_))
+        tied += any(len(graphs) > 1 for graphs in used.values())
+    emitted = {Op.INPUT, Op.PARAM, Op.CONST, Op.FILL, Op.NEG, Op.EXP, Op.LOG, Op.TANH,
+               Op.SIGMOID, Op.RELU, Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MATMUL, Op.SUM, Op.MEAN,
+               Op.SOFTMAX, Op.LOG_SOFTMAX, Op.LOOKUP, Op.PICK, Op.CONCAT, Op.SLICE, Op.INDEX,
+               Op.RESHAPE, Op.DROPOUT, Op.LOOP, Op.GET}
+    assert emitted <= ops
+    assert nested > 0 and tied > 0
+    for key in ("has_lengths", "reverse", "unroll", "n_consts"):
+        assert any(a[key] for a in loops), key
+    assert any(a["n_xs"] == 0 for a in loops) and any(a["n_carry"] == 0 for a in loops)
+
+
+@given(cases(Checks(passes=False, grads=False, compiled=False, roundtrip=True), max_ops=8))
+@settings(max_examples=40, **QUICK)
+def test_random_models_run_finite_and_survive_save_and_load(case):
+    assert_clean(case)
+
+
+# ----------------------------------------------------------------------------- the paths
+
+@given(cases(pass_checks(), max_ops=10))
+@settings(max_examples=90, **QUICK)
+def test_every_pass_subset_keeps_the_interpreters_result(case):
+    assert_clean(case)
+
+
+@given(cases(Checks(passes=False, compiled=False, roundtrip=False, grad_samples=3),
+             max_depth=2, max_ops=6, max_steps=3, max_width=3))
+@settings(max_examples=30, **QUICK)
+def test_gradients_match_finite_differences(case):
+    assert_clean(case)
+
+
+@given(case=cases(compile_checks(), max_ops=8, max_steps=4))
+@settings(max_examples=20, **QUICK)
+def test_compiled_code_matches_the_interpreter(cache, case):
+    assert_clean(case, cache)
+
+
+# ----------------------------------------------------------------------------- the checker
+
+def planted_model() -> tuple[gr.gModule, list[np.ndarray]]:
+    x = gr.Input("B", "T", 3, name="x")
+    h = nn.Tanh()(nn.Linear(3, 3)(x))
+    return gr.gModule([x], [nn.CAddTable()([h, x])]), [
+        np.random.default_rng(0).uniform(-1, 1, (2, 4, 3)).astype(np.float32)]
+
+
+def add_becomes_sub(graph):
+    """A wrong optimisation: every add computes a subtraction."""
+    return rewrite(graph, lambda n: n.replace(op=Op.SUB) if n.op == Op.ADD else n)
+
+
+def test_a_wrong_pass_is_reported_under_exactly_the_configurations_that_run_it(monkeypatch):
+    model, inputs = planted_model()
+    monkeypatch.setattr(pipeline, "OPTIMISATIONS", [
+        (name, add_becomes_sub if name == "cse" else fn) for name, fn in pipeline.OPTIMISATIONS])
+    found = check_case(model, inputs, grads=False, compiled=False, roundtrip=False,
+                       unroll=(False,), symbolic=False)
+    assert found and {d.check for d in found} == {"pass"}
+    assert all("cse" not in d.disable for d in found)
+    assert len(found) == sum("cse" not in d for d in Checks().disable)
+    assert "values differ" in found[0].detail
+
+
+def test_a_wrong_gradient_rule_is_reported(monkeypatch):
+    model, inputs = planted_model()
+    assert check_case(model, inputs, passes=False, compiled=False) == []
+    monkeypatch.setitem(autodiff.VJP_RULES, Op.TANH, lambda n, g: (g,))
+    found = check_case(model, inputs, passes=False, compiled=False, roundtrip=False)
+    assert [d.check for d in found] == ["grad"] and "failed twice" in found[0].detail
+
+
+def test_wrong_compiled_outputs_and_errors_are_reported(monkeypatch):
+    model, inputs = planted_model()
+
+    def off_by_a_little(m, **kw):
+        return lambda *args: gr.interpret(m, *args) * np.float32(1.001)
+
+    def broken(m, **kw):
+        raise gr.LoweringError("no emitter")
+    for fake, words in ((off_by_a_little, "values differ"), (broken, "LoweringError")):
+        monkeypatch.setattr("graphrnn.fuzz._compiler", lambda: fake)
+        found = check_case(model, inputs, passes=False, grads=False, roundtrip=False)
+        assert [d.check for d in found] == ["compile"] * 2 and words in found[0].detail
+
+
+def test_compare_names_count_shape_and_worst_value():
+    a = np.zeros((2, 3), np.float32)
+    assert compare([a], [a.astype(np.float64)], 0.0, 0.0) is None
+    assert "2 outputs" in compare([a, a], [a], 0.0, 0.0)
+    assert "expected float64[3, 2]" in compare([a], [np.zeros((3, 2))], 0.0, 0.0)
+    b = a.copy()
+    b[1, 2] = 0.5
+    assert "worst at (1, 2): got 0.5, expected 0" in compare([b], [a], 1e-4, 1e-5)
+
+
+# ----------------------------------------------------------------------------- shrink, save
+
+def test_shrink_keeps_the_failure_with_smaller_knobs_and_the_saved_case_replays(
+        monkeypatch, tmp_path):
+    monkeypatch.setattr(pipeline, "OPTIMISATIONS", [
+        (name, add_becomes_sub if name == "fold" else fn) for name, fn in pipeline.OPTIMISATIONS])
+    checks = Checks(grads=False, compiled=False, roundtrip=False, unroll=(False,),
+                    disable=((), ALL), symbolic=False)
+    big = GenParams(max_depth=2, max_width=4, max_ops=10)
+    case = next(c for c in (Case(s, big, checks) for s in range(20)) if run_case(c)[1])
+    found = run_case(case)[1][0]
+    small, again = shrink(case, found)
+    assert (again.check, again.config) == (found.check, found.config) == (
+        "pass", "unroll=False disable=-")
+    assert small.seed == case.seed and small.params != big
+    assert all(getattr(small.params, k) <= getattr(big, k) for k in ("max_depth", "max_ops"))
+    path = save_case(small, again, tmp_path, small.generate())
+    loaded, data, (model, inputs) = load_case(path)
+    assert loaded == small and data["found"]["check"] == "pass"
+    assert data["fingerprint"] == fingerprint(model) == fingerprint(small.generate().model)
+    assert check_case(model, inputs, checks=loaded.checks)
+    monkeypatch.undo()
+    assert check_case(model, inputs, checks=loaded.checks) == []
+
+
+def test_fuzz_command_runs_cases_and_exits_1_with_saved_failures(monkeypatch, tmp_path, capsys):
+    out = tmp_path / "found"
+    assert main(["fuzz", "--seconds", "1.5", "--seed", "5", "--no-compile", "--no-grad",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "no failures" in text and int(text.split("fuzz: ")[1].split()[0]) >= 1
+    assert not out.exists()
+    monkeypatch.setattr(pipeline, "OPTIMISATIONS", [
+        (name, add_becomes_sub if name == "cse" else fn) for name, fn in pipeline.OPTIMISATIONS])
+    assert main(["fuzz", "--seconds", "1", "--seed", "5", "--no-compile", "--no-grad",
+                 "--out", str(out)]) == 1
+    text = capsys.readouterr().out
+    saved = sorted(out.glob("*.json"))
+    assert saved and "failing" in text and str(saved[0]) in text
+    data = json.loads(saved[0].read_text())
+    assert data["found"]["check"] == "pass" and (out / f"{saved[0].stem}.grnn").exists()
