@@ -16,7 +16,7 @@ body may still read the old one; a carry that only depends on the old carry thro
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llvmlite import ir
 
@@ -28,12 +28,37 @@ from .layout import lin
 from .schedule import Home
 
 if TYPE_CHECKING:
-    from .lower import Env, Frame, Lowering
+    from .lower import Lowering
     from .schedule import Kernel
 
 
-def emit_loop(low: "Lowering", k: "Kernel", env: "Env", frame: "Frame | None") -> None:
-    from .lower import Env, Frame
+class Env:
+    """Values by node (or copy kernel), falling back to the enclosing level's."""
+
+    def __init__(self, parent: "Env | None" = None):
+        self.values: dict[Any, Any] = {}
+        self.parent = parent
+
+    def __getitem__(self, key: Any) -> Any:
+        env: Env | None = self
+        while env is not None:
+            if key in env.values:
+                return env.values[key]
+            env = env.parent
+        raise KeyError(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.values[key] = value
+
+
+class Frame:
+    """The innermost loop being emitted: its node, step index t and the refs of its parts."""
+
+    def __init__(self, node: Node, t: ir.Value, parts: list[Ref]):
+        self.node, self.t, self.parts = node, t, parts
+
+
+def emit_loop(low: "Lowering", k: "Kernel", env: Env, frame: Frame | None) -> None:
     n = k.node
     em = low.em
     bld = em.builder
@@ -102,4 +127,4 @@ def _masked(keep_live: bool):
     return rule
 
 
-__all__ = ["emit_loop"]
+__all__ = ["emit_loop", "Env", "Frame"]

@@ -23,12 +23,13 @@ from graphrnn.ir import (Executable, Graph, LoweringError, Node, Op, ParamTable,
                          loop_operands, split)
 
 from .emit_index import INDEX_RULES
-from .emit_loop import emit_loop
+from .emit_loop import Env, Frame, emit_loop
 from .emit_map import MAP_RULES, emit_copy
 from .emit_reduce import REDUCE_RULES
 from .gemm import Epilogue, emit_contract, emit_matmul, emit_pack
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
 from .layout import Layout, lin
+from .arena import Buffer
 from .schedule import Home, Kernel, Schedule, schedule
 
 VERSION = "lower-1"              # part of the kernel cache key: bump when the code changes
@@ -45,32 +46,6 @@ EMIT_RULES: dict[Op, Rule] = {
 # ops that are views or leaves: no code, only a pointer and a layout (see schedule.VIEW_RULES)
 VIEW_OPS = frozenset({Op.INPUT, Op.CONST, Op.FILL, Op.VIEW, Op.SLICE, Op.INDEX, Op.RESHAPE,
                       Op.GET, Op.DROPOUT, Op.EXPAND, Op.LOOP})
-
-
-class Env:
-    """Values by node (or copy kernel), falling back to the enclosing level's."""
-
-    def __init__(self, parent: "Env | None" = None):
-        self.values: dict[Any, Any] = {}
-        self.parent = parent
-
-    def __getitem__(self, key: Any) -> Any:
-        env: Env | None = self
-        while env is not None:
-            if key in env.values:
-                return env.values[key]
-            env = env.parent
-        raise KeyError(key)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.values[key] = value
-
-
-class Frame:
-    """The innermost loop being emitted: its node, step index t and the refs of its parts."""
-
-    def __init__(self, node: Node, t: ir.Value, parts: list[Ref]):
-        self.node, self.t, self.parts = node, t, parts
 
 
 class Lowering:
@@ -108,7 +83,7 @@ class Lowering:
             return Ref(self.em.cast(self.io[b.io], dtype), home.layout)
         return Ref(self.em.cast(self.em.gep(self.arena, b.offset), dtype), home.layout)
 
-    def buffer_ref(self, buffer, layout: Layout) -> Ref:
+    def buffer_ref(self, buffer: Buffer, layout: Layout) -> Ref:
         return self.home_ref(Home(layout, buffer), None)
 
     # -- kernels
@@ -305,4 +280,4 @@ def index_checks(graph: Graph, inputs: tuple[Node, ...]) -> list[tuple[str, int,
     return checks
 
 
-__all__ = ["lower_graph", "EMIT_RULES", "VIEW_OPS", "VERSION", "Lowering", "Env", "Frame"]
+__all__ = ["lower_graph", "EMIT_RULES", "VIEW_OPS", "VERSION", "Lowering"]

@@ -181,8 +181,8 @@ def _run_ir(args: argparse.Namespace) -> int:
     name = getattr(model, "name", None) or type(model).__name__
     print(f"# {name}: " + ", ".join(f"%{x.name} : {t}" for x, t in
                                     zip(model.graph.inputs, types)))
-    print("# " + ", ".join(f"{r.name} {r.seconds * 1e3:.2f} ms" + ("" if r.changed else " (unchanged)")
-                           for r in trace.records))
+    print("# " + ", ".join(f"{r.name} {r.seconds * 1e3:.2f} ms"
+                           + ("" if r.changed else " (unchanged)") for r in trace.records))
     shown = 0
     for r in trace.records:
         if args.after is not None and r.name != args.after:

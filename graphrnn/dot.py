@@ -9,7 +9,8 @@
 - PARAM nodes are filled with one colour per storage, so every node that reads the same tensor
   has the same colour; the label gives the key, offset and size in the flat vector.
 - Nodes whose path is in `highlight` (`loop_0/h_next`; a top-level node's path is its name)
-  are drawn red with the line of code that made them (the failing node of an error, say); `caption` lines go on top.
+  are drawn red with the line of code that made them (the failing node of an error, say);
+  `caption` lines go on top. The shared parameters of an unrolled loop sit beside its node.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, Iterable
 from .ir import Graph, Node, Op, type_str
 from .viz import Storage, body_of, body_roles, graph_of, param_storages
 
-INPUT_STYLE = 'shape=invhouse, fillcolor="#d6e6ff"'
+INPUT_STYLE = 'shape=invhouse, style=filled, fillcolor="#d6e6ff"'
 OUTPUT_STYLE = 'peripheries=2, fillcolor="#d9f2d9"'
 BODY_INPUT_STYLE = 'shape=ellipse, fillcolor="#eeeeee"'
 HIGHLIGHT_COLOUR = "#d62728"
@@ -95,7 +96,11 @@ class _Writer:
         for n in g.nodes:
             for x in n.inputs:
                 shown = n.type if x.op == Op.LOOP else x.type       # a GET shows its part
-                self.edge(ids[id(x)], ids[id(n)], indent, _type_label(shown))
+                colour = ""
+                if x.op == Op.PARAM:
+                    index = self.storages[id(x.param.root())].index
+                    colour = f'color="{storage_colour(index, 0.8, 0.62)}"'
+                self.edge(ids[id(x)], ids[id(n)], indent, _type_label(shown), colour)
         return ids
 
     def is_marked(self, n: Node, path: str) -> bool:
@@ -139,7 +144,7 @@ class _Writer:
         inner = indent + "  "
         self.lines += [f"{indent}subgraph {cid} {{",
                        f"{inner}label={_label([title] + ([n.scope] if n.scope else []))};",
-                       f'{inner}style="rounded,dashed"; color="#888888";']
+                       f'{inner}style="rounded,dashed"; color="#888888"; fontcolor="#222222";']
         loop_id = _q(path)
         shape = "doubleoctagon" if n.op == Op.LOOP else "box3d"
         marked = self.is_marked(n, logical_path(path))
@@ -179,11 +184,14 @@ class _Writer:
             if m.op == Op.PARAM and id(m.param.root()) not in shared:
                 shared[id(m.param.root())] = _q(f"{path}/{m.name}")
                 self.node(m, shared[id(m.param.root())], indent, [], f"{path}/{m.name}")
+        if shared:      # beside the loop node, above the steps rather than inside the first
+            self.lines.append(f"{indent}{{rank=same; {_q(path)}; {'; '.join(shared.values())};}}")
         loop_id, previous = _q(path), None
         for t in range(self.unroll):
             step = f"T-{t + 1}" if reverse else str(t)
             self.lines += [f"{indent}subgraph {self._cluster_id(f'{cid}_t{t}')} {{",
-                           f"{indent}  label={_q(f'step t={step}')}; style=rounded;"]
+                           f"{indent}  label={_q(f'step t={step}')}; style=rounded; "
+                           'fontcolor="#222222";']
             ids = self.graph(body, f"{path}@{t}/", indent + "  ", roles, shared)
             self.lines.append(f"{indent}}}")
             for x in body.inputs:

@@ -113,32 +113,36 @@ class Checks:
 
 def check_case(model: Any, inputs: Sequence[np.ndarray], *, checks: Checks | None = None,
                redraw: Callable[[int], list[np.ndarray]] | None = None,
-               cache: Any = None, **options: Any) -> list[Discrepancy]:
+               more: Sequence[Sequence[np.ndarray]] = (), cache: Any = None,
+               **options: Any) -> list[Discrepancy]:
     """Every disagreement between the interpreter and the other paths, for one model.
 
     `options` override fields of `checks` (compiled=False, grads=False, unroll=(False,),
     disable=((), ALL), ...). `redraw(k)` gives the k-th fresh set of inputs for the gradcheck
-    retry. `cache` is the kernel cache for compiled programs.
+    retry. `more` are input sets of other sequence lengths, run through the same compiled
+    program and the same symbolically prepared graph. `cache` is the kernel cache for
+    compiled programs.
     """
     c = dataclasses.replace(checks or Checks(), **options)
+    sets = [list(inputs)] + [list(m) for m in more]
     try:
-        ref32 = _outputs(interpret(model, *inputs))
-        ref64 = _outputs(interpret(model, *inputs, dtype=np.float64))
+        ref32 = [_outputs(interpret(model, *args)) for args in sets]
+        ref64 = [_outputs(interpret(model, *args, dtype=np.float64)) for args in sets]
     except Exception as e:                       # noqa: BLE001 (any failure is a finding)
         return [Discrepancy("interpret", _error(e))]
     found = [Discrepancy("interpret", f"output {i} is not finite ({dt})")
-             for ref, dt in ((ref32, "float32"), (ref64, "float64"))
+             for refs, dt in ((ref32, "float32"), (ref64, "float64")) for ref in refs
              for i, v in enumerate(ref) if v.dtype.kind == "f" and not np.isfinite(v).all()]
     if found:
-        return found
+        return found[:1]
     if c.passes:
-        found += _check_passes(model, inputs, ref64, c)
+        found += _check_passes(model, sets, ref64, c)
     if c.grads:
         found += _check_grads(model, inputs, redraw, c.grad_samples)
     if c.compiled:
-        found += _check_compiled(model, inputs, ref32, c.compile_configs, cache)
+        found += _check_compiled(model, sets, ref32, c.compile_configs, cache)
     if c.roundtrip:
-        found += _check_roundtrip(model, inputs, ref32)
+        found += _check_roundtrip(model, inputs, ref32[0])
     return found
 
 
@@ -172,11 +176,13 @@ def compare(got: Sequence[np.ndarray], want: Sequence[np.ndarray], rtol: float,
     return None
 
 
-def _check_passes(model: Any, inputs: Sequence[np.ndarray], ref: list[np.ndarray],
+def _check_passes(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.ndarray]],
                   c: Checks) -> list[Discrepancy]:
+    """Prepared for the first set's concrete types (first set only), or for the declared
+    types (every set)."""
     from .compiler.pipeline import prepare
     flat = model.parameters()[0]
-    types = [array_type(np.asarray(a)) for a in inputs]
+    types = [array_type(np.asarray(a)) for a in sets[0]]
     runs = [(u, d, False) for u in c.unroll for d in c.disable]
     if c.symbolic:
         runs += [(False, (), True), (False, ALL, True)]
@@ -186,14 +192,22 @@ def _check_passes(model: Any, inputs: Sequence[np.ndarray], ref: list[np.ndarray
         try:
             g, _ = prepare(model.graph, None if symbolic else types, unroll=unroll,
                            disable=disable, dump=0)
-            got = _outputs(interpret(g, *inputs, flat, dtype=np.float64))
+            for k, (args, ref) in enumerate(zip(sets if symbolic else sets[:1], refs)):
+                got = _outputs(interpret(g, *args, flat, dtype=np.float64))
+                diff = compare(got, ref, PASS_RTOL, PASS_ATOL)
+                if diff:
+                    found.append(Discrepancy("pass", _which(k, sets) + diff, **where))
+                    break
         except Exception as e:                   # noqa: BLE001
             found.append(Discrepancy("pass", _error(e), **where))
-            continue
-        diff = compare(got, ref, PASS_RTOL, PASS_ATOL)
-        if diff:
-            found.append(Discrepancy("pass", diff, **where))
     return found
+
+
+def _which(k: int, sets: list[list[np.ndarray]]) -> str:
+    """Which input set a message is about, when it is not the first."""
+    if k == 0:
+        return ""
+    return f"inputs #{k} (shapes {[list(a.shape) for a in sets[k]]}): "
 
 
 def _check_grads(model: Any, inputs: Sequence[np.ndarray],
@@ -222,23 +236,25 @@ def _compiler() -> Callable | None:
     return getattr(module, "compile", None)
 
 
-def _check_compiled(model: Any, inputs: Sequence[np.ndarray], ref: list[np.ndarray],
+def _check_compiled(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.ndarray]],
                     configs: Sequence[tuple], cache: Any) -> list[Discrepancy]:
+    """One compiled model per configuration, called on every input set."""
     compile_fn = _compiler()
     if compile_fn is None:
         return []
+    kw = {"cache": cache} if cache is not None else {}
     found = []
     for unroll, disable in configs:
         where = dict(unroll=unroll, disable=tuple(disable))
         try:
-            kw = {"cache": cache} if cache is not None else {}
-            got = _outputs(compile_fn(model, unroll=unroll, disable=disable, **kw)(*inputs))
+            fast = compile_fn(model, unroll=unroll, disable=disable, **kw)
+            for k, (args, ref) in enumerate(zip(sets, refs)):
+                diff = compare(_outputs(fast(*args)), ref, COMPILE_RTOL, COMPILE_ATOL)
+                if diff:
+                    found.append(Discrepancy("compile", _which(k, sets) + diff, **where))
+                    break
         except Exception as e:                   # noqa: BLE001
             found.append(Discrepancy("compile", _error(e), **where))
-            continue
-        diff = compare(got, ref, COMPILE_RTOL, COMPILE_ATOL)
-        if diff:
-            found.append(Discrepancy("compile", diff, **where))
     return found
 
 
@@ -307,7 +323,9 @@ def run_case(case: Case, cache: Any = None) -> tuple[Generated | None, list[Disc
     except Exception as e:                       # noqa: BLE001
         return None, [Discrepancy("generate", _error(e))]
     redraw = lambda k: g.draw(np.random.default_rng([case.seed, k]), g.batch, g.steps)  # noqa
-    return g, check_case(g.model, g.inputs, checks=case.checks, redraw=redraw, cache=cache)
+    more = g.other_sizes(np.random.default_rng([case.seed, 0]))
+    return g, check_case(g.model, g.inputs, checks=case.checks, redraw=redraw, more=more,
+                         cache=cache)
 
 
 def shrink(case: Case, found: Discrepancy, *, cache: Any = None, seconds: float = 60.0

@@ -17,6 +17,8 @@ up to the earlier one. Text is monospace, so sizes come from character counts.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .layers import IN, OUT, Link, add_dummies, assign_layers, order_rows, x_positions
 from .scene import Box, Cluster, Point, Scene
 
@@ -222,30 +224,36 @@ class _Plan:
             if not e.back and len(e.points) > 1:
                 leaving.setdefault(e.src, []).append(e.points[1][0] - e.points[0][0])
         taken = [(b.x, b.y, b.x + b.w, b.y + b.h) for b in boxes.values()]
+        lines = np.array([p for e in self.scene.edges for p in e.polyline(6)] or [(0.0, 0.0)])
         for b in boxes.values():
             b.note = b.note if b.id in leaving else ""
             if b.note:
-                b.note_at = _note_spot(b, sum(leaving[b.id]) > 0, taken)
+                b.note_at = _note_spot(b, sum(leaving[b.id]) > 0, taken, lines)
         _place_labels(self.scene, taken)
 
 
-def _note_spot(b: Box, left: bool, taken: list[Rect]) -> Point:
+def _note_spot(b: Box, left: bool, taken: list[Rect], lines: np.ndarray) -> Point:
     """Where the note under b goes: beside the middle 60% of the box (where its edges leave),
-    on the `left` side first, then the other, then a line lower; the first spot clear of
-    boxes and other text (the preferred one if none is). Its rectangle joins `taken`."""
+    on the `left` side first, then the other, then a line lower; the spot that covers no box
+    or text and the fewest points of the edges' `lines`. Its rectangle joins `taken`."""
     w = len(b.note) * SMALL_W
     spots = []
     for dy in (0.0, 12.0):
         for side in (left, not left):
             x = b.x + b.w * 0.2 - 2 - w if side else b.x + b.w * 0.8 + 2
             spots.append((x, b.y + b.h + 2 + dy, x + w, b.y + b.h + 14 + dy))
-    rect = next((r for r in spots if not any(_overlap(r, t) for t in taken)), spots[0])
+
+    def cost(r: Rect) -> int:
+        crossed = ((lines[:, 0] > r[0] - 2) & (lines[:, 0] < r[2] + 2)
+                   & (lines[:, 1] > r[1]) & (lines[:, 1] < r[3])).sum()
+        return 1000 * sum(_overlap(r, t) for t in taken) + int(crossed)
+    rect = min(spots, key=cost)            # the first of equals: min keeps the order
     taken.append(rect)
     return (rect[0], rect[3] - 2)
 
 
-def _overlap(a: Rect, b: Rect) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+def _overlap(a: Rect, b: Rect, pad: float = 2.0) -> bool:
+    return a[0] < b[2] + pad and b[0] < a[2] + pad and a[1] < b[3] and b[1] < a[3]
 
 
 def _place_labels(scene: Scene, taken: list[Rect]) -> None:

@@ -207,16 +207,9 @@ def _cluster(canvas: Canvas, c: Cluster, s: float, pts) -> None:
 def _edge(canvas: Canvas, e: Edge, s: float, pts) -> None:
     if len(e.points) < 2:
         return
-    line: list[Point] = [e.points[0]]
-    for p, c1, c2, q in e.curves():
-        for k in range(1, 11):
-            t = k / 10
-            a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3
-            line.append((a * p[0] + b * c1[0] + c * c2[0] + d * q[0],
-                         a * p[1] + b * c1[1] + c * c2[1] + d * q[1]))
     dash = {"dashed": (6 * s, 4 * s), "dotted": (2 * s, 3 * s)}.get(e.dash)
     width = (1.6 if "carry" in e.classes.split() else 1.1) * s
-    canvas.polyline(pts(line), width, e.color, dash)
+    canvas.polyline(pts(e.polyline()), width, e.color, dash)
     canvas.polygon(pts(e.arrowhead()), e.color)
 
 

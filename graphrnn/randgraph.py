@@ -23,6 +23,7 @@ from .loop import Loop
 from .losses import CrossEntropyCriterion, MSECriterion
 
 TAME = 30.0            # a value that may exceed this is scaled or squashed right away
+STEPS_SLACK = 2        # bounds hold for every T up to the drawn one plus this
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,22 @@ class Generated:
     batch: int
     steps: int
     symbolic: bool              # inputs declared with "B" and "T" (else with their sizes)
+    any_steps: bool = False     # the model takes any T from 1 to steps + STEPS_SLACK
 
     def draw(self, rng: np.random.Generator, batch: int, steps: int) -> list[np.ndarray]:
         return draw_inputs(self.specs, rng, batch, steps)
+
+    def other_sizes(self, rng: np.random.Generator) -> list[list[np.ndarray]]:
+        """Inputs of another sequence length (same batch) and of another batch size (same
+        length), for the models that take them."""
+        out = []
+        if self.any_steps:
+            steps = [t for t in range(1, self.steps + STEPS_SLACK + 1) if t != self.steps]
+            out.append(self.draw(rng, self.batch, int(rng.choice(steps))))
+        if self.symbolic:
+            batch = 1 if self.batch > 1 and rng.random() < 0.5 else self.batch + 1
+            out.append(self.draw(rng, batch, self.steps))
+        return out
 
 
 @dataclass
@@ -205,7 +219,7 @@ class _Level:
             self.inputs.append(x)
         else:
             self.externs.append((x, shape, high))
-        return self.add(x, 0, self.b.size(high) if isinstance(high, str) else high, high)
+        return self.add(x, 0, self.b.bound_size(high), high)
 
     def resolve_externs(self) -> list[Value]:
         """The enclosing level's values for this level's extern inputs, in order."""
@@ -224,6 +238,7 @@ class _Builder:
         self.tdim: Dim = "T" if self.symbolic else self.steps
         self.specs: list[InputSpec] = []
         self.has_t = False          # some model input has the time dim
+        self.t_fixed = False        # some loop over T asks to be unrolled: T must divide
         self.linears: list[nn.Linear] = []
         self.lookups: list[nn.LookupTable] = []
         self.cells: list[tuple[str, cells.Cell]] = []
@@ -246,7 +261,13 @@ class _Builder:
 
     # -- sizes
     def size(self, d: Dim) -> int:
+        """The size of d in the drawn inputs."""
         return {"B": self.batch, "T": self.steps}.get(d, 0) if isinstance(d, str) else int(d)
+
+    def bound_size(self, d: Dim) -> int:
+        """The largest size of d that the bounds hold for: T may grow by STEPS_SLACK, B by 1."""
+        return {"B": self.batch + 1, "T": self.steps + STEPS_SLACK}.get(d, 0) \
+            if isinstance(d, str) else int(d)
 
     # -- the model
     def build(self) -> Generated:
@@ -264,6 +285,9 @@ class _Builder:
         outs = [v.node for v in top.unused() if v.is_float]
         for v in top.unused():
             v.used = True
+        ints = [v.node for v in top.values if not v.is_float]
+        if ints and self.chance(0.1):
+            outs.append(self.pick(ints))
         loss = self.loss(top) if self.chance(0.2) else None
         if loss is not None:
             outs.append(loss)
@@ -272,7 +296,9 @@ class _Builder:
         model = gModule(top.inputs, outs, name="fuzz")
         model.reset_parameters(seed=self.int(0, 2**31 - 1))
         inputs = draw_inputs(self.specs, self.rng, self.batch, self.steps)
-        return Generated(model, inputs, self.specs, self.batch, self.steps, self.symbolic)
+        any_steps = self.symbolic and self.has_t and not self.t_fixed
+        return Generated(model, inputs, self.specs, self.batch, self.steps, self.symbolic,
+                         any_steps)
 
     def loss(self, lv: _Level) -> Node | None:
         """A scalar criterion on some value: cross-entropy against int targets, or MSE."""

@@ -40,8 +40,10 @@ def _nodes(lv: _Level, vs: list[Value]) -> list[Node]:
     return [v.node for v in vs]
 
 
-def _size(b: _Builder, shape: tuple[Dim, ...]) -> int:
-    return int(np.prod([b.size(d) for d in shape], dtype=np.int64))
+def _size(b: _Builder, shape: tuple[Dim, ...], bound: bool = False) -> int:
+    """Elements in `shape` for the drawn inputs, or (bound) for any T the bounds allow."""
+    size = b.bound_size if bound else b.size
+    return int(np.prod([size(d) for d in shape], dtype=np.int64))
 
 
 def _broadcasts(u: Value, v: Value) -> bool:
@@ -98,7 +100,7 @@ def op_softmax(b: _Builder, lv: _Level, v: Value) -> Value | None:
     if not axes:
         return None
     axis = b.pick(axes)
-    n = b.size(v.shape[axis])
+    n = b.bound_size(v.shape[axis])
     if b.chance(0.5):
         return lv.add(nn.SoftMax(_axis_arg(b, axis, v.rank))(lv.take(v)), 0.0, 1.0)
     spread = v.hi - v.lo + math.log(max(n, 1))
@@ -109,8 +111,8 @@ def op_reduce(b: _Builder, lv: _Level, v: Value) -> Value | None:
     if v.rank < 2:
         return None
     axes = [a for a in range(1, v.rank) if b.chance(0.5)] or [b.int(1, v.rank - 1)]
-    n = _size(b, tuple(v.shape[a] for a in axes))
-    mean = n > 0 and b.chance(0.5)
+    n = _size(b, tuple(v.shape[a] for a in axes), bound=True)
+    mean = _size(b, tuple(v.shape[a] for a in axes)) > 0 and b.chance(0.5)
     fn = ops.mean if mean else ops.sum_
     node = fn(lv.take(v), axes=[_axis_arg(b, a, v.rank) for a in axes], keepdims=b.chance(0.4))
     return lv.add(node, v.lo, v.hi) if mean else lv.add(node, min(n * v.lo, 0.0),
@@ -258,7 +260,7 @@ def op_const(b: _Builder, lv: _Level, v: Value) -> Value:
 
 
 def lookup_on(b: _Builder, lv: _Level, ids: Value) -> Value:
-    mod = b.lookup_table(b.size(ids.high) + 1 if isinstance(ids.high, str) else ids.high + 1)
+    mod = b.lookup_table(b.bound_size(ids.high) + 1)
     return lv.add(mod(lv.take(ids)), -LOOKUP_BOUND, LOOKUP_BOUND)
 
 
@@ -352,7 +354,7 @@ def op_cell_loop(b: _Builder, lv: _Level, v: Value) -> Value | None:
         inits.append(b.pick(same) if same and b.chance(0.5) else
                      lv.add(ops.fill((h,), 0.0, batch_like=v.node), 0.0, 0.0))
     lengths = lv.int_value((b.bdim,), v.shape[1]) if b.chance(0.3) else None
-    steps = b.size(v.shape[1])
+    steps = b.bound_size(v.shape[1])
     loop = Loop(cell, n_carry=cell.n_states, reverse=b.chance(0.3))
     parts = loop(init=_nodes(lv, inits), xs=[lv.take(v)],
                  lengths=lv.take(lengths) if lengths else None)
@@ -374,7 +376,7 @@ def op_recurrent(b: _Builder, lv: _Level, v: Value) -> Value | None:
     lengths = lv.int_value((b.bdim,), v.shape[1]) if b.chance(0.35) else None
     res = mod(_nodes(lv, [v] + ([lengths] if lengths else [])))
     res = [res] if isinstance(res, Node) else list(res)
-    steps, mx, finals = b.size(v.shape[1]), v.bound, []
+    steps, mx, finals = b.bound_size(v.shape[1]), v.bound, []
     for layer in range(layers):
         bounds = cell_bounds(kind, d if layer == 0 else h * (2 if bidir else 1), h, mx,
                              (0.0, 0.0), (0.0, 0.0), steps)
@@ -394,7 +396,7 @@ def _flatten(b: _Builder, lv: _Level, v: Value) -> tuple[Node, int, float]:
     sym = [i for i in range(1, v.rank) if not isinstance(shape[i], int)]
     if sym:
         node = ops.sum_(node, axes=sym)
-        m *= _size(b, tuple(shape[i] for i in sym))
+        m *= _size(b, tuple(shape[i] for i in sym), bound=True)
         shape = node.type.shape
     n = _size(b, shape[1:])
     if len(shape) != 2:
@@ -496,6 +498,7 @@ def op_loop(b: _Builder, lv: _Level, v: Value) -> Value | None:
     unroll: Any = None
     if steps >= 2 and b.chance(0.15):
         unroll = b.pick([True] + [k for k in range(2, steps) if steps % k == 0])
+        b.t_fixed |= isinstance(xs[0].shape[1] if xs else length, str)
     loop = Loop(graph, n_carry=len(h_in), n_consts=len(consts) + len(ext),
                 reverse=b.chance(0.3), unroll=unroll, length=length)
     parts = loop(consts=_nodes(lv, consts + ext), init=_nodes(lv, inits), xs=_nodes(lv, xs),

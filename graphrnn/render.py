@@ -79,7 +79,8 @@ def render(model_or_graph: Any, path: str | os.PathLike, unroll: int | None = No
     """Write the picture of a gModule or Graph to `path`: SVG, PNG or DOT by its suffix.
 
     unroll: draw each loop as that many steps. highlight: paths of nodes to draw in red
-    (`loop_0/h_next`; a top-level node's path is its name). caption: lines of text above the graph. Returns the path.
+    (`loop_0/h_next`; a top-level node's path is its name). caption: lines of text above
+    the graph. Returns the path.
     """
     path = os.fspath(path)
     fmt = FORMATS.get(os.path.splitext(path)[1].lower())

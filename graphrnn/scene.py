@@ -1,4 +1,8 @@
-"""What the built-in renderer draws for a model: boxes, edges and clusters, not yet placed.
+"""What the built-in renderer draws for a model: a Scene of boxes, edges and clusters.
+
+`build_scene` decides what is drawn; `layout.layout` places it; the Box and Edge classes give
+the shapes both writers draw (outline polygons, Bezier curves, arrowheads), so the SVG and the
+PNG show the same picture.
 
 The picture says what dot.py's DOT text says, in the shapes `layout` and the SVG/PNG writers
 know:
@@ -101,6 +105,17 @@ class Edge:
             my = (p[1] + q[1]) / 2
             out.append((p, (p[0], my), (q[0], my), q))
         return out
+
+    def polyline(self, steps: int = 10) -> list[Point]:
+        """The curves cut into `steps` straight pieces each."""
+        line = self.points[:1]
+        for p, c1, c2, q in self.curves():
+            for k in range(1, steps + 1):
+                t = k / steps
+                a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3
+                line.append((a * p[0] + b * c1[0] + c * c2[0] + d * q[0],
+                             a * p[1] + b * c1[1] + c * c2[1] + d * q[1]))
+        return line
 
     def arrowhead(self, size: float = 8.0) -> list[Point]:
         """The triangle at the end of the last curve, pointing along it."""

@@ -164,6 +164,20 @@ def test_classifier_with_embedding_and_loss(cache: KernelCache) -> None:
          RNG.integers(0, 4, 5))
 
 
+def test_every_module(cache: KernelCache) -> None:
+    x, ids = gr.Input("B", 3, 4, name="x"), gr.Input("B", 3, dtype="int64", name="ids")
+    emb = nn.LookupTable(7, 4)(ids)
+    rows = nn.SplitTable(1)(nn.CAddTable()([x, emb]))
+    first, last = nn.SelectTable(0)(rows), nn.SelectTable(-1)(rows)
+    joined = nn.JoinTable(1)([first, nn.Narrow(1, 1, 2)(last)])            # [B, 6]
+    h = nn.Sigmoid()(nn.Linear(6, 8)(nn.Dropout(0.3)(joined)))
+    h = nn.CSubTable()([nn.ReLU()(h), nn.MulConstant(0.5)(nn.Tanh()(h))])
+    h = nn.CMulTable()([h, nn.AddConstant(1.0)(h)])
+    flat = nn.Reshape(3, 4)(nn.Identity()(nn.Reshape(12)(x)))
+    model = gr.gModule([x, ids], [nn.SoftMax()(h), nn.LogSoftMax()(nn.Linear(8, 5)(h)), flat])
+    same(model, gr.compile(model, cache=cache), randn(4, 3, 4), RNG.integers(0, 7, (4, 3)))
+
+
 def test_unrolling_on_request(cache: KernelCache) -> None:
     model = recurrent("gru", 3, 4, lengths=True)
     fast = gr.compile(model, unroll=2, cache=cache)

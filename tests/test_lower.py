@@ -189,6 +189,21 @@ def test_matmuls(cache) -> None:
     check([x, s], outs, [randn(2, 5, 3, 6), randn(2, 5, 6)], cache)
 
 
+def test_matmul_epilogues(cache) -> None:
+    """A FUSED reader of a matmul runs on its accumulators; odd operands fall back."""
+    x, z = gr.Input("B", 6, name="x"), gr.Input("B", 11, 2, name="z")
+    w, col = gr.Input(11, 6, name="w"), gr.Input(11, 1, name="col")
+    y = nn.Linear(6, 11)(x)                                     # matmul + bias: absorbed
+    strided = ops.add(ops.matmul(x, w, transpose_b=True), ops.index(z, 2, 0))   # stride 2
+    broadcast = ops.matmul(x, ops.expand(col, w), transpose_b=True)   # packed from stride 0
+    outs = [ops.tanh(y), strided, broadcast, y]
+    check([x, z, w, col], outs, [randn(5, 6), randn(5, 11, 2), randn(11, 6), randn(11, 1)],
+          cache)
+    g = prepared(gr.gModule([x], [ops.sigmoid(nn.Linear(6, 11)(x))]), [TensorType((5, 6))])
+    (gemm,) = [k for k in schedule(g, g.inputs[-1]).kernels if k.kind == "gemm"]
+    assert gemm.node.op == Op.FUSED and gemm.matmul.op == Op.MATMUL
+
+
 def test_indexing_ops(cache) -> None:
     ids, x = gr.Input("B", 5, dtype="int64", name="ids"), gr.Input("B", 5, 7, name="x")
     outs = [nn.LookupTable(10, 4)(ids), ops.pick(x, ops.slice_(ids, 1, 0, 5)),

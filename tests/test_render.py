@@ -258,12 +258,19 @@ def test_debug_mode_writes_a_picture_of_a_rejected_gmodule(tmp_path, monkeypatch
         gr.gModule([x], [y])
     assert not (tmp_path / "graphrnn_error.svg").exists()
     monkeypatch.setenv("GRAPHRNN_DEBUG", "1")
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))          # the built-in layout
     with pytest.raises(gr.GraphError, match="forgotten .*dangling"):
         gr.gModule([x], [y])
     assert "graphrnn_error.svg" in capsys.readouterr().err
     root = ET.parse(tmp_path / "graphrnn_error.svg").getroot()
     (marked,) = [g for g in root.iter(SVG + "g") if "highlight" in g.get("class", "")]
     assert marked.get("data-path") == "forgotten" and forgotten.name == "forgotten"
+    log = fake_dot(tmp_path, monkeypatch)                           # Graphviz
+    with pytest.raises(gr.GraphError, match="forgotten .*dangling"):
+        gr.gModule([x], [y])
+    assert "fake" in (tmp_path / "graphrnn_error.svg").read_text()
+    assert re.search(r'"forgotten" \[label="forgotten\\ntanh \(tanh\)\\nat test_render\.py:'
+                     r'\d+", color="#d62728"', log.read_text())
 
 
 # ----------------------------------------------------------------------------- Graphviz

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
-from graphrnn import nn, ops
+from graphrnn import codec, nn, ops
 from graphrnn.ir import Graph, GraphError, Op
 from graphrnn.serialize import ModelFileError
 
@@ -122,18 +122,14 @@ def test_nested_loops_consts_lengths_and_fused_round_trip(tmp_path):
 
 
 def test_the_codec_alone_round_trips_a_graph_through_json():
-    from graphrnn import codec, serialize
     model = nested()
     params = model.graph.params()
-    doc = json.loads(json.dumps(codec.encode_graph(model.graph, {id(p): i for i, p in
-                                                                  enumerate(params)})))
-    uses = [0] * len(params)
-    inputs, outputs = codec.decode_graph(doc, params, uses, "graph", 0)
-    again = Graph.build(inputs, outputs)
+    uses, index = [0] * len(params), {id(p): i for i, p in enumerate(params)}
+    doc = json.loads(json.dumps(codec.encode_graph(model.graph, index)))
+    again = Graph.build(*codec.decode_graph(doc, params, uses, "graph", 0))
     assert str(again) == str(model.graph) and all(uses)
-    assert serialize.ModelFileError is codec.ModelFileError
     doc["nodes"][0]["op"] = "py/object"
-    with pytest.raises(ModelFileError, match=r"graph.nodes\[0\]: unknown op 'py/object'"):
+    with pytest.raises(ModelFileError, match=r"nodes\[0\]: unknown op 'py/object'"):
         codec.decode_graph(doc, params, uses, "graph", 0)
 
 
