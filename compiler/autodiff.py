@@ -74,7 +74,7 @@ def _concat(n: Node, g: Node) -> Grads:
     out, start, axis = [], 0, n.attrs["axis"]
     for x in n.inputs:
         width = x.type.shape[axis]
-        out.append(ops.slice_(g, axis, start, width))
+        out.append(ops.slice_(g, axis, start, width) if width else None)   # empty: no grad
         start += width
     return tuple(out)
 

@@ -1,8 +1,9 @@
-"""Reductions: sum and mean over axes, softmax and log_softmax along one axis.
+"""Reductions: sum and mean over axes, softmax and log_softmax along one axis, contract.
 
     sum:      for i in ndindex(kept): out[i] = sum(x[i, r] for r in ndindex(reduced))
     softmax:  for i in ndindex(others): m = max(x[i, :]); e = exp(x[i, :] - m)
                                         out[i, :] = e / sum(e)     (log: x - m - log(sum(e)))
+    contract: out[k, n] = sum(a[m, k] * g[m, n] for m in ndindex(rows))
 
 Sums accumulate in double, so a loss over many elements keeps float32 accuracy whatever the
 order. The max uses llvm.maximum, which propagates NaN as numpy's max does.
@@ -87,7 +88,31 @@ def emit_softmax(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
                 em.store(bld.fmul(em.load(p), inv, flags=FLAGS), p)
 
 
+def emit_contract(em: Emitter, node: Node, out: Ref, ins: list[Ref]) -> None:
+    """out[k, n] = sum over rows m of a[m, k] * g[m, n] ([n, k] with transpose_out).
+
+    A rank-1 update of `out` per row: backward-pass sized, so plain loops suffice here.
+    """
+    a, g = ins
+    lead = a.layout.shape[:-1]
+    a_rows, g_rows = collapse([Layout(lead, a.layout.strides[:-1]),
+                               Layout(lead, g.layout.strides[:-1])])
+    o = out.layout.permute((1, 0)) if node.attrs.get("transpose_out") else out.layout
+    kdim, ndim = a.layout.shape[-1], g.layout.shape[-1]
+    with em.nest((kdim, ndim), "ct_zero") as (k, n):
+        em.store(em.const(0.0), em.at(Ref(out.ptr, o), [k, n]))
+    with em.nest(a_rows.shape, "ct_m") as idx:
+        a_row = em.at(Ref(a.ptr, a_rows), idx)
+        g_row = em.at(Ref(g.ptr, g_rows), idx)
+        with em.loop(kdim, "ct_k") as k:
+            x = em.load(em.gep(a_row, em.mul(k, a.layout.strides[-1])))
+            with em.loop(ndim, "ct_n") as n:
+                dst = em.at(Ref(out.ptr, o), [k, n])
+                y = em.load(em.gep(g_row, em.mul(n, g.layout.strides[-1])))
+                em.store(em.fma(x, y, em.load(dst)), dst)
+
+
 REDUCE_RULES = {Op.SUM: emit_sum, Op.MEAN: emit_sum,
-                Op.SOFTMAX: emit_softmax, Op.LOG_SOFTMAX: emit_softmax}
+                Op.SOFTMAX: emit_softmax, Op.LOG_SOFTMAX: emit_softmax, Op.CONTRACT: emit_contract}
 
 __all__ = ["REDUCE_RULES", "emit_sum", "emit_softmax"]

@@ -381,25 +381,5 @@ def _store(em: Emitter, epi: Epilogue | None, value: ir.Value, ptr: ir.Value,
         em.store(finish(scalar, 0, lane), em.gep(ptr, lane))
 
 
-def emit_contract(em: Emitter, node: Node, out: Ref, a: Ref, g: Ref) -> None:
-    """out[k, n] = sum over rows m of a[m, k] * g[m, n] ([n, k] with transpose_out)."""
-    lead = a.layout.shape[:-1]
-    a_rows, g_rows = collapse([Layout(lead, a.layout.strides[:-1]),
-                               Layout(lead, g.layout.strides[:-1])])
-    o = out.layout.permute((1, 0)) if node.attrs.get("transpose_out") else out.layout
-    kdim, ndim = a.layout.shape[-1], g.layout.shape[-1]
-    with em.nest((kdim, ndim), "ct_zero") as (k, n):
-        em.store(em.const(0.0), em.at(Ref(out.ptr, o), [k, n]))
-    with em.nest(a_rows.shape, "ct_m") as idx:
-        a_row = em.at(Ref(a.ptr, a_rows), idx)
-        g_row = em.at(Ref(g.ptr, g_rows), idx)
-        with em.loop(kdim, "ct_k") as k:
-            x = em.load(em.gep(a_row, em.mul(k, a.layout.strides[-1])))
-            with em.loop(ndim, "ct_n") as n:
-                dst = em.at(Ref(out.ptr, o), [k, n])
-                y = em.load(em.gep(g_row, em.mul(n, g.layout.strides[-1])))
-                em.store(em.fma(x, y, em.load(dst)), dst)
-
-
 __all__ = ["GemmPlan", "Epilogue", "plan", "packed_floats", "epilogue_layouts", "emit_pack",
-           "emit_matmul", "emit_contract"]
+           "emit_matmul"]

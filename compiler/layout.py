@@ -1,17 +1,18 @@
-"""Strided layouts whose sizes may grow with the runtime step count.
+"""Strided layouts whose sizes may grow with the runtime step count, and the view ops.
 
 The lowering specialises on every dim but time: a symbolic dim ("T") is the entry point's
 `steps` argument, so one kernel runs any sequence length. Every size, stride and offset is
 therefore a `Lin`, `c + s * steps`, and every value the lowering touches is a pointer plus a
 `Layout` (shape and element strides). Views (slice, index, reshape, broadcast) are new
-layouts over the same memory and need no code.
+layouts over the same memory and need no code: VIEW_RULES gives, per op, the element offset
+and layout of the view from its input's layout (None when the view needs a copy).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
-from graphrnn.ir import LoweringError, TensorType
+from graphrnn.ir import LoweringError, Node, Op, TensorType
 
 
 @dataclass(frozen=True)
@@ -188,4 +189,33 @@ def collapse(layouts: Sequence[Layout]) -> list[Layout]:
     return [Layout(tuple(merged_dims), tuple(m), lay.dtype) for m, lay in zip(merged, layouts)]
 
 
-__all__ = ["Lin", "Layout", "lin", "product", "collapse", "ZERO", "ONE"]
+# ----------------------------------------------------------------------------- view ops
+
+def _slice(n: Node, x: Layout) -> tuple[Lin, Layout]:
+    return x.slice(n.attrs["axis"], n.attrs["start"], n.attrs["length"])
+
+
+def _index(n: Node, x: Layout) -> tuple[Lin, Layout]:
+    return x.index(n.attrs["axis"], n.attrs["index"])
+
+
+def _reshape(n: Node, x: Layout) -> tuple[Lin, Layout] | None:
+    layout = x.reshape(n.type.shape)
+    return None if layout is None else (ZERO, layout)
+
+
+def _expand(n: Node, x: Layout) -> tuple[Lin, Layout]:
+    return ZERO, x.broadcast_to(tuple(lin(d) for d in n.type.shape))
+
+
+def _view(n: Node, x: Layout) -> tuple[Lin, Layout]:
+    return Lin(n.attrs["offset"]), Layout.of(n.type)
+
+
+VIEW_RULES: dict[Op, Callable[[Node, Layout], tuple[Lin, Layout] | None]] = {
+    Op.SLICE: _slice, Op.INDEX: _index, Op.RESHAPE: _reshape, Op.EXPAND: _expand,
+    Op.VIEW: _view, Op.DROPOUT: lambda n, x: (ZERO, x),   # dropout is the identity at inference
+}
+
+
+__all__ = ["Lin", "Layout", "lin", "product", "collapse", "ZERO", "ONE", "VIEW_RULES"]

@@ -26,7 +26,7 @@ from .emit_index import INDEX_RULES
 from .emit_loop import Env, Frame, emit_loop
 from .emit_map import MAP_RULES, emit_copy
 from .emit_reduce import REDUCE_RULES
-from .gemm import Epilogue, emit_contract, emit_matmul, emit_pack
+from .gemm import Epilogue, emit_matmul, emit_pack
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
 from .layout import Layout, lin
 from .arena import Buffer
@@ -41,7 +41,6 @@ Rule = Callable[[Emitter, Node, Ref, list[Ref]], None]
 EMIT_RULES: dict[Op, Rule] = {
     **MAP_RULES, **REDUCE_RULES, **INDEX_RULES,
     Op.MATMUL: lambda em, n, out, ins: emit_matmul(em, n, out, ins[0], ins[1]),
-    Op.CONTRACT: lambda em, n, out, ins: emit_contract(em, n, out, ins[0], ins[1]),
 }
 # ops that are views or leaves: no code, only a pointer and a layout (see schedule.VIEW_RULES)
 VIEW_OPS = frozenset({Op.INPUT, Op.CONST, Op.FILL, Op.VIEW, Op.SLICE, Op.INDEX, Op.RESHAPE,

@@ -21,18 +21,17 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
-from typing import Callable
 
 from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 
 from .arena import Buffer, plan_arena
 from .gemm import epilogue_layouts, packed_floats
-from .layout import ZERO, Layout, Lin, lin
+from .layout import VIEW_RULES, ZERO, Layout, Lin
 
 # ops that are a view of their (first) input, or a leaf with storage of its own
 VIEWS = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE, Op.GET, Op.DROPOUT, Op.EXPAND, Op.VIEW})
 LEAVES = frozenset({Op.INPUT, Op.CONST, Op.FILL})
-KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "gemm",
+KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce",
         Op.SUM: "reduce", Op.MEAN: "reduce", Op.SOFTMAX: "reduce", Op.LOG_SOFTMAX: "reduce",
         Op.LOOKUP: "index", Op.PICK: "index", Op.ONEHOT: "index", Op.SCATTER: "index",
         Op.SEQ_MASK: "index", Op.SAMPLE: "index", Op.LOOP: "loop"}
@@ -370,33 +369,4 @@ def _invariants(body: Graph, consts: set[Node]) -> set[Node]:
     return inv
 
 
-# ----------------------------------------------------------------------------- views
-
-def _slice(n: Node, x: Layout) -> tuple[Lin, Layout]:
-    return x.slice(n.attrs["axis"], n.attrs["start"], n.attrs["length"])
-
-
-def _index(n: Node, x: Layout) -> tuple[Lin, Layout]:
-    return x.index(n.attrs["axis"], n.attrs["index"])
-
-
-def _reshape(n: Node, x: Layout) -> tuple[Lin, Layout] | None:
-    layout = x.reshape(n.type.shape)
-    return None if layout is None else (ZERO, layout)
-
-
-def _expand(n: Node, x: Layout) -> tuple[Lin, Layout]:
-    return ZERO, x.broadcast_to(tuple(lin(d) for d in n.type.shape))
-
-
-def _view(n: Node, x: Layout) -> tuple[Lin, Layout]:
-    return Lin(n.attrs["offset"]), Layout.of(n.type)
-
-
-VIEW_RULES: dict[Op, Callable[[Node, Layout], tuple[Lin, Layout] | None]] = {
-    Op.SLICE: _slice, Op.INDEX: _index, Op.RESHAPE: _reshape, Op.EXPAND: _expand,
-    Op.VIEW: _view, Op.DROPOUT: lambda n, x: (ZERO, x),   # dropout is the identity at inference
-}
-
-
-__all__ = ["schedule", "Schedule", "Kernel", "Buffer", "Home", "VIEW_RULES"]
+__all__ = ["schedule", "Schedule", "Kernel", "Buffer", "Home"]

@@ -6,10 +6,13 @@
 
 One native program is made per *signature*: the batch size (and every other fixed dim) and
 the dtypes; the time dim stays symbolic and is an argument of the native code, so a new
-sequence length never recompiles (unless loops are unrolled, which needs T at compile time). The dims of an input declared with `gr.Input("B", "T", D)`
-are read as follows: a symbol on axis 0 is the batch (fixed per program), the first other
-symbol is the time (runtime), any further symbol is fixed per program. Inputs without a
-declared type are fixed entirely by the first array seen.
+sequence length never recompiles (unless loops are unrolled, which needs T at compile time).
+The dims of an input declared with `gr.Input("B", "T", D)` are read as follows: a symbol on
+axis 0 is the batch (fixed per program), the first other symbol is the time (runtime), any
+further symbol is fixed per program. Inputs without a declared type are fixed entirely by
+the arrays (one program per shape).
+
+The compiled forward is inference: dropout is the identity whatever `model.training` says.
 
 Programs come from the kernel cache (memory and disk, keyed on the LLVM IR, the host CPU and
 the versions), so a second process pays only for IR generation. This is the one module that

@@ -187,6 +187,8 @@ class _Level:
         self.externs: list[tuple[Node, tuple[Dim, ...], Dim]] = []   # int values asked outside
 
     def add(self, node: Node, lo: float, hi: float, high: Dim | None = None) -> Value:
+        if not lo <= hi:
+            raise AssertionError(f"interval [{lo}, {hi}] of {node} is empty")
         v = Value(node, float(lo), float(hi), high)
         self.values.append(v)
         return v

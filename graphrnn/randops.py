@@ -85,7 +85,7 @@ def op_log(b: _Builder, lv: _Level, v: Value) -> Value | None:
 def op_scale(b: _Builder, lv: _Level, v: Value) -> Value:
     kind = b.pick(["mul", "add", "neg"])
     if kind == "neg":
-        return lv.add(ops.neg(lv.take(v)), -v.hi, v.lo)
+        return lv.add(ops.neg(lv.take(v)), -v.hi, -v.lo)
     if kind == "mul":
         c = b.pick([-2.0, -0.5, 0.5, 1.0, 2.0])
         return lv.add(nn.MulConstant(c)(lv.take(v)), *sorted((v.lo * c, v.hi * c)))
@@ -521,6 +521,6 @@ OPS: dict[str, Callable[..., Value | None]] = {
 OP_WEIGHTS: dict[str, float] = {
     "linear": 3.0, "map": 3.0, "exp": 1.0, "log": 1.0, "scale": 1.5, "softmax": 1.0,
     "reduce": 1.0, "narrow": 1.0, "reshape": 1.0, "split": 1.0, "join": 1.5, "cwise": 2.0,
-    "div": 0.5, "dropout": 0.5, "const": 1.0, "lookup": 0.8, "pick": 0.5, "submodule": 0.5,
+    "div": 0.8, "dropout": 0.5, "const": 1.0, "lookup": 0.8, "pick": 0.5, "submodule": 0.5,
     "cell_step": 0.8, "cell_loop": 0.7, "recurrent": 0.8, "loop": 2.5,
 }

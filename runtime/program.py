@@ -144,8 +144,9 @@ class Program:
                        any(isinstance(d, str) for d in t.shape)) for t in self.out_types]
         # the largest number of elements any buffer gains per step: sizes are checked
         # against MAX_FLOATS only when the step count could reach it
+        growing = [t for t in self.out_types if any(isinstance(d, str) for d in t.shape)]
         per = [self.per_step] + [math.prod(d for d in t.shape if isinstance(d, int))
-                                 for t in self.out_types if any(isinstance(d, str) for d in t.shape)]
+                                 for t in growing]
         self._safe_steps = (MAX_FLOATS - self.fixed) // max(max(per), 1)
 
     # -- parameters

@@ -189,6 +189,12 @@ def test_matmuls(cache) -> None:
     check([x, s], outs, [randn(2, 5, 3, 6), randn(2, 5, 6)], cache)
 
 
+def test_matmul_over_several_row_blocks(cache) -> None:
+    """B*T rows in blocks of about 96 KiB of `a` each, the last block and tile partial."""
+    x = gr.Input("B", "T", 256, name="x")
+    check([x], [nn.Linear(256, 20)(x)], [randn(2, 107, 256)], cache)
+
+
 def test_matmul_epilogues(cache) -> None:
     """A FUSED reader of a matmul runs on its accumulators; odd operands fall back."""
     x, z = gr.Input("B", 6, name="x"), gr.Input("B", 11, 2, name="z")
