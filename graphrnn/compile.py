@@ -270,14 +270,25 @@ class CompiledModel:
 
 def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = True,
             disable: Collection[str] = (), dump: int | None = None, stateful: bool = False,
-            cache: KernelCache | None = None) -> CompiledModel:
+            cache: KernelCache | None = None, loss: Any = None, train: bool = False,
+            bptt_max: int | None = None) -> CompiledModel:
     """Compile `model` (a gModule or Graph) to native code, lazily per batch size.
 
     unroll: None unrolls only loops that ask for it; k unrolls every loop by k (compile time
     then grows with T). disable: pass names to skip. dump: a GRAPHRNN_DEBUG level for this
     model (3: LLVM IR, 4: assembly). stateful: keep the top-level loops' state across calls.
     cache: a KernelCache (default: the process-wide one backed by GRAPHRNN_CACHE_DIR).
+    loss, train=True: compile the training step of (model, loss) instead: calling it with
+    `(*inputs, target=...)` runs forward, loss and backward in one native call, returns the
+    loss and fills the model's flat gradient; `bptt_max=k` truncates BPTT at every k-th step.
     """
+    if train or loss is not None:
+        if loss is None:
+            raise TypeError("train=True needs a loss criterion: gr.compile(model, loss=..., "
+                            "train=True)")
+        from .trainstep import CompiledTrainStep
+        return CompiledTrainStep(model, loss, bptt_max=bptt_max, unroll=unroll,
+                                 optimize=optimize, disable=disable, dump=dump, cache=cache)
     return CompiledModel(model, unroll=unroll, optimize=optimize, disable=disable, dump=dump,
                          stateful=stateful, cache=cache)
 

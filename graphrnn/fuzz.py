@@ -387,7 +387,8 @@ def random_params(rng: np.random.Generator, *, max_depth: int = 2, max_width: in
                      max_width=int(rng.integers(1, max_width + 1)),
                      max_ops=int(rng.integers(max(1, max_ops // 3), max_ops + 1)),
                      allow_loops=bool(rng.random() < 0.9), allow_cells=bool(rng.random() < 0.7),
-                     max_batch=int(rng.integers(1, 4)), max_steps=int(rng.integers(0, max_steps + 1)))
+                     max_batch=int(rng.integers(1, 4)),
+                     max_steps=int(rng.integers(0, max_steps + 1)))
 
 
 def fuzz(seconds: float, seed: int = 0, *, compiled: bool = True, grads: bool = True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import ops
-from .ir import Node
+from .ir import Node, TensorType
 from .nn import Module, as_nodes
 
 
@@ -20,6 +20,10 @@ class Criterion(Module):
 
     def loss(self, pred: Node, target: Node) -> Node:
         raise NotImplementedError
+
+    def target_type(self, pred: TensorType) -> TensorType:
+        """The type of the target that goes with predictions of type `pred`."""
+        return pred
 
     def forward(self, pred: Any, target: Any) -> float:
         import numpy as np
@@ -41,6 +45,9 @@ class MSECriterion(Criterion):
 
 class ClassNLLCriterion(Criterion):
     """-mean(logp[..., target]): logp[..., C] log-probabilities, target[...] int64 classes."""
+
+    def target_type(self, pred: TensorType) -> TensorType:
+        return TensorType(pred.shape[:-1], "int64")
 
     def loss(self, pred: Node, target: Node) -> Node:
         return ops.neg(ops.mean(ops.pick(pred, target))).annotate(name="nll")

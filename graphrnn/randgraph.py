@@ -18,8 +18,7 @@ import numpy as np
 
 from . import cells, nn
 from .gmodule import gModule
-from .ir import Dim, Graph, Node, TensorType
-from .loop import Loop
+from .ir import Dim, Node, TensorType
 from .losses import CrossEntropyCriterion, MSECriterion
 
 TAME = 30.0            # a value that may exceed this is scaled or squashed right away
@@ -146,7 +145,7 @@ def random_model(rng: np.random.Generator, *, max_depth: int = 2, max_width: int
 
 def generate(rng: np.random.Generator, params: GenParams = GenParams()) -> Generated:
     """A random valid model, its inputs and their specs, all drawn from `rng`."""
-    return _Builder(rng, params).build()
+    return Builder(rng, params).build()
 
 
 def generate_seeded(seed: int, params: GenParams = GenParams()) -> Generated:
@@ -155,11 +154,11 @@ def generate_seeded(seed: int, params: GenParams = GenParams()) -> Generated:
 
 # ----------------------------------------------------------------------------- intervals
 
-def _hull(*ivs: tuple[float, float]) -> tuple[float, float]:
+def hull(*ivs: tuple[float, float]) -> tuple[float, float]:
     return min(i[0] for i in ivs), max(i[1] for i in ivs)
 
 
-def _times(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+def times(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
     p = [x * y for x in a for y in b]
     return min(p), max(p)
 
@@ -168,7 +167,7 @@ def _sigmoid(x: float) -> float:
     return 0.5 * (1.0 + math.tanh(0.5 * x))
 
 
-_MAPS: dict[str, tuple[Callable, Callable]] = {
+MAPS: dict[str, tuple[Callable, Callable]] = {
     "tanh": (nn.Tanh, math.tanh),
     "sigmoid": (nn.Sigmoid, _sigmoid),
     "relu": (nn.ReLU, lambda x: max(x, 0.0)),
@@ -177,10 +176,10 @@ _MAPS: dict[str, tuple[Callable, Callable]] = {
 
 # ----------------------------------------------------------------------------- levels
 
-class _Level:
+class Level:
     """One graph being built (the model, a loop body or a sub-module) and its values."""
 
-    def __init__(self, builder: "_Builder", depth: int, parent: "_Level | None"):
+    def __init__(self, builder: "Builder", depth: int, parent: "Level | None"):
         self.b, self.depth, self.parent = builder, depth, parent
         self.values: list[Value] = []
         self.inputs: list[Node] = []
@@ -230,7 +229,7 @@ class _Level:
 
 # ----------------------------------------------------------------------------- the builder
 
-class _Builder:
+class Builder:
     def __init__(self, rng: np.random.Generator, p: GenParams):
         self.rng, self.p = rng, p
         self.batch = self.int(1, p.max_batch)
@@ -273,7 +272,7 @@ class _Builder:
 
     # -- the model
     def build(self) -> Generated:
-        top = _Level(self, 0, None)
+        top = Level(self, 0, None)
         for i in range(self.int(1, 3)):
             seq = (self.p.allow_loops or self.p.allow_cells) and self.chance(0.55)
             shape = (self.bdim,) + ((self.tdim,) if seq else ()) + self.feat()
@@ -302,7 +301,7 @@ class _Builder:
         return Generated(model, inputs, self.specs, self.batch, self.steps, self.symbolic,
                          any_steps)
 
-    def loss(self, lv: _Level) -> Node | None:
+    def loss(self, lv: Level) -> Node | None:
         """A scalar criterion on some value: cross-entropy against int targets, or MSE."""
         rows = lv.floats(lambda v: v.rank == 2 and isinstance(v.shape[1], int) and v.shape[1] > 0)
         if rows and self.chance(0.5):
@@ -317,7 +316,7 @@ class _Builder:
         twins = lv.floats(lambda u: u.node.type == v.node.type)
         return MSECriterion()([v.node, self.pick(twins).node])
 
-    def grow(self, lv: _Level, n: int) -> None:
+    def grow(self, lv: Level, n: int) -> None:
         """Apply `n` random ops, each to a random value (unused ones preferred)."""
         for _ in range(n):
             fresh = lv.floats(lambda v: not v.used)
@@ -332,7 +331,7 @@ class _Builder:
                 if out.is_float and not out.used and out.bound > TAME:
                     self.tame(lv, out)
 
-    def _allowed(self, name: str, lv: _Level) -> bool:
+    def _allowed(self, name: str, lv: Level) -> bool:
         nested = lv.depth < self.p.max_depth
         if name in ("loop",):
             return nested and self.p.allow_loops
@@ -344,7 +343,7 @@ class _Builder:
             return nested
         return True
 
-    def tame(self, lv: _Level, v: Value) -> Value:
+    def tame(self, lv: Level, v: Value) -> Value:
         if self.chance(0.5):
             return OPS["map"](self, lv, v, kind=self.pick(["tanh", "sigmoid"]))
         c = 2.0 ** -math.ceil(math.log2(v.bound / 4.0))
@@ -382,7 +381,8 @@ class _Builder:
         return c
 
 
-from .randops import OP_WEIGHTS, OPS, make_cell  # noqa: E402  (the op table builds on the classes above)
+# the op table builds on the classes above, as nn.py's gModule import does
+from .randops import OP_WEIGHTS, OPS, make_cell  # noqa: E402
 
 __all__ = ["GenParams", "InputSpec", "Generated", "Value", "random_model", "generate",
            "generate_seeded", "draw_inputs"]

@@ -15,7 +15,7 @@ from . import cells, nn, ops
 from .gmodule import gModule
 from .ir import Dim, Graph, Node, TensorType
 from .loop import Loop
-from .randgraph import _MAPS, _Builder, _hull, _Level, _times, Value
+from .randgraph import MAPS, Builder, hull, Level, times, Value
 
 CELL_KINDS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 LOOKUP_BOUND = 5.0          # embeddings are drawn from N(0, 1)
@@ -30,29 +30,30 @@ def _int_axes(v: Value) -> list[int]:
     return [i for i in range(1, v.rank) if _solid(v.shape[i])]
 
 
-def _axis_arg(b: _Builder, axis: int, rank: int) -> int:
+def _axis_arg(b: Builder, axis: int, rank: int) -> int:
     return axis - rank if b.chance(0.3) else axis
 
 
-def _nodes(lv: _Level, vs: list[Value]) -> list[Node]:
+def _nodes(lv: Level, vs: list[Value]) -> list[Node]:
     for v in vs:
         v.used = True
     return [v.node for v in vs]
 
 
-def _size(b: _Builder, shape: tuple[Dim, ...], bound: bool = False) -> int:
+def _size(b: Builder, shape: tuple[Dim, ...], bound: bool = False) -> int:
     """Elements in `shape` for the drawn inputs, or (bound) for any T the bounds allow."""
     size = b.bound_size if bound else b.size
     return int(np.prod([size(d) for d in shape], dtype=np.int64))
 
 
-def _broadcasts(u: Value, v: Value) -> bool:
-    return u.rank == v.rank and all(a == c or a == 1 or c == 1 for a, c in zip(u.shape, v.shape))
+def _broadcasts(u: Value, shape: tuple[Dim, ...]) -> bool:
+    """u broadcasts with `shape`: same rank, each dim equal or 1 on one side."""
+    return u.rank == len(shape) and all(a == c or 1 in (a, c) for a, c in zip(u.shape, shape))
 
 
 # ----------------------------------------------------------------------------- plain ops
 
-def op_linear(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_linear(b: Builder, lv: Level, v: Value) -> Value | None:
     if v.rank < 2 or not _solid(v.shape[-1]):
         return None
     k = v.shape[-1]
@@ -61,18 +62,18 @@ def op_linear(b: _Builder, lv: _Level, v: Value) -> Value | None:
     return lv.add(mod(lv.take(v)), -m, m)
 
 
-def op_map(b: _Builder, lv: _Level, v: Value, kind: str | None = None) -> Value:
-    module, f = _MAPS[kind or b.pick(list(_MAPS))]
+def op_map(b: Builder, lv: Level, v: Value, kind: str | None = None) -> Value:
+    module, f = MAPS[kind or b.pick(list(MAPS))]
     return lv.add(module()(lv.take(v)), f(v.lo), f(v.hi))
 
 
-def op_exp(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_exp(b: Builder, lv: Level, v: Value) -> Value | None:
     if v.hi > 5.0:
         return None
     return lv.add(ops.exp(lv.take(v)), math.exp(max(v.lo, -700.0)), math.exp(v.hi))
 
 
-def op_log(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_log(b: Builder, lv: Level, v: Value) -> Value | None:
     if v.lo < 0.0:
         return None
     x, lo, hi = lv.take(v), v.lo, v.hi
@@ -82,7 +83,7 @@ def op_log(b: _Builder, lv: _Level, v: Value) -> Value | None:
     return lv.add(ops.log(x), math.log(lo), math.log(hi))
 
 
-def op_scale(b: _Builder, lv: _Level, v: Value) -> Value:
+def op_scale(b: Builder, lv: Level, v: Value) -> Value:
     kind = b.pick(["mul", "add", "neg"])
     if kind == "neg":
         return lv.add(ops.neg(lv.take(v)), -v.hi, -v.lo)
@@ -93,7 +94,7 @@ def op_scale(b: _Builder, lv: _Level, v: Value) -> Value:
     return lv.add(nn.AddConstant(c)(lv.take(v)), v.lo + c, v.hi + c)
 
 
-def op_softmax(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_softmax(b: Builder, lv: Level, v: Value) -> Value | None:
     axes = [i for i in range(1, v.rank) if b.size(v.shape[i]) > 0]
     if b.chance(0.1):
         axes.append(0)
@@ -107,7 +108,7 @@ def op_softmax(b: _Builder, lv: _Level, v: Value) -> Value | None:
     return lv.add(nn.LogSoftMax(_axis_arg(b, axis, v.rank))(lv.take(v)), -spread, 0.0)
 
 
-def op_reduce(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_reduce(b: Builder, lv: Level, v: Value) -> Value | None:
     if v.rank < 2:
         return None
     axes = [a for a in range(1, v.rank) if b.chance(0.5)] or [b.int(1, v.rank - 1)]
@@ -119,7 +120,7 @@ def op_reduce(b: _Builder, lv: _Level, v: Value) -> Value | None:
                                                          max(n * v.hi, 0.0))
 
 
-def op_narrow(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_narrow(b: Builder, lv: Level, v: Value) -> Value | None:
     axes = _int_axes(v)
     if not axes:
         return None
@@ -129,7 +130,7 @@ def op_narrow(b: _Builder, lv: _Level, v: Value) -> Value | None:
     return lv.add(nn.Narrow(_axis_arg(b, axis, v.rank), start, length)(lv.take(v)), v.lo, v.hi)
 
 
-def _factor(b: _Builder, n: int) -> tuple[int, ...]:
+def _factor(b: Builder, n: int) -> tuple[int, ...]:
     """A random shape of n elements, 1-sized dims included (empty only for n == 1)."""
     rank = b.int(0 if n == 1 else 1, 3)
     dims, m = [], n
@@ -143,7 +144,7 @@ def _factor(b: _Builder, n: int) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def op_reshape(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_reshape(b: Builder, lv: Level, v: Value) -> Value | None:
     rest = v.shape[1:]
     if _size(b, rest) == 0:
         return None
@@ -164,14 +165,14 @@ def _fold(kind: str, ivs: list[tuple[float, float]]) -> tuple[float, float]:
         elif kind == "sub":
             out = (out[0] - iv[1], out[1] - iv[0])
         else:
-            out = _times(out, iv)
+            out = times(out, iv)
     return out
 
 
 _TABLES = {"add": nn.CAddTable, "sub": nn.CSubTable, "mul": nn.CMulTable}
 
 
-def op_split(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_split(b: Builder, lv: Level, v: Value) -> Value | None:
     axes = [a for a in _int_axes(v) if v.shape[a] <= 4]
     if not axes:
         return None
@@ -190,7 +191,7 @@ def op_split(b: _Builder, lv: _Level, v: Value) -> Value | None:
                   v.lo, v.hi)
 
 
-def op_join(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_join(b: Builder, lv: Level, v: Value) -> Value | None:
     axes = _int_axes(v)
     if not axes:
         return None
@@ -200,15 +201,13 @@ def op_join(b: _Builder, lv: _Level, v: Value) -> Value | None:
     group = [v] + [b.pick(partners) for _ in range(b.int(1, 2))]
     b.rng.shuffle(group)
     node = nn.JoinTable(_axis_arg(b, axis, v.rank))(_nodes(lv, group))
-    return lv.add(node, *_hull(*[(u.lo, u.hi) for u in group]))
+    return lv.add(node, *hull(*[(u.lo, u.hi) for u in group]))
 
 
-def op_cwise(b: _Builder, lv: _Level, v: Value) -> Value:
-    group = [v]
-    shape = v.shape
+def op_cwise(b: Builder, lv: Level, v: Value) -> Value:
+    group, shape = [v], v.shape
     for _ in range(b.int(1, 2)):
-        u = b.pick(lv.floats(lambda u: _broadcasts(u, Value(v.node, 0, 0)) and all(
-            a == c or a == 1 or c == 1 for a, c in zip(u.shape, shape))))
+        u = b.pick(lv.floats(lambda u: _broadcasts(u, shape)))
         shape = tuple(c if a == 1 else a for a, c in zip(u.shape, shape))
         group.append(u)
     b.rng.shuffle(group)
@@ -217,8 +216,8 @@ def op_cwise(b: _Builder, lv: _Level, v: Value) -> Value:
     return lv.add(node, *_fold(kind, [(u.lo, u.hi) for u in group]))
 
 
-def op_div(b: _Builder, lv: _Level, v: Value) -> Value | None:
-    partners = lv.floats(lambda u: _broadcasts(u, v) and u.lo >= 0.0)
+def op_div(b: Builder, lv: Level, v: Value) -> Value | None:
+    partners = lv.floats(lambda u: _broadcasts(u, v.shape) and u.lo >= 0.0)
     if not partners:
         return None
     u = b.pick(partners)
@@ -229,12 +228,12 @@ def op_div(b: _Builder, lv: _Level, v: Value) -> Value | None:
     return lv.add(ops.div(lv.take(v), den), min(q), max(q))
 
 
-def op_dropout(b: _Builder, lv: _Level, v: Value) -> Value:
+def op_dropout(b: Builder, lv: Level, v: Value) -> Value:
     mod = nn.Dropout(b.pick([0.0, 0.25, 0.5]), seed=b.int(1, 10_000))
     return lv.add(mod(lv.take(v)), v.lo, v.hi)
 
 
-def op_const(b: _Builder, lv: _Level, v: Value) -> Value:
+def op_const(b: Builder, lv: Level, v: Value) -> Value:
     """v combined with a literal: a scalar, or an array broadcast over v's trailing dims,
     sometimes passed through tanh/exp first (a subgraph for constant folding)."""
     k = 0
@@ -259,27 +258,27 @@ def op_const(b: _Builder, lv: _Level, v: Value) -> Value:
     return lv.add(node, *_fold(kind, [pair[0][1], pair[1][1]]))
 
 
-def lookup_on(b: _Builder, lv: _Level, ids: Value) -> Value:
+def lookup_on(b: Builder, lv: Level, ids: Value) -> Value:
     mod = b.lookup_table(b.bound_size(ids.high) + 1)
     return lv.add(mod(lv.take(ids)), -LOOKUP_BOUND, LOOKUP_BOUND)
 
 
-def op_lookup(b: _Builder, lv: _Level, v: Value) -> Value:
+def op_lookup(b: Builder, lv: Level, v: Value) -> Value:
     shapes = [(b.bdim,)] + ([(b.bdim, b.tdim)] if lv.parent is None and b.has_t else [])
     return lookup_on(b, lv, lv.int_value(b.pick(shapes), b.int(1, 5) - 1))
 
 
-def op_pick(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_pick(b: Builder, lv: Level, v: Value) -> Value | None:
     if v.rank < 2 or not _solid(v.shape[-1]):
         return None
     idx = lv.int_value(v.shape[:-1], v.shape[-1] - 1)
     return lv.add(ops.pick(lv.take(v), lv.take(idx)), v.lo, v.hi)
 
 
-def op_submodule(b: _Builder, lv: _Level, v: Value) -> Value:
+def op_submodule(b: Builder, lv: Level, v: Value) -> Value:
     """A small gModule built on v (and maybe one more value), inlined once or twice."""
     args = [v] + ([b.pick(lv.floats())] if b.chance(0.4) else [])
-    child = _Level(b, lv.depth + 1, lv)
+    child = Level(b, lv.depth + 1, lv)
     for a in args:
         child.input_like(a.node.type, a.lo, a.hi)
     b.grow(child, b.int(1, max(1, b.p.max_ops // 3)))
@@ -307,7 +306,7 @@ def cell_bounds(kind: str, d: int, h: int, mx: float, h0: tuple[float, float],
         for _ in range(steps):
             m = (d * mx + h * m + 2.0) / math.sqrt(h)
         return [(min(h0[0], 0.0), max(h0[1], m))]
-    hb = _hull(h0, (-1.0, 1.0))
+    hb = hull(h0, (-1.0, 1.0))
     if kind == "lstm":
         return [hb, (c0[0] - steps, c0[1] + steps)]
     return [hb]
@@ -319,7 +318,7 @@ def make_cell(kind: str, d: int, h: int, bias: bool) -> cells.Cell:
     return {"gru": cells.GRU, "lstm": cells.LSTM}[kind](d, h, bias=bias)
 
 
-def op_cell_step(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_cell_step(b: Builder, lv: Level, v: Value) -> Value | None:
     """A cell called on nodes (inlined, one step): RNN/GRU (h, x), LSTM (h, c, x)."""
     if v.rank != 2 or not _solid(v.shape[1]):
         return None
@@ -341,7 +340,7 @@ def _sequence(v: Value) -> bool:
     return v.is_float and v.rank == 3 and _solid(v.shape[2])
 
 
-def op_cell_loop(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_cell_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     """A cell as the body of a loop over v[B, S, D]; the final states are the values."""
     if not _sequence(v):
         return None
@@ -363,7 +362,7 @@ def op_cell_loop(b: _Builder, lv: _Level, v: Value) -> Value | None:
     return [lv.add(p, *iv) for p, iv in zip(parts, bounds)][0]
 
 
-def op_recurrent(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_recurrent(b: Builder, lv: Level, v: Value) -> Value | None:
     """nn.Recurrent: layers, directions, sequences or last state, optional lengths."""
     if not _sequence(v):
         return None
@@ -382,7 +381,7 @@ def op_recurrent(b: _Builder, lv: _Level, v: Value) -> Value | None:
                              (0.0, 0.0), (0.0, 0.0), steps)
         finals += bounds * (2 if bidir else 1)
         mx = max(abs(bounds[0][0]), abs(bounds[0][1]))
-    first = lv.add(res[0], *_hull(finals[-len(bounds)], (0.0, 0.0)))
+    first = lv.add(res[0], *hull(finals[-len(bounds)], (0.0, 0.0)))
     for node, iv in zip(res[1:], finals):
         lv.add(node, *iv)
     return first
@@ -390,7 +389,7 @@ def op_recurrent(b: _Builder, lv: _Level, v: Value) -> Value | None:
 
 # ----------------------------------------------------------------------------- loops
 
-def _flatten(b: _Builder, lv: _Level, v: Value) -> tuple[Node, int, float]:
+def _flatten(b: Builder, lv: Level, v: Value) -> tuple[Node, int, float]:
     """v as [B, n]: symbolic dims summed away, the rest reshaped. Returns (node, n, bound)."""
     node, shape, m = lv.take(v), v.shape, v.bound
     sym = [i for i in range(1, v.rank) if not isinstance(shape[i], int)]
@@ -404,7 +403,7 @@ def _flatten(b: _Builder, lv: _Level, v: Value) -> tuple[Node, int, float]:
     return node, n, m
 
 
-def _to_shape(b: _Builder, lv: _Level, srcs: list[Value], feat: tuple[int, ...]) -> Node:
+def _to_shape(b: Builder, lv: Level, srcs: list[Value], feat: tuple[int, ...]) -> Node:
     """A value of shape [B, *feat] computed from every source (flatten, join, Linear)."""
     parts = [_flatten(b, lv, s) for s in srcs]
     x = parts[0][0] if len(parts) == 1 else nn.JoinTable(1)([p[0] for p in parts])
@@ -412,7 +411,7 @@ def _to_shape(b: _Builder, lv: _Level, srcs: list[Value], feat: tuple[int, ...])
     return nn.Reshape(*feat)(y) if len(feat) != 1 else y
 
 
-def _carry_out(b: _Builder, body: _Level, h: Value, srcs: list[Value]) -> Node:
+def _carry_out(b: Builder, body: Level, h: Value, srcs: list[Value]) -> Node:
     """The body's new value for carry h, inside h's interval (which holds [-1, 1])."""
     mode = b.pick(["squash", "squash", "residual", "sigmoid", "cell", "pass"])
     if mode == "pass" and not srcs:
@@ -433,7 +432,7 @@ def _carry_out(b: _Builder, body: _Level, h: Value, srcs: list[Value]) -> Node:
     return nn.CAddTable()([nn.MulConstant(0.5)(body.take(h)), nn.MulConstant(0.5)(t)])
 
 
-def op_loop(b: _Builder, lv: _Level, v: Value) -> Value | None:
+def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     """gr.Loop with random consts, carries, sequences (float or ids), lengths, reverse,
     an unroll request, and a random body (which may hold loops of its own)."""
     groups: dict[Dim, list[Value]] = {}
@@ -466,7 +465,7 @@ def op_loop(b: _Builder, lv: _Level, v: Value) -> Value | None:
         c = b.pick([0.0, 0.0, 0.5, -1.0])
         inits.append(lv.add(ops.fill(b.feat(), c, batch_like=b.pick(lv.values).node), c, c))
 
-    body = _Level(b, lv.depth + 1, lv)
+    body = Level(b, lv.depth + 1, lv)
     c_in = [body.input_like(c.node.type, c.lo, c.hi) for c in consts]
     h_in = [body.input_like(i.node.type, min(i.lo, -1.0), max(i.hi, 1.0)) for i in inits]
     x_in = [body.input_like(TensorType(x.shape[:1] + x.shape[2:], x.node.type.dtype),
@@ -504,7 +503,7 @@ def op_loop(b: _Builder, lv: _Level, v: Value) -> Value | None:
     parts = loop(consts=_nodes(lv, consts + ext), init=_nodes(lv, inits), xs=_nodes(lv, xs),
                  lengths=lv.take(lengths) if lengths else None)
     ivs = [(h.lo, h.hi) for h in h_in] + [
-        _hull((lo, hi), (0.0, 0.0)) if lengths else (lo, hi) for _, lo, hi in ys]
+        hull((lo, hi), (0.0, 0.0)) if lengths else (lo, hi) for _, lo, hi in ys]
     kept = [i for i in range(len(parts)) if b.chance(0.85)] or [b.int(0, len(parts) - 1)]
     return [lv.add(parts[i], *ivs[i]) for i in kept][0]
 

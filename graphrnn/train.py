@@ -23,9 +23,13 @@ def loss_graph(model: Any, criterion: Any) -> Graph:
     from .compiler.tie import tie_params
     fresh = [ops.input_(x.type.shape, x.type.dtype, name=x.name) if x.type is not None
              else Identity()().annotate(name=x.name) for x in model.graph.inputs]
-    target = Identity()().annotate(name="target")
     out = model(fresh)
     pred = out if isinstance(out, Node) else out[0]
+    if pred.type is not None and hasattr(criterion, "target_type"):
+        t = criterion.target_type(pred.type)
+        target = ops.input_(t.shape, t.dtype, name="target")
+    else:
+        target = Identity()().annotate(name="target")
     loss = criterion([pred, target])
     return tie_params(Graph.build(fresh + [target], [loss], check_dangling=False))
 
@@ -72,7 +76,7 @@ def train_step(model: Any, criterion: Any, *, bptt_max: int | None = None,
     """The fastest available training step: compiled when the compiler supports the graph."""
     if compiled:
         try:
-            from .compile import compile_train
+            from .trainstep import compile_train
         except ImportError:
             compile_train = None
         if compile_train is not None:

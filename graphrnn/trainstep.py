@@ -1,0 +1,76 @@
+"""A compiled training step: forward, loss and backward in one native call.
+
+    step = gr.compile(model, loss=gr.MSECriterion(), train=True)
+    loss = step(x, target=y)         # fills model.parameters()[1], the flat gradient
+    opt.step()
+
+The training graph is the model's loss graph differentiated by the compiler
+(`prepare_training`): its outputs are the loss and the gradient of every parameter, laid out
+like the model's flat vector. Like `gr.compile`, one program serves every sequence length.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .compile import CompiledModel
+from .compiler.lower import lower_graph
+from .compiler.pipeline import prepare_training
+from .compiler.rewrite import rewrite
+from .ir import Graph, InputError, Node, Op, TensorType
+from .train import InterpretedStep, loss_graph
+
+
+def _unit_cotangent(graph: Graph) -> Graph:
+    """The training graph with the loss cotangent fixed to 1 and `params` as its last input."""
+    *user, params, cotangent = graph.inputs
+    one = ops.const(np.float32(1.0))
+
+    def visit(n: Node) -> Node:
+        return one if n is cotangent else n
+    g = rewrite(graph, visit, into_loops=False)
+    return g.rebuilt(list(user) + [params], g.outputs)
+
+
+class CompiledTrainStep(CompiledModel):
+    """forward + loss + backward of (model, criterion), compiled per batch size."""
+
+    def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
+                 **options: Any):
+        super().__init__(loss_graph(model, criterion), **options)
+        self.model, self._gather = model, False
+        self.truncate = bptt_max
+        self.forward_loss = CompiledModel(self.graph, cache=self.cache)
+        self.forward_loss.model, self.forward_loss._gather = model, False
+        if any(n.op == Op.DROPOUT and n.attrs["p"] > 0 for n, _ in self.graph.walk()):
+            raise InputError("dropout while training is not compiled yet: use the "
+                             "interpreted step (compiled=False)")
+
+    def executable(self, types: tuple[TensorType, ...]) -> Any:
+        g, table, _ = prepare_training(self.graph, types, truncate=self.truncate,
+                                       dump=self.dump, **self.options)
+        return lower_graph(_unit_cotangent(g), table)
+
+    def __call__(self, *inputs: Any, target: Any, training: bool = True,
+                 seed: int = 0) -> float:
+        """Run one step: returns the loss, leaves the gradient in the model's flat gradient."""
+        _, flat_grad = self.model.parameters()
+        loss, grad = super().__call__(*inputs, target)
+        flat_grad[...] = grad
+        return float(loss)
+
+    def loss(self, *inputs: Any, target: Any) -> float:
+        """The loss alone, compiled, in inference mode."""
+        self.model.parameters()
+        return float(self.forward_loss(*inputs, target))
+
+
+def compile_train(model: Any, criterion: Any, *, bptt_max: int | None = None,
+                  **options: Any) -> Any:
+    """The compiled training step, or the interpreted one for graphs it cannot compile yet."""
+    try:
+        return CompiledTrainStep(model, criterion, bptt_max=bptt_max, **options)
+    except InputError:
+        return InterpretedStep(model, criterion, bptt_max=bptt_max)
