@@ -229,7 +229,8 @@ def backprop(outputs: Sequence[Node], seeds: Sequence[Node | None], wrt: Sequenc
     return [total(contribs.get(id(w), [])) for w in wrt]
 
 
-def differentiate(graph: Graph, *, truncate: int | None = None) -> tuple[Graph, list]:
+def differentiate(graph: Graph, *, truncate: int | None = None,
+                  seed_outputs: Sequence[int] | None = None) -> tuple[Graph, list]:
     """The vector-Jacobian product of a typed graph, as a new graph.
 
     Inputs: the graph's inputs, then one cotangent per float output (same type as it).
@@ -237,11 +238,14 @@ def differentiate(graph: Graph, *, truncate: int | None = None) -> tuple[Graph, 
     every float input and every parameter, in that order; the second result names them as
     ("input", index) or ("param", Param). `truncate=k` cuts gradients flowing through loop
     carries at every k-th step (truncated BPTT: nothing flows back across a chunk border).
+    `seed_outputs` limits the differentiated outputs (and so the cotangent inputs) to those
+    indices, e.g. the loss alone when a graph also returns a state.
     """
     from .autodiff_loop import prepare_loops
     g = prepare_loops(graph)
-    seeds = [ops.input_(y.type.shape, "float32", name=f"d_{y.name}") if is_float(y) else None
-             for y in g.outputs]
+    chosen = set(range(len(g.outputs)) if seed_outputs is None else seed_outputs)
+    seeds = [ops.input_(y.type.shape, "float32", name=f"d_{y.name}")
+             if is_float(y) and i in chosen else None for i, y in enumerate(g.outputs)]
     # prepare_loops gives each loop its own PARAM node as a const, so one parameter may have
     # several nodes here: its gradient is the sum over all of them
     params: dict[int, list[Node]] = {}

@@ -129,7 +129,7 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
                      truncate: int | None = None, input_grads: bool = False,
                      unroll: bool | int | None = None, optimize: bool = True,
                      disable: Collection[str] = (), dump: int | None = None,
-                     trace: Trace | None = None
+                     trace: Trace | None = None, seed_outputs: Sequence[int] | None = None
                      ) -> tuple[Graph, ParamTable, tuple[tuple[str, int], ...]]:
     """`prepare` for training: the flattened graph is differentiated (pass "grad") before
     the optimisations run, on the forward and backward loops together.
@@ -142,10 +142,13 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
     gradient is the flat parameter gradient (i is the index of `params`; it has the
     ParamTable's layout); `input_grads=True` adds one per float input, in input order.
     `truncate=k`: truncated BPTT, nothing flows back across every k-th step.
+    `seed_outputs`: the outputs to differentiate (default all float outputs); only they get
+    a cotangent input.
     """
     trace = _trace(trace, dump, disable)
     g, table = _front(graph, input_types, unroll, disable, trace)
-    grad = partial(_differentiate, truncate=truncate, input_grads=input_grads)
+    grad = partial(_differentiate, truncate=truncate, input_grads=input_grads,
+                   seed_outputs=seed_outputs)
     g, names = trace.run(grad, g, "grad")
     return _optimised(g, optimize, disable, trace), table, names
 
@@ -177,11 +180,12 @@ def _optimised(g: Graph, optimize: bool, disable: Collection[str], trace: Trace)
     return g
 
 
-def _differentiate(graph: Graph, *, truncate: int | None, input_grads: bool
+def _differentiate(graph: Graph, *, truncate: int | None, input_grads: bool,
+                   seed_outputs: Sequence[int] | None = None
                    ) -> tuple[Graph, tuple[tuple[str, int], ...]]:
     """differentiate, keeping the gradient of the flat parameters (the last input) and, with
     `input_grads`, those of the float inputs."""
-    g, names = differentiate(graph, truncate=truncate)
+    g, names = differentiate(graph, truncate=truncate, seed_outputs=seed_outputs)
     flat = len(graph.inputs) - 1
     n_out = len(graph.outputs)
     keep = [k for k, (kind, i) in enumerate(names) if input_grads or i == flat]

@@ -128,12 +128,15 @@ def _as_list(x: Any) -> list[np.ndarray]:
 def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
         batch_size: int = 32, optimizer: Any = None, validation: tuple | None = None,
         shuffle: bool = True, seed: int = 0, bptt_max: int | None = None,
-        progress: bool = True, compiled: bool = True,
+        progress: bool = True, compiled: bool = True, stateful_chunk: int | None = None,
         on_epoch: Callable[[int, History], Any] | None = None) -> History:
     """Train `model` on (x, y) with mini-batches; returns the loss history.
 
     x is an array (or a list of arrays, one per model input) batched along axis 0.
     The default optimiser is Adam(lr=1e-3). Runs are reproducible for a given `seed`.
+    `stateful_chunk=k`: stateful truncated BPTT over long streams x[N, T, ...] / y[N, T, ...]:
+    each batch of streams is cut into chunks of k steps, one optimiser step per chunk, the
+    state carried from chunk to chunk and gradients cut at chunk borders.
     """
     from .optim import Adam
     xs, target = _as_list(x), np.asarray(y)
@@ -141,7 +144,26 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
     if any(len(a) != n for a in xs):
         raise InputError(f"x and y must have the same number of examples ({n})")
     optimizer = optimizer or Adam(model.parameters())
-    step = train_step(model, criterion, bptt_max=bptt_max, compiled=compiled)
+    if stateful_chunk:
+        from .stateful import StatefulTrainStep, stream_chunks
+        step = StatefulTrainStep(model, criterion, bptt_max=bptt_max)
+        chunks = stream_chunks(target.shape[1], stateful_chunk)
+
+        def run_batch(idx: np.ndarray, salt: int) -> float:
+            state, total = None, 0.0
+            for c in chunks:
+                loss, state = step(*[a[idx][:, c] for a in xs], target=target[idx][:, c],
+                                   state=state)
+                optimizer.step()
+                total += loss
+            return total / len(chunks)
+    else:
+        step = train_step(model, criterion, bptt_max=bptt_max, compiled=compiled)
+
+        def run_batch(idx: np.ndarray, salt: int) -> float:
+            loss = step(*[a[idx] for a in xs], target=target[idx], seed=salt)
+            optimizer.step()
+            return loss
     rng = np.random.default_rng(seed)
     history = History()
     for epoch in range(epochs):
@@ -150,15 +172,14 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
         t0, total, seen = time.perf_counter(), 0.0, 0
         for b, start in enumerate(range(0, n, batch_size)):
             idx = order[start:start + batch_size]
-            loss = step(*[a[idx] for a in xs], target=target[idx], seed=seed + epoch * n + b)
-            optimizer.step()
+            loss = run_batch(idx, seed + epoch * n + b)
             total += loss * len(idx)
             seen += len(idx)
             bar.update(b + 1, f"loss {total / seen:.4f}")
         history.loss.append(total / seen)
         history.seconds.append(time.perf_counter() - t0)
         info = f"loss {history.loss[-1]:.4f}"
-        if validation is not None:
+        if validation is not None and not stateful_chunk:
             history.val_loss.append(evaluate(step, validation[0], validation[1], batch_size))
             info += f" val_loss {history.val_loss[-1]:.4f}"
         bar.close(info)

@@ -97,3 +97,32 @@ def test_loss_graph_shares_the_models_parameters():
     m = _model(2)
     g = loss_graph(m, gr.MSECriterion())
     assert {id(p) for p in g.params()} == {id(p) for p in m.graph.params()}
+
+
+def test_stateful_chunks_match_the_interpreter_and_learn():
+    from graphrnn.gradcheck import gradients
+    from graphrnn.stateful import StatefulTrainStep, stateful_loss_graph
+    gr.manual_seed(3)
+    x = gr.Input("B", "T", 2)
+    m = gr.gModule([x], [nn.Linear(6, 1)(nn.Recurrent(gr.cells.LSTM(2, 6))(x))])
+    crit = gr.MSECriterion()
+    step = StatefulTrainStep(m, crit)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3, 12, 2)).astype(np.float32)
+    Y = rng.standard_normal((3, 12, 1)).astype(np.float32)
+    _, state = step(X[:, :6], target=Y[:, :6])
+    loss, _ = step(X[:, 6:], target=Y[:, 6:], state=state)
+    grad = m.parameters()[1].copy()
+    graph, _, _ = stateful_loss_graph(m, crit)
+    cot = [np.float64(1.0)] + [np.zeros(s.shape) for s in state]
+    outs, ref, _ = gradients(graph, X[:, 6:], Y[:, 6:], *state, cotangents=cot)
+    assert abs(outs[0] - loss) < 1e-5
+    views = m.table.views(grad)
+    for key, value in ref.items():
+        np.testing.assert_allclose(views[key], value, rtol=1e-4, atol=1e-6)
+    # a stream whose target needs memory across chunks: the running sum of inputs
+    Xs = rng.uniform(-1, 1, (64, 40, 2)).astype(np.float32)
+    Ys = np.cumsum(Xs[..., :1], axis=1) * 0.2
+    h = fit(m, crit, Xs, Ys, epochs=6, batch_size=16, stateful_chunk=10, progress=False,
+            optimizer=optim.Adam(m.parameters(), lr=1e-2))
+    assert h.loss[-1] < 0.5 * h.loss[0]
