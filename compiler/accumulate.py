@@ -85,8 +85,7 @@ def hoist_accumulations(graph: Graph, *, min_input_size: int = 4) -> Graph:
         changed |= m is not n
     if not changed:
         return graph
-    return graph.rebuilt([new[id(x)] for x in graph.inputs],
-                         [new[id(y)] for y in graph.outputs])
+    return graph.remapped(new)
 
 
 def _joined_assembles(n: Node) -> Node | None:

@@ -34,8 +34,7 @@ def eliminate_common_subexpressions(graph: Graph) -> Graph:
         changed |= m is not n
     if not changed:
         return graph
-    return graph.rebuilt([new[id(x)] for x in graph.inputs],
-                         [new[id(y)] for y in graph.outputs])
+    return graph.remapped(new)
 
 
 def _key(n: Node) -> Hashable:

@@ -38,8 +38,7 @@ def eliminate_dead_code(graph: Graph) -> Graph:
         changed |= m is not n
     if not changed:
         return graph
-    return graph.rebuilt([new[id(x)] for x in graph.inputs],
-                         [new[id(y)] for y in graph.outputs])
+    return graph.remapped(new)
 
 
 def _new_index(loop: Node, index: int, read: set[int] | None) -> int:

@@ -44,8 +44,7 @@ def fold_constants(graph: Graph) -> Graph:
         changed |= m is not n
     if not changed:
         return graph
-    return graph.rebuilt([new[id(x)] for x in graph.inputs],
-                         [new[id(y)] for y in graph.outputs])
+    return graph.remapped(new)
 
 
 def _literal(n: Node) -> bool:

@@ -57,8 +57,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
         new[id(n)] = m
     if not changed:
         return graph
-    return graph.rebuilt([new[id(x)] for x in graph.inputs],
-                         [new[id(y)] for y in graph.outputs])
+    return graph.remapped(new)
 
 
 def _joined_pads(graph: Graph) -> Graph:
@@ -82,8 +81,7 @@ def _joined_pads(graph: Graph) -> Graph:
         changed |= m is not n
     if not changed:
         return graph
-    return graph.rebuilt([new[id(x)] for x in graph.inputs],
-                         [new[id(y)] for y in graph.outputs])
+    return graph.remapped(new)
 
 
 def _tiles(n: Node, readers: dict[int, int]) -> list[Node] | None:

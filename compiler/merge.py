@@ -45,8 +45,7 @@ def merge_matmuls(graph: Graph) -> Graph:
         new[id(n)] = m
     if not changed:
         return graph
-    return graph.rebuilt([new[id(x)] for x in graph.inputs],
-                         [new[id(y)] for y in graph.outputs])
+    return graph.remapped(new)
 
 
 def param_like(n: Node) -> bool:

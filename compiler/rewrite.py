@@ -26,8 +26,7 @@ def rewrite(graph: Graph, fn: Callable[[Node], Node], *, into_loops: bool = True
         new[id(n)] = m
     if not changed:
         return graph
-    return graph.rebuilt([new[id(x)] for x in graph.inputs],
-                         [new[id(y)] for y in graph.outputs])
+    return graph.remapped(new)
 
 
 def fresh_name(base: str, taken: set[str], *, numbered: bool = True) -> str:

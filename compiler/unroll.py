@@ -60,8 +60,7 @@ def unroll_loops(graph: Graph, factor: int | None = None, *,
         changed |= m is not n
     if not changed:
         return graph
-    return graph.rebuilt([new[id(x)] for x in graph.inputs],
-                         [new[id(y)] for y in graph.outputs])
+    return graph.remapped(new)
 
 
 def _factor(loop: Node, factor: int | None, only_requested: bool) -> int | None:

@@ -426,6 +426,12 @@ class Graph:
         unused = [x for x in inputs if id(x) not in reached]
         return Graph(tuple(inputs), tuple(outputs), tuple(unused + order))
 
+    def remapped(self, new: dict[int, Node]) -> "Graph":
+        """The graph whose inputs and outputs are `new[id(old)]`: how a pass that mapped
+        every node finishes."""
+        return self.rebuilt([new[id(x)] for x in self.inputs],
+                            [new[id(y)] for y in self.outputs])
+
     def node(self, name: str) -> Node:
         for n in self.nodes:
             if n.name == name:

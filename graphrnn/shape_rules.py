@@ -407,5 +407,4 @@ def infer_graph(graph: Graph, input_types: Sequence[TensorType], *,
             raise node_error(n, "input is not among the graph's inputs")
         ins = tuple(new[id(x)] for x in n.inputs)
         new[id(n)] = apply_rule(_bind_attrs(n.replace(inputs=ins), sizes), [x.type for x in ins])
-    return graph.rebuilt([new[id(x)] for x in graph.inputs],
-                         [new[id(y)] for y in graph.outputs])
+    return graph.remapped(new)
