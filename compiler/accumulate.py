@@ -73,7 +73,10 @@ def hoist_accumulations(graph: Graph, *, min_input_size: int = 4) -> Graph:
         if m.op == Op.LOOP:
             body = hoist_accumulations(m.attrs["body"], min_input_size=min_input_size)
             m = m.replace(attrs={**m.attrs, "body": body})
-            done = None if id(n) in whole else _rewrite_loop(m, min_input_size, taken, leaves)
+            # a loop of checkpointed segments sums its segments' gradients as it goes: the
+            # stacked per-step operands would take the memory checkpointing saves
+            done = None if id(n) in whole or m.attrs.get("checkpoint") else \
+                _rewrite_loop(m, min_input_size, taken, leaves)
             if done is not None:
                 m, parts[id(m)] = done
         elif m.op == Op.GET and id(m.inputs[0]) in parts:

@@ -76,9 +76,16 @@ def prepare_loops(graph: Graph) -> Graph:
         outer_consts = list(consts) + [ops.param(p.param) for p in params.values()]
         outer_xs = list(xs) + ([ops.seq_mask(xs[0], lengths)] if lengths is not None else [])
         a = n.attrs
-        return ops.loop(new_body, outer_consts, carry, outer_xs, None, reverse=a["reverse"],
+        loop = ops.loop(new_body, outer_consts, carry, outer_xs, None, reverse=a["reverse"],
                         unroll=a.get("unroll"), length=a.get("length"), name=n.name)
+        return _keep_checkpoint(n, loop)
     return rewrite(graph, visit, into_loops=False)
+
+
+def _keep_checkpoint(old: Node, loop: Node) -> Node:
+    """`loop` marked, like `old`, as a loop of checkpointed segments (compiler/checkpoint.py)."""
+    k = old.attrs.get("checkpoint")
+    return loop.replace(attrs={**loop.attrs, "checkpoint": k}) if k else loop
 
 
 def _substitute_params(body: Graph, p_inputs: dict[int, Node]) -> list[Node]:
@@ -139,6 +146,7 @@ def loop_vjp(n: Node, cotangents: dict[int, Node], needs: list[bool],
     init = g_final + [ops.expand(0.0, consts[j]) for j in need_c]
     back = ops.loop(bbody, consts, init, outer_xs, None, reverse=not n.attrs["reverse"],
                     length=n.attrs.get("length"), name=f"{n.name}_grad" if n.name else "")
+    back = _keep_checkpoint(n, back)
     result: list[Node | None] = [None] * len(n.inputs)
     for i in range(nh):
         result[nc + i] = ops.get(back, i)

@@ -22,6 +22,7 @@ from llvmlite import ir
 
 from graphrnn.ir import Node, loop_operands, split
 
+from .emit_dropout import step_salt
 from .emit_map import emit_elementwise, fill, identity
 from .irbuilder import I64, Emitter, Ref
 from .layout import lin
@@ -52,10 +53,12 @@ class Env:
 
 
 class Frame:
-    """The innermost loop being emitted: its node, step index t and the refs of its parts."""
+    """The innermost loop being emitted: its node, step index t, the refs of its parts, and
+    the step salt of dropout masks (`outer * 1_000_003 + t + 1`, as the interpreter counts)."""
 
-    def __init__(self, node: Node, t: ir.Value, parts: list[Ref]):
+    def __init__(self, node: Node, t: ir.Value, parts: list[Ref], salt: ir.Value | None = None):
         self.node, self.t, self.parts = node, t, parts
+        self.salt = salt if salt is not None else ir.Constant(I64, 0)
 
 
 def emit_loop(low: "Lowering", k: "Kernel", env: Env, frame: Frame | None) -> None:
@@ -85,7 +88,8 @@ def emit_loop(low: "Lowering", k: "Kernel", env: Env, frame: Frame | None) -> No
             t = s
         for bx, x in zip(b_xs, seqs):
             inner[bx] = Ref(em.gep(x.ptr, em.mul(t, x.layout.strides[1])), x.layout.drop(1))
-        step = Frame(n, t, parts)
+        outer = frame.salt if frame is not None else ir.Constant(I64, 0)
+        step = Frame(n, t, parts, step_salt(bld, outer, t))
         low.run(k.body, inner, step)
         for i, src in enumerate(k.carry_from):
             if src is None:
@@ -94,15 +98,16 @@ def emit_loop(low: "Lowering", k: "Kernel", env: Env, frame: Frame | None) -> No
             name = low.helper(f"{k.name}_carry{i}")
             if len_ref is None:
                 low.call(name, n, lambda e, nd, o, ins: emit_elementwise(e, o, ins, identity),
-                         parts[i], [value])
+                         parts[i], [value], kind="carry")
             else:
-                low.call(name, n, _masked(keep_live=True), parts[i], [value, len_ref], (t,))
+                low.call(name, n, _masked(keep_live=True), parts[i], [value, len_ref], (t,),
+                         kind="carry")
         if len_ref is not None:
             for j in range(len(parts) - n_h):
                 home = k.homes[n_h + j]
                 row = low.home_ref(Home(home.layout.drop(1), home.buffer, slot=j), step)
                 low.call(low.helper(f"{k.name}_zero{j}"), n, _masked(keep_live=False), row,
-                         [len_ref], (t,))
+                         [len_ref], (t,), kind="mask")
     env[n] = tuple(parts)
 
 

@@ -265,6 +265,10 @@ def _hoist_loop(loop: Node, min_input_size: int, taken: set[str],
     ctx = SeqContext(min_input_size, steps)
     n_c, n_h = len(consts_n), len(carry_n)
     kind = classify(body, n_c, n_h, ctx)
+    if loop.attrs.get("checkpoint"):
+        # a loop of checkpointed segments keeps per-segment work inside: moved out, it would
+        # be stacked over all T steps, the memory checkpointing saves
+        kind = {i: STEP if k == SEQ else k for i, k in kind.items()}
     cheap = _cheap(body, n_c)
     frontier, keep = _frontier(body, kind, _moved(body, kind, cheap))
     if not frontier:

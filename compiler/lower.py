@@ -4,8 +4,17 @@ The module has one entry point per direction,
 
     void graphrnn_<hash8>_forward(float* params, float* arena, i8** io, i64 steps)
 
-where `io` points to the inputs then the outputs (graph order; int64 values as i64*) and
-`steps` is the size of the symbolic time dim. Each kernel of the schedule is an internal
+where `io` points to the inputs then the outputs (graph order; int64 values as i64*), then
+EXTRAS more pointers: the persistent region (packed weights), the run block (i64 seed,
+i64 training: what dropout masks draw from) and the profile counters (i64, or null); `steps`
+is the size of the symbolic time dim.
+
+Kernels that depend on the parameters alone (see persist.py) go into a second function,
+
+    void graphrnn_<hash8>_pack(float* params, float* persistent)
+
+named in `meta["pack"]`, which the Program runs once per parameter update instead of on every
+call. `profile=True` brackets every kernel with cycle counters (emit_profile.py). Each kernel of the schedule is an internal
 function `k<i>_<kind>_<ops>` that the entry point calls in order; EMIT_RULES gives the
 emitter of each op. Views cost nothing: a pointer offset and a layout. A loop stays an LLVM
 loop, so the code and its compile time do not depend on T.
@@ -22,9 +31,11 @@ from llvmlite import ir
 from graphrnn.ir import (Executable, Graph, LoweringError, Node, Op, ParamTable, TensorType,
                          loop_operands, split)
 
+from .emit_dropout import emit_dropout
 from .emit_index import INDEX_RULES
 from .emit_loop import Env, Frame, emit_loop
 from .emit_map import MAP_RULES, emit_copy
+from .emit_profile import Profiler, clock_function
 from .emit_reduce import REDUCE_RULES
 from .gemm import Epilogue, emit_matmul, emit_pack
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
@@ -32,8 +43,11 @@ from .layout import Layout, lin
 from .arena import Buffer
 from .schedule import Home, Kernel, Schedule, schedule
 
-VERSION = "lower-1"              # part of the kernel cache key: bump when the code changes
+VERSION = "lower-2"              # part of the kernel cache key: bump when the code changes
 ENTRY = "graphrnn_forward"
+PACK_ENTRY = "graphrnn_pack"
+CLOCK = "graphrnn_clock"         # profile builds: i64 f() reading the cycle counter
+EXTRAS = 3                       # io pointers after the outputs: persistent, run block, counters
 
 Rule = Callable[[Emitter, Node, Ref, list[Ref]], None]
 
@@ -50,7 +64,7 @@ VIEW_OPS = frozenset({Op.INPUT, Op.CONST, Op.FILL, Op.VIEW, Op.SLICE, Op.INDEX, 
 class Lowering:
     """Emits the kernels of a schedule into one module."""
 
-    def __init__(self, sched: Schedule, module: ir.Module):
+    def __init__(self, sched: Schedule, module: ir.Module, *, profile: bool = False):
         self.sched = sched
         self.module = module
         ptr = F32.as_pointer()
@@ -66,8 +80,14 @@ class Lowering:
         n_io = len(sched.inputs) + len(sched.outputs)
         bld = self.em.builder
         self.io = [bld.load(bld.gep(io, [ir.Constant(I64, k)], inbounds=True), align=8)
-                   for k in range(n_io)]
+                   for k in range(n_io + EXTRAS)]
         self.extra = 0
+        self.persist_base = self.em.cast(self.io[n_io], "float32")
+        run = self.em.cast(self.io[n_io + 1], "int64")
+        self.seed, self.training = (self.em.load(self.em.gep(run, k)) for k in (0, 1))
+        self.packing = False            # emitting the pack entry (persistent kernels only)
+        self.profiler = Profiler(self.em.cast(self.io[n_io + 2], "int64")) if profile else None
+        self.total = self.profiler.begin(self.em, "total", "entry", ()) if profile else None
 
     # -- refs
     def home_ref(self, home: Home, frame: Frame | None) -> Ref:
@@ -78,6 +98,9 @@ class Lowering:
             ptr = self.em.gep(part.ptr, self.em.mul(frame.t, part.layout.strides[1]))
             return Ref(ptr, home.layout)
         b = home.buffer
+        if b in self.sched.persist_buffers:
+            ptr = self.em.gep(self.persist_base, b.offset)
+            return Ref(self.em.cast(ptr, dtype), home.layout)
         if b.io >= 0:
             return Ref(self.em.cast(self.io[b.io], dtype), home.layout)
         return Ref(self.em.cast(self.em.gep(self.arena, b.offset), dtype), home.layout)
@@ -99,18 +122,26 @@ class Lowering:
 
     def kernel(self, k: Kernel, env: Env, frame: Frame | None) -> None:
         n = k.node
+        if k in self.sched.persistent and not self.packing:
+            if k.kind != "pack":            # computed by the pack entry: only its place
+                env[n] = self.home_ref(k.dest, frame)
+            return
         if k.kind == "view":
             env[n] = self.view(n, env)
         elif k.kind == "loop":
+            clock = self.profiler.begin(self.em, k.name, "loop", (n.name,)) \
+                if self.profiler else None
             emit_loop(self, k, env, frame)
+            if clock is not None:
+                self.profiler.end(self.em, *clock)
         elif k.kind == "copy":
             out = self.home_ref(k.dest, frame)
-            self.call(k.name, n, emit_copy, out, [env[n]])
+            self.call(k.name, n, emit_copy, out, [env[n]], kind="copy")
             env[k] = out
         elif k.kind == "pack":
             packed = self.buffer_ref(k.packed, Layout.contiguous((k.packed.size,)))
             self.call(k.name, n, lambda em, nd, o, ins: emit_pack(em, nd, o, ins[0]), packed,
-                      [env[n.inputs[1]]])
+                      [env[n.inputs[1]]], kind="pack")
         elif k.matmul is not None:
             mm = k.matmul
             slot = n.inputs.index(mm)
@@ -122,29 +153,61 @@ class Lowering:
                 epilogue = Epilogue(body, slot, tuple(refs[2:]))
                 emit_matmul(em, mm, out, refs[0], refs[1], epilogue)
             out = self.home_ref(k.dest, frame)
-            self.call(k.name, n, fused_gemm, out, ins)
+            self.call(k.name, n, fused_gemm, out, ins, kind="gemm", nodes=(mm.name, n.name))
             env[n] = out
         else:
             out = self.home_ref(k.dest, frame)
             ins = [env[x] for x in n.inputs]
             if n.op == Op.MATMUL:
                 ins = [ins[0], self.buffer_ref(k.packed, Layout.contiguous((k.packed.size,)))]
-            rule = EMIT_RULES.get(n.op)
+            scalars: tuple[ir.Value, ...] = ()
+            if n.op == Op.DROPOUT:          # a kernel only in training (else a view)
+                rule: Rule | None = emit_dropout
+                salt = frame.salt if frame is not None else ir.Constant(I64, 0)
+                scalars = (self.seed, self.training, salt)
+            else:
+                rule = EMIT_RULES.get(n.op)
             if rule is None:
                 raise LoweringError(f"no emitter for op {n.op.value}")
-            self.call(k.name, n, rule, out, ins)
+            self.call(k.name, n, rule, out, ins, scalars, kind=k.kind)
             env[n] = out
 
     def call(self, name: str, node: Node, rule: Rule, out: Ref, ins: list[Ref],
-             scalars: tuple[ir.Value, ...] = ()) -> None:
-        """Emit `rule` as the internal function `name` and call it here."""
+             scalars: tuple[ir.Value, ...] = (), *, kind: str = "map",
+             nodes: tuple[str, ...] = ()) -> None:
+        """Emit `rule` as the internal function `name` and call it here (timed when
+        profiling: `kind` and `nodes` label the counter)."""
         refs = [out] + list(ins)
         fn, em, _ = kernel_function(self.module, name, [r.layout.dtype for r in refs],
                                     len(scalars))
         inner = [Ref(arg, r.layout) for arg, r in zip(fn.args, refs)]
         rule(em, node, inner[0], inner[1:])
         em.builder.ret_void()
-        self.em.builder.call(fn, [r.ptr for r in refs] + list(scalars) + [self.em.steps])
+        args = [r.ptr for r in refs] + list(scalars) + [self.em.steps]
+        if self.profiler is None or self.packing:
+            self.em.builder.call(fn, args)
+            return
+        clock = self.profiler.begin(self.em, name, kind, nodes or (node.name,))
+        self.em.builder.call(fn, args)
+        self.profiler.end(self.em, *clock)
+
+    def pack_entry(self) -> None:
+        """`void graphrnn_pack(float* params, float* persistent)`: the persistent kernels."""
+        ptr = F32.as_pointer()
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [ptr, ptr]), PACK_ENTRY)
+        for a, name in zip(fn.args, ("params", "persistent")):
+            a.name = name
+            a.add_attribute("noalias")
+        fn.attributes.add("nounwind")
+        saved = self.em, self.persist_base
+        self.em, self.persist_base, self.packing = Emitter(fn, ir.Constant(I64, 0)), \
+            fn.args[1], True
+        env = _StaticEnv(self, Ref(fn.args[0], self.sched.layouts[self.sched.params]))
+        for top in self.sched.kernels:
+            self.run(tuple(k for k in top.walk() if k in self.sched.persistent), env, None)
+        self.em.builder.ret_void()
+        self.em, self.persist_base = saved
+        self.packing = False
 
     def helper(self, base: str) -> str:
         self.extra += 1
@@ -170,6 +233,22 @@ class Lowering:
         return Ref(self.em.gep(src.ptr, self.sched.offsets[n]), layout)
 
 
+class _StaticEnv(Env):
+    """Values the pack entry reads: the parameters, and views of them made on demand
+    (through loop bodies' consts to the outer values they stand for)."""
+
+    def __init__(self, low: Lowering, params: Ref):
+        super().__init__()
+        self.low = low
+        self.values[low.sched.params] = params
+
+    def __getitem__(self, n: Any) -> Any:
+        if n not in self.values:
+            alias = self.low.sched.aliases.get(n)
+            self.values[n] = self[alias] if alias is not None else self.low.view(n, self)
+        return self.values[n]
+
+
 def _symbol(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
@@ -181,24 +260,39 @@ def _failure(n: Node, e: Exception) -> LoweringError:
 
 # ----------------------------------------------------------------------------- the pass
 
-def lower_graph(graph: Graph, table: ParamTable) -> Executable:
-    """The Executable of a typed, flattened (and optimised) graph."""
+def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
+                profile: bool = False) -> Executable:
+    """The Executable of a typed, flattened (and optimised) graph.
+
+    training: dropout draws its masks (from the run block's seed) instead of being the
+    identity. profile: count the cycles of every kernel (meta["profile"] names the counters).
+    """
     params = graph.inputs[-1] if graph.inputs and graph.inputs[-1].name == "params" else None
     symbol = _time_symbol(graph, params)
-    sched = schedule(graph, params)
+    sched = schedule(graph, params, training=training)
     module = ir.Module(name="graphrnn")
-    low = Lowering(sched, module)
+    low = Lowering(sched, module, profile=profile)
     env = Env()
     for k, x in enumerate(sched.inputs):
         env[x] = Ref(low.em.cast(low.io[k], x.type.dtype), sched.layouts[x])
     if params is not None:
         env[params] = Ref(low.params, sched.layouts[params])
     low.run(sched.kernels, env, None)
+    if low.profiler is not None:
+        low.profiler.end(low.em, *low.total)
+        low.profiler.flush(low.em)
     low.em.builder.ret_void()
+    if sched.persistent:
+        low.pack_entry()
+    if profile:
+        clock_function(module, CLOCK)
     text = str(module)
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    entry = f"graphrnn_{digest}_forward"
-    text = text.replace(f'@"{ENTRY}"', f'@"{entry}"')
+    names = {base: f"graphrnn_{digest}_{base.split('_')[1]}" for base in (ENTRY, PACK_ENTRY,
+                                                                           CLOCK)}
+    for base, name in names.items():
+        text = text.replace(f'@"{base}"', f'@"{name}"')
+    entry, pack = names[ENTRY], names[PACK_ENTRY]
     io = tuple(x.type for x in sched.inputs) + tuple(y.type for y in graph.outputs)
     meta = {
         "arena": (sched.fixed_floats, sched.step_floats),
@@ -208,6 +302,10 @@ def lower_graph(graph: Graph, table: ParamTable) -> Executable:
         "checks": tuple(index_checks(graph, sched.inputs)),
         "kernels": sum(1 for k in sched.kernels for _ in k.walk()),
         "version": VERSION,
+        "extras": EXTRAS,
+        "pack": (pack, sched.persist_floats) if sched.persistent else None,
+        "profile": low.profiler.meta() if low.profiler is not None else None,
+        "clock": names[CLOCK] if profile else None,
     }
     return Executable(text, (entry,), table, sched.fixed_floats, io, meta)
 
@@ -279,4 +377,4 @@ def index_checks(graph: Graph, inputs: tuple[Node, ...]) -> list[tuple[str, int,
     return checks
 
 
-__all__ = ["lower_graph", "EMIT_RULES", "VIEW_OPS", "VERSION", "Lowering"]
+__all__ = ["lower_graph", "EMIT_RULES", "VIEW_OPS", "VERSION", "EXTRAS", "Lowering"]

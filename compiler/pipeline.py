@@ -24,6 +24,7 @@ from graphrnn.ir import Graph, GraphError, LoweringError, ParamTable, TensorType
 
 from .accumulate import hoist_accumulations
 from .autodiff import differentiate
+from .checkpoint import checkpoint_loops
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .flatten import flatten_params
@@ -129,7 +130,8 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
                      truncate: int | None = None, input_grads: bool = False,
                      unroll: bool | int | None = None, optimize: bool = True,
                      disable: Collection[str] = (), dump: int | None = None,
-                     trace: Trace | None = None, seed_outputs: Sequence[int] | None = None
+                     trace: Trace | None = None, seed_outputs: Sequence[int] | None = None,
+                     checkpoint: int | None = None
                      ) -> tuple[Graph, ParamTable, tuple[tuple[str, int], ...]]:
     """`prepare` for training: the flattened graph is differentiated (pass "grad") before
     the optimisations run, on the forward and backward loops together.
@@ -144,9 +146,15 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
     `truncate=k`: truncated BPTT, nothing flows back across every k-th step.
     `seed_outputs`: the outputs to differentiate (default all float outputs); only they get
     a cotangent input.
+    `checkpoint=k`: gradient checkpointing (pass "checkpoint", compiler/checkpoint.py): the
+    forward loops keep the carry of every k-th step only and the backward loops recompute
+    the steps between; the same gradients for O(T/k + k) saved carries instead of O(T).
     """
     trace = _trace(trace, dump, disable)
     g, table = _front(graph, input_types, unroll, disable, trace)
+    if checkpoint:
+        g = trace.run(partial(checkpoint_loops, every=checkpoint, truncate=truncate), g,
+                      "checkpoint")
     grad = partial(_differentiate, truncate=truncate, input_grads=input_grads,
                    seed_outputs=seed_outputs)
     g, names = trace.run(grad, g, "grad")

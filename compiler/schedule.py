@@ -11,6 +11,14 @@ loop-invariant work, packing of invariant matmul weights), its body (run once pe
 per carry, where the step's new value comes from. Carried state lives in the loop's own
 buffers, which are also the final carry the loop returns.
 
+Weights that depend on the parameters only (a matmul's packed panels, and what they are made
+from) are *persistent*: `persist.split_persistent` moves their kernels out of the call into a
+separate pack entry point run once per parameter update, their buffers into a region the
+Program keeps between calls.
+
+In training mode (`training=True`) dropout is a kernel of its own that draws its mask, and it
+and every loop containing one run at each step (never hoisted into a loop's prologue).
+
 Memory: each buffer lives from the kernel that writes it to its last reader; a buffer read
 inside a loop body lives until the loop ends. Buffers whose lifetimes do not overlap share
 arena space (greedy first fit in schedule order). Buffers that scale with T sit in a second
@@ -26,7 +34,9 @@ from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 
 from .arena import Buffer, plan_arena
 from .gemm import epilogue_layouts, packed_floats
+from .hoist import per_step
 from .layout import VIEW_RULES, ZERO, Layout, Lin
+from .persist import split_persistent
 
 # ops that are a view of their (first) input, or a leaf with storage of its own
 VIEWS = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE, Op.GET, Op.DROPOUT, Op.EXPAND, Op.VIEW})
@@ -84,11 +94,16 @@ class Schedule:
     outputs: tuple[Node, ...]
     params: Node | None
     parts: dict[tuple[Node, int], tuple[Layout, Buffer | None]] = field(default_factory=dict)
+    persistent: frozenset[Kernel] = frozenset()     # run by the pack entry, not per call
+    persist_buffers: frozenset[Buffer] = frozenset()  # offsets into the persistent region
+    persist_floats: int = 0
+    aliases: dict[Node, Node] = field(default_factory=dict)   # body const -> outer value
 
 
-def schedule(graph: Graph, params: Node | None = None) -> Schedule:
+def schedule(graph: Graph, params: Node | None = None, *, training: bool = False
+             ) -> Schedule:
     """The kernels of `graph` (typed, flattened) in order, with every buffer placed."""
-    s = _Scheduler()
+    s = _Scheduler(training)
     inputs = tuple(x for x in graph.inputs if x is not params)
     for x in graph.inputs:
         s.leaf(x)
@@ -98,7 +113,7 @@ def schedule(graph: Graph, params: Node | None = None) -> Schedule:
     copies: list[tuple[Node, int]] = []
     for j, y in enumerate(graph.outputs):
         io = n_in + j
-        if _computed(y) and y not in claims:
+        if _computed(y, s.views) and y not in claims:
             claims[y] = Home(Layout.of(y.type), Buffer(f"out{j}", ZERO, 0, 0, io=io))
         elif y.op == Op.GET and y.inputs[0].op == Op.LOOP \
                 and (y.inputs[0], y.attrs["index"]) not in loop_claims:
@@ -112,18 +127,23 @@ def schedule(graph: Graph, params: Node | None = None) -> Schedule:
         s.use(y, pos)
         home = Home(Layout.of(y.type), Buffer(f"out{io - n_in}", ZERO, pos, pos, io=io))
         kernels.append(Kernel(s.name("copy", y), "copy", y, home))
+    persistent, kept, floats = split_persistent(kernels, params, s.aliases)
+    s.buffers = [b for b in s.buffers if b not in kept]
     fixed, step = plan_arena(s.buffers)
     return Schedule(tuple(kernels), s.layouts, s.offsets, s.buffers, fixed, step, inputs,
-                    graph.outputs, params, s.parts)
+                    graph.outputs, params, s.parts, persistent, kept, floats, s.aliases)
 
 
-def _computed(n: Node) -> bool:
+def _computed(n: Node, views: frozenset[Op] = VIEWS) -> bool:
     """Whether `n` is always written by a kernel of its own (so it can be given a home)."""
-    return n.op not in VIEWS and n.op not in LEAVES and n.op != Op.LOOP
+    return n.op not in views and n.op not in LEAVES and n.op != Op.LOOP
 
 
 class _Scheduler:
-    def __init__(self) -> None:
+    def __init__(self, training: bool = False) -> None:
+        self.training = training
+        self.views = VIEWS - {Op.DROPOUT} if training else VIEWS
+        self.aliases: dict[Node, Node] = {}
         self.pos = 0
         self.buffers: list[Buffer] = []
         self.layouts: dict[Node, Layout] = {}
@@ -194,7 +214,7 @@ class _Scheduler:
             return [Kernel(self.name("view", n), "view", n)]
         if n.op == Op.LOOP:
             return [self.loop(n)]
-        if n.op in VIEWS:
+        if n.op in self.views:
             view = self.view(n)
             if view is not None:
                 return [view]
@@ -270,6 +290,7 @@ class _Scheduler:
         b_consts, b_carry, b_xs = split(body.inputs, len(consts), n_h)
         for bx, x in zip(b_consts, consts):
             self._alias(bx, x, self.layouts[x])
+            self.aliases[bx] = x
         for i, bc in enumerate(b_carry):
             self.layouts[bc] = homes[i].layout
             self.roots[bc] = homes[i].buffer
@@ -282,7 +303,7 @@ class _Scheduler:
             pos = self.tick()
             self.use(x, pos)
             prologue.append(Kernel(self.name("copy", x), "copy", x, homes[i]))
-        inv = _invariants(body, set(b_consts))
+        inv = _invariants(body, set(b_consts), self.training)
         inputs = set(body.inputs)
         for bn in body.nodes:
             if bn in inv and bn not in inputs:
@@ -295,7 +316,7 @@ class _Scheduler:
         claims: dict[Node, Home] = {}
         ys = body.outputs[n_h:]
         for j, y in enumerate(ys):
-            if _computed(y) and y not in inv and y not in claims:
+            if _computed(y, self.views) and y not in inv and y not in claims:
                 claims[y] = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
         kernels = self.level(body.nodes, claims, inv | inputs, body.outputs)
 
@@ -359,10 +380,13 @@ def _epilogues(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node,
     return found
 
 
-def _invariants(body: Graph, consts: set[Node]) -> set[Node]:
-    """Body values that are the same at every step: consts, constants, and what they make."""
+def _invariants(body: Graph, consts: set[Node], training: bool = False) -> set[Node]:
+    """Body values that are the same at every step: consts, constants, and what they make
+    (in training, not a dropout nor a loop holding one: their masks change with the step)."""
     inv = set(consts)
     for n in body.nodes:
+        if training and per_step(n):
+            continue
         if n.op in (Op.CONST, Op.FILL) or (n.op != Op.INPUT and n.inputs
                                             and all(x in inv for x in n.inputs)):
             inv.add(n)

@@ -1,112 +1,192 @@
-"""`graphrnn bench`: forward time of RNN/LSTM/GRU layers against peers measured in the same run.
+"""`graphrnn bench`: RNN/LSTM/GRU layers, forward and training step, against peers in one run.
 
-Every implementation runs on one thread; repeats are interleaved (each round times every
-implementation once, in turn) and the median is reported, because the machine's vCPUs are
-shared and noisy. Ratios are peer time / graphrnn time: above 1 means graphrnn is faster.
+For every (configuration, cell) one layer over x[B, T, D] returning h for every step is
+timed as a forward pass, and as a training step (forward, mean squared error of every step's
+output against a random target, backward filling the gradient of every weight), in:
+graphrnn compiled, the numpy reference interpreter, PyTorch eager, ONNX Runtime (forward
+only) and JAX (`lax.scan` under `jit`). Every peer gets graphrnn's weights, and its result
+is checked against graphrnn's (max abs diff, in --json). A peer whose package is missing is
+reported as missing.
+
+Hygiene: the measurements run in a child process whose thread pools are pinned to one
+thread by environment variables (a second child for the 2-thread rows); within a row,
+every implementation runs once per round, in an order that rotates each round, with the
+garbage collector off; medians are reported (minimums too, in --json), with the CPU time
+per wall time of each implementation as a check that it really ran on the threads asked.
+Ratios are peer time / graphrnn time: above 1 means graphrnn is faster. GFLOP/s count
+2*B*T*(D+H)*G*H flops forward (G gates) and three times that for a training step, against
+the single-core FMA peak measured by `graphrnn bench --peak`.
 """
 from __future__ import annotations
 
+import argparse
+import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-CONFIGS = [(1, 100, 32, 64), (1, 2000, 16, 128), (100, 100, 2, 100), (32, 50, 256, 256),
-           (64, 100, 512, 512)]
-QUICK_CONFIGS = [(1, 100, 32, 64), (100, 100, 2, 100)]
+import numpy as np
+
+from . import __version__
+
+Config = tuple[int, int, int, int]
+CONFIGS: list[Config] = [(1, 100, 32, 64), (1, 2000, 16, 128), (100, 100, 2, 100),
+                         (32, 50, 256, 256), (64, 100, 512, 512)]
+QUICK_CONFIGS: list[Config] = [(1, 100, 32, 64), (100, 100, 2, 100)]
 CELLS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+MODES = ("forward", "train")
+IMPLS = ("graphrnn", "interpreter", "torch", "onnxruntime", "jax")
+PEER_NAMES = ("torch", "onnxruntime", "jax")
+FORWARD_ONLY = {"onnxruntime": "forward only"}
+_XLA_ONE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+_XLA_TWO = "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2"
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+              "XLA_FLAGS": _XLA_ONE}
+TWO_THREADS = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
+               "XLA_FLAGS": _XLA_TWO}
+
+
+def flops(cell: str, config: Config, mode: str) -> float:
+    """2*B*T*(D+H)*G*H for a forward pass; a training step counts three times that."""
+    b, t, d, h = config
+    fwd = 2.0 * b * t * (d + h) * GATES[cell] * h
+    return fwd if mode == "forward" else 3.0 * fwd
 
 
 @dataclass
 class Row:
+    """One (cell, configuration, mode, threads) measurement; times in ms."""
     cell: str
-    config: tuple[int, int, int, int]
-    ms: dict[str, float] = field(default_factory=dict)       # implementation -> median ms
-    missing: list[str] = field(default_factory=list)
+    config: list[int]
+    mode: str
+    threads: int
+    gflop: float
+    ms: dict[str, float] = field(default_factory=dict)             # median
+    min_ms: dict[str, float] = field(default_factory=dict)
+    cpu_per_wall: dict[str, float] = field(default_factory=dict)
+    rounds: dict[str, int] = field(default_factory=dict)
+    max_abs_diff: dict[str, float] = field(default_factory=dict)   # vs graphrnn's result
+    missing: dict[str, str] = field(default_factory=dict)          # peer -> why
+    not_applicable: dict[str, str] = field(default_factory=dict)   # impl -> why
 
-    def ratio(self, peer: str) -> float | None:
-        if peer not in self.ms or "graphrnn" not in self.ms:
-            return None
-        return self.ms[peer] / self.ms["graphrnn"]
+    def to_json(self, peak_gflops: float | None = None) -> dict:
+        """The row with its derived columns: ratios, fastest peer, GFLOP/s, share of peak."""
+        out = asdict(self)
+        g = self.ms.get("graphrnn")
+        out["ratios"] = {k: (v / g if g else None) for k, v in self.ms.items() if k != "graphrnn"}
+        peers = {k: v for k, v in self.ms.items() if k in PEER_NAMES}
+        fastest = min(peers, key=peers.get) if peers else None
+        out["fastest_peer"] = fastest
+        out["ratio_fastest_peer"] = out["ratios"][fastest] if fastest and g else None
+        out["graphrnn_gflops"] = self.gflop / (g / 1e3) if g else None
+        out["peak_fraction"] = (out["graphrnn_gflops"] / (peak_gflops * self.threads)
+                                if g and peak_gflops else None)
+        return out
 
 
-def build_layer(cell: str, d: int, h: int, seed: int = 0) -> Any:
-    """One recurrent layer over x[B, T, D] as a gModule returning h for every step."""
-    import graphrnn as gr
-    gr.manual_seed(seed)
-    make = {"rnn": gr.cells.RNN, "lstm": gr.cells.LSTM, "gru": gr.cells.GRU}[cell]
-    x = gr.Input("B", "T", d, name="x")
-    return gr.gModule([x], [gr.nn.Recurrent(make(d, h))(x)], name=cell)
+# ----------------------------------------------------------------------------- measuring a row
+
+def max_abs_diff(result: Any, reference: Any) -> float:
+    """Forward: over the outputs; training: over the loss and every gradient."""
+    if isinstance(reference, np.ndarray):
+        return float(np.max(np.abs(np.asarray(result) - reference)))
+    (loss, grads), (ref_loss, ref_grads) = result, reference
+    return max([abs(float(loss) - float(ref_loss))]
+               + [float(np.max(np.abs(grads[k] - ref_grads[k]))) for k in ref_grads])
 
 
-def torch_layer(cell: str, model: Any, d: int, h: int) -> Callable | None:
-    """The same layer in PyTorch eager, with graphrnn's weights copied in (None if missing)."""
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float,
+                min_rounds: int = 3) -> dict[str, list[tuple[float, float]]]:
+    """(wall s, cpu s) per call: each round calls every fn once, the order rotating. A fn
+    leaves the rounds once it has `min_rounds` samples and has used its share of the budget."""
+    names = list(fns)
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+    share = budget_s / max(len(names), 1)
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
     try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(1)
-    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
-    layer = cls(d, h, batch_first=True)
-    state = model.named_parameters()
-    with torch.no_grad():
-        for name, p in layer.named_parameters():
-            p.copy_(torch.from_numpy(state[f"{cell}.{name}"]))
-
-    def run(x: Any) -> Any:
-        with torch.no_grad():
-            return layer(torch.from_numpy(x))[0]
-    return run
+        for r in range(repeats):
+            live = [k for k in names if len(samples[k]) < min(min_rounds, repeats)
+                    or sum(w for w, _ in samples[k]) < share]
+            if not live:
+                break
+            for k in live[r % len(live):] + live[:r % len(live)]:
+                w0, c0 = time.perf_counter(), time.process_time()
+                fns[k]()
+                samples[k].append((time.perf_counter() - w0, time.process_time() - c0))
+    finally:
+        if was_enabled:
+            gc.enable()
+    return samples
 
 
-def median_ms(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float) -> dict:
-    """Interleaved timing: each round calls every fn once; stop early past the time budget."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    start = time.perf_counter()
-    for r in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append((time.perf_counter() - t0) * 1e3)
-        if r >= 2 and time.perf_counter() - start > budget_s:
-            break
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def bench_forward(cell: str, config: tuple[int, int, int, int], repeats: int,
-                  budget_s: float) -> Row:
-    import numpy as np
-    import graphrnn as gr
+def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats: int = 7,
+              budget_s: float = 30.0, min_rounds: int = 3,
+              impls: tuple[str, ...] = IMPLS) -> Row:
+    """Time one row: every implementation warmed up (and checked) once, then interleaved."""
+    from .peers import (PeerMissing, build_layer, graphrnn_impl, interpreter_impl, make_peer,
+                        peer_impl)
     b, t, d, h = config
     model = build_layer(cell, d, h)
-    x = np.random.default_rng(0).standard_normal((b, t, d)).astype(np.float32)
-    compiled = gr.compile(model)
-    compiled(x)                                        # compile outside the timing
-    fns: dict[str, Callable[[], Any]] = {"graphrnn": lambda: compiled(x),
-                                         "interpreter": lambda: gr.interpret(model, x)}
-    row = Row(cell, config)
-    peer = torch_layer(cell, model, d, h)
-    if peer is None:
-        row.missing.append("torch")
-    else:
-        peer(x)
-        fns["torch"] = lambda: peer(x)
-    row.ms = median_ms(fns, repeats, budget_s)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((b, t, d)).astype(np.float32)
+    y = rng.standard_normal((b, t, h)).astype(np.float32) if mode == "train" else None
+    weights = {k.split(".", 1)[1]: v.copy() for k, v in model.named_parameters().items()}
+    row = Row(cell, list(config), mode, threads, flops(cell, config, mode) / 1e9)
+    fns: dict[str, Callable[[], Any]] = {}
+    results: dict[str, Any] = {}
+    with ThreadPoolExecutor(1) as pool:
+        for name in impls:
+            if mode == "train" and name in FORWARD_ONLY:
+                row.not_applicable[name] = FORWARD_ONLY[name]
+            elif name == "interpreter" and threads != 1:
+                row.not_applicable[name] = "the numpy reference runs on one thread"
+            elif name == "graphrnn" and threads != 1 and b < 2:
+                row.not_applicable[name] = f"B={b}: no batch to split"
+            elif name == "graphrnn":
+                fns[name], convert = graphrnn_impl(model, mode, x, y, threads, pool)
+            elif name == "interpreter":
+                fns[name], convert = interpreter_impl(model, mode, x, y)
+            else:
+                try:
+                    peer = make_peer(name, cell, weights, threads)
+                except PeerMissing as e:
+                    row.missing[name] = str(e)
+                    continue
+                peer.prepare(x, y)
+                fns[name], convert = peer_impl(peer, mode)
+            if name in fns:
+                results[name] = convert(fns[name]())    # warm-up: compiles, and is checked
+        reference = results.get("graphrnn")
+        if reference is not None:
+            row.max_abs_diff = {k: max_abs_diff(v, reference) for k, v in results.items()
+                                if k != "graphrnn"}
+        samples = interleaved(fns, repeats, budget_s, min_rounds)
+    for k, s in samples.items():
+        row.ms[k] = statistics.median(w for w, _ in s) * 1e3
+        row.min_ms[k] = min(w for w, _ in s) * 1e3
+        row.cpu_per_wall[k] = sum(c for _, c in s) / max(sum(w for w, _ in s), 1e-12)
+        row.rounds[k] = len(s)
     return row
 
 
+# ----------------------------------------------------------------------------- the run
+
 def compile_times(cell: str = "lstm", d: int = 32, h: int = 64) -> dict[str, float]:
-    """Cold compile, disk-cache load, and compile time at T = 10 and T = 10000 (seconds)."""
-    import numpy as np
+    """Seconds: cold compile (forward at T=10, and the training step), disk-cache load, and
+    compile at T = 10 and T = 10000 (T is a runtime argument: the two should match)."""
+    import tempfile
     import graphrnn as gr
-    from graphrnn.runtime.cache import KernelCache
+    from .peers import build_layer
+    from .runtime.cache import KernelCache
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, steps in (("compile_T10_s", 10), ("compile_T10000_s", 10000)):
@@ -120,66 +200,178 @@ def compile_times(cell: str = "lstm", d: int = 32, h: int = 64) -> dict[str, flo
         model = build_layer(cell, d, h)
         x = np.zeros((1, 10, d), np.float32)
         gr.compile(model, cache=KernelCache(os.path.join(tmp, "disk"))).program_for([x])
-        fresh = KernelCache(os.path.join(tmp, "disk"))     # new process view: disk only
+        fresh = KernelCache(os.path.join(tmp, "disk"))     # a new process's view: disk only
         t0 = time.perf_counter()
         gr.compile(model, cache=fresh).program_for([x])
         out["disk_cache_load_s"] = time.perf_counter() - t0
+        step = gr.compile(model, loss=gr.MSECriterion(), train=True,
+                          cache=KernelCache(os.path.join(tmp, "train")))
+        t0 = time.perf_counter()
+        step.program_for([x, np.zeros((1, 10, h), np.float32)])
+        out["train_cold_compile_s"] = time.perf_counter() - t0
     return out
 
 
-def run(quick: bool = False, repeats: int = 7, budget_s: float = 20.0) -> dict:
-    """The whole benchmark as a dict (what `--json` prints)."""
-    configs = QUICK_CONFIGS if quick else CONFIGS
-    cells = ("lstm",) if quick else CELLS
-    rows = [bench_forward(c, cfg, 3 if quick else repeats, 3.0 if quick else budget_s)
-            for cfg in configs for c in cells]
-    return {"rows": [asdict(r) | {"ratios": {p: r.ratio(p) for p in r.ms if p != "graphrnn"}}
-                     for r in rows],
-            "compile": compile_times(),
-            "threads": 1}
+def host() -> dict[str, Any]:
+    """The machine and the versions the numbers belong to."""
+    import platform
+    import llvmlite
+    import llvmlite.binding as llvm
+    from .peers import versions
+    model = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        model = names[0] if names else model
+    features = llvm.get_host_cpu_features()
+    return {"cpu": model, "llvm_cpu": llvm.get_host_cpu_name(), "logical_cpus": os.cpu_count(),
+            "avx512f": bool(features.get("avx512f")), "fma": bool(features.get("fma")),
+            "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "versions": {"graphrnn": __version__, "python": platform.python_version(),
+                         "numpy": np.__version__, "llvmlite": llvmlite.__version__,
+                         "llvm": ".".join(map(str, llvm.llvm_version_info)), **versions()}}
 
 
-def format_table(result: dict) -> str:
-    peers = sorted({p for r in result["rows"] for p in r["ms"] if p != "graphrnn"})
-    head = f"{'cell':<5} {'(B, T, D, H)':<22} {'graphrnn ms':>12}" + "".join(
-        f" {p + ' ms':>15} {'x ' + p:>14}" for p in peers)
-    lines = ["forward, one thread, median of interleaved repeats "
-             "(x peer = peer time / graphrnn time)", head, "-" * len(head)]
-    for r in result["rows"]:
-        line = f"{r['cell']:<5} {str(tuple(r['config'])):<22} {r['ms']['graphrnn']:>12.3f}"
-        for p in peers:
-            ms, ratio = r["ms"].get(p), r["ratios"].get(p)
-            line += (f" {ms:>15.3f} {ratio:>13.2f}x" if ms is not None
-                     else f" {'missing':>15} {'':>14}")
-        lines.append(line)
-    missing = sorted({m for r in result["rows"] for m in r["missing"]})
-    if missing:
-        lines.append(f"missing peers: {', '.join(missing)} (pip install -e '.[bench]')")
-    c = result["compile"]
-    lines.append("")
-    lines.append(f"cold compile (one LSTM layer): {c['cold_compile_s'] * 1e3:8.1f} ms")
-    lines.append(f"disk-cache load:               {c['disk_cache_load_s'] * 1e3:8.1f} ms")
-    lines.append(f"compile at T=10 / T=10000:     {c['compile_T10_s'] * 1e3:8.1f} / "
-                 f"{c['compile_T10000_s'] * 1e3:.1f} ms")
-    return "\n".join(lines)
+def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
+        modes: tuple[str, ...] = MODES, *, threads: int = 1, repeats: int = 7,
+        budget_s: float = 30.0, min_rounds: int = 3, peak: bool = True, compile: bool = True,
+        log: Callable[[str], None] | None = None) -> dict:
+    """The benchmark as a dict (what `--json` prints), measured in this process."""
+    from .peak import measure_peak
+    result: dict[str, Any] = {"host": host(), "threads": threads, "repeats": repeats}
+    result["peak"] = measure_peak() if peak else None
+    peak_gflops = result["peak"]["gflops"] if peak else None
+    rows = []
+    for cfg in configs or CONFIGS:
+        for cell in cells:
+            for mode in modes:
+                row = bench_row(cell, tuple(cfg), mode, threads=threads, repeats=repeats,
+                                budget_s=budget_s, min_rounds=min_rounds)
+                rows.append(row.to_json(peak_gflops))
+                if log:
+                    log(f"{cell} {tuple(cfg)} {mode} x{threads}: " + ", ".join(
+                        f"{k} {v:.3f} ms" for k, v in row.ms.items()))
+    result["rows"] = rows
+    result["compile"] = compile_times() if compile else None
+    result["host"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return result
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _config(text: str) -> Config:
+    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected B,T,D,H (four positive integers)")
+    return tuple(int(p) for p in parts)        # type: ignore[return-value]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `graphrnn bench`."""
+    parser.add_argument("--json", action="store_true", help="print everything as JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"LSTM on {', '.join(map(str, QUICK_CONFIGS))}, 3 repeats "
+                             "(under a minute)")
+    parser.add_argument("--peak", action="store_true",
+                        help="only measure the single-core FMA peak (GFLOP/s)")
+    parser.add_argument("--configs", nargs="+", type=_config, metavar="B,T,D,H",
+                        help="configurations to run (default: "
+                             + " ".join(",".join(map(str, c)) for c in CONFIGS) + ")")
+    parser.add_argument("--cells", nargs="+", choices=CELLS, help="cells (default: all)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, help="default: both")
+    parser.add_argument("--repeats", type=int, help="interleaved rounds (default 7; quick 3)")
+    parser.add_argument("--budget", type=float, metavar="SECONDS",
+                        help="time per row after which slow implementations stop repeating "
+                             "(after 3 rounds; default 30 s; quick: 4 s, after 1 round)")
+    parser.add_argument("--no-two-threads", action="store_true",
+                        help="skip the 2-thread rows (run on the largest configuration)")
+    parser.add_argument("--child-threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-extras", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+
+
+def _child_argv(args: argparse.Namespace, threads: int, configs: list[Config],
+                extras: bool) -> list[str]:
+    argv = ["--child-threads", str(threads), "--configs", *(",".join(map(str, c))
+                                                           for c in configs)]
+    for opt in ("cells", "modes"):
+        if getattr(args, opt):
+            argv += [f"--{opt}", *getattr(args, opt)]
+    argv += ["--repeats", str(args.repeats), "--budget", str(args.budget)]
+    flags = [f for f, on in (("--child-extras", extras), ("--peak", args.peak),
+                             ("--quick", args.quick)) if on]
+    return argv + flags
+
+
+def _in_child(argv: list[str], env: dict[str, str]) -> dict | None:
+    """Run `graphrnn.bench` in a child process with `env` and read the JSON it writes to a
+    file (None when it failed: its error is already on stderr). Whatever the child prints,
+    libraries included, goes to stderr, so stdout carries only the report."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        done = subprocess.run([sys.executable, "-m", "graphrnn.bench", *argv, "--child-out", out],
+                              env=dict(os.environ, **env), stdout=sys.stderr)
+        if done.returncode != 0 or not os.path.exists(out):
+            print(f"graphrnn bench: the measuring process failed (exit status "
+                  f"{done.returncode})", file=sys.stderr)
+            return None
+        with open(out) as f:
+            return json.load(f)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`graphrnn bench`: measure in child processes, then print the table or the JSON."""
+    from .benchtable import format_table
+    from .peak import format_peak, measure_peak
+    args.repeats = args.repeats or (3 if args.quick else 7)
+    args.budget = args.budget or (4.0 if args.quick else 30.0)
+    if args.child_threads:
+        if args.peak:
+            result: dict = {"peak": measure_peak()}
+        else:
+            result = run(args.configs, tuple(args.cells or CELLS), tuple(args.modes or MODES),
+                         threads=args.child_threads, repeats=args.repeats,
+                         budget_s=args.budget, min_rounds=1 if args.quick else 3,
+                         peak=args.child_extras,
+                         compile=args.child_extras,
+                         log=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+        if args.child_out:
+            with open(args.child_out, "w") as f:
+                json.dump(result, f)
+        else:
+            print(json.dumps(result))
+        return 0
+    if args.quick:
+        args.configs, args.cells = args.configs or QUICK_CONFIGS, args.cells or ["lstm"]
+    configs = args.configs or CONFIGS
+    result = _in_child(_child_argv(args, 1, configs, True), ONE_THREAD)
+    if result is None:
+        return 1
+    if args.peak:
+        print(json.dumps(result, indent=2) if args.json else format_peak(result["peak"]))
+        return 0
+    if not args.no_two_threads:
+        large = max(configs, key=lambda c: flops("lstm", c, "forward"))
+        two = _in_child(_child_argv(args, 2, [large], False), TWO_THREADS)
+        if two is None:
+            return 1
+        peak = result["peak"]["gflops"]
+        for row in two["rows"]:
+            g = row["graphrnn_gflops"]
+            row["peak_fraction"] = g / (2 * peak) if g else None
+        result["rows"] += two["rows"]
+        result["two_threads_host"] = two["host"]
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; re-runs itself in a child with every thread pool pinned to one thread."""
-    import argparse
-    parser = argparse.ArgumentParser(prog="graphrnn bench", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--quick", action="store_true", help="a small subset, in seconds")
-    parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (default 7)")
-    args = parser.parse_args(argv)
-    if os.environ.get("GRAPHRNN_BENCH_CHILD") != "1":
-        env = dict(os.environ, GRAPHRNN_BENCH_CHILD="1", **ONE_THREAD)
-        cmd = [sys.executable, "-m", "graphrnn.bench"] + (argv if argv is not None
-                                                          else sys.argv[1:])
-        return subprocess.call(cmd, env=env)
-    result = run(quick=args.quick, repeats=args.repeats)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
-    return 0
+    """`graphrnn bench [options]` (also `python -m graphrnn.bench`)."""
+    parser = argparse.ArgumentParser(prog="graphrnn bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -229,6 +229,12 @@ def input_types(model: Any, batch: int, steps: int | None, shapes: list[str]) ->
     return [x.type.bind(sizes) for x in xs]
 
 
+def _pass_through(parser: argparse.ArgumentParser) -> None:
+    """Hand every argument after the subcommand (--help too) to the module's own main(argv)."""
+    parser.prefix_chars = "\0"      # no option is this parser's: they all reach main(argv)
+    parser.add_argument("argv", nargs=argparse.REMAINDER)
+
+
 # name -> (help, add_arguments, run). Adding a subcommand (bench, demo, ir, profile, fuzz)
 # is adding one entry here; its run() returns the exit status.
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -242,6 +248,15 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                        "against the interpreter",
                        lambda p: importlib.import_module(f"{__package__}.fuzz").add_arguments(p),
                        lambda a: importlib.import_module(f"{__package__}.fuzz").run(a)),
+    "bench": Subcommand("time RNN/LSTM/GRU forward and training steps against PyTorch, ONNX "
+                        "Runtime and JAX",
+                        lambda p: importlib.import_module(f"{__package__}.bench")
+                        .add_arguments(p),
+                        lambda a: importlib.import_module(f"{__package__}.bench")
+                        .run_command(a)),
+    "demo": Subcommand("train an LSTM on the adding problem (options: graphrnn demo --help)",
+                       _pass_through,
+                       lambda a: importlib.import_module(f"{__package__}.demo").main(a.argv)),
 }
 
 

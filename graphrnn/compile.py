@@ -14,9 +14,17 @@ the arrays (one program per shape).
 
 The compiled forward is inference: dropout is the identity whatever `model.training` says.
 
-Programs come from the kernel cache (memory and disk, keyed on the LLVM IR, the host CPU and
-the versions), so a second process pays only for IR generation. This is the one module that
-uses both the compiler and the runtime.
+Programs come from the kernel cache, at two levels: whole programs keyed on the structure of
+the compilation (graph, input signature, options, versions, host: see fingerprint.py), so a
+second process skips the passes and the lowering and only loads object code; and object
+code keyed on the LLVM IR. With GRAPHRNN_DEBUG (or dump) set, the passes always run, so their
+output is printed. This is the one module that uses both the compiler and the runtime.
+
+Weights are packed into panels once per parameter update, not per call. Updates made through
+the library are noticed: an optimiser's step(), load_state_dict(), reset_parameters(), and
+model.parameters() / named_parameters() (which hand the vector out to be written). After
+writing into a vector (or a Param's data) kept from earlier, call `invalidate()` (or
+`graphrnn.flat.params_changed(flat)`), else the next call may use the old weights.
 
 `stateful=True` keeps each top-level loop's carry between calls: a stream fed in chunks gives
 the result of one long call. The state starts from the model's own initial values (computed
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from functools import partial
 from typing import Any, Collection, Sequence
 
 import numpy as np
@@ -37,13 +46,17 @@ import numpy as np
 from . import __version__, settings
 from .compiler import compile_graph
 from .compiler.lower import VERSION as LOWERING_VERSION
+from .compiler.lower import lower_graph
 from .compiler.state import expose_state
+from .fingerprint import structure_text
+from .flat import params_version
 from .interpret import interpret
-from .ir import Graph, InputError, Op, ParamTable, TensorType, layout_params
+from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layout_params
 from .runtime.cache import KernelCache
-from .runtime.jit import Engine
+from .runtime.jit import Engine, JitError
 from .runtime.program import Program, as_input, describe
 
+MAX_DIM = 1 << 31              # every dim of an input must be smaller
 _SHARED: dict[str, Any] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -72,12 +85,15 @@ class CompiledModel:
 
     def __init__(self, model: Any, *, unroll: bool | int | None = None, optimize: bool = True,
                  disable: Collection[str] = (), dump: int | None = None,
-                 stateful: bool = False, cache: KernelCache | None = None):
+                 stateful: bool = False, cache: KernelCache | None = None,
+                 profile: bool = False):
         self.model = model
         graph: Graph = model.graph if hasattr(model, "graph") else model
         if not isinstance(graph, Graph):
             raise TypeError(f"gr.compile takes a gModule or a Graph, got {type(model).__name__}")
         self.options = dict(unroll=unroll, optimize=optimize, disable=tuple(disable))
+        self.lowering = dict(training=False, profile=profile)
+        self.compiles = 0                       # times the passes ran (cache hits skip them)
         self.dump = dump
         self.stateful = stateful
         self.n_user = len(graph.inputs)
@@ -114,6 +130,8 @@ class CompiledModel:
             raise InputError(f"the model takes {self.n_user} inputs, got {len(inputs)}")
         state = self._state
         if state is None:
+            for x, v in zip(self.graph.inputs, inputs):
+                _check_dims(x.name, v)          # before the initial state is allocated
             init = interpret(self._initial, *inputs)
             state = list(init) if isinstance(init, tuple) else [init]
             state = [np.ascontiguousarray(s, dtype=s.dtype) for s in state]
@@ -185,6 +203,7 @@ class CompiledModel:
                 kind = "int64" if arr.dtype.kind in "iu" else "float32"
                 t = TensorType(arr.shape, kind)
             arr = as_input(x.name, t, v)
+            _check_dims(x.name, arr)
             dims: list[Any] = []
             for axis, (d, s) in enumerate(zip(t.shape, arr.shape)):
                 if isinstance(d, str) and d not in batch and time in (None, d) \
@@ -220,13 +239,38 @@ class CompiledModel:
         return tuple(out)
 
     def executable(self, types: tuple[TensorType, ...]) -> Any:
-        level = self.dump if self.dump is not None else None
-        return compile_graph(self.graph, types, dump=level, **self.options)
+        self.compiles += 1
+        return compile_graph(self.graph, types, dump=self.dump,
+                             lower=partial(lower_graph, **self.lowering), **self.options)
+
+    def key_options(self) -> dict[str, Any]:
+        """Everything besides the graph and the signature that shapes the program."""
+        return dict(kind=type(self).__name__, stateful=self.stateful, **self.options,
+                    **self.lowering)
+
+    def structure_key(self, types: tuple[TensorType, ...]) -> str | None:
+        """The whole-program cache key for `types` (None: this graph is not cacheable)."""
+        text = structure_text(self.graph, types, self.key_options(), LOWERING_VERSION)
+        return None if text is None else self.cache.key(text, "program/" + cache_version())
+
+    def invalidate(self) -> None:
+        """Repack the weights at the next call, for parameter writes the library cannot see
+        (into a vector kept from earlier, or a Param's data)."""
+        for program in list(self.programs.values()):
+            program.invalidate()
 
     def _build(self, types: tuple[TensorType, ...]) -> Program:
+        level = self.dump if self.dump is not None else settings.debug_level()
+        key = self.structure_key(types) if level == 0 else None
+        if key is not None:
+            found = self.cache.load_executable(key)
+            if found is not None:
+                try:
+                    return self._program(*found)
+                except (JitError, InputError, KeyError, TypeError, ValueError, IndexError):
+                    self.cache.discard(key)     # loads but does not fit: compile afresh
         exe = self.executable(types)
         engine = shared_engine()
-        level = self.dump if self.dump is not None else settings.debug_level()
         if level >= 3:
             compiled = engine.compile_to_object(exe.llvm_ir, assembly=level >= 4)
             print(f"[graphrnn] LLVM IR ({exe.entry_points[0]}):\n{exe.llvm_ir}", file=sys.stderr)
@@ -237,8 +281,14 @@ class CompiledModel:
         else:
             obj = self.cache.get_or_compile(exe.llvm_ir, cache_version(),
                                             lambda text: engine.compile_to_object(text).obj)
-        program = Program(exe, engine.load(obj), self._params_for(exe.table))
+        program = self._program(exe, obj)
+        if key is not None:
+            self.cache.store_executable(key, exe, obj)
         return program
+
+    def _program(self, exe: Executable, obj: bytes) -> Program:
+        return Program(exe, shared_engine().load(obj), self._params_for(exe.table),
+                       version=params_version)
 
     def _params_for(self, table: ParamTable) -> np.ndarray:
         flat = getattr(self.model, "flat", None)
@@ -254,6 +304,17 @@ class CompiledModel:
         return flat
 
     # -- inspection
+    def arena_bytes(self, *inputs: Any, target: Any = None) -> int:
+        """Bytes of scratch memory (the activation arena) one call on these inputs takes,
+        compiling its program if needed. For a training step pass `target=` as in the call."""
+        values = list(inputs) + ([target] if target is not None else [])
+        if self.stateful:
+            init = interpret(self._initial, *inputs) if self._state is None else self._state
+            values += list(init) if isinstance(init, (tuple, list)) else [init]
+        program = self.program(self.signature(values)[0])
+        _, steps = program.validate(values)
+        return 4 * (program.fixed + program.per_step * steps)
+
     def llvm_ir(self, *inputs: Any, B: int | None = None) -> str:
         """The LLVM IR (before optimisation) of the program for these inputs or batch size."""
         return self.executable(self.types_for(inputs, B)).llvm_ir
@@ -268,10 +329,20 @@ class CompiledModel:
                 f"{', stateful' if self.stateful else ''})")
 
 
+def _check_dims(name: str, value: Any) -> None:
+    """Refuse a dim of 2**31 or more before anything is compiled, copied or allocated: no real
+    input has that many rows or steps, and a claimed one (a zero-strided view) must not make
+    the runtime reserve memory for it."""
+    shape = getattr(value, "shape", ())
+    if any(s >= MAX_DIM for s in shape):
+        raise InputError(f"input {name}: {describe(value)} is too large: every dim must be "
+                         "below 2**31")
+
+
 def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = True,
             disable: Collection[str] = (), dump: int | None = None, stateful: bool = False,
             cache: KernelCache | None = None, loss: Any = None, train: bool = False,
-            bptt_max: int | None = None) -> CompiledModel:
+            bptt_max: int | None = None, checkpoint: int | None = None) -> CompiledModel:
     """Compile `model` (a gModule or Graph) to native code, lazily per batch size.
 
     unroll: None unrolls only loops that ask for it; k unrolls every loop by k (compile time
@@ -280,7 +351,9 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
     cache: a KernelCache (default: the process-wide one backed by GRAPHRNN_CACHE_DIR).
     loss, train=True: compile the training step of (model, loss) instead: calling it with
     `(*inputs, target=...)` runs forward, loss and backward in one native call, returns the
-    loss and fills the model's flat gradient; `bptt_max=k` truncates BPTT at every k-th step.
+    loss and fills the model's flat gradient; `bptt_max=k` truncates BPTT at every k-th step;
+    `checkpoint=k` saves the loops' carries every k steps only and recomputes the rest in the
+    backward pass (gradient checkpointing; one program per sequence length).
     """
     if train or loss is not None:
         if loss is None:
@@ -288,7 +361,11 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
                             "train=True)")
         from .trainstep import CompiledTrainStep
         return CompiledTrainStep(model, loss, bptt_max=bptt_max, unroll=unroll,
-                                 optimize=optimize, disable=disable, dump=dump, cache=cache)
+                                 optimize=optimize, disable=disable, dump=dump, cache=cache,
+                                 checkpoint=checkpoint)
+    if checkpoint is not None:
+        raise TypeError("checkpoint=k applies to training: gr.compile(model, loss=..., "
+                        "train=True, checkpoint=k)")
     return CompiledModel(model, unroll=unroll, optimize=optimize, disable=disable, dump=dump,
                          stateful=stateful, cache=cache)
 

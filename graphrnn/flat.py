@@ -78,6 +78,29 @@ def layout_params(params: Sequence[Param]) -> tuple[ParamTable, dict[Param, str]
     return ParamTable(slots, offset), keys
 
 
+# ----------------------------------------------------------------------------- versions
+
+# data address of a flat vector -> how many times its values were changed through the library
+_VERSIONS: dict[int, int] = {}
+
+
+def params_changed(flat: np.ndarray) -> None:
+    """Note that the values in `flat` changed: compiled programs repack weights read from it.
+
+    Optimizer.step, gModule.load_state_dict / reset_parameters and handing the vector out
+    (`parameters()`, `named_parameters()`) call this; after writing into a vector kept from
+    earlier, call it (or the compiled model's `invalidate()`) yourself.
+    """
+    key = flat.__array_interface__["data"][0]
+    _VERSIONS[key] = _VERSIONS.get(key, 0) + 1
+
+
+def params_version(address: int) -> int:
+    """The change count of the flat vector whose data starts at `address` (keyed by memory,
+    so every view object of one vector shares it)."""
+    return _VERSIONS.get(address, 0)
+
+
 # ----------------------------------------------------------------------------- executable
 
 @dataclass(frozen=True)

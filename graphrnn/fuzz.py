@@ -51,6 +51,7 @@ DEFAULT_UNROLL = (None, False, True)
 DEFAULT_COMPILE: tuple[tuple[Any, tuple[str, ...]], ...] = ((None, ()), (False, ALL))
 PASS_RTOL, PASS_ATOL = 1e-5, 1e-6          # float64: only constant folding rounds to float32
 COMPILE_RTOL, COMPILE_ATOL = 1e-4, 1e-5
+TRAINING_SEED = 11                        # the dropout seed of training-mode checks
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Checks:
     compile_configs: tuple = DEFAULT_COMPILE
     grad_samples: int = 4
     roundtrip: bool = True
+    training: bool = False      # dropout on: only the pass checks run, with the same masks
 
     def only(self, d: Discrepancy) -> "Checks":
         """These checks narrowed to the one configuration that produced `d`."""
@@ -119,15 +121,18 @@ def check_case(model: Any, inputs: Sequence[np.ndarray], *, checks: Checks | Non
 
     `options` override fields of `checks` (compiled=False, grads=False, unroll=(False,),
     disable=((), ALL), ...). `redraw(k)` gives the k-th fresh set of inputs for the gradcheck
-    retry. `more` are input sets of other sequence lengths, run through the same compiled
-    program and the same symbolically prepared graph. `cache` is the kernel cache for
+    retry. `more` are input sets of other sizes (sequence length, batch), run through the
+    same compiled model and the same symbolically prepared graph. `cache` is the kernel cache for
     compiled programs.
     """
     c = dataclasses.replace(checks or Checks(), **options)
+    if c.training:      # gradcheck and the compiled code run without dropout
+        c = dataclasses.replace(c, grads=False, compiled=False, roundtrip=False)
     sets = [list(inputs)] + [list(m) for m in more]
+    mode = dict(training=c.training, seed=TRAINING_SEED)
     try:
-        ref32 = [_outputs(interpret(model, *args)) for args in sets]
-        ref64 = [_outputs(interpret(model, *args, dtype=np.float64)) for args in sets]
+        ref32 = [_outputs(interpret(model, *args, **mode)) for args in sets]
+        ref64 = [_outputs(interpret(model, *args, dtype=np.float64, **mode)) for args in sets]
     except Exception as e:                       # noqa: BLE001 (any failure is a finding)
         return [Discrepancy("interpret", _error(e))]
     found = [Discrepancy("interpret", f"output {i} is not finite ({dt})")
@@ -193,7 +198,8 @@ def _check_passes(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.n
             g, _ = prepare(model.graph, None if symbolic else types, unroll=unroll,
                            disable=disable, dump=0)
             for k, (args, ref) in enumerate(zip(sets if symbolic else sets[:1], refs)):
-                got = _outputs(interpret(g, *args, flat, dtype=np.float64))
+                got = _outputs(interpret(g, *args, flat, dtype=np.float64,
+                                         training=c.training, seed=TRAINING_SEED))
                 diff = compare(got, ref, PASS_RTOL, PASS_ATOL)
                 if diff:
                     found.append(Discrepancy("pass", _which(k, sets) + diff, **where))
@@ -392,13 +398,16 @@ def random_params(rng: np.random.Generator, *, max_depth: int = 2, max_width: in
 
 
 def fuzz(seconds: float, seed: int = 0, *, compiled: bool = True, grads: bool = True,
-         out: str | os.PathLike = "fuzz_failures", log: Callable[[str], None] = print
-         ) -> tuple[int, list[Path]]:
+         training: bool = False, out: str | os.PathLike = "fuzz_failures",
+         log: Callable[[str], None] = print) -> tuple[int, list[Path]]:
     """Run random cases for `seconds`; shrink and save each new kind of failure.
-    Returns (cases tried, paths written)."""
+    Returns (cases tried, paths written).
+
+    While a case runs, `<out>/running.json` names it: if native code crashes the process,
+    that file is the case to replay (`Case.from_json`)."""
     from .runtime.cache import KernelCache
     rng = np.random.default_rng(seed)
-    checks = Checks(compiled=compiled, grads=grads)
+    checks = Checks(compiled=compiled, grads=grads, training=training)
     seen: set[tuple] = set()
     written: list[Path] = []
     tried, failed = 0, 0
@@ -407,7 +416,11 @@ def fuzz(seconds: float, seed: int = 0, *, compiled: bool = True, grads: bool = 
         cache = KernelCache(tmp)
         while time.monotonic() - start < seconds:
             case = Case(int(rng.integers(0, 2**31 - 1)), random_params(rng), checks)
+            running = Path(out) / "running.json"
+            running.parent.mkdir(parents=True, exist_ok=True)
+            running.write_text(json.dumps(case.to_json(), indent=2) + "\n")
             _, found = run_case(case, cache)
+            running.unlink()
             tried += 1
             failed += bool(found)
             for d in found:
@@ -419,6 +432,8 @@ def fuzz(seconds: float, seed: int = 0, *, compiled: bool = True, grads: bool = 
                 path = save_case(small, d2, out, generated)
                 written.append(path)
                 log(f"case {tried} (seed {case.seed}): {d2}\n  -> {path}")
+    if not written and Path(out).is_dir() and not any(Path(out).iterdir()):
+        Path(out).rmdir()
     log(f"fuzz: {tried} cases in {time.monotonic() - start:.1f} s, {failed} failing "
         f"({len(written)} distinct, written to {out})" if written else
         f"fuzz: {tried} cases in {time.monotonic() - start:.1f} s, no failures")
@@ -433,6 +448,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the compiled-code comparison")
     parser.add_argument("--no-grad", action="store_true", help="skip gradcheck")
+    parser.add_argument("--training", action="store_true",
+                        help="run the pass checks with dropout on (and nothing else)")
     parser.add_argument("--out", default="fuzz_failures", metavar="DIR",
                         help="where shrunk failing cases go (default ./fuzz_failures)")
 
@@ -440,7 +457,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """`graphrnn fuzz`: exit status 1 when any case failed."""
     _, written = fuzz(args.seconds, args.seed, compiled=not args.no_compile,
-                      grads=not args.no_grad, out=args.out)
+                      grads=not args.no_grad, training=args.training, out=args.out)
     return 1 if written else 0
 
 

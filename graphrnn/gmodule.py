@@ -7,6 +7,7 @@ import numpy as np
 
 from . import ops
 from .init import initial_value, key_generator
+from .flat import params_changed
 from .ir import Graph, GraphError, InputError, Node, Op, Param, Table, layout_params
 from .nn import Module, as_nodes, is_graph_value
 
@@ -99,15 +100,18 @@ class gModule(Module):
             p.data, p.grad = views[k], grads[k]
         for p in self._tied:
             p.data, p.grad = p.root().data, p.root().grad
+        params_changed(self.flat)
 
     def parameters(self) -> tuple[np.ndarray, np.ndarray]:
         """(params, grads): the two flat float32 vectors every parameter is a view into."""
         self._claim()
+        params_changed(self.flat)         # the caller may write into it: repack compiled weights
         return self.flat, self.flat_grad
 
     def named_parameters(self) -> dict[str, np.ndarray]:
         """Parameter key -> its value, a view into the flat vector."""
         self._claim()
+        params_changed(self.flat)
         return {k: p.data for k, p in self._by_key.items()}
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -127,6 +131,7 @@ class gModule(Module):
                 if v.shape != p.shape:
                     raise ValueError(f"{k}: expected shape {list(p.shape)}, got {list(v.shape)}")
                 p.data[...] = v
+        params_changed(self.flat)
 
     def reset_parameters(self, seed: int = 0, scheme: str | None = None) -> None:
         """Re-draw every parameter from its init spec (or `scheme`), seeded by (seed, key)."""
@@ -134,6 +139,7 @@ class gModule(Module):
         for k, p in self._by_key.items():
             spec = scheme if scheme and (len(p.shape) > 1 or scheme in ("zeros",)) else p.init
             p.data[...] = initial_value(p.shape, spec, key_generator(seed, k))
+        params_changed(self.flat)
 
     def param_count(self) -> int:
         return self.table.count

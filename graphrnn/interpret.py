@@ -179,7 +179,8 @@ def _seq_mask(n: Node, a: list, ctx: Context) -> np.ndarray:
 
 def _contract(n: Node, a: list, ctx: Context) -> np.ndarray:
     x, g = a
-    out = x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    rows = int(np.prod(x.shape[:-1], dtype=np.int64))   # not -1: a last dim may be 0
+    out = x.reshape(rows, x.shape[-1]).T @ g.reshape(rows, g.shape[-1])
     return out.T if n.attrs.get("transpose_out") else out
 
 
@@ -192,7 +193,7 @@ def _pad(n: Node, a: list, ctx: Context) -> np.ndarray:
 def _scatter(n: Node, a: list, ctx: Context) -> np.ndarray:
     g, ids = a
     out = np.zeros((n.attrs["n"], g.shape[-1]), ctx.dtype)
-    np.add.at(out, ids.reshape(-1), g.reshape(-1, g.shape[-1]))
+    np.add.at(out, ids.reshape(-1), g.reshape(ids.size, g.shape[-1]))
     return out
 
 

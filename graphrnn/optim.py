@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .flat import params_changed
+
 
 def _flat(params: Any) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(params, "parameters"):
@@ -59,6 +61,7 @@ class Optimizer:
         if self.weight_decay:
             g = g + np.float32(self.weight_decay) * self.params
         self._update(g, np.float32(self.lr))
+        params_changed(self.params)
         self.steps += 1
 
     def _update(self, g: np.ndarray, lr: np.float32) -> None:

@@ -37,8 +37,9 @@ def loss_graph(model: Any, criterion: Any) -> Graph:
 class InterpretedStep:
     """forward + loss + backward with the reference interpreter (float32)."""
 
-    def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None):
-        self.model, self.bptt_max = model, bptt_max
+    def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
+                 checkpoint: int | None = None):
+        self.model, self.bptt_max, self.checkpoint = model, bptt_max, checkpoint
         self.graph = loss_graph(model, criterion)
         self._cache: dict[tuple, tuple[Graph, list]] = {}
 
@@ -48,6 +49,9 @@ class InterpretedStep:
         key = tuple((a.shape, a.dtype.kind) for a in arrays)
         if key not in self._cache:
             typed = infer_graph(self.graph, [array_type(a) for a in arrays])
+            if self.checkpoint:
+                from .compiler.checkpoint import checkpoint_loops
+                typed = checkpoint_loops(typed, self.checkpoint, truncate=self.bptt_max)
             self._cache[key] = differentiate(typed, truncate=self.bptt_max)
         return self._cache[key]
 
@@ -72,7 +76,7 @@ class InterpretedStep:
 
 
 def train_step(model: Any, criterion: Any, *, bptt_max: int | None = None,
-               compiled: bool = True) -> Any:
+               compiled: bool = True, checkpoint: int | None = None) -> Any:
     """The fastest available training step: compiled when the compiler supports the graph."""
     if compiled:
         try:
@@ -80,8 +84,8 @@ def train_step(model: Any, criterion: Any, *, bptt_max: int | None = None,
         except ImportError:
             compile_train = None
         if compile_train is not None:
-            return compile_train(model, criterion, bptt_max=bptt_max)
-    return InterpretedStep(model, criterion, bptt_max=bptt_max)
+            return compile_train(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)
+    return InterpretedStep(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -129,6 +133,7 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
         batch_size: int = 32, optimizer: Any = None, validation: tuple | None = None,
         shuffle: bool = True, seed: int = 0, bptt_max: int | None = None,
         progress: bool = True, compiled: bool = True, stateful_chunk: int | None = None,
+        checkpoint: int | None = None,
         on_epoch: Callable[[int, History], Any] | None = None) -> History:
     """Train `model` on (x, y) with mini-batches; returns the loss history.
 
@@ -137,6 +142,8 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
     `stateful_chunk=k`: stateful truncated BPTT over long streams x[N, T, ...] / y[N, T, ...]:
     each batch of streams is cut into chunks of k steps, one optimiser step per chunk, the
     state carried from chunk to chunk and gradients cut at chunk borders.
+    `checkpoint=k`: gradient checkpointing, the carries saved every k steps only and the
+    steps between recomputed in the backward pass (same gradients, less memory).
     """
     from .optim import Adam
     xs, target = _as_list(x), np.asarray(y)
@@ -144,6 +151,9 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
     if any(len(a) != n for a in xs):
         raise InputError(f"x and y must have the same number of examples ({n})")
     optimizer = optimizer or Adam(model.parameters())
+    if stateful_chunk and checkpoint:
+        raise ValueError("checkpoint=k is for whole-sequence steps; with stateful_chunk the "
+                         "chunks already bound what BPTT saves")
     if stateful_chunk:
         from .stateful import StatefulTrainStep, stream_chunks
         step = StatefulTrainStep(model, criterion, bptt_max=bptt_max)
@@ -158,7 +168,8 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
                 total += loss
             return total / len(chunks)
     else:
-        step = train_step(model, criterion, bptt_max=bptt_max, compiled=compiled)
+        step = train_step(model, criterion, bptt_max=bptt_max, compiled=compiled,
+                          checkpoint=checkpoint)
 
         def run_batch(idx: np.ndarray, salt: int) -> float:
             loss = step(*[a[idx] for a in xs], target=target[idx], seed=salt)

@@ -7,6 +7,9 @@
 The training graph is the model's loss graph differentiated by the compiler
 (`prepare_training`): its outputs are the loss and the gradient of every parameter, laid out
 like the model's flat vector. Like `gr.compile`, one program serves every sequence length.
+Dropout is lowered in training mode: `step(x, target=y, seed=s)` drops exactly the elements
+the interpreter drops for `training=True, seed=s` (the same counter-based hash, salted by the
+loop step), forward and backward.
 """
 from __future__ import annotations
 
@@ -38,26 +41,43 @@ class CompiledTrainStep(CompiledModel):
     """forward + loss + backward of (model, criterion), compiled per batch size."""
 
     def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
-                 **options: Any):
+                 checkpoint: int | None = None, **options: Any):
         super().__init__(loss_graph(model, criterion), **options)
         self.model, self._gather = model, False
         self.truncate = bptt_max
+        self.checkpoint = checkpoint
+        self.fixed_time |= bool(checkpoint)     # segments of k steps: one program per T
         self.forward_loss = CompiledModel(self.graph, cache=self.cache)
         self.forward_loss.model, self.forward_loss._gather = model, False
-        if any(n.op == Op.DROPOUT and n.attrs["p"] > 0 for n, _ in self.graph.walk()):
-            raise InputError("dropout while training is not compiled yet: use the "
-                             "interpreted step (compiled=False)")
+        self.lowering["training"] = True        # dropout draws the interpreter's masks
+        dropout = any(n.op == Op.DROPOUT and n.attrs["p"] > 0 for n, _ in self.graph.walk())
+        if dropout and (checkpoint or self.fixed_time):
+            # both restructure the loops, and a mask is salted by its loop step
+            raise InputError("dropout in loops that are unrolled or checkpointed is not "
+                             "compiled: use the interpreted step (compiled=False)")
+
+    def key_options(self) -> dict[str, Any]:
+        return dict(super().key_options(), truncate=self.truncate, checkpoint=self.checkpoint)
 
     def executable(self, types: tuple[TensorType, ...]) -> Any:
         g, table, _ = prepare_training(self.graph, types, truncate=self.truncate,
-                                       dump=self.dump, **self.options)
-        return lower_graph(_unit_cotangent(g), table)
+                                       checkpoint=self.checkpoint, dump=self.dump,
+                                       **self.options)
+        self.compiles += 1
+        return lower_graph(_unit_cotangent(g), table, **self.lowering)
+
+    def key_options(self) -> dict[str, Any]:
+        return dict(super().key_options(), truncate=self.truncate, checkpoint=self.checkpoint)
 
     def __call__(self, *inputs: Any, target: Any, training: bool = True,
                  seed: int = 0) -> float:
-        """Run one step: returns the loss, leaves the gradient in the model's flat gradient."""
+        """Run one step: returns the loss, leaves the gradient in the model's flat gradient.
+
+        Dropout draws the masks `gr.interpret(..., training=True, seed=seed)` draws (the
+        identity when `training` is False)."""
         _, flat_grad = self.model.parameters()
-        loss, grad = super().__call__(*inputs, target)
+        values = (*inputs, target)
+        loss, grad = self.program_for(values)(*values, seed=seed, training=training)
         flat_grad[...] = grad
         return float(loss)
 
@@ -68,9 +88,10 @@ class CompiledTrainStep(CompiledModel):
 
 
 def compile_train(model: Any, criterion: Any, *, bptt_max: int | None = None,
-                  **options: Any) -> Any:
+                  checkpoint: int | None = None, **options: Any) -> Any:
     """The compiled training step, or the interpreted one for graphs it cannot compile yet."""
     try:
-        return CompiledTrainStep(model, criterion, bptt_max=bptt_max, **options)
+        return CompiledTrainStep(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint,
+                                 **options)
     except InputError:
-        return InterpretedStep(model, criterion, bptt_max=bptt_max)
+        return InterpretedStep(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)

@@ -6,12 +6,19 @@ is a different entry. Disk entries are written atomically and carry a checksum; 
 entry is deleted and recompiled. The disk is an optimisation only: when the directory
 cannot be used, the cache silently keeps working in memory.
 
+A second kind of entry (`.exe`) holds a whole program: the Executable's metadata (entry
+points, ParamTable, arena sizes, io types, checks, as Python literal text) next to its object
+code, keyed by the caller on the *structure* of the compilation rather than on the IR (see
+graphrnn/fingerprint.py), so a hit skips the passes and the lowering. It is written and checked
+like an object entry; metadata that does not parse as a well-formed Executable is deleted.
+
 ``GRAPHRNN_CACHE_DIR`` chooses the directory; otherwise ``$XDG_CACHE_HOME/graphrnn`` or
 ``~/.cache/graphrnn``.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -22,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from graphrnn.ir import Executable, ParamTable, Slot, TensorType
+
 from .jit import host_signature
 
 MAGIC = b"GRNNOBJ\x00"
@@ -29,17 +38,21 @@ FORMAT_VERSION = 1
 # magic, format version, payload length, sha256 of the key, sha256 of the payload
 _HEADER = struct.Struct("<8sIQ32s32s")
 _SUFFIX = ".obj"
+_EXE_SUFFIX = ".exe"
+_LENGTH = struct.Struct("<Q")
 
 
 @dataclass
 class CacheStats:
     """Counters for tests and debugging output."""
 
-    hits: int = 0  # served from memory
-    disk_hits: int = 0  # read from disk
+    hits: int = 0  # served from memory (object code or whole programs)
+    disk_hits: int = 0  # read from disk (object code or whole programs)
     misses: int = 0  # compiled
     discarded: int = 0  # bad disk entries deleted
     write_errors: int = 0  # disk writes that failed (the entry stays in memory)
+    exe_hits: int = 0  # whole programs served (memory or disk): no passes, no lowering
+    exe_misses: int = 0  # whole programs not found
 
 
 def default_cache_dir() -> Path:
@@ -109,9 +122,9 @@ class KernelCache:
         """The cache key of `llvm_ir` compiled by generator `version` on this host."""
         return cache_key(llvm_ir, version, self._host)
 
-    def path(self, key: str) -> Path:
+    def path(self, key: str, suffix: str = _SUFFIX) -> Path:
         """Where the disk entry for `key` lives."""
-        return self.directory / f"{key}{_SUFFIX}"
+        return self.directory / f"{key}{suffix}"
 
     def get_or_compile(
         self, llvm_ir: str, version: str, compile_fn: Callable[[str], bytes]
@@ -126,32 +139,65 @@ class KernelCache:
             self.store(key, data)
         return data
 
-    def load(self, key: str) -> bytes | None:
+    def load(self, key: str, suffix: str = _SUFFIX) -> bytes | None:
         """The entry for `key` from memory or disk, or None; bad disk entries are deleted."""
         with self._lock:
             data = self._memory.get(key)
             if data is not None:
                 self.stats.hits += 1
                 return data
-        data = self._read(key)
+        data = self._read(key, suffix)
         if data is not None:
             with self._lock:
                 self._memory[key] = data
                 self.stats.disk_hits += 1
         return data
 
-    def store(self, key: str, data: bytes) -> None:
+    def store(self, key: str, data: bytes, suffix: str = _SUFFIX) -> None:
         """Keep `data` under `key` in memory and, when the directory allows it, on disk."""
         with self._lock:
             self._memory[key] = data
         try:
-            self._write(key, data)
+            self._write(key, data, suffix)
         except OSError:
             with self._lock:
                 self.stats.write_errors += 1
 
-    def _read(self, key: str) -> bytes | None:
-        path = self.path(key)
+    # -- whole programs
+    def load_executable(self, key: str) -> tuple[Executable, bytes] | None:
+        """(Executable, object code) stored under `key`, or None; bad entries are deleted."""
+        data = self.load(key, _EXE_SUFFIX)
+        found = None
+        if data is not None:
+            try:
+                found = decode_executable(data)
+            except Exception:  # noqa: BLE001  (whatever is wrong with it, it is not ours)
+                self.discard(key, _EXE_SUFFIX)
+        with self._lock:
+            if found is None:
+                self.stats.exe_misses += 1
+            else:
+                self.stats.exe_hits += 1
+        return found
+
+    def store_executable(self, key: str, exe: Executable, obj: bytes) -> None:
+        """Keep a compiled program under `key` (skipped if its metadata is not literal data)."""
+        data = encode_executable(exe, obj)
+        if data is not None:
+            self.store(key, data, _EXE_SUFFIX)
+
+    def discard(self, key: str, suffix: str = _EXE_SUFFIX) -> None:
+        """Forget the entry under `key`, in memory and on disk (it was found to be bad)."""
+        with self._lock:
+            self._memory.pop(key, None)
+            self.stats.discarded += 1
+        try:
+            self.path(key, suffix).unlink()
+        except OSError:
+            pass
+
+    def _read(self, key: str, suffix: str = _SUFFIX) -> bytes | None:
+        path = self.path(key, suffix)
         try:
             blob = path.read_bytes()
         except OSError:
@@ -166,7 +212,7 @@ class KernelCache:
                 pass  # another process may have replaced or removed it already
         return payload
 
-    def _write(self, key: str, data: bytes) -> None:
+    def _write(self, key: str, data: bytes, suffix: str = _SUFFIX) -> None:
         # Temp file in the same directory + os.replace: readers in other processes see
         # either the old entry or the complete new one, never a partial write.
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -176,10 +222,66 @@ class KernelCache:
                 f.write(_pack(key, data))
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.path(key))
+            os.replace(tmp, self.path(key, suffix))
         except BaseException:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
             raise
+
+
+# ----------------------------------------------------------------------------- executables
+
+def encode_executable(exe: Executable, obj: bytes) -> bytes | None:
+    """The payload of a program entry: metadata length, metadata text, object code.
+
+    None when the metadata is not plain literal data (it could not be read back as it is).
+    """
+    doc = {"entry_points": tuple(exe.entry_points),
+           "table": (tuple((k, s.offset, tuple(s.shape)) for k, s in exe.table.slots.items()),
+                     exe.table.size),
+           "arena_floats": exe.arena_floats,
+           "io": tuple((tuple(t.shape), t.dtype) for t in exe.io),
+           "meta": dict(exe.meta)}
+    text = repr(doc)
+    try:
+        if ast.literal_eval(text) != doc:
+            return None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    meta = text.encode()
+    return _LENGTH.pack(len(meta)) + meta + obj
+
+
+def decode_executable(payload: bytes) -> tuple[Executable, bytes]:
+    """(Executable, object code) from a program entry; ValueError when it is malformed."""
+    (length,) = _LENGTH.unpack_from(payload)
+    if length > len(payload) - _LENGTH.size:
+        raise ValueError("truncated metadata")
+    doc = ast.literal_eval(payload[_LENGTH.size:_LENGTH.size + length].decode())
+    obj = payload[_LENGTH.size + length:]
+    _expect(isinstance(doc, dict) and set(doc) == {"entry_points", "table", "arena_floats",
+                                                   "io", "meta"}, "fields")
+    entries, (slots, size), arena, io, meta = (doc[k] for k in (
+        "entry_points", "table", "arena_floats", "io", "meta"))
+    _expect(isinstance(entries, tuple) and entries and all(isinstance(e, str) for e in entries),
+            "entry points")
+    _expect(all(isinstance(k, str) and _ints(o) and isinstance(sh, tuple) and _ints(*sh)
+                for k, o, sh in slots) and _ints(size, arena), "parameter table")
+    _expect(all(isinstance(sh, tuple) and all(isinstance(d, (int, str)) for d in sh)
+                and dt in ("float32", "int64") for sh, dt in io), "io types")
+    _expect(isinstance(meta, dict) and all(isinstance(k, str) for k in meta), "meta")
+    _expect(len(obj) > 0, "object code")
+    table = ParamTable({k: Slot(o, sh) for k, o, sh in slots}, size)
+    exe = Executable("", entries, table, arena, tuple(TensorType(sh, dt) for sh, dt in io), meta)
+    return exe, obj
+
+
+def _ints(*values: object) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+
+
+def _expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"bad program entry: {what}")

@@ -4,7 +4,9 @@
     y = program(x, lengths)          # validate every input, then one native call
 
 The entry point is `void f(float* params, float* arena, i8** io, i64 steps)`. `io` holds the
-input pointers then the output pointers; `steps` is the size of the symbolic time dim. Every
+input pointers, the output pointers, then `meta["extras"]` more: the persistent region, the
+run block (i64 seed and training flag, for dropout masks) and the profile counters; `steps`
+is the size of the symbolic time dim. Every
 input is checked before the call, and a bad one raises InputError naming the input and its
 expected type: count, rank, each fixed dim, one shared T (>= 0), dtype (float32 inputs must
 be float32 arrays; integer inputs may be any integer dtype and are converted to int64),
@@ -16,12 +18,19 @@ The arena is scratch memory. Each concurrent call takes its own workspace (arena
 pointer array) from a small pool, so threads may call one Program at once; the native call
 releases the GIL. The parameter vector is the model's own (not a copy), so parameter
 updates are seen by the next call without recompiling.
+
+Packed weights: when the executable has a pack entry (`meta["pack"]`), the weights that depend
+on the parameters alone are packed into a persistent buffer the Program owns, and repacked only
+when the parameters changed: the bound vector is another array, its `version` (a callable
+from the vector's data address to a change count, given by the caller) moved on, or
+`invalidate()` was called. Without `version` every call repacks, which is always right.
 """
 from __future__ import annotations
 
 import ctypes
 import math
-from typing import Any, Sequence
+import threading
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -97,11 +106,14 @@ def bind_dims(names: Sequence[str], types: Sequence[TensorType], arrays: Sequenc
 
 
 class _Workspace:
-    """Scratch memory of one call in flight: the arena and the io pointer array."""
+    """Scratch memory of one call in flight: the arena, the io pointer array, the run block."""
 
-    def __init__(self, n_io: int, floats: int):
-        self.io = (ctypes.c_void_p * max(n_io, 1))()
+    def __init__(self, n_io: int, extras: Sequence[int], floats: int):
+        self.io = (ctypes.c_void_p * max(n_io + len(extras), 1))()
         self.io_address = ctypes.addressof(self.io)
+        self.run = (ctypes.c_int64 * 2)()
+        for k, a in enumerate(extras):
+            self.io[n_io + k] = a if a >= 0 else ctypes.addressof(self.run)
         self.floats = -1
         self.grow(floats)
 
@@ -115,7 +127,8 @@ class _Workspace:
 class Program:
     """A compiled forward pass: `program(*arrays)` -> array, or a tuple for several outputs."""
 
-    def __init__(self, exe: Executable, library: Library, params: np.ndarray | None = None):
+    def __init__(self, exe: Executable, library: Library, params: np.ndarray | None = None,
+                 *, version: Callable[[int], int] | None = None):
         self.exe = exe
         self.library = library                  # keeps the code alive
         meta = exe.meta
@@ -129,6 +142,19 @@ class Program:
         self.checks = tuple(meta.get("checks", ()))
         self._fn = library.function(exe.entry_points[0], None, ctypes.c_void_p, ctypes.c_void_p,
                                     ctypes.c_void_p, ctypes.c_int64)
+        # persistent region, filled by the pack entry once per parameter update
+        pack = meta.get("pack")
+        self._pack_fn = library.function(pack[0], None, ctypes.c_void_p, ctypes.c_void_p) \
+            if pack else None
+        self.persistent = aligned_zeros(max(pack[1] if pack else 0, 16))
+        self._version = version
+        self._packed_from: tuple[np.ndarray, int] | None = None
+        self._pack_lock = threading.Lock()
+        self.packs = 0                          # how many times the weights were packed
+        records = meta.get("profile") or ()
+        self.counters = np.zeros(max(2 * len(records), 1), np.int64)
+        n_extras = meta.get("extras", 0)
+        self._extras = [self.persistent.ctypes.data, -1, self.counters.ctypes.data][:n_extras]
         self._params: np.ndarray | None = None
         self._params_address = 0
         self.bind_params(params if params is not None else
@@ -164,9 +190,33 @@ class Program:
     def params(self) -> np.ndarray:
         return self._params
 
+    def invalidate(self) -> None:
+        """Repack the weights on the next call (after writing parameters by hand)."""
+        self._packed_from = None
+
+    def pack(self) -> None:
+        """Pack the weights from the bound parameters now, unless they are packed already."""
+        if self._pack_fn is None:
+            return
+        flat = self._params
+        version = self._version(self._params_address) if self._version is not None else -1
+        done = self._packed_from
+        if version >= 0 and done is not None and done[0] is flat and done[1] == version:
+            return
+        with self._pack_lock:
+            done = self._packed_from
+            if version < 0 or done is None or done[0] is not flat or done[1] != version:
+                self._pack_fn(self._params_address, self.persistent.ctypes.data)
+                self.packs += 1
+                self._packed_from = (flat, version)
+
     # -- calling
-    def __call__(self, *values: Any) -> Any:
+    def __call__(self, *values: Any, seed: int = 0, training: bool = True) -> Any:
+        """Run on `values`; `seed` and `training` drive the dropout masks of a training
+        program (a program lowered for inference has none)."""
         arrays, steps = self.validate(values)
+        if self._pack_fn is not None:
+            self.pack()
         outs = [np.empty(tuple(steps if d < 0 else d for d in shape) if sym else shape, dt)
                 for shape, dt, sym in self._outs]
         ws = self._acquire(self.fixed + self.per_step * steps)
@@ -179,6 +229,8 @@ class Program:
             for a in outs:
                 io[k] = address(a)
                 k += 1
+            run = ws.run
+            run[0], run[1] = seed, 1 if training else 0
             self._fn(self._params_address, ws.arena_address, ws.io_address, steps)
         finally:
             self._pool.append(ws)
@@ -248,7 +300,7 @@ class Program:
         try:
             ws = self._pool.pop()       # list.pop and append are atomic: no lock needed
         except IndexError:
-            return _Workspace(len(self.in_types) + len(self.out_types), floats)
+            return _Workspace(len(self.in_types) + len(self.out_types), self._extras, floats)
         ws.grow(floats)
         return ws
 

@@ -93,6 +93,14 @@ def test_gradients_match_finite_differences(case):
     assert_clean(case)
 
 
+@given(cases(Checks(training=True, unroll=(False,), disable=((), ALL), symbolic=False),
+             max_ops=8))
+@settings(max_examples=20, **QUICK)
+def test_training_mode_dropout_masks_survive_the_optimisations(case):
+    # unroll=True is left out: unrolled copies of a loop body draw other masks (reported)
+    assert_clean(case)
+
+
 @given(case=cases(compile_checks(), max_ops=8, max_steps=4))
 @settings(max_examples=20, **QUICK)
 def test_compiled_code_matches_the_interpreter(cache, case):

@@ -1,0 +1,184 @@
+"""`graphrnn bench` on tiny configurations, in-process and with one repeat (no timing asserted):
+the JSON has every column, peers compute graphrnn's function, missing peers are reported,
+the batch split of the 2-thread rows is exact, the FMA peak is measured."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphrnn as gr
+from graphrnn.bench import (IMPLS, MODES, PEER_NAMES, Row, bench_row, flops, interleaved, main,
+                            run)
+from graphrnn.benchtable import format_table
+from graphrnn.cli import main as cli_main
+from graphrnn.peak import fma_ir, measure_peak
+from graphrnn.peers import build_layer, graphrnn_impl, named_grads
+from graphrnn.train import InterpretedStep
+
+CONFIG = (3, 4, 2, 5)
+ROW_KEYS = {"cell", "config", "mode", "threads", "gflop", "ms", "min_ms", "cpu_per_wall",
+            "rounds", "max_abs_diff", "missing", "not_applicable", "ratios", "fastest_peer",
+            "ratio_fastest_peer", "graphrnn_gflops", "peak_fraction"}
+PEER_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx", "torch"),
+                 "jax": ("jax",)}
+
+
+def installed(peer: str) -> bool:
+    return all(importlib.util.find_spec(p) is not None for p in PEER_PACKAGES[peer])
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run([CONFIG], ("lstm", "gru"), repeats=1, peak=False, compile=False)
+
+
+def test_every_row_has_every_column(result):
+    assert {"host", "threads", "repeats", "peak", "rows", "compile"} <= set(result)
+    assert {"cpu", "llvm_cpu", "logical_cpus", "avx512f", "loadavg",
+            "versions"} <= set(result["host"])
+    assert {"numpy", "llvmlite", "llvm", "torch", "onnxruntime", "jax"} <= set(
+        result["host"]["versions"])
+    rows = result["rows"]
+    assert [(r["cell"], r["mode"]) for r in rows] == [(c, m) for c in ("lstm", "gru")
+                                                      for m in MODES]
+    for r in rows:
+        assert set(r) == ROW_KEYS
+        assert r["config"] == list(CONFIG) and r["threads"] == 1
+        assert r["gflop"] == pytest.approx(flops(r["cell"], CONFIG, r["mode"]) / 1e9)
+        for impl in IMPLS:          # each implementation is timed, missing, or not applicable
+            where = [impl in r["ms"], impl in r["missing"], impl in r["not_applicable"]]
+            assert sum(where) == 1, (impl, r)
+        assert set(r["ms"]) == set(r["min_ms"]) == set(r["cpu_per_wall"]) == set(r["rounds"])
+        assert all(r["min_ms"][k] <= r["ms"][k] and r["rounds"][k] == 1 for k in r["ms"])
+        assert set(r["ratios"]) == set(r["ms"]) - {"graphrnn"}
+        assert r["ratios"]["interpreter"] == pytest.approx(r["ms"]["interpreter"]
+                                                           / r["ms"]["graphrnn"])
+        timed_peers = [p for p in PEER_NAMES if p in r["ms"]]
+        if timed_peers:
+            fastest = min(timed_peers, key=r["ms"].get)
+            assert r["fastest_peer"] == fastest
+            assert r["ratio_fastest_peer"] == r["ratios"][fastest]
+        assert r["graphrnn_gflops"] == pytest.approx(r["gflop"] / (r["ms"]["graphrnn"] / 1e3))
+        assert r["peak_fraction"] is None       # no peak measured here
+    assert "onnxruntime" in rows[1]["not_applicable"]        # training: forward only
+    json.loads(json.dumps(result))
+
+
+def test_peers_compute_the_same_function_as_graphrnn(result):
+    for r in result["rows"]:
+        assert r["max_abs_diff"]["interpreter"] < 1e-5
+        for peer in PEER_NAMES:
+            if r["mode"] == "train" and peer == "onnxruntime":
+                continue
+            if installed(peer):
+                assert r["max_abs_diff"][peer] < 1e-5, (peer, r)
+            else:
+                assert peer in r["missing"] and peer not in r["ms"]
+
+
+def test_missing_peers_are_listed_as_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)     # `import onnxruntime` fails
+    monkeypatch.setitem(sys.modules, "jax", None)
+    row = bench_row("gru", CONFIG, "forward", repeats=1)
+    assert set(row.missing) >= {"onnxruntime", "jax"}
+    assert "not installed" in row.missing["jax"]
+    assert "jax" not in row.ms and "onnxruntime" not in row.ms and "graphrnn" in row.ms
+    table = format_table({"host": _host(), "peak": None, "compile": None,
+                          "rows": [row.to_json()]})
+    assert "missing peer jax: jax is not installed" in table
+    line = next(ln for ln in table.splitlines() if ln.startswith("gru "))
+    assert line.count("missing") == 2
+
+
+def _host() -> dict:
+    return {"cpu": "test", "llvm_cpu": "test", "avx512f": False, "logical_cpus": 1,
+            "loadavg": [0.0], "loadavg_end": [0.0], "versions": {"numpy": np.__version__}}
+
+
+@pytest.mark.parametrize("b", [4, 5])
+def test_the_two_thread_batch_split_matches_the_interpreter(b):
+    """Two concurrent calls on halves give the whole batch's output, loss and gradients."""
+    _, t, d, h = CONFIG
+    model = build_layer("lstm", d, h)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((b, t, d)).astype(np.float32)
+    y = rng.standard_normal((b, t, h)).astype(np.float32)
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        call, convert = graphrnn_impl(model, "forward", x, None, 2, pool)
+        np.testing.assert_allclose(convert(call()), gr.interpret(model, x), atol=1e-5)
+        call, convert = graphrnn_impl(model, "train", x, y, 2, pool)
+        loss, grads = convert(call())
+    ref_loss = InterpretedStep(model, gr.MSECriterion())(x, target=y)
+    ref = named_grads(model)
+    assert loss == pytest.approx(ref_loss, abs=1e-5)
+    for k in ref:
+        np.testing.assert_allclose(grads[k], ref[k], atol=1e-5)
+
+
+def test_two_thread_rows_leave_out_what_cannot_split():
+    row = bench_row("rnn", (1, 3, 2, 4), "forward", threads=2, repeats=1,
+                    impls=("graphrnn", "interpreter"))
+    assert row.not_applicable == {"graphrnn": "B=1: no batch to split",
+                                  "interpreter": "the numpy reference runs on one thread"}
+    assert row.ms == {} and row.to_json()["ratio_fastest_peer"] is None
+
+
+def test_interleaved_rounds_rotate_and_respect_the_budget():
+    calls: list[str] = []
+    fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    samples = interleaved(fns, repeats=4, budget_s=1e9)
+    assert {k: len(v) for k, v in samples.items()} == {"a": 4, "b": 4, "c": 4}
+    assert calls[:6] == ["a", "b", "c", "b", "c", "a"]
+    calls.clear()
+    samples = interleaved(fns, repeats=10, budget_s=0.0)       # budget spent: 3 rounds each
+    assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def test_flops_and_row_ratios():
+    assert flops("lstm", (2, 3, 4, 5), "forward") == 2 * 2 * 3 * (4 + 5) * 4 * 5
+    assert flops("gru", (2, 3, 4, 5), "train") == 3 * 2 * 2 * 3 * (4 + 5) * 3 * 5
+    row = Row("rnn", [1, 2, 3, 4], "forward", 2, gflop=0.5,
+              ms={"graphrnn": 10.0, "torch": 30.0, "jax": 20.0, "interpreter": 5.0})
+    out = row.to_json(peak_gflops=100.0)
+    assert out["fastest_peer"] == "jax" and out["ratio_fastest_peer"] == 2.0
+    assert out["graphrnn_gflops"] == pytest.approx(50.0)
+    assert out["peak_fraction"] == pytest.approx(0.25)       # of two cores' peak
+
+
+def test_the_peak_measurement_is_positive():
+    assert "llvm.fma.v16f32" in fma_ir(16, 2)
+    peak = measure_peak(seconds=0.002, repeats=1, variants=((8, 4), (16, 4)))
+    assert peak["gflops"] > 0
+    assert [(v["width"], v["chains"]) for v in peak["variants"]] == [(8, 4), (16, 4)]
+    assert peak["gflops"] == max(v["gflops"] for v in peak["variants"])
+
+
+def test_bench_help_and_the_peak_command(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    with pytest.raises(SystemExit) as done:
+        cli_main(["bench", "--help"])
+    assert done.value.code == 0
+    help_text = capsys.readouterr().out
+    assert help_text.count("usage: graphrnn bench") == 2
+    for option in ("--json", "--quick", "--peak", "--configs", "--cells", "--repeats"):
+        assert option in help_text
+    peak = subprocess.run([sys.executable, "-m", "graphrnn", "bench", "--peak", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert peak.returncode == 0, peak.stderr
+    assert json.loads(peak.stdout)["peak"]["gflops"] > 0
+
+
+def test_demo_is_a_subcommand(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli_main(["demo", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: graphrnn demo" in out and "--epochs" in out
