@@ -45,8 +45,7 @@ def emit_dropout(em: Emitter, node: Node, out: Ref, ins: list[Ref]) -> None:
     """out = dropout(x) over out's logical shape; scalar args (seed, training, step)."""
     bld = em.builder
     x = ins[0]
-    n_refs = 2
-    seed, training, step = em.function.args[n_refs:n_refs + 3]
+    seed, training, step = em.function.args[2:5]       # after the pointers out and x
     p = float(node.attrs["p"])
     threshold = math.ceil(p * 2.0 ** 32)          # (h >> 32) / 2**32 >= p, in integers
     # numpy divides a float32 array by the Python float 1 - p rounded to float32

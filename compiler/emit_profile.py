@@ -47,9 +47,9 @@ class Profiler:
         zero = ir.Constant(I64, 0)
         self.sums += [em.alloca(I64), em.alloca(I64)]
         entry = em.function.entry_basic_block
-        with em.builder.goto_block(entry):
-            em.builder.position_after(self.sums[-1])
-            for slot in self.sums[-2:]:
+        for slot in self.sums[-2:]:
+            with em.builder.goto_block(entry):
+                em.builder.position_after(slot)
                 em.builder.store(zero, slot)
         return index, em.builder.call(_clock(em.module), [])
 

@@ -245,6 +245,9 @@ class _StaticEnv(Env):
     def __getitem__(self, n: Any) -> Any:
         if n not in self.values:
             alias = self.low.sched.aliases.get(n)
+            if alias is None and n.op == Op.INPUT:
+                raise LoweringError(f"{n.name}: a persistent kernel reads an input that is "
+                                    "not the parameters")
             self.values[n] = self[alias] if alias is not None else self.low.view(n, self)
         return self.values[n]
 

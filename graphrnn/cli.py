@@ -4,6 +4,7 @@
     graphrnn summary MODEL                  the parameter table of a model
     graphrnn show MODEL [-o out.svg]        the graph: DOT text, or a picture (.svg, .png)
     graphrnn ir MODEL [--after PASS]        the graph after each compiler pass (--llvm, --asm)
+    graphrnn profile MODEL [--batch B ...]  time each kernel of the compiled model
 
 MODEL is a file written by `graphrnn.save`, or `module:function` / `path/to/file.py:function`
 naming a function that returns a gModule (or a gModule itself). A missing or broken model is
@@ -257,6 +258,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "demo": Subcommand("train an LSTM on the adding problem (options: graphrnn demo --help)",
                        _pass_through,
                        lambda a: importlib.import_module(f"{__package__}.demo").main(a.argv)),
+    "profile": Subcommand("time each kernel of a compiled model: where the time goes, by IR "
+                          "node", lambda p: importlib.import_module(f"{__package__}.profile")
+                          .add_arguments(p),
+                          lambda a: importlib.import_module(f"{__package__}.profile").run(a)),
 }
 
 

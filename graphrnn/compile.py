@@ -27,9 +27,11 @@ writing into a vector (or a Param's data) kept from earlier, call `invalidate()`
 `graphrnn.flat.params_changed(flat)`), else the next call may use the old weights.
 
 `stateful=True` keeps each top-level loop's carry between calls: a stream fed in chunks gives
-the result of one long call. The state starts from the model's own initial values (computed
-for the first chunk's inputs), is reset by `reset_state()`, and a call with another batch
-size raises InputError until it is reset. Reverse loops cannot be stateful.
+the result of one long call, bit for bit, whatever the chunk sizes (empty chunks included:
+the same kernels run on the same rows; tests/test_streams.py), in memory that does not grow
+with the stream. The state starts from the model's own initial values (computed for the
+first chunk's inputs), is reset by `reset_state()`, and a call with another batch size
+raises InputError until it is reset. Reverse loops cannot be stateful.
 
 Calls are thread-safe: each call in flight has its own scratch arena (a stateful model
 serialises its calls, since the state is shared).
@@ -53,7 +55,7 @@ from .flat import params_version
 from .interpret import interpret
 from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layout_params
 from .runtime.cache import KernelCache
-from .runtime.jit import Engine, JitError
+from .runtime.jit import Engine, JitError, Library
 from .runtime.program import Program, as_input, describe
 
 MAX_DIM = 1 << 31              # every dim of an input must be smaller
@@ -249,7 +251,12 @@ class CompiledModel:
                     **self.lowering)
 
     def structure_key(self, types: tuple[TensorType, ...]) -> str | None:
-        """The whole-program cache key for `types` (None: this graph is not cacheable)."""
+        """The whole-program cache key for `types` (None: not cacheable as a whole program,
+        e.g. a subclass compiles with its own `executable` but names no `key_options`)."""
+        owner = {name: next(c for c in type(self).__mro__ if name in c.__dict__)
+                 for name in ("executable", "key_options")}
+        if not issubclass(owner["key_options"], owner["executable"]):
+            return None
         text = structure_text(self.graph, types, self.key_options(), LOWERING_VERSION)
         return None if text is None else self.cache.key(text, "program/" + cache_version())
 
@@ -287,8 +294,8 @@ class CompiledModel:
         return program
 
     def _program(self, exe: Executable, obj: bytes) -> Program:
-        return Program(exe, shared_engine().load(obj), self._params_for(exe.table),
-                       version=params_version)
+        # a cache hit needs no Engine (that is, no optimiser target machine): only a loader
+        return Program(exe, Library(obj), self._params_for(exe.table), version=params_version)
 
     def _params_for(self, table: ParamTable) -> np.ndarray:
         flat = getattr(self.model, "flat", None)

@@ -60,7 +60,8 @@ class Profile:
         return "\n".join(lines)
 
     def by_node(self) -> dict[str, float]:
-        """Percent of the native call per IR node (a kernel's share split over its nodes)."""
+        """Percent of the native call per IR node (a kernel's share split over its nodes;
+        the `(entry)` row belongs to no node)."""
         out: dict[str, float] = {}
         for r in self.rows:
             for name in r.nodes:

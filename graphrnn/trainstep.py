@@ -66,9 +66,6 @@ class CompiledTrainStep(CompiledModel):
         self.compiles += 1
         return lower_graph(_unit_cotangent(g), table, **self.lowering)
 
-    def key_options(self) -> dict[str, Any]:
-        return dict(super().key_options(), truncate=self.truncate, checkpoint=self.checkpoint)
-
     def __call__(self, *inputs: Any, target: Any, training: bool = True,
                  seed: int = 0) -> float:
         """Run one step: returns the loss, leaves the gradient in the model's flat gradient.

@@ -108,12 +108,12 @@ def bind_dims(names: Sequence[str], types: Sequence[TensorType], arrays: Sequenc
 class _Workspace:
     """Scratch memory of one call in flight: the arena, the io pointer array, the run block."""
 
-    def __init__(self, n_io: int, extras: Sequence[int], floats: int):
+    def __init__(self, n_io: int, extras: Sequence[int | None], floats: int):
         self.io = (ctypes.c_void_p * max(n_io + len(extras), 1))()
         self.io_address = ctypes.addressof(self.io)
-        self.run = (ctypes.c_int64 * 2)()
+        self.run = (ctypes.c_int64 * 2)()         # seed, training: this call's
         for k, a in enumerate(extras):
-            self.io[n_io + k] = a if a >= 0 else ctypes.addressof(self.run)
+            self.io[n_io + k] = a if a is not None else ctypes.addressof(self.run)
         self.floats = -1
         self.grow(floats)
 
@@ -154,7 +154,8 @@ class Program:
         records = meta.get("profile") or ()
         self.counters = np.zeros(max(2 * len(records), 1), np.int64)
         n_extras = meta.get("extras", 0)
-        self._extras = [self.persistent.ctypes.data, -1, self.counters.ctypes.data][:n_extras]
+        # the io pointers after the outputs; None: the workspace's own run block
+        self._extras = [self.persistent.ctypes.data, None, self.counters.ctypes.data][:n_extras]
         self._params: np.ndarray | None = None
         self._params_address = 0
         self.bind_params(params if params is not None else

@@ -48,7 +48,7 @@ def recurrent(cell: str, h: int = 4, *, lengths: bool = False, **kw) -> gr.gModu
 
 
 def counter() -> gr.gModule:
-    """A loop without sequences: s <- tanh(s * w + k) for 11 steps; ys = s * s."""
+    """A loop without sequences: s <- tanh(Linear(s) + k) for 11 steps; ys = s * s."""
     k, s = gr.Input("B", 2), gr.Input("B", 2)
     s2 = nn.Tanh()(nn.CAddTable()([nn.Linear(2, 2)(s), k]))
     body = gr.gModule([k, s], [s2, nn.CMulTable()([s2, s2])])
