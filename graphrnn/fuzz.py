@@ -1,280 +1,34 @@
-"""Differential fuzzing: random models through every path that must agree with the interpreter.
+"""Differential fuzzing: random models (graphrnn.randgraph) through the cross-checks
+(graphrnn.crosscheck), shrunk and saved when they fail.
 
     found = check_case(model, inputs)         # [] when everything agrees
-
-`check_case` makes four comparisons:
-  (a) the interpreter's outputs are finite, in float32 and float64;
-  (b) after the front passes and each subset of the optimisations (`prepare(disable=...,
-      unroll=...)`), the interpreter gives the prepared graph's outputs (float64) equal to the
-      model's;
-  (c) `gradcheck` (float64 central differences) passes; a failure counts only if it fails
-      again on freshly drawn inputs, so a rare kink (ReLU at 0) is not reported;
-  (d) `gr.compile(model, unroll=, disable=)(*inputs)` equals the interpreter (float32,
-      rtol 1e-4, atol 1e-5), whenever `graphrnn.compile` is importable;
-  (e) the model saved and loaded again (`gr.save`/`gr.load`) gives the same outputs.
+    graphrnn fuzz --seconds 60 --seed 1       # random cases until the time is up
 
 A `Case` is (seed, generator knobs, checks): everything needed to rebuild the model and rerun
 the checks. `shrink` regenerates a failing case from the same seed with smaller knobs while it
 still fails the same way; `save_case` writes it as JSON, with the model file and its inputs
 next to it, so tests/test_fuzz_regressions.py replays exactly that model even after the
 generator changes.
-`graphrnn fuzz --seconds N --seed S` runs cases until the time is up.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
-import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from .gradcheck import gradcheck
-from .interpret import array_type, interpret
+from .crosscheck import (ALL, DEFAULT_DISABLE, Checks, Discrepancy, check_case, compare,
+                         error_text)
 from .ir import type_str
 from .randgraph import GenParams, Generated, generate_seeded
-
-OPTIMISATION_NAMES = ("fold", "cse", "dce", "merge", "hoist", "fuse")
-ALL = OPTIMISATION_NAMES
-# no optimisation, all of them, and each one alone
-DEFAULT_DISABLE: tuple[tuple[str, ...], ...] = ((), ALL) + tuple(
-    tuple(n for n in ALL if n != keep) for keep in ALL)
-DEFAULT_UNROLL = (None, False, True)
-DEFAULT_COMPILE: tuple[tuple[Any, tuple[str, ...]], ...] = ((None, ()), (False, ALL))
-PASS_RTOL, PASS_ATOL = 1e-5, 1e-6          # float64: only constant folding rounds to float32
-COMPILE_RTOL, COMPILE_ATOL = 1e-4, 1e-5
-TRAINING_SEED = 11                        # the dropout seed of training-mode checks
-
-
-@dataclass(frozen=True)
-class Discrepancy:
-    """One disagreement: which check, under which pass configuration, and what was seen."""
-    check: str                  # "generate", "interpret", "pass", "grad", "compile", "save"
-    detail: str
-    unroll: Any = None
-    disable: tuple[str, ...] = ()
-    symbolic: bool = False      # prepared for the declared (symbolic) input types
-
-    @property
-    def config(self) -> str:
-        if self.check in ("pass", "compile"):
-            off = ",".join(self.disable) if self.disable else "-"
-            sym = " symbolic" if self.symbolic else ""
-            return f"unroll={self.unroll} disable={off}{sym}"
-        return ""
-
-    def key(self) -> tuple:
-        """What makes two discrepancies the same bug, for de-duplication: the check, the
-        configuration and the message with its numbers and names left out."""
-        words = re.sub(r"[\d.e+-]+|%?\w+_\d+", "#", self.detail)[:80]
-        return self.check, self.config, words
-
-    def __str__(self) -> str:
-        return f"{self.check} {self.config}: {self.detail}".replace("  ", " ")
-
-
-@dataclass(frozen=True)
-class Checks:
-    """Which comparisons `check_case` makes (see its docstring)."""
-    passes: bool = True
-    unroll: tuple = DEFAULT_UNROLL
-    disable: tuple[tuple[str, ...], ...] = DEFAULT_DISABLE
-    symbolic: bool = True
-    grads: bool = True
-    compiled: bool = True
-    compile_configs: tuple = DEFAULT_COMPILE
-    grad_samples: int = 4
-    roundtrip: bool = True
-    training: bool = False      # dropout on: only the pass checks run, with the same masks
-
-    def only(self, d: Discrepancy) -> "Checks":
-        """These checks narrowed to the one configuration that produced `d`."""
-        none = dict(passes=False, grads=False, compiled=False, symbolic=False, roundtrip=False)
-        if d.check == "pass":
-            return dataclasses.replace(self, **{**none, "passes": True, "unroll": (d.unroll,),
-                                                "disable": (d.disable,), "symbolic": d.symbolic})
-        if d.check == "grad":
-            return dataclasses.replace(self, **{**none, "grads": True})
-        if d.check == "compile":
-            return dataclasses.replace(self, **{**none, "compiled": True,
-                                                "compile_configs": ((d.unroll, d.disable),)})
-        if d.check == "save":
-            return dataclasses.replace(self, **{**none, "roundtrip": True})
-        return dataclasses.replace(self, **none)
-
-
-# ----------------------------------------------------------------------------- the checks
-
-def check_case(model: Any, inputs: Sequence[np.ndarray], *, checks: Checks | None = None,
-               redraw: Callable[[int], list[np.ndarray]] | None = None,
-               more: Sequence[Sequence[np.ndarray]] = (), cache: Any = None,
-               **options: Any) -> list[Discrepancy]:
-    """Every disagreement between the interpreter and the other paths, for one model.
-
-    `options` override fields of `checks` (compiled=False, grads=False, unroll=(False,),
-    disable=((), ALL), ...). `redraw(k)` gives the k-th fresh set of inputs for the gradcheck
-    retry. `more` are input sets of other sizes (sequence length, batch), run through the
-    same compiled model and the same symbolically prepared graph. `cache` is the kernel cache for
-    compiled programs.
-    """
-    c = dataclasses.replace(checks or Checks(), **options)
-    if c.training:      # gradcheck and the compiled code run without dropout
-        c = dataclasses.replace(c, grads=False, compiled=False, roundtrip=False)
-    sets = [list(inputs)] + [list(m) for m in more]
-    mode = dict(training=c.training, seed=TRAINING_SEED)
-    try:
-        ref32 = [_outputs(interpret(model, *args, **mode)) for args in sets]
-        ref64 = [_outputs(interpret(model, *args, dtype=np.float64, **mode)) for args in sets]
-    except Exception as e:                       # noqa: BLE001 (any failure is a finding)
-        return [Discrepancy("interpret", _error(e))]
-    found = [Discrepancy("interpret", f"output {i} is not finite ({dt})")
-             for refs, dt in ((ref32, "float32"), (ref64, "float64")) for ref in refs
-             for i, v in enumerate(ref) if v.dtype.kind == "f" and not np.isfinite(v).all()]
-    if found:
-        return found[:1]
-    if c.passes:
-        found += _check_passes(model, sets, ref64, c)
-    if c.grads:
-        found += _check_grads(model, inputs, redraw, c.grad_samples)
-    if c.compiled:
-        found += _check_compiled(model, sets, ref32, c.compile_configs, cache)
-    if c.roundtrip:
-        found += _check_roundtrip(model, inputs, ref32[0])
-    return found
-
-
-def _outputs(value: Any) -> list[np.ndarray]:
-    return [np.asarray(v) for v in (value if isinstance(value, tuple) else (value,))]
-
-
-def _error(e: BaseException) -> str:
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:600]
-
-
-def compare(got: Sequence[np.ndarray], want: Sequence[np.ndarray], rtol: float,
-            atol: float) -> str | None:
-    """Where `got` and `want` differ (count, shape, dtype kind or values), or None."""
-    if len(got) != len(want):
-        return f"{len(got)} outputs, expected {len(want)}"
-    for i, (g, w) in enumerate(zip(got, want)):
-        g = np.asarray(g)
-        if g.shape != w.shape or g.dtype.kind != w.dtype.kind:
-            return f"output {i}: {g.dtype}{list(g.shape)}, expected {w.dtype}{list(w.shape)}"
-        if g.dtype.kind != "f":
-            if not np.array_equal(g, w):
-                return f"output {i}: integer values differ"
-            continue
-        bad = ~np.isclose(g, w, rtol=rtol, atol=atol)
-        if bad.any():
-            err = np.where(bad, np.abs(g.astype(np.float64) - w), 0.0)
-            at = np.unravel_index(int(np.argmax(err)), err.shape)
-            return (f"output {i}: {int(bad.sum())} of {g.size} values differ, worst at "
-                    f"{tuple(int(k) for k in at)}: got {g[at]:.6g}, expected {w[at]:.6g}")
-    return None
-
-
-def _check_passes(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.ndarray]],
-                  c: Checks) -> list[Discrepancy]:
-    """Prepared for the first set's concrete types (first set only), or for the declared
-    types (every set)."""
-    from .compiler.pipeline import prepare
-    flat = model.parameters()[0]
-    types = [array_type(np.asarray(a)) for a in sets[0]]
-    runs = [(u, d, False) for u in c.unroll for d in c.disable]
-    if c.symbolic:
-        runs += [(False, (), True), (False, ALL, True)]
-    found = []
-    for unroll, disable, symbolic in runs:
-        where = dict(unroll=unroll, disable=tuple(disable), symbolic=symbolic)
-        try:
-            g, _ = prepare(model.graph, None if symbolic else types, unroll=unroll,
-                           disable=disable, dump=0)
-            for k, (args, ref) in enumerate(zip(sets if symbolic else sets[:1], refs)):
-                got = _outputs(interpret(g, *args, flat, dtype=np.float64,
-                                         training=c.training, seed=TRAINING_SEED))
-                diff = compare(got, ref, PASS_RTOL, PASS_ATOL)
-                if diff:
-                    found.append(Discrepancy("pass", _which(k, sets) + diff, **where))
-                    break
-        except Exception as e:                   # noqa: BLE001
-            found.append(Discrepancy("pass", _error(e), **where))
-    return found
-
-
-def _which(k: int, sets: list[list[np.ndarray]]) -> str:
-    """Which input set a message is about, when it is not the first."""
-    if k == 0:
-        return ""
-    return f"inputs #{k} (shapes {[list(a.shape) for a in sets[k]]}): "
-
-
-def _check_grads(model: Any, inputs: Sequence[np.ndarray],
-                 redraw: Callable[[int], list[np.ndarray]] | None,
-                 samples: int) -> list[Discrepancy]:
-    tries = [list(inputs)] + ([redraw(1)] if redraw else [list(inputs)])
-    reports = []
-    for k, args in enumerate(tries):
-        try:
-            result = gradcheck(model, *args, samples=samples, seed=k)
-        except Exception as e:                   # noqa: BLE001
-            return [Discrepancy("grad", _error(e))]
-        if result.ok:
-            return []
-        worst = max(result.errors.items(), key=lambda kv: kv[1])
-        reports.append(f"{worst[0]} rel err {worst[1]:.2e}")
-    return [Discrepancy("grad", "gradcheck failed twice: " + "; ".join(reports))]
-
-
-def _compiler() -> Callable | None:
-    """`graphrnn.compile` when it can be imported (the compiled check turns on by itself)."""
-    try:
-        module = importlib.import_module(f"{__package__}.compile")
-    except ImportError:
-        return None
-    return getattr(module, "compile", None)
-
-
-def _check_compiled(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.ndarray]],
-                    configs: Sequence[tuple], cache: Any) -> list[Discrepancy]:
-    """One compiled model per configuration, called on every input set."""
-    compile_fn = _compiler()
-    if compile_fn is None:
-        return []
-    kw = {"cache": cache} if cache is not None else {}
-    found = []
-    for unroll, disable in configs:
-        where = dict(unroll=unroll, disable=tuple(disable))
-        try:
-            fast = compile_fn(model, unroll=unroll, disable=disable, **kw)
-            for k, (args, ref) in enumerate(zip(sets, refs)):
-                diff = compare(_outputs(fast(*args)), ref, COMPILE_RTOL, COMPILE_ATOL)
-                if diff:
-                    found.append(Discrepancy("compile", _which(k, sets) + diff, **where))
-                    break
-        except Exception as e:                   # noqa: BLE001
-            found.append(Discrepancy("compile", _error(e), **where))
-    return found
-
-
-def _check_roundtrip(model: Any, inputs: Sequence[np.ndarray],
-                     ref: list[np.ndarray]) -> list[Discrepancy]:
-    from .serialize import load, save
-    with tempfile.TemporaryDirectory(prefix="graphrnn-fuzz-") as tmp:
-        try:
-            save(model, Path(tmp) / "model.grnn")
-            got = _outputs(interpret(load(Path(tmp) / "model.grnn"), *inputs))
-        except Exception as e:                   # noqa: BLE001
-            return [Discrepancy("save", _error(e))]
-    diff = compare(got, ref, 0.0, 0.0)
-    return [Discrepancy("save", diff)] if diff else []
 
 
 # ----------------------------------------------------------------------------- cases
@@ -327,7 +81,7 @@ def run_case(case: Case, cache: Any = None) -> tuple[Generated | None, list[Disc
     try:
         g = case.generate()
     except Exception as e:                       # noqa: BLE001
-        return None, [Discrepancy("generate", _error(e))]
+        return None, [Discrepancy("generate", error_text(e))]
     redraw = lambda k: g.draw(np.random.default_rng([case.seed, k]), g.batch, g.steps)  # noqa
     more = g.other_sizes(np.random.default_rng([case.seed, 0]))
     return g, check_case(g.model, g.inputs, checks=case.checks, redraw=redraw, more=more,

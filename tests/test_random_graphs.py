@@ -150,7 +150,7 @@ def test_wrong_compiled_outputs_and_errors_are_reported(monkeypatch):
     def broken(m, **kw):
         raise gr.LoweringError("no emitter")
     for fake, words in ((off_by_a_little, "values differ"), (broken, "LoweringError")):
-        monkeypatch.setattr("graphrnn.fuzz._compiler", lambda: fake)
+        monkeypatch.setattr("graphrnn.crosscheck._compiler", lambda: fake)
         found = check_case(model, inputs, passes=False, grads=False, roundtrip=False)
         assert [d.check for d in found] == ["compile"] * 2 and words in found[0].detail
 
