@@ -14,6 +14,7 @@ needs no lock: a ctypes ``CFUNCTYPE`` call releases the GIL and runs in parallel
 from __future__ import annotations
 
 import ctypes
+import struct
 import functools
 import threading
 from typing import Any, NamedTuple
@@ -74,10 +75,38 @@ def _target_machine() -> llvm.TargetMachine:
     )
 
 
+def check_object(obj: bytes) -> None:
+    """Refuse bytes that are not a well-formed 64-bit little-endian x86-64 ELF relocatable.
+
+    LLVM's object loader trusts its input; this keeps garbage (a foreign or forged cache
+    entry) from reaching it: header fields and every section must lie inside the bytes.
+    """
+    def fail(why: str) -> None:
+        raise JitError(f"not loadable object code: {why}")
+    if len(obj) < 64 or obj[:4] != b"\x7fELF":
+        fail("no ELF header")
+    if obj[4] != 2 or obj[5] != 1:
+        fail("not a 64-bit little-endian object")
+    e_type, e_machine = struct.unpack_from("<HH", obj, 16)
+    if e_type != 1 or e_machine != 62:
+        fail(f"type {e_type} machine {e_machine}, expected a relocatable x86-64 object")
+    e_shoff, = struct.unpack_from("<Q", obj, 40)
+    e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHH", obj, 58)
+    if e_shentsize != 64 or e_shnum == 0 or e_shstrndx >= e_shnum \
+            or e_shoff + e_shnum * 64 > len(obj):
+        fail("section header table out of bounds")
+    for i in range(e_shnum):
+        sh_type, = struct.unpack_from("<I", obj, e_shoff + i * 64 + 4)
+        sh_offset, sh_size = struct.unpack_from("<QQ", obj, e_shoff + i * 64 + 24)
+        if sh_type != 8 and sh_offset + sh_size > len(obj):       # 8: NOBITS has no bytes
+            fail(f"section {i} out of bounds")
+
+
 class Library:
     """Object code loaded into its own MCJIT engine; kept alive while functions are used."""
 
     def __init__(self, obj: bytes) -> None:
+        check_object(obj)
         _ensure_initialized()
         with _LOCK:
             # MCJIT takes ownership of its target machine, so each engine gets a fresh one.

@@ -221,3 +221,15 @@ def test_arena_views():
     assert v.ctypes.data == arena.address + 16 * 4
     with pytest.raises(ValueError):
         arena.view(90, 11)
+
+
+def test_garbage_object_code_is_refused_before_llvm_sees_it():
+    import pytest
+    from graphrnn.runtime.jit import JitError, Library
+    good = Engine().compile_to_object(
+        "define void @f() {\n  ret void\n}\n").obj
+    Library(good).address("f")
+    for bad in (b"", b"\x00" * 100, good[:40], good[:-200] if len(good) > 300 else good[:60],
+                b"\x7fELF\x02\x01" + bytes(range(200))):
+        with pytest.raises(JitError):
+            Library(bad)
