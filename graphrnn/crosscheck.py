@@ -26,11 +26,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .compiler.pipeline import OPTIMISATIONS
 from .gradcheck import gradcheck
 from .interpret import array_type, interpret
 
-OPTIMISATION_NAMES = ("fold", "cse", "dce", "merge", "hoist", "fuse")
-ALL = OPTIMISATION_NAMES
+# every optimisation of the pipeline, by name (a name may run twice: disabling skips both)
+ALL: tuple[str, ...] = tuple(dict.fromkeys(name for name, _ in OPTIMISATIONS))
 # no optimisation, all of them, and each one alone
 DEFAULT_DISABLE: tuple[tuple[str, ...], ...] = ((), ALL) + tuple(
     tuple(n for n in ALL if n != keep) for keep in ALL)
@@ -107,11 +108,16 @@ def check_case(model: Any, inputs: Sequence[np.ndarray], *, checks: Checks | Non
     """Every disagreement between the interpreter and the other paths, for one model.
 
     `options` override fields of `checks` (compiled=False, grads=False, unroll=(False,),
-    disable=((), ALL), ...). `redraw(k)` gives the k-th fresh set of inputs for the gradcheck
+    disable=((), ALL), ...); one unroll mode or one disable set may be given alone
+    (unroll=True, disable=("fold",)). `redraw(k)` gives the k-th fresh set of inputs for the gradcheck
     retry. `more` are input sets of other sizes (sequence length, batch), run through the
-    same compiled model and the same symbolically prepared graph. `cache` is the kernel cache for
-    compiled programs.
+    same compiled model and the same symbolically prepared graph. `cache` is the kernel
+    cache for compiled programs.
     """
+    if "unroll" in options and not isinstance(options["unroll"], (tuple, list)):
+        options["unroll"] = (options["unroll"],)
+    if "disable" in options and all(isinstance(d, str) for d in options["disable"]):
+        options["disable"] = (tuple(options["disable"]),)
     c = dataclasses.replace(checks or Checks(), **options)
     if c.training:      # gradcheck and the compiled code run without dropout
         c = dataclasses.replace(c, grads=False, compiled=False, roundtrip=False)
