@@ -51,8 +51,7 @@ def format_summary(model: Any) -> str:
         "",
         f"Total parameters: {total:,} in {_plural(len(storages), 'tensor')} "
         "(a shared tensor counts once)",
-        f"Flat vector: {size:,} float32 ({4 * size:,} bytes), {size - total:,} of them "
-        "alignment padding (each tensor starts on 64 bytes)",
+        f"Flat vector: {size:,} float32 ({4 * size:,} bytes), every parameter a view into it",
         "Inputs:  " + _values(graph.inputs),
         "Outputs: " + _values(graph.outputs),
     ]

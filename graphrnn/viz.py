@@ -77,7 +77,7 @@ def param_storages(model_or_graph: Any) -> dict[int, Storage]:
 
 
 def flat_size(storages: dict[int, Storage]) -> int:
-    """Length of the flat vector: every slot starts on a 64-byte boundary."""
+    """Length of the flat vector (slots laid out as graphrnn.flat.ALIGN_FLOATS says)."""
     return sum(-(-s.size // ALIGN_FLOATS) * ALIGN_FLOATS for s in storages.values())
 
 
