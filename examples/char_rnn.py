@@ -72,8 +72,9 @@ def main() -> None:
     print(f"trained in {time.perf_counter() - t0:.0f} s; held-out {nats / math.log(2):.3f} "
           "bits per character")
 
-    generator = sampler(embed, layer, head)
+    generator = gr.compile(sampler(embed, layer, head))   # one native call per sample
     prime = np.array([[vocab.index(c) for c in "The "]])
+    sample_ids(generator, prime, 200, 1.0)                 # compiles once for every temperature
     for temperature in (1.0, 0.75, 0.5, 0.1):
         t0 = time.perf_counter()
         out = sample_ids(generator, prime, 200, temperature, seed=1)
