@@ -1,274 +1,280 @@
-"""The matmul emitter: packed weight panels and a register-blocked <8 x float> micro-kernel.
+"""The GEMM kernel: packed panels and a register-blocked micro-kernel with its epilogue.
 
     for each block of MC rows:                  # the block of `a` stays in L2
-        for each panel p of W = 8 * NV columns: # one panel is K x W contiguous floats
+        for each panel q of B:                  # K x (S * U * VW) contiguous floats
             for each tile of MR rows:
-                acc[MR][NV] = 0                 # MR * NV vector registers
+                acc[MR][S * U] = 0              # vector registers, VW floats each
                 for k in range(K):
                     a_r = broadcast(a[r, k]) for the MR rows     # broadcasts first, then
-                    for v in range(NV):                          # one panel vector at a time:
-                        b = panel[p][k][8v : 8v + 8]             # MR*NV + MR + 1 <= 16 ymm
-                        acc[r][v] = fma(a_r, b, acc[r][v])
-                c[r, cols of p] = acc
+                    for v in range(S * U):                       # one panel vector at a time
+                        acc[r][v] = fma(a_r, panel[q][k][v], acc[r][v])
+                epilogue(acc)                   # in registers, then stored
 
-The right operand is first packed into panel-major order `[panel][k][W]` (zero-padded to a
-whole vector), whatever its layout: `transpose_b` weights ([N, K], PyTorch's) and row strides
-that are powers of two would otherwise make every k touch the same cache sets. A matmul in a
-loop body whose weights are loop-invariant is packed once, in the loop's prologue.
+VW is the host's vector width: 16 floats with AVX-512 (32 registers: up to 24
+accumulators), else 8 (16 registers: 12). The tile's rows MR follow from the number of rows
+(a cost model of FMA throughput, latency and tails; one row for a GEMV).
 
-The tile shape follows the number of rows: MR=3 x NV=4 (12 accumulators) in general, wider
-panels for 1 or 2 rows so that enough independent FMA chains hide the FMA latency.
+Segments: with S > 1 the product's N columns are S equal segments of L (the slices a cell
+takes of its gate pre-activations) and a tile's vector v = s * U + u holds columns
+s * L + (q * U + u) * VW + [0, VW) of segment s, so the same units of every segment meet in
+one tile (emit_pack lays the panels out that way). The epilogue is then:
+
+    x_s = first(acc[r][s * U + u], its inputs at column s * L + c)   # e.g. + bias + i2h
+    for each stage (a FUSED body on the [.., L] slices, in order):
+        value = body(x_s / earlier stage values / inputs at column c)
+        store value at [r, c] when it is needed outside          # h, c of an LSTM
+
+so a cell's gate buffer never goes to memory. Without segments (S = 1) the epilogue is the
+optional `first` body and the store of its value at [r, n].
+
+Tails: columns past a segment's end are zero in the panels; the last vector of a segment may
+be partial and is stored (and its inputs loaded) with masked vector accesses.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 from llvmlite import ir
 
 from graphrnn.ir import Graph, LoweringError, Node, Op
 
 from .emit_map import eval_body
-from .irbuilder import F32, I64, WIDTH, Emitter, Ref, vec
+from .emit_pack import emit_pack
+from .irbuilder import F32, I32, I64, Emitter, Ref
 from .layout import ONE, ZERO, Layout, Lin, collapse, lin, product
 
 A_BLOCK_BYTES = 96 * 1024        # rows of `a` per block: MC * K * 4 bytes stays in L2
+MAX_SEGMENTS = 8
+
+
+@functools.lru_cache(maxsize=1)
+def vector_width() -> int:
+    """Floats per vector register of the host: 16 with AVX-512, else 8."""
+    import llvmlite.binding as llvm
+    return 16 if llvm.get_host_cpu_features().get("avx512f") else 8
+
+
+def accumulators() -> int:
+    """How many accumulators a tile may hold (registers left for the operands)."""
+    return 24 if vector_width() >= 16 else 12
+
+
+def narrow(columns: int, vw: int) -> int:
+    """The vector width for `columns` columns: half-width vectors when that pads less on a
+    narrow product (24 columns: 3 x 8, not 2 x 16)."""
+    if vw > 8 and columns <= 4 * vw and -(-columns // 8) * 8 < -(-columns // vw) * vw:
+        return 8
+    return vw
 
 
 @dataclass(frozen=True)
 class GemmPlan:
-    """Static tiling of one matmul: K, N, rows per tile, vectors per panel."""
-    k: int
+    """Static tiling of one product: K (may grow with T), N, rows per tile, vector width,
+    vectors per segment in a panel (U), segments (S), and the right operand's layout."""
+    k: Lin
     n: int
     mr: int
+    vw: int
     nv: int
-    transpose: bool
+    segments: int = 1
+    transpose: bool = False
 
     @property
-    def width(self) -> int:
-        return WIDTH * self.nv
+    def seg_len(self) -> int:
+        return self.n // self.segments
+
+    @property
+    def seg_width(self) -> int:
+        """Columns of one segment in a full panel."""
+        return self.nv * self.vw
 
     @property
     def full(self) -> int:
-        """Number of full-width panels."""
-        return self.n // self.width
+        """Number of full panels."""
+        return self.seg_len // self.seg_width
 
     @property
-    def last_nv(self) -> int:
-        """Vectors in the last, narrower panel (0 when N is a multiple of the width)."""
-        return -(-(self.n - self.full * self.width) // WIDTH)
+    def last_vectors(self) -> int:
+        """Vectors per segment in the last, narrower panel (0: none)."""
+        return -(-(self.seg_len - self.full * self.seg_width) // self.vw)
 
     @property
-    def padded(self) -> int:
-        return self.full * self.width + self.last_nv * WIDTH
+    def panels(self) -> int:
+        return self.full + (1 if self.last_vectors else 0)
+
+    @property
+    def floats(self) -> Lin:
+        """Size of the packed panels."""
+        return self.k * (self.segments * (self.full * self.seg_width
+                                          + self.last_vectors * self.vw))
 
     @property
     def mc(self) -> int:
-        rows = A_BLOCK_BYTES // (4 * max(self.k, 1))
+        k = self.k.c if self.k.const else 512
+        rows = A_BLOCK_BYTES // (4 * max(k, 1))
         return max(self.mr, rows // self.mr * self.mr)
 
 
-def plan(node: Node) -> GemmPlan:
+def make_plan(k: Lin | int, n: int, rows: Lin | int, *, segments: int = 1,
+              transpose: bool = False, vw: int | None = None) -> GemmPlan:
+    """The tiling of a [rows, k] @ [k, n] product (n split in `segments` equal segments)."""
+    vw = narrow(n // segments, vw or vector_width())
+    rows = lin(rows)
+    need = max(1, -(-(n // segments) // vw))
+    budget = accumulators()
+    if rows == ONE:
+        u = max(1, min(need, 8 // segments))
+        return GemmPlan(lin(k), n, 1, vw, u, segments, transpose)
+    u = max(1, min(need, 4 // segments))
+    mr = _rows_per_tile(rows.c if rows.const else 1 << 12, u * segments, vw, budget)
+    return GemmPlan(lin(k), n, mr, vw, u, segments, transpose)
+
+
+def _rows_per_tile(rows: int, nvec: int, vw: int, budget: int) -> int:
+    """MR minimising the k-loop's cycles over all tiles of `rows` rows (ties: more rows)."""
+    per_fma = 1.0 if vw >= 16 else 0.5
+
+    def cycles(mr: int) -> float:
+        if mr == 0:
+            return 0.0
+        return max(mr * nvec * per_fma, 4.0, (mr + nvec) / 2) + 1.0
+
+    best, best_cost = 1, float("inf")
+    for mr in range(1, max(1, min(8, budget // nvec)) + 1):
+        cost = rows // mr * cycles(mr) + cycles(rows % mr)
+        if cost <= best_cost * 1.001:
+            best, best_cost = mr, min(cost, best_cost)
+    return best
+
+
+def plan(node: Node, segments: int = 1) -> GemmPlan:
+    """The plan of a MATMUL node (its weights' dims must be fixed)."""
     a, b = (x.type for x in node.inputs)
     transpose = bool(node.attrs.get("transpose_b"))
     k, n = (b.shape[1], b.shape[0]) if transpose else b.shape
     if not isinstance(k, int) or not isinstance(n, int):
         raise LoweringError(f"matmul weights must have fixed dims, got {b}")
-    m = product(a.shape[:-1])
-    mr, nv = (1, 8) if m == ONE else (2, 6) if m == lin(2) else (3,4)
-    return GemmPlan(k, n, mr, max(1, min(nv, -(-n // WIDTH))), transpose)
+    return make_plan(k, n, product(a.shape[:-1]), segments=segments, transpose=transpose)
 
 
-def packed_floats(node: Node) -> int:
-    """Size of the packed right operand of a matmul node."""
-    if node.op != Op.MATMUL:
-        return 0
-    p = plan(node)
-    return p.k * p.padded
+def packed_floats(node: Node, segments: int = 1) -> Lin:
+    """Size of the packed right operand of a matmul node (0 for other ops)."""
+    return plan(node, segments).floats if node.op == Op.MATMUL else ZERO
 
 
-def emit_pack(em: Emitter, node: Node, packed: Ref, b: Ref) -> None:
-    """packed[panel][k][j] = b[k, panel * W + j] (b[n, k] when transposed), 0 past N."""
-    p = plan(node)
-    if p.padded == 0 or p.k == 0:
-        return
-    s_k, s_n = (b.layout.strides[1], b.layout.strides[0]) if p.transpose \
-        else (b.layout.strides[0], b.layout.strides[1])
-    if p.transpose and s_k == ONE:
-        fill_panel = _pack_transposed
-    elif not p.transpose and s_n == ONE:
-        fill_panel = _pack_rows
-    else:
-        _pack_any(em, p, packed, b, s_k, s_n)
-        return
-    if p.full:
-        with em.loop(p.full, "pack_panel") as index:
-            fill_panel(em, p, packed, b, s_k, s_n, index, p.width, p.width)
-    if p.last_nv:
-        fill_panel(em, p, packed, b, s_k, s_n, ir.Constant(I64, p.full), p.last_nv * WIDTH,
-                   p.n - p.full * p.width)
+# ----------------------------------------------------------------------------- epilogues
+
+@dataclass(frozen=True)
+class Arg:
+    """An input of a stage: kind "seg" (segment s of the product, after `first`), "stage"
+    (an earlier stage's value) or "ref" (Epilogue.stage_refs[index], in [.., L] space)."""
+    kind: str
+    index: int
 
 
-def _pack_transposed(em: Emitter, p: GemmPlan, packed: Ref, b: Ref, s_k, s_n, index,
-                     width: int, valid: int) -> None:
-    """One panel from rows of b[n, k]: 8 rows x 8 k at a time, transposed in registers."""
-    bld = em.builder
-    dst = em.gep(packed.ptr, em.mul(index, p.k * p.width))
-    col0 = em.mul(index, p.width)
-    zero = em.const(0.0, WIDTH)
-    main = p.k // WIDTH * WIDTH
-    for g in range(width // WIDTH):
-        rows = [em.gep(b.ptr, em.mul(em.add(col0, ir.Constant(I64, g * WIDTH + r)), s_n))
-                if g * WIDTH + r < valid else None for r in range(WIDTH)]
-        if main:
-            with em.loop(main, "pack_k", step=WIDTH) as k:
-                vecs = [em.load(em.gep(row, k), WIDTH) if row is not None else zero
-                        for row in rows]
-                for kk, v in enumerate(_transpose8(bld, vecs)):
-                    at = em.add(bld.mul(em.add(k, ir.Constant(I64, kk)), ir.Constant(
-                        I64, width), flags=["nsw"]), ir.Constant(I64, g * WIDTH))
-                    em.store(v, em.gep(dst, at))
-        if main < p.k:
-            with em.loop(p.k, "pack_kt", start=main) as k:
-                out = em.gep(dst, em.add(bld.mul(k, ir.Constant(I64, width), flags=["nsw"]),
-                                         ir.Constant(I64, g * WIDTH)))
-                for r, row in enumerate(rows):
-                    v = em.load(em.gep(row, k)) if row is not None else ir.Constant(F32, 0.0)
-                    em.store(v, em.gep(out, r))
-
-
-def _pack_rows(em: Emitter, p: GemmPlan, packed: Ref, b: Ref, s_k, s_n, index, width: int,
-               valid: int) -> None:
-    """One panel from b[k, n] with contiguous rows: a vector copy per k."""
-    dst = em.gep(packed.ptr, em.mul(index, p.k * p.width))
-    src = em.gep(b.ptr, em.mul(index, p.width))
-    with em.loop(p.k, "pack_k") as k:
-        row = em.gep(src, em.mul(k, s_k))
-        out = em.gep(dst, em.builder.mul(k, ir.Constant(I64, width), flags=["nsw"]))
-        for v in range(width // WIDTH):
-            lanes = min(WIDTH, max(0, valid - v * WIDTH))
-            if lanes == WIDTH:
-                em.store(em.load(em.gep(row, v * WIDTH), WIDTH), em.gep(out, v * WIDTH))
-                continue
-            for lane in range(WIDTH):
-                value = em.load(em.gep(row, v * WIDTH + lane)) if lane < lanes \
-                    else ir.Constant(F32, 0.0)
-                em.store(value, em.gep(out, v * WIDTH + lane))
-
-
-def _pack_any(em: Emitter, p: GemmPlan, packed: Ref, b: Ref, s_k, s_n) -> None:
-    """Any strides: one element at a time."""
-    bld = em.builder
-    w = ir.Constant(I64, p.width)
-    with em.loop(p.padded, "pack_n") as n:
-        panel = bld.sdiv(n, w)
-        j = bld.sub(n, bld.mul(panel, w, flags=["nsw"]), flags=["nsw"])
-        full = bld.icmp_signed("<", panel, ir.Constant(I64, p.full))
-        width = bld.select(full, w, ir.Constant(I64, p.last_nv * WIDTH))
-        base = em.add(bld.mul(panel, ir.Constant(I64, p.k * p.width), flags=["nsw"]), j)
-        inside = bld.icmp_signed("<", n, ir.Constant(I64, p.n))
-        col = em.gep(b.ptr, em.mul(bld.select(inside, n, ir.Constant(I64, 0)), s_n))
-        with em.loop(p.k, "pack_k") as k:
-            v = em.load(em.gep(col, em.mul(k, s_k)))
-            v = bld.select(inside, v, ir.Constant(F32, 0.0))
-            em.store(v, em.gep(packed.ptr, em.add(base, bld.mul(k, width, flags=["nsw"]))))
-
-
-_LO, _HI = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
-_PAIR_LO, _PAIR_HI = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
-_HALF_LO, _HALF_HI = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
-
-
-def _transpose8(bld: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
-    """out[k][j] = rows[j][k] for 8 <8 x float> rows (unpack, pair shuffle, 128-bit halves)."""
-    def shuf(a: ir.Value, b: ir.Value, mask: list[int]) -> ir.Value:
-        return bld.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), mask))
-    t = []
-    for i in range(0, 8, 2):
-        t += [shuf(rows[i], rows[i + 1], _LO), shuf(rows[i], rows[i + 1], _HI)]
-    s = [shuf(t[0], t[2], _PAIR_LO), shuf(t[0], t[2], _PAIR_HI),
-         shuf(t[1], t[3], _PAIR_LO), shuf(t[1], t[3], _PAIR_HI),
-         shuf(t[4], t[6], _PAIR_LO), shuf(t[4], t[6], _PAIR_HI),
-         shuf(t[5], t[7], _PAIR_LO), shuf(t[5], t[7], _PAIR_HI)]
-    out = [shuf(s[i], s[i + 4], _HALF_LO) for i in range(4)]
-    return out + [shuf(s[i], s[i + 4], _HALF_HI) for i in range(4)]
+@dataclass(frozen=True)
+class Stage:
+    body: Graph
+    args: tuple[Arg, ...]
+    store: Ref | None = None        # where the value goes ([.., L]); None: registers only
 
 
 @dataclass(frozen=True)
 class Epilogue:
-    """An elementwise FUSED body applied to the accumulators before they are stored.
+    """What happens to the accumulators: `first` (a FUSED body whose input `slot` is the
+    product, `refs` its other inputs in [.., N] space; None: the product itself), then the
+    stages (with segments), else the store of first's value to the output."""
+    first: Graph | None = None
+    slot: int = 0
+    refs: tuple[Ref, ...] = ()
+    stages: tuple[Stage, ...] = ()
+    stage_refs: tuple[Ref, ...] = ()
 
-    `slot` is the body input that receives the matmul's value; `refs` are the other inputs,
-    in body order, each broadcast against the output.
-    """
-    body: Graph
-    slot: int
-    refs: tuple[Ref, ...]
 
-
-@dataclass(frozen=True)
-class _Tile:
-    """Row base pointers and strides of one gemm call (after the outer dims are fixed)."""
-    a: ir.Value
-    lda: Lin
-    ak: Lin
-    c: ir.Value
-    ldc: Lin
-    packed: ir.Value
-    extra: tuple[tuple[ir.Value, Lin, Lin], ...] = ()   # epilogue inputs: (ptr, row, col stride)
-    epilogue: Epilogue | None = None
-
-    def at_col(self, em: Emitter, col0: ir.Value) -> "_Tile":
-        """The same tile with every column pointer moved to column `col0`."""
-        extra = tuple((em.gep(ptr, em.mul(col0, cs)), ld, cs) for ptr, ld, cs in self.extra)
-        return _Tile(self.a, self.lda, self.ak, em.gep(self.c, col0), self.ldc, self.packed,
-                     extra, self.epilogue)
+def operand_layouts(lead: tuple[Lin, ...], layouts: list[tuple[Layout, Lin]]
+                    ) -> list[Layout] | None:
+    """Each (layout, last dim) broadcast to lead + (last,), as row layouts over `lead`
+    with the column stride appended; None when a column stride is not 0 or 1."""
+    out = []
+    for lay, last in layouts:
+        try:
+            wide = lay.broadcast_to(lead + (last,))
+        except LoweringError:
+            return None
+        if wide.strides[-1] not in (ZERO, ONE) and last != ONE:
+            return None
+        out.append(wide)
+    return out
 
 
 def epilogue_layouts(a: Layout, out: Layout, extra: list[Layout]) -> list[Layout] | None:
-    """Row layouts of a, out and the epilogue inputs when one loop nest serves them all.
-
-    None when an epilogue input is not contiguous or broadcast along N, or its rows do not
-    follow the output's (then the FUSED node is computed by a kernel of its own).
-    """
+    """Whether a product of `a` into `out` can apply a FUSED epilogue reading `extra`
+    (each broadcast to out's shape, contiguous or broadcast along N): the layouts, or None."""
     lead = out.shape[:-1]
-    try:
-        wide = [e.broadcast_to(out.shape) for e in extra]
-    except LoweringError:
+    if a.shape[:-1] != lead:
         return None
-    if any(e.strides[-1] not in (ZERO, ONE) for e in wide):
-        return None
-    plain = collapse([Layout(lead, a.strides[:-1]), Layout(lead, out.strides[:-1])])
-    rows = collapse([Layout(lead, a.strides[:-1]), Layout(lead, out.strides[:-1])]
-                    + [Layout(lead, e.strides[:-1]) for e in wide])
-    return rows if rows[0].shape == plain[0].shape else None
+    return operand_layouts(lead, [(x, out.shape[-1]) for x in extra])
 
 
-def emit_matmul(em: Emitter, node: Node, out: Ref, a: Ref, packed: Ref,
-                epilogue: Epilogue | None = None) -> None:
-    """out[..., N] = epilogue(a[..., K] @ B), with B read from its packed panels."""
-    p = plan(node)
-    if out.layout.strides[-1] != ONE and p.n > 1:
-        raise LoweringError(f"matmul output must be contiguous along N, got {out.layout}")
-    extra = [r.layout for r in epilogue.refs] if epilogue else []
-    rows = epilogue_layouts(a.layout, out.layout, extra)
-    if rows is None:
-        raise LoweringError("the epilogue's inputs do not follow the matmul's rows")
-    cols = [r.layout.broadcast_to(out.layout.shape).strides[-1] for r in epilogue.refs] \
-        if epilogue else []
-    ptrs = [a.ptr, out.ptr] + [r.ptr for r in epilogue.refs] if epilogue else [a.ptr, out.ptr]
+@dataclass
+class _Operand:
+    """A pointer walked by rows and columns: base (after the outer dims), row stride,
+    column stride (0 or 1), and whether its columns are the segment's ([.., L]) or N's."""
+    base: ir.Value
+    ld: Lin
+    cs: Lin
+    seg_space: bool = False
+
+
+@dataclass
+class _Tile:
+    a: ir.Value
+    lda: Lin
+    ak: Lin
+    out: _Operand | None
+    refs: list[_Operand] = field(default_factory=list)
+    stage_refs: list[_Operand] = field(default_factory=list)
+    stores: list[_Operand | None] = field(default_factory=list)
+
+
+def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | None,
+              epilogue: Epilogue | None = None) -> None:
+    """epilogue(a[..., K] @ B) with B read from its packed panels (see the docstring)."""
+    epi = epilogue or Epilogue()
+    lead = a.layout.shape[:-1]
+    n_last, l_last = lin(p.n), lin(p.seg_len)
+    parts: list[tuple[Ref, Lin]] = []
+    if out is not None and not epi.stages:
+        parts.append((out, n_last))
+    parts += [(r, n_last) for r in epi.refs]
+    parts += [(r, l_last) for r in epi.stage_refs]
+    parts += [(s.store, l_last) for s in epi.stages if s.store is not None]
+    wide = operand_layouts(lead, [(r.layout, last) for r, last in parts])
+    if wide is None:
+        raise LoweringError("the epilogue's operands do not follow the product's rows")
+    rows = collapse([Layout(lead, a.layout.strides[:-1])]
+                    + [Layout(lead, w.strides[:-1]) for w in wide])
+    ptrs = [a.ptr] + [r.ptr for r, _ in parts]
     with em.nest(rows[0].shape[:-1], "mm_outer") as idx:
         bases = [em.at(Ref(ptr, lay), idx) for ptr, lay in zip(ptrs, rows)]
-        tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], bases[1],
-                     rows[1].strides[-1], packed.ptr,
-                     tuple((b, lay.strides[-1], cs) for b, lay, cs in zip(bases[2:], rows[2:],
-                                                                           cols)), epilogue)
-        _rows(em, p, rows[0].shape[-1], tile)
+        ops = [_Operand(b, lay.strides[-1], w.strides[-1], last == l_last and p.segments > 1)
+               for b, lay, w, (_, last) in zip(bases[1:], rows[1:], wide, parts)]
+        tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], None)
+        if out is not None and not epi.stages:
+            tile.out = ops.pop(0)
+        tile.refs = ops[:len(epi.refs)]
+        tile.stage_refs = ops[len(epi.refs):len(epi.refs) + len(epi.stage_refs)]
+        stores = iter(ops[len(epi.refs) + len(epi.stage_refs):])
+        tile.stores = [next(stores) if s.store is not None else None for s in epi.stages]
+        _row_blocks(em, p, rows[0].shape[-1], tile, epi, packed)
 
 
-def _rows(em: Emitter, p: GemmPlan, m: Lin, tile: _Tile) -> None:
+def _row_blocks(em: Emitter, p: GemmPlan, m: Lin, tile: _Tile, epi: Epilogue,
+                packed: ir.Value) -> None:
     bld = em.builder
     if m.const and m.c <= p.mc:
-        _block(em, p, 0, m.c, tile)
+        _block(em, p, 0, m.c, tile, epi, packed)
         return
     total = em.lin(m)
     mc = ir.Constant(I64, p.mc)
@@ -277,109 +283,214 @@ def _rows(em: Emitter, p: GemmPlan, m: Lin, tile: _Tile) -> None:
         begin = bld.mul(blk, mc, flags=["nsw"])
         end = bld.add(begin, mc, flags=["nsw"])
         end = bld.select(bld.icmp_signed("<", end, total), end, total)
-        _block(em, p, begin, end, tile)
+        _block(em, p, begin, end, tile, epi, packed)
 
 
-def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile) -> None:
+def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile, epi: Epilogue,
+           packed: ir.Value) -> None:
     """Rows [begin, end) against every panel; begin/end are ints when known statically."""
     bld = em.builder
     static = isinstance(begin, int) and isinstance(end, int)
     i64 = (lambda v: ir.Constant(I64, v) if isinstance(v, int) else v)
+    panel_floats = p.k * (p.segments * p.seg_width)
 
-    def panel(index: ir.Value | int, nv: int, cols: int) -> None:
-        ptr = em.gep(tile.packed, em.mul(i64(index), p.k * p.width))
-        t = tile.at_col(em, em.mul(i64(index), p.width))
+    def panel(q: ir.Value, nv: int, lanes: list[int]) -> None:
+        ptr = em.gep(packed, em.mul(q, panel_floats))
+        col0 = em.mul(q, p.seg_width)
         with em.loop(i64(end), "mm_tile", start=i64(begin), step=p.mr) as r:
-            _micro(em, p, p.mr, nv, cols, r, t, ptr)
+            _micro(em, p, p.mr, nv, lanes, r, tile, epi, ptr, col0)
+        # the last rows (fewer than MR) as tiles of 4, 2 and 1 rows: few variants of code
         if static:
-            tail_start = begin + (end - begin) // p.mr * p.mr
-            if end > tail_start:
-                _micro(em, p, end - tail_start, nv, cols, i64(tail_start), t, ptr)
+            at, rem = begin + (end - begin) // p.mr * p.mr, (end - begin) % p.mr
+            for bit in (4, 2, 1):
+                if rem & bit:
+                    _micro(em, p, bit, nv, lanes, i64(at), tile, epi, ptr, col0)
+                    at += bit
             return
         span = bld.sub(end, begin, flags=["nsw"])
-        tail = bld.add(begin, bld.mul(bld.sdiv(span, i64(p.mr)), i64(p.mr), flags=["nsw"]),
-                       flags=["nsw"])
-        rem = bld.sub(end, tail, flags=["nsw"])
-        for rows in range(p.mr - 1, 0, -1):
-            with em.if_then(bld.icmp_signed("==", rem, i64(rows))):
-                _micro(em, p, rows, nv, cols, tail, t, ptr)
+        rem = bld.srem(span, i64(p.mr))
+        at = bld.sub(end, rem, flags=["nsw"])
+        for bit in (4, 2, 1):
+            if bit >= p.mr:
+                continue
+            taken = bld.and_(rem, i64(bit))
+            with em.if_then(bld.icmp_signed("!=", taken, i64(0))):
+                _micro(em, p, bit, nv, lanes, at, tile, epi, ptr, col0)
+            at = bld.add(at, taken, flags=["nsw"])
 
     if p.full:
-        with em.loop(p.full, "mm_panel") as index:
-            panel(index, p.nv, p.width)
-    if p.last_nv:
-        panel(p.full, p.last_nv, p.n - p.full * p.width)
+        with em.loop(p.full, "mm_panel") as q:
+            panel(q, p.nv, [p.vw] * p.nv)
+    if p.last_vectors:
+        rest = p.seg_len - p.full * p.seg_width
+        panel(ir.Constant(I64, p.full), p.last_vectors,
+              [min(p.vw, rest - u * p.vw) for u in range(p.last_vectors)])
 
 
-def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, cols: int, r: ir.Value, tile: _Tile,
-           panel: ir.Value) -> None:
-    """c[r : r + mr, :cols] = a[r : r + mr, :] @ panel, in mr * nv vector accumulators."""
+def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.Value,
+           tile: _Tile, epi: Epilogue, panel: ir.Value, col0: ir.Value) -> None:
+    """Rows r .. r + mr against one panel of nv vectors per segment, then the epilogue."""
     bld = em.builder
+    vw = p.vw
+    nvec = nv * p.segments
     row = [em.add(r, ir.Constant(I64, i)) for i in range(mr)]
-    a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in row]
-    zero = em.const(0.0, WIDTH)
-    acc = [zero] * (mr * nv)
-    if p.k:
+    zero = em.const(0.0, vw)
+    acc = [zero] * (mr * nvec)
+    if not (p.k.const and p.k.c == 0):
+        a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in row]
         pre = bld.block
         body = em.function.append_basic_block("mm_k.body")
         done = em.function.append_basic_block("mm_k.exit")
-        bld.branch(body)
+        count = em.lin(p.k)
+        if p.k.const:
+            bld.branch(body)
+        else:                           # K grows with T: it may be 0
+            bld.cbranch(bld.icmp_signed(">", count, ir.Constant(I64, 0)), body, done)
         bld.position_at_end(body)
         k = bld.phi(I64, name="k")
         k.add_incoming(ir.Constant(I64, 0), pre)
-        phis = [bld.phi(vec()) for _ in acc]
+        phis = [bld.phi(zero.type) for _ in acc]
         for ph in phis:
             ph.add_incoming(zero, pre)
-        kp = em.gep(panel, bld.mul(k, ir.Constant(I64, nv * WIDTH), flags=["nsw"]))
-        bcast = [em.splat(em.load(em.gep(a_rows[i], em.mul(k, tile.ak))), WIDTH)
+        kp = em.gep(panel, bld.mul(k, ir.Constant(I64, nvec * vw), flags=["nsw"]))
+        # broadcasts first, then one panel vector at a time: MR * NV + MR + 1 registers
+        bcast = [em.splat(em.load(em.gep(a_rows[i], em.mul(k, tile.ak))), vw)
                  for i in range(mr)]
         new = list(phis)
-        for v in range(nv):
-            bv = em.load(em.gep(kp, v * WIDTH), WIDTH)
+        if PREFETCH:
+            for v in range(nvec):
+                _prefetch(em, em.gep(kp, PREFETCH * nvec * vw + v * vw))
+        for v in range(nvec):
+            bv = em.load(em.gep(kp, v * vw), vw)
             for i in range(mr):
-                new[i * nv + v] = em.fma(bcast[i], bv, new[i * nv + v])
+                new[i * nvec + v] = em.fma(bcast[i], bv, new[i * nvec + v])
         nxt = bld.add(k, ir.Constant(I64, 1), flags=["nsw"])
         k.add_incoming(nxt, body)
         for ph, val in zip(phis, new):
             ph.add_incoming(val, body)
-        bld.cbranch(bld.icmp_signed("<", nxt, ir.Constant(I64, p.k)), body, done)
+        bld.cbranch(bld.icmp_signed("<", nxt, count), body, done)
         bld.position_at_end(done)
         acc = new
+        if not p.k.const:
+            acc = []
+            for val in new:
+                merge = bld.phi(zero.type)
+                merge.add_incoming(zero, pre)
+                merge.add_incoming(val, body)
+                acc.append(merge)
     for i in range(mr):
-        c_row = em.gep(tile.c, em.mul(row[i], tile.ldc))
-        x_rows = [(em.gep(ptr, em.mul(row[i], ld)), cs) for ptr, ld, cs in tile.extra]
-        for v in range(nv):
-            lanes = min(WIDTH, cols - v * WIDTH)
-            _store(em, tile.epilogue, acc[i * nv + v], em.gep(c_row, v * WIDTH),
-                   [(em.gep(x, em.mul(ir.Constant(I64, v * WIDTH), cs)), cs)
-                    for x, cs in x_rows], lanes)
+        for u in range(nv):
+            col = em.add(col0, ir.Constant(I64, u * vw))
+            values = [acc[i * nvec + s * nv + u] for s in range(p.segments)]
+            _finish(em, p, tile, epi, row[i], col, values, lanes[u])
 
 
-def _store(em: Emitter, epi: Epilogue | None, value: ir.Value, ptr: ir.Value,
-           extra: list[tuple[ir.Value, Lin]], lanes: int) -> None:
-    """Store `lanes` lanes of an accumulator, through the epilogue when there is one."""
-    bld = em.builder
-
-    def finish(v: ir.Value, width: int, lane: int) -> ir.Value:
-        if epi is None:
-            return v
-        args = []
-        for x, cs in extra:
-            if cs == ZERO:
-                s = em.load(x)
-                args.append(em.splat(s, width) if width else s)
-            else:
-                args.append(em.load(x, width) if width else em.load(em.gep(x, lane)))
-        args.insert(epi.slot, v)
-        return eval_body(em, epi.body, args, width)
-
-    if lanes == WIDTH:
-        em.store(finish(value, WIDTH, 0), ptr)
-        return
-    for lane in range(lanes):
-        scalar = bld.extract_element(value, ir.Constant(ir.IntType(32), lane))
-        em.store(finish(scalar, 0, lane), em.gep(ptr, lane))
+PREFETCH = 0                    # k-rows ahead to prefetch the panel (measured: no gain)
 
 
-__all__ = ["GemmPlan", "Epilogue", "plan", "packed_floats", "epilogue_layouts", "emit_pack",
-           "emit_matmul"]
+def _prefetch(em: Emitter, ptr: ir.Value) -> None:
+    i8p = ir.IntType(8).as_pointer()
+    fn = em.module.globals.get("llvm.prefetch.p0")
+    if fn is None:
+        fn = ir.Function(em.module, ir.FunctionType(ir.VoidType(), [i8p, I32, I32, I32]),
+                         "llvm.prefetch.p0")
+    em.builder.call(fn, [em.builder.bitcast(ptr, i8p), ir.Constant(I32, 0),
+                         ir.Constant(I32, 3), ir.Constant(I32, 1)])
+
+
+def _finish(em: Emitter, p: GemmPlan, tile: _Tile, epi: Epilogue, row: ir.Value,
+            col: ir.Value, values: list[ir.Value], lanes: int) -> None:
+    """The epilogue of one row and one unit column (col: within a segment)."""
+    vw = p.vw
+    seg = []
+    for s, v in enumerate(values):
+        at = em.add(col, ir.Constant(I64, s * p.seg_len))
+        if epi.first is not None:
+            args = [_read(em, o, row, at, vw, lanes) for o in tile.refs]
+            args.insert(epi.slot, v)
+            v = eval_body(em, epi.first, args, vw)
+        if not epi.stages:
+            _write(em, v, tile.out, row, at, lanes)
+        seg.append(v)
+    done: list[ir.Value] = []
+    for stage, store in zip(epi.stages, tile.stores):
+        args = [seg[a.index] if a.kind == "seg" else done[a.index] if a.kind == "stage"
+                else _read(em, tile.stage_refs[a.index], row, col, vw, lanes)
+                for a in stage.args]
+        value = eval_body(em, stage.body, args, vw)
+        if store is not None:
+            _write(em, value, store, row, col, lanes)
+        done.append(value)
+
+
+def _read(em: Emitter, o: _Operand, row: ir.Value, col: ir.Value, vw: int,
+          lanes: int) -> ir.Value:
+    ptr = em.gep(o.base, em.mul(row, o.ld))
+    if o.cs == ZERO:
+        return em.splat(em.load(ptr), vw)
+    ptr = em.gep(ptr, col)
+    return em.load(ptr, vw) if lanes == vw else masked_load(em, ptr, vw, lanes)
+
+
+def _write(em: Emitter, value: ir.Value, o: _Operand, row: ir.Value, col: ir.Value,
+           lanes: int) -> None:
+    ptr = em.gep(em.gep(o.base, em.mul(row, o.ld)), col)
+    vw = value.type.count
+    if lanes == vw:
+        em.store(value, ptr)
+    else:
+        masked_store(em, value, ptr, lanes)
+
+
+def _mask(vw: int, lanes: int) -> ir.Constant:
+    return ir.Constant(ir.VectorType(ir.IntType(1), vw), [1] * lanes + [0] * (vw - lanes))
+
+
+def _masked_fn(em: Emitter, name: str, vw: int) -> ir.Function:
+    vt = ir.VectorType(F32, vw)
+    full = f"llvm.masked.{name}.v{vw}f32.p0"
+    found = em.module.globals.get(full)
+    if found is not None:
+        return found
+    mask = ir.VectorType(ir.IntType(1), vw)
+    ty = ir.FunctionType(vt, [vt.as_pointer(), I32, mask, vt]) if name == "load" else \
+        ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), I32, mask])
+    return ir.Function(em.module, ty, full)
+
+
+def masked_load(em: Emitter, ptr: ir.Value, vw: int, lanes: int) -> ir.Value:
+    """The first `lanes` floats at ptr as a <vw x float> (zeros after); reads no further."""
+    vt = ir.VectorType(F32, vw)
+    p = em.builder.bitcast(ptr, vt.as_pointer())
+    return em.builder.call(_masked_fn(em, "load", vw),
+                           [p, ir.Constant(I32, 4), _mask(vw, lanes), em.const(0.0, vw)])
+
+
+def masked_store(em: Emitter, value: ir.Value, ptr: ir.Value, lanes: int) -> None:
+    """Store the first `lanes` lanes of value at ptr; writes no further."""
+    vw = value.type.count
+    p = em.builder.bitcast(ptr, value.type.as_pointer())
+    em.builder.call(_masked_fn(em, "store", vw), [value, p, ir.Constant(I32, 4),
+                                                  _mask(vw, lanes)])
+
+
+# ----------------------------------------------------------------------------- rules
+
+def emit_matmul(em: Emitter, node: Node, out: Ref, a: Ref, packed: Ref,
+                epilogue: Epilogue | None = None, segments: int = 1) -> None:
+    """out[..., N] = epilogue(a[..., K] @ B), B read from its packed panels."""
+    p = plan(node, segments)
+    if out is not None and not (epilogue and epilogue.stages) \
+            and out.layout.strides[-1] != ONE and p.n > 1:
+        raise LoweringError(f"matmul output must be contiguous along N, got {out.layout}")
+    emit_gemm(em, p, a, packed.ptr, out, epilogue)
+
+
+def emit_pack_rule(em: Emitter, node: Node, packed: Ref, b: Ref, segments: int = 1) -> None:
+    """The packed panels of a matmul node's right operand."""
+    emit_pack(em, plan(node, segments), packed, b)
+
+
+__all__ = ["GemmPlan", "Epilogue", "Stage", "Arg", "plan", "make_plan", "packed_floats",
+           "epilogue_layouts", "operand_layouts", "emit_gemm", "emit_matmul",
+           "emit_pack_rule", "masked_load", "masked_store", "vector_width"]

@@ -37,7 +37,8 @@ from .emit_loop import Env, Frame, emit_loop
 from .emit_map import MAP_RULES, emit_copy
 from .emit_profile import Profiler, clock_function
 from .emit_reduce import REDUCE_RULES
-from .gemm import Epilogue, emit_matmul, emit_pack
+from .emit_gemm import emit_gemm_call, emit_pack_call
+from .gemm import emit_matmul
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
 from .layout import Layout, lin
 from .arena import Buffer
@@ -139,27 +140,12 @@ class Lowering:
             self.call(k.name, n, emit_copy, out, [env[n]], kind="copy")
             env[k] = out
         elif k.kind == "pack":
-            packed = self.buffer_ref(k.packed, Layout.contiguous((k.packed.size,)))
-            self.call(k.name, n, lambda em, nd, o, ins: emit_pack(em, nd, o, ins[0]), packed,
-                      [env[n.inputs[1]]], kind="pack")
-        elif k.matmul is not None:
-            mm = k.matmul
-            slot = n.inputs.index(mm)
-            packed = self.buffer_ref(k.packed, Layout.contiguous((k.packed.size,)))
-            ins = [env[mm.inputs[0]], packed] + [env[x] for x in n.inputs if x is not mm]
-            body = n.attrs["body"]
-
-            def fused_gemm(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
-                epilogue = Epilogue(body, slot, tuple(refs[2:]))
-                emit_matmul(em, mm, out, refs[0], refs[1], epilogue)
-            out = self.home_ref(k.dest, frame)
-            self.call(k.name, n, fused_gemm, out, ins, kind="gemm", nodes=(mm.name, n.name))
-            env[n] = out
+            emit_pack_call(self, k, env)
+        elif k.kind == "gemm":
+            emit_gemm_call(self, k, env, frame)
         else:
             out = self.home_ref(k.dest, frame)
             ins = [env[x] for x in n.inputs]
-            if n.op == Op.MATMUL:
-                ins = [ins[0], self.buffer_ref(k.packed, Layout.contiguous((k.packed.size,)))]
             scalars: tuple[ir.Value, ...] = ()
             if n.op == Op.DROPOUT:          # a kernel only in training (else a view)
                 rule: Rule | None = emit_dropout

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 
 from .arena import Buffer, plan_arena
-from .gemm import epilogue_layouts, packed_floats
+from .epilogue import Group, find_groups, order_units
+from .gemm import epilogue_layouts, operand_layouts, packed_floats
 from .hoist import per_step
 from .layout import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
@@ -62,7 +63,9 @@ class Kernel:
     For a copy, `node` is the value copied into `dest`. A pack writes `node`'s (a matmul's)
     right operand into `packed`; the gemm reads it from there. A gemm whose `node` is a FUSED
     node computes its `matmul` input and applies the fused body to the accumulators before
-    storing them (the matmul's result never goes to memory).
+    storing them (the matmul's result never goes to memory). A gemm with a `group` also
+    computes the group's members in the tile's epilogue (compiler/epilogue.py): `stages`
+    lists each member and its home (None: kept in registers), `dest` is None.
     """
     name: str
     kind: str
@@ -74,6 +77,9 @@ class Kernel:
     homes: tuple[Home, ...] = ()                        # loop: where each part of its value is
     carry_from: tuple["Node | Kernel | None", ...] = ()  # loop: new carry i (None: unchanged)
     matmul: Node | None = None                          # gemm: the FUSED node's absorbed matmul
+    segments: int = 1                                   # gemm, pack: N split in S segments
+    group: Group | None = None                          # gemm: the epilogue group it computes
+    stages: tuple[tuple[Node, Home | None], ...] = ()   # gemm with a group: members, homes
 
     def walk(self):
         """This kernel and every kernel inside it."""
@@ -154,6 +160,8 @@ class _Scheduler:
         self.count = itertools.count()
         self.packs: dict[Node, Buffer] = {}
         self.epilogues: dict[Node, Node] = {}       # FUSED node -> the matmul it absorbs
+        self.segments: dict[Node, int] = {}         # matmul -> segments of its packed panels
+        self.groups: dict[Node, list[Group]] = {}   # first node of a level -> its groups
 
     # -- bookkeeping
     def tick(self) -> int:
@@ -186,14 +194,76 @@ class _Scheduler:
             self.layouts[n] = Layout.of(n.type)
 
     # -- one graph level
+    def analyse(self, nodes: tuple[Node, ...], outputs: tuple[Node, ...],
+                skip: set[Node]) -> list[Group]:
+        """The level's epilogues and epilogue groups (once per level)."""
+        if not nodes:
+            return []
+        if nodes[0] not in self.groups:
+            self.epilogues.update(_epilogues(nodes, outputs))
+            groups = find_groups(nodes, outputs, self.epilogues, skip)
+            for g in groups:
+                self.segments[g.matmul] = g.segments
+            self.groups[nodes[0]] = groups
+        return self.groups[nodes[0]]
+
     def level(self, nodes: tuple[Node, ...], claims: dict[Node, Home],
               skip: set[Node], outputs: tuple[Node, ...]) -> list[Kernel]:
-        self.epilogues.update(_epilogues(nodes, outputs))
+        groups = self.analyse(nodes, outputs, skip)
         absorbed = set(self.epilogues.values())
+        outside = _read_outside(nodes, outputs, groups)
         out: list[Kernel] = []
-        for n in nodes:
-            if n not in skip and n not in absorbed:
+        for n in order_units(nodes, groups) if groups else nodes:
+            if isinstance(n, Group):
+                out.extend(self.group(n, claims, outside))
+            elif n not in skip and n not in absorbed:
                 out.extend(self.node(n, claims.get(n)))
+        return out
+
+    def group(self, g: Group, claims: dict[Node, Home], outside: set[Node]) -> list[Kernel]:
+        """One gemm kernel computing the group's stored members; or, when the operands'
+        layouts do not allow it, the group's nodes one by one."""
+        mm, head = g.matmul, g.head
+        first = [x for x in head.inputs if x is not mm] if head is not mm else []
+        inside = set(g.nodes)
+        ext = [x for m in g.members for x in m.inputs if x not in inside]
+        homes: list[tuple[Node, Home | None]] = []
+        for m in g.members:
+            home = None
+            if m in outside:
+                home = claims.get(m) or Home(Layout.of(m.type))
+            homes.append((m, home))
+        n, lead = head.type.shape[-1], self.layouts[mm.inputs[0]].shape[:-1]
+        parts = [(self.layouts[x], n) for x in first] + [(self.layouts[x], g.seg_len)
+                                                         for x in ext]
+        parts += [(h.layout, g.seg_len) for _, h in homes if h is not None]
+        if not any(h is not None for _, h in homes) or \
+                operand_layouts(tuple(lead), [(lay, Lin(c)) for lay, c in parts]) is None:
+            out: list[Kernel] = []
+            for x in g.nodes:
+                if not (x is mm and head is not mm):
+                    out.extend(self.node(x, claims.get(x)))
+            return out
+        out = []
+        pos = self.tick()
+        if mm not in self.packs:
+            out.append(self.pack(mm, pos))
+            pos = self.tick()
+        for x in (mm.inputs[0], *first, *ext):
+            self.use(x, pos)
+        stages: list[tuple[Node, Home | None]] = []
+        for m, home in homes:
+            if home is not None and home.buffer is None and home.slot < 0:
+                home = Home(home.layout, self.buffer(m.name, home.layout, pos))
+            if home is not None:
+                self.layouts[m] = home.layout
+                if home.buffer is not None:
+                    self.roots[m] = home.buffer
+            stages.append((m, home))
+        packed = self.packs[mm]
+        packed.end = max(packed.end, pos)
+        out.append(Kernel(self.name("gemm", g.members[-1]), "gemm", head, None, packed,
+                          matmul=mm, segments=g.segments, group=g, stages=tuple(stages)))
         return out
 
     def node(self, n: Node, home: Home | None) -> list[Kernel]:
@@ -241,7 +311,8 @@ class _Scheduler:
         if packed is not None:
             packed.end = max(packed.end, pos)
         kind = "gemm" if mm is not None else KIND.get(n.op, "map")
-        out.append(Kernel(self.name(kind, n), kind, n, home, packed, matmul=mm))
+        out.append(Kernel(self.name(kind, n), kind, n, home, packed, matmul=mm,
+                          segments=self.segments.get(mm or n, 1)))
         return out
 
     def can_absorb(self, fused: Node, mm: Node, home: Home | None) -> bool:
@@ -252,9 +323,11 @@ class _Scheduler:
 
     def pack(self, mm: Node, pos: int) -> Kernel:
         self.use(mm.inputs[1], pos)
-        buf = self.buffer(f"{mm.name}.packed", Layout.contiguous((packed_floats(mm),)), pos)
+        segments = self.segments.get(mm, 1)
+        buf = self.buffer(f"{mm.name}.packed",
+                          Layout.contiguous((packed_floats(mm, segments),)), pos)
         self.packs[mm] = buf
-        return Kernel(self.name("pack", mm), "pack", mm, packed=buf)
+        return Kernel(self.name("pack", mm), "pack", mm, packed=buf, segments=segments)
 
     def view(self, n: Node) -> Kernel | None:
         x = n.inputs[0]
@@ -305,6 +378,7 @@ class _Scheduler:
             prologue.append(Kernel(self.name("copy", x), "copy", x, homes[i]))
         inv = _invariants(body, set(b_consts), self.training)
         inputs = set(body.inputs)
+        self.analyse(body.nodes, body.outputs, inv | inputs)
         for bn in body.nodes:
             if bn in inv and bn not in inputs:
                 prologue.extend(self.node(bn, None))
@@ -377,6 +451,19 @@ def _epilogues(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node,
             if x.op == Op.MATMUL and users[x] == 1 and x.type.shape == n.type.shape:
                 found[n] = x
                 break
+    return found
+
+
+def _read_outside(nodes: tuple[Node, ...], outputs: tuple[Node, ...],
+                  groups: list[Group]) -> set[Node]:
+    """Group members read by a node outside their group, or outputs of the level."""
+    member_of = {m: g for g in groups for m in g.members}
+    found = {y for y in outputs if y in member_of}
+    for n in nodes:
+        for x in n.inputs:
+            g = member_of.get(x)
+            if g is not None and n not in g.members:
+                found.add(x)
     return found
 
 

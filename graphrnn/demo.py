@@ -21,7 +21,7 @@ BASELINE = 1.0 / 6.0
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="graphrnn demo", description=__doc__)
     parser.add_argument("--steps", type=int, default=30, help="sequence length (default 30)")
-    parser.add_argument("--epochs", type=int, default=8, help="epochs (default 8)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
     parser.add_argument("--hidden", type=int, default=64, help="LSTM hidden size (default 64)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
