@@ -381,7 +381,7 @@ def test_a_cycle_is_reported_by_node_names(tmp_path):
     (lambda d: node_named(d, "tanh_0").update(type={"shape": ["B", 3], "dtype": "int8"}),
      "unknown dtype"),
     (lambda d: node_named(d, "tanh_0").pop("doc"), "missing fields"),
-    (lambda d: d["params"][0].update(offset=16), "saved key and offset"),
+    (lambda d: d["params"][0].update(key="linear.renamed"), "linear.renamed"),
     (lambda d: d["graph"].update(inputs=[0]), "dangling|not among"),
 ])
 def test_malformed_graphs_are_clear_errors(tmp_path, change, message):
