@@ -29,7 +29,7 @@ def main() -> None:
     gr.manual_seed(0)
     model = build()
     params, grads = model.parameters()
-    print(f"{params.size} parameters in the flat vector ({model.param_count()} without padding)")
+    print(f"{params.size} parameters in one flat vector; each of the 4 tensors is a view")
     params[...] = np.random.default_rng(0).uniform(-0.1, 0.1, params.size)
     rng = np.random.default_rng(1)
     step = InterpretedStep(model, gr.MSECriterion())
