@@ -24,10 +24,11 @@ from .mathfns import emit_exp
 from .layout import Layout, collapse
 
 
-def _rows(ids: Layout, other: Layout) -> tuple[Layout, Layout]:
-    """Joint iteration over the ids' shape: ids' layout, and `other`'s leading dims."""
-    lead = Layout(ids.shape, other.strides[:ids.rank], other.dtype)
-    return tuple(collapse([ids, lead]))     # type: ignore[return-value]
+def _rows(ids: Layout, *others: Layout) -> list[Layout]:
+    """Joint iteration over the ids' shape: ids' layout, and each other's leading dims
+    (collapsed together, so every layout walks the same merged dims)."""
+    leads = [Layout(ids.shape, o.strides[:ids.rank], o.dtype) for o in others]
+    return collapse([ids, *leads])
 
 
 def _clamped(em: Emitter, i: ir.Value, n: int) -> tuple[ir.Value, ir.Value]:
@@ -52,8 +53,7 @@ def emit_lookup(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
 def emit_pick(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
     x, idx_ref = ins
     classes = x.layout.shape[-1].c
-    id_l, x_l = _rows(idx_ref.layout, x.layout)
-    _, o_l = _rows(idx_ref.layout, out.layout)
+    id_l, x_l, o_l = _rows(idx_ref.layout, x.layout, out.layout)
     with em.nest(id_l.shape, "pick") as idx:
         c, _ = _clamped(em, em.load(em.at(Ref(idx_ref.ptr, id_l), idx)), max(classes, 1))
         row = em.at(Ref(x.ptr, x_l), idx)

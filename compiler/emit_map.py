@@ -4,8 +4,10 @@
         out[i] = f(a[bcast(i)], b[bcast(i)], ...)
 
 Operands broadcast numpy-style (stride 0 on broadcast dims). When the innermost merged dim
-is contiguous in the output and contiguous or broadcast in every input, it runs as
-`<8 x float>` vectors with a scalar tail; otherwise as scalars. A FUSED body is evaluated in
+is contiguous in the output and contiguous or broadcast in every input, it runs as vectors
+of the host's width (`<16 x float>` with AVX-512; `<8 x float>` for rows shorter than that)
+with a scalar tail; otherwise as scalars. Several outputs computed from the same inputs share
+one loop (emit_elementwise_multi: a cluster of FUSED nodes). A FUSED body is evaluated in
 registers per element (or per vector): one pass over the data, no intermediate buffers.
 Transcendentals are compiler/mathfns.py's inline polynomials.
 """
@@ -21,6 +23,7 @@ from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, LoweringEr
 from .irbuilder import FLAGS, I64, WIDTH, Emitter, Ref, elem_type
 from .layout import ONE, ZERO, Layout, collapse
 from .mathfns import emit_exp, emit_log, emit_sigmoid, emit_tanh
+from .tiling import vector_width
 
 ValueFn = Callable[[Emitter, list[ir.Value], int], ir.Value]
 
@@ -102,36 +105,50 @@ def _scalar(n: Node) -> float:
 
 def emit_elementwise(em: Emitter, out: Ref, ins: Sequence[Ref], fn: ValueFn) -> None:
     """out[i] = fn(ins[bcast(i)]) over out's shape; vectorised when the layouts allow."""
-    shape = out.layout.shape
-    layouts = collapse([out.layout] + [r.layout.broadcast_to(shape) for r in ins])
-    o, rest = layouts[0], layouts[1:]
-    floats = out.layout.dtype == "float32" and all(r.layout.dtype == "float32" for r in ins)
-    vector = floats and o.strides[-1] == ONE and all(l.strides[-1] in (ZERO, ONE) for l in rest)
-    inner = o.shape[-1]
-    with em.nest(o.shape[:-1], "ew") as idx:
-        optr = em.at(Ref(out.ptr, o), idx)
+    emit_elementwise_multi(em, [out], ins, lambda e, vals, w: [fn(e, vals, w)])
+
+
+def emit_elementwise_multi(em: Emitter, outs: Sequence[Ref], ins: Sequence[Ref],
+                           fn: Callable[[Emitter, list[ir.Value], int], list[ir.Value]]
+                           ) -> None:
+    """outs[j][i] = fn(ins[bcast(i)])[j] over the outputs' shape (one loop for all of them);
+    vectorised when every output is contiguous and every input contiguous or broadcast along
+    the innermost merged dim."""
+    shape = outs[0].layout.shape
+    layouts = collapse([o.layout for o in outs] + [r.layout.broadcast_to(shape) for r in ins])
+    o_lay, rest = layouts[:len(outs)], layouts[len(outs):]
+    floats = all(r.layout.dtype == "float32" for r in (*outs, *ins))
+    vector = floats and all(o.strides[-1] == ONE for o in o_lay) and \
+        all(l.strides[-1] in (ZERO, ONE) for l in rest)
+    inner = o_lay[0].shape[-1]
+    # the host's full vectors (zmm with AVX-512) when the rows are long enough for them
+    width = vector_width() if not (inner.const and inner.c < vector_width()) else WIDTH
+    with em.nest(o_lay[0].shape[:-1], "ew") as idx:
+        optr = [em.at(Ref(o.ptr, l), idx) for o, l in zip(outs, o_lay)]
         iptr = [em.at(Ref(r.ptr, l), idx) for r, l in zip(ins, rest)]
         start: ir.Value | int = 0
-        if vector and not (inner.const and inner.c < WIDTH):
-            fixed = [em.splat(em.load(p), WIDTH) if l.strides[-1] == ZERO else None
+        if vector and not (inner.const and inner.c < width):
+            fixed = [em.splat(em.load(p), width) if l.strides[-1] == ZERO else None
                      for p, l in zip(iptr, rest)]
-            with em.loop(inner, "ew_v", step=WIDTH) as j:
-                vals = [f if f is not None else em.load(em.gep(p, j), WIDTH)
+            with em.loop(inner, "ew_v", step=width) as j:
+                vals = [f if f is not None else em.load(em.gep(p, j), width)
                         for f, p in zip(fixed, iptr)]
-                em.store(fn(em, vals, WIDTH), em.gep(optr, j))
+                for v, p in zip(fn(em, vals, width), optr):
+                    em.store(v, em.gep(p, j))
             if inner.const:
-                start = inner.c // WIDTH * WIDTH
+                start = inner.c // width * width
             else:
                 n = em.lin(inner)
-                start = em.builder.mul(em.builder.sdiv(n, ir.Constant(I64, WIDTH)),
-                                       ir.Constant(I64, WIDTH), flags=["nsw"])
+                start = em.builder.mul(em.builder.sdiv(n, ir.Constant(I64, width)),
+                                       ir.Constant(I64, width), flags=["nsw"])
         if isinstance(start, int) and inner.const and start >= inner.c:
             return
         scalars = [em.load(p) if l.strides[-1] == ZERO else None for p, l in zip(iptr, rest)]
         with em.loop(inner, "ew_s", start=start) as j:
             vals = [s if s is not None else em.load(em.gep(p, em.mul(j, l.strides[-1])))
                     for s, p, l in zip(scalars, iptr, rest)]
-            em.store(fn(em, vals, 0), em.gep(optr, em.mul(j, o.strides[-1])))
+            for v, p, l in zip(fn(em, vals, 0), optr, o_lay):
+                em.store(v, em.gep(p, em.mul(j, l.strides[-1])))
 
 
 def identity(em: Emitter, vals: list[ir.Value], width: int) -> ir.Value:
@@ -202,5 +219,5 @@ MAP_RULES = {
     Op.RESHAPE: emit_copy,
 }
 
-__all__ = ["emit_elementwise", "eval_body", "apply_op", "emit_copy", "fill", "identity",
-           "MAP_RULES"]
+__all__ = ["emit_elementwise", "emit_elementwise_multi", "eval_body", "apply_op", "emit_copy",
+           "fill", "identity", "MAP_RULES"]

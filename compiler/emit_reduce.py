@@ -14,8 +14,8 @@ from llvmlite import ir
 
 from graphrnn.ir import Node, Op
 
-from .irbuilder import F32, FLAGS, Emitter, Ref
-from .layout import Layout, collapse, product
+from .irbuilder import F32, FLAGS, I64, Emitter, Ref
+from .layout import ONE, Layout, collapse, product
 from .mathfns import emit_exp, emit_log
 
 F64 = ir.DoubleType()
@@ -38,6 +38,9 @@ def emit_sum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
     (red,) = collapse([reduced])
     bld = em.builder
     count = product(reduced.shape)
+    if x_kept.strides[-1] == ONE and o_kept.strides[-1] == ONE and x_kept.shape[-1] != ONE:
+        _column_sums(em, n, Ref(x.ptr, x_kept), Ref(out.ptr, o_kept), red, count)
+        return
     with em.nest(x_kept.shape, "sum_out") as idx:
         base = em.at(Ref(x.ptr, x_kept), idx)
         acc = em.alloca(F64, ir.Constant(F64, 0.0))
@@ -48,6 +51,79 @@ def emit_sum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
         if n.op == Op.MEAN:
             total = bld.fdiv(total, bld.sitofp(em.lin(count), F64))
         em.store(bld.fptrunc(total, F32), em.at(Ref(out.ptr, o_kept), idx))
+
+
+SUM_VECTORS = 4                 # <8 x double> accumulators per block of columns
+
+
+def _column_sums(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, count) -> None:
+    """The sum over `red` when the kept values are contiguous: blocks of 32 kept columns
+    summed as <8 x double> vectors while the reduced dims are walked (masked at the end)."""
+    bld = em.builder
+    vt = ir.VectorType(F64, 8)
+    inner = x.layout.shape[-1]
+    block = 8 * SUM_VECTORS
+    with em.nest(x.layout.shape[:-1], "sum_out") as idx:
+        base = em.at(Ref(x.ptr, x.layout), idx)
+        dest = em.at(Ref(out.ptr, out.layout), idx)
+        total = em.lin(inner)
+        blocks = bld.sdiv(bld.add(total, ir.Constant(I64, block - 1)), ir.Constant(I64, block))
+        with em.loop(blocks, "sum_cols") as b:
+            col = bld.mul(b, ir.Constant(I64, block), flags=["nsw"])
+            lanes = [_lanes(em, bld.sub(total, bld.add(col, ir.Constant(I64, 8 * v))))
+                     for v in range(SUM_VECTORS)]
+            accs = [em.alloca(vt, ir.Constant(vt, [0.0] * 8)) for _ in range(SUM_VECTORS)]
+            with em.nest(red.shape, "sum_rows") as ridx:
+                row = em.gep(em.at(Ref(base, red), ridx), col)
+                for v, acc in enumerate(accs):
+                    vals = _masked_load8(em, em.gep(row, 8 * v), lanes[v])
+                    bld.store(bld.fadd(bld.load(acc), bld.fpext(vals, vt), flags=FLAGS), acc)
+            for v, acc in enumerate(accs):
+                s = bld.load(acc)
+                if n.op == Op.MEAN:
+                    s = bld.fdiv(s, _splat8(em, bld.sitofp(em.lin(count), F64)))
+                _masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)),
+                               em.gep(em.gep(dest, col), 8 * v), lanes[v])
+
+
+def _lanes(em: Emitter, left: ir.Value) -> ir.Value:
+    """<8 x i1>: lane j is live when j < left."""
+    bld = em.builder
+    iota = ir.Constant(ir.VectorType(I64, 8), list(range(8)))
+    return bld.icmp_signed("<", iota, _splat8(em, left))
+
+
+def _splat8(em: Emitter, v: ir.Value) -> ir.Value:
+    bld = em.builder
+    vt = ir.VectorType(v.type, 8)
+    one = bld.insert_element(ir.Constant(vt, ir.Undefined), v, ir.Constant(ir.IntType(32), 0))
+    return bld.shuffle_vector(one, ir.Constant(vt, ir.Undefined),
+                              ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+
+
+def _masked8(em: Emitter, name: str) -> ir.Function:
+    vt = ir.VectorType(F32, 8)
+    full = f"llvm.masked.{name}.v8f32.p0"
+    found = em.module.globals.get(full)
+    if found is not None:
+        return found
+    mask = ir.VectorType(ir.IntType(1), 8)
+    i32 = ir.IntType(32)
+    ty = ir.FunctionType(vt, [vt.as_pointer(), i32, mask, vt]) if name == "load" else \
+        ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), i32, mask])
+    return ir.Function(em.module, ty, full)
+
+
+def _masked_load8(em: Emitter, ptr: ir.Value, mask: ir.Value) -> ir.Value:
+    vt = ir.VectorType(F32, 8)
+    p = em.builder.bitcast(ptr, vt.as_pointer())
+    return em.builder.call(_masked8(em, "load"), [p, ir.Constant(ir.IntType(32), 4), mask,
+                                                  ir.Constant(vt, [0.0] * 8)])
+
+
+def _masked_store8(em: Emitter, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
+    p = em.builder.bitcast(ptr, value.type.as_pointer())
+    em.builder.call(_masked8(em, "store"), [value, p, ir.Constant(ir.IntType(32), 4), mask])
 
 
 def emit_softmax(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:

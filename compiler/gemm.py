@@ -10,9 +10,8 @@
                         acc[r][v] = fma(a_r, panel[q][k][v], acc[r][v])
                 epilogue(acc)                   # in registers, then stored
 
-VW is the host's vector width: 16 floats with AVX-512 (32 registers: up to 24
-accumulators), else 8 (16 registers: 12). The tile's rows MR follow from the number of rows
-(a cost model of FMA throughput, latency and tails; one row for a GEMV).
+VW, MR, U and the blocks come from tiling.py (the host's vector width, the register budget
+and a cost model of the k-loop).
 
 Segments: with S > 1 the product's N columns are S equal segments of L (the slices a cell
 takes of its gate pre-activations) and a tile's vector v = s * U + u holds columns
@@ -32,136 +31,17 @@ be partial and is stored (and its inputs loaded) with masked vector accesses.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 from llvmlite import ir
 
-from graphrnn.ir import Graph, LoweringError, Node, Op
+from graphrnn.ir import Graph, LoweringError, Node
 
 from .emit_map import eval_body
-from .emit_pack import emit_pack
-from .irbuilder import F32, I32, I64, Emitter, Ref
-from .layout import ONE, ZERO, Layout, Lin, collapse, lin, product
-
-A_BLOCK_BYTES = 96 * 1024        # rows of `a` per block: MC * K * 4 bytes stays in L2
-MAX_SEGMENTS = 8
-
-
-@functools.lru_cache(maxsize=1)
-def vector_width() -> int:
-    """Floats per vector register of the host: 16 with AVX-512, else 8."""
-    import llvmlite.binding as llvm
-    return 16 if llvm.get_host_cpu_features().get("avx512f") else 8
-
-
-def accumulators() -> int:
-    """How many accumulators a tile may hold (registers left for the operands)."""
-    return 24 if vector_width() >= 16 else 12
-
-
-def narrow(columns: int, vw: int) -> int:
-    """The vector width for `columns` columns: half-width vectors when that pads less on a
-    narrow product (24 columns: 3 x 8, not 2 x 16)."""
-    if vw > 8 and columns <= 4 * vw and -(-columns // 8) * 8 < -(-columns // vw) * vw:
-        return 8
-    return vw
-
-
-@dataclass(frozen=True)
-class GemmPlan:
-    """Static tiling of one product: K (may grow with T), N, rows per tile, vector width,
-    vectors per segment in a panel (U), segments (S), and the right operand's layout."""
-    k: Lin
-    n: int
-    mr: int
-    vw: int
-    nv: int
-    segments: int = 1
-    transpose: bool = False
-
-    @property
-    def seg_len(self) -> int:
-        return self.n // self.segments
-
-    @property
-    def seg_width(self) -> int:
-        """Columns of one segment in a full panel."""
-        return self.nv * self.vw
-
-    @property
-    def full(self) -> int:
-        """Number of full panels."""
-        return self.seg_len // self.seg_width
-
-    @property
-    def last_vectors(self) -> int:
-        """Vectors per segment in the last, narrower panel (0: none)."""
-        return -(-(self.seg_len - self.full * self.seg_width) // self.vw)
-
-    @property
-    def panels(self) -> int:
-        return self.full + (1 if self.last_vectors else 0)
-
-    @property
-    def floats(self) -> Lin:
-        """Size of the packed panels."""
-        return self.k * (self.segments * (self.full * self.seg_width
-                                          + self.last_vectors * self.vw))
-
-    @property
-    def mc(self) -> int:
-        k = self.k.c if self.k.const else 512
-        rows = A_BLOCK_BYTES // (4 * max(k, 1))
-        return max(self.mr, rows // self.mr * self.mr)
-
-
-def make_plan(k: Lin | int, n: int, rows: Lin | int, *, segments: int = 1,
-              transpose: bool = False, vw: int | None = None) -> GemmPlan:
-    """The tiling of a [rows, k] @ [k, n] product (n split in `segments` equal segments)."""
-    vw = narrow(n // segments, vw or vector_width())
-    rows = lin(rows)
-    need = max(1, -(-(n // segments) // vw))
-    budget = accumulators()
-    if rows == ONE:
-        u = max(1, min(need, 8 // segments))
-        return GemmPlan(lin(k), n, 1, vw, u, segments, transpose)
-    u = max(1, min(need, 4 // segments))
-    mr = _rows_per_tile(rows.c if rows.const else 1 << 12, u * segments, vw, budget)
-    return GemmPlan(lin(k), n, mr, vw, u, segments, transpose)
-
-
-def _rows_per_tile(rows: int, nvec: int, vw: int, budget: int) -> int:
-    """MR minimising the k-loop's cycles over all tiles of `rows` rows (ties: more rows)."""
-    per_fma = 1.0 if vw >= 16 else 0.5
-
-    def cycles(mr: int) -> float:
-        if mr == 0:
-            return 0.0
-        return max(mr * nvec * per_fma, 4.0, (mr + nvec) / 2) + 1.0
-
-    best, best_cost = 1, float("inf")
-    for mr in range(1, max(1, min(8, budget // nvec)) + 1):
-        cost = rows // mr * cycles(mr) + cycles(rows % mr)
-        if cost <= best_cost * 1.001:
-            best, best_cost = mr, min(cost, best_cost)
-    return best
-
-
-def plan(node: Node, segments: int = 1) -> GemmPlan:
-    """The plan of a MATMUL node (its weights' dims must be fixed)."""
-    a, b = (x.type for x in node.inputs)
-    transpose = bool(node.attrs.get("transpose_b"))
-    k, n = (b.shape[1], b.shape[0]) if transpose else b.shape
-    if not isinstance(k, int) or not isinstance(n, int):
-        raise LoweringError(f"matmul weights must have fixed dims, got {b}")
-    return make_plan(k, n, product(a.shape[:-1]), segments=segments, transpose=transpose)
-
-
-def packed_floats(node: Node, segments: int = 1) -> Lin:
-    """Size of the packed right operand of a matmul node (0 for other ops)."""
-    return plan(node, segments).floats if node.op == Op.MATMUL else ZERO
-
+from .emit_pack import emit_pack, masked_load, masked_store
+from .irbuilder import FLAGS, I32, I64, Emitter, Ref
+from .layout import ONE, ZERO, Layout, Lin, collapse, lin
+from .tiling import GemmPlan, operand_layouts, plan
 
 # ----------------------------------------------------------------------------- epilogues
 
@@ -190,41 +70,16 @@ class Epilogue:
     refs: tuple[Ref, ...] = ()
     stages: tuple[Stage, ...] = ()
     stage_refs: tuple[Ref, ...] = ()
-
-
-def operand_layouts(lead: tuple[Lin, ...], layouts: list[tuple[Layout, Lin]]
-                    ) -> list[Layout] | None:
-    """Each (layout, last dim) broadcast to lead + (last,), as row layouts over `lead`
-    with the column stride appended; None when a column stride is not 0 or 1."""
-    out = []
-    for lay, last in layouts:
-        try:
-            wide = lay.broadcast_to(lead + (last,))
-        except LoweringError:
-            return None
-        if wide.strides[-1] not in (ZERO, ONE) and last != ONE:
-            return None
-        out.append(wide)
-    return out
-
-
-def epilogue_layouts(a: Layout, out: Layout, extra: list[Layout]) -> list[Layout] | None:
-    """Whether a product of `a` into `out` can apply a FUSED epilogue reading `extra`
-    (each broadcast to out's shape, contiguous or broadcast along N): the layouts, or None."""
-    lead = out.shape[:-1]
-    if a.shape[:-1] != lead:
-        return None
-    return operand_layouts(lead, [(x, out.shape[-1]) for x in extra])
+    accumulate: bool = False            # out += (no stages): a block of a longer reduction
 
 
 @dataclass
 class _Operand:
-    """A pointer walked by rows and columns: base (after the outer dims), row stride,
-    column stride (0 or 1), and whether its columns are the segment's ([.., L]) or N's."""
+    """A pointer walked by rows and columns: base (after the outer dims), row stride and
+    column stride (0: broadcast along the columns, else 1)."""
     base: ir.Value
     ld: Lin
     cs: Lin
-    seg_space: bool = False
 
 
 @dataclass
@@ -233,14 +88,20 @@ class _Tile:
     lda: Lin
     ak: Lin
     out: _Operand | None
+    count: ir.Value | None = None       # k at run time (a block of the reduction)
+    a_step: ir.Value | None = None      # `a` packed as row tiles: floats per tile
     refs: list[_Operand] = field(default_factory=list)
     stage_refs: list[_Operand] = field(default_factory=list)
     stores: list[_Operand | None] = field(default_factory=list)
 
 
 def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | None,
-              epilogue: Epilogue | None = None) -> None:
-    """epilogue(a[..., K] @ B) with B read from its packed panels (see the docstring)."""
+              epilogue: Epilogue | None = None, *, count: ir.Value | None = None,
+              a_tiles: bool = False) -> None:
+    """epilogue(a[..., K] @ B) with B read from its packed panels (see the docstring).
+
+    count: K at run time (the panels hold `count` rows). a_tiles: `a` is packed as row tiles
+    of p.mr rows (emit_pack_tiles, `count` k each) instead of a strided [rows, K] view."""
     epi = epilogue or Epilogue()
     lead = a.layout.shape[:-1]
     n_last, l_last = lin(p.n), lin(p.seg_len)
@@ -258,9 +119,12 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | Non
     ptrs = [a.ptr] + [r.ptr for r, _ in parts]
     with em.nest(rows[0].shape[:-1], "mm_outer") as idx:
         bases = [em.at(Ref(ptr, lay), idx) for ptr, lay in zip(ptrs, rows)]
-        ops = [_Operand(b, lay.strides[-1], w.strides[-1], last == l_last and p.segments > 1)
-               for b, lay, w, (_, last) in zip(bases[1:], rows[1:], wide, parts)]
-        tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], None)
+        ops = [_Operand(b, lay.strides[-1], w.strides[-1])
+               for b, lay, w in zip(bases[1:], rows[1:], wide)]
+        tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], None, count)
+        if a_tiles:
+            tile.a, tile.ak = a.ptr, Lin(p.mr)
+            tile.a_step = em.builder.mul(count, ir.Constant(I64, p.mr), flags=["nsw"])
         if out is not None and not epi.stages:
             tile.out = ops.pop(0)
         tile.refs = ops[:len(epi.refs)]
@@ -292,7 +156,8 @@ def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile, epi: Epilogue,
     bld = em.builder
     static = isinstance(begin, int) and isinstance(end, int)
     i64 = (lambda v: ir.Constant(I64, v) if isinstance(v, int) else v)
-    panel_floats = p.k * (p.segments * p.seg_width)
+    width = p.segments * p.seg_width
+    panel_floats = p.k * width if tile.count is None else em.mul(tile.count, width)
 
     def panel(q: ir.Value, nv: int, lanes: list[int]) -> None:
         ptr = em.gep(packed, em.mul(q, panel_floats))
@@ -336,13 +201,19 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
     row = [em.add(r, ir.Constant(I64, i)) for i in range(mr)]
     zero = em.const(0.0, vw)
     acc = [zero] * (mr * nvec)
-    if not (p.k.const and p.k.c == 0):
-        a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in row]
+    static = tile.count is None and p.k.const
+    if not (static and p.k.c == 0):
+        if tile.a_step is not None:         # row R of packed tiles: tile R / MR, lane R % MR
+            mr_p = ir.Constant(I64, p.mr)
+            a_rows = [em.gep(tile.a, em.add(bld.mul(bld.sdiv(ri, mr_p), tile.a_step),
+                                            bld.srem(ri, mr_p))) for ri in row]
+        else:
+            a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in row]
         pre = bld.block
         body = em.function.append_basic_block("mm_k.body")
         done = em.function.append_basic_block("mm_k.exit")
-        count = em.lin(p.k)
-        if p.k.const:
+        count = em.lin(p.k) if tile.count is None else tile.count
+        if static:
             bld.branch(body)
         else:                           # K grows with T: it may be 0
             bld.cbranch(bld.icmp_signed(">", count, ir.Constant(I64, 0)), body, done)
@@ -357,9 +228,6 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         bcast = [em.splat(em.load(em.gep(a_rows[i], em.mul(k, tile.ak))), vw)
                  for i in range(mr)]
         new = list(phis)
-        if PREFETCH:
-            for v in range(nvec):
-                _prefetch(em, em.gep(kp, PREFETCH * nvec * vw + v * vw))
         for v in range(nvec):
             bv = em.load(em.gep(kp, v * vw), vw)
             for i in range(mr):
@@ -371,31 +239,33 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         bld.cbranch(bld.icmp_signed("<", nxt, count), body, done)
         bld.position_at_end(done)
         acc = new
-        if not p.k.const:
+        if not static:
             acc = []
             for val in new:
                 merge = bld.phi(zero.type)
                 merge.add_incoming(zero, pre)
                 merge.add_incoming(val, body)
                 acc.append(merge)
-    for i in range(mr):
+    if not epi.stages:
+        for i in range(mr):
+            for u in range(nv):
+                col = em.add(col0, ir.Constant(I64, u * vw))
+                values = [acc[i * nvec + s * nv + u] for s in range(p.segments)]
+                _finish(em, p, tile, epi, row[i], col, values, lanes[u])
+        return
+    # a cell's epilogue (transcendentals, several stages) one row at a time, from the tile
+    # parked in an L1 scratch: the registers hold one row's values, not the whole tile's
+    scratch = em.alloca(ir.ArrayType(zero.type, mr * nvec))
+    for j, v in enumerate(acc):
+        bld.store(v, bld.gep(scratch, [ir.Constant(I32, 0), ir.Constant(I32, j)], inbounds=True))
+    with em.loop(mr, "mm_epilogue") as i:
+        base = bld.mul(i, ir.Constant(I64, nvec), flags=["nsw"])
         for u in range(nv):
             col = em.add(col0, ir.Constant(I64, u * vw))
-            values = [acc[i * nvec + s * nv + u] for s in range(p.segments)]
-            _finish(em, p, tile, epi, row[i], col, values, lanes[u])
-
-
-PREFETCH = 0                    # k-rows ahead to prefetch the panel (measured: no gain)
-
-
-def _prefetch(em: Emitter, ptr: ir.Value) -> None:
-    i8p = ir.IntType(8).as_pointer()
-    fn = em.module.globals.get("llvm.prefetch.p0")
-    if fn is None:
-        fn = ir.Function(em.module, ir.FunctionType(ir.VoidType(), [i8p, I32, I32, I32]),
-                         "llvm.prefetch.p0")
-    em.builder.call(fn, [em.builder.bitcast(ptr, i8p), ir.Constant(I32, 0),
-                         ir.Constant(I32, 3), ir.Constant(I32, 1)])
+            values = [bld.load(bld.gep(scratch, [ir.Constant(I32, 0), em.add(
+                base, ir.Constant(I64, s * nv + u))], inbounds=True))
+                for s in range(p.segments)]
+            _finish(em, p, tile, epi, em.add(r, i), col, values, lanes[u])
 
 
 def _finish(em: Emitter, p: GemmPlan, tile: _Tile, epi: Epilogue, row: ir.Value,
@@ -410,6 +280,8 @@ def _finish(em: Emitter, p: GemmPlan, tile: _Tile, epi: Epilogue, row: ir.Value,
             args.insert(epi.slot, v)
             v = eval_body(em, epi.first, args, vw)
         if not epi.stages:
+            if epi.accumulate:
+                v = em.builder.fadd(v, _read(em, tile.out, row, at, vw, lanes), flags=FLAGS)
             _write(em, v, tile.out, row, at, lanes)
         seg.append(v)
     done: list[ir.Value] = []
@@ -442,38 +314,6 @@ def _write(em: Emitter, value: ir.Value, o: _Operand, row: ir.Value, col: ir.Val
         masked_store(em, value, ptr, lanes)
 
 
-def _mask(vw: int, lanes: int) -> ir.Constant:
-    return ir.Constant(ir.VectorType(ir.IntType(1), vw), [1] * lanes + [0] * (vw - lanes))
-
-
-def _masked_fn(em: Emitter, name: str, vw: int) -> ir.Function:
-    vt = ir.VectorType(F32, vw)
-    full = f"llvm.masked.{name}.v{vw}f32.p0"
-    found = em.module.globals.get(full)
-    if found is not None:
-        return found
-    mask = ir.VectorType(ir.IntType(1), vw)
-    ty = ir.FunctionType(vt, [vt.as_pointer(), I32, mask, vt]) if name == "load" else \
-        ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), I32, mask])
-    return ir.Function(em.module, ty, full)
-
-
-def masked_load(em: Emitter, ptr: ir.Value, vw: int, lanes: int) -> ir.Value:
-    """The first `lanes` floats at ptr as a <vw x float> (zeros after); reads no further."""
-    vt = ir.VectorType(F32, vw)
-    p = em.builder.bitcast(ptr, vt.as_pointer())
-    return em.builder.call(_masked_fn(em, "load", vw),
-                           [p, ir.Constant(I32, 4), _mask(vw, lanes), em.const(0.0, vw)])
-
-
-def masked_store(em: Emitter, value: ir.Value, ptr: ir.Value, lanes: int) -> None:
-    """Store the first `lanes` lanes of value at ptr; writes no further."""
-    vw = value.type.count
-    p = em.builder.bitcast(ptr, value.type.as_pointer())
-    em.builder.call(_masked_fn(em, "store", vw), [value, p, ir.Constant(I32, 4),
-                                                  _mask(vw, lanes)])
-
-
 # ----------------------------------------------------------------------------- rules
 
 def emit_matmul(em: Emitter, node: Node, out: Ref, a: Ref, packed: Ref,
@@ -491,6 +331,4 @@ def emit_pack_rule(em: Emitter, node: Node, packed: Ref, b: Ref, segments: int =
     emit_pack(em, plan(node, segments), packed, b)
 
 
-__all__ = ["GemmPlan", "Epilogue", "Stage", "Arg", "plan", "make_plan", "packed_floats",
-           "epilogue_layouts", "operand_layouts", "emit_gemm", "emit_matmul",
-           "emit_pack_rule", "masked_load", "masked_store", "vector_width"]
+__all__ = ["Epilogue", "Stage", "Arg", "emit_gemm", "emit_matmul", "emit_pack_rule"]

@@ -14,9 +14,10 @@ Kernels that depend on the parameters alone (see persist.py) go into a second fu
     void graphrnn_<hash8>_pack(float* params, float* persistent)
 
 named in `meta["pack"]`, which the Program runs once per parameter update instead of on every
-call. `profile=True` brackets every kernel with cycle counters (emit_profile.py). Each kernel of the schedule is an internal
-function `k<i>_<kind>_<ops>` that the entry point calls in order; EMIT_RULES gives the
-emitter of each op. Views cost nothing: a pointer offset and a layout. A loop stays an LLVM
+call. `profile=True` brackets every kernel with cycle counters (emit_profile.py). Each kernel
+of the schedule is an internal function `k<i>_<kind>_<ops>` that the entry point calls in
+order; EMIT_RULES gives the emitter of each op, emit_gemm.py the calls of the products, the
+epilogue groups and the elementwise clusters. Views cost nothing: a pointer offset and a layout. A loop stays an LLVM
 loop, so the code and its compile time do not depend on T.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .emit_loop import Env, Frame, emit_loop
 from .emit_map import MAP_RULES, emit_copy
 from .emit_profile import Profiler, clock_function
 from .emit_reduce import REDUCE_RULES
-from .emit_gemm import emit_gemm_call, emit_pack_call
+from .emit_gemm import emit_cluster_call, emit_gemm_call, emit_pack_call
 from .gemm import emit_matmul
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
 from .layout import Layout, lin
@@ -97,14 +98,15 @@ class Lowering:
             n_h = frame.node.attrs["n_carry"]
             part = frame.parts[n_h + home.slot]
             ptr = self.em.gep(part.ptr, self.em.mul(frame.t, part.layout.strides[1]))
-            return Ref(ptr, home.layout)
-        b = home.buffer
-        if b in self.sched.persist_buffers:
-            ptr = self.em.gep(self.persist_base, b.offset)
-            return Ref(self.em.cast(ptr, dtype), home.layout)
-        if b.io >= 0:
-            return Ref(self.em.cast(self.io[b.io], dtype), home.layout)
-        return Ref(self.em.cast(self.em.gep(self.arena, b.offset), dtype), home.layout)
+        else:
+            b = home.buffer
+            if b in self.sched.persist_buffers:
+                ptr = self.em.gep(self.persist_base, b.offset)
+            elif b.io >= 0:
+                ptr = self.io[b.io]
+            else:
+                ptr = self.em.gep(self.arena, b.offset)
+        return Ref(self.em.gep(self.em.cast(ptr, dtype), home.offset), home.layout)
 
     def buffer_ref(self, buffer: Buffer, layout: Layout) -> Ref:
         return self.home_ref(Home(layout, buffer), None)
@@ -129,6 +131,10 @@ class Lowering:
             return
         if k.kind == "view":
             env[n] = self.view(n, env)
+        elif k.kind == "placed":            # its pieces were computed into its memory
+            env[n] = self.home_ref(k.dest, frame)
+        elif k.stages and k.kind == "map":
+            emit_cluster_call(self, k, env, frame)
         elif k.kind == "loop":
             clock = self.profiler.begin(self.em, k.name, "loop", (n.name,)) \
                 if self.profiler else None
@@ -320,7 +326,8 @@ def index_checks(graph: Graph, inputs: tuple[Node, ...]) -> list[tuple[str, int,
     """What the Program checks on int64 inputs before a call.
 
     ("ids", i, n): every value of input i lies in [0, n) (it feeds a lookup or pick);
-    ("lengths", i, (c, s)): every value lies in [0, c + s * steps] (a loop's lengths).
+    ("lengths", i, (c, s)): every value lies in [0, c + s * steps] (a loop's lengths, or a
+    sequence mask's: what a loop's lengths become in a training graph).
     """
     where = {x: k for k, x in enumerate(inputs)}
     origin: dict[Node, Node] = {}
@@ -358,6 +365,10 @@ def index_checks(graph: Graph, inputs: tuple[Node, ...]) -> list[tuple[str, int,
                     steps = lin(xs[0].type.shape[1] if xs else n.attrs["length"])
                     add("lengths", lengths, (steps.c, steps.s))
                 visit(body)
+            elif n.op == Op.SEQ_MASK and len(n.inputs) > 1:
+                # differentiation turns a loop's lengths into a mask: the same promise
+                steps = lin(n.type.shape[1])
+                add("lengths", n.inputs[1], (steps.c, steps.s))
             elif n.op == Op.LOOKUP:
                 add("ids", n.inputs[1], n.inputs[0].type.shape[0])
             elif n.op == Op.PICK:

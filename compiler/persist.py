@@ -42,10 +42,14 @@ def split_persistent(kernels: Iterable["Kernel"], params: Node | None,
         return frozenset(), frozenset(), 0
     producer: dict[Node, "Kernel"] = {}
     packs: list["Kernel"] = []
+    shared: set[Node] = set()           # computed by a kernel of several nodes: per call
     for top in kernels:
         for k in top.walk():
             if k.kind == "pack":
                 packs.append(k)
+            elif k.stages:
+                shared.update(m for m, _ in k.stages)
+                shared.add(k.node)
             elif k.kind not in ("view", "loop", "copy") and k.matmul is None:
                 producer.setdefault(k.node, k)
     memo: dict[Node, tuple["Kernel", ...] | None] = {}
@@ -56,7 +60,9 @@ def split_persistent(kernels: Iterable["Kernel"], params: Node | None,
             return memo[n]
         memo[n] = None                      # a cycle through aliases is not static
         found: tuple["Kernel", ...] | None
-        if n is params or n.op in STATIC_LEAVES:
+        if n in shared:
+            found = None
+        elif n is params or n.op in STATIC_LEAVES:
             found = ()
         elif n in aliases:
             found = made_by(aliases[n])

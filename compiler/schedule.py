@@ -4,7 +4,13 @@ Every value is a buffer or a view of one. Views (slice, index, contiguous reshap
 expand, parameter views, inputs, constants) need no code: they are a pointer offset and a
 `Layout`. Everything else is a `Kernel` that writes a *home*: an arena buffer, an output
 of the entry point (`io`), or the current step's row of a loop's per-step output (`slot`), so
-that results land where they are needed without a copy.
+that results land where they are needed without a copy; the pieces of a concatenation are
+written straight into their part of it.
+
+Some kernels compute several nodes (fusion.py): a product with the cell built on its slices
+as the tile's epilogue (an epilogue group: no gate buffer), the FUSED nodes of one type of a
+level as one elementwise loop (a cluster), a CONTRACT as a blocked, packed gemm. Each level's
+nodes are put in an order where every group or cluster is one unit (epilogue.py).
 
 A loop kernel holds three lists: its prologue (initial carry copies, the body's
 loop-invariant work, packing of invariant matmul weights), its body (run once per step), and,
@@ -33,59 +39,19 @@ from dataclasses import dataclass, field
 from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 
 from .arena import Buffer, plan_arena
-from .epilogue import Group, find_groups, order_units
-from .gemm import epilogue_layouts, operand_layouts, packed_floats
+from .epilogue import Cluster, Group, find_clusters, find_groups, schedule_units
+from .fusion import (cluster_kernels, contract_kernel, group_kernels, placements,
+                     read_outside)
 from .hoist import per_step
+from .kernel import LEAVES, VIEWS, Home, Kernel, computed
 from .layout import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
+from .tiling import epilogue_layouts, packed_floats
 
-# ops that are a view of their (first) input, or a leaf with storage of its own
-VIEWS = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE, Op.GET, Op.DROPOUT, Op.EXPAND, Op.VIEW})
-LEAVES = frozenset({Op.INPUT, Op.CONST, Op.FILL})
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce",
         Op.SUM: "reduce", Op.MEAN: "reduce", Op.SOFTMAX: "reduce", Op.LOG_SOFTMAX: "reduce",
         Op.LOOKUP: "index", Op.PICK: "index", Op.ONEHOT: "index", Op.SCATTER: "index",
         Op.SEQ_MASK: "index", Op.SAMPLE: "index", Op.LOOP: "loop"}
-
-
-@dataclass(frozen=True)
-class Home:
-    """Where a kernel writes: a buffer (arena or io), or row t of a loop's per-step output."""
-    layout: Layout
-    buffer: Buffer | None = None
-    slot: int = -1              # >= 0: per-step output `slot` of the enclosing loop, at step t
-
-
-@dataclass(frozen=True, eq=False)
-class Kernel:
-    """One unit of emitted work. `kind`: view | map | reduce | gemm | pack | index | copy | loop.
-
-    For a copy, `node` is the value copied into `dest`. A pack writes `node`'s (a matmul's)
-    right operand into `packed`; the gemm reads it from there. A gemm whose `node` is a FUSED
-    node computes its `matmul` input and applies the fused body to the accumulators before
-    storing them (the matmul's result never goes to memory). A gemm with a `group` also
-    computes the group's members in the tile's epilogue (compiler/epilogue.py): `stages`
-    lists each member and its home (None: kept in registers), `dest` is None.
-    """
-    name: str
-    kind: str
-    node: Node
-    dest: Home | None = None
-    packed: Buffer | None = None
-    prologue: tuple["Kernel", ...] = ()
-    body: tuple["Kernel", ...] = ()
-    homes: tuple[Home, ...] = ()                        # loop: where each part of its value is
-    carry_from: tuple["Node | Kernel | None", ...] = ()  # loop: new carry i (None: unchanged)
-    matmul: Node | None = None                          # gemm: the FUSED node's absorbed matmul
-    segments: int = 1                                   # gemm, pack: N split in S segments
-    group: Group | None = None                          # gemm: the epilogue group it computes
-    stages: tuple[tuple[Node, Home | None], ...] = ()   # gemm with a group: members, homes
-
-    def walk(self):
-        """This kernel and every kernel inside it."""
-        yield self
-        for k in self.prologue + self.body:
-            yield from k.walk()
 
 
 @dataclass
@@ -110,6 +76,7 @@ def schedule(graph: Graph, params: Node | None = None, *, training: bool = False
              ) -> Schedule:
     """The kernels of `graph` (typed, flattened) in order, with every buffer placed."""
     s = _Scheduler(training)
+    s.params = params
     inputs = tuple(x for x in graph.inputs if x is not params)
     for x in graph.inputs:
         s.leaf(x)
@@ -119,7 +86,7 @@ def schedule(graph: Graph, params: Node | None = None, *, training: bool = False
     copies: list[tuple[Node, int]] = []
     for j, y in enumerate(graph.outputs):
         io = n_in + j
-        if _computed(y, s.views) and y not in claims:
+        if computed(y, s.views) and y not in claims:
             claims[y] = Home(Layout.of(y.type), Buffer(f"out{j}", ZERO, 0, 0, io=io))
         elif y.op == Op.GET and y.inputs[0].op == Op.LOOP \
                 and (y.inputs[0], y.attrs["index"]) not in loop_claims:
@@ -140,14 +107,10 @@ def schedule(graph: Graph, params: Node | None = None, *, training: bool = False
                     graph.outputs, params, s.parts, persistent, kept, floats, s.aliases)
 
 
-def _computed(n: Node, views: frozenset[Op] = VIEWS) -> bool:
-    """Whether `n` is always written by a kernel of its own (so it can be given a home)."""
-    return n.op not in views and n.op not in LEAVES and n.op != Op.LOOP
-
-
 class _Scheduler:
     def __init__(self, training: bool = False) -> None:
         self.training = training
+        self.params: Node | None = None
         self.views = VIEWS - {Op.DROPOUT} if training else VIEWS
         self.aliases: dict[Node, Node] = {}
         self.pos = 0
@@ -161,7 +124,7 @@ class _Scheduler:
         self.packs: dict[Node, Buffer] = {}
         self.epilogues: dict[Node, Node] = {}       # FUSED node -> the matmul it absorbs
         self.segments: dict[Node, int] = {}         # matmul -> segments of its packed panels
-        self.groups: dict[Node, list[Group]] = {}   # first node of a level -> its groups
+        self.groups: dict[tuple[Node, ...], list[Group]] = {}   # a level's groups
 
     # -- bookkeeping
     def tick(self) -> int:
@@ -197,73 +160,39 @@ class _Scheduler:
     def analyse(self, nodes: tuple[Node, ...], outputs: tuple[Node, ...],
                 skip: set[Node]) -> list[Group]:
         """The level's epilogues and epilogue groups (once per level)."""
-        if not nodes:
-            return []
-        if nodes[0] not in self.groups:
+        if nodes not in self.groups:
             self.epilogues.update(_epilogues(nodes, outputs))
             groups = find_groups(nodes, outputs, self.epilogues, skip)
             for g in groups:
                 self.segments[g.matmul] = g.segments
-            self.groups[nodes[0]] = groups
-        return self.groups[nodes[0]]
+            self.groups[nodes] = groups
+        return self.groups[nodes]
 
     def level(self, nodes: tuple[Node, ...], claims: dict[Node, Home],
               skip: set[Node], outputs: tuple[Node, ...]) -> list[Kernel]:
         groups = self.analyse(nodes, outputs, skip)
         absorbed = set(self.epilogues.values())
-        outside = _read_outside(nodes, outputs, groups)
+        taken = absorbed | set(self.epilogues) | {n for g in groups for n in g.nodes}
+        # values of the parameters alone stay kernels of their own: they can move to the
+        # pack entry (persist.py), a kernel of several nodes cannot
+        clusters = find_clusters(nodes, taken | _static(nodes, self.params), skip)
+        units = schedule_units(nodes, groups, clusters) if groups or clusters else nodes
+        outside = read_outside(nodes, outputs, [*groups, *clusters])
+        claims = dict(claims)
+        placed = placements(self, nodes, outputs, claims, skip | absorbed)
         out: list[Kernel] = []
-        for n in order_units(nodes, groups) if groups else nodes:
+        for n in units:
             if isinstance(n, Group):
-                out.extend(self.group(n, claims, outside))
+                out.extend(group_kernels(self, n, claims, outside))
+            elif isinstance(n, Cluster):
+                out.extend(cluster_kernels(self, n, claims, outside))
+            elif n in placed:
+                self.layouts[n] = placed[n].layout
+                if placed[n].buffer is not None:
+                    self.roots[n] = placed[n].buffer
+                out.append(Kernel(self.name("placed", n), "placed", n, placed[n]))
             elif n not in skip and n not in absorbed:
                 out.extend(self.node(n, claims.get(n)))
-        return out
-
-    def group(self, g: Group, claims: dict[Node, Home], outside: set[Node]) -> list[Kernel]:
-        """One gemm kernel computing the group's stored members; or, when the operands'
-        layouts do not allow it, the group's nodes one by one."""
-        mm, head = g.matmul, g.head
-        first = [x for x in head.inputs if x is not mm] if head is not mm else []
-        inside = set(g.nodes)
-        ext = [x for m in g.members for x in m.inputs if x not in inside]
-        homes: list[tuple[Node, Home | None]] = []
-        for m in g.members:
-            home = None
-            if m in outside:
-                home = claims.get(m) or Home(Layout.of(m.type))
-            homes.append((m, home))
-        n, lead = head.type.shape[-1], self.layouts[mm.inputs[0]].shape[:-1]
-        parts = [(self.layouts[x], n) for x in first] + [(self.layouts[x], g.seg_len)
-                                                         for x in ext]
-        parts += [(h.layout, g.seg_len) for _, h in homes if h is not None]
-        if not any(h is not None for _, h in homes) or \
-                operand_layouts(tuple(lead), [(lay, Lin(c)) for lay, c in parts]) is None:
-            out: list[Kernel] = []
-            for x in g.nodes:
-                if not (x is mm and head is not mm):
-                    out.extend(self.node(x, claims.get(x)))
-            return out
-        out = []
-        pos = self.tick()
-        if mm not in self.packs:
-            out.append(self.pack(mm, pos))
-            pos = self.tick()
-        for x in (mm.inputs[0], *first, *ext):
-            self.use(x, pos)
-        stages: list[tuple[Node, Home | None]] = []
-        for m, home in homes:
-            if home is not None and home.buffer is None and home.slot < 0:
-                home = Home(home.layout, self.buffer(m.name, home.layout, pos))
-            if home is not None:
-                self.layouts[m] = home.layout
-                if home.buffer is not None:
-                    self.roots[m] = home.buffer
-            stages.append((m, home))
-        packed = self.packs[mm]
-        packed.end = max(packed.end, pos)
-        out.append(Kernel(self.name("gemm", g.members[-1]), "gemm", head, None, packed,
-                          matmul=mm, segments=g.segments, group=g, stages=tuple(stages)))
         return out
 
     def node(self, n: Node, home: Home | None) -> list[Kernel]:
@@ -288,6 +217,10 @@ class _Scheduler:
             view = self.view(n)
             if view is not None:
                 return [view]
+        if n.op == Op.CONTRACT:
+            product = contract_kernel(self, n, home)
+            if product is not None:
+                return [product]
         out: list[Kernel] = []
         mm = self.epilogues.get(n)
         if mm is not None and mm not in self.layouts:
@@ -390,7 +323,7 @@ class _Scheduler:
         claims: dict[Node, Home] = {}
         ys = body.outputs[n_h:]
         for j, y in enumerate(ys):
-            if _computed(y, self.views) and y not in inv and y not in claims:
+            if computed(y, self.views) and y not in inv and y not in claims:
                 claims[y] = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
         kernels = self.level(body.nodes, claims, inv | inputs, body.outputs)
 
@@ -454,17 +387,14 @@ def _epilogues(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node,
     return found
 
 
-def _read_outside(nodes: tuple[Node, ...], outputs: tuple[Node, ...],
-                  groups: list[Group]) -> set[Node]:
-    """Group members read by a node outside their group, or outputs of the level."""
-    member_of = {m: g for g in groups for m in g.members}
-    found = {y for y in outputs if y in member_of}
+def _static(nodes: tuple[Node, ...], params: Node | None) -> set[Node]:
+    """The values computed from the parameters and constants alone."""
+    static: set[Node] = set()
     for n in nodes:
-        for x in n.inputs:
-            g = member_of.get(x)
-            if g is not None and n not in g.members:
-                found.add(x)
-    return found
+        if n is params or n.op in (Op.CONST, Op.FILL) or \
+                (n.op != Op.INPUT and n.inputs and all(x in static for x in n.inputs)):
+            static.add(n)
+    return static
 
 
 def _invariants(body: Graph, consts: set[Node], training: bool = False) -> set[Node]:

@@ -82,7 +82,9 @@ def run_case(case: Case, cache: Any = None) -> tuple[Generated | None, list[Disc
         g = case.generate()
     except Exception as e:                       # noqa: BLE001
         return None, [Discrepancy("generate", error_text(e))]
-    redraw = lambda k: g.draw(np.random.default_rng([case.seed, k]), g.batch, g.steps)  # noqa
+
+    def redraw(k: int) -> list[np.ndarray]:
+        return g.draw(np.random.default_rng([case.seed, k]), g.batch, g.steps)
     more = g.other_sizes(np.random.default_rng([case.seed, 0]))
     return g, check_case(g.model, g.inputs, checks=case.checks, redraw=redraw, more=more,
                          cache=cache)
@@ -108,14 +110,16 @@ def shrink(case: Case, found: Discrepancy, *, cache: Any = None, seconds: float 
 
 
 def save_case(case: Case, found: Discrepancy, directory: str | os.PathLike,
-              generated: Generated | None = None) -> Path:
-    """Write the case as `<check>_<seed>.json`, and (given the generated model) the model as
-    `.grnn` and its inputs as `.npz` next to it. Returns the JSON path."""
+              generated: Generated | None = None, note: str = "") -> Path:
+    """Write the case as `<check>_<seed>.json` (with `note`, a word on the bug), and (given
+    the generated model) the model as `.grnn` and its inputs as `.npz` next to it. Returns
+    the JSON path."""
     from .serialize import save
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     stem = path / f"{found.check}_{case.seed}"
-    data = {**case.to_json(), "found": {**asdict(found), "disable": list(found.disable)}}
+    data = {"note": note or str(found), **case.to_json(),
+            "found": {**asdict(found), "disable": list(found.disable)}}
     if generated is not None:
         data["fingerprint"] = fingerprint(generated.model)
         save(generated.model, stem.with_suffix(".grnn"))
@@ -174,18 +178,19 @@ def fuzz(seconds: float, seed: int = 0, *, compiled: bool = True, grads: bool = 
             running.parent.mkdir(parents=True, exist_ok=True)
             running.write_text(json.dumps(case.to_json(), indent=2) + "\n")
             _, found = run_case(case, cache)
-            running.unlink()
             tried += 1
             failed += bool(found)
             for d in found:
                 if d.key() in seen:
                     continue
                 seen.add(d.key())
+                log(f"case {tried} (seed {case.seed}, {case.params}): {d}")
                 small, d2 = shrink(case, d, cache=cache, seconds=min(60.0, seconds))
                 generated = small.generate() if d2.check != "generate" else None
                 path = save_case(small, d2, out, generated)
                 written.append(path)
-                log(f"case {tried} (seed {case.seed}): {d2}\n  -> {path}")
+                log(f"  shrunk to {small.params}: {d2}\n  -> {path}")
+            running.unlink()
     if not written and Path(out).is_dir() and not any(Path(out).iterdir()):
         Path(out).rmdir()
     log(f"fuzz: {tried} cases in {time.monotonic() - start:.1f} s, {failed} failing "
