@@ -47,9 +47,10 @@ def emit_pack(em: Emitter, p: "GemmPlan", packed: Ref, b: Ref,
         """Panel q of `width` floats per segment; `valid` columns (None: all of them)."""
         base = em.gep(packed.ptr, em.mul(q, _times(em, k, p.segments * p.seg_width)))
         col0 = em.mul(q, p.seg_width)
-        for s in range(p.segments):
-            src = em.gep(b.ptr, em.mul(em.add(col0, ir.Constant(I64, s * p.seg_len)), s_n))
-            dst = em.gep(base, s * width)
+        with em.loop(p.segments, "pack_seg") as s:
+            first = em.add(col0, em.builder.mul(s, ir.Constant(I64, p.seg_len), flags=["nsw"]))
+            src = em.gep(b.ptr, em.mul(first, s_n))
+            dst = em.gep(base, em.builder.mul(s, ir.Constant(I64, width), flags=["nsw"]))
             fill(em, k, src, dst, s_k, s_n, p.segments * width, width,
                  width if valid is None else valid)
 
@@ -71,39 +72,51 @@ def _row(em: Emitter, k: ir.Value, stride: int) -> ir.Value:
 
 def _fill_transposed(em: Emitter, count: Lin | ir.Value, src: ir.Value, dst: ir.Value,
                      s_k: Lin, s_n: Lin, stride: int, width: int, valid: int) -> None:
-    """From rows of b[n, k] (contiguous along k): 8 rows x 8 k at a time, transposed in
-    registers."""
+    """From rows of b[n, k] (contiguous along k): groups of 8 columns, 8 rows x 8 k at a
+    time transposed in registers; the groups past `valid` columns are zeros."""
+    total = em.lin(count) if isinstance(count, Lin) else count
+    full = min(valid, width) // LANES
+
+    def rows_at(first: ir.Value, live: int) -> list[ir.Value | None]:
+        return [em.gep(src, em.mul(em.add(first, ir.Constant(I64, r)), s_n)) if r < live
+                else None for r in range(LANES)]
+    if full:
+        with em.loop(full, "pack_g") as g:
+            first = em.builder.mul(g, ir.Constant(I64, LANES), flags=["nsw"])
+            _transpose_group(em, count, total, rows_at(first, LANES), em.gep(dst, first),
+                             stride)
+    if full * LANES < valid:
+        first = ir.Constant(I64, full * LANES)
+        _transpose_group(em, count, total, rows_at(first, valid - full * LANES),
+                         em.gep(dst, first), stride)
+    zeros = -(-valid // LANES) * LANES
+    if zeros < width:
+        with em.loop(total, "pack_z") as k:
+            row = em.gep(dst, _row(em, k, stride))
+            for at in range(zeros, width, LANES):
+                em.store(em.const(0.0, LANES), em.gep(row, at))
+
+
+def _transpose_group(em: Emitter, count: Lin | ir.Value, total: ir.Value,
+                     rows: list[ir.Value | None], dst: ir.Value, stride: int) -> None:
+    """dst[k * stride + j] = rows[j][k] for the 8 rows (a missing row: zeros)."""
     zero = em.const(0.0, LANES)
     static = isinstance(count, Lin) and count.const
-    main_k = Lin(count.c // LANES * LANES) if static else None
-    total = em.lin(count) if isinstance(count, Lin) else count
-    for g in range(width // LANES):
-        rows = [em.gep(src, em.mul(ir.Constant(I64, g * LANES + r), s_n))
-                if g * LANES + r < valid else None for r in range(LANES)]
-        if all(r is None for r in rows):
-            with em.loop(total, "pack_z") as k:
-                em.store(zero, em.gep(dst, em.add(_row(em, k, stride),
-                                                  ir.Constant(I64, g * LANES))))
-            continue
-        if main_k is None or main_k.c:
-            with em.loop(total, "pack_k", step=LANES) as k:
-                vecs = [em.load(em.gep(row, k), LANES) if row is not None else zero
-                        for row in rows]
-                for kk, v in enumerate(_transpose8(em.builder, vecs)):
-                    at = em.add(_row(em, em.add(k, ir.Constant(I64, kk)), stride),
-                                ir.Constant(I64, g * LANES))
-                    em.store(v, em.gep(dst, at))
-            start: ir.Value = _floor(em, total) if main_k is None \
-                else ir.Constant(I64, main_k.c)
-        else:
-            start = ir.Constant(I64, 0)
-        if main_k is not None and main_k.c == count.c:
-            continue
-        with em.loop(total, "pack_kt", start=start) as k:
-            out = em.gep(dst, em.add(_row(em, k, stride), ir.Constant(I64, g * LANES)))
-            for r, row in enumerate(rows):
-                v = em.load(em.gep(row, k)) if row is not None else ir.Constant(F32, 0.0)
-                em.store(v, em.gep(out, r))
+    main_k = count.c // LANES * LANES if static else None
+    if main_k is None or main_k:
+        with em.loop(total, "pack_k", step=LANES) as k:
+            vecs = [em.load(em.gep(row, k), LANES) if row is not None else zero
+                    for row in rows]
+            for kk, v in enumerate(_transpose8(em.builder, vecs)):
+                em.store(v, em.gep(dst, _row(em, em.add(k, ir.Constant(I64, kk)), stride)))
+    if main_k is not None and main_k == count.c:
+        return
+    start = _floor(em, total) if main_k is None else ir.Constant(I64, main_k)
+    with em.loop(total, "pack_kt", start=start) as k:
+        out = em.gep(dst, _row(em, k, stride))
+        for r, row in enumerate(rows):
+            v = em.load(em.gep(row, k)) if row is not None else ir.Constant(F32, 0.0)
+            em.store(v, em.gep(out, r))
 
 
 def _floor(em: Emitter, n: ir.Value) -> ir.Value:

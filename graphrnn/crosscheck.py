@@ -11,7 +11,10 @@
       again on freshly drawn inputs, so a rare kink (ReLU at 0) is not reported;
   (d) `gr.compile(model, unroll=, disable=)(*inputs)` equals the interpreter (float32,
       rtol 1e-4, atol 1e-5), whenever `graphrnn.compile` is importable;
-  (e) the model saved and loaded again (`gr.save`/`gr.load`) gives the same outputs.
+  (e) the model saved and loaded again (`gr.save`/`gr.load`) gives the same outputs;
+  (f) the compiled training step (`gr.compile(m, loss=..., train=True, bptt_max=,
+      checkpoint=)`) gives the interpreted step's loss and gradients (dropout on, same
+      seed), for m = the sum of all the model's float outputs, under an MSE loss.
 Each disagreement is a `Discrepancy` naming the check and the pass configuration.
 """
 from __future__ import annotations
@@ -37,6 +40,9 @@ DEFAULT_DISABLE: tuple[tuple[str, ...], ...] = ((), ALL) + tuple(
     tuple(n for n in ALL if n != keep) for keep in ALL)
 DEFAULT_UNROLL = (None, False, True)
 DEFAULT_COMPILE: tuple[tuple[Any, tuple[str, ...]], ...] = ((None, ()), (False, ALL))
+# (bptt_max, checkpoint) of the compiled training steps; checkpointed gradients are exact
+DEFAULT_TRAIN: tuple[tuple[int | None, int | None], ...] = ((None, None), (2, None), (None, 2))
+TRAIN_RTOL, TRAIN_ATOL = 1e-3, 1e-4
 PASS_RTOL, PASS_ATOL = 1e-5, 1e-6          # float64: only constant folding rounds to float32
 COMPILE_RTOL, COMPILE_ATOL = 1e-4, 1e-5
 TRAINING_SEED = 11                        # the dropout seed of training-mode checks
@@ -50,6 +56,7 @@ class Discrepancy:
     unroll: Any = None
     disable: tuple[str, ...] = ()
     symbolic: bool = False      # prepared for the declared (symbolic) input types
+    train: tuple = ()           # (bptt_max, checkpoint) of a training step
 
     @property
     def config(self) -> str:
@@ -57,6 +64,8 @@ class Discrepancy:
             off = ",".join(self.disable) if self.disable else "-"
             sym = " symbolic" if self.symbolic else ""
             return f"unroll={self.unroll} disable={off}{sym}"
+        if self.check == "train":
+            return f"bptt_max={self.train[0]} checkpoint={self.train[1]}"
         return ""
 
     def key(self) -> tuple:
@@ -82,10 +91,13 @@ class Checks:
     grad_samples: int = 4
     roundtrip: bool = True
     training: bool = False      # dropout on: only the pass checks run, with the same masks
+    train: bool = True
+    train_configs: tuple = DEFAULT_TRAIN
 
     def only(self, d: Discrepancy) -> "Checks":
         """These checks narrowed to the one configuration that produced `d`."""
-        none = dict(passes=False, grads=False, compiled=False, symbolic=False, roundtrip=False)
+        none = dict(passes=False, grads=False, compiled=False, symbolic=False, roundtrip=False,
+                    train=False)
         if d.check == "pass":
             return dataclasses.replace(self, **{**none, "passes": True, "unroll": (d.unroll,),
                                                 "disable": (d.disable,), "symbolic": d.symbolic})
@@ -96,6 +108,9 @@ class Checks:
                                                 "compile_configs": ((d.unroll, d.disable),)})
         if d.check == "save":
             return dataclasses.replace(self, **{**none, "roundtrip": True})
+        if d.check == "train":
+            return dataclasses.replace(self, **{**none, "train": True,
+                                                "train_configs": (tuple(d.train),)})
         return dataclasses.replace(self, **none)
 
 
@@ -109,18 +124,19 @@ def check_case(model: Any, inputs: Sequence[np.ndarray], *, checks: Checks | Non
 
     `options` override fields of `checks` (compiled=False, grads=False, unroll=(False,),
     disable=((), ALL), ...); one unroll mode or one disable set may be given alone
-    (unroll=True, disable=("fold",)). `redraw(k)` gives the k-th fresh set of inputs for the gradcheck
-    retry. `more` are input sets of other sizes (sequence length, batch), run through the
-    same compiled model and the same symbolically prepared graph. `cache` is the kernel
-    cache for compiled programs.
+    (unroll=True, disable=("fold",)). `redraw(k)` gives the k-th fresh set of inputs for the
+    gradcheck retry. `more` are input sets of other sizes (sequence length, batch), run
+    through the same compiled model and the same symbolically prepared graph. `cache` is the
+    kernel cache for compiled programs: give a private one when a pass may be broken, since
+    whole programs are cached by graph structure, not by the code that compiled them.
     """
     if "unroll" in options and not isinstance(options["unroll"], (tuple, list)):
         options["unroll"] = (options["unroll"],)
     if "disable" in options and all(isinstance(d, str) for d in options["disable"]):
         options["disable"] = (tuple(options["disable"]),)
     c = dataclasses.replace(checks or Checks(), **options)
-    if c.training:      # gradcheck and the compiled code run without dropout
-        c = dataclasses.replace(c, grads=False, compiled=False, roundtrip=False)
+    if c.training:      # gradcheck and the compiled forward run without dropout
+        c = dataclasses.replace(c, grads=False, compiled=False, roundtrip=False, train=False)
     sets = [list(inputs)] + [list(m) for m in more]
     mode = dict(training=c.training, seed=TRAINING_SEED)
     try:
@@ -141,6 +157,8 @@ def check_case(model: Any, inputs: Sequence[np.ndarray], *, checks: Checks | Non
         found += _check_compiled(model, sets, ref32, c.compile_configs, cache)
     if c.roundtrip:
         found += _check_roundtrip(model, inputs, ref32[0])
+    if c.train:
+        found += _check_training(model, inputs, c.train_configs, cache)
     return found
 
 
@@ -271,5 +289,59 @@ def _check_roundtrip(model: Any, inputs: Sequence[np.ndarray],
     return [Discrepancy("save", diff)] if diff else []
 
 
+def _scalar_model(model: Any) -> Any:
+    """A gModule (sharing the model's parameters) whose one output is the sum of every float
+    output of the model, each weighted differently."""
+    from . import ops
+    from .gmodule import gModule
+    from .ir import Node
+    fresh = [ops.input_(x.type.shape, x.type.dtype, name=x.name) for x in model.graph.inputs]
+    outs = model(fresh)
+    outs = [outs] if isinstance(outs, Node) else list(outs)
+    total = None
+    for k, y in enumerate(o for o in outs if o.type.dtype == "float32"):
+        part = ops.mul(ops.sum_(y), 1.0 / (k + 1))
+        total = part if total is None else ops.add(total, part)
+    return gModule(fresh, [total], name="summed")
+
+
+def _check_training(model: Any, inputs: Sequence[np.ndarray], configs: Sequence[tuple],
+                    cache: Any) -> list[Discrepancy]:
+    """Compiled training steps against the interpreted step, on the summed model."""
+    from .ir import GraphError, InputError
+    from .losses import MSECriterion
+    from .train import InterpretedStep
+    compile_fn = _compiler()
+    if compile_fn is None:
+        return []
+    try:
+        summed = _scalar_model(model)
+    except GraphError:              # an input reaching only integer outputs: nothing to train
+        return []
+    crit, target, grad = MSECriterion(), np.float32(0.5), summed.parameters()[1]
+    kw = {"cache": cache} if cache is not None else {}
+    found = []
+    for bptt, ckpt in configs:
+        where = dict(train=(bptt, ckpt))
+        try:
+            want = [np.float32(InterpretedStep(summed, crit, bptt_max=bptt)(
+                *inputs, target=target, seed=TRAINING_SEED)), grad.copy()]
+            step = compile_fn(summed, loss=crit, train=True, bptt_max=bptt, checkpoint=ckpt,
+                              **kw)
+            got = [np.float32(step(*inputs, target=target, seed=TRAINING_SEED)), grad.copy()]
+        except InputError as e:
+            if "is not compiled" not in str(e):      # dropout in restructured loops: refused
+                found.append(Discrepancy("train", error_text(e), **where))
+            continue
+        except Exception as e:                   # noqa: BLE001
+            found.append(Discrepancy("train", error_text(e), **where))
+            continue
+        diff = compare(got, want, TRAIN_RTOL, TRAIN_ATOL)
+        if diff:
+            found.append(Discrepancy("train", diff.replace("output 0", "loss").replace(
+                "output 1", "gradient"), **where))
+    return found
+
+
 __all__ = ["check_case", "compare", "Checks", "Discrepancy", "ALL", "DEFAULT_DISABLE",
-           "DEFAULT_UNROLL", "DEFAULT_COMPILE"]
+           "DEFAULT_UNROLL", "DEFAULT_COMPILE", "DEFAULT_TRAIN"]

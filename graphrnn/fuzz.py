@@ -44,16 +44,23 @@ class Case:
         return generate_seeded(self.seed, self.params)
 
     def to_json(self) -> dict:
-        """The seed, the knobs, and the checks that differ from the defaults."""
+        """The seed, the knobs, every on/off switch of the checks, and their other settings
+        where they differ from the defaults."""
         default = asdict(Checks())
-        checks = {k: v for k, v in asdict(self.checks).items() if v != default[k]}
+        checks = {k: v for k, v in asdict(self.checks).items()
+                  if isinstance(v, bool) or v != default[k]}
         return {"seed": self.seed, "params": asdict(self.params), "checks": _jsonable(checks)}
 
     @staticmethod
     def from_json(data: dict) -> "Case":
-        ch = data.get("checks", {})
-        ch = {**ch, **{k: _tuples(ch[k]) for k in ("unroll", "disable", "compile_configs")
-                       if k in ch}}
+        """The case `to_json` wrote; a switch it does not name is off (a check added later
+        does not run on a saved case)."""
+        ch = dict(data.get("checks", {}))
+        for k, v in asdict(Checks()).items():
+            if isinstance(v, bool):
+                ch.setdefault(k, False)
+            elif k in ch:
+                ch[k] = _tuples(ch[k])
         return Case(int(data["seed"]), GenParams(**data.get("params", {})), Checks(**ch))
 
 
@@ -119,7 +126,8 @@ def save_case(case: Case, found: Discrepancy, directory: str | os.PathLike,
     path.mkdir(parents=True, exist_ok=True)
     stem = path / f"{found.check}_{case.seed}"
     data = {"note": note or str(found), **case.to_json(),
-            "found": {**asdict(found), "disable": list(found.disable)}}
+            "found": {**asdict(found), "disable": list(found.disable),
+                      "train": list(found.train)}}
     if generated is not None:
         data["fingerprint"] = fingerprint(generated.model)
         save(generated.model, stem.with_suffix(".grnn"))
@@ -165,7 +173,7 @@ def fuzz(seconds: float, seed: int = 0, *, compiled: bool = True, grads: bool = 
     that file is the case to replay (`Case.from_json`)."""
     from .runtime.cache import KernelCache
     rng = np.random.default_rng(seed)
-    checks = Checks(compiled=compiled, grads=grads, training=training)
+    checks = Checks(compiled=compiled, train=compiled, grads=grads, training=training)
     seen: set[tuple] = set()
     written: list[Path] = []
     tried, failed = 0, 0
@@ -205,7 +213,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of the case sequence (default 0)")
     parser.add_argument("--no-compile", action="store_true",
-                        help="skip the compiled-code comparison")
+                        help="skip the compiled-code comparisons (forward and training step)")
     parser.add_argument("--no-grad", action="store_true", help="skip gradcheck")
     parser.add_argument("--training", action="store_true",
                         help="run the pass checks with dropout on (and nothing else)")

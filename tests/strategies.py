@@ -28,7 +28,7 @@ def pass_checks() -> st.SearchStrategy[Checks]:
     """Interpreter-only checks over one unroll mode and two random pass subsets."""
     return st.builds(lambda unroll, disable, symbolic: Checks(
         unroll=(unroll,), disable=tuple(disable), symbolic=symbolic, grads=False,
-        compiled=False, roundtrip=False),
+        compiled=False, roundtrip=False, train=False),
         st.sampled_from([None, False, True]), st.lists(disable_sets(), min_size=2, max_size=2),
         st.booleans())
 
@@ -36,7 +36,8 @@ def pass_checks() -> st.SearchStrategy[Checks]:
 def compile_checks() -> st.SearchStrategy[Checks]:
     """One compiled configuration: an unroll mode that keeps T symbolic and a pass subset."""
     return st.builds(lambda unroll, disable: Checks(
-        passes=False, grads=False, roundtrip=False, compile_configs=((unroll, disable),)),
+        passes=False, grads=False, roundtrip=False, train=False,
+        compile_configs=((unroll, disable),)),
         st.sampled_from([None, False]), disable_sets())
 
 

@@ -1,7 +1,9 @@
 """Random models (graphrnn.randgraph) through every path that must agree with the interpreter:
-the front passes and each optimisation subset, gradients against finite differences, the
-compiled code, and save/load. Also checks that the checker itself catches planted bugs, and
-that `graphrnn fuzz` shrinks and saves what it finds.
+the front passes and each optimisation subset, gradients against finite differences, dropout
+masks in training mode, the compiled forward and training step, and save/load. Also checks
+that the checker itself catches planted bugs, and that `graphrnn fuzz` shrinks and saves what
+it finds. Tests that plant a broken pass keep the compiled checks off: whole programs are
+cached by graph structure, so a program built by a broken pass must not reach a shared cache.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from graphrnn.fuzz import (ALL, Case, Checks, check_case, compare, fingerprint, 
 from graphrnn.ir import Op
 from graphrnn.randgraph import GenParams, generate_seeded, random_model
 from graphrnn.runtime.cache import KernelCache
+from graphrnn.train import InterpretedStep
 
 QUICK = dict(deadline=None, derandomize=True, database=None)
 
@@ -56,11 +59,11 @@ def test_generated_models_cover_the_api():
             if n.op == Op.LOOP:
                 loops.append(n.attrs)
                 nested += graph is not g.model.graph
-        used = {}
-        for n, _ in g.model.graph.walk():
+        holders: dict[int, set] = {}           # parameter -> the graphs that use it
+        for n, graph in g.model.graph.walk():
             if n.op == Op.PARAM:
-                used.setdefault(id(n.param), set()).add(id(_))
-        tied += any(len(graphs) > 1 for graphs in used.values())
+                holders.setdefault(id(n.param), set()).add(id(graph))
+        tied += any(len(graphs) > 1 for graphs in holders.values())
     emitted = {Op.INPUT, Op.PARAM, Op.CONST, Op.FILL, Op.NEG, Op.EXP, Op.LOG, Op.TANH,
                Op.SIGMOID, Op.RELU, Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MATMUL, Op.SUM, Op.MEAN,
                Op.SOFTMAX, Op.LOG_SOFTMAX, Op.LOOKUP, Op.PICK, Op.CONCAT, Op.SLICE, Op.INDEX,
@@ -72,7 +75,7 @@ def test_generated_models_cover_the_api():
     assert any(a["n_xs"] == 0 for a in loops) and any(a["n_carry"] == 0 for a in loops)
 
 
-@given(cases(Checks(passes=False, grads=False, compiled=False, roundtrip=True), max_ops=8))
+@given(cases(Checks(passes=False, grads=False, compiled=False, train=False), max_ops=8))
 @settings(max_examples=40, **QUICK)
 def test_random_models_run_finite_and_survive_save_and_load(case):
     assert_clean(case)
@@ -86,7 +89,7 @@ def test_every_pass_subset_keeps_the_interpreters_result(case):
     assert_clean(case)
 
 
-@given(cases(Checks(passes=False, compiled=False, roundtrip=False, grad_samples=3),
+@given(cases(Checks(passes=False, compiled=False, roundtrip=False, train=False, grad_samples=3),
              max_depth=2, max_ops=6, max_steps=3, max_width=3))
 @settings(max_examples=40, **QUICK)
 def test_gradients_match_finite_differences(case):
@@ -104,6 +107,14 @@ def test_training_mode_dropout_masks_survive_the_optimisations(case):
 @given(case=cases(compile_checks(), max_ops=8, max_steps=4))
 @settings(max_examples=20, **QUICK)
 def test_compiled_code_matches_the_interpreter(cache, case):
+    assert_clean(case, cache)
+
+
+@given(case=cases(Checks(passes=False, grads=False, compiled=False, roundtrip=False,
+                         train_configs=((None, None), (None, 2))), max_ops=5, max_steps=3))
+@settings(max_examples=8, **QUICK)
+def test_compiled_training_steps_match_the_interpreted_step(cache, case):
+    # bptt_max is left out here: it is ignored for loops that ask to be unrolled (reported)
     assert_clean(case, cache)
 
 
@@ -126,7 +137,7 @@ def test_a_wrong_pass_is_reported_under_exactly_the_configurations_that_run_it(m
     monkeypatch.setattr(pipeline, "OPTIMISATIONS", [
         (name, add_becomes_sub if name == "cse" else fn) for name, fn in pipeline.OPTIMISATIONS])
     found = check_case(model, inputs, grads=False, compiled=False, roundtrip=False,
-                       unroll=(False,), symbolic=False)
+                       train=False, unroll=(False,), symbolic=False)
     assert found and {d.check for d in found} == {"pass"}
     assert all("cse" not in d.disable for d in found)
     assert len(found) == sum("cse" not in d for d in Checks().disable)
@@ -135,9 +146,10 @@ def test_a_wrong_pass_is_reported_under_exactly_the_configurations_that_run_it(m
 
 def test_a_wrong_gradient_rule_is_reported(monkeypatch):
     model, inputs = planted_model()
-    assert check_case(model, inputs, passes=False, compiled=False) == []
+    assert check_case(model, inputs, passes=False, compiled=False, train=False) == []
     monkeypatch.setitem(autodiff.VJP_RULES, Op.TANH, lambda n, g: (g,))
-    found = check_case(model, inputs, passes=False, compiled=False, roundtrip=False)
+    found = check_case(model, inputs, passes=False, compiled=False, roundtrip=False,
+                       train=False)
     assert [d.check for d in found] == ["grad"] and "failed twice" in found[0].detail
 
 
@@ -151,8 +163,30 @@ def test_wrong_compiled_outputs_and_errors_are_reported(monkeypatch):
         raise gr.LoweringError("no emitter")
     for fake, words in ((off_by_a_little, "values differ"), (broken, "LoweringError")):
         monkeypatch.setattr("graphrnn.crosscheck._compiler", lambda: fake)
-        found = check_case(model, inputs, passes=False, grads=False, roundtrip=False)
+        found = check_case(model, inputs, passes=False, grads=False, roundtrip=False,
+                           train=False)
         assert [d.check for d in found] == ["compile"] * 2 and words in found[0].detail
+
+
+def test_a_wrong_compiled_gradient_is_reported(monkeypatch):
+    model, inputs = planted_model()
+
+    def nudged_step(m, *, loss, bptt_max, **kw):
+        step = InterpretedStep(m, loss, bptt_max=bptt_max)
+
+        def run(*args, target, seed):
+            value = step(*args, target=target, seed=seed)
+            m.parameters()[1][0] += 0.1
+            return value
+        return run
+    monkeypatch.setattr("graphrnn.crosscheck._compiler", lambda: nudged_step)
+    found = check_case(model, inputs, passes=False, grads=False, compiled=False,
+                       roundtrip=False)
+    assert [d.check for d in found] == ["train"] * 3
+    assert [d.config for d in found] == ["bptt_max=None checkpoint=None",
+                                         "bptt_max=2 checkpoint=None",
+                                         "bptt_max=None checkpoint=2"]
+    assert found[0].detail.startswith("gradient: 1 of")
 
 
 def test_compare_names_count_shape_and_worst_value():
@@ -171,7 +205,7 @@ def test_shrink_keeps_the_failure_with_smaller_knobs_and_the_saved_case_replays(
         monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline, "OPTIMISATIONS", [
         (name, add_becomes_sub if name == "fold" else fn) for name, fn in pipeline.OPTIMISATIONS])
-    checks = Checks(grads=False, compiled=False, roundtrip=False, unroll=(False,),
+    checks = Checks(grads=False, compiled=False, roundtrip=False, train=False, unroll=(False,),
                     disable=((), ALL), symbolic=False)
     big = GenParams(max_depth=2, max_width=4, max_ops=10)
     case = next(c for c in (Case(s, big, checks) for s in range(20)) if run_case(c)[1])
