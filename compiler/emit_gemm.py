@@ -1,15 +1,17 @@
-"""The gemm and pack kernels of a schedule as calls: operands from the env, epilogues built.
+"""The schedule's kernels of several parts as calls: operands from the env, epilogues built.
 
-    pack:   packed = panels of mm.inputs[1]                (N in `segments` segments)
-    gemm:   out = mm                                       (a plain product)
-            out = fused(..., mm, ...)                      (a FUSED epilogue on the tile)
-            members' homes = group(mm)                     (an epilogue group: the head's
-                                                            slices and the FUSED members,
-                                                            compiler/epilogue.py)
+    pack:    packed = panels of mm.inputs[1]               (N in `segments` segments)
+    gemm:    out = mm                                      (a plain product)
+             out = fused(..., mm, ...)                     (a FUSED epilogue on the tile)
+             members' homes = group(mm)                    (an epilogue group: the head's
+                                                           slices and the FUSED members,
+                                                           compiler/epilogue.py)
+             out = contract(a, g)                          (emit_contract.py)
+    map:     members' homes = cluster(inputs)              (FUSED nodes of one loop)
 
-The kernel function takes its pointers in this order: the output (the group's first stored
-member), then a, the packed panels, the head's other inputs, the members' outside inputs,
-and the other stored members.
+A group's kernel function takes its pointers in this order: the output (the group's first
+stored member), then a, the packed panels, the head's other inputs, the members' outside
+inputs, and the other stored members.
 """
 from __future__ import annotations
 
@@ -18,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from graphrnn.ir import Node, Op
 
 from .emit_contract import emit_contract
-from .gemm import Arg, Epilogue, Stage, emit_gemm, emit_pack_rule
-from .tiling import plan
 from .emit_map import emit_elementwise_multi, eval_body
+from .gemm import Arg, Epilogue, Stage, emit_gemm, emit_pack_rule
 from .irbuilder import Emitter, Ref
 from .layout import Layout
+from .tiling import plan
 
 if TYPE_CHECKING:
     from .lower import Lowering

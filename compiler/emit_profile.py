@@ -7,9 +7,10 @@
 
 The sums live in stack slots of the entry point (registers, after mem2reg) and are added to
 `counters`, an i64 array the Program passes in the io block, once at the end: stores to
-memory inside the loops would make LLVM reload values around every kernel. Counter 0 brackets the whole
-entry point; each record names its kernel, its kind, the IR nodes it computes and the counter
-of the loop it runs in (its parent), so a loop's own time is its total minus its children's.
+memory inside the loops would make LLVM reload values around every kernel. Counter 0
+brackets the whole entry point; each record names its kernel, its kind, the IR nodes it
+computes and the counter of the loop it runs in (its parent), so a loop's own time is its
+total minus its children's.
 Counters inside loop bodies add up over the steps.
 """
 from __future__ import annotations

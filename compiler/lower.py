@@ -17,8 +17,8 @@ named in `meta["pack"]`, which the Program runs once per parameter update instea
 call. `profile=True` brackets every kernel with cycle counters (emit_profile.py). Each kernel
 of the schedule is an internal function `k<i>_<kind>_<ops>` that the entry point calls in
 order; EMIT_RULES gives the emitter of each op, emit_gemm.py the calls of the products, the
-epilogue groups and the elementwise clusters. Views cost nothing: a pointer offset and a layout. A loop stays an LLVM
-loop, so the code and its compile time do not depend on T.
+epilogue groups and the elementwise clusters. Views cost nothing: a pointer offset and a
+layout. A loop stays an LLVM loop, so the code and its compile time do not depend on T.
 """
 from __future__ import annotations
 

@@ -125,6 +125,9 @@ def save_case(case: Case, found: Discrepancy, directory: str | os.PathLike,
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     stem = path / f"{found.check}_{case.seed}"
+    k = 1
+    while stem.with_suffix(".json").exists():      # another finding of the same case
+        stem, k = path / f"{found.check}_{case.seed}_{k}", k + 1
     data = {"note": note or str(found), **case.to_json(),
             "found": {**asdict(found), "disable": list(found.disable),
                       "train": list(found.train)}}
@@ -166,8 +169,8 @@ def random_params(rng: np.random.Generator, *, max_depth: int = 2, max_width: in
 def fuzz(seconds: float, seed: int = 0, *, compiled: bool = True, grads: bool = True,
          training: bool = False, out: str | os.PathLike = "fuzz_failures",
          log: Callable[[str], None] = print) -> tuple[int, list[Path]]:
-    """Run random cases for `seconds`; shrink and save each new kind of failure.
-    Returns (cases tried, paths written).
+    """Run random cases for `seconds`; shrink and save each failing case that shows a new
+    kind of failure. Returns (cases tried, paths written).
 
     While a case runs, `<out>/running.json` names it: if native code crashes the process,
     that file is the case to replay (`Case.from_json`)."""
@@ -188,11 +191,12 @@ def fuzz(seconds: float, seed: int = 0, *, compiled: bool = True, grads: bool = 
             _, found = run_case(case, cache)
             tried += 1
             failed += bool(found)
-            for d in found:
-                if d.key() in seen:
-                    continue
-                seen.add(d.key())
-                log(f"case {tried} (seed {case.seed}, {case.params}): {d}")
+            new = [d for d in found if d.key() not in seen]
+            seen.update(d.key() for d in found)
+            if new:         # one shrunk case per failing case: its first new finding
+                d = new[0]
+                more = f" (and {len(found) - 1} more findings)" if len(found) > 1 else ""
+                log(f"case {tried} (seed {case.seed}, {case.params}): {d}{more}")
                 small, d2 = shrink(case, d, cache=cache, seconds=min(60.0, seconds))
                 generated = small.generate() if d2.check != "generate" else None
                 path = save_case(small, d2, out, generated)

@@ -229,8 +229,10 @@ def op_div(b: Builder, lv: Level, v: Value) -> Value | None:
 
 
 def op_dropout(b: Builder, lv: Level, v: Value) -> Value:
-    mod = nn.Dropout(b.pick([0.0, 0.25, 0.5]), seed=b.int(1, 10_000))
-    return lv.add(mod(lv.take(v)), v.lo, v.hi)
+    p = b.pick([0.0, 0.25, 0.5])
+    mod = nn.Dropout(p, seed=b.int(1, 10_000))
+    # in training mode a kept value is scaled by 1/(1-p), a dropped one is 0
+    return lv.add(mod(lv.take(v)), min(v.lo / (1 - p), 0.0), max(v.hi / (1 - p), 0.0))
 
 
 def op_const(b: Builder, lv: Level, v: Value) -> Value:
