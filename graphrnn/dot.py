@@ -19,7 +19,7 @@ import re
 from typing import Any, Iterable
 
 from .ir import Graph, Node, Op, type_str
-from .viz import Storage, body_of, body_roles, graph_of, param_storages
+from .viz import Storage, body_of, body_roles, carried, graph_of, param_storages, tied_params
 
 INPUT_STYLE = 'shape=invhouse, style=filled, fillcolor="#d6e6ff"'
 OUTPUT_STYLE = 'peripheries=2, fillcolor="#d9f2d9"'
@@ -165,25 +165,21 @@ class _Writer:
         loop_id = _q(path)
         for x in body.inputs:
             self.edge(loop_id, ids[id(x)], indent, " ".join(roles[id(x)]), ENTER_STYLE)
-        if n.op == Op.LOOP:
-            n_consts, n_carry = n.attrs["n_consts"], n.attrs["n_carry"]
-            for i, (y, x) in enumerate(zip(body.outputs[:n_carry], body.inputs[n_consts:])):
-                self.edge(ids[id(y)], ids[id(x)], indent, f"carry {i}", CARRY_STYLE)
-        else:
+        for i, (y, x) in enumerate(carried(n)):
+            self.edge(ids[id(y)], ids[id(x)], indent, f"carry {i}", CARRY_STYLE)
+        if n.op != Op.LOOP:
             self.edge(ids[id(body.outputs[0])], loop_id, indent, "result",
                       ENTER_STYLE + ", constraint=false")
 
     def unrolled(self, n: Node, path: str, cid: str, indent: str) -> None:
         body: Graph = n.attrs["body"]
         roles = body_roles(n)
-        n_consts, n_carry = n.attrs["n_consts"], n.attrs["n_carry"]
-        carry_in = body.inputs[n_consts:n_consts + n_carry]
+        carry_in = [x for _, x in carried(n)]
         reverse = bool(n.attrs.get("reverse"))
         shared: dict[int, str] = {}
-        for m in body.nodes:
-            if m.op == Op.PARAM and id(m.param.root()) not in shared:
-                shared[id(m.param.root())] = _q(f"{path}/{m.name}")
-                self.node(m, shared[id(m.param.root())], indent, [], f"{path}/{m.name}")
+        for m in tied_params(body):
+            shared[id(m.param.root())] = _q(f"{path}/{m.name}")
+            self.node(m, shared[id(m.param.root())], indent, [], f"{path}/{m.name}")
         if shared:      # beside the loop node, above the steps rather than inside the first
             self.lines.append(f"{indent}{{rank=same; {_q(path)}; {'; '.join(shared.values())};}}")
         loop_id, previous = _q(path), None

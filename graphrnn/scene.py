@@ -30,7 +30,7 @@ from typing import Any, Iterable
 
 from .dot import logical_path, storage_colour
 from .ir import Graph, Node, Op, type_str
-from .viz import Storage, body_of, body_roles, graph_of, param_storages
+from .viz import Storage, body_of, body_roles, carried, graph_of, param_storages, tied_params
 
 INPUT_FILL, OUTPUT_FILL, BODY_INPUT_FILL = "#d6e6ff", "#d9f2d9", "#eeeeee"
 HEADER_FILL, STEP_FILL = "#fff4d6", "#ffffff"
@@ -323,24 +323,19 @@ class _Builder:
         into, out_of = self.graph(body, box_id + "/", cl, roles, {})
         for x in body.inputs:
             self.edge(box_id, into[id(x)], color=ENTER_COLOUR, dash="dotted")
-        if n.op == Op.LOOP:
-            n_consts, n_carry = n.attrs["n_consts"], n.attrs["n_carry"]
-            for i, (y, x) in enumerate(zip(body.outputs[:n_carry], body.inputs[n_consts:])):
-                self.edge(out_of[id(y)], into[id(x)], f"carry {i}", color=RED, dash="dashed",
-                          back=True, classes="edge carry")
+        for i, (y, x) in enumerate(carried(n)):
+            self.edge(out_of[id(y)], into[id(x)], f"carry {i}", color=RED, dash="dashed",
+                      back=True, classes="edge carry")
         return [out_of[id(y)] for y in body.outputs]
 
     def unrolled(self, n: Node, box_id: str, path: str, cl: Cluster) -> list[str]:
         body: Graph = n.attrs["body"]
         roles = body_roles(n)
-        n_consts, n_carry = n.attrs["n_consts"], n.attrs["n_carry"]
-        carry_in = body.inputs[n_consts:n_consts + n_carry]
+        carry_in = [x for _, x in carried(n)]
         reverse = bool(n.attrs.get("reverse"))
-        shared: dict[int, str] = {}
-        for m in body.nodes:
-            if m.op == Op.PARAM and id(m.param.root()) not in shared:
-                shared[id(m.param.root())] = self.node(m, f"{box_id}/{m.name}",
-                                                       f"{path}/{m.name}", cl, [])
+        shared = {id(m.param.root()): self.node(m, f"{box_id}/{m.name}", f"{path}/{m.name}",
+                                                cl, [])
+                  for m in tied_params(body)}
         previous: dict[int, str] | None = None
         for t in range(self.unroll or 0):
             step = f"T-{t + 1}" if reverse else str(t)

@@ -104,6 +104,24 @@ def body_roles(n: Node) -> dict[int, list[str]]:
     return roles
 
 
+def carried(n: Node) -> list[tuple[Node, Node]]:
+    """(carry_out, carry_in) body nodes of a loop node, in carry order; none for a fused body."""
+    if n.op != Op.LOOP:
+        return []
+    body, n_consts, n_carry = n.attrs["body"], n.attrs["n_consts"], n.attrs["n_carry"]
+    return list(zip(body.outputs[:n_carry], body.inputs[n_consts:n_consts + n_carry]))
+
+
+def tied_params(body: Graph) -> list[Node]:
+    """The first PARAM node of each distinct parameter of a body: an unrolled drawing shows
+    each once, shared by all the steps."""
+    seen: dict[int, Node] = {}
+    for m in body.nodes:
+        if m.op == Op.PARAM:
+            seen.setdefault(id(m.param.root()), m)
+    return list(seen.values())
+
+
 def summary(model: Any) -> str:
     """A Keras-like table of the model's nodes and parameters; see `graphrnn.summary`."""
     from .summary import format_summary
