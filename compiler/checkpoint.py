@@ -31,10 +31,11 @@ from __future__ import annotations
 from typing import Sequence
 
 from graphrnn import ops
-from graphrnn.ir import Graph, GraphError, Node, Op, TensorType, loop_operands, node_error
+from graphrnn.ir import Graph, GraphError, Node, TensorType, loop_operands, node_error
 
 from .autodiff import internal_graph
 from .autodiff_loop import inline
+from .rewrite import split_loops
 
 
 def checkpoint_loops(graph: Graph, every: int, *, truncate: int | None = None) -> Graph:
@@ -50,21 +51,10 @@ def checkpoint_loops(graph: Graph, every: int, *, truncate: int | None = None) -
     if truncate and every % truncate:
         raise ValueError(f"checkpoint={every} with BPTT truncated every {truncate} steps: the "
                          f"segment length must be a multiple of {truncate}")
-    direct = {id(x) for n in graph.nodes if n.op != Op.GET for x in n.inputs}
-    direct |= {id(y) for y in graph.outputs}
-    new: dict[int, Node] = {}
-    parts: dict[int, list[Node]] = {}           # id(old loop) -> the parts of its value
-    changed = False
-    for n in graph.nodes:
-        if n.op == Op.GET and id(n.inputs[0]) in parts:
-            new[id(n)] = parts[id(n.inputs[0])][n.attrs["index"]]
-            changed = True
-            continue
-        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
-        if m.op == Op.LOOP and id(n) not in direct and _wanted(m, every, truncate):
-            parts[id(n)] = _segmented(m, every)
-        new[id(n)] = m
-        changed |= m is not n
+    def split(loop: Node, whole: bool) -> tuple[Node, list[Node] | None]:
+        wanted = not whole and _wanted(loop, every, truncate)
+        return loop, (_segmented(loop, every) if wanted else None)
+    new, changed = split_loops(graph, split)
     if not changed:
         return graph
     return internal_graph([new[id(x)] for x in graph.inputs],

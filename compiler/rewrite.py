@@ -1,7 +1,7 @@
-"""The one traversal helper the passes share: rebuild a graph node by node."""
+"""The traversal helpers the passes share: rebuild a graph node by node."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from graphrnn.ir import Graph, Node, Op
 
@@ -27,6 +27,34 @@ def rewrite(graph: Graph, fn: Callable[[Node], Node], *, into_loops: bool = True
     if not changed:
         return graph
     return graph.remapped(new)
+
+
+def split_loops(graph: Graph, split: Callable[[Node, bool], tuple[Node, Sequence[Node] | None]]
+                ) -> tuple[dict[int, Node], bool]:
+    """Rebuild `graph` node by node, handing each loop node (inputs already rewritten) to
+    `split(loop, whole)`: it returns the loop node to keep and, to replace it, one node per
+    element of the loop's value (or None to keep the loop). `whole` tells that the value is
+    used other than through GET, so it cannot be replaced. Reads of a replaced loop (its GET
+    nodes) become the matching node. Returns id(old node) -> new node, and whether anything
+    changed."""
+    whole_used = {id(x) for n in graph.nodes if n.op != Op.GET for x in n.inputs}
+    whole_used |= {id(y) for y in graph.outputs}
+    new: dict[int, Node] = {}
+    parts: dict[int, Sequence[Node]] = {}          # id(old loop) -> the parts of its value
+    changed = False
+    for n in graph.nodes:
+        if n.op == Op.GET and id(n.inputs[0]) in parts:
+            new[id(n)] = parts[id(n.inputs[0])][n.attrs["index"]]
+            changed = True
+            continue
+        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+        if m.op == Op.LOOP:
+            m, split_parts = split(m, id(n) in whole_used)
+            if split_parts is not None:
+                parts[id(n)] = split_parts
+        new[id(n)] = m
+        changed |= m is not n
+    return new, changed
 
 
 def fresh_name(base: str, taken: set[str], *, numbered: bool = True) -> str:

@@ -26,6 +26,8 @@ import numpy as np
 from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, node_error
 from graphrnn.ops import apply_rule
 
+from .rewrite import split_loops
+
 
 def unroll_loops(graph: Graph, factor: int | None = None, *,
                  only_requested: bool = False) -> Graph:
@@ -36,28 +38,18 @@ def unroll_loops(graph: Graph, factor: int | None = None, *,
     only_requested: leave loops that ask nothing (the driver's default).
     Loops inside loop bodies are unrolled only when they ask for it.
     """
-    direct = {id(x) for n in graph.nodes if n.op != Op.GET for x in n.inputs}
-    direct |= {id(y) for y in graph.outputs}
     names = _Names(n.name for n in graph.nodes)
-    new: dict[int, Node] = {}
-    parts: dict[int, tuple[Node, ...]] = {}      # id(unrolled loop) -> the parts of its value
-    changed = False
-    for n in graph.nodes:
-        if n.op == Op.GET and id(n.inputs[0]) in parts:
-            new[id(n)] = parts[id(n.inputs[0])][n.attrs["index"]]
-            changed = True
-            continue
-        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
-        if m.op == Op.LOOP:
-            body = unroll_loops(m.attrs["body"], only_requested=True)
-            if body is not m.attrs["body"]:
-                m = m.replace(attrs={**m.attrs, "body": body})
-            k = _factor(m, factor, only_requested)
-            if k is not None and id(n) not in direct:
-                parts[id(n)] = (_unroll_fully(m, names) if k >= _steps(m)
-                                else _unroll_by(m, k, names))
-        new[id(n)] = m
-        changed |= m is not n
+
+    def split(loop: Node, whole: bool) -> tuple[Node, Sequence[Node] | None]:
+        body = unroll_loops(loop.attrs["body"], only_requested=True)
+        if body is not loop.attrs["body"]:
+            loop = loop.replace(attrs={**loop.attrs, "body": body})
+        k = _factor(loop, factor, only_requested)
+        if k is None or whole:
+            return loop, None
+        return loop, (_unroll_fully(loop, names) if k >= _steps(loop)
+                      else _unroll_by(loop, k, names))
+    new, changed = split_loops(graph, split)
     if not changed:
         return graph
     return graph.remapped(new)
