@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, split, toposort
 from graphrnn.ops import apply_rule
 
@@ -88,6 +90,66 @@ def hoist_accumulations(graph: Graph, *, min_input_size: int = 4) -> Graph:
         changed |= m is not n
     if not changed:
         return graph
+    return merge_contracts(graph.remapped(new))
+
+
+def merge_contracts(graph: Graph) -> Graph:
+    """Contracts of one left operand as one: contract(a, g_i) for i = 1..n becomes column
+    slices of contract(a, concat(g_1, ..., g_n)), so that `a` (a backward loop's stacked
+    gate gradients, the largest operand) is packed and read once for all the weight
+    gradients, and the product runs on the wider output. A sum of `a` over its rows (a bias
+    gradient) joins as a column of ones. Only when the joined columns are no wider than `a`
+    (the copy they take costs less than the reads of `a` it saves). Returns `graph` when
+    there is nothing to merge."""
+    groups: dict[tuple, list[Node]] = {}
+    sums: dict[int, list[Node]] = {}
+    for n in graph.nodes:
+        if n.op == Op.CONTRACT and not n.attrs.get("transpose_out") \
+                and n.inputs[1].type.dtype == "float32" \
+                and isinstance(n.inputs[1].type.shape[-1], int):
+            a, g = n.inputs
+            groups.setdefault((id(a), g.type.shape[:-1]), []).append(n)
+        elif n.op == Op.SUM and not n.attrs.get("keepdims") and isinstance(n.type, TensorType) \
+                and n.type.dtype == "float32" \
+                and tuple(n.attrs.get("axes") or ()) == tuple(range(n.inputs[0].type.rank - 1)):
+            sums.setdefault(id(n.inputs[0]), []).append(n)
+    make = _maker({n.name for n in graph.nodes})
+    repl: dict[int, Node] = {}
+    for (a_id, _), found in groups.items():
+        rows = sums.pop(a_id, [])
+        if len(found) + len(rows) < 2:
+            continue
+        first, g = found[0], found[0].inputs[1]
+        columns = [n.inputs[1] for n in found]
+        # the concatenation copies the g_i: worth it while they are narrower than `a`, whose
+        # reads it saves
+        width = first.inputs[0].type.shape[-1]
+        if not isinstance(width, int) or \
+                sum(c.type.shape[-1] for c in columns) + bool(rows) > width:
+            continue
+        if rows:
+            like = make(g, Op.SLICE, [g], axis=g.type.rank - 1, start=0, length=1)
+            one = make(first, Op.CONST, [], value=np.asarray(1.0, np.float32))
+            columns.append(make(first, Op.EXPAND, [one, like]))
+        cat = make(g, Op.CONCAT, columns, axis=g.type.rank - 1)
+        whole = make(first, Op.CONTRACT, [first.inputs[0], cat], transpose_out=False)
+        start = 0
+        for n in found:
+            width = n.type.shape[1]
+            repl[id(n)] = make(n, Op.SLICE, [whole], axis=1, start=start, length=width)
+            start += width
+        for n in rows:
+            column = make(n, Op.SLICE, [whole], axis=1, start=start, length=1)
+            repl[id(n)] = make(n, Op.RESHAPE, [column], shape=n.type.shape)
+    if not repl:
+        return graph
+    new: dict[int, Node] = {}
+    for n in graph.nodes:
+        if id(n) in repl:
+            new[id(n)] = repl[id(n)]
+            continue
+        ins = tuple(new.get(id(x), x) for x in n.inputs)
+        new[id(n)] = n if all(a is b for a, b in zip(ins, n.inputs)) else n.replace(inputs=ins)
     return graph.remapped(new)
 
 
@@ -332,4 +394,4 @@ def _zero(n: Node) -> bool:
     return n.op == Op.EXPAND and _zero(n.inputs[0])
 
 
-__all__ = ["hoist_accumulations"]
+__all__ = ["hoist_accumulations", "merge_contracts"]

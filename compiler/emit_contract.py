@@ -11,7 +11,8 @@ CONTRACT_KC rows, so that both packed operands of a block stay in cache:
         tiles = pack_tiles(a[m0 : m0 + KC].T)   # [row tile][k][MR]: a's columns made rows
         out += tiles @ panels                   # the micro-kernel, accumulating
 
-The schedule gives it a scratch buffer of contract_floats() for one block of each.
+The schedule gives it a scratch buffer of contract_floats() for one block of each. An output
+larger than L2 takes blocks of CONTRACT_KC_LARGE rows: it is read and written once per block.
 """
 from __future__ import annotations
 
@@ -46,17 +47,27 @@ def contract_operands(node: Node, a: Layout, g: Layout
 
 
 CONTRACT_KC = 256       # rows of the reduction per block: a panel block stays in L2
+# an output larger than L2 is read and written once per block from farther away: longer
+# blocks (more scratch) make that traffic rarer
+CONTRACT_KC_LARGE = 1024
+L2_BYTES = 1 << 20
+
+
+def contract_kc(lhs: Layout, rhs: Layout) -> int:
+    """Rows of the reduction per block for an output lhs.rows x rhs.cols."""
+    out_bytes = 4 * lhs.shape[0].c * rhs.shape[1].c
+    return CONTRACT_KC_LARGE if out_bytes > L2_BYTES else CONTRACT_KC
 
 
 def contract_plan(lhs: Layout, rhs: Layout) -> GemmPlan:
     """The plan of a contract's product lhs [K, M] @ rhs [M, N], in blocks of M."""
-    return make_plan(CONTRACT_KC, rhs.shape[1].c, lhs.shape[0])
+    return make_plan(contract_kc(lhs, rhs), rhs.shape[1].c, lhs.shape[0])
 
 
 def contract_floats(lhs: Layout, rhs: Layout) -> int:
     """Scratch of a contract: one block of rhs's panels and of lhs's row tiles."""
     p = contract_plan(lhs, rhs)
-    return p.floats.c + -(-lhs.shape[0].c // p.mr) * p.mr * CONTRACT_KC
+    return p.floats.c + -(-lhs.shape[0].c // p.mr) * p.mr * contract_kc(lhs, rhs)
 
 
 def emit_contract(em: Emitter, node: Node, out: Ref, ins: list[Ref], scratch: Ref) -> None:
@@ -76,8 +87,9 @@ def emit_contract(em: Emitter, node: Node, out: Ref, ins: list[Ref], scratch: Re
     panels = scratch.ptr
     tiles = em.gep(scratch.ptr, p.floats.c)
     total = em.lin(rhs.shape[0])
-    kc = ir.Constant(I64, CONTRACT_KC)
-    blocks = bld.sdiv(bld.add(total, ir.Constant(I64, CONTRACT_KC - 1), flags=["nsw"]), kc)
+    block = contract_kc(lhs, rhs)
+    kc = ir.Constant(I64, block)
+    blocks = bld.sdiv(bld.add(total, ir.Constant(I64, block - 1), flags=["nsw"]), kc)
     with em.loop(blocks, "ct_block") as blk:
         m0 = bld.mul(blk, kc, flags=["nsw"])
         left = bld.sub(total, m0, flags=["nsw"])
@@ -86,7 +98,7 @@ def emit_contract(em: Emitter, node: Node, out: Ref, ins: list[Ref], scratch: Re
         emit_pack(em, p, Ref(panels, scratch.layout), b, count)
         a = Ref(em.gep(ins[which[0]].ptr, em.mul(m0, lhs.strides[1])), lhs)
         emit_pack_tiles(em, p.mr, rows, a, tiles, count)
-        emit_gemm(em, p, Ref(tiles, Layout((lhs.shape[0], Lin(CONTRACT_KC)), (ONE, Lin(p.mr)))),
+        emit_gemm(em, p, Ref(tiles, Layout((lhs.shape[0], Lin(block)), (ONE, Lin(p.mr)))),
                   panels, out, Epilogue(accumulate=True), count=count, a_tiles=True)
 
 
@@ -96,5 +108,5 @@ def fill_zero(em: Emitter, out: Ref) -> None:
         em.store(em.const(0.0), em.at(out, idx))
 
 
-__all__ = ["contract_operands", "contract_plan", "contract_floats", "emit_contract",
-           "CONTRACT_KC"]
+__all__ = ["contract_operands", "contract_plan", "contract_floats", "contract_kc",
+           "emit_contract", "CONTRACT_KC", "CONTRACT_KC_LARGE"]

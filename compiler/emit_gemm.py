@@ -24,7 +24,7 @@ from .emit_map import emit_elementwise_multi, eval_body
 from .gemm import Arg, Epilogue, Stage, emit_gemm, emit_pack_rule
 from .irbuilder import Emitter, Ref
 from .layout import Layout
-from .tiling import plan
+from .tiling import GemmPlan, plan
 
 if TYPE_CHECKING:
     from .lower import Lowering
@@ -62,13 +62,16 @@ def emit_gemm_call(low: "Lowering", k: "Kernel", env: Any, frame: Any) -> None:
         first, slot = n.attrs["body"], n.inputs.index(mm)
         extra = [env[x] for x in n.inputs if x is not mm]
 
+    scalars = _step(p, frame)
+
     def rule(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
         epilogue = Epilogue(first, slot, tuple(refs[2:])) if first is not None else None
-        emit_gemm(em, p, refs[0], refs[1].ptr, out, epilogue)
+        emit_gemm(em, p, refs[0], refs[1].ptr, out, epilogue,
+                  step=em.function.args[1 + len(refs)] if scalars else None)
     out = low.home_ref(k.dest, frame)
     names = (mm.name, n.name) if k.matmul is not None else (n.name,)
-    low.call(k.name, n, rule, out, [env[mm.inputs[0]], _packed(low, k)] + extra, kind="gemm",
-             nodes=names)
+    low.call(k.name, n, rule, out, [env[mm.inputs[0]], _packed(low, k)] + extra, scalars,
+             kind="gemm", nodes=names)
     env[n] = out
 
 
@@ -102,6 +105,7 @@ def _group_call(low: "Lowering", k: "Kernel", env: Any, frame: Any) -> None:
             stores.append(ref)
             env[m] = ref
     n_first, n_stage = len(first_refs), len(stage_refs)
+    scalars = _step(p, frame)
 
     def rule(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
         a, packed = refs[0], refs[1]
@@ -110,10 +114,16 @@ def _group_call(low: "Lowering", k: "Kernel", env: Any, frame: Any) -> None:
                        for body, args, stored in shapes)
         epilogue = Epilogue(first, slot, tuple(refs[2:2 + n_first]), stages,
                             tuple(refs[2 + n_first:2 + n_first + n_stage]))
-        emit_gemm(em, p, a, packed.ptr, None, epilogue)
+        emit_gemm(em, p, a, packed.ptr, None, epilogue,
+                  step=em.function.args[1 + len(refs)] if scalars else None)
     ins = [env[mm.inputs[0]], _packed(low, k)] + first_refs + stage_refs + stores[1:]
-    low.call(k.name, g.head, rule, stores[0], ins, kind="gemm",
+    low.call(k.name, g.head, rule, stores[0], ins, scalars, kind="gemm",
              nodes=tuple(x.name for x in (mm, *g.members)))
+
+
+def _step(p: GemmPlan, frame: Any) -> tuple[Any, ...]:
+    """The loop step a one-row product inside a loop takes (gemm.emit_gemm's `step`)."""
+    return (frame.t,) if frame is not None and p.mr == 1 else ()
 
 
 def emit_cluster_call(low: "Lowering", k: "Kernel", env: Any, frame: Any) -> None:

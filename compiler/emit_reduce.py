@@ -6,7 +6,7 @@
     contract: out[k, n] = sum(a[m, k] * g[m, n] for m in ndindex(rows))
 
 Sums accumulate in double, so a loss over many elements keeps float32 accuracy whatever the
-order. The max uses llvm.maximum, which propagates NaN as numpy's max does.
+order; a region contiguous innermost is summed by <8 x double> accumulators side by side. The max uses llvm.maximum, which propagates NaN as numpy's max does.
 """
 from __future__ import annotations
 
@@ -43,11 +43,14 @@ def emit_sum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
         return
     with em.nest(x_kept.shape, "sum_out") as idx:
         base = em.at(Ref(x.ptr, x_kept), idx)
-        acc = em.alloca(F64, ir.Constant(F64, 0.0))
-        with em.nest(red.shape, "sum_in") as ridx:
-            v = bld.fpext(em.load(em.at(Ref(base, red), ridx)), F64)
-            bld.store(bld.fadd(bld.load(acc), v, flags=FLAGS), acc)
-        total = bld.load(acc)
+        if red.strides[-1] == ONE and x.layout.dtype == "float32":
+            total = _contiguous_total(em, base, red)
+        else:
+            acc = em.alloca(F64, ir.Constant(F64, 0.0))
+            with em.nest(red.shape, "sum_in") as ridx:
+                v = bld.fpext(em.load(em.at(Ref(base, red), ridx)), F64)
+                bld.store(bld.fadd(bld.load(acc), v, flags=FLAGS), acc)
+            total = bld.load(acc)
         if n.op == Op.MEAN:
             total = bld.fdiv(total, bld.sitofp(em.lin(count), F64))
         em.store(bld.fptrunc(total, F32), em.at(Ref(out.ptr, o_kept), idx))
@@ -84,6 +87,34 @@ def _column_sums(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, count) -> 
                     s = bld.fdiv(s, _splat8(em, bld.sitofp(em.lin(count), F64)))
                 _masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)),
                                em.gep(em.gep(dest, col), 8 * v), lanes[v])
+
+
+def _contiguous_total(em: Emitter, base: ir.Value, red: Layout) -> ir.Value:
+    """The double sum of a region whose innermost dim is contiguous: SUM_VECTORS <8 x double>
+    accumulators side by side (a single one would wait for each add's latency), the last
+    partial block masked, then the lanes added."""
+    bld = em.builder
+    vt = ir.VectorType(F64, 8)
+    block = 8 * SUM_VECTORS
+    accs = [em.alloca(vt, ir.Constant(vt, [0.0] * 8)) for _ in range(SUM_VECTORS)]
+    inner = em.lin(red.shape[-1])
+    blocks = bld.sdiv(bld.add(inner, ir.Constant(I64, block - 1)), ir.Constant(I64, block))
+    outer = Layout(red.shape[:-1], red.strides[:-1])
+    with em.nest(outer.shape, "sum_in") as ridx:
+        row = em.at(Ref(base, outer), ridx)
+        with em.loop(blocks, "sum_block") as b:
+            col = bld.mul(b, ir.Constant(I64, block), flags=["nsw"])
+            for v, acc in enumerate(accs):
+                at = bld.add(col, ir.Constant(I64, 8 * v))
+                vals = _masked_load8(em, em.gep(row, at), _lanes(em, bld.sub(inner, at)))
+                bld.store(bld.fadd(bld.load(acc), bld.fpext(vals, vt), flags=FLAGS), acc)
+    total = bld.load(accs[0])
+    for acc in accs[1:]:
+        total = bld.fadd(total, bld.load(acc), flags=FLAGS)
+    lanes = [bld.extract_element(total, ir.Constant(ir.IntType(32), j)) for j in range(8)]
+    while len(lanes) > 1:
+        lanes = [bld.fadd(a, b, flags=FLAGS) for a, b in zip(lanes[::2], lanes[1::2])]
+    return lanes[0]
 
 
 def _lanes(em: Emitter, left: ir.Value) -> ir.Value:

@@ -94,15 +94,19 @@ class _Tile:
     refs: list[_Operand] = field(default_factory=list)
     stage_refs: list[_Operand] = field(default_factory=list)
     stores: list[_Operand | None] = field(default_factory=list)
+    flip: ir.Value | None = None        # i1: panels and k in reverse order (see emit_gemm)
 
 
 def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | None,
               epilogue: Epilogue | None = None, *, count: ir.Value | None = None,
-              a_tiles: bool = False) -> None:
+              a_tiles: bool = False, step: ir.Value | None = None) -> None:
     """epilogue(a[..., K] @ B) with B read from its packed panels (see the docstring).
 
     count: K at run time (the panels hold `count` rows). a_tiles: `a` is packed as row tiles
-    of p.mr rows (emit_pack_tiles, `count` k each) instead of a strided [rows, K] view."""
+    of p.mr rows (emit_pack_tiles, `count` k each) instead of a strided [rows, K] view.
+    step: a loop's step index (i64), for a product of one row (a GEMV, whose panels stream
+    from L2 every step): odd steps walk the full panels and k in reverse order, so that a
+    step starts on the panel rows the previous one read last, still in L1."""
     epi = epilogue or Epilogue()
     lead = a.layout.shape[:-1]
     n_last, l_last = lin(p.n), lin(p.seg_len)
@@ -123,6 +127,8 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | Non
         ops = [_Operand(b, lay.strides[-1], w.strides[-1])
                for b, lay, w in zip(bases[1:], rows[1:], wide)]
         tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], None, count)
+        if step is not None and p.mr == 1 and count is None and p.k.const:
+            tile.flip = em.builder.trunc(step, ir.IntType(1))
         if a_tiles:
             tile.a, tile.ak = a.ptr, Lin(p.mr)
             tile.a_step = em.builder.mul(count, ir.Constant(I64, p.mr), flags=["nsw"])
@@ -180,6 +186,9 @@ def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile, epi: Epilogue,
 
     if p.full:
         with em.loop(p.full, "mm_panel") as q:
+            if tile.flip is not None:
+                q = bld.select(tile.flip, bld.sub(ir.Constant(I64, p.full - 1), q,
+                                                  flags=["nsw"]), q)
             panel(q, p.nv, [p.vw] * p.nv)
     if p.last_vectors:
         rest = p.seg_len - p.full * p.seg_width
@@ -224,9 +233,11 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         phis = [bld.phi(zero.type) for _ in acc]
         for ph in phis:
             ph.add_incoming(zero, pre)
-        kp = em.gep(panel, bld.mul(k, ir.Constant(I64, nvec * vw), flags=["nsw"]))
+        kk = k if tile.flip is None else bld.select(
+            tile.flip, bld.sub(ir.Constant(I64, p.k.c - 1), k, flags=["nsw"]), k)
+        kp = em.gep(panel, bld.mul(kk, ir.Constant(I64, nvec * vw), flags=["nsw"]))
         # broadcasts first, then one panel vector at a time: MR * NV + MR + 1 registers
-        bcast = [em.splat(em.load(em.gep(a_rows[i], em.mul(k, tile.ak))), vw)
+        bcast = [em.splat(em.load(em.gep(a_rows[i], em.mul(kk, tile.ak))), vw)
                  for i in range(mr)]
         new = list(phis)
         for v in range(nvec):

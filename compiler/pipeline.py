@@ -143,7 +143,8 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
     result (`names[k] == ("input", i)`, differentiate's convention). By default the only
     gradient is the flat parameter gradient (i is the index of `params`; it has the
     ParamTable's layout); `input_grads=True` adds one per float input, in input order.
-    `truncate=k`: truncated BPTT, nothing flows back across every k-th step.
+    `truncate=k`: truncated BPTT, nothing flows back across every k-th step; loops to be
+    unrolled are then unrolled after differentiation (pass "unroll" after "grad").
     `seed_outputs`: the outputs to differentiate (default all float outputs); only they get
     a cotangent input.
     `checkpoint=k`: gradient checkpointing (pass "checkpoint", compiler/checkpoint.py): the
@@ -151,13 +152,17 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
     the steps between; the same gradients for O(T/k + k) saved carries instead of O(T).
     """
     trace = _trace(trace, dump, disable)
-    g, table = _front(graph, input_types, unroll, disable, trace)
+    # truncation cuts loop carries, and unrolled code has none: with truncate, loops are
+    # unrolled after differentiation, when the cuts are already in the backward loops
+    g, table = _front(graph, input_types, False if truncate else unroll, disable, trace)
     if checkpoint:
         g = trace.run(partial(checkpoint_loops, every=checkpoint, truncate=truncate), g,
                       "checkpoint")
     grad = partial(_differentiate, truncate=truncate, input_grads=input_grads,
                    seed_outputs=seed_outputs)
     g, names = trace.run(grad, g, "grad")
+    if truncate:
+        g = _unrolled(g, unroll, disable, trace)
     return _optimised(g, optimize, disable, trace), table, names
 
 
@@ -175,10 +180,16 @@ def _front(graph: Graph, input_types: Sequence[TensorType] | None, unroll: bool 
     run = trace.run
     order = graph.params()                           # the model's own layout order
     g = run(partial(infer_shapes, input_types=input_types), graph, "shapes")
-    if unroll is not False and "unroll" not in disable:
-        g = run(_unroller(unroll), g, "unroll")      # compile time grows with T: only on request
+    g = _unrolled(g, unroll, disable, trace)         # compile time grows with T: only on request
     g = run(tie_params, g, "tie")                    # one PARAM node per parameter
     return run(partial(flatten_params, order=order), g, "flatten")
+
+
+def _unrolled(g: Graph, unroll: bool | int | None, disable: Collection[str],
+              trace: Trace) -> Graph:
+    if unroll is False or "unroll" in disable:
+        return g
+    return trace.run(_unroller(unroll), g, "unroll")
 
 
 def _optimised(g: Graph, optimize: bool, disable: Collection[str], trace: Trace) -> Graph:

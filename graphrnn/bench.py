@@ -8,14 +8,21 @@ only) and JAX (`lax.scan` under `jit`). Every peer gets graphrnn's weights, and 
 is checked against graphrnn's (max abs diff, in --json). A peer whose package is missing is
 reported as missing.
 
-Hygiene: the measurements run in a child process whose thread pools are pinned to one
-thread by environment variables (a second child for the 2-thread rows); within a row,
-every implementation runs once per round, in an order that rotates each round, with the
+Hygiene: the measurements run in a child process bound to one CPU (sched_setaffinity), its
+thread pools also set to one thread by environment variables (a second child, bound to two
+CPUs, for the 2-thread rows); within a row,
+every implementation runs once per round, in an order shuffled each round, with the
 garbage collector off; medians are reported (minimums too, in --json), with the CPU time
 per wall time of each implementation as a check that it really ran on the threads asked.
 Ratios are peer time / graphrnn time: above 1 means graphrnn is faster. GFLOP/s count
 2*B*T*(D+H)*G*H flops forward (G gates) and three times that for a training step, against
 the single-core FMA peak measured by `graphrnn bench --peak`.
+
+LSTM rows also time "graphrnn-hand", the same layer written by hand from primitives
+(`peers.build_hand_lstm`, given the built-in's weights and checked against it); its ratio is
+hand / built-in, and it is not a peer. The memory section (graphrnn/benchmem.py, skipped by
+--no-memory) measures an LSTM training step at long T with gradient checkpointing off and
+every k steps: arena bytes, peak resident memory, step time and the gradients' difference.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import argparse
 import gc
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -42,7 +50,8 @@ QUICK_CONFIGS: list[Config] = [(1, 100, 32, 64), (100, 100, 2, 100)]
 CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 MODES = ("forward", "train")
-IMPLS = ("graphrnn", "interpreter", "torch", "onnxruntime", "jax")
+IMPLS = ("graphrnn", "graphrnn-hand", "interpreter", "torch", "onnxruntime", "jax")
+HAND = "graphrnn-hand"      # the LSTM written by hand from primitives: not a peer
 PEER_NAMES = ("torch", "onnxruntime", "jax")
 FORWARD_ONLY = {"onnxruntime": "forward only"}
 _XLA_ONE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -104,9 +113,15 @@ def max_abs_diff(result: Any, reference: Any) -> float:
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float,
                 min_rounds: int = 3) -> dict[str, list[tuple[float, float]]]:
-    """(wall s, cpu s) per call: each round calls every fn once, the order rotating. A fn
-    leaves the rounds once it has `min_rounds` samples and has used its share of the budget."""
+    """(wall s, cpu s) per call: each round calls every fn once, in an order shuffled each
+    round (seeded: the same for every run). A fn leaves the rounds once it has `min_rounds`
+    samples and has used its share of the budget.
+
+    Shuffled, not rotated: a rotation keeps every fn right after the same other one, whose
+    memory traffic it then always pays for (a 0.1 ms call run after the interpreter took
+    twice as long as the same code run after a compiled call)."""
     names = list(fns)
+    order = random.Random(0)
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
     share = budget_s / max(len(names), 1)
     was_enabled = gc.isenabled()
@@ -118,7 +133,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float
                     or sum(w for w, _ in samples[k]) < share]
             if not live:
                 break
-            for k in live[r % len(live):] + live[:r % len(live)]:
+            for k in order.sample(live, len(live)):
                 w0, c0 = time.perf_counter(), time.process_time()
                 fns[k]()
                 samples[k].append((time.perf_counter() - w0, time.process_time() - c0))
@@ -132,8 +147,8 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
               budget_s: float = 30.0, min_rounds: int = 3,
               impls: tuple[str, ...] = IMPLS) -> Row:
     """Time one row: every implementation warmed up (and checked) once, then interleaved."""
-    from .peers import (PeerMissing, build_layer, graphrnn_impl, interpreter_impl, make_peer,
-                        peer_impl)
+    from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl,
+                        interpreter_impl, load_builtin_weights, make_peer, peer_impl)
     b, t, d, h = config
     model = build_layer(cell, d, h)
     rng = np.random.default_rng(0)
@@ -147,6 +162,10 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
         for name in impls:
             if mode == "train" and name in FORWARD_ONLY:
                 row.not_applicable[name] = FORWARD_ONLY[name]
+            elif name == HAND and cell != "lstm":
+                row.not_applicable[name] = "the hand-written cell is an LSTM"
+            elif name == HAND and threads != 1:
+                row.not_applicable[name] = "the hand-written LSTM is measured on one thread"
             elif name == "interpreter" and threads != 1:
                 row.not_applicable[name] = "the numpy reference runs on one thread"
             elif name == "graphrnn" and threads != 1 and b < 2:
@@ -155,6 +174,10 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
                 fns[name], convert = graphrnn_impl(model, mode, x, y, threads, pool)
             elif name == "interpreter":
                 fns[name], convert = interpreter_impl(model, mode, x, y)
+            elif name == HAND:
+                hand = build_hand_lstm(d, h)
+                load_builtin_weights(hand, weights)
+                fns[name], convert = hand_impl(hand, mode, x, y)
             else:
                 try:
                     peer = make_peer(name, cell, weights, threads)
@@ -266,12 +289,18 @@ def _config(text: str) -> Config:
     return tuple(int(p) for p in parts)        # type: ignore[return-value]
 
 
+def _steps(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of steps")
+    return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `graphrnn bench`."""
     parser.add_argument("--json", action="store_true", help="print everything as JSON")
     parser.add_argument("--quick", action="store_true",
-                        help=f"LSTM on {', '.join(map(str, QUICK_CONFIGS))}, 3 repeats "
-                             "(under a minute)")
+                        help=f"LSTM on {', '.join(map(str, QUICK_CONFIGS))}, 3 repeats, "
+                             "the memory section at 8,400,32,32 (about a minute)")
     parser.add_argument("--peak", action="store_true",
                         help="only measure the single-core FMA peak (GFLOP/s)")
     parser.add_argument("--configs", nargs="+", type=_config, metavar="B,T,D,H",
@@ -285,6 +314,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(after 3 rounds; default 30 s; quick: 4 s, after 1 round)")
     parser.add_argument("--no-two-threads", action="store_true",
                         help="skip the 2-thread rows (run on the largest configuration)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the memory section (an LSTM training step at long T with "
+                             "gradient checkpointing off and every k steps)")
+    parser.add_argument("--memory-config", type=_config, metavar="B,T,D,H",
+                        help="the memory section's LSTM (default 32,1000,128,128; "
+                             "quick 8,400,32,32)")
+    parser.add_argument("--checkpoints", nargs="+", type=_steps, metavar="K",
+                        help="the memory section's checkpoint intervals (default 10 25 100; "
+                             "quick 10 20 40)")
     parser.add_argument("--child-threads", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-extras", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -303,14 +341,16 @@ def _child_argv(args: argparse.Namespace, threads: int, configs: list[Config],
     return argv + flags
 
 
-def _in_child(argv: list[str], env: dict[str, str]) -> dict | None:
-    """Run `graphrnn.bench` in a child process with `env` and read the JSON it writes to a
-    file (None when it failed: its error is already on stderr). Whatever the child prints,
-    libraries included, goes to stderr, so stdout carries only the report."""
+def _in_child(argv: list[str], env: dict[str, str],
+              module: str = "graphrnn.bench") -> dict | None:
+    """Run `module` (`graphrnn.bench`, or `graphrnn.benchmem` for the memory section) in a
+    child process with `env` and read the JSON it writes to a file (None when it failed: its
+    error is already on stderr). Whatever the child prints, libraries included, goes to
+    stderr, so stdout carries only the report."""
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "result.json")
-        done = subprocess.run([sys.executable, "-m", "graphrnn.bench", *argv, "--child-out", out],
+        done = subprocess.run([sys.executable, "-m", module, *argv, "--child-out", out],
                               env=dict(os.environ, **env), stdout=sys.stderr)
         if done.returncode != 0 or not os.path.exists(out):
             print(f"graphrnn bench: the measuring process failed (exit status "
@@ -320,13 +360,25 @@ def _in_child(argv: list[str], env: dict[str, str]) -> dict | None:
             return json.load(f)
 
 
+def pin_to_cpus(threads: int) -> list[int] | None:
+    """Bind this process to `threads` CPUs: the only limit every peer obeys (XLA starts
+    worker threads whatever its flags say). Returns the CPUs, or None where unsupported."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, cpus)
+    return cpus
+
+
 def run_command(args: argparse.Namespace) -> int:
     """`graphrnn bench`: measure in child processes, then print the table or the JSON."""
+    from .benchmem import memory_section
     from .benchtable import format_table
     from .peak import format_peak, measure_peak
     args.repeats = args.repeats or (3 if args.quick else 7)
     args.budget = args.budget or (4.0 if args.quick else 30.0)
     if args.child_threads:
+        pin_to_cpus(args.child_threads)
         if args.peak:
             result: dict = {"peak": measure_peak()}
         else:
@@ -362,6 +414,7 @@ def run_command(args: argparse.Namespace) -> int:
             row["peak_fraction"] = g / (2 * peak) if g else None
         result["rows"] += two["rows"]
         result["two_threads_host"] = two["host"]
+    result["memory"] = None if args.no_memory else memory_section(args)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 

@@ -1,7 +1,7 @@
 """The human-readable report of `graphrnn bench`: one block per (threads, mode)."""
 from __future__ import annotations
 
-from .bench import IMPLS, MODES
+from .bench import HAND, IMPLS, MODES
 
 DIFFERS = 1e-3      # float32 peers agree to ~1e-6; beyond this they compute another function
 
@@ -82,6 +82,11 @@ def format_table(result: dict) -> str:
             if d > DIFFERS:
                 lines.append(f"WARNING: {k} differs from graphrnn by {d:.2g} on {r['cell']} "
                              f"{tuple(r['config'])} {r['mode']} ({r['threads']} threads)")
+    hand = _by_mode(result["rows"])
+    if hand:
+        lines.append(f"{HAND} (the LSTM written by hand from primitives) / built-in cell, "
+                     "median over the rows: " + ", ".join(
+                         f"{m} {_median(v):.2f}x" for m, v in hand.items()))
     missing = {k: why for r in result["rows"] for k, why in r["missing"].items()}
     for k, why in missing.items():
         lines.append(f"missing peer {k}: {why} (pip install -e '.[bench]')")
@@ -93,7 +98,56 @@ def format_table(result: dict) -> str:
                   " ms",
                   f"compile at T=10 / T=10000:                {c['compile_T10_s'] * 1e3:8.1f} / "
                   f"{c['compile_T10000_s'] * 1e3:.1f} ms"]
+    if result.get("memory"):
+        lines += [""] + format_memory(result["memory"])
     return "\n".join(lines)
 
 
-__all__ = ["format_table", "format_rows"]
+def _by_mode(rows: list[dict]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        if HAND in r["ratios"]:
+            out.setdefault(r["mode"], []).append(r["ratios"][HAND])
+    return out
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+
+
+def format_memory(memory: dict) -> list[str]:
+    """The memory section: one line per variant (checkpointing off, then every k steps)."""
+    mib = float(1 << 20)
+    t, t2 = memory["config"][1], memory["t2"]
+    lines = [f"training memory: LSTM (B, T, D, H) = {tuple(memory['config'])}, one training "
+             "step in a fresh process per variant; checkpoint=k saves the carries every k "
+             "steps and recomputes the segments",
+             f"{'checkpoint':<10} {'arena MiB':>10} {f'at T={t2}':>10} {'KiB/step':>9} "
+             f"{'step peak MiB':>14} {'step ms':>8} {'vs off':>7} {'grad diff':>10} "
+             f"{'last-state arena MiB':>21}"]
+    lines.append("-" * len(lines[-1]))
+    off = next((v["ms"] for v in memory["variants"] if v["checkpoint"] is None), None)
+    for v in memory["variants"]:
+        k = "off" if v["checkpoint"] is None else f"k={v['checkpoint']}"
+        ratio = f"{v['ms'] / off:.2f}x" if off and v["ms"] else "-"
+        diff = "-" if v.get("max_abs_diff") is None else f"{v['max_abs_diff']:.1e}"
+        last = f"{v['last_arena_bytes'] / mib:.1f} / {v['last_arena_bytes_2t'] / mib:.1f}"
+        lines.append(f"{k:<10} {v['arena_bytes'] / mib:>10.1f} {v['arena_bytes_2t'] / mib:>10.1f}"
+                     f" {v['arena_bytes_per_step'] / 1024:>9.1f} "
+                     f"{v['step_peak_bytes'] / mib:>14.1f} {_ms(v['ms']):>8} {ratio:>7} "
+                     f"{diff:>10} {last:>21}")
+    methods = {v["method"] for v in memory["variants"]}
+    lines += [f"arena: the native step's scratch (saved activations + temporaries) at T={t} and "
+              f"{t2}, KiB/step its growth per step; step peak: the rise of the process's "
+              f"resident memory over the first call ({', '.join(sorted(methods))}); grad diff: "
+              "max abs diff of the loss and gradients from checkpoint off",
+              f"last-state arena: the same LSTM with a loss on its final state only, at T={t} / "
+              f"{t2} (from the lowering): without the [B, T, H] output sequence, what BPTT "
+              "saves is O(T), with checkpointing O(T/k + k)"]
+    for what in memory.get("failed", []):
+        lines.append(f"WARNING: the memory variant {what} failed (its error is above)")
+    return lines
+
+
+__all__ = ["format_table", "format_rows", "format_memory"]

@@ -9,19 +9,28 @@ the checks. `shrink` regenerates a failing case from the same seed with smaller 
 still fails the same way; `save_case` writes it as JSON, with the model file and its inputs
 next to it, so tests/test_fuzz_regressions.py replays exactly that model even after the
 generator changes.
+
+The command runs the cases in a `Worker`, one child process for the whole run: native code
+that kills it (SIGSEGV, SIGILL, SIGFPE, abort) is a finding of check "crash" for the case it
+was running, shrunk and saved like the others, and the next case starts a new worker.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
+import multiprocessing
 import os
+import signal
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -97,18 +106,25 @@ def run_case(case: Case, cache: Any = None) -> tuple[Generated | None, list[Disc
                          cache=cache)
 
 
-def shrink(case: Case, found: Discrepancy, *, cache: Any = None, seconds: float = 60.0
-           ) -> tuple[Case, Discrepancy]:
+def run_checks(case: Case, cache: Any = None) -> list[Discrepancy]:
+    """The discrepancies of one case: the job a fuzzing `Worker` runs."""
+    return run_case(case, cache)[1]
+
+
+def shrink(case: Case, found: Discrepancy, *, cache: Any = None, seconds: float = 60.0,
+           run: Callable[[Case], list[Discrepancy]] | None = None) -> tuple[Case, Discrepancy]:
     """The smallest knobs (same seed) that still give a discrepancy of the same check and
-    configuration, greedily, one knob step at a time."""
+    configuration, greedily, one knob step at a time. `run` runs one case (default:
+    `run_checks` here, with `cache`); a fuzzing `Worker` runs them in a child process."""
     case = dataclasses.replace(case, checks=case.checks.only(found))
+    run = run or (lambda c: run_checks(c, cache))
     deadline = time.monotonic() + seconds
     progress = True
     while progress and time.monotonic() < deadline:
         progress = False
         for params in case.params.smaller():
             smaller = dataclasses.replace(case, params=params)
-            _, again = run_case(smaller, cache)
+            again = run(smaller)
             same = [d for d in again if (d.check, d.config) == (found.check, found.config)]
             if same:
                 case, found, progress = smaller, same[0], True
@@ -152,6 +168,126 @@ def load_case(path: str | os.PathLike) -> tuple[Case, dict, tuple[Any, list] | N
     return Case.from_json(data), data, exact
 
 
+def replay(path: str | os.PathLike, *, exact: bool = True) -> list[Discrepancy]:
+    """The discrepancies of a saved case now, under its checks: of the model and inputs saved
+    next to it (`exact`), or of the model its seed builds today. A case saved for a crash
+    runs in a `Worker`, so that crashing again cannot take the caller down with it."""
+    if json.loads(Path(path).read_text())["found"]["check"] != "crash":
+        return _replay_job((str(path), exact))
+    with Worker(_replay_job) as worker:
+        return worker((str(path), exact))
+
+
+def _replay_job(job: tuple[str, bool], cache: Any = None) -> list[Discrepancy]:
+    path, exact = job
+    case, _, saved = load_case(path)
+    if not exact or saved is None:
+        return run_checks(case, cache)
+    model, inputs = saved
+    return check_case(model, inputs, checks=case.checks, cache=cache)
+
+
+# ----------------------------------------------------------------------------- the worker
+
+class Worker:
+    """Runs jobs, `fn(job, cache)`, one at a time in one child process that it starts on the
+    first job and again after a job killed it. A job during which the child dies (a signal,
+    an exit, or no answer within `timeout` seconds) gives a "crash" finding instead.
+
+        with Worker(run_checks, cache_dir) as worker:
+            found = worker(case)                # what run_checks(case, cache) returns
+
+    `fn` is sent to the child by reference, so it must be a module-level function; this is
+    the hook a test uses to make the child die on a case it chooses. `cache_dir` is the kernel
+    cache of the child (None: the default cache); `started` counts the children started.
+    The child is a fresh interpreter (multiprocessing "spawn"): a script that runs a Worker
+    needs the `if __name__ == "__main__":` guard.
+    """
+
+    def __init__(self, fn: Callable[[Any, Any], list[Discrepancy]],
+                 cache_dir: str | os.PathLike | None = None, *, timeout: float | None = None):
+        self.fn, self.cache_dir, self.timeout = fn, cache_dir, timeout
+        self.started = 0
+        self._process: Any = None
+        self._conn: Any = None
+
+    def __call__(self, job: Any) -> list[Discrepancy]:
+        if self._process is None or not self._process.is_alive():
+            self._start()
+        try:
+            self._conn.send(job)
+            if self.timeout is None or self._conn.poll(self.timeout):
+                return self._conn.recv()
+            self._process.kill()
+            detail = f"no answer after {self.timeout:g} s: the worker was killed"
+        except (EOFError, OSError):              # the child died during the job
+            detail = ""
+        self._process.join()
+        detail = detail or _death(self._process.exitcode)
+        self.close()
+        return [Discrepancy("crash", detail)]
+
+    def _start(self) -> None:
+        self.close()
+        # spawn: a fresh interpreter, not a fork of this one's threads and JIT state
+        context = multiprocessing.get_context("spawn")
+        conn, child = context.Pipe()
+        cache_dir = None if self.cache_dir is None else str(self.cache_dir)
+        process = context.Process(target=_serve, args=(child, self.fn, cache_dir),
+                                  name="graphrnn-fuzz-worker", daemon=True)
+        try:
+            process.start()
+        finally:
+            child.close()           # the child's end lives in the child only: EOF when it dies
+        self._process, self._conn = process, conn
+        self.started += 1
+
+    def close(self) -> None:
+        """Stop the child (it is started again by the next job)."""
+        if self._process is not None:
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            self._process.join(5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+            self._conn.close()
+        self._process = self._conn = None
+
+    def __enter__(self) -> "Worker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _death(exitcode: int | None) -> str:
+    """How a worker ended, in words: "killed by SIGSEGV", "exited with status 1"."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with status {exitcode}"
+
+
+def _serve(conn: Any, fn: Callable[[Any, Any], list[Discrepancy]], cache_dir: str | None
+           ) -> None:
+    """The worker's loop: a job in, its findings out, until None or the parent is gone."""
+    import faulthandler
+    from .runtime.cache import KernelCache
+    faulthandler.enable()           # a native crash leaves the Python stack on stderr
+    cache = KernelCache(cache_dir) if cache_dir is not None else None
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        conn.send(fn(job, cache))
+
+
 # ----------------------------------------------------------------------------- the command
 
 def random_params(rng: np.random.Generator, *, max_depth: int = 2, max_width: int = 5,
@@ -166,49 +302,111 @@ def random_params(rng: np.random.Generator, *, max_depth: int = 2, max_width: in
                      max_steps=int(rng.integers(0, max_steps + 1)))
 
 
+def random_cases(seed: int, checks: Checks) -> Iterator[Case]:
+    """The endless sequence of cases `fuzz` runs for `seed`."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield Case(int(rng.integers(0, 2**31 - 1)), random_params(rng), checks)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a fuzzing run did: cases tried, failing and crashing, and the cases it saved."""
+    tried: int
+    failed: int                 # cases with any finding (crashes included)
+    crashed: int
+    written: tuple[Path, ...]
+    seconds: float
+
+    def __str__(self) -> str:
+        failing = f"{self.failed} failing" if self.failed else "no failures"
+        saved = f" ({len(self.written)} distinct, written to {self.written[0].parent})" \
+            if self.written else ""
+        return (f"fuzz: {self.tried} cases in {self.seconds:.1f} s, {failing}, "
+                f"{self.crashed} crashed{saved}")
+
+
 def fuzz(seconds: float, seed: int = 0, *, compiled: bool = True, grads: bool = True,
          training: bool = False, out: str | os.PathLike = "fuzz_failures",
-         log: Callable[[str], None] = print) -> tuple[int, list[Path]]:
-    """Run random cases for `seconds`; shrink and save each failing case that shows a new
-    kind of failure. Returns (cases tried, paths written).
+         log: Callable[[str], None] = partial(print, flush=True), in_process: bool = False,
+         check: Callable[[Case, Any], list[Discrepancy]] = run_checks,
+         timeout: float | None = 300.0, cases: int | None = None) -> Summary:
+    """Run random cases for `seconds` (or `cases` of them, if that comes first); shrink and
+    save each failing case that shows a new kind of failure (its first new finding).
 
-    While a case runs, `<out>/running.json` names it: if native code crashes the process,
-    that file is the case to replay (`Case.from_json`)."""
-    from .runtime.cache import KernelCache
-    rng = np.random.default_rng(seed)
+    The cases, and the smaller ones `shrink` tries, run in one `Worker` process, restarted
+    after a case that kills it (or that runs longer than `timeout` seconds): that case is a
+    finding of check "crash" (also when it is met while shrinking another finding).
+    `check(case, cache)` runs one case (`run_checks`; a test gives one that crashes on
+    purpose). `in_process=True` runs them in this process instead, for debugging; a crash
+    then ends the run, and `<out>/running.json`, which names the case while it runs, is the
+    case to replay (`Case.from_json`).
+    """
+    out = Path(out)
     checks = Checks(compiled=compiled, train=compiled, grads=grads, training=training)
     seen: set[tuple] = set()
     written: list[Path] = []
-    tried, failed = 0, 0
+    tried = failed = crashed = 0
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="graphrnn-fuzz-") as tmp:
-        cache = KernelCache(tmp)
-        while time.monotonic() - start < seconds:
-            case = Case(int(rng.integers(0, 2**31 - 1)), random_params(rng), checks)
-            running = Path(out) / "running.json"
+    with tempfile.TemporaryDirectory(prefix="graphrnn-fuzz-") as tmp, \
+            _runner(check, tmp, in_process, timeout) as run_one:
+        def run(case: Case) -> list[Discrepancy]:
+            running = out / "running.json"
             running.parent.mkdir(parents=True, exist_ok=True)
             running.write_text(json.dumps(case.to_json(), indent=2) + "\n")
-            _, found = run_case(case, cache)
+            found = run_one(case)
+            running.unlink()
+            return found
+
+        def keep(case: Case, d: Discrepancy) -> None:
+            """Shrink and save one new finding, and a crash met while shrinking it."""
+            seen.add(d.key())
+            stray: list[tuple[Case, Discrepancy]] = []
+
+            def run_smaller(smaller: Case) -> list[Discrepancy]:
+                again = run(smaller)
+                stray.extend((smaller, x) for x in again if x.check == "crash" != d.check)
+                return again
+            small, d2 = shrink(case, d, run=run_smaller, seconds=min(60.0, seconds))
+            path = save_case(small, d2, out, small.generate() if d2.check != "generate" else None)
+            written.append(path)
+            log(f"  shrunk to {small.params}: {d2}\n  -> {path}")
+            for smaller, x in stray[:1]:
+                if x.key() not in seen:
+                    log(f"while shrinking (seed {smaller.seed}, {smaller.params}): {x}")
+                    keep(smaller, x)
+
+        for case in itertools.islice(random_cases(seed, checks), cases):
+            if time.monotonic() - start >= seconds:
+                break
+            found = run(case)
             tried += 1
             failed += bool(found)
+            crashed += any(d.check == "crash" for d in found)
             new = [d for d in found if d.key() not in seen]
             seen.update(d.key() for d in found)
-            if new:         # one shrunk case per failing case: its first new finding
-                d = new[0]
+            if new:
                 more = f" (and {len(found) - 1} more findings)" if len(found) > 1 else ""
-                log(f"case {tried} (seed {case.seed}, {case.params}): {d}{more}")
-                small, d2 = shrink(case, d, cache=cache, seconds=min(60.0, seconds))
-                generated = small.generate() if d2.check != "generate" else None
-                path = save_case(small, d2, out, generated)
-                written.append(path)
-                log(f"  shrunk to {small.params}: {d2}\n  -> {path}")
-            running.unlink()
-    if not written and Path(out).is_dir() and not any(Path(out).iterdir()):
-        Path(out).rmdir()
-    log(f"fuzz: {tried} cases in {time.monotonic() - start:.1f} s, {failed} failing "
-        f"({len(written)} distinct, written to {out})" if written else
-        f"fuzz: {tried} cases in {time.monotonic() - start:.1f} s, no failures")
-    return tried, written
+                log(f"case {tried} (seed {case.seed}, {case.params}): {new[0]}{more}")
+                keep(case, new[0])
+    if not written and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    summary = Summary(tried, failed, crashed, tuple(written), time.monotonic() - start)
+    log(str(summary))
+    return summary
+
+
+@contextlib.contextmanager
+def _runner(check: Callable[[Case, Any], list[Discrepancy]], cache_dir: str, in_process: bool,
+            timeout: float | None) -> Iterator[Callable[[Case], list[Discrepancy]]]:
+    """A function running one case: in a Worker, or here."""
+    if in_process:
+        from .runtime.cache import KernelCache
+        cache = KernelCache(cache_dir)
+        yield lambda case: check(case, cache)
+        return
+    with Worker(check, cache_dir, timeout=timeout) as worker:
+        yield worker
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -216,22 +414,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run cases for N seconds (default 60)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of the case sequence (default 0)")
+    parser.add_argument("--cases", type=int, default=None, metavar="K",
+                        help="stop after K cases (default: when the time is up)")
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the compiled-code comparisons (forward and training step)")
     parser.add_argument("--no-grad", action="store_true", help="skip gradcheck")
     parser.add_argument("--training", action="store_true",
-                        help="run the pass checks with dropout on (and nothing else)")
+                        help="training mode (dropout on): the pass checks and the compiled "
+                             "training steps only")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the cases in this process, not in a worker process (for "
+                             "debugging: a crash ends the run; DIR/running.json names the case)")
     parser.add_argument("--out", default="fuzz_failures", metavar="DIR",
                         help="where shrunk failing cases go (default ./fuzz_failures)")
 
 
 def run(args: argparse.Namespace) -> int:
     """`graphrnn fuzz`: exit status 1 when any case failed."""
-    _, written = fuzz(args.seconds, args.seed, compiled=not args.no_compile,
-                      grads=not args.no_grad, training=args.training, out=args.out)
-    return 1 if written else 0
+    summary = fuzz(args.seconds, args.seed, compiled=not args.no_compile,
+                   grads=not args.no_grad, training=args.training, out=args.out,
+                   in_process=args.in_process, cases=args.cases)
+    return 1 if summary.failed else 0
 
 
-__all__ = ["check_case", "compare", "Checks", "Discrepancy", "Case", "run_case", "shrink",
-           "save_case", "load_case", "fingerprint", "fuzz", "random_params", "ALL",
-           "DEFAULT_DISABLE", "add_arguments", "run"]
+__all__ = ["check_case", "compare", "Checks", "Discrepancy", "Case", "run_case", "run_checks",
+           "shrink", "save_case", "load_case", "replay", "Worker", "fingerprint", "fuzz",
+           "Summary", "random_params", "random_cases", "ALL", "DEFAULT_DISABLE",
+           "add_arguments", "run"]

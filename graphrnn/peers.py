@@ -78,46 +78,15 @@ Impl = tuple[Callable[[], Any], Callable[[Any], Any]]     # (timed call, its che
 
 
 def graphrnn_impl(model: Any, mode: str, x: np.ndarray, y: np.ndarray | None,
-                  threads: int, pool: ThreadPoolExecutor) -> Impl:
-    """graphrnn compiled. With 2 threads the batch is split in two halves run by two
-    concurrent calls (each call in flight has its own arena; the native call releases the
-    GIL); training halves run on twin models and their gradients are combined."""
+                  threads: int, pool: ThreadPoolExecutor | None = None) -> Impl:
+    """graphrnn compiled with `gr.compile(..., threads=threads)`: with 2 threads a call whose
+    parts have enough work runs its batch as two halves at once (`pool` is not used)."""
     import graphrnn as gr
-
-    def with_grads(loss: float) -> tuple[float, dict[str, np.ndarray]]:
-        return loss, named_grads(model)
-    if threads == 1:
-        if mode == "forward":
-            compiled = gr.compile(model)
-            return (lambda: compiled(x)), np.asarray
-        step = gr.compile(model, loss=gr.MSECriterion(), train=True)
-        return (lambda: step(x, target=y)), with_grads
-    n = x.shape[0]
-    half = n // 2
-    lo, hi = np.ascontiguousarray(x[:half]), np.ascontiguousarray(x[half:])
     if mode == "forward":
-        compiled = gr.compile(model)
-
-        def split_forward() -> np.ndarray:
-            upper = pool.submit(compiled, hi)
-            return np.concatenate([compiled(lo), upper.result()], axis=0)
-        return split_forward, np.asarray
-    twin = build_layer(model.name, x.shape[2], y.shape[2])
-    twin.load_state_dict(model.state_dict())
-    step_a = gr.compile(model, loss=gr.MSECriterion(), train=True)
-    step_b = gr.compile(twin, loss=gr.MSECriterion(), train=True)
-    y_lo, y_hi = np.ascontiguousarray(y[:half]), np.ascontiguousarray(y[half:])
-    wa, wb = half / n, (n - half) / n           # the mean over the batch, from two halves
-
-    def split_train() -> float:
-        upper = pool.submit(step_b, hi, target=y_hi)
-        loss_a = step_a(lo, target=y_lo)
-        loss_b = upper.result()
-        grad, grad_b = model.parameters()[1], twin.parameters()[1]
-        grad *= wa
-        grad += wb * grad_b
-        return wa * loss_a + wb * loss_b
-    return split_train, with_grads
+        compiled = gr.compile(model, threads=threads)
+        return (lambda: compiled(x)), np.asarray
+    step = gr.compile(model, loss=gr.MSECriterion(), train=True, threads=threads)
+    return (lambda: step(x, target=y)), lambda loss: (loss, named_grads(model))
 
 
 def interpreter_impl(model: Any, mode: str, x: np.ndarray, y: np.ndarray | None) -> Impl:
@@ -128,6 +97,59 @@ def interpreter_impl(model: Any, mode: str, x: np.ndarray, y: np.ndarray | None)
         return (lambda: gr.interpret(model, x)), np.asarray
     step = InterpretedStep(model, gr.MSECriterion())
     return (lambda: step(x, target=y)), lambda loss: (loss, named_grads(model))
+
+
+# PyTorch weight name -> the key of the same weight in `build_hand_lstm`'s model
+HAND_KEYS = {"weight_ih_l0": "i2h.weight", "weight_hh_l0": "h2h.weight",
+             "bias_ih_l0": "i2h.bias", "bias_hh_l0": "h2h.bias"}
+
+
+def build_hand_lstm(d: int, h: int, seed: int = 0) -> Any:
+    """The LSTM layer of `build_layer("lstm", d, h)` written by hand from primitives, as a
+    gModule over x[B, T, D] returning h for every step:
+
+        z = i2h(x_t) + h2h(h)                       # Linear(D, 4H), Linear(H, 4H)
+        i, f, g, o = sigmoid(z[:, :H]), sigmoid(z[:, H:2H]), tanh(z[:, 2H:3H]), sigmoid(...)
+        c' = f * c + i * g;  h' = o * tanh(c')      # a gr.Loop carrying (h, c) from zeros
+
+    Its weights are the built-in's under other keys (HAND_KEYS), in PyTorch's gate order;
+    `load_builtin_weights` copies them over."""
+    import graphrnn as gr
+    from graphrnn import nn, ops
+    gr.manual_seed(seed)
+    hs, cs = gr.Input("B", h, name="h"), gr.Input("B", h, name="c")
+    x = gr.Input("B", d, name="x")
+    z = nn.CAddTable()([nn.Linear(d, 4 * h, name="i2h")(x), nn.Linear(h, 4 * h, name="h2h")(hs)])
+    acts = (nn.Sigmoid(), nn.Sigmoid(), nn.Tanh(), nn.Sigmoid())
+    i, f, g, o = (act(nn.Narrow(1, k * h, h)(z)) for k, act in enumerate(acts))
+    c2 = nn.CAddTable()([nn.CMulTable()([f, cs]), nn.CMulTable()([i, g])])
+    h2 = nn.CMulTable()([o, nn.Tanh()(c2)])
+    cell = gr.gModule([hs, cs, x], [h2, c2, h2], name="hand_lstm_cell")
+    xs = gr.Input("B", "T", d, name="x")
+    init = [ops.fill((h,), 0.0, batch_like=xs) for _ in range(2)]
+    parts = gr.Loop(cell, n_carry=2, name="hand_lstm")(init=init, xs=[xs])
+    return gr.gModule([xs], [parts[2]], name="lstm_hand")
+
+
+def load_builtin_weights(hand: Any, weights: dict[str, np.ndarray]) -> None:
+    """Give `build_hand_lstm`'s model the weights named by PyTorch names (`weight_ih_l0`...)."""
+    hand.load_state_dict({HAND_KEYS[k]: v for k, v in weights.items()})
+
+
+def hand_impl(hand: Any, mode: str, x: np.ndarray, y: np.ndarray | None) -> Impl:
+    """The hand-written LSTM compiled (one thread); training gradients come back under
+    PyTorch names, to be checked against the built-in's."""
+    import graphrnn as gr
+    if mode == "forward":
+        compiled = gr.compile(hand)
+        return (lambda: compiled(x)), np.asarray
+    step = gr.compile(hand, loss=gr.MSECriterion(), train=True)
+    keys = {v: k for k, v in HAND_KEYS.items()}
+
+    def with_grads(loss: float) -> tuple[float, dict[str, np.ndarray]]:
+        grads = hand.table.views(hand.parameters()[1])
+        return loss, {keys[k]: v.copy() for k, v in grads.items()}
+    return (lambda: step(x, target=y)), with_grads
 
 
 def peer_impl(peer: Any, mode: str) -> Impl:
@@ -320,4 +342,5 @@ def versions() -> dict[str, str | None]:
 
 __all__ = ["Peer", "PeerMissing", "PEERS", "NAMES", "Impl", "make_peer", "versions",
            "build_layer", "named_grads", "graphrnn_impl", "interpreter_impl", "peer_impl",
+           "HAND_KEYS", "build_hand_lstm", "load_builtin_weights", "hand_impl",
            "torch_peer", "onnx_peer", "jax_peer"]

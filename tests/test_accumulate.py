@@ -6,7 +6,7 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops
-from graphrnn.compiler.accumulate import hoist_accumulations
+from graphrnn.compiler.accumulate import hoist_accumulations, merge_contracts
 from graphrnn.compiler.autodiff import differentiate
 from graphrnn.compiler.pipeline import prepare
 from graphrnn.compiler.validate import verify
@@ -140,7 +140,11 @@ def test_flat_weight_gradients_become_one_assemble_after_the_loops(truncate: int
     assert flat_grad.op == Op.ASSEMBLE and len(flat_grad.inputs) == 4 * 4
     parts = {p.op for p in flat_grad.inputs} | {p.inputs[0].op for p in flat_grad.inputs
                                                 if p.op == Op.RESHAPE}
-    assert parts == {Op.SUM, Op.RESHAPE, Op.CONTRACT}
+    # W_ih's, W_hh's and the biases' gradients: slices of one contract over [h, x, 1]
+    # (merge_contracts)
+    assert parts == {Op.RESHAPE, Op.SLICE} or parts == {Op.SUM, Op.RESHAPE, Op.CONTRACT}
+    slices = [p.inputs[0] for p in flat_grad.inputs if p.op == Op.RESHAPE]
+    assert all(p.op != Op.SLICE or p.inputs[0].op == Op.CONTRACT for p in slices)
 
 
 def test_embedding_gradient_scatters_the_whole_sequence() -> None:
@@ -198,3 +202,39 @@ def test_output_projection_of_a_forward_loop() -> None:
     assert count(loop.attrs["body"], Op.LOG_SOFTMAX) == 0
     assert count(loop.attrs["body"], Op.MATMUL) == 2         # the GRU's own products
     assert g.outputs[0].op == Op.LOG_SOFTMAX
+
+
+def test_contracts_of_one_left_operand_merge() -> None:
+    """contract(a, g1), contract(a, g2), sum(a over rows) -> column slices of
+    contract(a, concat(g1, g2, ones)); a contract of another operand, a transposed one and
+    a sum over other axes stay."""
+    a, g1, g2, other = (ops.input_(s, "float32", name=n) for s, n in [
+        ((2, 7, 10), "a"), ((2, 7, 3), "g1"), ((2, 7, 5), "g2"), ((2, 7, 10), "o")])
+    outs = [ops.contract(a, g1), ops.contract(a, g2), ops.contract(other, g1),
+            ops.contract(a, g2, transpose_out=True), ops.sum_(a, axes=(0, 1)),
+            ops.sum_(a, axes=(1,))]
+    g = Graph.build([a, g1, g2, other], outs)
+    merged = merge_contracts(g)
+    assert count(merged, Op.CONTRACT) == 3 and count(merged, Op.CONCAT) == 1
+    assert count(merged, Op.SUM) == 1                        # the sum over rows is a column
+    (whole,) = [n for n in merged.nodes if n.op == Op.CONTRACT and n.type.shape == (10, 9)]
+    assert merge_contracts(merged) is merged                 # nothing left to merge
+    args = [randn(2, 7, 10), randn(2, 7, 3), randn(2, 7, 5), randn(2, 7, 10)]
+    same(interpret(merged, *args), interpret(g, *args))
+
+
+def test_a_contract_and_a_bias_sum_merge() -> None:
+    a, g1 = ops.input_((3, 4, 5), "float32", name="a"), ops.input_((3, 4, 2), "float32", name="g")
+    g = Graph.build([a, g1], [ops.contract(a, g1), ops.sum_(a, axes=(0, 1))])
+    merged = merge_contracts(g)
+    assert count(merged, Op.CONTRACT) == 1 and count(merged, Op.SUM) == 0
+    args = [randn(3, 4, 5), randn(3, 4, 2)]
+    same(interpret(merged, *args), interpret(g, *args))
+
+
+def test_contracts_wider_than_their_left_operand_stay() -> None:
+    """Joining g's wider than `a` would copy more than the reads of `a` it saves (an
+    output layer's dy [B, T, 1] against h [B, T, H])."""
+    a, h = ops.input_((3, 4, 1), "float32", name="dy"), ops.input_((3, 4, 6), "float32", name="h")
+    g = Graph.build([a, h], [ops.contract(a, h), ops.sum_(a, axes=(0, 1))])
+    assert merge_contracts(g) is g

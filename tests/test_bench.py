@@ -129,12 +129,19 @@ def test_two_thread_rows_leave_out_what_cannot_split():
     assert row.ms == {} and row.to_json()["ratio_fastest_peer"] is None
 
 
-def test_interleaved_rounds_rotate_and_respect_the_budget():
+def test_interleaved_rounds_shuffle_and_respect_the_budget():
     calls: list[str] = []
     fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
-    samples = interleaved(fns, repeats=4, budget_s=1e9)
-    assert {k: len(v) for k, v in samples.items()} == {"a": 4, "b": 4, "c": 4}
-    assert calls[:6] == ["a", "b", "c", "b", "c", "a"]
+    samples = interleaved(fns, repeats=12, budget_s=1e9)
+    assert {k: len(v) for k, v in samples.items()} == {"a": 12, "b": 12, "c": 12}
+    rounds = [calls[i:i + 3] for i in range(0, 36, 3)]
+    assert all(sorted(r) == ["a", "b", "c"] for r in rounds)      # each fn once per round
+    # no fn always runs right after the same other one
+    before = {k: {calls[i - 1] for i in range(1, 36) if calls[i] == k} for k in "abc"}
+    assert all(v - {k} == set("abc") - {k} for k, v in before.items()), before
+    again: list[str] = []
+    interleaved({k: (lambda k=k: again.append(k)) for k in "abc"}, repeats=12, budget_s=1e9)
+    assert again == calls                                          # seeded: runs repeat
     calls.clear()
     samples = interleaved(fns, repeats=10, budget_s=0.0)       # budget spent: 3 rounds each
     assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3, "c": 3}

@@ -234,7 +234,7 @@ def test_fuzz_command_runs_cases_and_exits_1_with_saved_failures(monkeypatch, tm
     monkeypatch.setattr(pipeline, "OPTIMISATIONS", [
         (name, add_becomes_sub if name == "cse" else fn) for name, fn in pipeline.OPTIMISATIONS])
     assert main(["fuzz", "--seconds", "0.5", "--seed", "5", "--no-compile", "--no-grad",
-                 "--out", str(out)]) == 1
+                 "--in-process", "--out", str(out)]) == 1
     text = capsys.readouterr().out
     saved = sorted(out.glob("*.json"))
     assert saved and "failing" in text and str(saved[0]) in text
