@@ -34,7 +34,9 @@ first chunk's inputs), is reset by `reset_state()`, and a call with another batc
 raises InputError until it is reset. Reverse loops cannot be stateful.
 
 Calls are thread-safe: each call in flight has its own scratch arena (a stateful model
-serialises its calls, since the state is shared).
+serialises its calls, since the state is shared). `threads=n` runs one call's batch as up to n
+parts of rows at once, where each part has enough work (see threads.py and `parts_for`); the
+results are those of one thread.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layou
 from .runtime.cache import KernelCache
 from .runtime.jit import Engine, JitError, Library
 from .runtime.program import Program, as_input, describe
+from .threads import BatchSplitter, Parts
 
 MAX_DIM = 1 << 31              # every dim of an input must be smaller
 _SHARED: dict[str, Any] = {}
@@ -88,7 +91,7 @@ class CompiledModel:
     def __init__(self, model: Any, *, unroll: bool | int | None = None, optimize: bool = True,
                  disable: Collection[str] = (), dump: int | None = None,
                  stateful: bool = False, cache: KernelCache | None = None,
-                 profile: bool = False):
+                 profile: bool = False, threads: int = 1):
         self.model = model
         graph: Graph = model.graph if hasattr(model, "graph") else model
         if not isinstance(graph, Graph):
@@ -116,10 +119,40 @@ class CompiledModel:
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._state: list[np.ndarray] | None = None
+        self.split = self.splitter(threads)
+
+    def splitter(self, threads: int) -> BatchSplitter:
+        """How calls split their batch (a training step's splitter weighs its work by 3)."""
+        return BatchSplitter(self.graph, threads)
+
+    @property
+    def threads(self) -> int:
+        return self.split.threads
+
+    def parts_for(self, batch: int, steps: int = 1) -> Parts:
+        """The (start, stop) row ranges a call of `batch` rows and `steps` steps runs as, one
+        per thread; a single range when it does not split (too little work per part, one
+        thread, or a graph whose rows depend on each other: `self.split.reason` says)."""
+        return self.split.parts(batch, steps)
+
+    def _parts(self, values: Sequence[Any], check_state: bool = False) -> Parts:
+        """How a call on `values` splits; checks the inputs the first time a shape is seen."""
+        return self.split.parts_of(values, lambda: self.signature(values, check_state))
+
+    def _bound_program(self, values: Sequence[Any]) -> Program:
+        program = self.program_for(values)
+        if self._gather:
+            program.bind_params(self._params_for(program.exe.table))
+        return program
 
     # -- calling
     def __call__(self, *inputs: Any) -> Any:
         if not self.stateful:
+            if not self.split.serial:
+                parts = self._parts(inputs)
+                if len(parts) > 1:
+                    outs = self.split.run(parts, inputs, self._bound_program)
+                    return outs[0] if len(outs) == 1 else tuple(outs)
             program = self.program_for(inputs)
             if self._gather:
                 program.bind_params(self._params_for(program.exe.table))
@@ -137,13 +170,19 @@ class CompiledModel:
             init = interpret(self._initial, *inputs)
             state = list(init) if isinstance(init, tuple) else [init]
             state = [np.ascontiguousarray(s, dtype=s.dtype) for s in state]
-        types, _ = self.signature(list(inputs) + state, check_state=True)
-        program = self.program(types)
-        if self._gather:
-            program.bind_params(self._params_for(program.exe.table))
-        outs = program(*inputs, *state)
-        outs = outs if isinstance(outs, tuple) else (outs,)
-        self._state = [np.array(s) for s in outs[self.n_outputs:]]
+        values = list(inputs) + state
+        parts = self._parts(values, check_state=True) if not self.split.serial else ()
+        if len(parts) > 1:
+            outs = tuple(self.split.run(parts, values, self._bound_program))
+            self._state = list(outs[self.n_outputs:])       # fresh arrays: each part's rows
+        else:
+            types, _ = self.signature(values, check_state=True)
+            program = self.program(types)
+            if self._gather:
+                program.bind_params(self._params_for(program.exe.table))
+            outs = program(*inputs, *state)
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            self._state = [np.array(s) for s in outs[self.n_outputs:]]
         user = outs[:self.n_outputs]
         return user[0] if len(user) == 1 else tuple(user)
 
@@ -349,7 +388,8 @@ def _check_dims(name: str, value: Any) -> None:
 def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = True,
             disable: Collection[str] = (), dump: int | None = None, stateful: bool = False,
             cache: KernelCache | None = None, loss: Any = None, train: bool = False,
-            bptt_max: int | None = None, checkpoint: int | None = None) -> CompiledModel:
+            bptt_max: int | None = None, checkpoint: int | None = None,
+            threads: int = 1) -> CompiledModel:
     """Compile `model` (a gModule or Graph) to native code, lazily per batch size.
 
     unroll: None unrolls only loops that ask for it; k unrolls every loop by k (compile time
@@ -361,6 +401,10 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
     loss and fills the model's flat gradient; `bptt_max=k` truncates BPTT at every k-th step;
     `checkpoint=k` saves the loops' carries every k steps only and recomputes the rest in the
     backward pass (gradient checkpointing; one program per sequence length).
+    threads: run a call's batch as up to this many parts of rows at once, each part on its own
+    core, where each part has enough work (threads.py states the rule; `parts_for(B, T)`
+    shows it). Results are those of one thread; a training step's loss and gradients are the
+    batch mean, combined from the parts.
     """
     if train or loss is not None:
         if loss is None:
@@ -369,12 +413,12 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
         from .trainstep import CompiledTrainStep
         return CompiledTrainStep(model, loss, bptt_max=bptt_max, unroll=unroll,
                                  optimize=optimize, disable=disable, dump=dump, cache=cache,
-                                 checkpoint=checkpoint)
+                                 checkpoint=checkpoint, threads=threads)
     if checkpoint is not None:
         raise TypeError("checkpoint=k applies to training: gr.compile(model, loss=..., "
                         "train=True, checkpoint=k)")
     return CompiledModel(model, unroll=unroll, optimize=optimize, disable=disable, dump=dump,
-                         stateful=stateful, cache=cache)
+                         stateful=stateful, cache=cache, threads=threads)
 
 
 __all__ = ["compile", "CompiledModel", "shared_cache", "shared_engine"]

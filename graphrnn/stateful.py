@@ -9,6 +9,9 @@ flows from one chunk to the next as plain values, so gradients stop at chunk bor
     for chunk in chunks:
         loss, state = step(x[:, chunk], target=y[:, chunk], state=state)
         opt.step()
+
+With `threads=n` a chunk's batch runs as up to n parts of rows at once (threads.py): each
+part carries the state of its own rows, and the loss and gradients combine as the batch mean.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from .compiler.state import expose_state
 from .compiler.tie import tie_params
 from .interpret import interpret
 from .ir import Graph, InputError, TensorType
+from .runtime.program import Program
+from .threads import BatchSplitter
 
 
 def stateful_loss_graph(model: Any, criterion: Any) -> tuple[Graph, Graph, int]:
@@ -63,6 +68,9 @@ class StatefulTrainStep(CompiledModel):
         self.model, self._gather = model, False
         self.truncate = bptt_max
 
+    def splitter(self, threads: int) -> BatchSplitter:
+        return BatchSplitter(self.graph, threads, training=True, work=3.0, gradient=True)
+
     def executable(self, types: tuple[TensorType, ...]) -> Any:
         g, table, _ = prepare_training(self.graph, types, truncate=self.truncate,
                                        seed_outputs=[0], **self.options)
@@ -81,13 +89,22 @@ class StatefulTrainStep(CompiledModel):
             raise InputError(f"expected {self.n_state_in} state arrays, got {len(state)}")
         flat, flat_grad = self.model.parameters()
         args = list(inputs) + [target] + state
-        program = self.program_for(args)
-        table = program.exe.table
-        same = table == self.model.table
-        program.bind_params(flat if same else self._params_for(table))
-        outs = program(*args)
+        tables = []
+
+        def bound(values: list) -> Program:
+            program = self.program_for(values)
+            table = program.exe.table
+            tables.append(table)
+            program.bind_params(flat if table == self.model.table else self._params_for(table))
+            return program
+        parts = self._parts(args) if not self.split.serial else ()
+        if len(parts) > 1:
+            outs = self.split.run(parts, args, bound)
+        else:
+            outs = bound(args)(*args)
         loss, new_state, grad = outs[0], list(outs[1:-1]), outs[-1]
-        if same:
+        table = tables[0]
+        if table == self.model.table:
             flat_grad[...] = grad
         else:                               # the same parameters, laid out in another order
             mine = self.model.table.views(flat_grad)

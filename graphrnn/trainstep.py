@@ -10,6 +10,11 @@ like the model's flat vector. Like `gr.compile`, one program serves every sequen
 Dropout is lowered in training mode: `step(x, target=y, seed=s)` drops exactly the elements
 the interpreter drops for `training=True, seed=s` (the same counter-based hash, salted by the
 loop step), forward and backward.
+
+`gr.compile(model, loss=..., train=True, threads=n)` runs the batch as up to n parts of rows
+at once (threads.py): each part computes the loss and gradient of its rows into its own
+buffer, and they combine as the criterion's batch mean (weights rows_i / B for a
+mean-reduced loss), equal to the one-thread step within float32 rounding.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from .compiler.lower import lower_graph
 from .compiler.pipeline import prepare_training
 from .compiler.rewrite import rewrite
 from .ir import Graph, InputError, Node, Op, TensorType
+from .threads import BatchSplitter
 from .train import InterpretedStep, loss_graph
 
 
@@ -47,7 +53,7 @@ class CompiledTrainStep(CompiledModel):
         self.truncate = bptt_max
         self.checkpoint = checkpoint
         self.fixed_time |= bool(checkpoint)     # segments of k steps: one program per T
-        self.forward_loss = CompiledModel(self.graph, cache=self.cache)
+        self.forward_loss = CompiledModel(self.graph, cache=self.cache, threads=self.threads)
         self.forward_loss.model, self.forward_loss._gather = model, False
         self.lowering["training"] = True        # dropout draws the interpreter's masks
         dropout = any(n.op == Op.DROPOUT and n.attrs["p"] > 0 for n, _ in self.graph.walk())
@@ -55,6 +61,10 @@ class CompiledTrainStep(CompiledModel):
             # both restructure the loops, and a mask is salted by its loop step
             raise InputError("dropout in loops that are unrolled or checkpointed is not "
                              "compiled: use the interpreted step (compiled=False)")
+
+    def splitter(self, threads: int) -> BatchSplitter:
+        # forward and backward: about three times the forward's flops per row
+        return BatchSplitter(self.graph, threads, training=True, work=3.0, gradient=True)
 
     def key_options(self) -> dict[str, Any]:
         return dict(super().key_options(), truncate=self.truncate, checkpoint=self.checkpoint)
@@ -74,8 +84,14 @@ class CompiledTrainStep(CompiledModel):
         identity when `training` is False)."""
         _, flat_grad = self.model.parameters()
         values = (*inputs, target)
-        loss, grad = self.program_for(values)(*values, seed=seed, training=training)
-        flat_grad[...] = grad
+        parts = self._parts(values) if not self.split.serial else ()
+        if len(parts) > 1:
+            loss, grad = self.split.run(parts, values, self.program_for, into={1: flat_grad},
+                                        seed=seed, training=training)
+        else:
+            loss, grad = self.program_for(values)(*values, seed=seed, training=training)
+        if grad is not flat_grad:
+            flat_grad[...] = grad
         return float(loss)
 
     def loss(self, *inputs: Any, target: Any) -> float:

@@ -17,7 +17,10 @@ sizes too large to allocate. Native code never sees an out-of-range id.
 The arena is scratch memory. Each concurrent call takes its own workspace (arena plus io
 pointer array) from a small pool, so threads may call one Program at once; the native call
 releases the GIL. The parameter vector is the model's own (not a copy), so parameter
-updates are seen by the next call without recompiling.
+updates are seen by the next call without recompiling. `run(arrays, steps, outs)` is the
+native call alone, on inputs from `validate`, writing into output arrays the caller gives
+(views into larger arrays are fine: a call split by rows, graphrnn/threads.py, writes each
+part's rows straight into one output).
 
 Packed weights: when the executable has a pack entry (`meta["pack"]`), the weights that depend
 on the parameters alone are packed into a persistent buffer the Program owns, and repacked only
@@ -216,10 +219,33 @@ class Program:
         """Run on `values`; `seed` and `training` drive the dropout masks of a training
         program (a program lowered for inference has none)."""
         arrays, steps = self.validate(values)
+        outs = [np.empty(shape, dt) for shape, dt in self.output_shapes(steps)]
+        self._run(arrays, steps, outs, seed, training)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def output_shapes(self, steps: int) -> list[tuple[tuple[int, ...], np.dtype]]:
+        """(shape, dtype) of every output for `steps` steps."""
+        return [(tuple(steps if d < 0 else d for d in shape) if sym else shape, dt)
+                for shape, dt, sym in self._outs]
+
+    def run(self, arrays: Sequence[np.ndarray], steps: int, outs: Sequence[np.ndarray], *,
+            seed: int = 0, training: bool = True) -> None:
+        """The native call on inputs from `validate`, writing into `outs`: arrays of
+        `output_shapes(steps)`, C-contiguous and writable (views into larger arrays are fine:
+        that is how a split batch writes its rows straight into one output)."""
+        if len(outs) != len(self._outs):
+            raise InputError(f"expected {len(self._outs)} output buffers, got {len(outs)}")
+        for name, a, (shape, dt) in zip(self.output_names, outs, self.output_shapes(steps)):
+            if not (isinstance(a, np.ndarray) and a.shape == shape and a.dtype == dt
+                    and a.flags.c_contiguous and a.flags.writeable):
+                raise InputError(f"output {name}: expected a writable contiguous {dt} array of "
+                                 f"shape {list(shape)}, got {describe(a)}")
+        self._run(arrays, steps, outs, seed, training)
+
+    def _run(self, arrays: Sequence[np.ndarray], steps: int, outs: Sequence[np.ndarray],
+             seed: int, training: bool) -> None:
         if self._pack_fn is not None:
             self.pack()
-        outs = [np.empty(tuple(steps if d < 0 else d for d in shape) if sym else shape, dt)
-                for shape, dt, sym in self._outs]
         ws = self._acquire(self.fixed + self.per_step * steps)
         try:
             io = ws.io
@@ -235,7 +261,6 @@ class Program:
             self._fn(self._params_address, ws.arena_address, ws.io_address, steps)
         finally:
             self._pool.append(ws)
-        return outs[0] if len(outs) == 1 else tuple(outs)
 
     def validate(self, values: Sequence[Any]) -> tuple[list[np.ndarray], int]:
         """The inputs as arrays the native code may read, and the step count; or InputError."""

@@ -84,15 +84,16 @@ def test_peers_compute_the_same_function_as_graphrnn(result):
 def test_missing_peers_are_listed_as_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)     # `import onnxruntime` fails
     monkeypatch.setitem(sys.modules, "jax", None)
+    monkeypatch.setitem(sys.modules, "torch", None)
     row = bench_row("gru", CONFIG, "forward", repeats=1)
-    assert set(row.missing) >= {"onnxruntime", "jax"}
+    assert set(row.missing) >= {"onnxruntime", "jax", "torch"}
     assert "not installed" in row.missing["jax"]
     assert "jax" not in row.ms and "onnxruntime" not in row.ms and "graphrnn" in row.ms
     table = format_table({"host": _host(), "peak": None, "compile": None,
                           "rows": [row.to_json()]})
     assert "missing peer jax: jax is not installed" in table
     line = next(ln for ln in table.splitlines() if ln.startswith("gru "))
-    assert line.count("missing") == 2
+    assert line.count("missing") == 3
 
 
 def _host() -> dict:
