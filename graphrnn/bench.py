@@ -10,10 +10,11 @@ reported as missing.
 
 Hygiene: the measurements run in a child process bound to one CPU (sched_setaffinity), its
 thread pools also set to one thread by environment variables (a second child, bound to two
-CPUs, for the 2-thread rows); within a row,
-every implementation runs once per round, in an order shuffled each round, with the
-garbage collector off; medians are reported (minimums too, in --json), with the CPU time
-per wall time of each implementation as a check that it really ran on the threads asked.
+CPUs, for the 2-thread rows); within a row, every implementation gives one sample per
+round, in an order shuffled each round, with the garbage collector off. A sample of a short
+call is as many calls back to back as last 10 ms (`calls_per_sample` in --json): the steady
+state of a loop. Medians are reported (minimums too, in --json), with the CPU time per wall
+time of each implementation as a check that it really ran on the threads asked.
 Ratios are peer time / graphrnn time: above 1 means graphrnn is faster. GFLOP/s count
 2*B*T*(D+H)*G*H flops forward (G gates) and three times that for a training step, against
 the single-core FMA peak measured by `graphrnn bench --peak`.
@@ -54,6 +55,7 @@ IMPLS = ("graphrnn", "graphrnn-hand", "interpreter", "torch", "onnxruntime", "ja
 HAND = "graphrnn-hand"      # the LSTM written by hand from primitives: not a peer
 PEER_NAMES = ("torch", "onnxruntime", "jax")
 FORWARD_ONLY = {"onnxruntime": "forward only"}
+MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts this long
 _XLA_ONE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 _XLA_TWO = "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2"
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -81,6 +83,7 @@ class Row:
     min_ms: dict[str, float] = field(default_factory=dict)
     cpu_per_wall: dict[str, float] = field(default_factory=dict)
     rounds: dict[str, int] = field(default_factory=dict)
+    calls_per_sample: dict[str, int] = field(default_factory=dict)
     max_abs_diff: dict[str, float] = field(default_factory=dict)   # vs graphrnn's result
     missing: dict[str, str] = field(default_factory=dict)          # peer -> why
     not_applicable: dict[str, str] = field(default_factory=dict)   # impl -> why
@@ -112,10 +115,17 @@ def max_abs_diff(result: Any, reference: Any) -> float:
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float,
-                min_rounds: int = 3) -> dict[str, list[tuple[float, float]]]:
-    """(wall s, cpu s) per call: each round calls every fn once, in an order shuffled each
-    round (seeded: the same for every run). A fn leaves the rounds once it has `min_rounds`
-    samples and has used its share of the budget.
+                min_rounds: int = 3, min_sample_s: float = 0.0,
+                number: dict[str, int] | None = None) -> dict[str, list[tuple[float, float]]]:
+    """(wall s, cpu s) per call: each round takes one sample of every fn, in an order shuffled
+    each round (seeded: the same for every run). A fn leaves the rounds once it has
+    `min_rounds` samples and has used its share of the budget.
+
+    A sample is `number[k]` calls back to back, averaged, as `timeit` does: with
+    `min_sample_s`, enough calls that a sample lasts at least that long (one timed call
+    decides), so a 50 us call is measured in the steady state a training loop runs it in,
+    not each time just after another implementation emptied the caches. `number`, when
+    given, receives the counts used.
 
     Shuffled, not rotated: a rotation keeps every fn right after the same other one, whose
     memory traffic it then always pays for (a 0.1 ms call run after the interpreter took
@@ -125,18 +135,31 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
     share = budget_s / max(len(names), 1)
     was_enabled = gc.isenabled()
+    counts = number if number is not None else {}
+    spent = {k: 0.0 for k in names}
     gc.collect()
     gc.disable()
     try:
+        for k in names:
+            counts[k] = 1
+            if min_sample_s > 0:
+                w0 = time.perf_counter()
+                fns[k]()
+                counts[k] = max(1, min(10_000, int(min_sample_s / max(time.perf_counter() - w0,
+                                                                       1e-9)) + 1))
         for r in range(repeats):
             live = [k for k in names if len(samples[k]) < min(min_rounds, repeats)
-                    or sum(w for w, _ in samples[k]) < share]
+                    or spent[k] < share]
             if not live:
                 break
             for k in order.sample(live, len(live)):
+                fn, n = fns[k], counts[k]
                 w0, c0 = time.perf_counter(), time.process_time()
-                fns[k]()
-                samples[k].append((time.perf_counter() - w0, time.process_time() - c0))
+                for _ in range(n):
+                    fn()
+                w, c = time.perf_counter() - w0, time.process_time() - c0
+                spent[k] += w
+                samples[k].append((w / n, c / n))
     finally:
         if was_enabled:
             gc.enable()
@@ -144,7 +167,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float
 
 
 def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats: int = 7,
-              budget_s: float = 30.0, min_rounds: int = 3,
+              budget_s: float = 30.0, min_rounds: int = 3, min_sample_s: float = MIN_SAMPLE_S,
               impls: tuple[str, ...] = IMPLS) -> Row:
     """Time one row: every implementation warmed up (and checked) once, then interleaved."""
     from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl,
@@ -192,7 +215,8 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
         if reference is not None:
             row.max_abs_diff = {k: max_abs_diff(v, reference) for k, v in results.items()
                                 if k != "graphrnn"}
-        samples = interleaved(fns, repeats, budget_s, min_rounds)
+        samples = interleaved(fns, repeats, budget_s, min_rounds, min_sample_s,
+                              number=row.calls_per_sample)
     for k, s in samples.items():
         row.ms[k] = statistics.median(w for w, _ in s) * 1e3
         row.min_ms[k] = min(w for w, _ in s) * 1e3

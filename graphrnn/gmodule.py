@@ -87,9 +87,13 @@ class gModule(Module):
         (a cell inside a bigger model) or whose parameters were asked for last. Moving copies
         the values, so nothing is lost; vectors taken earlier from the other model go stale.
         """
+        claimed = getattr(self, "_claimed", None)
+        if claimed is not None and all(p.data is v for p, v in claimed):
+            return                    # identity: another model's claim replaces p.data
         base = self.flat.ctypes.data
         if all(p.data.ctypes.data == base + 4 * self.table.slots[k].offset
                for k, p in self._by_key.items()):
+            self._claimed = [(p, p.data) for p in self._by_key.values()]
             return
         views = self.table.views(self.flat)
         grads = self.table.views(self.flat_grad)
@@ -100,6 +104,7 @@ class gModule(Module):
             p.data, p.grad = views[k], grads[k]
         for p in self._tied:
             p.data, p.grad = p.root().data, p.root().grad
+        self._claimed = [(p, p.data) for p in self._by_key.values()]
         params_changed(self.flat)
 
     def parameters(self) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -22,8 +23,8 @@ from graphrnn.train import InterpretedStep
 
 CONFIG = (3, 4, 2, 5)
 ROW_KEYS = {"cell", "config", "mode", "threads", "gflop", "ms", "min_ms", "cpu_per_wall",
-            "rounds", "max_abs_diff", "missing", "not_applicable", "ratios", "fastest_peer",
-            "ratio_fastest_peer", "graphrnn_gflops", "peak_fraction"}
+            "rounds", "calls_per_sample", "max_abs_diff", "missing", "not_applicable", "ratios",
+            "fastest_peer", "ratio_fastest_peer", "graphrnn_gflops", "peak_fraction"}
 PEER_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx", "torch"),
                  "jax": ("jax",)}
 
@@ -53,7 +54,7 @@ def test_every_row_has_every_column(result):
         for impl in IMPLS:          # each implementation is timed, missing, or not applicable
             where = [impl in r["ms"], impl in r["missing"], impl in r["not_applicable"]]
             assert sum(where) == 1, (impl, r)
-        assert set(r["ms"]) == set(r["min_ms"]) == set(r["cpu_per_wall"]) == set(r["rounds"])
+        assert set(r["ms"]) == set(r["min_ms"]) == set(r["cpu_per_wall"]) == set(r["rounds"]) == set(r["calls_per_sample"])
         assert all(r["min_ms"][k] <= r["ms"][k] and r["rounds"][k] == 1 for k in r["ms"])
         assert set(r["ratios"]) == set(r["ms"]) - {"graphrnn"}
         assert r["ratios"]["interpreter"] == pytest.approx(r["ms"]["interpreter"]
@@ -190,3 +191,15 @@ def test_demo_is_a_subcommand(capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "usage: graphrnn demo" in out and "--epochs" in out
+
+
+def test_a_sample_of_a_short_call_repeats_it_until_it_lasts_min_sample_s():
+    calls: list[str] = []
+    fns = {"short": lambda: calls.append("short"),
+           "long": lambda: (calls.append("long"), time.sleep(0.02))}
+    number: dict[str, int] = {}
+    samples = interleaved(fns, repeats=3, budget_s=1e9, min_sample_s=0.01, number=number)
+    assert number["long"] == 1 and number["short"] > 100
+    assert calls.count("short") == 1 + 3 * number["short"]       # the timing call, 3 samples
+    assert all(w < 1e-3 for w, _ in samples["short"])            # per call, not per sample
+    assert all(w >= 0.02 for w, _ in samples["long"])
