@@ -15,7 +15,7 @@ from llvmlite import ir
 from graphrnn.ir import Node, Op
 
 from .irbuilder import F32, FLAGS, I64, Emitter, Ref
-from .layout import ONE, Layout, collapse, product
+from .layout import ONE, ZERO, Layout, collapse, product
 from .mathfns import emit_exp, emit_log
 
 F64 = ir.DoubleType()
@@ -27,6 +27,14 @@ def _split(layout: Layout, axes: tuple[int, ...]) -> tuple[Layout, Layout]:
     return layout.permute(keep), layout.permute(list(axes))
 
 
+def _outer_first(layout: Layout) -> Layout:
+    """The same dims walked largest stride first, so consecutive rows lie close in memory
+    (a stacked loop output may be [B, T, ...] with T outermost in memory)."""
+    order = sorted(range(layout.rank), key=lambda i: (layout.strides[i].s, layout.strides[i].c),
+                   reverse=True)
+    return layout.permute(order)
+
+
 def emit_sum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
     x = ins[0]
     axes = tuple(n.attrs["axes"])
@@ -35,10 +43,16 @@ def emit_sum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
     if n.attrs.get("keepdims"):
         out_kept = _split(out.layout, axes)[0]
     x_kept, o_kept = collapse([kept, Layout(kept.shape, out_kept.strides, out.layout.dtype)])
-    (red,) = collapse([reduced])
+    # a broadcast (stride 0) reduced dim repeats the same values: a factor, not a loop
+    walked = [i for i in range(reduced.rank) if reduced.strides[i] != ZERO]
+    copies = product([reduced.shape[i] for i in range(reduced.rank) if i not in walked])
+    reduced_walked = (reduced.permute(walked) if walked
+                      else Layout((ONE,), (ONE,), reduced.dtype))
+    (red,) = collapse([_outer_first(reduced_walked)])
     bld = em.builder
     count = product(reduced.shape)
-    if x_kept.strides[-1] == ONE and o_kept.strides[-1] == ONE and x_kept.shape[-1] != ONE:
+    if copies == ONE and x_kept.strides[-1] == ONE and o_kept.strides[-1] == ONE \
+            and x_kept.shape[-1] != ONE:
         _column_sums(em, n, Ref(x.ptr, x_kept), Ref(out.ptr, o_kept), red, count)
         return
     with em.nest(x_kept.shape, "sum_out") as idx:
@@ -51,6 +65,12 @@ def emit_sum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
                 v = bld.fpext(em.load(em.at(Ref(base, red), ridx)), F64)
                 bld.store(bld.fadd(bld.load(acc), v, flags=FLAGS), acc)
             total = bld.load(acc)
+        if copies != ONE:
+            k = em.lin(copies)
+            scaled = bld.fmul(total, bld.sitofp(k, F64), flags=FLAGS)
+            # no copies: an empty sum, 0 even where the values are inf or NaN
+            total = bld.select(bld.icmp_signed("==", k, ir.Constant(I64, 0)),
+                               ir.Constant(F64, 0.0), scaled)
         if n.op == Op.MEAN:
             total = bld.fdiv(total, bld.sitofp(em.lin(count), F64))
         em.store(bld.fptrunc(total, F32), em.at(Ref(out.ptr, o_kept), idx))
@@ -59,9 +79,66 @@ def emit_sum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
 SUM_VECTORS = 4                 # <8 x double> accumulators per block of columns
 
 
+# Kept rows up to this many columns are summed in one pass over the reduced rows, their
+# double partial sums in a stack scratch (32 KB): a pass per block of columns would read the
+# whole input once per block (measured 5x slower for a [10000, 100] bias gradient).
+ROW_PASS_COLUMNS = 4096
+
+
 def _column_sums(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, count) -> None:
-    """The sum over `red` when the kept values are contiguous: blocks of 32 kept columns
-    summed as <8 x double> vectors while the reduced dims are walked (masked at the end)."""
+    """The sum over `red` when the kept values are contiguous: <8 x double> partial sums of
+    the kept columns while the reduced dims are walked (masked at the end)."""
+    inner = x.layout.shape[-1]
+    if inner.s == 0 and inner.c <= ROW_PASS_COLUMNS:
+        _column_sums_one_pass(em, n, x, out, red, count, inner.c)
+    else:
+        _column_sums_by_block(em, n, x, out, red, count)
+
+
+def _column_sums_one_pass(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, count,
+                          inner: int) -> None:
+    """Row by row, every column block added into its slot of a [ceil(inner / 8) x <8 x
+    double>] scratch; the last block masked."""
+    bld = em.builder
+    vt = ir.VectorType(F64, 8)
+    full, tail = divmod(inner, 8)
+    blocks = full + (1 if tail else 0)
+    scratch = em.alloca(ir.ArrayType(vt, blocks))
+    zero = ir.Constant(vt, [0.0] * 8)
+    i32 = ir.IntType(32)
+
+    def slot(j: ir.Value) -> ir.Value:
+        return bld.gep(scratch, [ir.Constant(i32, 0), j], inbounds=True)
+    tail_lanes = _lanes(em, ir.Constant(I64, tail)) if tail else None
+    with em.nest(x.layout.shape[:-1], "sum_out") as idx:
+        base = em.at(Ref(x.ptr, x.layout), idx)
+        dest = em.at(Ref(out.ptr, out.layout), idx)
+        with em.loop(blocks, "sum_zero") as j:
+            bld.store(zero, slot(j))
+        with em.nest(red.shape, "sum_rows") as ridx:
+            row = em.at(Ref(base, red), ridx)
+            if full:
+                with em.loop(full, "sum_cols") as j:
+                    p = bld.bitcast(em.gep(row, bld.mul(j, ir.Constant(I64, 8), flags=["nsw"])),
+                                    ir.VectorType(F32, 8).as_pointer())
+                    vals = bld.load(p, align=4)
+                    acc = slot(j)
+                    bld.store(bld.fadd(bld.load(acc), bld.fpext(vals, vt), flags=FLAGS), acc)
+            if tail:
+                vals = _masked_load8(em, em.gep(row, 8 * full), tail_lanes)
+                acc = slot(ir.Constant(I64, full))
+                bld.store(bld.fadd(bld.load(acc), bld.fpext(vals, vt), flags=FLAGS), acc)
+        with em.loop(blocks, "sum_store") as j:
+            s = bld.load(slot(j))
+            if n.op == Op.MEAN:
+                s = bld.fdiv(s, _splat8(em, bld.sitofp(em.lin(count), F64)))
+            col = bld.mul(j, ir.Constant(I64, 8), flags=["nsw"])
+            lanes = _lanes(em, bld.sub(ir.Constant(I64, inner), col))
+            _masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)), em.gep(dest, col), lanes)
+
+
+def _column_sums_by_block(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, count) -> None:
+    """Blocks of 32 kept columns, each summed over all the reduced rows in registers."""
     bld = em.builder
     vt = ir.VectorType(F64, 8)
     inner = x.layout.shape[-1]

@@ -40,6 +40,9 @@ results are those of one thread.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import sys
 import threading
 from functools import partial
@@ -81,8 +84,23 @@ def shared_cache() -> KernelCache:
         return _SHARED["cache"]
 
 
+@functools.cache
+def source_digest() -> str:
+    """A hash of the package's own source files (graphrnn, its compiler and runtime): a cached
+    program or kernel is reused only by the code that made it, even within one version."""
+    from . import compiler, runtime
+    digest = hashlib.sha256()
+    for package in (sys.modules[__package__], compiler, runtime):
+        for folder in package.__path__:
+            for name in sorted(f for f in os.listdir(folder) if f.endswith(".py")):
+                digest.update(f"{package.__name__}/{name}".encode())
+                with open(os.path.join(folder, name), "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
 def cache_version() -> str:
-    return f"graphrnn-{__version__}/{LOWERING_VERSION}"
+    return f"graphrnn-{__version__}/{LOWERING_VERSION}/{source_digest()}"
 
 
 class CompiledModel:

@@ -70,3 +70,23 @@ def test_row_reductions_restart_for_every_kept_index(op: str, cache: KernelCache
     got = np.asarray(gr.compile(model, cache=cache)(a))
     want = getattr(a.astype(np.float64), op)(axis=2)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value")
+@pytest.mark.parametrize("steps", [0, 1, 9])
+def test_a_sum_over_broadcast_dims_is_the_value_times_their_size(steps: int,
+                                                                 cache: KernelCache) -> None:
+    """The broadcast copies of a value are counted, not walked; none gives 0, even of inf."""
+    x = gr.Input("B", "T", 3, name="x")
+    v = gr.Input(3, name="v")
+    wide = ops.expand(v, x)                             # [B, T, 3], stride 0 over B and T
+    model = gr.gModule([x, v], [ops.sum_(wide, axes=(0, 1)), ops.sum_(wide, axes=(0, 1, 2)),
+                                ops.mean(wide, axes=(0, 1))])
+    a = np.zeros((4, steps, 3), np.float32)
+    vals = np.array([1.5, -2.0, np.inf], np.float32)
+    got = gr.compile(model, cache=cache)(a, vals)
+    want = gr.interpret(model, a, vals)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(got[0]), vals * 4 * steps if steps else np.zeros(3),
+                               rtol=1e-6)
