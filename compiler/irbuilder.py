@@ -22,7 +22,11 @@ I64 = ir.IntType(64)
 I32 = ir.IntType(32)
 I8 = ir.IntType(8)
 VOID = ir.VoidType()
-FLAGS = ("nsz", "arcp", "contract", "afn")      # never nnan / ninf / reassoc
+# never nnan / ninf / reassoc; nor contract: LLVM would fuse a mul and an add into an FMA
+# where the code's shape allows it, so the same element would round differently in a full
+# tile and in a tail (a batch split in parts must give the one-thread result bit for bit).
+# FMAs are asked for explicitly (llvm.fma) where they are wanted.
+FLAGS = ("nsz", "arcp", "afn")
 WIDTH = 8                                       # floats per AVX2 vector
 
 

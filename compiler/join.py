@@ -15,7 +15,7 @@ The weight concatenation and the bias sum are invariant, so hoisting computes th
 the loop. Measured on one AVX-512 core, joined vs hoisted in one process: LSTM forward
 (32,50,256,256) 4-9% faster, (16,100,128,128) 8%, (64,100,512,512) even, training
 (32,50,256,256) 3%; with one row (a GEMV per step) the hoisted GEMM is 20% faster, hence
-the MIN_ROWS threshold (off by default, see there). Only a sum of exactly these two shapes is joined (LSTM and RNN cells;
+the MIN_ROWS threshold. Only a sum of exactly these two shapes is joined (LSTM and RNN cells;
 a GRU keeps the projections apart); the projections must be read by the sum alone.
 """
 from __future__ import annotations
@@ -25,11 +25,10 @@ from graphrnn.ops import apply_rule
 
 from .rewrite import fresh_name
 
-# Batch rows from which the joined step product pays (8 measured), or None: never join.
-# None by default: a joined product's last row tile of one row rounds differently from a
-# full tile (1 ulp), so a batch split in parts (graphrnn.threads) would no longer give the
-# one-thread result bit for bit. Set to 8 (<= threads.MIN_ROWS_PER_PART) once it does.
-MIN_ROWS: int | None = None
+# Batch rows from which the joined step product pays (measured), or None: never join. At
+# most threads.MIN_ROWS_PER_PART, and bit-identical across a batch split because the
+# epilogue never contracts mul + add into an FMA on its own (irbuilder.FLAGS).
+MIN_ROWS: int | None = 8
 
 
 def join_projections(loop: Node, taken: set[str], *, kinds: dict[int, str],

@@ -10,15 +10,16 @@ The polynomials are the Cephes single-precision ones. Special values follow C99:
 gives NaN out, exp(+inf) = +inf, exp(-inf) = 0, sigmoid(+-inf) = 1 / 0, tanh(+-inf) = +-1,
 log(0) = -inf, log(x < 0) = NaN, log(+inf) = +inf.
 
-Fast-math flags are limited to ``nsz arcp contract afn``: ``nnan``/``ninf`` would make the
-special values unobservable, and ``reassoc`` lets LLVM undo the Cody-Waite reduction.
+Fast-math flags are limited to ``nsz arcp afn``: ``nnan``/``ninf`` would make the special
+values unobservable, ``reassoc`` lets LLVM undo the Cody-Waite reduction, and ``contract``
+would round an element differently depending on the code around it (irbuilder.FLAGS).
 """
 
 from __future__ import annotations
 
 from llvmlite import ir
 
-FLAGS = ("nsz", "arcp", "contract", "afn")
+FLAGS = ("nsz", "arcp", "afn")
 
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)

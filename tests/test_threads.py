@@ -83,6 +83,17 @@ def test_other_cells_split_bit_for_bit(eager: None, cell: str) -> None:
     np.testing.assert_array_equal(gr.compile(model, threads=2)(x), gr.compile(model)(x))
 
 
+@pytest.mark.parametrize("batch", [17, 23])
+def test_joined_step_products_split_bit_for_bit(eager: None, batch: int) -> None:
+    """An LSTM whose input projection is joined into the step product (compiler/join.py):
+    a part's last row tile is narrower than the whole batch's, and must round the same."""
+    from graphrnn.compiler import join
+    assert join.MIN_ROWS is not None and join.MIN_ROWS <= MIN_ROWS_PER_PART
+    model = layer("LSTM", d=37, h=24)
+    x = data(batch, 5, d=37)
+    np.testing.assert_array_equal(gr.compile(model, threads=2)(x), gr.compile(model)(x))
+
+
 def test_threads_calling_one_split_model_get_their_own_results(eager: None) -> None:
     model = layer()
     fast = gr.compile(model, threads=2)
