@@ -79,13 +79,15 @@ class Generated:
 
     def other_sizes(self, rng: np.random.Generator) -> list[list[np.ndarray]]:
         """Inputs of another sequence length (same batch) and of another batch size (same
-        length), for the models that take them."""
+        length: 1, one more, or 9), for the models that take them."""
         out = []
         if self.any_steps:
             steps = [t for t in range(1, self.steps + STEPS_SLACK + 1) if t != self.steps]
             out.append(self.draw(rng, self.batch, int(rng.choice(steps))))
         if self.symbolic:
-            batch = 1 if self.batch > 1 and rng.random() < 0.5 else self.batch + 1
+            r = rng.random()
+            # 9 rows: enough for a loop's step products to be joined (compiler/join.py)
+            batch = 1 if self.batch > 1 and r < 0.4 else self.batch + 1 if r < 0.75 else 9
             out.append(self.draw(rng, batch, self.steps))
         return out
 
