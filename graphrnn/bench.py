@@ -394,6 +394,15 @@ def pin_to_cpus(threads: int) -> list[int] | None:
     return cpus
 
 
+def write_result(result: Any, path: str | None) -> None:
+    """A child's result as JSON: into the file its parent named, else to stdout."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f)
+    else:
+        print(json.dumps(result))
+
+
 def run_command(args: argparse.Namespace) -> int:
     """`graphrnn bench`: measure in child processes, then print the table or the JSON."""
     from .benchmem import memory_section
@@ -412,11 +421,7 @@ def run_command(args: argparse.Namespace) -> int:
                          peak=args.child_extras,
                          compile=args.child_extras,
                          log=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
-        if args.child_out:
-            with open(args.child_out, "w") as f:
-                json.dump(result, f)
-        else:
-            print(json.dumps(result))
+        write_result(result, args.child_out)
         return 0
     if args.quick:
         args.configs, args.cells = args.configs or QUICK_CONFIGS, args.cells or ["lstm"]

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import json
 import os
 import resource
 import statistics
@@ -223,7 +222,7 @@ def memory_section(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """The child: `python -m graphrnn.benchmem --config B,T,D,H --checkpoint K --out F`."""
-    from .bench import _config, pin_to_cpus
+    from .bench import _config, pin_to_cpus, write_result
     parser = argparse.ArgumentParser(prog="python -m graphrnn.benchmem",
                                      description="one variant of the memory section")
     parser.add_argument("--config", type=_config, required=True, metavar="B,T,D,H")
@@ -234,11 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pin_to_cpus(1)
     record = measure_variant(args.config, args.checkpoint or None, args.repeats, args.grads)
-    if args.child_out:
-        with open(args.child_out, "w") as f:
-            json.dump(record, f)
-    else:
-        print(json.dumps(record))
+    write_result(record, args.child_out)
     return 0
 
 
