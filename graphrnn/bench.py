@@ -33,7 +33,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -56,12 +55,6 @@ HAND = "graphrnn-hand"      # the LSTM written by hand from primitives: not a pe
 PEER_NAMES = ("torch", "onnxruntime", "jax")
 FORWARD_ONLY = {"onnxruntime": "forward only"}
 MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts this long
-_XLA_ONE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-_XLA_TWO = "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2"
-ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "XLA_FLAGS": _XLA_ONE}
-TWO_THREADS = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
-               "XLA_FLAGS": _XLA_TWO}
 
 
 def flops(cell: str, config: Config, mode: str) -> float:
@@ -365,46 +358,9 @@ def _child_argv(args: argparse.Namespace, threads: int, configs: list[Config],
     return argv + flags
 
 
-def _in_child(argv: list[str], env: dict[str, str],
-              module: str = "graphrnn.bench") -> dict | None:
-    """Run `module` (`graphrnn.bench`, or `graphrnn.benchmem` for the memory section) in a
-    child process with `env` and read the JSON it writes to a file (None when it failed: its
-    error is already on stderr). Whatever the child prints, libraries included, goes to
-    stderr, so stdout carries only the report."""
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "result.json")
-        done = subprocess.run([sys.executable, "-m", module, *argv, "--child-out", out],
-                              env=dict(os.environ, **env), stdout=sys.stderr)
-        if done.returncode != 0 or not os.path.exists(out):
-            print(f"graphrnn bench: the measuring process failed (exit status "
-                  f"{done.returncode})", file=sys.stderr)
-            return None
-        with open(out) as f:
-            return json.load(f)
-
-
-def pin_to_cpus(threads: int) -> list[int] | None:
-    """Bind this process to `threads` CPUs: the only limit every peer obeys (XLA starts
-    worker threads whatever its flags say). Returns the CPUs, or None where unsupported."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cpus = sorted(os.sched_getaffinity(0))[:threads]
-    os.sched_setaffinity(0, cpus)
-    return cpus
-
-
-def write_result(result: Any, path: str | None) -> None:
-    """A child's result as JSON: into the file its parent named, else to stdout."""
-    if path:
-        with open(path, "w") as f:
-            json.dump(result, f)
-    else:
-        print(json.dumps(result))
-
-
 def run_command(args: argparse.Namespace) -> int:
     """`graphrnn bench`: measure in child processes, then print the table or the JSON."""
+    from .benchchild import ONE_THREAD, TWO_THREADS, in_child, pin_to_cpus, write_result
     from .benchmem import memory_section
     from .benchtable import format_table
     from .peak import format_peak, measure_peak
@@ -426,7 +382,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.quick:
         args.configs, args.cells = args.configs or QUICK_CONFIGS, args.cells or ["lstm"]
     configs = args.configs or CONFIGS
-    result = _in_child(_child_argv(args, 1, configs, True), ONE_THREAD)
+    result = in_child(_child_argv(args, 1, configs, True), ONE_THREAD)
     if result is None:
         return 1
     if args.peak:
@@ -434,7 +390,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     if not args.no_two_threads:
         large = max(configs, key=lambda c: flops("lstm", c, "forward"))
-        two = _in_child(_child_argv(args, 2, [large], False), TWO_THREADS)
+        two = in_child(_child_argv(args, 2, [large], False), TWO_THREADS)
         if two is None:
             return 1
         peak = result["peak"]["gflops"]

@@ -180,7 +180,7 @@ def run_memory(config: Config = MEMORY_CONFIG,
                log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The memory section (what `--json` holds under "memory"): checkpoint off, then each k,
     every one measured by `measure_variant` in a fresh child process."""
-    from .bench import ONE_THREAD, _in_child
+    from .benchchild import ONE_THREAD, in_child
     t0 = time.perf_counter()
     variants: list[dict[str, Any]] = []
     failed: list[str] = []
@@ -190,7 +190,7 @@ def run_memory(config: Config = MEMORY_CONFIG,
             path = os.path.join(tmp, f"grads_{k or 0}.npz")
             argv = ["--config", ",".join(map(str, config)), "--checkpoint", str(k or 0),
                     "--repeats", str(repeats), "--grads", path]
-            record = _in_child(argv, ONE_THREAD if env is None else env,
+            record = in_child(argv, ONE_THREAD if env is None else env,
                                module="graphrnn.benchmem")
             if record is None:
                 failed.append("off" if k is None else f"k={k}")
@@ -222,7 +222,8 @@ def memory_section(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """The child: `python -m graphrnn.benchmem --config B,T,D,H --checkpoint K --out F`."""
-    from .bench import _config, pin_to_cpus, write_result
+    from .bench import _config
+    from .benchchild import pin_to_cpus, write_result
     parser = argparse.ArgumentParser(prog="python -m graphrnn.benchmem",
                                      description="one variant of the memory section")
     parser.add_argument("--config", type=_config, required=True, metavar="B,T,D,H")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from graphrnn.runtime.cache import KernelCache, _HEADER, cache_key, default_cache_dir
