@@ -342,10 +342,23 @@ def _sequence(v: Value) -> bool:
     return v.is_float and v.rank == 3 and _solid(v.shape[2])
 
 
+def _widened(b: Builder, lv: Level, v: Value) -> Value:
+    """v, or (one time in two) v through a Linear to 5-8 features: inputs wider than the
+    4 that stay in the step are hoisted out of the loop, and from 8 rows joined into the
+    step product (compiler/join.py)."""
+    if not b.chance(0.5):
+        return v
+    k = v.shape[-1]
+    mod = b.linear(k, b.int(5, 8))
+    m = math.sqrt(k) * v.bound + (1 / math.sqrt(k) if mod.bias is not None else 0.0)
+    return lv.add(mod(lv.take(v)), -m, m)
+
+
 def op_cell_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     """A cell as the body of a loop over v[B, S, D]; the final states are the values."""
     if not _sequence(v):
         return None
+    v = _widened(b, lv, v)
     kind, d, h = b.pick(CELL_KINDS), v.shape[2], b.width()
     cell = b.cell(kind, d, h)
     t = TensorType((v.shape[0], h))
@@ -368,6 +381,7 @@ def op_recurrent(b: Builder, lv: Level, v: Value) -> Value | None:
     """nn.Recurrent: layers, directions, sequences or last state, optional lengths."""
     if not _sequence(v):
         return None
+    v = _widened(b, lv, v)
     kind, d, h = b.pick(CELL_KINDS), v.shape[2], b.width()
     template = make_cell(kind, d, h, b.chance(0.8))
     layers, bidir = b.int(1, 2), b.chance(0.4)
