@@ -124,9 +124,9 @@ def merge_contracts(graph: Graph) -> Graph:
         # the concatenation copies the g_i: worth it while they are narrower than `a`, whose
         # reads it saves
         width = first.inputs[0].type.shape[-1]
-        if not isinstance(width, int) or \
+        if not isinstance(width, int) or any(c.type.shape[-1] == 0 for c in columns) or \
                 sum(c.type.shape[-1] for c in columns) + bool(rows) > width:
-            continue
+            continue                # (an empty g has no column to shape the ones after)
         if rows:
             like = make(g, Op.SLICE, [g], axis=g.type.rank - 1, start=0, length=1)
             one = make(first, Op.CONST, [], value=np.asarray(1.0, np.float32))

@@ -9,8 +9,9 @@ into S = ceil(T / k) segments of k steps without changing what it computes:
         inner = loop(consts, carry, x_chunk[B, k, ...])         k steps of the old body
     value = (*segments.carry, *(ys as [B, S*k, ...])[:, :T])
 
-When k does not divide T, the sequences are padded with S*k - T dead steps at the end: the
-loop is put in masked form first (a `live` mask sequence, and `where` in the body: a dead
+When k does not divide T, the sequences are padded with S*k - T dead steps at the end
+(copies of the last step, so that the dead steps compute on real values): the loop is put
+in masked form first (a `live` mask sequence, and `where` in the body: a dead
 step keeps the carry and emits zeros, exactly the semantics of a loop's lengths, which take
 the same form), so the padding changes nothing, in either direction.
 
@@ -100,7 +101,8 @@ def _segmented(loop: Node, k: int) -> list[Node]:
         live = ops.seq_mask(xs[0], lengths) if lengths is not None else \
             ops.fill((steps,), 1.0, batch_like=like)
         body = _masked_body(body, like, len(consts), len(carry))
-        xs = [ops.pad(x, 1, 0, pad) if pad else x for x in xs + [live]]
+        xs = [_pad_steps(x, steps, pad) for x in xs] + [ops.pad(live, 1, 0, pad) if pad
+                                                         else live]
     name = loop.name or "loop"
     chunks = [ops.reshape(x, x.type.shape[:1] + (segments, k) + x.type.shape[2:]) for x in xs]
     reverse = bool(loop.attrs.get("reverse"))
@@ -115,6 +117,16 @@ def _segmented(loop: Node, k: int) -> list[Node]:
         y = ops.reshape(y, y.type.shape[:1] + (segments * k,) + y.type.shape[3:])
         ys.append(ops.slice_(y, 1, 0, steps) if pad else y)
     return [ops.get(outer, i) for i in range(n_h)] + ys
+
+
+def _pad_steps(x: Node, steps: int, pad: int) -> Node:
+    """x[B, steps, ...] followed by `pad` copies of its last step. Dead steps compute on real
+    data, not zeros: what they emit is masked away, but a body such as a / b would give 0 / 0
+    there, and the gradient through the mask, 0 * NaN, would still be NaN."""
+    if not pad:
+        return x
+    last = ops.slice_(x, 1, steps - 1, 1)
+    return ops.concat([x] + [last] * pad, axis=1)
 
 
 def _segment_body(body: Graph, consts: Sequence[Node], carry: Sequence[Node],
