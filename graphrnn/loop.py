@@ -21,6 +21,10 @@ The reference semantics, exactly as the interpreter runs them:
   runs any length, T = 0 included (the carry comes back unchanged, ys are empty). A loop
   without sequences needs `length=`.
 - `lengths` is i64[B] with values in [0, T]; a row of length 0 keeps its initial carry.
+  The body still runs on a finished row's padding, and gradients pass through the `where`:
+  a body that is not finite on the padding values (a division by a zero-padded sequence, a
+  log of it) gives NaN gradients, as `jnp.where` does in JAX. Pad with values the body is
+  finite on (a copy of the row's last valid step, for most bodies).
 - `ys` are the per-step outputs stacked along axis 1: `[B, T, ...]`.
 - `reverse=True` runs t from T-1 down to 0 (ys stay in time order). With `lengths`, each row
   then starts at its own last valid step, as PyTorch packed sequences do.
