@@ -53,11 +53,11 @@ def _broadcasts(u: Value, shape: tuple[Dim, ...]) -> bool:
 
 # ----------------------------------------------------------------------------- plain ops
 
-def op_linear(b: Builder, lv: Level, v: Value) -> Value | None:
+def op_linear(b: Builder, lv: Level, v: Value, out: int | None = None) -> Value | None:
     if v.rank < 2 or not _solid(v.shape[-1]):
         return None
     k = v.shape[-1]
-    mod = b.linear(k)
+    mod = b.linear(k, out)
     m = math.sqrt(k) * v.bound + (1 / math.sqrt(k) if mod.bias is not None else 0.0)
     return lv.add(mod(lv.take(v)), -m, m)
 
@@ -348,10 +348,7 @@ def _widened(b: Builder, lv: Level, v: Value) -> Value:
     step product (compiler/join.py)."""
     if not b.chance(0.5):
         return v
-    k = v.shape[-1]
-    mod = b.linear(k, b.int(5, 8))
-    m = math.sqrt(k) * v.bound + (1 / math.sqrt(k) if mod.bias is not None else 0.0)
-    return lv.add(mod(lv.take(v)), -m, m)
+    return op_linear(b, lv, v, b.int(5, 8)) or v
 
 
 def op_cell_loop(b: Builder, lv: Level, v: Value) -> Value | None:
