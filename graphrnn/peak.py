@@ -59,7 +59,7 @@ def fma_ir(width: int, chains: int, unroll: int = UNROLL) -> str:
 
 def fma_kernel(width: int, chains: int) -> Callable[[int], float]:
     """The compiled loop as `run(n) -> seconds`."""
-    from graphrnn.compile import shared_engine
+    from graphrnn.shared import shared_engine
     engine = shared_engine()
     library = engine.load(engine.compile_to_object(fma_ir(width, chains)).obj)
     fn = library.function("peak_fma", None, ctypes.c_int64, ctypes.c_void_p)

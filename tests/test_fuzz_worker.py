@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import graphrnn.fuzz as fuzz_module
+from graphrnn import fuzzworker
 from graphrnn.crosscheck import Checks, Discrepancy
 from graphrnn.fuzz import Case, Worker, fuzz, random_cases, replay, run_checks
 
@@ -117,7 +118,7 @@ def test_in_process_runs_the_cases_here(tmp_path: Path) -> None:
                                              (-6, "killed by SIGABRT"),
                                              (3, "exited with status 3")])
 def test_how_a_worker_died_in_words(exitcode: int, words: str) -> None:
-    assert fuzz_module._death(exitcode) == words
+    assert fuzzworker._death(exitcode) == words
 
 
 def fail_then_segfault_while_shrinking(case: Case, cache: object) -> list[Discrepancy]:
