@@ -58,7 +58,7 @@ from .interpret import interpret
 from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layout_params
 from .runtime.cache import KernelCache
 from .runtime.jit import JitError, Library
-from .runtime.program import Program, as_input, describe
+from .runtime.program import Program, as_input, describe, shapes_key
 from .shared import cache_version, shared_cache, shared_engine
 from .threads import BatchSplitter, Parts
 
@@ -179,10 +179,7 @@ class CompiledModel:
     # -- programs
     def program_for(self, inputs: Sequence[Any]) -> Program:
         """The program for these inputs; arrays of shapes seen before skip the signature."""
-        try:
-            key: Any = tuple((v.shape, v.dtype) for v in inputs)
-        except AttributeError:
-            key = None
+        key = shapes_key(inputs)
         prog = self._seen.get(key) if key is not None else None
         if prog is None:
             types, _ = self.signature(inputs)

@@ -32,6 +32,7 @@ import numpy as np
 
 from .ir import Graph
 from .rows import MEAN, ROWS, SAME, SUM, RowPlan, matmul_flops, row_plan
+from .runtime.program import shapes_key
 
 # Measured on the 2-core benchmark host (LSTM layers, 16 rows as two parts of 8, best of
 # interleaved runs): two parts start to beat one call at about 10 MFLOP a part forward and
@@ -119,10 +120,7 @@ class BatchSplitter:
     def parts_of(self, values: Sequence[Any], check: Callable[[], Any]) -> Parts:
         """How a call on these inputs splits (only when not `serial`); `check()` validates
         them (raising InputError) the first time their shapes and dtypes are seen."""
-        try:
-            key: Any = tuple((v.shape, v.dtype) for v in values)
-        except AttributeError:
-            key = None
+        key = shapes_key(values)
         got = self._seen.get(key) if key is not None else None
         if got is None:
             check()

@@ -56,6 +56,15 @@ def address(a: np.ndarray) -> int:
         return a.ctypes.data
 
 
+def shapes_key(values: Sequence[Any]) -> tuple | None:
+    """(shape, dtype) of every input, to look up what a call on such inputs needs; None when
+    one is not an array (the full checks then run)."""
+    try:
+        return tuple((v.shape, v.dtype) for v in values)
+    except AttributeError:
+        return None
+
+
 def describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of dtype {value.dtype} and shape {list(value.shape)}"
