@@ -5,16 +5,15 @@ loop optimisations) -> schedule -> lower. `pipeline.py` runs them in that order.
 """
 from __future__ import annotations
 
-from .cse import eliminate_common_subexpressions
-from .dce import eliminate_dead_code
-from .flatten import flatten_params
-from .fold import fold_constants
-from .pipeline import (OPTIMISATIONS, PassRecord, Trace, compile_graph, prepare,
-                       prepare_training)
-from .shapes import infer_shapes
-from .tie import tie_params
-from .unroll import unroll_loops
-from .validate import verify
+from .passes.cse import eliminate_common_subexpressions
+from .passes.dce import eliminate_dead_code
+from .passes.flatten import flatten_params
+from .passes.fold import fold_constants
+from .pipeline import OPTIMISATIONS, PassRecord, Trace, compile_graph, prepare, prepare_training
+from .passes.shapes import infer_shapes
+from .passes.tie import tie_params
+from .passes.unroll import unroll_loops
+from .passes.validate import verify
 
 __all__ = ["compile_graph", "prepare", "prepare_training", "OPTIMISATIONS", "Trace",
            "PassRecord", "infer_shapes", "verify", "unroll_loops", "tie_params",

@@ -22,20 +22,20 @@ from typing import Any, Callable, Collection, Sequence
 from graphrnn import settings
 from graphrnn.ir import Graph, GraphError, LoweringError, ParamTable, TensorType
 
-from .accumulate import hoist_accumulations
-from .autodiff import differentiate
-from .checkpoint import checkpoint_loops
-from .cse import eliminate_common_subexpressions
-from .dce import eliminate_dead_code
-from .flatten import flatten_params
-from .fold import fold_constants
-from .fuse import fuse_elementwise
-from .hoist import hoist_invariants
-from .merge import merge_matmuls
-from .shapes import infer_shapes
-from .tie import tie_params
-from .unroll import unroll_loops
-from .validate import verify
+from .passes.accumulate import hoist_accumulations
+from .passes.autodiff import differentiate
+from .passes.checkpoint import checkpoint_loops
+from .passes.cse import eliminate_common_subexpressions
+from .passes.dce import eliminate_dead_code
+from .passes.flatten import flatten_params
+from .passes.fold import fold_constants
+from .passes.fuse_elementwise import fuse_elementwise
+from .passes.hoist import hoist_invariants
+from .passes.merge import merge_matmuls
+from .passes.shapes import infer_shapes
+from .passes.tie import tie_params
+from .passes.unroll import unroll_loops
+from .passes.validate import verify
 
 # The optimisations, in order, each (name, Graph -> Graph). A name in `disable` skips it.
 OPTIMISATIONS: list[tuple[str, Callable[[Graph], Graph]]] = [
@@ -244,7 +244,7 @@ def _check_names(disable: Collection[str]) -> None:
 
 def _default_lowering() -> Callable[[Graph, ParamTable], Any]:
     try:
-        module = importlib.import_module(f"{__package__}.lower")
+        module = importlib.import_module(f"{__package__}.codegen.lower")
     except ModuleNotFoundError as e:
         if e.name != f"{__package__}.lower":
             raise

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, build, unroll in PICTURES:
         model = build()
         for suffix in (".svg", ".png"):
-            path = model.render(os.path.join(args.out, name + suffix), unroll=unroll,
+            path = gr.viz.render(model, os.path.join(args.out, name + suffix), unroll=unroll,
                                 engine=args.engine)
             print(f"wrote {os.path.relpath(path)}")
 

@@ -25,7 +25,7 @@ def build_model() -> gr.gModule:
 
 def main() -> None:
     model = build_model()
-    print(model.summary())
+    print(gr.viz.summary(model))
 
     xs = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
     out = gr.interpret(model, xs)               # the numpy reference interpreter

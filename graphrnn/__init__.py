@@ -1,9 +1,9 @@
 """graphrnn: declare recurrent nets as nngraph-style graphs, compile them to native code."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
 
-from . import nn, ops  # noqa: I001  (nn first: it pulls in gmodule)
+from . import nn, ops
 from . import cells
 from .gmodule import gModule
 from .init import manual_seed
@@ -14,14 +14,14 @@ from .loop import Loop
 from .losses import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .nn import Input
 from .serialize import ModelFileError, load, save
-from .render import render_error
-from .compile import compile  # noqa: E402  (after the API it compiles)
-from . import optim, train  # noqa: E402
-from .gradcheck import gradcheck  # noqa: E402
-from .profile import profile  # noqa: E402
+from .compile import compile
+from . import optim, train
+from .gradcheck import gradcheck
+from .profile import profile
+from . import viz
 
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
            "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "save", "load",
-           "render_error", "optim", "train", "gradcheck", "ModelFileError", "profile"]
+           "viz", "optim", "train", "gradcheck", "ModelFileError", "profile"]

@@ -23,7 +23,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 
 
 class CLIError(Exception):
@@ -97,7 +97,8 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- subcommands
 
 def _run_summary(args: argparse.Namespace) -> int:
-    print(load_model(args.model).summary())
+    from .viz.inspect import summary
+    print(summary(load_model(args.model)))
     return 0
 
 
@@ -114,14 +115,15 @@ def _add_show(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    from .render import FORMATS, RenderError, render
+    from .viz.draw import FORMATS, RenderError, render
+    from .viz.inspect import to_dot
     if args.output and os.path.splitext(args.output)[1].lower() not in FORMATS:
         raise CLIError(f"{args.output}: can write .svg, .png, .dot or .gv files")
     if args.unroll is not None and args.unroll < 1:
         raise CLIError("--unroll needs a positive number of steps")
     model = load_model(args.model)
     if not args.output:
-        sys.stdout.write(model.to_dot(unroll=args.unroll))
+        sys.stdout.write(to_dot(model, unroll=args.unroll))
         return 0
     try:
         render(model, args.output, args.unroll, engine=args.engine)
@@ -247,13 +249,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                      _add_ir, _run_ir),
     "fuzz": Subcommand("run random models through the passes, gradients and compiled code, "
                        "against the interpreter",
-                       lambda p: importlib.import_module(f"{__package__}.fuzz").add_arguments(p),
-                       lambda a: importlib.import_module(f"{__package__}.fuzz").run(a)),
+                       lambda p: importlib.import_module(f"{__package__}.testing.fuzz").add_arguments(p),
+                       lambda a: importlib.import_module(f"{__package__}.testing.fuzz").run(a)),
     "bench": Subcommand("time RNN/LSTM/GRU forward and training steps against PyTorch, ONNX "
                         "Runtime and JAX",
-                        lambda p: importlib.import_module(f"{__package__}.bench")
+                        lambda p: importlib.import_module(f"{__package__}.bench.run")
                         .add_arguments(p),
-                        lambda a: importlib.import_module(f"{__package__}.bench")
+                        lambda a: importlib.import_module(f"{__package__}.bench.run")
                         .run_command(a)),
     "demo": Subcommand("train an LSTM on the adding problem (options: graphrnn demo --help)",
                        _pass_through,

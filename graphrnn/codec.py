@@ -300,7 +300,7 @@ _REQUIRED: dict[Op, dict[str, Callable[[Any], bool]]] = {
 
 def _check_node(node: Node, where: str) -> None:
     """Arity and required attributes, then the node's type re-derived by its SHAPE_RULE."""
-    from .compiler.validate import ARITY
+    from .compiler.passes.validate import ARITY
     from .ops import SHAPE_RULES, apply_rule
     lo, hi = ARITY.get(node.op, (0, None))
     if not lo <= len(node.inputs) <= (len(node.inputs) if hi is None else hi):

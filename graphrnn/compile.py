@@ -49,9 +49,9 @@ import numpy as np
 
 from . import settings
 from .compiler import compile_graph
-from .compiler.lower import VERSION as LOWERING_VERSION
-from .compiler.lower import lower_graph
-from .compiler.state import expose_state
+from .compiler.codegen.lower import VERSION as LOWERING_VERSION
+from .compiler.codegen.lower import lower_graph
+from .compiler.passes.state import expose_state
 from .fingerprint import structure_text
 from .flat import params_version
 from .interpret import interpret
@@ -59,7 +59,7 @@ from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layou
 from .runtime.cache import KernelCache
 from .runtime.jit import JitError, Library
 from .runtime.program import Program, as_input, describe, shapes_key
-from .shared import cache_version, shared_cache, shared_engine
+from .engine import cache_version, shared_cache, shared_engine
 from .threads import BatchSplitter, Parts
 
 MAX_DIM = 1 << 31              # every dim of an input must be smaller

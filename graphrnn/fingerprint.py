@@ -10,23 +10,20 @@ fresh process skips the passes and the lowering entirely:
                    written does not change its code)
         the parameters: keys and shapes, in layout order (the ParamTable)
         the input signature, the compile options (passes, unrolling, training, profiling)
-        graphrnn's version, the lowering's version, and the source fingerprint
+        graphrnn's version, the lowering's version, and the source digest
 
 The cache adds the host signature (CPU, features, LLVM) when it hashes this text. The source
-fingerprint (name, size and mtime of every module of graphrnn, its compiler and runtime) makes
-an edited pass a different key, so a stale program is never loaded during development.
+digest (graphrnn/version.py) makes an edited pass a different key, so a stale program is never
+loaded during development.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
-import os
 from typing import Any, Sequence
 
-from . import __version__
 from .codec import encode_graph
 from .ir import Graph, GraphError, TensorType, layout_params
+from .version import __version__, source_digest
 
 
 def structure_text(graph: Graph, types: Sequence[TensorType], options: dict[str, Any],
@@ -44,7 +41,7 @@ def structure_text(graph: Graph, types: Sequence[TensorType], options: dict[str,
         "flat": table.size,
         "types": [[list(t.shape), t.dtype] for t in types],
         "options": {k: _plain(v) for k, v in sorted(options.items())},
-        "versions": [__version__, lowering_version, source_fingerprint()],
+        "versions": [__version__, lowering_version, source_digest()],
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
@@ -76,18 +73,4 @@ def _plain(v: Any) -> Any:
     return v if v is None or isinstance(v, (bool, int, float, str)) else repr(v)
 
 
-@functools.lru_cache(maxsize=1)
-def source_fingerprint() -> str:
-    """Hash of (name, size, mtime) of every module the compiled code depends on."""
-    from . import compiler, runtime
-    digest = hashlib.sha256()
-    for package in (__file__, compiler.__file__, runtime.__file__):
-        folder = os.path.dirname(os.path.abspath(package))
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if entry.name.endswith(".py"):
-                st = entry.stat()
-                digest.update(f"{folder}/{entry.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return digest.hexdigest()[:16]
-
-
-__all__ = ["structure_text", "source_fingerprint"]
+__all__ = ["structure_text"]

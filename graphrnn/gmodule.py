@@ -1,7 +1,7 @@
 """gModule: a closed graph that is itself a module, and owns one flat parameter vector."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -25,7 +25,7 @@ def aligned_zeros(n: int) -> np.ndarray:
 
 def _name_params(graph: Graph, keys: dict[Param, str]) -> Graph:
     """PARAM nodes renamed to their parameter keys (`linear_1.weight`), in every loop body too."""
-    from .compiler.rewrite import rewrite
+    from .compiler.passes.rewrite import rewrite
     taken = {n.name for n in graph.nodes if n.op != Op.PARAM}
 
     def visit(n: Node) -> Node:
@@ -35,6 +35,11 @@ def _name_params(graph: Graph, keys: dict[Param, str]) -> Graph:
             return n.replace(name=keys[n.param])
         return n
     return rewrite(graph, visit, into_loops=False)
+
+
+# Called with (error, built graph or None, inputs, outputs) when closing a graph fails;
+# graphrnn.viz adds the GRAPHRNN_DEBUG picture of the rejected graph.
+BUILD_ERROR_HOOKS: list[Callable[[GraphError, Graph | None, list, list], Any]] = []
 
 
 class gModule(Module):
@@ -49,14 +54,14 @@ class gModule(Module):
         super().__init__(name)
         ins = as_nodes(inputs) if not isinstance(inputs, Node) else [inputs]
         outs = as_nodes(outputs) if not isinstance(outputs, Node) else [outputs]
-        from .compiler.tie import tie_params          # the front passes that closing needs
+        from .compiler.passes.tie import tie_params  # the front passes that closing needs
         built = None
         try:
             built = Graph.build(ins, outs)
             self.graph: Graph = tie_params(built)
         except GraphError as error:
-            from .render import debug_picture         # GRAPHRNN_DEBUG >= 1: a picture of it
-            debug_picture(error, built, ins, outs)
+            for hook in BUILD_ERROR_HOOKS:
+                hook(error, built, ins, outs)
             raise
         used = {id(n.param): n.param for n, _ in built.walk() if n.op == Op.PARAM}
         self.training = False
@@ -204,29 +209,8 @@ class gModule(Module):
     def outputs(self) -> tuple[Node, ...]:
         return self.graph.outputs
 
-    def summary(self) -> str:
-        from .viz import summary
-        return summary(self)
-
-    def to_dot(self, **kwargs: Any) -> str:
-        from .viz import to_dot
-        return to_dot(self, **kwargs)
-
-    def render(self, path: str, unroll: int | None = None, **options: Any) -> str:
-        """Draw the graph to `path` (.svg, .png or .dot); see `graphrnn.render`."""
-        from .render import render
-        return render(self, path, unroll, **options)
-
-    def _repr_svg_(self) -> str:
-        from .render import render_svg
-        return render_svg(self)
-
-    def to_networkx(self) -> Any:
-        from .viz import to_networkx
-        return to_networkx(self.graph)
-
     def __str__(self) -> str:
-        return self.summary()
+        return str(self.graph)
 
     def __repr__(self) -> str:
         return (f"gModule({len(self.graph.inputs)} inputs -> {len(self.graph.outputs)} outputs, "

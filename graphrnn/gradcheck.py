@@ -36,7 +36,7 @@ def gradients(model: Any, *inputs: Any, cotangents: list | None = None,
 
     Cotangents default to ones (the gradient of the sum of every output).
     """
-    from .compiler.autodiff import differentiate
+    from .compiler.passes.autodiff import differentiate
     graph: Graph = model.graph if hasattr(model, "graph") else model
     arrays = [coerce_input(x, v, dtype) for x, v in zip(graph.inputs, inputs)]
     typed = infer_graph(graph, [array_type(a) for a in arrays])

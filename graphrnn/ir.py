@@ -510,5 +510,4 @@ def loop_operands(node: Node) -> tuple[tuple[Node, ...], tuple[Node, ...],
     return consts, carry, xs, lengths
 
 
-from .flat import (ALIGN_FLOATS, Executable, ParamTable, Slot, layout_params,  # noqa: E402
-                   param_keys)
+from .flat import ALIGN_FLOATS, Executable, ParamTable, Slot, layout_params, param_keys

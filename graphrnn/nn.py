@@ -303,8 +303,8 @@ class Dropout(Module):
         return ops.dropout(_one(self, x), self.p, self.seed)
 
 
-from .gmodule import gModule  # noqa: E402  (gModule is a Module; it lives in its own file)
-from .recurrent import Recurrent  # noqa: E402
+from .gmodule import gModule
+from .recurrent import Recurrent
 
 __all__ = ["Module", "Identity", "Input", "Linear", "Tanh", "Sigmoid", "ReLU", "SoftMax",
            "LogSoftMax", "MulConstant", "AddConstant", "JoinTable", "SplitTable", "SelectTable",

@@ -11,8 +11,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .ir import Dim, Graph, Node, NodeType, Op, Param, TensorType, creation_site, loop_operands
-from .shape_rules import (F32, SHAPE_RULES, apply_rule, bind_input, broadcast_shapes,
-                          infer_graph)
+from .shape_rules import F32, SHAPE_RULES, apply_rule, bind_input, broadcast_shapes, infer_graph
 
 # ----------------------------------------------------------------------------- scopes
 

@@ -43,9 +43,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import __version__
-from .codec import (ModelFileError, check_fields, decode_graph, encode_graph, expect, is_int,
-                    parse_shape)
+from .version import __version__
+from .codec import ModelFileError, check_fields, decode_graph, encode_graph, expect, is_int, parse_shape
 from .ir import Graph, GraphError, Param, layout_params
 
 FORMAT = "graphrnn-model"

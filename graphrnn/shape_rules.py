@@ -12,8 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Graph, Node, NodeType, Op,
-                 ShapeError, TensorType, node_error, type_str)
+from .ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Graph, Node, NodeType, Op, ShapeError, TensorType, node_error, type_str
 
 F32, I64 = "float32", "int64"
 

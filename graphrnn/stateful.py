@@ -21,11 +21,11 @@ import numpy as np
 
 from . import ops
 from .compile import CompiledModel
-from .compiler.autodiff_loop import inline
-from .compiler.lower import lower_graph
+from .compiler.passes.autodiff_loop import inline
+from .compiler.codegen.lower import lower_graph
 from .compiler.pipeline import prepare_training
-from .compiler.state import expose_state
-from .compiler.tie import tie_params
+from .compiler.passes.state import expose_state
+from .compiler.passes.tie import tie_params
 from .interpret import interpret
 from .ir import Graph, InputError, TensorType
 from .runtime.program import Program
@@ -51,7 +51,7 @@ def stateful_loss_graph(model: Any, criterion: Any) -> tuple[Graph, Graph, int]:
 
 def _unit_loss_cotangent(graph: Graph) -> Graph:
     """Cotangent of the loss fixed to 1; `params` the last input, as the lowering expects."""
-    from .compiler.rewrite import rewrite
+    from .compiler.passes.rewrite import rewrite
     *user, params, cotangent = graph.inputs
     one = ops.const(np.float32(1.0))
     g = rewrite(graph, lambda n: one if n is cotangent else n, into_loops=False)

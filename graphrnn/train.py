@@ -20,7 +20,7 @@ from .nn import Identity
 
 def loss_graph(model: Any, criterion: Any) -> Graph:
     """A graph `(*model inputs, target) -> loss` sharing the model's parameters."""
-    from .compiler.tie import tie_params
+    from .compiler.passes.tie import tie_params
     fresh = [ops.input_(x.type.shape, x.type.dtype, name=x.name) if x.type is not None
              else Identity()().annotate(name=x.name) for x in model.graph.inputs]
     out = model(fresh)
@@ -44,13 +44,13 @@ class InterpretedStep:
         self._cache: dict[tuple, tuple[Graph, list]] = {}
 
     def _grad_graph(self, arrays: list[np.ndarray]) -> tuple[Graph, list]:
-        from .compiler.autodiff import differentiate
+        from .compiler.passes.autodiff import differentiate
         from .ops import infer_graph
         key = tuple((a.shape, a.dtype.kind) for a in arrays)
         if key not in self._cache:
             typed = infer_graph(self.graph, [array_type(a) for a in arrays])
             if self.checkpoint:
-                from .compiler.checkpoint import checkpoint_loops
+                from .compiler.passes.checkpoint import checkpoint_loops
                 typed = checkpoint_loops(typed, self.checkpoint, truncate=self.bptt_max)
             self._cache[key] = differentiate(typed, truncate=self.bptt_max)
         return self._cache[key]

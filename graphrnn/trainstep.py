@@ -24,9 +24,9 @@ import numpy as np
 
 from . import ops
 from .compile import CompiledModel
-from .compiler.lower import lower_graph
+from .compiler.codegen.lower import lower_graph
 from .compiler.pipeline import prepare_training
-from .compiler.rewrite import rewrite
+from .compiler.passes.rewrite import rewrite
 from .ir import Graph, InputError, Node, Op, TensorType
 from .threads import BatchSplitter
 from .train import InterpretedStep, loss_graph

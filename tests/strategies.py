@@ -1,8 +1,8 @@
-"""Hypothesis strategies over the random model generator (graphrnn.randgraph).
+"""Hypothesis strategies over the random model generator (graphrnn.testing.randgraph).
 
 Hypothesis draws the seed and the checks; the generator knobs come from the seed, uniform up to
 the given limits. (Drawn by hypothesis, small knobs would dominate: it favours the low end of
-every range.) To shrink a failure toward smaller knobs use `graphrnn.fuzz.shrink`, which
+every range.) To shrink a failure toward smaller knobs use `graphrnn.testing.fuzz.shrink`, which
 `assert_clean` runs before it reports.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from graphrnn.fuzz import ALL, Case, Checks, random_params, run_case, shrink
+from graphrnn.testing.fuzz import ALL, Case, Checks, random_params, run_case, shrink
 
 SEEDS = st.integers(0, 2**31 - 2)
 

@@ -6,10 +6,10 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops
-from graphrnn.compiler.accumulate import hoist_accumulations, merge_contracts
-from graphrnn.compiler.autodiff import differentiate
+from graphrnn.compiler.passes.accumulate import hoist_accumulations, merge_contracts
+from graphrnn.compiler.passes.autodiff import differentiate
 from graphrnn.compiler.pipeline import prepare
-from graphrnn.compiler.validate import verify
+from graphrnn.compiler.passes.validate import verify
 from graphrnn.interpret import array_type, interpret
 from graphrnn.ir import Graph, Node, Op, TensorType
 

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
-from graphrnn.bench import (IMPLS, MODES, PEER_NAMES, Row, bench_row, flops, interleaved, main,
-                            run)
-from graphrnn.benchtable import format_table
+from graphrnn.bench.run import IMPLS, MODES, PEER_NAMES, Row, bench_row, flops, interleaved, main, run
+from graphrnn.bench.table import format_table
 from graphrnn.cli import main as cli_main
-from graphrnn.peak import fma_ir, measure_peak
-from graphrnn.peers import build_layer, graphrnn_impl, named_grads
+from graphrnn.bench.peak import fma_ir, measure_peak
+from graphrnn.bench.peers import build_layer, graphrnn_impl, named_grads
 from graphrnn.train import InterpretedStep
 
 CONFIG = (3, 4, 2, 5)

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
-from graphrnn.bench import HAND, IMPLS, PEER_NAMES, Row, bench_row
-from graphrnn.benchtable import format_table
+from graphrnn.bench.run import HAND, IMPLS, PEER_NAMES, Row, bench_row
+from graphrnn.bench.table import format_table
 from graphrnn.ir import Op
-from graphrnn.peers import (HAND_KEYS, build_hand_lstm, build_layer, hand_impl,
-                            load_builtin_weights, named_grads)
+from graphrnn.bench.peers import HAND_KEYS, build_hand_lstm, build_layer, hand_impl, load_builtin_weights, named_grads
 from graphrnn.train import InterpretedStep
 
 B, T, D, H = 3, 6, 2, 5

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from graphrnn.bench import add_arguments
-from graphrnn.benchmem import peak_of, run_memory
-from graphrnn.benchtable import format_memory, format_table
+from graphrnn.bench.run import add_arguments
+from graphrnn.bench.memory import peak_of, run_memory
+from graphrnn.bench.table import format_memory, format_table
 
 CONFIG = (2, 40, 4, 4)
 VARIANT_KEYS = {"checkpoint", "arena_bytes", "arena_bytes_2t", "arena_bytes_per_step",
@@ -60,7 +60,7 @@ def test_checkpointing_shrinks_the_arena_and_keeps_the_gradients(memory):
 def test_the_gradients_match_the_interpreter(memory):
     """The children's loss is the interpreter's on the same layer, weights and data."""
     import graphrnn as gr
-    from graphrnn.peers import build_layer
+    from graphrnn.bench.peers import build_layer
     from graphrnn.train import InterpretedStep
     b, t, d, h = CONFIG
     model = build_layer("lstm", d, h)

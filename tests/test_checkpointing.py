@@ -14,8 +14,8 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn
-from graphrnn.compiler.autodiff import differentiate
-from graphrnn.compiler.checkpoint import checkpoint_loops
+from graphrnn.compiler.passes.autodiff import differentiate
+from graphrnn.compiler.passes.checkpoint import checkpoint_loops
 from graphrnn.compiler.pipeline import prepare_training
 from graphrnn.interpret import Context, array_type, run_graph
 from graphrnn.ir import GraphError, Op, TensorType

@@ -69,7 +69,7 @@ _WORKER = textwrap.dedent("""
     import graphrnn as gr
     sys.path.insert(0, sys.argv[1])
     from test_concurrency import lstm_model, data
-    from graphrnn.shared import shared_cache
+    from graphrnn.engine import shared_cache
     model = lstm_model()
     fast = gr.compile(model)                 # the process-wide cache: GRAPHRNN_CACHE_DIR
     print("ready", flush=True)

@@ -6,9 +6,9 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops
-from graphrnn.compiler.flatten import flatten_params
-from graphrnn.compiler.fuse import FUSABLE, fuse_elementwise
-from graphrnn.compiler.validate import verify
+from graphrnn.compiler.passes.flatten import flatten_params
+from graphrnn.compiler.passes.fuse_elementwise import FUSABLE, fuse_elementwise
+from graphrnn.compiler.passes.validate import verify
 from graphrnn.ir import Graph, Node, Op, TensorType
 
 RNG = np.random.default_rng(2)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from graphrnn.fuzz import fingerprint, load_case, replay
+from graphrnn.testing.fuzz import fingerprint, load_case, replay
 
 CASES = sorted((Path(__file__).parent / "fuzz_cases").glob("*.json"))
 

@@ -8,7 +8,7 @@ import pytest
 import graphrnn as gr
 from graphrnn import nn
 from graphrnn.compile import compile as compile_model
-from graphrnn.crosscheck import Checks, check_case
+from graphrnn.testing.crosscheck import Checks, check_case
 from graphrnn.runtime.cache import KernelCache
 from graphrnn.train import InterpretedStep
 

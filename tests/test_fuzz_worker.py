@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import graphrnn.fuzz as fuzz_module
-from graphrnn import fuzzworker
-from graphrnn.crosscheck import Checks, Discrepancy
-from graphrnn.fuzz import Case, Worker, fuzz, random_cases, replay, run_checks
+import graphrnn.testing.fuzz as fuzz_module
+from graphrnn.testing import worker as fuzzworker
+from graphrnn.testing.crosscheck import Checks, Discrepancy
+from graphrnn.testing.fuzz import Case, Worker, fuzz, random_cases, replay, run_checks
 
 SEED = 4
 # fuzz(compiled=False, grads=False) draws its cases with these checks

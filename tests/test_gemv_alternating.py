@@ -14,9 +14,9 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn
-from graphrnn.compiler.emit_gemm import _step
+from graphrnn.compiler.codegen.emit_gemm import _step
 from graphrnn.compiler.pipeline import compile_graph
-from graphrnn.compiler.tiling import make_plan
+from graphrnn.compiler.codegen.tiling import make_plan
 from graphrnn.ir import TensorType
 from graphrnn.runtime.cache import KernelCache
 from graphrnn.train import InterpretedStep

@@ -8,7 +8,7 @@ import pytest
 import graphrnn as gr
 from graphrnn import nn
 from graphrnn.compiler import OPTIMISATIONS, Trace, prepare_training
-from graphrnn.compiler.fuse import fuse_elementwise
+from graphrnn.compiler.passes.fuse_elementwise import fuse_elementwise
 from graphrnn.gradcheck import gradients
 from graphrnn.interpret import array_type, interpret
 from graphrnn.ir import Graph, Node, Op

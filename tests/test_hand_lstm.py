@@ -13,13 +13,13 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops
-from graphrnn.compiler.dce import eliminate_dead_code
-from graphrnn.compiler.flatten import flatten_params
-from graphrnn.compiler.fuse import FUSABLE, fuse_elementwise
-from graphrnn.compiler.hoist import hoist_invariants
-from graphrnn.compiler.merge import merge_matmuls
+from graphrnn.compiler.passes.dce import eliminate_dead_code
+from graphrnn.compiler.passes.flatten import flatten_params
+from graphrnn.compiler.passes.fuse_elementwise import FUSABLE, fuse_elementwise
+from graphrnn.compiler.passes.hoist import hoist_invariants
+from graphrnn.compiler.passes.merge import merge_matmuls
 from graphrnn.compiler.pipeline import prepare
-from graphrnn.compiler.validate import verify
+from graphrnn.compiler.passes.validate import verify
 from graphrnn.ir import Graph, Node, Op, TensorType
 
 RNG = np.random.default_rng(3)

@@ -6,9 +6,9 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops
-from graphrnn.compiler.flatten import flatten_params
-from graphrnn.compiler.hoist import hoist_invariants
-from graphrnn.compiler.validate import verify
+from graphrnn.compiler.passes.flatten import flatten_params
+from graphrnn.compiler.passes.hoist import hoist_invariants
+from graphrnn.compiler.passes.validate import verify
 from graphrnn.interpret import Context, run_graph
 from graphrnn.ir import Graph, Op, TensorType
 from graphrnn.ops import infer_graph

@@ -7,11 +7,10 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops
-from graphrnn.compiler.rewrite import rewrite
-from graphrnn.compiler.tie import tie_params
+from graphrnn.compiler.passes.rewrite import rewrite
+from graphrnn.compiler.passes.tie import tie_params
 from graphrnn.interpret import EVAL_RULES, Context
-from graphrnn.ir import (Executable, Graph, Node, Op, ParamTable, Slot, TensorType, node_error,
-                         toposort, type_str)
+from graphrnn.ir import Executable, Graph, Node, Op, ParamTable, Slot, TensorType, node_error, toposort, type_str
 
 RNG = np.random.default_rng(1)
 

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
-import graphrnn.compiler.join as join
+import graphrnn.compiler.passes.join as join
 from graphrnn import nn
-from graphrnn.compiler.flatten import flatten_params
-from graphrnn.compiler.hoist import hoist_invariants
+from graphrnn.compiler.passes.flatten import flatten_params
+from graphrnn.compiler.passes.hoist import hoist_invariants
 from graphrnn.compiler.pipeline import prepare, prepare_training
-from graphrnn.compiler.validate import verify
+from graphrnn.compiler.passes.validate import verify
 from graphrnn.interpret import Context, run_graph
 from graphrnn.ir import Graph, Op, TensorType
 from graphrnn.ops import infer_graph
-from graphrnn.peers import named_grads
+from graphrnn.bench.peers import named_grads
 from graphrnn.runtime.cache import KernelCache
 
 RNG = np.random.default_rng(3)

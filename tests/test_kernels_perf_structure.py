@@ -21,9 +21,9 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn
-from graphrnn.compiler.tiling import accumulators, make_plan, vector_width
+from graphrnn.compiler.codegen.tiling import accumulators, make_plan, vector_width
 from graphrnn.compiler.pipeline import prepare, prepare_training
-from graphrnn.compiler.schedule import schedule
+from graphrnn.compiler.codegen.schedule import schedule
 from graphrnn.ir import InputError, TensorType
 from graphrnn.runtime.cache import KernelCache
 from graphrnn.train import InterpretedStep, loss_graph

@@ -9,9 +9,9 @@ import pytest
 import graphrnn as gr
 from graphrnn import nn, ops
 from graphrnn.compiler import prepare
-from graphrnn.compiler.layout import ONE, ZERO, Layout, Lin, collapse
-from graphrnn.compiler.lower import EMIT_RULES, VIEW_OPS, lower_graph
-from graphrnn.compiler.schedule import schedule
+from graphrnn.compiler.codegen.strides import ONE, ZERO, Layout, Lin, collapse
+from graphrnn.compiler.codegen.lower import EMIT_RULES, VIEW_OPS, lower_graph
+from graphrnn.compiler.codegen.schedule import schedule
 from graphrnn.ir import Graph, LoweringError, Op, TensorType
 from graphrnn.runtime.cache import KernelCache
 

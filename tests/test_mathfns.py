@@ -9,13 +9,7 @@ import numpy as np
 import pytest
 from llvmlite import ir
 
-from graphrnn.compiler.mathfns import (
-    emit_exp,
-    emit_log,
-    emit_sigmoid,
-    emit_tanh,
-    intrinsic,
-)
+from graphrnn.compiler.codegen.mathfns import emit_exp, emit_log, emit_sigmoid, emit_tanh, intrinsic
 from graphrnn.runtime.jit import Engine
 
 F32 = ir.FloatType()

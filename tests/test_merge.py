@@ -6,10 +6,10 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops
-from graphrnn.compiler.flatten import flatten_params
-from graphrnn.compiler.hoist import hoist_invariants
-from graphrnn.compiler.merge import merge_matmuls
-from graphrnn.compiler.validate import verify
+from graphrnn.compiler.passes.flatten import flatten_params
+from graphrnn.compiler.passes.hoist import hoist_invariants
+from graphrnn.compiler.passes.merge import merge_matmuls
+from graphrnn.compiler.passes.validate import verify
 from graphrnn.ir import Graph, Op
 
 RNG = np.random.default_rng(1)

@@ -14,7 +14,7 @@ import graphrnn as gr
 from graphrnn import nn
 from graphrnn.compile import CompiledModel
 from graphrnn.compiler.pipeline import prepare
-from graphrnn.compiler.schedule import schedule
+from graphrnn.compiler.codegen.schedule import schedule
 from graphrnn.flat import params_changed
 from graphrnn.runtime.cache import KernelCache
 from graphrnn.runtime.program import Program

@@ -1,4 +1,4 @@
-"""Random models (graphrnn.randgraph) through every path that must agree with the interpreter:
+"""Random models (graphrnn.testing.randgraph) through every path that must agree with the interpreter:
 the front passes and each optimisation subset, gradients against finite differences, dropout
 masks in training mode, the compiled forward and training step, and save/load. Also checks
 that the checker itself catches planted bugs, and that `graphrnn fuzz` shrinks and saves what
@@ -17,12 +17,12 @@ from strategies import assert_clean, cases, compile_checks, pass_checks
 import graphrnn as gr
 from graphrnn import nn
 from graphrnn.cli import main
-from graphrnn.compiler import autodiff, pipeline
-from graphrnn.compiler.rewrite import rewrite
-from graphrnn.fuzz import (ALL, Case, Checks, check_case, compare, fingerprint, load_case,
-                           run_case, save_case, shrink)
+from graphrnn.compiler.passes import autodiff
+from graphrnn.compiler import pipeline
+from graphrnn.compiler.passes.rewrite import rewrite
+from graphrnn.testing.fuzz import ALL, Case, Checks, check_case, compare, fingerprint, load_case, run_case, save_case, shrink
 from graphrnn.ir import Op
-from graphrnn.randgraph import GenParams, generate_seeded, random_model
+from graphrnn.testing.randgraph import GenParams, generate_seeded, random_model
 from graphrnn.runtime.cache import KernelCache
 from graphrnn.train import InterpretedStep
 
@@ -162,7 +162,7 @@ def test_wrong_compiled_outputs_and_errors_are_reported(monkeypatch):
     def broken(m, **kw):
         raise gr.LoweringError("no emitter")
     for fake, words in ((off_by_a_little, "values differ"), (broken, "LoweringError")):
-        monkeypatch.setattr("graphrnn.crosscheck._compiler", lambda: fake)
+        monkeypatch.setattr("graphrnn.testing.crosscheck._compiler", lambda: fake)
         found = check_case(model, inputs, passes=False, grads=False, roundtrip=False,
                            train=False)
         assert [d.check for d in found] == ["compile"] * 2 and words in found[0].detail
@@ -179,7 +179,7 @@ def test_a_wrong_compiled_gradient_is_reported(monkeypatch):
             m.parameters()[1][0] += 0.1
             return value
         return run
-    monkeypatch.setattr("graphrnn.crosscheck._compiler", lambda: nudged_step)
+    monkeypatch.setattr("graphrnn.testing.crosscheck._compiler", lambda: nudged_step)
     found = check_case(model, inputs, passes=False, grads=False, compiled=False,
                        roundtrip=False)
     assert [d.check for d in found] == ["train"] * 3

@@ -16,11 +16,11 @@ import pytest
 import graphrnn as gr
 from graphrnn import nn, ops
 from graphrnn.compiler.pipeline import prepare
-from graphrnn.dot import storage_colour
+from graphrnn.viz.dot import storage_colour
 from graphrnn.ir import Graph, Op, TensorType
-from graphrnn.layout import layout
-from graphrnn.render import RenderError, failing_node, picture, render
-from graphrnn.scene import build_scene, storage_edge_colour
+from graphrnn.viz.layout import layout
+from graphrnn.viz.draw import RenderError, failing_node, picture, render
+from graphrnn.viz.scene import build_scene, storage_edge_colour
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -200,17 +200,17 @@ def test_png_is_a_valid_image_with_the_storage_colours():
 
 def test_render_writes_by_suffix(tmp_path):
     model = toy_loop()
-    assert model.render(tmp_path / "a.svg", engine="builtin") == str(tmp_path / "a.svg")
+    assert gr.viz.render(model, tmp_path / "a.svg", engine="builtin") == str(tmp_path / "a.svg")
     assert ET.parse(tmp_path / "a.svg").getroot().tag == SVG + "svg"
-    model.render(str(tmp_path / "a.png"), unroll=3, engine="builtin")
+    gr.viz.render(model, str(tmp_path / "a.png"), unroll=3, engine="builtin")
     decode_png((tmp_path / "a.png").read_bytes())
-    model.render(str(tmp_path / "a.dot"))
+    gr.viz.render(model, str(tmp_path / "a.dot"))
     assert (tmp_path / "a.dot").read_text().startswith('digraph "toy" {')
     with pytest.raises(ValueError, match=r"\.svg, \.png or \.dot"):
-        model.render(str(tmp_path / "a.jpg"))
+        gr.viz.render(model, str(tmp_path / "a.jpg"))
     with pytest.raises(ValueError, match="engine"):
-        model.render(str(tmp_path / "b.svg"), engine="cairo")
-    assert ET.fromstring(model._repr_svg_()).tag == SVG + "svg"
+        gr.viz.render(model, str(tmp_path / "b.svg"), engine="cairo")
+    assert ET.fromstring(gr.viz.render_svg(model)).tag == SVG + "svg"
 
 
 # ----------------------------------------------------------------------------- errors
@@ -220,7 +220,7 @@ def test_render_error_marks_the_node_in_red_with_its_line(tmp_path):
     with pytest.raises(gr.ShapeError) as caught:
         prepare(model.graph, [TensorType((2, 5, 4))])
     assert failing_node(model, caught.value) == "x"
-    path = gr.render_error(model, caught.value, tmp_path / "bad.svg", engine="builtin")
+    path = gr.viz.render_error(model, caught.value, tmp_path / "bad.svg", engine="builtin")
     root = ET.parse(path).getroot()
     (marked,) = groups(root, "highlight")
     assert marked.get("data-path") == "x"
@@ -229,7 +229,7 @@ def test_render_error_marks_the_node_in_red_with_its_line(tmp_path):
     assert re.fullmatch(r"at test_render\.py:\d+", line)
     caption = " ".join(t.text for t in root.iter(SVG + "text") if t.get("class") == "caption")
     assert "ShapeError" in caption and "expected f32[B,T,3]" in caption
-    gr.render_error(model, caught.value, tmp_path / "bad.png", engine="builtin")
+    gr.viz.render_error(model, caught.value, tmp_path / "bad.png", engine="builtin")
     pixels = decode_png((tmp_path / "bad.png").read_bytes())
     assert (pixels == rgb("#d62728")).all(axis=2).sum() > 200
 
@@ -306,7 +306,7 @@ def test_graphviz_is_used_when_on_path(tmp_path, monkeypatch):
     render(model, tmp_path / "g.svg", unroll=2)
     assert "fake" in (tmp_path / "g.svg").read_text()
     args, text = log.read_text().split("\n", 1)
-    assert args == "-Tsvg" and text == model.to_dot(unroll=2)
+    assert args == "-Tsvg" and text == gr.viz.to_dot(model, unroll=2)
     render(model, tmp_path / "g.png", engine="dot")
     assert log.read_text().startswith("-Tpng\n") and (tmp_path / "g.png").read_bytes() == b"PNG"
     render(model, tmp_path / "own.svg", engine="builtin")

@@ -87,7 +87,7 @@ def test_other_cells_split_bit_for_bit(eager: None, cell: str) -> None:
 def test_joined_step_products_split_bit_for_bit(eager: None, batch: int) -> None:
     """An LSTM whose input projection is joined into the step product (compiler/join.py):
     a part's last row tile is narrower than the whole batch's, and must round the same."""
-    from graphrnn.compiler import join
+    from graphrnn.compiler.passes import join
     assert join.MIN_ROWS is not None and join.MIN_ROWS <= MIN_ROWS_PER_PART
     model = layer("LSTM", d=37, h=24)
     x = data(batch, 5, d=37)

@@ -9,9 +9,9 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops
-from graphrnn.dot import storage_colour
+from graphrnn.viz.dot import storage_colour
 from graphrnn.ir import Graph, Op
-from graphrnn.viz import param_storages, summary, to_dot, to_networkx, walk_paths
+from graphrnn.viz.inspect import param_storages, summary, to_dot, to_networkx, walk_paths
 
 
 def shared_loop_model() -> gr.gModule:
@@ -45,7 +45,7 @@ def rows(text: str) -> dict[str, list[str]]:
 def test_summary_counts_and_sharing():
     model = shared_loop_model()
     text = summary(model)
-    assert text == model.summary() == str(model)
+    assert text == gr.viz.summary(model)
     assert text.startswith('Model "shared" (gModule): 1 input -> 1 output')
     assert f"Total parameters: {model.param_count():,} in 4 tensors" in text
     assert model.param_count() == 2 * (16 + 4)
@@ -66,7 +66,7 @@ def test_summary_counts_and_sharing():
 
 def test_summary_of_a_stacked_lstm():
     model = lstm_model()
-    text = model.summary()
+    text = gr.viz.summary(model)
     table = rows(text)
     assert table["lstm.weight_ih_l0"][1:4] == ["lstm/lstm/lstm", "param", "f32[20,3]"]
     assert table["lstm.weight_ih_l0"][4] == "60"
@@ -148,14 +148,14 @@ def attributes(tokens: list[str], i: int) -> tuple[dict[str, str], int]:
 
 def test_dot_nodes_clusters_edges_and_carries():
     model = shared_loop_model()
-    nodes, edges, clusters = parse_dot(model.to_dot())
+    nodes, edges, clusters = parse_dot(gr.viz.to_dot(model))
     paths = [pn.path for pn in walk_paths(model.graph)]
     assert set(nodes) == {f'"{p}"' for p in paths}
     assert clusters == ["cluster_loop_0"]
     assert nodes['"xs"']["shape"] == "invhouse"
     out_name = model.graph.outputs[0].name
     assert nodes[f'"{out_name}"']["peripheries"] == "2"
-    assert "loop_0: loop (reverse)" in model.to_dot()
+    assert "loop_0: loop (reverse)" in gr.viz.to_dot(model)
     carries = [(s, d) for s, d, a in edges if a.get("style") == "dashed"]
     assert carries == [('"loop_0/tanh_0"', '"loop_0/h"')]
     # every data edge carries the type of its value
@@ -166,7 +166,7 @@ def test_dot_nodes_clusters_edges_and_carries():
 
 def test_dot_colours_params_by_storage():
     model = shared_loop_model()
-    nodes, _, _ = parse_dot(model.to_dot())
+    nodes, _, _ = parse_dot(gr.viz.to_dot(model))
     colour = {name: a["fillcolor"] for name, a in nodes.items() if "tooltip" in a}
     assert colour['"loop_0/lin.weight"'] == colour['"lin.weight"']
     assert len({colour['"lin.weight"'], colour['"lin.bias"'], colour['"out.weight"'],
@@ -186,7 +186,7 @@ def test_dot_of_nested_loops_and_fused_bodies():
     u = gr.Input("B", "T", 2)
     fused = ops.make(Op.FUSED, [ys], body=Graph.build([u], [ops.relu(u)]))
     model = gr.gModule([xs], [fused])
-    nodes, edges, clusters = parse_dot(model.to_dot())
+    nodes, edges, clusters = parse_dot(gr.viz.to_dot(model))
     assert clusters == ["cluster_loop_0", "cluster_loop_0_loop_0", "cluster_fused_0"]
     assert nodes['"fused_0"']["shape"] == "box3d"
     assert ('"loop_0/loop_0/add_0"', '"loop_0/loop_0/g"') in [
@@ -213,13 +213,13 @@ def test_dot_unrolled_steps():
 
 def test_dot_highlights_a_node():
     model = shared_loop_model()
-    nodes, _, _ = parse_dot(model.to_dot(highlight=["get_0"]))
+    nodes, _, _ = parse_dot(gr.viz.to_dot(model, highlight=["get_0"]))
     assert nodes['"get_0"']["color"] == "#d62728"
 
 
 def test_dot_highlight_by_path_shows_the_line_and_the_caption():
     model = shared_loop_model()
-    text = model.to_dot(highlight=["loop_0/tanh_0"], caption=["GraphError: tanh_0: bad"])
+    text = gr.viz.to_dot(model, highlight=["loop_0/tanh_0"], caption=["GraphError: tanh_0: bad"])
     nodes, _, _ = parse_dot(text)
     marked = [n for n, a in nodes.items() if a.get("color") == "#d62728"]
     assert marked == ['"loop_0/tanh_0"']              # not the top-level tanh_0
@@ -232,7 +232,7 @@ def test_dot_highlight_by_path_shows_the_line_and_the_caption():
 
 def test_to_networkx_flattens_loops():
     model = shared_loop_model()
-    G = model.to_networkx()
+    G = gr.viz.to_networkx(model)
     assert G is not None and G.number_of_nodes() == len(list(walk_paths(model.graph)))
     assert nx.is_directed_acyclic_graph(G)
     h = G.nodes["loop_0/h"]

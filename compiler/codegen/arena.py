@@ -1,0 +1,78 @@
+"""plan_arena: place buffers in one scratch arena, sharing space between dead and live ones.
+
+Each buffer lives over kernel positions [start, end] (its first writer to its last reader; a
+buffer read inside a loop body lives until the loop ends). Buffers whose lifetimes do not
+overlap may share memory: greedy first fit in order of first write, every offset 64-byte
+aligned. Buffers that scale with the step count T sit in a second region after the fixed
+one, so the arena holds `fixed + per_step * steps` floats and offsets stay linear in T.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from graphrnn.ir import LoweringError
+
+from .strides import ZERO, Lin
+
+ALIGN = 16                      # floats: every buffer starts on a 64-byte line
+
+
+@dataclass(eq=False)
+class Buffer:
+    """Memory one or more values live in, over kernel positions [start, end]."""
+    name: str
+    size: Lin                   # floats (an int64 element takes two)
+    start: int
+    end: int
+    io: int = -1                # >= 0: the entry point's io pointer of that index, not arena
+    offset: Lin = ZERO          # arena offset in floats, set by `plan_arena`
+
+    def __repr__(self) -> str:
+        return (f"Buffer({self.name}, {self.size} floats @ {self.offset}, "
+                f"[{self.start}, {self.end}])")
+
+
+def plan_arena(buffers: list[Buffer]) -> tuple[int, int]:
+    """Place every arena buffer; returns (fixed floats, floats per step).
+
+    Greedy first fit in order of first write: a buffer takes the lowest aligned offset not
+    used by any placed buffer whose lifetime overlaps its own.
+    """
+    fixed = [b for b in buffers if b.io < 0 and b.size.s == 0]
+    step = [b for b in buffers if b.io < 0 and b.size.s != 0]
+    for b in step:
+        if b.size.c:
+            raise LoweringError(f"buffer {b.name} has {b.size} floats: sizes must be fixed or "
+                                "proportional to the sequence length")
+    fixed_size = _first_fit(fixed, lambda b: b.size.c)
+    step_size = _first_fit(step, lambda b: b.size.s)
+    for b in fixed:
+        b.offset = Lin(b.offset.c)
+    for b in step:
+        b.offset = Lin(fixed_size, b.offset.c)
+    return fixed_size, step_size
+
+
+def _first_fit(buffers: list[Buffer], size: Callable[[Buffer], int]) -> int:
+    placed: list[Buffer] = []
+    top = 0
+    for b in sorted(buffers, key=lambda b: (b.start, -size(b))):
+        live = sorted((p for p in placed if p.start <= b.end and b.start <= p.end),
+                      key=lambda p: p.offset.c)
+        offset = 0
+        for p in live:
+            if offset + size(b) <= p.offset.c:
+                break
+            offset = max(offset, _aligned(p.offset.c + size(p)))
+        b.offset = Lin(offset)
+        placed.append(b)
+        top = max(top, _aligned(offset + size(b)))
+    return top
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+__all__ = ["Buffer", "plan_arena", "ALIGN"]

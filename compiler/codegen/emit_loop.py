@@ -1,0 +1,135 @@
+"""The LOOP lowering: an LLVM loop over t, with the body's kernels inside.
+
+    parts = (carry buffers, ys buffers)          # the loop's value; carry is its state
+    prologue: carry = carry_init; invariant body work; pack invariant weights
+    for s in range(steps):
+        t = steps - 1 - s if reverse else s
+        x_t = xs[:, t]                            # a strided view, no copy
+        body kernels                              # y_t written straight into ys[:, t]
+        carry[b] = new_carry[b]   for rows b with t < lengths[b] (all rows without lengths)
+        ys[b, t] = 0              for rows b with t >= lengths[b]
+
+exactly the interpreter's semantics: a finished row keeps its state and emits zeros. The
+new carry is computed into separate buffers and copied at the end of the step, since the
+body may still read the old one; a carry that only depends on the old carry through a view
+(a pass-through, a swap) was copied to a temporary by the schedule first.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from llvmlite import ir
+
+from graphrnn.ir import Node, loop_operands, split
+
+from .emit_dropout import step_salt
+from .emit_map import emit_elementwise, fill, identity
+from .irbuilder import I64, Emitter, Ref
+from .strides import lin
+from .schedule import Home
+
+if TYPE_CHECKING:
+    from .lower import Lowering
+    from .schedule import Kernel
+
+
+class Env:
+    """Values by node (or copy kernel), falling back to the enclosing level's."""
+
+    def __init__(self, parent: "Env | None" = None):
+        self.values: dict[Any, Any] = {}
+        self.parent = parent
+
+    def __getitem__(self, key: Any) -> Any:
+        env: Env | None = self
+        while env is not None:
+            if key in env.values:
+                return env.values[key]
+            env = env.parent
+        raise KeyError(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.values[key] = value
+
+
+class Frame:
+    """The innermost loop being emitted: its node, step index t, the refs of its parts, and
+    the step salt of dropout masks (`outer * 1_000_003 + t + 1`, as the interpreter counts)."""
+
+    def __init__(self, node: Node, t: ir.Value, parts: list[Ref], salt: ir.Value | None = None):
+        self.node, self.t, self.parts = node, t, parts
+        self.salt = salt if salt is not None else ir.Constant(I64, 0)
+
+
+def emit_loop(low: "Lowering", k: "Kernel", env: Env, frame: Frame | None) -> None:
+    n = k.node
+    em = low.em
+    bld = em.builder
+    consts, carry, xs, lengths = loop_operands(n)
+    body = n.attrs["body"]
+    n_h = len(carry)
+    parts = [low.home_ref(h, frame) for h in k.homes]
+    inner = Env(env)
+    b_consts, b_carry, b_xs = split(body.inputs, len(consts), n_h)
+    for bx, x in zip(b_consts, consts):
+        inner[bx] = env[x]
+    for i, bc in enumerate(b_carry):
+        inner[bc] = parts[i]
+    low.run(k.prologue, inner, frame)
+
+    count = low.sched.layouts[xs[0]].shape[1] if xs else lin(n.attrs["length"])
+    total = em.lin(count)
+    seqs = [env[x] for x in xs]
+    len_ref = env[lengths] if lengths is not None else None
+    with em.loop(total, f"loop_{n.name}") as s:
+        if n.attrs.get("reverse"):
+            t = bld.sub(bld.sub(total, ir.Constant(I64, 1), flags=["nsw"]), s, flags=["nsw"])
+        else:
+            t = s
+        for bx, x in zip(b_xs, seqs):
+            inner[bx] = Ref(em.gep(x.ptr, em.mul(t, x.layout.strides[1])), x.layout.drop(1))
+        outer = frame.salt if frame is not None else ir.Constant(I64, 0)
+        step = Frame(n, t, parts, step_salt(bld, outer, t))
+        low.run(k.body, inner, step)
+        for i, src in enumerate(k.carry_from):
+            if src is None:
+                continue
+            value = inner[src]
+            name = low.helper(f"{k.name}_carry{i}")
+            if len_ref is None:
+                low.call(name, n, lambda e, nd, o, ins: emit_elementwise(e, o, ins, identity),
+                         parts[i], [value], kind="carry")
+            else:
+                low.call(name, n, _masked(keep_live=True), parts[i], [value, len_ref], (t,),
+                         kind="carry")
+        if len_ref is not None:
+            for j in range(len(parts) - n_h):
+                home = k.homes[n_h + j]
+                row = low.home_ref(Home(home.layout.drop(1), home.buffer, slot=j), step)
+                low.call(low.helper(f"{k.name}_zero{j}"), n, _masked(keep_live=False), row,
+                         [len_ref], (t,), kind="mask")
+    env[n] = tuple(parts)
+
+
+def _masked(keep_live: bool):
+    """A kernel over batch rows b, guarded by t < lengths[b] (live) or its negation.
+
+    live: out[b] = src[b]  (the carry update);  dead: out[b] = 0  (a finished row's y_t).
+    """
+    def rule(em: Emitter, node: Node, out: Ref, ins: list[Ref]) -> None:
+        bld = em.builder
+        lengths = ins[-1]
+        t = em.function.args[len(ins) + 1]
+        with em.loop(out.layout.shape[0], "row") as b:
+            live = bld.icmp_signed("<", t, em.load(em.at(lengths, [b])))
+            with em.if_then(live if keep_live else bld.not_(live)):
+                dst = Ref(em.at(out, [b]), out.layout.drop(0))
+                if keep_live:
+                    src = Ref(em.at(ins[0], [b]), ins[0].layout.drop(0))
+                    emit_elementwise(em, dst, [src], identity)
+                else:
+                    fill(em, dst, 0.0)
+    return rule
+
+
+__all__ = ["emit_loop", "Env", "Frame"]

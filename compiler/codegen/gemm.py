@@ -1,0 +1,361 @@
+"""The GEMM kernel: packed panels and a register-blocked micro-kernel with its epilogue.
+
+    for each block of MC rows:                  # the block of `a` stays in L2
+        for each panel q of B:                  # K x (S * U * VW) contiguous floats
+            for each tile of MR rows:
+                acc[MR][S * U] = 0              # vector registers, VW floats each
+                for k in range(K):
+                    a_r = broadcast(a[r, k]) for the MR rows     # broadcasts first, then
+                    for v in range(S * U):                       # one panel vector at a time
+                        acc[r][v] = fma(a_r, panel[q][k][v], acc[r][v])
+                epilogue(acc)                   # in registers, then stored
+
+VW, MR, U and the blocks come from tiling.py (the host's vector width, the register budget
+and a cost model of the k-loop).
+
+Segments: with S > 1 the product's N columns are S equal segments of L (the slices a cell
+takes of its gate pre-activations) and a tile's vector v = s * U + u holds columns
+s * L + (q * U + u) * VW + [0, VW) of segment s, so the same units of every segment meet in
+one tile (emit_pack lays the panels out that way). The epilogue is then:
+
+    x_s = first(acc[r][s * U + u], its inputs at column s * L + c)   # e.g. + bias + i2h
+    for each stage (a FUSED body on the [.., L] slices, in order):
+        value = body(x_s / earlier stage values / inputs at column c)
+        store value at [r, c] when it is needed outside          # h, c of an LSTM
+
+so a cell's gate buffer never goes to memory. Without segments (S = 1) the epilogue is the
+optional `first` body and the store of its value at [r, n].
+
+Tails: columns past a segment's end are zero in the panels; the last vector of a segment may
+be partial and is stored (and its inputs loaded) with masked vector accesses.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from llvmlite import ir
+
+from graphrnn.ir import Graph, LoweringError, Node
+
+from .emit_map import eval_body
+from .emit_pack import emit_pack, masked_load, masked_store
+from .irbuilder import FLAGS, I32, I64, Emitter, Ref
+from .strides import ONE, ZERO, Layout, Lin, collapse, lin
+from .tiling import GemmPlan, operand_layouts, plan
+
+# ----------------------------------------------------------------------------- epilogues
+
+@dataclass(frozen=True)
+class Arg:
+    """An input of a stage: kind "seg" (segment s of the product, after `first`), "stage"
+    (an earlier stage's value) or "ref" (Epilogue.stage_refs[index], in [.., L] space)."""
+    kind: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Stage:
+    body: Graph
+    args: tuple[Arg, ...]
+    store: Ref | None = None        # where the value goes ([.., L]); None: registers only
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """What happens to the accumulators: `first` (a FUSED body whose input `slot` is the
+    product, `refs` its other inputs in [.., N] space; None: the product itself), then the
+    stages (with segments), else the store of first's value to the output."""
+    first: Graph | None = None
+    slot: int = 0
+    refs: tuple[Ref, ...] = ()
+    stages: tuple[Stage, ...] = ()
+    stage_refs: tuple[Ref, ...] = ()
+    accumulate: bool = False            # out += (no stages): a block of a longer reduction
+
+
+@dataclass
+class _Operand:
+    """A pointer walked by rows and columns: base (after the outer dims), row stride and
+    column stride (0: broadcast along the columns, else 1)."""
+    base: ir.Value
+    ld: Lin
+    cs: Lin
+
+
+@dataclass
+class _Tile:
+    a: ir.Value
+    lda: Lin
+    ak: Lin
+    out: _Operand | None
+    count: ir.Value | None = None       # k at run time (a block of the reduction)
+    a_step: ir.Value | None = None      # `a` packed as row tiles: floats per tile
+    refs: list[_Operand] = field(default_factory=list)
+    stage_refs: list[_Operand] = field(default_factory=list)
+    stores: list[_Operand | None] = field(default_factory=list)
+    flip: ir.Value | None = None        # i1: panels and k in reverse order (see emit_gemm)
+
+
+def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | None,
+              epilogue: Epilogue | None = None, *, count: ir.Value | None = None,
+              a_tiles: bool = False, step: ir.Value | None = None) -> None:
+    """epilogue(a[..., K] @ B) with B read from its packed panels (see the docstring).
+
+    count: K at run time (the panels hold `count` rows). a_tiles: `a` is packed as row tiles
+    of p.mr rows (emit_pack_tiles, `count` k each) instead of a strided [rows, K] view.
+    step: a loop's step index (i64), for a product of one row (a GEMV, whose panels stream
+    from L2 every step): odd steps walk the full panels and k in reverse order, so that a
+    step starts on the panel rows the previous one read last, still in L1."""
+    epi = epilogue or Epilogue()
+    lead = a.layout.shape[:-1]
+    n_last, l_last = lin(p.n), lin(p.seg_len)
+    parts: list[tuple[Ref, Lin]] = []
+    if out is not None and not epi.stages:
+        parts.append((out, n_last))
+    parts += [(r, n_last) for r in epi.refs]
+    parts += [(r, l_last) for r in epi.stage_refs]
+    parts += [(s.store, l_last) for s in epi.stages if s.store is not None]
+    wide = operand_layouts(lead, [(r.layout, last) for r, last in parts])
+    if wide is None:
+        raise LoweringError("the epilogue's operands do not follow the product's rows")
+    rows = collapse([Layout(lead, a.layout.strides[:-1])]
+                    + [Layout(lead, w.strides[:-1]) for w in wide])
+    ptrs = [a.ptr] + [r.ptr for r, _ in parts]
+    with em.nest(rows[0].shape[:-1], "mm_outer") as idx:
+        bases = [em.at(Ref(ptr, lay), idx) for ptr, lay in zip(ptrs, rows)]
+        ops = [_Operand(b, lay.strides[-1], w.strides[-1])
+               for b, lay, w in zip(bases[1:], rows[1:], wide)]
+        tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], None, count)
+        if step is not None and p.mr == 1 and count is None and p.k.const:
+            tile.flip = em.builder.trunc(step, ir.IntType(1))
+        if a_tiles:
+            tile.a, tile.ak = a.ptr, Lin(p.mr)
+            tile.a_step = em.builder.mul(count, ir.Constant(I64, p.mr), flags=["nsw"])
+        if out is not None and not epi.stages:
+            tile.out = ops.pop(0)
+        tile.refs = ops[:len(epi.refs)]
+        tile.stage_refs = ops[len(epi.refs):len(epi.refs) + len(epi.stage_refs)]
+        stores = iter(ops[len(epi.refs) + len(epi.stage_refs):])
+        tile.stores = [next(stores) if s.store is not None else None for s in epi.stages]
+        _row_blocks(em, p, rows[0].shape[-1], tile, epi, packed)
+
+
+def _row_blocks(em: Emitter, p: GemmPlan, m: Lin, tile: _Tile, epi: Epilogue,
+                packed: ir.Value) -> None:
+    bld = em.builder
+    if m.const and m.c <= p.mc:
+        _block(em, p, 0, m.c, tile, epi, packed)
+        return
+    total = em.lin(m)
+    mc = ir.Constant(I64, p.mc)
+    blocks = bld.sdiv(bld.add(total, ir.Constant(I64, p.mc - 1), flags=["nsw"]), mc)
+    with em.loop(blocks, "mm_block") as blk:
+        begin = bld.mul(blk, mc, flags=["nsw"])
+        end = bld.add(begin, mc, flags=["nsw"])
+        end = bld.select(bld.icmp_signed("<", end, total), end, total)
+        _block(em, p, begin, end, tile, epi, packed)
+
+
+def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile, epi: Epilogue,
+           packed: ir.Value) -> None:
+    """Rows [begin, end) against every panel; begin/end are ints when known statically."""
+    bld = em.builder
+    static = isinstance(begin, int) and isinstance(end, int)
+    i64 = (lambda v: ir.Constant(I64, v) if isinstance(v, int) else v)
+    width = p.segments * p.seg_width
+    panel_floats = p.k * width if tile.count is None else em.mul(tile.count, width)
+
+    def panel(q: ir.Value, nv: int, lanes: list[int]) -> None:
+        ptr = em.gep(packed, em.mul(q, panel_floats))
+        col0 = em.mul(q, p.seg_width)
+        if not static:
+            # rows known at run time only (B * T): one variant of code, whose last tile
+            # computes its rows past the end from the last row and does not store them
+            with em.loop(bld.add(end, i64(p.mr - 1), flags=["nsw"]), "mm_tile", start=begin,
+                         step=p.mr) as r:
+                _micro(em, p, p.mr, nv, lanes, r, tile, epi, ptr, col0, limit=end)
+            return
+        with em.loop(i64(end), "mm_tile", start=i64(begin), step=p.mr) as r:
+            _micro(em, p, p.mr, nv, lanes, r, tile, epi, ptr, col0)
+        at, rem = begin + (end - begin) // p.mr * p.mr, (end - begin) % p.mr
+        for bit in (4, 2, 1):               # the last rows as tiles of 4, 2 and 1 rows
+            if rem & bit:
+                _micro(em, p, bit, nv, lanes, i64(at), tile, epi, ptr, col0)
+                at += bit
+
+    if p.full:
+        with em.loop(p.full, "mm_panel") as q:
+            if tile.flip is not None:
+                q = bld.select(tile.flip, bld.sub(ir.Constant(I64, p.full - 1), q,
+                                                  flags=["nsw"]), q)
+            panel(q, p.nv, [p.vw] * p.nv)
+    if p.last_vectors:
+        rest = p.seg_len - p.full * p.seg_width
+        panel(ir.Constant(I64, p.full), p.last_vectors,
+              [min(p.vw, rest - u * p.vw) for u in range(p.last_vectors)])
+
+
+def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.Value,
+           tile: _Tile, epi: Epilogue, panel: ir.Value, col0: ir.Value,
+           limit: ir.Value | None = None) -> None:
+    """Rows r .. r + mr against one panel of nv vectors per segment, then the epilogue
+    (rows from `limit` on, when given, are computed from the last row and not stored)."""
+    bld = em.builder
+    vw = p.vw
+    nvec = nv * p.segments
+    row = [em.add(r, ir.Constant(I64, i)) for i in range(mr)]
+    src = row
+    if limit is not None:
+        last = bld.sub(limit, ir.Constant(I64, 1), flags=["nsw"])
+        src = [bld.select(bld.icmp_signed("<", ri, limit), ri, last) for ri in row]
+    zero = em.const(0.0, vw)
+    acc = [zero] * (mr * nvec)
+    static = tile.count is None and p.k.const
+    if not (static and p.k.c == 0):
+        if tile.a_step is not None:         # row R of packed tiles: tile R / MR, lane R % MR
+            mr_p = ir.Constant(I64, p.mr)
+            a_rows = [em.gep(tile.a, em.add(bld.mul(bld.sdiv(ri, mr_p), tile.a_step),
+                                            bld.srem(ri, mr_p))) for ri in src]
+        else:
+            a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in src]
+        pre = bld.block
+        body = em.function.append_basic_block("mm_k.body")
+        done = em.function.append_basic_block("mm_k.exit")
+        count = em.lin(p.k) if tile.count is None else tile.count
+        if static:
+            bld.branch(body)
+        else:                           # K grows with T: it may be 0
+            bld.cbranch(bld.icmp_signed(">", count, ir.Constant(I64, 0)), body, done)
+        bld.position_at_end(body)
+        k = bld.phi(I64, name="k")
+        k.add_incoming(ir.Constant(I64, 0), pre)
+        phis = [bld.phi(zero.type) for _ in acc]
+        for ph in phis:
+            ph.add_incoming(zero, pre)
+        kk = k if tile.flip is None else bld.select(
+            tile.flip, bld.sub(ir.Constant(I64, p.k.c - 1), k, flags=["nsw"]), k)
+        kp = em.gep(panel, bld.mul(kk, ir.Constant(I64, nvec * vw), flags=["nsw"]))
+        # broadcasts first, then one panel vector at a time: MR * NV + MR + 1 registers
+        bcast = [em.splat(em.load(em.gep(a_rows[i], em.mul(kk, tile.ak))), vw)
+                 for i in range(mr)]
+        new = list(phis)
+        for v in range(nvec):
+            bv = em.load(em.gep(kp, v * vw), vw)
+            for i in range(mr):
+                new[i * nvec + v] = em.fma(bcast[i], bv, new[i * nvec + v])
+        nxt = bld.add(k, ir.Constant(I64, 1), flags=["nsw"])
+        k.add_incoming(nxt, body)
+        for ph, val in zip(phis, new):
+            ph.add_incoming(val, body)
+        bld.cbranch(bld.icmp_signed("<", nxt, count), body, done)
+        bld.position_at_end(done)
+        acc = new
+        if not static:
+            acc = []
+            for val in new:
+                merge = bld.phi(zero.type)
+                merge.add_incoming(zero, pre)
+                merge.add_incoming(val, body)
+                acc.append(merge)
+    if not epi.stages:
+        for i in range(mr):
+            guard = em.if_then(bld.icmp_signed("<", row[i], limit)) if limit is not None \
+                else contextlib.nullcontext()
+            with guard:
+                for u in range(nv):
+                    col = em.add(col0, ir.Constant(I64, u * vw))
+                    values = [acc[i * nvec + s * nv + u] for s in range(p.segments)]
+                    _finish(em, p, tile, epi, row[i], col, values, lanes[u])
+        return
+    # a cell's epilogue (transcendentals, several stages) one row at a time, from the tile
+    # parked in an L1 scratch: the registers hold one row's values, not the whole tile's
+    scratch = em.alloca(ir.ArrayType(zero.type, mr * nvec))
+    for j, v in enumerate(acc):
+        bld.store(v, bld.gep(scratch, [ir.Constant(I32, 0), ir.Constant(I32, j)], inbounds=True))
+    rows: ir.Value | int = mr
+    if limit is not None:
+        left = bld.sub(limit, r, flags=["nsw"])
+        rows = bld.select(bld.icmp_signed("<", left, ir.Constant(I64, mr)), left,
+                          ir.Constant(I64, mr))
+    with em.loop(rows, "mm_epilogue") as i:
+        base = bld.mul(i, ir.Constant(I64, nvec), flags=["nsw"])
+
+        def unit(u: ir.Value, live: int) -> None:
+            col = em.add(col0, bld.mul(u, ir.Constant(I64, vw), flags=["nsw"]))
+            values = [bld.load(bld.gep(scratch, [ir.Constant(I32, 0), em.add(
+                em.add(base, u), ir.Constant(I64, s * nv))], inbounds=True))
+                for s in range(p.segments)]
+            _finish(em, p, tile, epi, em.add(r, i), col, values, live)
+        if all(n == vw for n in lanes):         # one copy of the cell's code per tile
+            with em.loop(nv, "mm_unit") as u:
+                unit(u, vw)
+        else:
+            for u in range(nv):
+                unit(ir.Constant(I64, u), lanes[u])
+
+
+def _finish(em: Emitter, p: GemmPlan, tile: _Tile, epi: Epilogue, row: ir.Value,
+            col: ir.Value, values: list[ir.Value], lanes: int) -> None:
+    """The epilogue of one row and one unit column (col: within a segment)."""
+    vw = p.vw
+    seg = []
+    for s, v in enumerate(values):
+        at = em.add(col, ir.Constant(I64, s * p.seg_len))
+        if epi.first is not None:
+            args = [_read(em, o, row, at, vw, lanes) for o in tile.refs]
+            args.insert(epi.slot, v)
+            v = eval_body(em, epi.first, args, vw)
+        if not epi.stages:
+            if epi.accumulate:
+                v = em.builder.fadd(v, _read(em, tile.out, row, at, vw, lanes), flags=FLAGS)
+            _write(em, v, tile.out, row, at, lanes)
+        seg.append(v)
+    done: list[ir.Value] = []
+    for stage, store in zip(epi.stages, tile.stores):
+        args = [seg[a.index] if a.kind == "seg" else done[a.index] if a.kind == "stage"
+                else _read(em, tile.stage_refs[a.index], row, col, vw, lanes)
+                for a in stage.args]
+        value = eval_body(em, stage.body, args, vw)
+        if store is not None:
+            _write(em, value, store, row, col, lanes)
+        done.append(value)
+
+
+def _read(em: Emitter, o: _Operand, row: ir.Value, col: ir.Value, vw: int,
+          lanes: int) -> ir.Value:
+    ptr = em.gep(o.base, em.mul(row, o.ld))
+    if o.cs == ZERO:
+        return em.splat(em.load(ptr), vw)
+    ptr = em.gep(ptr, col)
+    return em.load(ptr, vw) if lanes == vw else masked_load(em, ptr, vw, lanes)
+
+
+def _write(em: Emitter, value: ir.Value, o: _Operand, row: ir.Value, col: ir.Value,
+           lanes: int) -> None:
+    ptr = em.gep(em.gep(o.base, em.mul(row, o.ld)), col)
+    vw = value.type.count
+    if lanes == vw:
+        em.store(value, ptr)
+    else:
+        masked_store(em, value, ptr, lanes)
+
+
+# ----------------------------------------------------------------------------- rules
+
+def emit_matmul(em: Emitter, node: Node, out: Ref, a: Ref, packed: Ref,
+                epilogue: Epilogue | None = None, segments: int = 1) -> None:
+    """out[..., N] = epilogue(a[..., K] @ B), B read from its packed panels."""
+    p = plan(node, segments)
+    if out is not None and not (epilogue and epilogue.stages) \
+            and out.layout.strides[-1] != ONE and p.n > 1:
+        raise LoweringError(f"matmul output must be contiguous along N, got {out.layout}")
+    emit_gemm(em, p, a, packed.ptr, out, epilogue)
+
+
+def emit_pack_rule(em: Emitter, node: Node, packed: Ref, b: Ref, segments: int = 1) -> None:
+    """The packed panels of a matmul node's right operand."""
+    emit_pack(em, plan(node, segments), packed, b)
+
+
+__all__ = ["Epilogue", "Stage", "Arg", "emit_gemm", "emit_matmul", "emit_pack_rule"]

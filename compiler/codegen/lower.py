@@ -1,0 +1,379 @@
+"""lower_graph: a prepared graph -> an Executable holding one LLVM module.
+
+The module has one entry point per direction,
+
+    void graphrnn_<hash8>_forward(float* params, float* arena, i8** io, i64 steps)
+
+where `io` points to the inputs then the outputs (graph order; int64 values as i64*), then
+EXTRAS more pointers: the persistent region (packed weights), the run block (i64 seed,
+i64 training: what dropout masks draw from) and the profile counters (i64, or null); `steps`
+is the size of the symbolic time dim.
+
+Kernels that depend on the parameters alone (see persist.py) go into a second function,
+
+    void graphrnn_<hash8>_pack(float* params, float* persistent)
+
+named in `meta["pack"]`, which the Program runs once per parameter update instead of on every
+call. `profile=True` brackets every kernel with cycle counters (emit_profile.py). Each kernel
+of the schedule is an internal function `k<i>_<kind>_<ops>` that the entry point calls in
+order; EMIT_RULES gives the emitter of each op, emit_gemm.py the calls of the products, the
+epilogue groups and the elementwise clusters. Views cost nothing: a pointer offset and a
+layout. A loop stays an LLVM loop, so the code and its compile time do not depend on T.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Callable
+
+import numpy as np
+from llvmlite import ir
+
+from graphrnn.ir import Executable, Graph, LoweringError, Node, Op, ParamTable, TensorType, loop_operands, split
+
+from .emit_dropout import emit_dropout
+from .emit_index import INDEX_RULES
+from .emit_loop import Env, Frame, emit_loop
+from .emit_map import MAP_RULES, emit_copy
+from .emit_profile import Profiler, clock_function
+from .emit_reduce import REDUCE_RULES
+from .emit_gemm import emit_cluster_call, emit_gemm_call, emit_pack_call
+from .gemm import emit_matmul
+from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
+from .strides import Layout, lin
+from .arena import Buffer
+from .schedule import Home, Kernel, Schedule, schedule
+
+VERSION = "lower-5"              # part of the kernel cache key: bump when the code changes
+ENTRY = "graphrnn_forward"
+PACK_ENTRY = "graphrnn_pack"
+CLOCK = "graphrnn_clock"         # profile builds: i64 f() reading the cycle counter
+EXTRAS = 3                       # io pointers after the outputs: persistent, run block, counters
+
+Rule = Callable[[Emitter, Node, Ref, list[Ref]], None]
+
+# every op that needs code, and its emitter: (emitter, node, out, inputs) -> None
+EMIT_RULES: dict[Op, Rule] = {
+    **MAP_RULES, **REDUCE_RULES, **INDEX_RULES,
+    Op.MATMUL: lambda em, n, out, ins: emit_matmul(em, n, out, ins[0], ins[1]),
+}
+# ops that are views or leaves: no code, only a pointer and a layout (see schedule.VIEW_RULES)
+VIEW_OPS = frozenset({Op.INPUT, Op.CONST, Op.FILL, Op.VIEW, Op.SLICE, Op.INDEX, Op.RESHAPE,
+                      Op.GET, Op.DROPOUT, Op.EXPAND, Op.LOOP})
+
+
+class Lowering:
+    """Emits the kernels of a schedule into one module."""
+
+    def __init__(self, sched: Schedule, module: ir.Module, *, profile: bool = False):
+        self.sched = sched
+        self.module = module
+        ptr = F32.as_pointer()
+        fn = ir.Function(module, ir.FunctionType(VOID, [ptr, ptr, I8.as_pointer().as_pointer(),
+                                                        I64]), ENTRY)
+        for a, name in zip(fn.args, ("params", "arena", "io", "steps")):
+            a.name = name
+        for a in fn.args[:3]:
+            a.add_attribute("noalias")
+        fn.attributes.add("nounwind")
+        self.em = Emitter(fn, fn.args[3])
+        self.params, self.arena, io = fn.args[:3]
+        n_io = len(sched.inputs) + len(sched.outputs)
+        bld = self.em.builder
+        self.io = [bld.load(bld.gep(io, [ir.Constant(I64, k)], inbounds=True), align=8)
+                   for k in range(n_io + EXTRAS)]
+        self.extra = 0
+        self.persist_base = self.em.cast(self.io[n_io], "float32")
+        run = self.em.cast(self.io[n_io + 1], "int64")
+        self.seed, self.training = (self.em.load(self.em.gep(run, k)) for k in (0, 1))
+        self.packing = False            # emitting the pack entry (persistent kernels only)
+        self.profiler = Profiler(self.em.cast(self.io[n_io + 2], "int64")) if profile else None
+        self.total = self.profiler.begin(self.em, "total", "entry", ()) if profile else None
+
+    # -- refs
+    def home_ref(self, home: Home, frame: Frame | None) -> Ref:
+        dtype = home.layout.dtype
+        if home.slot >= 0:
+            n_h = frame.node.attrs["n_carry"]
+            part = frame.parts[n_h + home.slot]
+            ptr = self.em.gep(part.ptr, self.em.mul(frame.t, part.layout.strides[1]))
+        else:
+            b = home.buffer
+            if b in self.sched.persist_buffers:
+                ptr = self.em.gep(self.persist_base, b.offset)
+            elif b.io >= 0:
+                ptr = self.io[b.io]
+            else:
+                ptr = self.em.gep(self.arena, b.offset)
+        return Ref(self.em.gep(self.em.cast(ptr, dtype), home.offset), home.layout)
+
+    def buffer_ref(self, buffer: Buffer, layout: Layout) -> Ref:
+        return self.home_ref(Home(layout, buffer), None)
+
+    # -- kernels
+    def run(self, kernels: tuple[Kernel, ...], env: Env, frame: Frame | None) -> None:
+        for k in kernels:
+            try:
+                self.kernel(k, env, frame)
+            except LoweringError as e:
+                if str(e).startswith("lowering "):
+                    raise
+                raise _failure(k.node, e) from e
+            except Exception as e:          # noqa: BLE001  (named after the node that failed)
+                raise _failure(k.node, e) from e
+
+    def kernel(self, k: Kernel, env: Env, frame: Frame | None) -> None:
+        n = k.node
+        if k in self.sched.persistent and not self.packing:
+            if k.kind != "pack":            # computed by the pack entry: only its place
+                env[n] = self.home_ref(k.dest, frame)
+            return
+        if k.kind == "view":
+            env[n] = self.view(n, env)
+        elif k.kind == "placed":            # its pieces were computed into its memory
+            env[n] = self.home_ref(k.dest, frame)
+        elif k.stages and k.kind == "map":
+            emit_cluster_call(self, k, env, frame)
+        elif k.kind == "loop":
+            clock = self.profiler.begin(self.em, k.name, "loop", (n.name,)) \
+                if self.profiler else None
+            emit_loop(self, k, env, frame)
+            if clock is not None:
+                self.profiler.end(self.em, *clock)
+        elif k.kind == "copy":
+            out = self.home_ref(k.dest, frame)
+            self.call(k.name, n, emit_copy, out, [env[n]], kind="copy")
+            env[k] = out
+        elif k.kind == "pack":
+            emit_pack_call(self, k, env)
+        elif k.kind == "gemm":
+            emit_gemm_call(self, k, env, frame)
+        else:
+            out = self.home_ref(k.dest, frame)
+            ins = [env[x] for x in n.inputs]
+            scalars: tuple[ir.Value, ...] = ()
+            if n.op == Op.DROPOUT:          # a kernel only in training (else a view)
+                rule: Rule | None = emit_dropout
+                salt = frame.salt if frame is not None else ir.Constant(I64, 0)
+                scalars = (self.seed, self.training, salt)
+            else:
+                rule = EMIT_RULES.get(n.op)
+            if rule is None:
+                raise LoweringError(f"no emitter for op {n.op.value}")
+            self.call(k.name, n, rule, out, ins, scalars, kind=k.kind)
+            env[n] = out
+
+    def call(self, name: str, node: Node, rule: Rule, out: Ref, ins: list[Ref],
+             scalars: tuple[ir.Value, ...] = (), *, kind: str = "map",
+             nodes: tuple[str, ...] = ()) -> None:
+        """Emit `rule` as the internal function `name` and call it here (timed when
+        profiling: `kind` and `nodes` label the counter)."""
+        refs = [out] + list(ins)
+        fn, em, _ = kernel_function(self.module, name, [r.layout.dtype for r in refs],
+                                    len(scalars))
+        inner = [Ref(arg, r.layout) for arg, r in zip(fn.args, refs)]
+        rule(em, node, inner[0], inner[1:])
+        em.builder.ret_void()
+        args = [r.ptr for r in refs] + list(scalars) + [self.em.steps]
+        if self.profiler is None or self.packing:
+            self.em.builder.call(fn, args)
+            return
+        clock = self.profiler.begin(self.em, name, kind, nodes or (node.name,))
+        self.em.builder.call(fn, args)
+        self.profiler.end(self.em, *clock)
+
+    def pack_entry(self) -> None:
+        """`void graphrnn_pack(float* params, float* persistent)`: the persistent kernels."""
+        ptr = F32.as_pointer()
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [ptr, ptr]), PACK_ENTRY)
+        for a, name in zip(fn.args, ("params", "persistent")):
+            a.name = name
+            a.add_attribute("noalias")
+        fn.attributes.add("nounwind")
+        saved = self.em, self.persist_base
+        self.em, self.persist_base, self.packing = Emitter(fn, ir.Constant(I64, 0)), \
+            fn.args[1], True
+        env = _StaticEnv(self, Ref(fn.args[0], self.sched.layouts[self.sched.params]))
+        for top in self.sched.kernels:
+            self.run(tuple(k for k in top.walk() if k in self.sched.persistent), env, None)
+        self.em.builder.ret_void()
+        self.em, self.persist_base = saved
+        self.packing = False
+
+    def helper(self, base: str) -> str:
+        self.extra += 1
+        return f"{base}_{self.extra}"
+
+    def view(self, n: Node, env: Env) -> Any:
+        layout = self.sched.layouts.get(n)
+        if n.op == Op.INPUT:
+            return env[n]
+        if n.op == Op.CONST:
+            g = global_array(self.module, self.helper(_symbol(f"const_{n.name}")),
+                             n.attrs["value"])
+            return Ref(self.em.cast(self.em.builder.bitcast(g, g.type.pointee.element
+                                                            .as_pointer()), layout.dtype), layout)
+        if n.op == Op.FILL:
+            dtype = n.type.dtype
+            value = np.array([n.attrs["value"]], np.int64 if dtype == "int64" else np.float32)
+            g = global_array(self.module, self.helper(_symbol(f"fill_{n.name}")), value)
+            return Ref(self.em.builder.bitcast(g, g.type.pointee.element.as_pointer()), layout)
+        if n.op == Op.GET:
+            return env[n.inputs[0]][n.attrs["index"]]
+        src = env[n.inputs[0]]
+        return Ref(self.em.gep(src.ptr, self.sched.offsets[n]), layout)
+
+
+class _StaticEnv(Env):
+    """Values the pack entry reads: the parameters, and views of them made on demand
+    (through loop bodies' consts to the outer values they stand for)."""
+
+    def __init__(self, low: Lowering, params: Ref):
+        super().__init__()
+        self.low = low
+        self.values[low.sched.params] = params
+
+    def __getitem__(self, n: Any) -> Any:
+        if n not in self.values:
+            alias = self.low.sched.aliases.get(n)
+            if alias is None and n.op == Op.INPUT:
+                raise LoweringError(f"{n.name}: a persistent kernel reads an input that is "
+                                    "not the parameters")
+            self.values[n] = self[alias] if alias is not None else self.low.view(n, self)
+        return self.values[n]
+
+
+def _symbol(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def _failure(n: Node, e: Exception) -> LoweringError:
+    return LoweringError(f"lowering {n.name} ({n.op.value}) at {n.where or '?'}: "
+                         f"{type(e).__name__}: {e}")
+
+
+# ----------------------------------------------------------------------------- the pass
+
+def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
+                profile: bool = False) -> Executable:
+    """The Executable of a typed, flattened (and optimised) graph.
+
+    training: dropout draws its masks (from the run block's seed) instead of being the
+    identity. profile: count the cycles of every kernel (meta["profile"] names the counters).
+    """
+    params = graph.inputs[-1] if graph.inputs and graph.inputs[-1].name == "params" else None
+    symbol = _time_symbol(graph, params)
+    sched = schedule(graph, params, training=training)
+    module = ir.Module(name="graphrnn")
+    low = Lowering(sched, module, profile=profile)
+    env = Env()
+    for k, x in enumerate(sched.inputs):
+        env[x] = Ref(low.em.cast(low.io[k], x.type.dtype), sched.layouts[x])
+    if params is not None:
+        env[params] = Ref(low.params, sched.layouts[params])
+    low.run(sched.kernels, env, None)
+    if low.profiler is not None:
+        low.profiler.end(low.em, *low.total)
+        low.profiler.flush(low.em)
+    low.em.builder.ret_void()
+    if sched.persistent:
+        low.pack_entry()
+    if profile:
+        clock_function(module, CLOCK)
+    text = str(module)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    names = {base: f"graphrnn_{digest}_{base.split('_')[1]}" for base in (ENTRY, PACK_ENTRY,
+                                                                           CLOCK)}
+    for base, name in names.items():
+        text = text.replace(f'@"{base}"', f'@"{name}"')
+    entry, pack = names[ENTRY], names[PACK_ENTRY]
+    io = tuple(x.type for x in sched.inputs) + tuple(y.type for y in graph.outputs)
+    meta = {
+        "arena": (sched.fixed_floats, sched.step_floats),
+        "inputs": tuple(x.name for x in sched.inputs),
+        "outputs": tuple(y.name for y in graph.outputs),
+        "symbol": symbol,
+        "checks": tuple(index_checks(graph, sched.inputs)),
+        "kernels": sum(1 for k in sched.kernels for _ in k.walk()),
+        "version": VERSION,
+        "extras": EXTRAS,
+        "pack": (pack, sched.persist_floats) if sched.persistent else None,
+        "profile": low.profiler.meta() if low.profiler is not None else None,
+        "clock": names[CLOCK] if profile else None,
+    }
+    return Executable(text, (entry,), table, sched.fixed_floats, io, meta)
+
+
+def _time_symbol(graph: Graph, params: Node | None) -> str | None:
+    """The one symbolic dim the entry point takes as `steps` (None when all dims are fixed)."""
+    found = {d for x in graph.inputs if x is not params for d in x.type.shape
+             if isinstance(d, str)}
+    if len(found) > 1:
+        raise LoweringError(f"inputs use several symbolic dims ({', '.join(sorted(found))}): "
+                            "only the time dim may stay symbolic; give the others sizes")
+    symbol = next(iter(found), None)
+    for n, _ in graph.walk():
+        for t in (n.type if isinstance(n.type, tuple) else (n.type,)):
+            for d in (t.shape if isinstance(t, TensorType) else ()):
+                if isinstance(d, str) and d != symbol:
+                    raise LoweringError(f"{n.name} ({n.where or '?'}): dim {d!r} is not "
+                                        "given by any input, so its size is unknown")
+    return symbol
+
+
+def index_checks(graph: Graph, inputs: tuple[Node, ...]) -> list[tuple[str, int, Any]]:
+    """What the Program checks on int64 inputs before a call.
+
+    ("ids", i, n): every value of input i lies in [0, n) (it feeds a lookup or pick);
+    ("lengths", i, (c, s)): every value lies in [0, c + s * steps] (a loop's lengths, or a
+    sequence mask's: what a loop's lengths become in a training graph).
+    """
+    where = {x: k for k, x in enumerate(inputs)}
+    origin: dict[Node, Node] = {}
+    checks: list[tuple[str, int, Any]] = []
+
+    def trace(n: Node) -> Node:
+        while True:
+            if n in origin:
+                n = origin[n]
+            elif n.op in (Op.SLICE, Op.INDEX, Op.RESHAPE, Op.EXPAND, Op.DROPOUT):
+                n = n.inputs[0]
+            else:
+                return n
+
+    def add(kind: str, n: Node, limit: Any) -> None:
+        src = trace(n)
+        if src in where and (kind, where[src], limit) not in checks:
+            checks.append((kind, where[src], limit))
+        elif src.op == Op.CONST:
+            v = src.attrs["value"]
+            hi = limit if kind == "ids" else lin(limit[0]).c
+            if v.size and (v.min() < 0 or v.max() >= hi + (kind != "ids")):
+                raise LoweringError(f"{n.name} ({n.where or '?'}): constant {kind} out of "
+                                    f"range [0, {hi})")
+
+    def visit(g: Graph) -> None:
+        for n in g.nodes:
+            if n.op == Op.LOOP:
+                consts, carry, xs, lengths = loop_operands(n)
+                body = n.attrs["body"]
+                b_consts, _, b_xs = split(body.inputs, len(consts), len(carry))
+                origin.update(zip(b_consts, consts))
+                origin.update(zip(b_xs, xs))
+                if lengths is not None:
+                    steps = lin(xs[0].type.shape[1] if xs else n.attrs["length"])
+                    add("lengths", lengths, (steps.c, steps.s))
+                visit(body)
+            elif n.op == Op.SEQ_MASK and len(n.inputs) > 1:
+                # differentiation turns a loop's lengths into a mask: the same promise
+                steps = lin(n.type.shape[1])
+                add("lengths", n.inputs[1], (steps.c, steps.s))
+            elif n.op == Op.LOOKUP:
+                add("ids", n.inputs[1], n.inputs[0].type.shape[0])
+            elif n.op == Op.PICK:
+                add("ids", n.inputs[1], n.inputs[0].type.shape[-1])
+    visit(graph)
+    return checks
+
+
+__all__ = ["lower_graph", "EMIT_RULES", "VIEW_OPS", "VERSION", "EXTRAS", "Lowering"]

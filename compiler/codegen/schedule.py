@@ -1,0 +1,412 @@
+"""schedule: a typed, flattened graph -> the kernels to run, in order, and the arena plan.
+
+Every value is a buffer or a view of one. Views (slice, index, contiguous reshape, get,
+expand, parameter views, inputs, constants) need no code: they are a pointer offset and a
+`Layout`. Everything else is a `Kernel` that writes a *home*: an arena buffer, an output
+of the entry point (`io`), or the current step's row of a loop's per-step output (`slot`), so
+that results land where they are needed without a copy; the pieces of a concatenation are
+written straight into their part of it.
+
+Some kernels compute several nodes (fusion.py): a product with the cell built on its slices
+as the tile's epilogue (an epilogue group: no gate buffer), the FUSED nodes of one type of a
+level as one elementwise loop (a cluster), a CONTRACT as a blocked, packed gemm. Each level's
+nodes are put in an order where every group or cluster is one unit (epilogue.py).
+
+A loop kernel holds three lists: its prologue (initial carry copies, the body's
+loop-invariant work, packing of invariant matmul weights), its body (run once per step), and,
+per carry, where the step's new value comes from. Carried state lives in the loop's own
+buffers, which are also the final carry the loop returns.
+
+Weights that depend on the parameters only (a matmul's packed panels, and what they are made
+from) are *persistent*: `persist.split_persistent` moves their kernels out of the call into a
+separate pack entry point run once per parameter update, their buffers into a region the
+Program keeps between calls.
+
+In training mode (`training=True`) dropout is a kernel of its own that draws its mask, and it
+and every loop containing one run at each step (never hoisted into a loop's prologue).
+
+Memory: each buffer lives from the kernel that writes it to its last reader; a buffer read
+inside a loop body lives until the loop ends. Buffers whose lifetimes do not overlap share
+arena space (greedy first fit in schedule order). Buffers that scale with T sit in a second
+region after the fixed one: the arena has `fixed + per_step * steps` floats.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
+
+from .arena import Buffer, plan_arena
+from .epilogue import Cluster, Group, find_clusters, find_groups, schedule_units
+from .group_kernels import cluster_kernels, contract_kernel, group_kernels, placements, read_outside
+from ..passes.hoist import per_step
+from .kernel import LEAVES, VIEWS, Home, Kernel, computed
+from .strides import VIEW_RULES, ZERO, Layout, Lin
+from .persist import split_persistent
+from .tiling import epilogue_layouts, packed_floats
+
+KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce",
+        Op.SUM: "reduce", Op.MEAN: "reduce", Op.SOFTMAX: "reduce", Op.LOG_SOFTMAX: "reduce",
+        Op.LOOKUP: "index", Op.PICK: "index", Op.ONEHOT: "index", Op.SCATTER: "index",
+        Op.SEQ_MASK: "index", Op.SAMPLE: "index", Op.LOOP: "loop"}
+
+
+@dataclass
+class Schedule:
+    kernels: tuple[Kernel, ...]
+    layouts: dict[Node, Layout]         # every value's layout
+    offsets: dict[Node, Lin]            # views: element offset from their input
+    buffers: list[Buffer]
+    fixed_floats: int
+    step_floats: int
+    inputs: tuple[Node, ...]            # io order: the user's inputs, then the outputs
+    outputs: tuple[Node, ...]
+    params: Node | None
+    parts: dict[tuple[Node, int], tuple[Layout, Buffer | None]] = field(default_factory=dict)
+    persistent: frozenset[Kernel] = frozenset()     # run by the pack entry, not per call
+    persist_buffers: frozenset[Buffer] = frozenset()  # offsets into the persistent region
+    persist_floats: int = 0
+    aliases: dict[Node, Node] = field(default_factory=dict)   # body const -> outer value
+
+
+def schedule(graph: Graph, params: Node | None = None, *, training: bool = False
+             ) -> Schedule:
+    """The kernels of `graph` (typed, flattened) in order, with every buffer placed."""
+    s = _Scheduler(training)
+    s.params = params
+    inputs = tuple(x for x in graph.inputs if x is not params)
+    for x in graph.inputs:
+        s.leaf(x)
+    n_in = len(inputs)
+    claims: dict[Node, Home] = {}
+    loop_claims: dict[tuple[Node, int], int] = {}
+    copies: list[tuple[Node, int]] = []
+    for j, y in enumerate(graph.outputs):
+        io = n_in + j
+        if computed(y, s.views) and y not in claims:
+            claims[y] = Home(Layout.of(y.type), Buffer(f"out{j}", ZERO, 0, 0, io=io))
+        elif y.op == Op.GET and y.inputs[0].op == Op.LOOP \
+                and (y.inputs[0], y.attrs["index"]) not in loop_claims:
+            loop_claims[(y.inputs[0], y.attrs["index"])] = io
+        else:
+            copies.append((y, io))
+    s.loop_claims = loop_claims
+    kernels = s.level(graph.nodes, claims, set(graph.inputs), graph.outputs)
+    for y, io in copies:
+        pos = s.tick()
+        s.use(y, pos)
+        home = Home(Layout.of(y.type), Buffer(f"out{io - n_in}", ZERO, pos, pos, io=io))
+        kernels.append(Kernel(s.name("copy", y), "copy", y, home))
+    persistent, kept, floats = split_persistent(kernels, params, s.aliases)
+    s.buffers = [b for b in s.buffers if b not in kept]
+    fixed, step = plan_arena(s.buffers)
+    return Schedule(tuple(kernels), s.layouts, s.offsets, s.buffers, fixed, step, inputs,
+                    graph.outputs, params, s.parts, persistent, kept, floats, s.aliases)
+
+
+class _Scheduler:
+    def __init__(self, training: bool = False) -> None:
+        self.training = training
+        self.params: Node | None = None
+        self.views = VIEWS - {Op.DROPOUT} if training else VIEWS
+        self.aliases: dict[Node, Node] = {}
+        self.pos = 0
+        self.buffers: list[Buffer] = []
+        self.layouts: dict[Node, Layout] = {}
+        self.offsets: dict[Node, Lin] = {}
+        self.roots: dict[Node, Buffer] = {}
+        self.parts: dict[tuple[Node, int], tuple[Layout, Buffer | None]] = {}
+        self.loop_claims: dict[tuple[Node, int], int] = {}
+        self.count = itertools.count()
+        self.packs: dict[Node, Buffer] = {}
+        self.epilogues: dict[Node, Node] = {}       # FUSED node -> the matmul it absorbs
+        self.segments: dict[Node, int] = {}         # matmul -> segments of its packed panels
+        self.groups: dict[tuple[Node, ...], list[Group]] = {}   # a level's groups
+
+    # -- bookkeeping
+    def tick(self) -> int:
+        self.pos += 1
+        return self.pos
+
+    def name(self, kind: str, n: Node) -> str:
+        if n.op == Op.FUSED:
+            ops = [m.op.value for m in n.attrs["body"].nodes if m.op not in (Op.INPUT, Op.CONST)]
+            what = "_".join(list(dict.fromkeys(ops))[:3]) or "copy"
+        else:
+            what = n.op.value
+        return re.sub(r"\W", "_", f"k{next(self.count)}_{kind}_{what}")
+
+    def buffer(self, name: str, layout: Layout, start: int) -> Buffer:
+        per = 2 if layout.dtype == "int64" else 1
+        b = Buffer(name, layout.size * per, start, start)
+        self.buffers.append(b)
+        return b
+
+    def use(self, n: Node, pos: int) -> None:
+        b = self.roots.get(n)
+        if b is not None and b.end < pos:
+            b.end = pos
+
+    def leaf(self, n: Node) -> None:
+        if n.op == Op.FILL:
+            self.layouts[n] = Layout.broadcast(n.type.shape, n.type.dtype)
+        else:
+            self.layouts[n] = Layout.of(n.type)
+
+    # -- one graph level
+    def analyse(self, nodes: tuple[Node, ...], outputs: tuple[Node, ...],
+                skip: set[Node]) -> list[Group]:
+        """The level's epilogues and epilogue groups (once per level)."""
+        if nodes not in self.groups:
+            self.epilogues.update(_epilogues(nodes, outputs))
+            groups = find_groups(nodes, outputs, self.epilogues, skip)
+            for g in groups:
+                self.segments[g.matmul] = g.segments
+            self.groups[nodes] = groups
+        return self.groups[nodes]
+
+    def level(self, nodes: tuple[Node, ...], claims: dict[Node, Home],
+              skip: set[Node], outputs: tuple[Node, ...]) -> list[Kernel]:
+        groups = self.analyse(nodes, outputs, skip)
+        absorbed = set(self.epilogues.values())
+        taken = absorbed | set(self.epilogues) | {n for g in groups for n in g.nodes}
+        # values of the parameters alone stay kernels of their own: they can move to the
+        # pack entry (persist.py), a kernel of several nodes cannot
+        clusters = find_clusters(nodes, taken | _static(nodes, self.params), skip)
+        units = schedule_units(nodes, groups, clusters) if groups or clusters else nodes
+        outside = read_outside(nodes, outputs, [*groups, *clusters])
+        claims = dict(claims)
+        placed = placements(self, nodes, outputs, claims, skip | absorbed)
+        out: list[Kernel] = []
+        for n in units:
+            if isinstance(n, Group):
+                out.extend(group_kernels(self, n, claims, outside))
+            elif isinstance(n, Cluster):
+                out.extend(cluster_kernels(self, n, claims, outside))
+            elif n in placed:
+                self.layouts[n] = placed[n].layout
+                if placed[n].buffer is not None:
+                    self.roots[n] = placed[n].buffer
+                out.append(Kernel(self.name("placed", n), "placed", n, placed[n]))
+            elif n not in skip and n not in absorbed:
+                out.extend(self.node(n, claims.get(n)))
+        return out
+
+    def node(self, n: Node, home: Home | None) -> list[Kernel]:
+        try:
+            return self._node(n, home)
+        except LoweringError:
+            raise
+        except Exception as e:      # noqa: BLE001  (any failure is named after its node)
+            raise LoweringError(f"lowering {n.name} ({n.op.value}) at {n.where or '?'}: "
+                                f"{type(e).__name__}: {e}") from e
+
+    def _node(self, n: Node, home: Home | None) -> list[Kernel]:
+        if n.op == Op.PARAM:
+            raise LoweringError("a parameter node reached the lowering: flatten the parameters "
+                                "first (compiler.prepare does)")
+        if n.op in LEAVES:
+            self.leaf(n)
+            return [Kernel(self.name("view", n), "view", n)]
+        if n.op == Op.LOOP:
+            return [self.loop(n)]
+        if n.op in self.views:
+            view = self.view(n)
+            if view is not None:
+                return [view]
+        if n.op == Op.CONTRACT:
+            product = contract_kernel(self, n, home)
+            if product is not None:
+                return [product]
+        out: list[Kernel] = []
+        mm = self.epilogues.get(n)
+        if mm is not None and mm not in self.layouts:
+            if not self.can_absorb(n, mm, home):
+                out.extend(self.node(mm, None))
+                mm = None
+        elif mm is not None:
+            mm = None                   # scheduled already (loop-invariant, in a prologue)
+        pos = self.tick()
+        if (n.op == Op.MATMUL or mm is not None) and (mm or n) not in self.packs:
+            out.append(self.pack(mm or n, pos))
+            pos = self.tick()
+        for x in n.inputs if mm is None else (*mm.inputs[:1], *n.inputs):
+            self.use(x, pos)
+        if home is None:
+            home = Home(Layout.of(n.type), self.buffer(n.name, Layout.of(n.type), pos))
+        self.layouts[n] = home.layout
+        if home.buffer is not None:
+            self.roots[n] = home.buffer
+        packed = self.packs.get(mm or n)
+        if packed is not None:
+            packed.end = max(packed.end, pos)
+        kind = "gemm" if mm is not None else KIND.get(n.op, "map")
+        out.append(Kernel(self.name(kind, n), kind, n, home, packed, matmul=mm,
+                          segments=self.segments.get(mm or n, 1)))
+        return out
+
+    def can_absorb(self, fused: Node, mm: Node, home: Home | None) -> bool:
+        """Whether `fused` can run as the epilogue of `mm` (see gemm.epilogue_layouts)."""
+        out = home.layout if home is not None else Layout.of(fused.type)
+        extra = [self.layouts[x] for x in fused.inputs if x is not mm]
+        return epilogue_layouts(self.layouts[mm.inputs[0]], out, extra) is not None
+
+    def pack(self, mm: Node, pos: int) -> Kernel:
+        self.use(mm.inputs[1], pos)
+        segments = self.segments.get(mm, 1)
+        buf = self.buffer(f"{mm.name}.packed",
+                          Layout.contiguous((packed_floats(mm, segments),)), pos)
+        self.packs[mm] = buf
+        return Kernel(self.name("pack", mm), "pack", mm, packed=buf, segments=segments)
+
+    def view(self, n: Node) -> Kernel | None:
+        x = n.inputs[0]
+        if n.op == Op.GET:
+            layout, root = self.parts[(x, n.attrs["index"])]
+            offset = ZERO
+        else:
+            got = VIEW_RULES[n.op](n, self.layouts[x])
+            if got is None:
+                return None
+            offset, layout = got
+            root = self.roots.get(x)
+        self.layouts[n] = layout
+        self.offsets[n] = offset
+        if root is not None:
+            self.roots[n] = root
+        return Kernel(self.name("view", n), "view", n)
+
+    # -- loops
+    def loop(self, n: Node) -> Kernel:
+        consts, carry, xs, lengths = loop_operands(n)
+        body: Graph = n.attrs["body"]
+        n_h = len(carry)
+        start = self.tick()
+        homes: list[Home] = []
+        for i, t in enumerate(n.type):
+            layout = Layout.of(t)
+            io = self.loop_claims.get((n, i), -1)
+            buf = Buffer(f"{n.name}.{i}", ZERO, start, start, io=io) if io >= 0 \
+                else self.buffer(f"{n.name}.{i}", layout, start)
+            homes.append(Home(layout, buf))
+            self.parts[(n, i)] = (layout, buf)
+        b_consts, b_carry, b_xs = split(body.inputs, len(consts), n_h)
+        for bx, x in zip(b_consts, consts):
+            self._alias(bx, x, self.layouts[x])
+            self.aliases[bx] = x
+        for i, bc in enumerate(b_carry):
+            self.layouts[bc] = homes[i].layout
+            self.roots[bc] = homes[i].buffer
+        for bx, x in zip(b_xs, xs):
+            self._alias(bx, x, self.layouts[x].drop(1))
+        first_buffer = len(self.buffers)
+
+        prologue: list[Kernel] = []
+        for i, x in enumerate(carry):
+            pos = self.tick()
+            self.use(x, pos)
+            prologue.append(Kernel(self.name("copy", x), "copy", x, homes[i]))
+        inv = _invariants(body, set(b_consts), self.training)
+        inputs = set(body.inputs)
+        self.analyse(body.nodes, body.outputs, inv | inputs)
+        for bn in body.nodes:
+            if bn in inv and bn not in inputs:
+                prologue.extend(self.node(bn, None))
+        for bn in body.nodes:
+            if bn.op == Op.MATMUL and bn not in inv and bn.inputs[1] in inv:
+                prologue.append(self.pack(bn, self.tick()))
+        hoisted = self.buffers[first_buffer:]
+
+        claims: dict[Node, Home] = {}
+        ys = body.outputs[n_h:]
+        for j, y in enumerate(ys):
+            if computed(y, self.views) and y not in inv and y not in claims:
+                claims[y] = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
+        kernels = self.level(body.nodes, claims, inv | inputs, body.outputs)
+
+        state = {homes[i].buffer for i in range(n_h)}
+        carry_from: list[Node | Kernel | None] = []
+        for i, out in enumerate(body.outputs[:n_h]):
+            if out is b_carry[i]:
+                carry_from.append(None)
+            elif self.roots.get(out) in state:
+                pos = self.tick()
+                self.use(out, pos)
+                layout = Layout.of(out.type)
+                k = Kernel(self.name("copy", out), "copy", out,
+                           Home(layout, self.buffer(f"{out.name}.next", layout, pos)))
+                kernels.append(k)
+                carry_from.append(k)
+            else:
+                carry_from.append(out)
+        for j, y in enumerate(ys):
+            if claims.get(y) is None or claims[y].slot != j:
+                pos = self.tick()
+                self.use(y, pos)
+                home = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
+                kernels.append(Kernel(self.name("copy", y), "copy", y, home))
+        update = self.tick()
+        for src in carry_from:
+            if isinstance(src, Kernel):
+                src.dest.buffer.end = update
+            elif src is not None:
+                self.use(src, update)
+        end = self.tick()
+        for x in (*consts, *xs, *([lengths] if lengths is not None else [])):
+            self.use(x, end)
+        for b in hoisted + [h.buffer for h in homes]:
+            b.end = max(b.end, end)
+        return Kernel(self.name("loop", n), "loop", n, prologue=tuple(prologue),
+                      body=tuple(kernels), homes=tuple(homes), carry_from=tuple(carry_from))
+
+    def _alias(self, inner: Node, outer: Node, layout: Layout) -> None:
+        self.layouts[inner] = layout
+        if outer in self.roots:
+            self.roots[inner] = self.roots[outer]
+
+
+def _epilogues(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node, Node]:
+    """FUSED node -> a matmul input it can absorb: one the FUSED node alone reads, of its shape."""
+    users: dict[Node, int] = {}
+    for n in nodes:
+        for x in n.inputs:
+            users[x] = users.get(x, 0) + 1
+    for y in outputs:
+        users[y] = users.get(y, 0) + 1
+    found: dict[Node, Node] = {}
+    for n in nodes:
+        if n.op != Op.FUSED:
+            continue
+        for x in n.inputs:
+            if x.op == Op.MATMUL and users[x] == 1 and x.type.shape == n.type.shape:
+                found[n] = x
+                break
+    return found
+
+
+def _static(nodes: tuple[Node, ...], params: Node | None) -> set[Node]:
+    """The values computed from the parameters and constants alone."""
+    static: set[Node] = set()
+    for n in nodes:
+        if n is params or n.op in (Op.CONST, Op.FILL) or \
+                (n.op != Op.INPUT and n.inputs and all(x in static for x in n.inputs)):
+            static.add(n)
+    return static
+
+
+def _invariants(body: Graph, consts: set[Node], training: bool = False) -> set[Node]:
+    """Body values that are the same at every step: consts, constants, and what they make
+    (in training, not a dropout nor a loop holding one: their masks change with the step)."""
+    inv = set(consts)
+    for n in body.nodes:
+        if training and per_step(n):
+            continue
+        if n.op in (Op.CONST, Op.FILL) or (n.op != Op.INPUT and n.inputs
+                                            and all(x in inv for x in n.inputs)):
+            inv.add(n)
+    return inv
+
+
+__all__ = ["schedule", "Schedule", "Kernel", "Buffer", "Home"]

@@ -1,0 +1,171 @@
+"""fuse_elementwise: trees of elementwise ops become one FUSED node, one pass over the data.
+
+A group grows from a root (an elementwise node that something else reads: a non-elementwise
+op, several users, or the graph's outputs) back through every elementwise operand whose only
+user is in the group. A value read anywhere else stays a group output: a FUSED node has
+exactly one output, so a multi-use intermediate ends a group and starts its own. Scalar
+constants are copied into the body instead of being read.
+
+    %fused_sigmoid_tanh_mul_0 : f32[B,5] = fused(%slice_3, %c_next)
+        graph(%slice_3, %c_next) { %out_gate = sigmoid(%slice_3); %tanh_0 = tanh(%c_next);
+                                    %h_next = mul(%out_gate, %tanh_0) }
+
+Every elementwise op ends up in a FUSED node, a lone one included, so the lowering emits all
+maps the same way. Loop bodies are fused too.
+
+First, a sum of zero-padded pieces that tile one axis becomes the concat of the pieces: the
+gradient of a cell that slices its gates, `pad(d_i) + pad(d_f) + pad(d_g) + pad(d_o)`, is
+`concat(d_i, d_f, d_g, d_o)`, with no padded temporaries and each piece fused on its own.
+"""
+from __future__ import annotations
+
+from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Op, TensorType, toposort
+from graphrnn.ops import apply_rule
+
+from .rewrite import fresh_name
+
+FUSABLE = ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE}
+NAME_OPS = 4            # how many op names a fused node's name lists
+
+
+def fuse_elementwise(graph: Graph) -> Graph:
+    """`graph` with its elementwise groups (and those of loop bodies) as FUSED nodes.
+
+    Returns `graph` itself when there is nothing to fuse.
+    """
+    graph = _joined_pads(graph)
+    root = _roots(graph)
+    members: dict[int, list[Node]] = {}
+    for n in graph.nodes:
+        if id(n) in root:
+            members.setdefault(root[id(n)], []).append(n)
+    taken = {n.name for n in graph.nodes}
+    new: dict[int, Node] = {id(x): x for x in graph.inputs}
+    changed = False
+    for n in graph.nodes:
+        if id(n) in new or (id(n) in root and root[id(n)] != id(n)):
+            continue            # an input, or a member folded into its root's FUSED node
+        if id(n) in root:
+            new[id(n)] = _fused(members[id(n)], new, taken)
+            changed = True
+            continue
+        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+        if m.op == Op.LOOP:
+            m = m.replace(attrs={**m.attrs, "body": fuse_elementwise(m.attrs["body"])})
+        changed |= m is not n
+        new[id(n)] = m
+    if not changed:
+        return graph
+    return graph.remapped(new)
+
+
+def _joined_pads(graph: Graph) -> Graph:
+    """`graph` with every sum of padded pieces that tile an axis replaced by their concat."""
+    readers: dict[int, int] = {id(y): 1 for y in graph.outputs}
+    for n in graph.nodes:
+        for x in n.inputs:
+            readers[id(x)] = readers.get(id(x), 0) + 1
+    taken = {n.name for n in graph.nodes}
+    new: dict[int, Node] = {}
+    changed = False
+    for n in graph.nodes:
+        tiles = _tiles(n, readers) if n.op == Op.ADD else None
+        if tiles is None:
+            m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+        else:
+            m = Node(Op.CONCAT, tuple(new[id(p.inputs[0])] for p in tiles),
+                     {"axis": tiles[0].attrs["axis"]}, n.type, name=fresh_name("concat", taken),
+                     scope=n.scope, where=n.where, doc=n.doc)
+        new[id(n)] = m
+        changed |= m is not n
+    if not changed:
+        return graph
+    return graph.remapped(new)
+
+
+def _tiles(n: Node, readers: dict[int, int]) -> list[Node] | None:
+    """The PAD terms of the sum `n` (inner adds read only by it), in order along their axis,
+    when they cover it exactly once; else None."""
+    terms: list[Node] = []
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        if m.op == Op.PAD and m.type == n.type:
+            terms.append(m)
+        elif m.op == Op.ADD and m.type == n.type and (m is n or readers[id(m)] == 1):
+            stack.extend(m.inputs)
+        else:
+            return None
+    axes = {p.attrs["axis"] for p in terms}
+    if len(terms) < 2 or len(axes) != 1 or not isinstance(n.type, TensorType):
+        return None
+    terms.sort(key=lambda p: p.attrs["before"])
+    at = 0
+    for p in terms:
+        if p.attrs["before"] != at:
+            return None
+        at += p.inputs[0].type.shape[p.attrs["axis"]]
+    return terms if at == n.type.shape[axes.pop()] else None
+
+
+def _fusable(n: Node) -> bool:
+    return n.op in FUSABLE and (n.type is None or (isinstance(n.type, TensorType)
+                                                    and n.type.dtype == "float32"))
+
+
+def _roots(graph: Graph) -> dict[int, int]:
+    """For every fusable node, the id of its group's root (the node whose value leaves)."""
+    users: dict[int, set[int]] = {}
+    nodes = {id(n): n for n in graph.nodes}
+    for n in graph.nodes:
+        for x in n.inputs:
+            users.setdefault(id(x), set()).add(id(n))
+    outputs = {id(y) for y in graph.outputs}
+    root: dict[int, int] = {}
+    for n in reversed(graph.nodes):
+        if not _fusable(n):
+            continue
+        us = users.get(id(n), set())
+        if id(n) not in outputs and len(us) == 1:
+            (u,) = us
+            if _fusable(nodes[u]):
+                root[id(n)] = root[u]
+                continue
+        root[id(n)] = id(n)
+    return root
+
+
+def _scalar_const(n: Node) -> bool:
+    return n.op == Op.CONST and n.attrs["value"].size == 1 and n.attrs["value"].dtype.kind == "f"
+
+
+def _fused(group: list[Node], new: dict[int, Node], taken: set[str]) -> Node:
+    """One FUSED node computing `group[-1]` (the root) from the group's outside operands."""
+    inside: dict[int, Node] = {}
+    body_inputs: list[Node] = []
+    operands: list[Node] = []
+    for m in group:
+        for x in m.inputs:
+            if id(x) in inside:
+                continue
+            if _scalar_const(x):
+                inside[id(x)] = Node(Op.CONST, (), dict(x.attrs), x.type, name=x.name)
+            else:
+                inside[id(x)] = Node(Op.INPUT, (), {}, x.type, name=x.name)
+                body_inputs.append(inside[id(x)])
+                operands.append(new[id(x)])
+        inside[id(m)] = Node(m.op, tuple(inside[id(x)] for x in m.inputs), dict(m.attrs),
+                             m.type, name=m.name, scope=m.scope, where=m.where, doc=m.doc)
+    out = inside[id(group[-1])]
+    body = Graph(tuple(body_inputs), (out,), tuple(toposort([out])))
+    ops = list(dict.fromkeys(m.op.value for m in group))[:NAME_OPS]
+    name = fresh_name("fused_" + "_".join(ops), taken)
+    root = group[-1]
+    node = Node(Op.FUSED, tuple(operands), {"body": body}, root.type, name=name,
+                scope=root.scope, where=root.where, doc=f"computes {root.name}")
+    if all(x.type is not None for x in operands):
+        node = apply_rule(node, [x.type for x in operands])
+    return node
+
+
+__all__ = ["fuse_elementwise", "FUSABLE"]

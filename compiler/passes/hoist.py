@@ -1,0 +1,362 @@
+"""hoist_invariants: move the work that does not need the carried state out of loop bodies.
+
+Aesara's two scan rewrites, done on graphrnn's three operand groups:
+
+- *invariant* values, computed only from consts, parameters and constants (for example the
+  concatenation of weights that `merge_matmuls` makes), are computed once before the loop and
+  enter the body as new consts (`push_out_non_seq_scan`);
+- *sequence* values, computed only from the step inputs x_t and invariants, never from the
+  carry, are computed once over the whole sequence [B, T, ...] before the loop and enter the
+  body as new sequences (`push_out_seq_scan`). The input projections `x_t @ W_ih^T + b_ih` of
+  all steps become one matmul over [B, T, D]: one GEMM instead of T small ones.
+
+A body value of shape [B, ...] becomes [B, T, ...] outside: T is inserted at axis 1, so axis
+attributes >= 1 shift by one. Only ops listed in SEQ_RULES are moved to the sequence, and only
+when that is valid on the extra axis (each rule says when); anything else stays per step. The
+allowlist: elementwise ops, where, expand (an invariant operand must not have a batch axis:
+lower rank, or a leading 1), matmul with an invariant right operand, lookup with invariant
+weights, pick, onehot, slice/index/concat/pad/softmax/log_softmax along a non-batch axis,
+sum/mean over non-batch axes, reshape that keeps the batch axis first. A matmul over
+K <= `min_input_size` stays per step: with a tiny input the hoisted [B, T, N] result costs
+more memory traffic than it saves.
+
+Sequence values move when they are a matmul or feed one (BULK): the GEMM over all steps is
+the gain. After it, a value moves only if it takes the place of the moved values it reads (a
+bias add on the product, read by nothing else), so the frontier never grows: the gate
+nonlinearities of the forward step that a backward loop recomputes from its saved carries
+stay in the body and read the hoisted gate pre-activations, instead of becoming one more
+[B, T, ...] buffer each, written and read back for no saved work.
+
+Correct with lengths (steps past a row's length are computed but masked by the loop), in
+either direction, and in nested loops (inner bodies first, so a value can leave several levels).
+Slices, indexes and reshapes of a hoisted value are not given a sequence of their own: they
+are recomputed in the body from the hoisted value. Loop consts and sequences the body no
+longer reads are dropped. Dropout (its mask depends on the step) is never moved.
+
+Before a loop is hoisted, join.py may join its input projection into the step product
+instead (many batch rows: one product over concat(x_t, h), no [B, T, ...] buffer); the
+weight concatenation it makes is then an invariant moved out here.
+
+`classify`, `outer_copies`, `leaf_key` and `per_step` are shared with accumulate.py, which
+moves work the other way: after the loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Graph, Node, Op, TensorType, loop_operands, split
+from graphrnn.ops import apply_rule
+
+from .join import join_projections, shared_projections
+from .rewrite import fresh_name, rewrite
+
+INV, SEQ, STEP = "invariant", "sequence", "step"
+CHEAP = frozenset({Op.PARAM, Op.CONST, Op.VIEW, Op.FILL})   # left in place when invariant
+RECOMPUTED = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE})     # moved data, not computed
+BULK = frozenset({Op.MATMUL})                                # worth a sequence of its own
+
+
+@dataclass(frozen=True)
+class SeqContext:
+    """What a sequence rule needs besides the node: the threshold and the outer time dim."""
+    min_input_size: int
+    steps: Dim
+
+
+def hoist_invariants(graph: Graph, *, min_input_size: int = 4) -> Graph:
+    """`graph` with invariant and sequence-only work of every loop body moved before the loop.
+
+    `min_input_size`: a per-step matmul over K <= this many input features is left in the
+    body. Returns `graph` itself when nothing moved. Needs a typed graph (infer_shapes).
+    """
+    taken = {n.name for n in graph.nodes}
+    leaves = {k: n for n in graph.nodes if (k := leaf_key(n, n.inputs)) is not None}
+
+    shared = shared_projections(graph)
+
+    def visit(n: Node) -> Node:
+        if n.op != Op.LOOP:
+            return n
+        body = hoist_invariants(n.attrs["body"], min_input_size=min_input_size)
+        n = n.replace(attrs={**n.attrs, "body": body})
+        n = _joined(n, min_input_size, taken, shared)
+        return _hoist_loop(n, min_input_size, taken, leaves)
+    return rewrite(graph, visit, into_loops=False)
+
+
+def _joined(loop: Node, min_input_size: int, taken: set[str], shared: set[tuple]) -> Node:
+    """`loop` with its projection sums joined into one step product (join.py)."""
+    body: Graph = loop.attrs["body"]
+    consts, carry, xs, _ = loop_operands(loop)
+    if any(x.type is None for x in loop.inputs) or any(n.type is None for n in body.nodes):
+        return loop
+    steps = xs[0].type.shape[1] if xs else loop.attrs.get("length")
+    kinds = classify(body, len(consts), len(carry), SeqContext(min_input_size, steps))
+    return join_projections(loop, taken, kinds=kinds, min_input_size=min_input_size,
+                            shared=shared)
+
+
+def leaf_key(n: Node, inputs: tuple[Node, ...]) -> tuple | None:
+    """What makes a parameter or constant the same value in one graph, so it is not copied
+    twice: the Param, or the flat vector and slot a view reads, or the constant's array."""
+    if n.op == Op.PARAM:
+        return ("param", id(n.param.root()))
+    if n.op == Op.VIEW and inputs[0].op == Op.INPUT:
+        return ("view", id(inputs[0]), n.attrs["offset"], tuple(n.attrs["shape"]))
+    if n.op == Op.CONST:
+        return ("const", id(n.attrs["value"]))
+    return None
+
+
+# ----------------------------------------------------------------------------- sequence rules
+# rule(node, kinds of its inputs, ctx) -> the attrs of the [B, T, ...] version, or None when
+# the op is not valid on the extra axis. Nodes and their inputs are the per-step ones.
+
+def _batched(t: Any) -> bool:
+    return isinstance(t, TensorType) and t.rank >= 1
+
+
+def _elementwise(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    r = n.type.rank
+    for x, k in zip(n.inputs, kinds):
+        t = x.type
+        if k == SEQ and t.rank != r:
+            return None
+        if k == INV and not (t.rank < r or t.shape[0] == 1):
+            return None     # an invariant with a batch axis would meet T instead of B
+    return {}
+
+
+def _matmul(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    a = n.inputs[0].type
+    k = a.shape[-1]
+    if kinds != [SEQ, INV] or a.rank < 2 or (isinstance(k, int) and k <= ctx.min_input_size):
+        return None
+    return {}
+
+
+def _lookup(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    return {} if kinds == [INV, SEQ] else None
+
+
+def _all_seq(n: Node, kinds: list[str]) -> bool:
+    return all(k == SEQ for k in kinds) and len({x.type.rank for x in n.inputs}) == 1
+
+
+def _pick(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    return {} if _all_seq(n, kinds) else None
+
+
+def _shift(key: str) -> Callable[[Node, list[str], SeqContext], dict | None]:
+    """A rule for ops with one axis attribute: valid unless the axis is the batch axis."""
+    def rule(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+        axis = n.attrs[key] % n.inputs[0].type.rank
+        return {key: axis + 1} if axis >= 1 and _all_seq(n, kinds) else None
+    return rule
+
+
+def _reduce(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    axes = n.attrs.get("axes")
+    if axes is None:
+        return None
+    axes = tuple(a % n.inputs[0].type.rank for a in axes)
+    return {"axes": tuple(a + 1 for a in axes)} if 0 not in axes else None
+
+
+def _reshape(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    shape = tuple(n.attrs["shape"])
+    if not shape or shape[0] != n.inputs[0].type.shape[0]:
+        return None
+    return {"shape": (shape[0], ctx.steps) + shape[1:]}
+
+
+def _expand(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    """x broadcast to ref: like an elementwise op, but the result takes ref's shape."""
+    return _elementwise(n, kinds, ctx) if kinds[1] == SEQ else None
+
+
+def _onehot(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    return {} if kinds == [SEQ] else None
+
+
+SEQ_RULES: dict[Op, Callable[[Node, list[str], SeqContext], dict | None]] = {
+    **{op: _elementwise for op in ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE}},
+    Op.EXPAND: _expand, Op.ONEHOT: _onehot,
+    Op.MATMUL: _matmul, Op.LOOKUP: _lookup, Op.PICK: _pick,
+    Op.SLICE: _shift("axis"), Op.INDEX: _shift("axis"), Op.CONCAT: _shift("axis"),
+    Op.PAD: _shift("axis"), Op.SOFTMAX: _shift("axis"), Op.LOG_SOFTMAX: _shift("axis"),
+    Op.SUM: _reduce, Op.MEAN: _reduce, Op.RESHAPE: _reshape,
+}
+
+
+# ----------------------------------------------------------------------------- one loop
+
+def per_step(n: Node) -> bool:
+    """Whether `n` must run at every step even on invariant inputs (dropout masks use it)."""
+    if n.op == Op.DROPOUT:
+        return True
+    return n.op == Op.LOOP and any(m.op == Op.DROPOUT for m, _ in n.attrs["body"].walk())
+
+
+def classify(body: Graph, n_consts: int, n_carry: int, ctx: SeqContext) -> dict[int, str]:
+    """INV, SEQ or STEP for every body node, in one forward sweep."""
+    consts, carry, xs = split(body.inputs, n_consts, n_carry)
+    kind = {**{id(x): INV for x in consts}, **{id(x): STEP for x in carry},
+            **{id(x): SEQ for x in xs}}
+    for n in body.nodes:
+        if id(n) in kind:
+            continue
+        ks = [kind[id(x)] for x in n.inputs]
+        if STEP in ks or per_step(n):
+            kind[id(n)] = STEP
+        elif all(k == INV for k in ks):
+            kind[id(n)] = INV
+        else:
+            rule = SEQ_RULES.get(n.op)
+            ok = rule is not None and _batched(n.type) and rule(n, ks, ctx) is not None
+            kind[id(n)] = SEQ if ok else STEP
+    return kind
+
+
+def _cheap(body: Graph, n_consts: int) -> set[int]:
+    """Invariant nodes not worth a const: leaves, and views or fills of them."""
+    cheap = {id(x) for x in body.inputs[:n_consts]}
+    for n in body.nodes:
+        if n.op in CHEAP and all(id(x) in cheap for x in n.inputs):
+            cheap.add(id(n))
+    return cheap
+
+
+def _moved(body: Graph, kind: dict[int, str], cheap: set[int]) -> set[int]:
+    """Invariant nodes worth a const; sequence nodes that are BULK or feed one, and those
+    that only replace moved values as the frontier (each sequence operand moved, read by
+    this node alone and not an output: a bias add on a hoisted product)."""
+    inputs = {id(x) for x in body.inputs}
+    feeds: set[int] = set()
+    moved: set[int] = set()
+    for n in reversed(body.nodes):
+        if id(n) in inputs:
+            continue
+        if kind[id(n)] == SEQ and (n.op in BULK or id(n) in feeds):
+            moved.add(id(n))
+            feeds.update(id(x) for x in n.inputs if kind[id(x)] == SEQ)
+        elif kind[id(n)] == INV and id(n) not in cheap:
+            moved.add(id(n))
+    readers: dict[int, set[int]] = {id(y): {-1} for y in body.outputs}
+    for n in body.nodes:
+        for x in n.inputs:
+            readers.setdefault(id(x), set()).add(id(n))
+    for n in body.nodes:
+        seq = [x for x in n.inputs if kind[id(x)] == SEQ]
+        if kind[id(n)] == SEQ and id(n) not in moved and seq and \
+                all(id(x) in moved and readers[id(x)] == {id(n)} for x in seq):
+            moved.add(id(n))
+    return moved
+
+
+def _frontier(body: Graph, kind: dict[int, str], moved: set[int]) -> tuple[list[Node], set[int]]:
+    """(moved nodes the body still reads, which become body inputs; nodes kept in the body)."""
+    needed = {id(y) for y in body.outputs}
+    inputs = {id(x) for x in body.inputs}
+    frontier: list[Node] = []
+    keep: set[int] = set()
+    for n in reversed(body.nodes):
+        if id(n) not in needed or id(n) in inputs:
+            continue
+        recompute = n.op in RECOMPUTED and kind[id(n)] == SEQ
+        if id(n) in moved and not recompute and isinstance(n.type, TensorType):
+            frontier.append(n)
+        else:
+            keep.add(id(n))
+            needed.update(id(x) for x in n.inputs)
+    return frontier[::-1], keep
+
+
+def _hoist_loop(loop: Node, min_input_size: int, taken: set[str],
+                leaves: dict[tuple, Node]) -> Node:
+    """`loop` with its body's invariant and sequence-only frontier computed outside."""
+    body: Graph = loop.attrs["body"]
+    consts_n, carry_n, xs_n, lengths = loop_operands(loop)
+    if any(x.type is None for x in loop.inputs) or any(n.type is None for n in body.nodes):
+        return loop
+    steps = xs_n[0].type.shape[1] if xs_n else loop.attrs.get("length")
+    ctx = SeqContext(min_input_size, steps)
+    n_c, n_h = len(consts_n), len(carry_n)
+    kind = classify(body, n_c, n_h, ctx)
+    if loop.attrs.get("checkpoint"):
+        # a loop of checkpointed segments keeps per-segment work inside: moved out, it would
+        # be stacked over all T steps, the memory checkpointing saves
+        kind = {i: STEP if k == SEQ else k for i, k in kind.items()}
+    cheap = _cheap(body, n_c)
+    frontier, keep = _frontier(body, kind, _moved(body, kind, cheap))
+    if not frontier:
+        return loop
+    consts_b, _, xs_b = split(body.inputs, n_c, n_h)
+    known = {**{id(x): o for x, o in zip(consts_b, consts_n)},
+             **{id(x): o for x, o in zip(xs_b, xs_n)}}
+    outer = outer_copies(body, frontier, kind, known, ctx, taken, leaves)
+
+    # the new body: frontier values become inputs, everything else is copied
+    new: dict[int, Node] = {id(x): x for x in body.inputs}
+    for f in frontier:
+        new[id(f)] = Node(Op.INPUT, (), {}, f.type, name=f.name, scope=f.scope, where=f.where,
+                          doc=f.doc)
+    for n in body.nodes:
+        if id(n) in keep:
+            new[id(n)] = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+    outputs = [new[id(y)] for y in body.outputs]
+    read = {id(x) for n in new.values() for x in n.inputs} | {id(y) for y in outputs}
+
+    carry_b = body.inputs[n_c:n_c + n_h]
+    inv = [f for f in frontier if kind[id(f)] == INV]
+    seq = [f for f in frontier if kind[id(f)] == SEQ]
+    consts = [(x, o) for x, o in zip(consts_b, consts_n) if id(x) in read]
+    consts += [(new[id(f)], outer[id(f)]) for f in inv]
+    xs = [(x, o) for x, o in zip(xs_b, xs_n) if id(x) in read]
+    if not xs and not seq and xs_b:
+        xs = [(xs_b[0], xs_n[0])]          # the loop takes its number of steps from it
+    xs += [(new[id(f)], outer[id(f)]) for f in seq]
+    new_body = body.rebuilt([x for x, _ in consts] + list(carry_b) + [x for x, _ in xs],
+                            outputs)
+    operands = ([o for _, o in consts] + list(carry_n) + [o for _, o in xs]
+                + ([lengths] if lengths is not None else []))
+    attrs = {**loop.attrs, "body": new_body, "n_consts": len(consts), "n_xs": len(xs)}
+    return loop.replace(inputs=tuple(operands), attrs=attrs)
+
+
+def outer_copies(body: Graph, targets: list[Node], kind: dict[int, str],
+                 known: dict[int, Node], ctx: SeqContext, taken: set[str],
+                 leaves: dict[tuple, Node]) -> dict[int, Node]:
+    """Copies, in the loop's graph, of `targets` and every body value they read, down to the
+    values `known` already maps to outer nodes (the loop's consts and sequences, and for
+    accumulate.py the stacked per-step outputs).
+
+    Sequence nodes get [B, T, ...] types and shifted axes from SEQ_RULES; invariant nodes are
+    plain copies. Parameters, views and constants the graph already holds are reused.
+    """
+    outer = dict(known)
+    wanted = {id(f) for f in targets}
+    for n in reversed(body.nodes):
+        if id(n) in wanted and id(n) not in outer:
+            wanted.update(id(x) for x in n.inputs)
+    for n in body.nodes:
+        if id(n) not in wanted or id(n) in outer:
+            continue
+        ins = tuple(outer[id(x)] for x in n.inputs)
+        key = leaf_key(n, ins)
+        if key is not None and key in leaves:
+            outer[id(n)] = leaves[key]
+            continue
+        attrs = dict(n.attrs)
+        if kind[id(n)] == SEQ:
+            attrs.update(SEQ_RULES[n.op](n, [kind[id(x)] for x in n.inputs], ctx))
+        name = fresh_name(n.name or n.op.value, taken, numbered=False)
+        copy = Node(n.op, ins, attrs, None, n.param, name, n.scope, n.where, n.doc)
+        outer[id(n)] = apply_rule(copy, [x.type for x in ins])
+        if key is not None:
+            leaves[key] = outer[id(n)]
+    return outer
+
+
+__all__ = ["hoist_invariants", "SEQ_RULES"]

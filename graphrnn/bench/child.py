@@ -1,0 +1,54 @@
+"""The child processes `graphrnn bench` measures in: their thread limits, their CPUs, and the
+JSON they hand back to the parent."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+_XLA_ONE = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+_XLA_TWO = "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2"
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "XLA_FLAGS": _XLA_ONE}
+TWO_THREADS = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
+               "XLA_FLAGS": _XLA_TWO}
+
+
+def in_child(argv: list[str], env: dict[str, str],
+             module: str = "graphrnn.bench.run") -> dict | None:
+    """Run `module` (`graphrnn.bench.run`, or `graphrnn.bench.memory` for the memory section) in a
+    child process with `env` and read the JSON it writes to a file (None when it failed: its
+    error is already on stderr). Whatever the child prints, libraries included, goes to
+    stderr, so stdout carries only the report."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        done = subprocess.run([sys.executable, "-m", module, *argv, "--child-out", out],
+                              env=dict(os.environ, **env), stdout=sys.stderr)
+        if done.returncode != 0 or not os.path.exists(out):
+            print(f"graphrnn bench: the measuring process failed (exit status "
+                  f"{done.returncode})", file=sys.stderr)
+            return None
+        with open(out) as f:
+            return json.load(f)
+
+
+def pin_to_cpus(threads: int) -> list[int] | None:
+    """Bind this process to `threads` CPUs: the only limit every peer obeys (XLA starts
+    worker threads whatever its flags say). Returns the CPUs, or None where unsupported."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, cpus)
+    return cpus
+
+
+def write_result(result: Any, path: str | None) -> None:
+    """A child's result as JSON: into the file its parent named, else to stdout."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f)
+    else:
+        print(json.dumps(result))

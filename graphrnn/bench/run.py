@@ -1,0 +1,363 @@
+"""`graphrnn bench`: RNN/LSTM/GRU layers, forward and training step, against peers in one run.
+
+For every (configuration, cell) one layer over x[B, T, D] returning h for every step is
+timed as a forward pass, and as a training step (forward, mean squared error of every step's
+output against a random target, backward filling the gradient of every weight), in:
+graphrnn compiled, the numpy reference interpreter, PyTorch eager, ONNX Runtime (forward
+only) and JAX (`lax.scan` under `jit`). Every peer gets graphrnn's weights, and its result
+is checked against graphrnn's (max abs diff, in --json). A peer whose package is missing is
+reported as missing.
+
+Hygiene: the measurements run in a child process bound to one CPU (sched_setaffinity), its
+thread pools also set to one thread by environment variables (a second child, bound to two
+CPUs, for the 2-thread rows); within a row, every implementation gives one sample per
+round, in an order shuffled each round, with the garbage collector off. A sample of a short
+call is as many calls back to back as last 10 ms (`calls_per_sample` in --json): the steady
+state of a loop. Medians are reported (minimums too, in --json), with the CPU time per wall
+time of each implementation as a check that it really ran on the threads asked.
+Ratios are peer time / graphrnn time: above 1 means graphrnn is faster. GFLOP/s count
+2*B*T*(D+H)*G*H flops forward (G gates) and three times that for a training step, against
+the single-core FMA peak measured by `graphrnn bench --peak`.
+
+LSTM rows also time "graphrnn-hand", the same layer written by hand from primitives
+(`peers.build_hand_lstm`, given the built-in's weights and checked against it); its ratio is
+hand / built-in, and it is not a peer. The memory section (graphrnn/benchmem.py, skipped by
+--no-memory) measures an LSTM training step at long T with gradient checkpointing off and
+every k steps: arena bytes, peak resident memory, step time and the gradients' difference.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .host import compile_times, host
+
+Config = tuple[int, int, int, int]
+CONFIGS: list[Config] = [(1, 100, 32, 64), (1, 2000, 16, 128), (100, 100, 2, 100),
+                         (32, 50, 256, 256), (64, 100, 512, 512)]
+QUICK_CONFIGS: list[Config] = [(1, 100, 32, 64), (100, 100, 2, 100)]
+CELLS = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+MODES = ("forward", "train")
+IMPLS = ("graphrnn", "graphrnn-hand", "interpreter", "torch", "onnxruntime", "jax")
+HAND = "graphrnn-hand"      # the LSTM written by hand from primitives: not a peer
+PEER_NAMES = ("torch", "onnxruntime", "jax")
+FORWARD_ONLY = {"onnxruntime": "forward only"}
+MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts this long
+
+
+def flops(cell: str, config: Config, mode: str) -> float:
+    """2*B*T*(D+H)*G*H for a forward pass; a training step counts three times that."""
+    b, t, d, h = config
+    fwd = 2.0 * b * t * (d + h) * GATES[cell] * h
+    return fwd if mode == "forward" else 3.0 * fwd
+
+
+@dataclass
+class Row:
+    """One (cell, configuration, mode, threads) measurement; times in ms."""
+    cell: str
+    config: list[int]
+    mode: str
+    threads: int
+    gflop: float
+    ms: dict[str, float] = field(default_factory=dict)             # median
+    min_ms: dict[str, float] = field(default_factory=dict)
+    cpu_per_wall: dict[str, float] = field(default_factory=dict)
+    rounds: dict[str, int] = field(default_factory=dict)
+    calls_per_sample: dict[str, int] = field(default_factory=dict)
+    max_abs_diff: dict[str, float] = field(default_factory=dict)   # vs graphrnn's result
+    missing: dict[str, str] = field(default_factory=dict)          # peer -> why
+    not_applicable: dict[str, str] = field(default_factory=dict)   # impl -> why
+
+    def to_json(self, peak_gflops: float | None = None) -> dict:
+        """The row with its derived columns: ratios, fastest peer, GFLOP/s, share of peak."""
+        out = asdict(self)
+        g = self.ms.get("graphrnn")
+        out["ratios"] = {k: (v / g if g else None) for k, v in self.ms.items() if k != "graphrnn"}
+        peers = {k: v for k, v in self.ms.items() if k in PEER_NAMES}
+        fastest = min(peers, key=peers.get) if peers else None
+        out["fastest_peer"] = fastest
+        out["ratio_fastest_peer"] = out["ratios"][fastest] if fastest and g else None
+        out["graphrnn_gflops"] = self.gflop / (g / 1e3) if g else None
+        out["peak_fraction"] = (out["graphrnn_gflops"] / (peak_gflops * self.threads)
+                                if g and peak_gflops else None)
+        return out
+
+
+# ----------------------------------------------------------------------------- measuring a row
+
+def max_abs_diff(result: Any, reference: Any) -> float:
+    """Forward: over the outputs; training: over the loss and every gradient."""
+    if isinstance(reference, np.ndarray):
+        return float(np.max(np.abs(np.asarray(result) - reference)))
+    (loss, grads), (ref_loss, ref_grads) = result, reference
+    return max([abs(float(loss) - float(ref_loss))]
+               + [float(np.max(np.abs(grads[k] - ref_grads[k]))) for k in ref_grads])
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float,
+                min_rounds: int = 3, min_sample_s: float = 0.0,
+                number: dict[str, int] | None = None) -> dict[str, list[tuple[float, float]]]:
+    """(wall s, cpu s) per call: each round takes one sample of every fn, in an order shuffled
+    each round (seeded: the same for every run). A fn leaves the rounds once it has
+    `min_rounds` samples and has used its share of the budget.
+
+    A sample is `number[k]` calls back to back, averaged, as `timeit` does: with
+    `min_sample_s`, enough calls that a sample lasts at least that long (one timed call
+    decides), so a 50 us call is measured in the steady state a training loop runs it in,
+    not each time just after another implementation emptied the caches. `number`, when
+    given, receives the counts used.
+
+    Shuffled, not rotated: a rotation keeps every fn right after the same other one, whose
+    memory traffic it then always pays for (a 0.1 ms call run after the interpreter took
+    twice as long as the same code run after a compiled call)."""
+    names = list(fns)
+    order = random.Random(0)
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+    share = budget_s / max(len(names), 1)
+    was_enabled = gc.isenabled()
+    counts = number if number is not None else {}
+    spent = {k: 0.0 for k in names}
+    gc.collect()
+    gc.disable()
+    try:
+        for k in names:
+            counts[k] = 1
+            if min_sample_s > 0:
+                w0 = time.perf_counter()
+                fns[k]()
+                counts[k] = max(1, min(10_000, int(min_sample_s / max(time.perf_counter() - w0,
+                                                                       1e-9)) + 1))
+        for r in range(repeats):
+            live = [k for k in names if len(samples[k]) < min(min_rounds, repeats)
+                    or spent[k] < share]
+            if not live:
+                break
+            for k in order.sample(live, len(live)):
+                fn, n = fns[k], counts[k]
+                w0, c0 = time.perf_counter(), time.process_time()
+                for _ in range(n):
+                    fn()
+                w, c = time.perf_counter() - w0, time.process_time() - c0
+                spent[k] += w
+                samples[k].append((w / n, c / n))
+    finally:
+        if was_enabled:
+            gc.enable()
+    return samples
+
+
+def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats: int = 7,
+              budget_s: float = 30.0, min_rounds: int = 3, min_sample_s: float = MIN_SAMPLE_S,
+              impls: tuple[str, ...] = IMPLS) -> Row:
+    """Time one row: every implementation warmed up (and checked) once, then interleaved."""
+    from .peers import PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl, interpreter_impl, load_builtin_weights, make_peer, peer_impl
+    b, t, d, h = config
+    model = build_layer(cell, d, h)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((b, t, d)).astype(np.float32)
+    y = rng.standard_normal((b, t, h)).astype(np.float32) if mode == "train" else None
+    weights = {k.split(".", 1)[1]: v.copy() for k, v in model.named_parameters().items()}
+    row = Row(cell, list(config), mode, threads, flops(cell, config, mode) / 1e9)
+    fns: dict[str, Callable[[], Any]] = {}
+    results: dict[str, Any] = {}
+    with ThreadPoolExecutor(1) as pool:
+        for name in impls:
+            if mode == "train" and name in FORWARD_ONLY:
+                row.not_applicable[name] = FORWARD_ONLY[name]
+            elif name == HAND and cell != "lstm":
+                row.not_applicable[name] = "the hand-written cell is an LSTM"
+            elif name == HAND and threads != 1:
+                row.not_applicable[name] = "the hand-written LSTM is measured on one thread"
+            elif name == "interpreter" and threads != 1:
+                row.not_applicable[name] = "the numpy reference runs on one thread"
+            elif name == "graphrnn" and threads != 1 and b < 2:
+                row.not_applicable[name] = f"B={b}: no batch to split"
+            elif name == "graphrnn":
+                fns[name], convert = graphrnn_impl(model, mode, x, y, threads, pool)
+            elif name == "interpreter":
+                fns[name], convert = interpreter_impl(model, mode, x, y)
+            elif name == HAND:
+                hand = build_hand_lstm(d, h)
+                load_builtin_weights(hand, weights)
+                fns[name], convert = hand_impl(hand, mode, x, y)
+            else:
+                try:
+                    peer = make_peer(name, cell, weights, threads)
+                except PeerMissing as e:
+                    row.missing[name] = str(e)
+                    continue
+                peer.prepare(x, y)
+                fns[name], convert = peer_impl(peer, mode)
+            if name in fns:
+                results[name] = convert(fns[name]())    # warm-up: compiles, and is checked
+        reference = results.get("graphrnn")
+        if reference is not None:
+            row.max_abs_diff = {k: max_abs_diff(v, reference) for k, v in results.items()
+                                if k != "graphrnn"}
+        samples = interleaved(fns, repeats, budget_s, min_rounds, min_sample_s,
+                              number=row.calls_per_sample)
+    for k, s in samples.items():
+        row.ms[k] = statistics.median(w for w, _ in s) * 1e3
+        row.min_ms[k] = min(w for w, _ in s) * 1e3
+        row.cpu_per_wall[k] = sum(c for _, c in s) / max(sum(w for w, _ in s), 1e-12)
+        row.rounds[k] = len(s)
+    return row
+
+
+# ----------------------------------------------------------------------------- the run
+
+def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
+        modes: tuple[str, ...] = MODES, *, threads: int = 1, repeats: int = 7,
+        budget_s: float = 30.0, min_rounds: int = 3, peak: bool = True, compile: bool = True,
+        log: Callable[[str], None] | None = None) -> dict:
+    """The benchmark as a dict (what `--json` prints), measured in this process."""
+    from .peak import measure_peak
+    result: dict[str, Any] = {"host": host(), "threads": threads, "repeats": repeats}
+    result["peak"] = measure_peak() if peak else None
+    peak_gflops = result["peak"]["gflops"] if peak else None
+    rows = []
+    for cfg in configs or CONFIGS:
+        for cell in cells:
+            for mode in modes:
+                row = bench_row(cell, tuple(cfg), mode, threads=threads, repeats=repeats,
+                                budget_s=budget_s, min_rounds=min_rounds)
+                rows.append(row.to_json(peak_gflops))
+                if log:
+                    log(f"{cell} {tuple(cfg)} {mode} x{threads}: " + ", ".join(
+                        f"{k} {v:.3f} ms" for k, v in row.ms.items()))
+    result["rows"] = rows
+    result["compile"] = compile_times() if compile else None
+    result["host"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return result
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _config(text: str) -> Config:
+    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected B,T,D,H (four positive integers)")
+    return tuple(int(p) for p in parts)        # type: ignore[return-value]
+
+
+def _steps(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of steps")
+    return int(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `graphrnn bench`."""
+    parser.add_argument("--json", action="store_true", help="print everything as JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"LSTM on {', '.join(map(str, QUICK_CONFIGS))}, 3 repeats, "
+                             "the memory section at 8,400,32,32 (about a minute)")
+    parser.add_argument("--peak", action="store_true",
+                        help="only measure the single-core FMA peak (GFLOP/s)")
+    parser.add_argument("--configs", nargs="+", type=_config, metavar="B,T,D,H",
+                        help="configurations to run (default: "
+                             + " ".join(",".join(map(str, c)) for c in CONFIGS) + ")")
+    parser.add_argument("--cells", nargs="+", choices=CELLS, help="cells (default: all)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, help="default: both")
+    parser.add_argument("--repeats", type=int, help="interleaved rounds (default 7; quick 3)")
+    parser.add_argument("--budget", type=float, metavar="SECONDS",
+                        help="time per row after which slow implementations stop repeating "
+                             "(after 3 rounds; default 30 s; quick: 4 s, after 1 round)")
+    parser.add_argument("--no-two-threads", action="store_true",
+                        help="skip the 2-thread rows (run on the largest configuration)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the memory section (an LSTM training step at long T with "
+                             "gradient checkpointing off and every k steps)")
+    parser.add_argument("--memory-config", type=_config, metavar="B,T,D,H",
+                        help="the memory section's LSTM (default 32,1000,128,128; "
+                             "quick 8,400,32,32)")
+    parser.add_argument("--checkpoints", nargs="+", type=_steps, metavar="K",
+                        help="the memory section's checkpoint intervals (default 10 25 100; "
+                             "quick 10 20 40)")
+    parser.add_argument("--child-threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-extras", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+
+
+def _child_argv(args: argparse.Namespace, threads: int, configs: list[Config],
+                extras: bool) -> list[str]:
+    argv = ["--child-threads", str(threads), "--configs", *(",".join(map(str, c))
+                                                           for c in configs)]
+    for opt in ("cells", "modes"):
+        if getattr(args, opt):
+            argv += [f"--{opt}", *getattr(args, opt)]
+    argv += ["--repeats", str(args.repeats), "--budget", str(args.budget)]
+    flags = [f for f, on in (("--child-extras", extras), ("--peak", args.peak),
+                             ("--quick", args.quick)) if on]
+    return argv + flags
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`graphrnn bench`: measure in child processes, then print the table or the JSON."""
+    from .child import ONE_THREAD, TWO_THREADS, in_child, pin_to_cpus, write_result
+    from .memory import memory_section
+    from .table import format_table
+    from .peak import format_peak, measure_peak
+    args.repeats = args.repeats or (3 if args.quick else 7)
+    args.budget = args.budget or (4.0 if args.quick else 30.0)
+    if args.child_threads:
+        pin_to_cpus(args.child_threads)
+        if args.peak:
+            result: dict = {"peak": measure_peak()}
+        else:
+            result = run(args.configs, tuple(args.cells or CELLS), tuple(args.modes or MODES),
+                         threads=args.child_threads, repeats=args.repeats,
+                         budget_s=args.budget, min_rounds=1 if args.quick else 3,
+                         peak=args.child_extras,
+                         compile=args.child_extras,
+                         log=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+        write_result(result, args.child_out)
+        return 0
+    if args.quick:
+        args.configs, args.cells = args.configs or QUICK_CONFIGS, args.cells or ["lstm"]
+    configs = args.configs or CONFIGS
+    result = in_child(_child_argv(args, 1, configs, True), ONE_THREAD)
+    if result is None:
+        return 1
+    if args.peak:
+        print(json.dumps(result, indent=2) if args.json else format_peak(result["peak"]))
+        return 0
+    if not args.no_two_threads:
+        large = max(configs, key=lambda c: flops("lstm", c, "forward"))
+        two = in_child(_child_argv(args, 2, [large], False), TWO_THREADS)
+        if two is None:
+            return 1
+        peak = result["peak"]["gflops"]
+        for row in two["rows"]:
+            g = row["graphrnn_gflops"]
+            row["peak_fraction"] = g / (2 * peak) if g else None
+        result["rows"] += two["rows"]
+        result["two_threads_host"] = two["host"]
+    result["memory"] = None if args.no_memory else memory_section(args)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`graphrnn bench [options]` (also `python -m graphrnn.bench.run`)."""
+    parser = argparse.ArgumentParser(prog="graphrnn bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

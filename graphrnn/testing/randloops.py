@@ -1,0 +1,133 @@
+"""Random loop nodes for the graph generator: a body built at its own level from the
+carried state, sequence slices and invariants, then closed with `Loop`."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import nn, ops
+from ..gmodule import gModule
+from ..ir import Dim, Graph, Node, TensorType
+from ..loop import Loop
+from .randgraph import Builder, Level, Value, hull
+from .randops import _nodes, _size, _solid, lookup_on
+
+
+def _flatten(b: Builder, lv: Level, v: Value) -> tuple[Node, int, float]:
+    """v as [B, n]: symbolic dims summed away, the rest reshaped. Returns (node, n, bound)."""
+    node, shape, m = lv.take(v), v.shape, v.bound
+    sym = [i for i in range(1, v.rank) if not isinstance(shape[i], int)]
+    if sym:
+        node = ops.sum_(node, axes=sym)
+        m *= _size(b, tuple(shape[i] for i in sym), bound=True)
+        shape = node.type.shape
+    n = _size(b, shape[1:])
+    if len(shape) != 2:
+        node = nn.Reshape(n)(node)
+    return node, n, m
+
+
+def _to_shape(b: Builder, lv: Level, srcs: list[Value], feat: tuple[int, ...]) -> Node:
+    """A value of shape [B, *feat] computed from every source (flatten, join, Linear)."""
+    parts = [_flatten(b, lv, s) for s in srcs]
+    x = parts[0][0] if len(parts) == 1 else nn.JoinTable(1)([p[0] for p in parts])
+    y = b.linear(sum(p[1] for p in parts), int(np.prod(feat)))(x)
+    return nn.Reshape(*feat)(y) if len(feat) != 1 else y
+
+
+def _carry_out(b: Builder, body: Level, h: Value, srcs: list[Value]) -> Node:
+    """The body's new value for carry h, inside h's interval (which holds [-1, 1])."""
+    mode = b.pick(["squash", "squash", "residual", "sigmoid", "cell", "pass"])
+    if mode == "pass" and not srcs:
+        return body.take(h)
+    srcs = srcs or [h]
+    feat = h.shape[1:]
+    if mode == "cell" and len(feat) == 1:
+        x = _flatten(b, body, srcs[0])[0] if len(srcs) == 1 else \
+            _to_shape(b, body, srcs, (b.width(),))
+        cell = b.cell(b.pick(["rnn_tanh", "gru"]), x.type.shape[1], feat[0])
+        return cell([body.take(h), x])
+    z = _to_shape(b, body, srcs, feat)
+    if mode == "sigmoid":
+        return nn.Sigmoid()(z)
+    t = nn.Tanh()(z)
+    if mode != "residual":
+        return t
+    return nn.CAddTable()([nn.MulConstant(0.5)(body.take(h)), nn.MulConstant(0.5)(t)])
+
+
+def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
+    """gr.Loop with random consts, carries, sequences (float or ids), lengths, reverse,
+    an unroll request, and a random body (which may hold loops of its own)."""
+    groups: dict[Dim, list[Value]] = {}
+    for u in lv.values:
+        if u.rank >= 2:
+            groups.setdefault(u.shape[1], []).append(u)
+    xs: list[Value] = []
+    length: Dim | None = None
+    if groups and b.chance(0.85):
+        dim = v.shape[1] if v.rank >= 2 and b.chance(0.6) else b.pick(list(groups))
+        xs = [v] if v.rank >= 2 and dim == v.shape[1] and b.chance(0.7) else []
+        xs += [b.pick(groups[dim]) for _ in range(b.int(1 - len(xs), 2 - len(xs)))]
+        steps = b.size(dim)
+    else:
+        top_t = lv.parent is None and b.symbolic and b.has_t and b.chance(0.3)
+        length = "T" if top_t else b.int(0, 3)
+        steps = b.size(length)
+    lengths = lv.int_value((b.bdim,), xs[0].shape[1]) if xs and b.chance(0.35) else None
+    over_t = isinstance(xs[0].shape[1] if xs else length, str)
+    # a const with the time dim inside a loop over time would make ys of T*T entries, which
+    # the compiler does not support (sizes must be linear in T)
+    pool = lv.floats(lambda u: not over_t or all(isinstance(d, int) for d in u.shape[1:]))
+    consts = [b.pick(pool) for _ in range(b.int(0 if xs or not pool else 1, 2))] if pool else []
+    inits = []
+    for _ in range(b.int(0 if xs or consts else 1, 2)):
+        ready = lv.floats(lambda u: u.rank >= 2 and all(_solid(d) for d in u.shape[1:]))
+        if ready and b.chance(0.4):
+            inits.append(b.pick(ready))
+            continue
+        c = b.pick([0.0, 0.0, 0.5, -1.0])
+        inits.append(lv.add(ops.fill(b.feat(), c, batch_like=b.pick(lv.values).node), c, c))
+
+    body = Level(b, lv.depth + 1, lv)
+    c_in = [body.input_like(c.node.type, c.lo, c.hi) for c in consts]
+    h_in = [body.input_like(i.node.type, min(i.lo, -1.0), max(i.hi, 1.0)) for i in inits]
+    x_in = [body.input_like(TensorType(x.shape[:1] + x.shape[2:], x.node.type.dtype),
+                            x.lo, x.hi, x.high) for x in xs]
+    for x in x_in:
+        if not x.is_float:
+            lookup_on(b, body, x)
+    b.grow(body, b.int(1, max(1, b.p.max_ops // 2)))
+    pool = [u for u in body.unused() if u.is_float]
+    b.rng.shuffle(pool)
+    outs = []
+    for h in h_in:
+        srcs = [pool.pop() for _ in range(b.int(0, min(2, len(pool))))]
+        outs.append(_carry_out(b, body, h, srcs))
+    ys = [(u.node, u.lo, u.hi) for u in body.unused() if u.is_float]
+    if b.chance(0.25) or not (ys or outs):
+        u = b.pick(body.floats())
+        ys.append((u.node, u.lo, u.hi))
+    if outs and b.chance(0.2):
+        ys.append((outs[0], h_in[0].lo, h_in[0].hi))
+    for u in body.unused():
+        u.used = True
+    ext = body.resolve_externs()
+    ins = [c.node for c in c_in] + [x for x, _, _ in body.externs] + \
+        [h.node for h in h_in] + [x.node for x in x_in]
+    out_nodes = outs + [y[0] for y in ys]
+    graph = gModule(ins, out_nodes) if b.chance(0.6) else Graph.build(ins, out_nodes)
+
+    unroll: Any = None
+    if steps >= 2 and b.chance(0.15):
+        unroll = b.pick([True] + [k for k in range(2, steps) if steps % k == 0])
+        b.t_fixed |= isinstance(xs[0].shape[1] if xs else length, str)
+    loop = Loop(graph, n_carry=len(h_in), n_consts=len(consts) + len(ext),
+                reverse=b.chance(0.3), unroll=unroll, length=length)
+    parts = loop(consts=_nodes(lv, consts + ext), init=_nodes(lv, inits), xs=_nodes(lv, xs),
+                 lengths=lv.take(lengths) if lengths else None)
+    ivs = [(h.lo, h.hi) for h in h_in] + [
+        hull((lo, hi), (0.0, 0.0)) if lengths else (lo, hi) for _, lo, hi in ys]
+    kept = [i for i in range(len(parts)) if b.chance(0.85)] or [b.int(0, len(parts) - 1)]
+    return [lv.add(parts[i], *ivs[i]) for i in kept][0]

@@ -1,0 +1,182 @@
+"""Inspecting a model: the summary table, Graphviz DOT text, and a networkx view of the graph.
+
+`summary` (in summary.py) and `to_dot` (in dot.py) are re-exported here; both build on the two
+views defined in this file: `walk_paths`, every node with a path that is unique across loop
+bodies (`loop_0/h_next`), and `param_storages`, where each parameter lives in the flat vector
+and which PARAM nodes share it. Pictures (SVG, PNG) are drawn by `graphrnn.render`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from ..ir import ALIGN_FLOATS, Graph, Node, Op, layout_params, loop_operands, type_str
+
+
+def graph_of(model_or_graph: Any) -> Graph:
+    """The graph of a gModule, or the Graph itself."""
+    graph = model_or_graph if isinstance(model_or_graph, Graph) \
+        else getattr(model_or_graph, "graph", None)
+    if not isinstance(graph, Graph):
+        raise TypeError(f"expected a gModule or a Graph, got {type(model_or_graph).__name__}")
+    return graph
+
+
+def body_of(n: Node) -> Graph | None:
+    """The sub-graph of a LOOP or FUSED node."""
+    body = n.attrs.get("body")
+    return body if isinstance(body, Graph) else None
+
+
+@dataclass(frozen=True)
+class PathNode:
+    """A node of the graph or of a body inside it, with where it sits."""
+    path: str               # unique across the whole model: "loop_0/h_next"
+    node: Node
+    depth: int              # 0 at top level, 1 inside a loop body, ...
+    parent: str             # path of the enclosing LOOP/FUSED node, "" at top level
+
+
+def walk_paths(graph: Graph, parent: str = "", depth: int = 0) -> Iterator[PathNode]:
+    """Every node in graph order, each loop/fused body right after its node."""
+    listed = {id(n) for n in graph.nodes}
+    nodes = [x for x in graph.inputs if id(x) not in listed] + list(graph.nodes)
+    for n in nodes:
+        path = f"{parent}/{n.name}" if parent else n.name
+        yield PathNode(path, n, depth, parent)
+        body = body_of(n)
+        if body is not None:
+            yield from walk_paths(body, path, depth + 1)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """One parameter tensor in the flat vector, and every PARAM node that reads it."""
+    key: str
+    offset: int             # in float32 elements
+    size: int
+    shape: tuple[int, ...]
+    index: int              # order of first use: names the storage's colour
+    paths: tuple[str, ...]  # PARAM nodes holding it
+    in_loop: bool           # read inside a loop body, so shared by every step
+
+
+def param_storages(model_or_graph: Any) -> dict[int, Storage]:
+    """id(root Param) -> its Storage, in the layout order of the model's flat vector."""
+    graph = graph_of(model_or_graph)
+    params = graph.params()
+    table, keys = layout_params(params)
+    uses: dict[int, list[PathNode]] = {id(p): [] for p in params}
+    for pn in walk_paths(graph):
+        if pn.node.op == Op.PARAM:
+            uses[id(pn.node.param.root())].append(pn)
+    return {id(p): Storage(keys[p], table.slots[keys[p]].offset, p.size, p.shape, i,
+                           tuple(u.path for u in uses[id(p)]),
+                           any(u.depth > 0 for u in uses[id(p)]))
+            for i, p in enumerate(params)}
+
+
+def flat_size(storages: dict[int, Storage]) -> int:
+    """Length of the flat vector (slots laid out as graphrnn.flat.ALIGN_FLOATS says)."""
+    return sum(-(-s.size // ALIGN_FLOATS) * ALIGN_FLOATS for s in storages.values())
+
+
+def body_roles(n: Node) -> dict[int, list[str]]:
+    """id(body node) -> its roles in a loop or fused body: "const 0", "carry_in 1", "y_t 0"..."""
+    body = body_of(n)
+    roles: dict[int, list[str]] = {}
+    if body is None:
+        return roles
+    if n.op == Op.LOOP:
+        consts, carry, xs, _ = loop_operands(n)
+        kinds = ["const"] * len(consts) + ["carry_in"] * len(carry) + ["x_t"] * len(xs)
+        n_carry = len(carry)
+    else:
+        kinds, n_carry = ["operand"] * len(body.inputs), 0
+    counters: dict[str, int] = {}
+    for x, kind in zip(body.inputs, kinds):
+        roles.setdefault(id(x), []).append(f"{kind} {counters.get(kind, 0)}")
+        counters[kind] = counters.get(kind, 0) + 1
+    for i, y in enumerate(body.outputs):
+        kind, k = ("carry_out", i) if i < n_carry else ("y_t" if n.op == Op.LOOP else "result",
+                                                        i - n_carry)
+        roles.setdefault(id(y), []).append(f"{kind} {k}")
+    return roles
+
+
+def carried(n: Node) -> list[tuple[Node, Node]]:
+    """(carry_out, carry_in) body nodes of a loop node, in carry order; none for a fused body."""
+    if n.op != Op.LOOP:
+        return []
+    body, n_consts, n_carry = n.attrs["body"], n.attrs["n_consts"], n.attrs["n_carry"]
+    return list(zip(body.outputs[:n_carry], body.inputs[n_consts:n_consts + n_carry]))
+
+
+def tied_params(body: Graph) -> list[Node]:
+    """The first PARAM node of each distinct parameter of a body: an unrolled drawing shows
+    each once, shared by all the steps."""
+    seen: dict[int, Node] = {}
+    for m in body.nodes:
+        if m.op == Op.PARAM:
+            seen.setdefault(id(m.param.root()), m)
+    return list(seen.values())
+
+
+def summary(model: Any) -> str:
+    """A Keras-like table of the model's nodes and parameters; see `graphrnn.summary`."""
+    from .table import format_summary
+    return format_summary(model)
+
+
+def to_dot(model_or_graph: Any, unroll: int | None = None, highlight: Any = (),
+           caption: Any = ()) -> str:
+    """Graphviz DOT text of the model; see `graphrnn.dot`."""
+    from .dot import format_dot
+    return format_dot(model_or_graph, unroll=unroll, highlight=highlight, caption=caption)
+
+
+def to_networkx(model_or_graph: Any) -> Any:
+    """The graph as a `networkx.DiGraph`, loop bodies flattened into it.
+
+    Nodes are keyed by path (`loop_0/h_next`) with attributes op, name, type (text), scope,
+    where, loop (path of the enclosing loop or fused node, "" at top level), roles (e.g.
+    ("carry_out 0", "y_t 0") inside a body, ("input",) / ("output",) at top level) and param
+    (the parameter key of a PARAM node). Edges carry kind "data" (with the operand index and
+    the value's type) or "enter" (a loop node to the inputs of its body), so the result is a
+    DAG; the carried edges of each loop (carry_out -> carry_in) are listed in
+    `G.graph["carries"]` as (source, target, loop) triples.
+    """
+    import networkx as nx
+    graph = graph_of(model_or_graph)
+    storages = param_storages(graph)
+    G = nx.DiGraph(name=getattr(model_or_graph, "name", None) or "graph", carries=[])
+    top_roles = {id(x): ["input"] for x in graph.inputs}
+    for y in graph.outputs:
+        top_roles.setdefault(id(y), []).append("output")
+    roles_in: dict[str, dict[int, list[str]]] = {"": top_roles}
+    path_of: dict[tuple[str, int], str] = {}
+    for pn in walk_paths(graph):
+        n = pn.node
+        path_of[(pn.parent, id(n))] = pn.path
+        key = storages[id(n.param.root())].key if n.op == Op.PARAM else ""
+        G.add_node(pn.path, op=n.op.value, name=n.name, type=type_str(n.type), scope=n.scope,
+                   where=n.where, loop=pn.parent,
+                   roles=tuple(roles_in.get(pn.parent, {}).get(id(n), ())), param=key)
+        for i, x in enumerate(n.inputs):
+            G.add_edge(path_of[(pn.parent, id(x))], pn.path, kind="data", index=i,
+                       type=type_str(x.type))
+        body = body_of(n)
+        if body is not None:
+            roles_in[pn.path] = body_roles(n)
+            for x in body.inputs:
+                G.add_edge(pn.path, f"{pn.path}/{x.name}", kind="enter")
+            if n.op == Op.LOOP:
+                n_carry = n.attrs["n_carry"]
+                G.graph["carries"] += [(f"{pn.path}/{y.name}", f"{pn.path}/{x.name}", pn.path)
+                                       for y, x in zip(body.outputs[:n_carry],
+                                                       body.inputs[n.attrs["n_consts"]:])]
+    return G
+
+
+__all__ = ["summary", "to_dot", "to_networkx", "walk_paths", "param_storages", "Storage",
+           "PathNode", "graph_of"]
