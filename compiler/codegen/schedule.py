@@ -41,7 +41,7 @@ from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 from .arena import Buffer, plan_arena
 from .epilogue import Cluster, Group, find_clusters, find_groups, schedule_units
 from .group_kernels import cluster_kernels, contract_kernel, group_kernels, placements, read_outside
-from ..passes.hoist import per_step
+from ..per_step import per_step
 from .kernel import LEAVES, VIEWS, Home, Kernel, computed
 from .strides import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent

@@ -18,7 +18,7 @@ The dual of hoist_invariants, which moves work before the loop. Two rewrites:
   the flat gradient vector at every step becomes one ASSEMBLE after the loop, and ADDs of
   ASSEMBLEs (several loops, the layers outside them) merge into one;
 - a per-step output whose computation nothing else in the body reads and which contains a
-  matmul is computed after the loop from stacked operands (hoist's SEQ_RULES): the input
+  matmul is computed after the loop from stacked operands (loop_kinds.SEQ_RULES): the input
   gradient dx_t = dg_t @ W_ih of a backward loop becomes one matmul over [B, T, ...].
 
 Operands the loop already has as sequences (x_t, the saved carries) are read from its
@@ -37,7 +37,8 @@ import numpy as np
 from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, split, toposort
 from graphrnn.ops import apply_rule
 
-from .hoist import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, classify, leaf_key, outer_copies, per_step
+from .hoist import outer_copies
+from .loop_kinds import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, classify, leaf_key, per_step
 from .rewrite import fresh_name
 
 LINEAR = frozenset({Op.RESHAPE, Op.PAD, Op.SLICE, Op.INDEX, Op.CONCAT, Op.NEG, Op.ASSEMBLE,

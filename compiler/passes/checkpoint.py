@@ -34,9 +34,7 @@ from typing import Sequence
 from graphrnn import ops
 from graphrnn.ir import Graph, GraphError, Node, TensorType, loop_operands, node_error
 
-from .autodiff import internal_graph
-from .autodiff_loop import inline
-from .rewrite import split_loops
+from .rewrite import inline, internal_graph, split_loops
 
 
 def checkpoint_loops(graph: Graph, every: int, *, truncate: int | None = None) -> Graph:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from graphrnn.ir import Graph, Node, Op, loop_operands
 from graphrnn.ops import apply_rule
 
+from .loop_kinds import leaf_key
 from .rewrite import fresh_name
 
 # Batch rows from which the joined step product pays (measured), or None: never join. At
@@ -36,7 +37,7 @@ def join_projections(loop: Node, taken: set[str], *, kinds: dict[int, str],
                      min_rows: int | None = None) -> Node:
     """`loop` with each input + recurrent projection sum of its body joined into one product.
 
-    `kinds`: hoist.classify of the body (INV, SEQ or STEP by node id). Returns `loop` itself
+    `kinds`: loop_kinds.classify of the body (INV, SEQ or STEP by node id). Returns `loop` itself
     when nothing is joined. `shared`: projection keys (shared_projections) left hoisted.
     `min_rows`: the batch rows from which to join (default MIN_ROWS; None: none).
     """
@@ -142,7 +143,6 @@ def shared_projections(graph: Graph) -> set[tuple]:
 def projection_keys(loop: Node) -> dict[int, tuple]:
     """Body matmul id -> (outer sequence, outer weights) for each product of a step input by
     weights the loop's graph also holds (a const, or a view of a const vector)."""
-    from .hoist import leaf_key  # hoist.py calls this module
     consts_n, carry_n, xs_n, _ = loop_operands(loop)
     body: Graph = loop.attrs["body"]
     outer = {id(b): o for b, o in zip(body.inputs, (*consts_n, *carry_n, *xs_n))}
