@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -33,7 +33,8 @@ from graphrnn.ir import Executable, Graph, LoweringError, Node, Op, ParamTable, 
 
 from .emit_dropout import emit_dropout
 from .emit_index import INDEX_RULES
-from .emit_loop import Env, Frame, emit_loop
+from .emit_context import Env, Frame, Rule
+from .emit_loop import emit_loop
 from .emit_map import MAP_RULES, emit_copy
 from .emit_profile import Profiler, clock_function
 from .emit_reduce import REDUCE_RULES
@@ -49,8 +50,6 @@ ENTRY = "graphrnn_forward"
 PACK_ENTRY = "graphrnn_pack"
 CLOCK = "graphrnn_clock"         # profile builds: i64 f() reading the cycle counter
 EXTRAS = 3                       # io pointers after the outputs: persistent, run block, counters
-
-Rule = Callable[[Emitter, Node, Ref, list[Ref]], None]
 
 # every op that needs code, and its emitter: (emitter, node, out, inputs) -> None
 EMIT_RULES: dict[Op, Rule] = {
