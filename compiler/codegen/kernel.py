@@ -16,6 +16,9 @@ from .strides import ZERO, Layout, Lin
 # ops that are a view of their (first) input, or a leaf with storage of its own
 VIEWS = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE, Op.GET, Op.DROPOUT, Op.EXPAND, Op.VIEW})
 LEAVES = frozenset({Op.INPUT, Op.CONST, Op.FILL})
+# ops with no emitter of their own: views and leaves (a pointer and a layout) and loops (their
+# body's kernels do the work; emit_loop.py); PARAM never reaches the lowering (flattened)
+NO_CODE = VIEWS | LEAVES | {Op.LOOP}
 
 
 def computed(n: Node, views: frozenset[Op] = VIEWS) -> bool:
@@ -65,4 +68,4 @@ class Kernel:
             yield from k.walk()
 
 
-__all__ = ["Home", "Kernel", "VIEWS", "LEAVES", "computed"]
+__all__ = ["Home", "Kernel", "VIEWS", "LEAVES", "NO_CODE", "computed"]

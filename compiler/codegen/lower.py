@@ -51,14 +51,12 @@ PACK_ENTRY = "graphrnn_pack"
 CLOCK = "graphrnn_clock"         # profile builds: i64 f() reading the cycle counter
 EXTRAS = 3                       # io pointers after the outputs: persistent, run block, counters
 
-# every op that needs code, and its emitter: (emitter, node, out, inputs) -> None
+# every op that needs code, and its emitter: (emitter, node, out, inputs) -> None; the others
+# are kernel.NO_CODE (dropout, a view at inference, has its own kernel in training)
 EMIT_RULES: dict[Op, Rule] = {
     **MAP_RULES, **REDUCE_RULES, **INDEX_RULES,
     Op.MATMUL: lambda em, n, out, ins: emit_matmul(em, n, out, ins[0], ins[1]),
 }
-# ops that are views or leaves: no code, only a pointer and a layout (see schedule.VIEW_RULES)
-VIEW_OPS = frozenset({Op.INPUT, Op.CONST, Op.FILL, Op.VIEW, Op.SLICE, Op.INDEX, Op.RESHAPE,
-                      Op.GET, Op.DROPOUT, Op.EXPAND, Op.LOOP})
 
 
 class Lowering:
@@ -375,4 +373,4 @@ def index_checks(graph: Graph, inputs: tuple[Node, ...]) -> list[tuple[str, int,
     return checks
 
 
-__all__ = ["lower_graph", "EMIT_RULES", "VIEW_OPS", "VERSION", "EXTRAS", "Lowering"]
+__all__ = ["lower_graph", "EMIT_RULES", "VERSION", "EXTRAS", "Lowering"]

@@ -120,6 +120,11 @@ SEQ_RULES: dict[Op, Callable[[Node, list[str], SeqContext], dict | None]] = {
     Op.PAD: _shift("axis"), Op.SOFTMAX: _shift("axis"), Op.LOG_SOFTMAX: _shift("axis"),
     Op.SUM: _reduce, Op.MEAN: _reduce, Op.RESHAPE: _reshape,
 }
+# ops with no SEQ_RULES entry: leaves and views of the parameters are invariant, dropout and
+# loops run every step (per_step), and the others have no version valid on the extra T axis
+NO_SEQ_RULE = frozenset({Op.INPUT, Op.PARAM, Op.CONST, Op.FILL, Op.VIEW, Op.DROPOUT, Op.LOOP,
+                         Op.GET, Op.FUSED, Op.SAMPLE, Op.SEQ_MASK, Op.CONTRACT, Op.SCATTER,
+                         Op.ASSEMBLE})
 
 
 def classify(body: Graph, n_consts: int, n_carry: int, ctx: SeqContext) -> dict[int, str]:
@@ -142,5 +147,5 @@ def classify(body: Graph, n_consts: int, n_carry: int, ctx: SeqContext) -> dict[
     return kind
 
 
-__all__ = ["INV", "SEQ", "STEP", "BULK", "SeqContext", "SEQ_RULES", "classify", "leaf_key",
-           "per_step"]
+__all__ = ["INV", "SEQ", "STEP", "BULK", "SeqContext", "SEQ_RULES", "NO_SEQ_RULE", "classify",
+           "leaf_key", "per_step"]
