@@ -47,7 +47,7 @@ from graphrnn.ops import apply_rule
 
 from .join import join_projections, shared_projections
 from .loop_kinds import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, classify, leaf_key
-from .rewrite import fresh_name, rewrite
+from .rewrite import fresh_name, map_nodes, rewrite, with_inputs
 
 CHEAP = frozenset({Op.PARAM, Op.CONST, Op.VIEW, Op.FILL})   # left in place when invariant
 RECOMPUTED = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE})     # moved data, not computed
@@ -171,9 +171,7 @@ def _hoist_loop(loop: Node, min_input_size: int, taken: set[str],
     for f in frontier:
         new[id(f)] = Node(Op.INPUT, (), {}, f.type, name=f.name, scope=f.scope, where=f.where,
                           doc=f.doc)
-    for n in body.nodes:
-        if id(n) in keep:
-            new[id(n)] = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+    new = map_nodes([n for n in body.nodes if id(n) in keep], with_inputs, new)
     outputs = [new[id(y)] for y in body.outputs]
     read = {id(x) for n in new.values() for x in n.inputs} | {id(y) for y in outputs}
 

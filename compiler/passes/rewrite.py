@@ -19,16 +19,20 @@ from graphrnn.ir import Graph, Node, Op, node_error, toposort
 from graphrnn.ops import apply_rule
 
 
-def rewrite(graph: Graph, fn: Callable[[Node], Node], *, into_loops: bool = True) -> Graph:
+def rewrite(graph: Graph, fn: Callable[[Node], Node], *, into_loops: bool = True,
+            into_fused: bool = False) -> Graph:
     """A copy of `graph` where each node (inputs already rewritten) is replaced by `fn(node)`.
 
-    Loop bodies are rewritten first when `into_loops`. Returns `graph` itself when `fn`
-    changed nothing, so a pass can tell cheaply whether it did any work.
+    Loop bodies are rewritten first when `into_loops` (and FUSED bodies when `into_fused`).
+    Returns `graph` itself when `fn` changed nothing, so a pass can tell cheaply whether it
+    did any work.
     """
+    bodies = ({Op.LOOP} if into_loops else set()) | ({Op.FUSED} if into_fused else set())
+
     def visit(n: Node, ins: tuple[Node, ...]) -> Node:
         m = with_inputs(n, ins)
-        if into_loops and m.op == Op.LOOP:
-            body = rewrite(m.attrs["body"], fn, into_loops=True)
+        if m.op in bodies:
+            body = rewrite(m.attrs["body"], fn, into_loops=into_loops, into_fused=into_fused)
             if body is not m.attrs["body"]:
                 m = m.replace(attrs={**m.attrs, "body": body})
         return fn(m)
