@@ -147,7 +147,7 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
     unrolled are then unrolled after differentiation (pass "unroll" after "grad").
     `seed_outputs`: the outputs to differentiate (default all float outputs); only they get
     a cotangent input.
-    `checkpoint=k`: gradient checkpointing (pass "checkpoint", compiler/checkpoint.py): the
+    `checkpoint=k`: gradient checkpointing (pass "checkpoint", compiler/passes/checkpoint.py): the
     forward loops keep the carry of every k-th step only and the backward loops recompute
     the steps between; the same gradients for O(T/k + k) saved carries instead of O(T).
     """

@@ -5,7 +5,7 @@
              out = fused(..., mm, ...)                     (a FUSED epilogue on the tile)
              members' homes = group(mm)                    (an epilogue group: the head's
                                                            slices and the FUSED members,
-                                                           compiler/epilogue.py)
+                                                           codegen/epilogue.py)
              out = contract(a, g)                          (emit_contract.py)
     map:     members' homes = cluster(inputs)              (FUSED nodes of one loop)
 
@@ -125,7 +125,7 @@ def _step(p: GemmPlan, frame: Any) -> tuple[Any, ...]:
 
 
 def emit_cluster_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
-    """A cluster of FUSED nodes (compiler/epilogue.py) as one elementwise loop: each member
+    """A cluster of FUSED nodes (codegen/epilogue.py) as one elementwise loop: each member
     evaluated in registers from the outside inputs and the members before it."""
     members = [m for m, _ in k.stages]
     index = {m: i for i, m in enumerate(members)}

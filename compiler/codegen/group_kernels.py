@@ -7,7 +7,7 @@
     contract_kernel   a CONTRACT as a blocked, packed gemm (emit_contract.py)
 
 Each takes the scheduler (its positions, buffers, layouts and packs) and returns kernels the
-way `Scheduling.node` does, so the arena plan sees them like any other.
+way `ScheduleState.node` does, so the arena plan sees them like any other.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from graphrnn.ir import Node, Op
 from .emit_contract import contract_floats, contract_operands
 from .epilogue import Cluster, Group
 from .kernel import Home, Kernel, computed
-from .scheduling import Scheduling
+from .schedule_state import ScheduleState
 from .strides import ONE, Layout, Lin
 from .tiling import operand_layouts
 
@@ -25,7 +25,7 @@ from .tiling import operand_layouts
 CONTRACT_MIN_ROWS = 8
 
 
-def group_kernels(s: Scheduling, g: Group, claims: dict[Node, Home],
+def group_kernels(s: ScheduleState, g: Group, claims: dict[Node, Home],
                   outside: set[Node]) -> list[Kernel]:
     """One gemm kernel computing the group's members, storing those read outside it; or,
     when the operands' layouts do not allow it, the group's nodes one by one."""
@@ -58,7 +58,7 @@ def group_kernels(s: Scheduling, g: Group, claims: dict[Node, Home],
     return out
 
 
-def cluster_kernels(s: Scheduling, c: Cluster, claims: dict[Node, Home],
+def cluster_kernels(s: ScheduleState, c: Cluster, claims: dict[Node, Home],
                     outside: set[Node]) -> list[Kernel]:
     """One elementwise loop computing the cluster's members, storing those read outside
     it."""
@@ -71,7 +71,7 @@ def cluster_kernels(s: Scheduling, c: Cluster, claims: dict[Node, Home],
                    stages=_stages(s, c.members, outside, claims, pos))]
 
 
-def _stages(s: Scheduling, members: tuple[Node, ...], outside: set[Node],
+def _stages(s: ScheduleState, members: tuple[Node, ...], outside: set[Node],
             claims: dict[Node, Home], pos: int) -> tuple[tuple[Node, Home | None], ...]:
     """Each member and where it goes: its claim or a new buffer when it is read outside
     the kernel, None when it only lives in registers."""
@@ -88,7 +88,7 @@ def _stages(s: Scheduling, members: tuple[Node, ...], outside: set[Node],
     return tuple(stages)
 
 
-def placements(s: Scheduling, nodes: tuple[Node, ...], outputs: tuple[Node, ...],
+def placements(s: ScheduleState, nodes: tuple[Node, ...], outputs: tuple[Node, ...],
                claims: dict[Node, Home], skip: set[Node]) -> dict[Node, Home]:
     """Concatenations computed in place: each piece written by its own kernel straight
     into its part of the result (its home added to `claims`), so the concat itself is
@@ -118,7 +118,7 @@ def placements(s: Scheduling, nodes: tuple[Node, ...], outputs: tuple[Node, ...]
     return placed
 
 
-def contract_kernel(s: Scheduling, n: Node, home: Home | None) -> Kernel | None:
+def contract_kernel(s: ScheduleState, n: Node, home: Home | None) -> Kernel | None:
     """A CONTRACT as a gemm kernel with a scratch buffer for its packed operand; None
     when its operands do not allow it (see emit_contract.contract_operands)."""
     found = contract_operands(n, *(s.layouts[x] for x in n.inputs))

@@ -44,7 +44,7 @@ class Kernel:
     right operand into `packed`; the gemm reads it from there. A gemm whose `node` is a FUSED
     node computes its `matmul` input and applies the fused body to the accumulators before
     storing them (the matmul's result never goes to memory). A gemm with a `group` also
-    computes the group's members in the tile's epilogue (compiler/epilogue.py): `stages`
+    computes the group's members in the tile's epilogue (codegen/epilogue.py): `stages`
     lists each member and its home (None: kept in registers), `dest` is None.
     """
     name: str

@@ -41,7 +41,7 @@ from .epilogue import Cluster, Group, find_clusters, find_groups, schedule_units
 from .group_kernels import cluster_kernels, contract_kernel, group_kernels, placements, read_outside
 from ..per_step import per_step
 from .kernel import LEAVES, Home, Kernel, computed
-from .scheduling import Scheduling
+from .schedule_state import ScheduleState
 from .strides import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
 from .tiling import epilogue_layouts
@@ -105,8 +105,8 @@ def schedule(graph: Graph, params: Node | None = None, *, training: bool = False
                     graph.outputs, params, s.parts, persistent, kept, floats, s.aliases)
 
 
-class _Scheduler(Scheduling):
-    """The scheduler proper: levels, nodes, views and loops (bookkeeping in scheduling.py)."""
+class _Scheduler(ScheduleState):
+    """The scheduler proper: levels, nodes, views and loops (bookkeeping in schedule_state.py)."""
 
     # -- one graph level
     def analyse(self, nodes: tuple[Node, ...], outputs: tuple[Node, ...],

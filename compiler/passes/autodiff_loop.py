@@ -103,7 +103,7 @@ def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
 
 
 def keep_checkpoint(old: Node, loop: Node) -> Node:
-    """`loop` marked, like `old`, as a loop of checkpointed segments (compiler/checkpoint.py)."""
+    """`loop` marked, like `old`, as a loop of checkpointed segments (checkpoint.py)."""
     k = old.attrs.get("checkpoint")
     return loop.replace(attrs={**loop.attrs, "checkpoint": k}) if k else loop
 

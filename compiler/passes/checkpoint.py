@@ -1,8 +1,8 @@
 """checkpoint_loops: gradient checkpointing, as a loop of segments whose body is a loop.
 
-Differentiating a loop saves the carry entering every step (O(T) memory, compiler/
-autodiff_loop.py). Run before differentiation, this pass cuts each top-level loop of T steps
-into S = ceil(T / k) segments of k steps without changing what it computes:
+Differentiating a loop saves the carry entering every step (O(T) memory, autodiff_loop.py).
+Run before differentiation, this pass cuts each top-level loop of T steps into S = ceil(T / k)
+segments of k steps without changing what it computes:
 
     loop(consts, carry_0, xs)                                   T steps
  -> segments = loop(consts, carry_0, xs as [B, S, k, ...])      S steps, whose body is

@@ -1,4 +1,4 @@
-"""Scheduling: the bookkeeping of a schedule under construction (kernel positions, buffers,
+"""ScheduleState: the bookkeeping of a schedule under construction (kernel positions, buffers,
 layouts, packed panels), shared by schedule.py and group_kernels.py through this interface.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .strides import Layout, Lin
 from .tiling import packed_floats
 
 
-class Scheduling:
+class ScheduleState:
     """The state a schedule is built in, shared by the scheduler and the kernels of several
     nodes (group_kernels.py): positions (a clock of kernel order), buffers and their
     lifetimes, each value's layout and the buffer it lives in (`roots`), the packed panels of
@@ -95,4 +95,4 @@ class Scheduling:
         raise NotImplementedError
 
 
-__all__ = ["Scheduling"]
+__all__ = ["ScheduleState"]
