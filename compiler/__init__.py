@@ -1,7 +1,9 @@
 """graphrnn.compiler: the passes from a user's graph to native code, driven by `compile_graph`.
 
-The file list is the pipeline: shapes -> unroll -> tie -> flatten -> fold / cse / dce (and the
-loop optimisations) -> schedule -> lower. `pipeline.py` runs them in that order.
+The folders are the pipeline: `passes/` (graph -> graph: shapes -> unroll -> tie -> flatten
+-> fold / cse / dce and the loop optimisations; rewrite.py is their traversal toolkit), then
+`codegen/` (schedule -> kernels -> LLVM IR). `pipeline.py` runs them in that order; what both
+stages consult (per_step.py) sits here.
 """
 from __future__ import annotations
 

@@ -12,7 +12,6 @@ products leave them too (hoist), and cse keeps one copy of what both directions 
 """
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,8 +19,9 @@ from functools import partial
 from typing import Any, Callable, Collection, Sequence
 
 from graphrnn import settings
-from graphrnn.ir import Graph, GraphError, LoweringError, ParamTable, TensorType
+from graphrnn.ir import Graph, GraphError, ParamTable, TensorType
 
+from .codegen.lower import lower_graph
 from .passes.accumulate import hoist_accumulations
 from .passes.autodiff import differentiate
 from .passes.checkpoint import checkpoint_loops
@@ -147,7 +147,7 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
     unrolled are then unrolled after differentiation (pass "unroll" after "grad").
     `seed_outputs`: the outputs to differentiate (default all float outputs); only they get
     a cotangent input.
-    `checkpoint=k`: gradient checkpointing (pass "checkpoint", compiler/checkpoint.py): the
+    `checkpoint=k`: gradient checkpointing (pass "checkpoint", compiler/passes/checkpoint.py): the
     forward loops keep the carry of every k-th step only and the backward loops recompute
     the steps between; the same gradients for O(T/k + k) saved carries instead of O(T).
     """
@@ -222,7 +222,7 @@ def compile_graph(graph: Graph, input_types: Sequence[TensorType] | None = None,
     trace = trace if trace is not None else Trace()
     g, table = prepare(graph, input_types, unroll=unroll, optimize=optimize, disable=disable,
                        dump=dump, trace=trace)
-    back = lower if lower is not None else _default_lowering()
+    back = lower if lower is not None else lower_graph
     return trace.run(lambda prepared: back(prepared, table), g, "lower")
 
 
@@ -240,20 +240,6 @@ def _check_names(disable: Collection[str]) -> None:
     if unknown:
         raise ValueError(f"cannot disable {', '.join(unknown)}: known passes are "
                          f"{', '.join(sorted(known))}")
-
-
-def _default_lowering() -> Callable[[Graph, ParamTable], Any]:
-    try:
-        module = importlib.import_module(f"{__package__}.codegen.lower")
-    except ModuleNotFoundError as e:
-        if e.name != f"{__package__}.lower":
-            raise
-        module = None
-    fn = getattr(module, "lower_graph", None)
-    if fn is None:
-        raise LoweringError("no lowering is available: compiler/lower.py must define "
-                            "lower_graph(graph, table); or pass lower=")
-    return fn
 
 
 __all__ = ["compile_graph", "prepare", "prepare_training", "OPTIMISATIONS", "Trace", "PassRecord"]

@@ -21,7 +21,7 @@ from .nn import Input
 
 
 def _closed(inputs: list[Node], outputs: list[Node]) -> Graph:
-    from .compiler.passes.autodiff import internal_graph
+    from .compiler.passes.rewrite import internal_graph
     return internal_graph(inputs, outputs)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import ops
 from .compile import CompiledModel
-from .compiler.passes.autodiff_loop import inline
+from .compiler.passes.rewrite import inline
 from .compiler.codegen.lower import lower_graph
 from .compiler.pipeline import prepare_training
 from .compiler.passes.state import expose_state

@@ -5,7 +5,7 @@
              out = fused(..., mm, ...)                     (a FUSED epilogue on the tile)
              members' homes = group(mm)                    (an epilogue group: the head's
                                                            slices and the FUSED members,
-                                                           compiler/epilogue.py)
+                                                           codegen/epilogue.py)
              out = contract(a, g)                          (emit_contract.py)
     map:     members' homes = cluster(inputs)              (FUSED nodes of one loop)
 
@@ -15,34 +15,32 @@ inputs, and the other stored members.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graphrnn.ir import Node, Op
 
+from .emit_context import Lowerer
 from .emit_contract import emit_contract
 from .emit_map import emit_elementwise_multi, eval_body
 from .gemm import Arg, Epilogue, Stage, emit_gemm, emit_pack_rule
 from .irbuilder import Emitter, Ref
+from .kernel import Kernel
 from .strides import Layout
 from .tiling import GemmPlan, plan
 
-if TYPE_CHECKING:
-    from .lower import Lowering
-    from .schedule import Kernel
 
-
-def _packed(low: "Lowering", k: "Kernel") -> Ref:
+def _packed(low: Lowerer, k: Kernel) -> Ref:
     return low.buffer_ref(k.packed, Layout.contiguous((k.packed.size,)))
 
 
-def emit_pack_call(low: "Lowering", k: "Kernel", env: Any) -> None:
+def emit_pack_call(low: Lowerer, k: Kernel, env: Any) -> None:
     segments = k.segments
     low.call(k.name, k.node,
              lambda em, nd, o, ins: emit_pack_rule(em, nd, o, ins[0], segments),
              _packed(low, k), [env[k.node.inputs[1]]], kind="pack")
 
 
-def emit_gemm_call(low: "Lowering", k: "Kernel", env: Any, frame: Any) -> None:
+def emit_gemm_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
     """A gemm kernel: a product, with its FUSED epilogue or its epilogue group."""
     if k.group is not None:
         _group_call(low, k, env, frame)
@@ -75,7 +73,7 @@ def emit_gemm_call(low: "Lowering", k: "Kernel", env: Any, frame: Any) -> None:
     env[n] = out
 
 
-def _group_call(low: "Lowering", k: "Kernel", env: Any, frame: Any) -> None:
+def _group_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
     g, mm = k.group, k.matmul
     p = plan(mm, k.segments)
     first = g.head.attrs["body"] if g.head is not mm else None
@@ -126,8 +124,8 @@ def _step(p: GemmPlan, frame: Any) -> tuple[Any, ...]:
     return (frame.t,) if frame is not None and p.mr == 1 else ()
 
 
-def emit_cluster_call(low: "Lowering", k: "Kernel", env: Any, frame: Any) -> None:
-    """A cluster of FUSED nodes (compiler/epilogue.py) as one elementwise loop: each member
+def emit_cluster_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
+    """A cluster of FUSED nodes (codegen/epilogue.py) as one elementwise loop: each member
     evaluated in registers from the outside inputs and the members before it."""
     members = [m for m, _ in k.stages]
     index = {m: i for i, m in enumerate(members)}

@@ -16,52 +16,19 @@ body may still read the old one; a carry that only depends on the old carry thro
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from llvmlite import ir
 
 from graphrnn.ir import Node, loop_operands, split
 
+from .emit_context import Env, Frame, Lowerer
 from .emit_dropout import step_salt
 from .emit_map import emit_elementwise, fill, identity
 from .irbuilder import I64, Emitter, Ref
+from .kernel import Home, Kernel
 from .strides import lin
-from .schedule import Home
-
-if TYPE_CHECKING:
-    from .lower import Lowering
-    from .schedule import Kernel
 
 
-class Env:
-    """Values by node (or copy kernel), falling back to the enclosing level's."""
-
-    def __init__(self, parent: "Env | None" = None):
-        self.values: dict[Any, Any] = {}
-        self.parent = parent
-
-    def __getitem__(self, key: Any) -> Any:
-        env: Env | None = self
-        while env is not None:
-            if key in env.values:
-                return env.values[key]
-            env = env.parent
-        raise KeyError(key)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.values[key] = value
-
-
-class Frame:
-    """The innermost loop being emitted: its node, step index t, the refs of its parts, and
-    the step salt of dropout masks (`outer * 1_000_003 + t + 1`, as the interpreter counts)."""
-
-    def __init__(self, node: Node, t: ir.Value, parts: list[Ref], salt: ir.Value | None = None):
-        self.node, self.t, self.parts = node, t, parts
-        self.salt = salt if salt is not None else ir.Constant(I64, 0)
-
-
-def emit_loop(low: "Lowering", k: "Kernel", env: Env, frame: Frame | None) -> None:
+def emit_loop(low: Lowerer, k: Kernel, env: Env, frame: Frame | None) -> None:
     n = k.node
     em = low.em
     bld = em.builder
@@ -132,4 +99,4 @@ def _masked(keep_live: bool):
     return rule
 
 
-__all__ = ["emit_loop", "Env", "Frame"]
+__all__ = ["emit_loop"]

@@ -9,7 +9,7 @@ of the host's width (`<16 x float>` with AVX-512; `<8 x float>` for rows shorter
 with a scalar tail; otherwise as scalars. Several outputs computed from the same inputs share
 one loop (emit_elementwise_multi: a cluster of FUSED nodes). A FUSED body is evaluated in
 registers per element (or per vector): one pass over the data, no intermediate buffers.
-Transcendentals are compiler/mathfns.py's inline polynomials.
+Transcendentals are codegen/mathfns.py's inline polynomials.
 """
 from __future__ import annotations
 

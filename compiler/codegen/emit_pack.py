@@ -14,20 +14,16 @@ the same cache sets.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from llvmlite import ir
 
 from .irbuilder import F32, I32, I64, Emitter, Ref
 from .strides import ONE, Lin
-
-if TYPE_CHECKING:
-    from .tiling import GemmPlan
+from .tiling import GemmPlan
 
 LANES = 8           # the packing moves 8-float groups (an 8 x 8 transpose in registers)
 
 
-def emit_pack(em: Emitter, p: "GemmPlan", packed: Ref, b: Ref,
+def emit_pack(em: Emitter, p: GemmPlan, packed: Ref, b: Ref,
               count: ir.Value | None = None) -> None:
     """packed = the panels of b (see the module docstring), zero-padded. `count`: the
     number of k rows at run time, instead of p.k (a block of a longer operand)."""

@@ -7,29 +7,25 @@
     contract_kernel   a CONTRACT as a blocked, packed gemm (emit_contract.py)
 
 Each takes the scheduler (its positions, buffers, layouts and packs) and returns kernels the
-way `_Scheduler.node` does, so the arena plan sees them like any other.
+way `ScheduleState.node` does, so the arena plan sees them like any other.
 """
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from graphrnn.ir import Node, Op
 
 from .emit_contract import contract_floats, contract_operands
 from .epilogue import Cluster, Group
 from .kernel import Home, Kernel, computed
+from .schedule_state import ScheduleState
 from .strides import ONE, Layout, Lin
 from .tiling import operand_layouts
-
-if TYPE_CHECKING:
-    from .schedule import _Scheduler
 
 # a contract with fewer output rows stays a plain reduction: packing its other operand (a
 # copy of all B*T rows) would cost more than the product
 CONTRACT_MIN_ROWS = 8
 
 
-def group_kernels(s: "_Scheduler", g: Group, claims: dict[Node, Home],
+def group_kernels(s: ScheduleState, g: Group, claims: dict[Node, Home],
                   outside: set[Node]) -> list[Kernel]:
     """One gemm kernel computing the group's members, storing those read outside it; or,
     when the operands' layouts do not allow it, the group's nodes one by one."""
@@ -55,15 +51,14 @@ def group_kernels(s: "_Scheduler", g: Group, claims: dict[Node, Home],
         pos = s.tick()
     for x in (mm.inputs[0], *first, *ext):
         s.use(x, pos)
-    packed = s.packs[mm]
-    packed.end = max(packed.end, pos)
+    packed = s.packed(mm, pos)
     out.append(Kernel(s.name("gemm", g.members[-1]), "gemm", head, None, packed,
                       matmul=mm, segments=g.segments, group=g,
                       stages=_stages(s, g.members, outside, claims, pos)))
     return out
 
 
-def cluster_kernels(s: "_Scheduler", c: Cluster, claims: dict[Node, Home],
+def cluster_kernels(s: ScheduleState, c: Cluster, claims: dict[Node, Home],
                     outside: set[Node]) -> list[Kernel]:
     """One elementwise loop computing the cluster's members, storing those read outside
     it."""
@@ -76,7 +71,7 @@ def cluster_kernels(s: "_Scheduler", c: Cluster, claims: dict[Node, Home],
                    stages=_stages(s, c.members, outside, claims, pos))]
 
 
-def _stages(s: "_Scheduler", members: tuple[Node, ...], outside: set[Node],
+def _stages(s: ScheduleState, members: tuple[Node, ...], outside: set[Node],
             claims: dict[Node, Home], pos: int) -> tuple[tuple[Node, Home | None], ...]:
     """Each member and where it goes: its claim or a new buffer when it is read outside
     the kernel, None when it only lives in registers."""
@@ -88,14 +83,12 @@ def _stages(s: "_Scheduler", members: tuple[Node, ...], outside: set[Node],
             if home is None:
                 layout = Layout.of(m.type)
                 home = Home(layout, s.buffer(m.name, layout, pos))
-            s.layouts[m] = home.layout
-            if home.buffer is not None:
-                s.roots[m] = home.buffer
+            s.place(m, home)
         stages.append((m, home))
     return tuple(stages)
 
 
-def placements(s: "_Scheduler", nodes: tuple[Node, ...], outputs: tuple[Node, ...],
+def placements(s: ScheduleState, nodes: tuple[Node, ...], outputs: tuple[Node, ...],
                claims: dict[Node, Home], skip: set[Node]) -> dict[Node, Home]:
     """Concatenations computed in place: each piece written by its own kernel straight
     into its part of the result (its home added to `claims`), so the concat itself is
@@ -125,7 +118,7 @@ def placements(s: "_Scheduler", nodes: tuple[Node, ...], outputs: tuple[Node, ..
     return placed
 
 
-def contract_kernel(s: "_Scheduler", n: Node, home: Home | None) -> Kernel | None:
+def contract_kernel(s: ScheduleState, n: Node, home: Home | None) -> Kernel | None:
     """A CONTRACT as a gemm kernel with a scratch buffer for its packed operand; None
     when its operands do not allow it (see emit_contract.contract_operands)."""
     found = contract_operands(n, *(s.layouts[x] for x in n.inputs))
@@ -139,9 +132,7 @@ def contract_kernel(s: "_Scheduler", n: Node, home: Home | None) -> Kernel | Non
         s.use(x, pos)
     if home is None:
         home = Home(out, s.buffer(n.name, out, pos))
-    s.layouts[n] = home.layout
-    if home.buffer is not None:
-        s.roots[n] = home.buffer
+    s.place(n, home)
     scratch = s.buffer(f"{n.name}.packed", Layout.contiguous((floats,)), pos)
     return Kernel(s.name("gemm", n), "gemm", n, home, scratch)
 

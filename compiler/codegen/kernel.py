@@ -1,7 +1,7 @@
 """The schedule's data: where a kernel writes (Home) and what it computes (Kernel).
 
 Every value is a buffer or a view of one. Views (VIEWS) and leaves (LEAVES) need no code; any
-other node is `computed` by a kernel of its own (or of a fused kernel, see fusion.py).
+other node is `computed` by a kernel of its own (or of a kernel of several nodes, see group_kernels.py).
 """
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from .strides import ZERO, Layout, Lin
 # ops that are a view of their (first) input, or a leaf with storage of its own
 VIEWS = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE, Op.GET, Op.DROPOUT, Op.EXPAND, Op.VIEW})
 LEAVES = frozenset({Op.INPUT, Op.CONST, Op.FILL})
+# ops with no emitter of their own: views and leaves (a pointer and a layout) and loops (their
+# body's kernels do the work; emit_loop.py); PARAM never reaches the lowering (flattened)
+NO_CODE = VIEWS | LEAVES | {Op.LOOP}
 
 
 def computed(n: Node, views: frozenset[Op] = VIEWS) -> bool:
@@ -41,7 +44,7 @@ class Kernel:
     right operand into `packed`; the gemm reads it from there. A gemm whose `node` is a FUSED
     node computes its `matmul` input and applies the fused body to the accumulators before
     storing them (the matmul's result never goes to memory). A gemm with a `group` also
-    computes the group's members in the tile's epilogue (compiler/epilogue.py): `stages`
+    computes the group's members in the tile's epilogue (codegen/epilogue.py): `stages`
     lists each member and its home (None: kept in registers), `dest` is None.
     """
     name: str
@@ -65,4 +68,4 @@ class Kernel:
             yield from k.walk()
 
 
-__all__ = ["Home", "Kernel", "VIEWS", "LEAVES", "computed"]
+__all__ = ["Home", "Kernel", "VIEWS", "LEAVES", "NO_CODE", "computed"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -33,7 +33,8 @@ from graphrnn.ir import Executable, Graph, LoweringError, Node, Op, ParamTable, 
 
 from .emit_dropout import emit_dropout
 from .emit_index import INDEX_RULES
-from .emit_loop import Env, Frame, emit_loop
+from .emit_context import Env, Frame, Rule
+from .emit_loop import emit_loop
 from .emit_map import MAP_RULES, emit_copy
 from .emit_profile import Profiler, clock_function
 from .emit_reduce import REDUCE_RULES
@@ -50,16 +51,12 @@ PACK_ENTRY = "graphrnn_pack"
 CLOCK = "graphrnn_clock"         # profile builds: i64 f() reading the cycle counter
 EXTRAS = 3                       # io pointers after the outputs: persistent, run block, counters
 
-Rule = Callable[[Emitter, Node, Ref, list[Ref]], None]
-
-# every op that needs code, and its emitter: (emitter, node, out, inputs) -> None
+# every op that needs code, and its emitter: (emitter, node, out, inputs) -> None; the others
+# are kernel.NO_CODE (dropout, a view at inference, has its own kernel in training)
 EMIT_RULES: dict[Op, Rule] = {
     **MAP_RULES, **REDUCE_RULES, **INDEX_RULES,
     Op.MATMUL: lambda em, n, out, ins: emit_matmul(em, n, out, ins[0], ins[1]),
 }
-# ops that are views or leaves: no code, only a pointer and a layout (see schedule.VIEW_RULES)
-VIEW_OPS = frozenset({Op.INPUT, Op.CONST, Op.FILL, Op.VIEW, Op.SLICE, Op.INDEX, Op.RESHAPE,
-                      Op.GET, Op.DROPOUT, Op.EXPAND, Op.LOOP})
 
 
 class Lowering:
@@ -376,4 +373,4 @@ def index_checks(graph: Graph, inputs: tuple[Node, ...]) -> list[tuple[str, int,
     return checks
 
 
-__all__ = ["lower_graph", "EMIT_RULES", "VIEW_OPS", "VERSION", "EXTRAS", "Lowering"]
+__all__ = ["lower_graph", "EMIT_RULES", "VERSION", "EXTRAS", "Lowering"]

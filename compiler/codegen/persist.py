@@ -14,15 +14,13 @@ one after the other (nothing there is ever dead).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Node, Op
 
 from .arena import ALIGN, Buffer
+from .kernel import Kernel
 from .strides import Lin
-
-if TYPE_CHECKING:
-    from .schedule import Kernel
 
 # ops that make a parameter-only value from parameter-only inputs
 STATIC_OPS = frozenset({Op.VIEW, Op.SLICE, Op.INDEX, Op.RESHAPE, Op.EXPAND, Op.CONCAT,
@@ -30,9 +28,9 @@ STATIC_OPS = frozenset({Op.VIEW, Op.SLICE, Op.INDEX, Op.RESHAPE, Op.EXPAND, Op.C
 STATIC_LEAVES = frozenset({Op.CONST, Op.FILL})
 
 
-def split_persistent(kernels: Iterable["Kernel"], params: Node | None,
+def split_persistent(kernels: Iterable[Kernel], params: Node | None,
                      aliases: dict[Node, Node]
-                     ) -> tuple[frozenset["Kernel"], frozenset[Buffer], int]:
+                     ) -> tuple[frozenset[Kernel], frozenset[Buffer], int]:
     """(persistent kernels, their buffers, floats of the persistent region).
 
     `aliases` maps a loop body's const inputs to the outer values they stand for. The
@@ -40,8 +38,8 @@ def split_persistent(kernels: Iterable["Kernel"], params: Node | None,
     """
     if params is None:
         return frozenset(), frozenset(), 0
-    producer: dict[Node, "Kernel"] = {}
-    packs: list["Kernel"] = []
+    producer: dict[Node, Kernel] = {}
+    packs: list[Kernel] = []
     shared: set[Node] = set()           # computed by a kernel of several nodes: per call
     for top in kernels:
         for k in top.walk():
@@ -52,14 +50,14 @@ def split_persistent(kernels: Iterable["Kernel"], params: Node | None,
                 shared.add(k.node)
             elif k.kind not in ("view", "loop", "copy") and k.matmul is None:
                 producer.setdefault(k.node, k)
-    memo: dict[Node, tuple["Kernel", ...] | None] = {}
+    memo: dict[Node, tuple[Kernel, ...] | None] = {}
 
-    def made_by(n: Node) -> tuple["Kernel", ...] | None:
+    def made_by(n: Node) -> tuple[Kernel, ...] | None:
         """The kernels computing `n` from the parameters alone; None if it is not static."""
         if n in memo:
             return memo[n]
         memo[n] = None                      # a cycle through aliases is not static
-        found: tuple["Kernel", ...] | None
+        found: tuple[Kernel, ...] | None
         if n in shared:
             found = None
         elif n is params or n.op in STATIC_LEAVES:
@@ -81,7 +79,7 @@ def split_persistent(kernels: Iterable["Kernel"], params: Node | None,
         memo[n] = found
         return found
 
-    chosen: dict["Kernel", None] = {}
+    chosen: dict[Kernel, None] = {}
     for k in packs:
         deps = made_by(k.node.inputs[1])
         if deps is not None and k.packed is not None and k.packed.size.s == 0:

@@ -7,7 +7,7 @@ of the entry point (`io`), or the current step's row of a loop's per-step output
 that results land where they are needed without a copy; the pieces of a concatenation are
 written straight into their part of it.
 
-Some kernels compute several nodes (fusion.py): a product with the cell built on its slices
+Some kernels compute several nodes (group_kernels.py): a product with the cell built on its slices
 as the tile's epilogue (an epilogue group: no gate buffer), the FUSED nodes of one type of a
 level as one elementwise loop (a cluster), a CONTRACT as a blocked, packed gemm. Each level's
 nodes are put in an order where every group or cluster is one unit (epilogue.py).
@@ -32,8 +32,6 @@ region after the fixed one: the arena has `fixed + per_step * steps` floats.
 """
 from __future__ import annotations
 
-import itertools
-import re
 from dataclasses import dataclass, field
 
 from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
@@ -41,11 +39,12 @@ from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 from .arena import Buffer, plan_arena
 from .epilogue import Cluster, Group, find_clusters, find_groups, schedule_units
 from .group_kernels import cluster_kernels, contract_kernel, group_kernels, placements, read_outside
-from ..passes.hoist import per_step
-from .kernel import LEAVES, VIEWS, Home, Kernel, computed
+from ..per_step import per_step
+from .kernel import LEAVES, Home, Kernel, computed
+from .schedule_state import ScheduleState
 from .strides import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
-from .tiling import epilogue_layouts, packed_floats
+from .tiling import epilogue_layouts
 
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce",
         Op.SUM: "reduce", Op.MEAN: "reduce", Op.SOFTMAX: "reduce", Op.LOG_SOFTMAX: "reduce",
@@ -106,54 +105,8 @@ def schedule(graph: Graph, params: Node | None = None, *, training: bool = False
                     graph.outputs, params, s.parts, persistent, kept, floats, s.aliases)
 
 
-class _Scheduler:
-    def __init__(self, training: bool = False) -> None:
-        self.training = training
-        self.params: Node | None = None
-        self.views = VIEWS - {Op.DROPOUT} if training else VIEWS
-        self.aliases: dict[Node, Node] = {}
-        self.pos = 0
-        self.buffers: list[Buffer] = []
-        self.layouts: dict[Node, Layout] = {}
-        self.offsets: dict[Node, Lin] = {}
-        self.roots: dict[Node, Buffer] = {}
-        self.parts: dict[tuple[Node, int], tuple[Layout, Buffer | None]] = {}
-        self.loop_claims: dict[tuple[Node, int], int] = {}
-        self.count = itertools.count()
-        self.packs: dict[Node, Buffer] = {}
-        self.epilogues: dict[Node, Node] = {}       # FUSED node -> the matmul it absorbs
-        self.segments: dict[Node, int] = {}         # matmul -> segments of its packed panels
-        self.groups: dict[tuple[Node, ...], list[Group]] = {}   # a level's groups
-
-    # -- bookkeeping
-    def tick(self) -> int:
-        self.pos += 1
-        return self.pos
-
-    def name(self, kind: str, n: Node) -> str:
-        if n.op == Op.FUSED:
-            ops = [m.op.value for m in n.attrs["body"].nodes if m.op not in (Op.INPUT, Op.CONST)]
-            what = "_".join(list(dict.fromkeys(ops))[:3]) or "copy"
-        else:
-            what = n.op.value
-        return re.sub(r"\W", "_", f"k{next(self.count)}_{kind}_{what}")
-
-    def buffer(self, name: str, layout: Layout, start: int) -> Buffer:
-        per = 2 if layout.dtype == "int64" else 1
-        b = Buffer(name, layout.size * per, start, start)
-        self.buffers.append(b)
-        return b
-
-    def use(self, n: Node, pos: int) -> None:
-        b = self.roots.get(n)
-        if b is not None and b.end < pos:
-            b.end = pos
-
-    def leaf(self, n: Node) -> None:
-        if n.op == Op.FILL:
-            self.layouts[n] = Layout.broadcast(n.type.shape, n.type.dtype)
-        else:
-            self.layouts[n] = Layout.of(n.type)
+class _Scheduler(ScheduleState):
+    """The scheduler proper: levels, nodes, views and loops (bookkeeping in schedule_state.py)."""
 
     # -- one graph level
     def analyse(self, nodes: tuple[Node, ...], outputs: tuple[Node, ...],
@@ -186,9 +139,7 @@ class _Scheduler:
             elif isinstance(n, Cluster):
                 out.extend(cluster_kernels(self, n, claims, outside))
             elif n in placed:
-                self.layouts[n] = placed[n].layout
-                if placed[n].buffer is not None:
-                    self.roots[n] = placed[n].buffer
+                self.place(n, placed[n])
                 out.append(Kernel(self.name("placed", n), "placed", n, placed[n]))
             elif n not in skip and n not in absorbed:
                 out.extend(self.node(n, claims.get(n)))
@@ -236,12 +187,8 @@ class _Scheduler:
             self.use(x, pos)
         if home is None:
             home = Home(Layout.of(n.type), self.buffer(n.name, Layout.of(n.type), pos))
-        self.layouts[n] = home.layout
-        if home.buffer is not None:
-            self.roots[n] = home.buffer
-        packed = self.packs.get(mm or n)
-        if packed is not None:
-            packed.end = max(packed.end, pos)
+        self.place(n, home)
+        packed = self.packed(mm or n, pos)
         kind = "gemm" if mm is not None else KIND.get(n.op, "map")
         out.append(Kernel(self.name(kind, n), kind, n, home, packed, matmul=mm,
                           segments=self.segments.get(mm or n, 1)))
@@ -252,14 +199,6 @@ class _Scheduler:
         out = home.layout if home is not None else Layout.of(fused.type)
         extra = [self.layouts[x] for x in fused.inputs if x is not mm]
         return epilogue_layouts(self.layouts[mm.inputs[0]], out, extra) is not None
-
-    def pack(self, mm: Node, pos: int) -> Kernel:
-        self.use(mm.inputs[1], pos)
-        segments = self.segments.get(mm, 1)
-        buf = self.buffer(f"{mm.name}.packed",
-                          Layout.contiguous((packed_floats(mm, segments),)), pos)
-        self.packs[mm] = buf
-        return Kernel(self.name("pack", mm), "pack", mm, packed=buf, segments=segments)
 
     def view(self, n: Node) -> Kernel | None:
         x = n.inputs[0]

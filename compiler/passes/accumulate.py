@@ -18,7 +18,7 @@ The dual of hoist_invariants, which moves work before the loop. Two rewrites:
   the flat gradient vector at every step becomes one ASSEMBLE after the loop, and ADDs of
   ASSEMBLEs (several loops, the layers outside them) merge into one;
 - a per-step output whose computation nothing else in the body reads and which contains a
-  matmul is computed after the loop from stacked operands (hoist's SEQ_RULES): the input
+  matmul is computed after the loop from stacked operands (loop_kinds.SEQ_RULES): the input
   gradient dx_t = dg_t @ W_ih of a backward loop becomes one matmul over [B, T, ...].
 
 Operands the loop already has as sequences (x_t, the saved carries) are read from its
@@ -37,8 +37,9 @@ import numpy as np
 from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, split, toposort
 from graphrnn.ops import apply_rule
 
-from .hoist import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, classify, leaf_key, outer_copies, per_step
-from .rewrite import fresh_name
+from .hoist import outer_copies
+from .loop_kinds import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, classify, leaf_key, per_step
+from .rewrite import fresh_name, map_nodes, read_counts, with_inputs
 
 LINEAR = frozenset({Op.RESHAPE, Op.PAD, Op.SLICE, Op.INDEX, Op.CONCAT, Op.NEG, Op.ASSEMBLE,
                     Op.ADD, Op.SUB, Op.MUL, Op.DIV})
@@ -55,22 +56,13 @@ def hoist_accumulations(graph: Graph, *, min_input_size: int = 4) -> Graph:
     """
     taken = {n.name for n in graph.nodes}
     leaves = {k: n for n in graph.nodes if (k := leaf_key(n, n.inputs)) is not None}
-    uses: dict[int, int] = {}
-    whole = {id(y) for y in graph.outputs}          # loops read other than through GET
-    for n in graph.nodes:
-        for x in n.inputs:
-            uses[id(x)] = uses.get(id(x), 0) + 1
-            if n.op != Op.GET:
-                whole.add(id(x))
-    for y in graph.outputs:
-        uses[id(y)] = uses.get(id(y), 0) + 1
-    new: dict[int, Node] = {id(x): x for x in graph.inputs}
+    uses = read_counts(graph.nodes, graph.outputs)
+    whole = {id(y) for y in graph.outputs} | {     # loops read other than through GET
+        id(x) for n in graph.nodes if n.op != Op.GET for x in n.inputs}
     parts: dict[int, Parts] = {}
-    changed = False
-    for n in graph.nodes:
-        if id(n) in new:
-            continue
-        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+
+    def visit(n: Node, ins: tuple[Node, ...]) -> Node:
+        m = with_inputs(n, ins)
         if m.op == Op.LOOP:
             body = hoist_accumulations(m.attrs["body"], min_input_size=min_input_size)
             m = m.replace(attrs={**m.attrs, "body": body})
@@ -85,9 +77,9 @@ def hoist_accumulations(graph: Graph, *, min_input_size: int = 4) -> Graph:
             m = p if isinstance(p, Node) else m.replace(attrs={**m.attrs, "index": p})
         elif m.op == Op.ADD and all(uses[id(x)] == 1 for x in n.inputs):
             m = _joined_assembles(m) or m
-        new[id(n)] = m
-        changed |= m is not n
-    if not changed:
+        return m
+    new = map_nodes(graph.nodes, visit)
+    if all(new[id(n)] is n for n in graph.nodes):
         return graph
     return merge_contracts(graph.remapped(new))
 
@@ -142,14 +134,7 @@ def merge_contracts(graph: Graph) -> Graph:
             repl[id(n)] = make(n, Op.RESHAPE, [column], shape=n.type.shape)
     if not repl:
         return graph
-    new: dict[int, Node] = {}
-    for n in graph.nodes:
-        if id(n) in repl:
-            new[id(n)] = repl[id(n)]
-            continue
-        ins = tuple(new.get(id(x), x) for x in n.inputs)
-        new[id(n)] = n if all(a is b for a, b in zip(ins, n.inputs)) else n.replace(inputs=ins)
-    return graph.remapped(new)
+    return graph.remapped(map_nodes(graph.nodes, with_inputs, dict(repl)))
 
 
 def _joined_assembles(n: Node) -> Node | None:

@@ -1,195 +1,29 @@
 """differentiate: reverse-mode differentiation as a pass; the gradient of a graph is a graph.
 
-Each op's local rule lives in VJP_RULES: `(node, g) -> one gradient (or None) per input`,
-built from the same primitive ops as the forward graph. Loops are differentiated in
-compiler/autodiff_loop.py: the gradient of a loop is a reverse loop over its saved steps.
+`backprop` walks the graph in reverse order and applies each op's rule from VJP_RULES
+(vjp.py), summing the contributions. The gradient of a loop is a reverse loop over its saved
+steps (`loop_vjp`, BPTT): its carry is the gradient flowing back through the forward carry
+plus one accumulator per const; at each step it recomputes the forward step from the saved
+carry and the saved pre-activations (the elementwise rest of the step) and applies the step's
+vector-Jacobian product, taken by `backprop` on the body. Loops are first put in the form
+that makes this easy to state (autodiff_loop.prepare_loops).
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, Sequence
+from typing import Sequence
 
 from graphrnn import ops
-from graphrnn.ir import Graph, GraphError, Node, Op, Param, TensorType, node_error, toposort
+from graphrnn.ir import Graph, Node, Op, Param, TensorType, loop_operands, toposort
 
-Grads = tuple  # one Node | None per input
-
-
-def unbroadcast(g: Node, t: TensorType) -> Node:
-    """Sum `g` over the axes that broadcasting added to a value of type `t`."""
-    lead = g.type.rank - t.rank
-    axes = list(range(lead)) + [lead + i for i, d in enumerate(t.shape)
-                                if d == 1 and g.type.shape[lead + i] != 1]
-    if not axes:
-        return g
-    s = ops.sum_(g, axes)
-    return s if s.type.shape == t.shape else ops.reshape(s, t.shape)
-
-
-def _binary_rule(da: Callable, db: Callable) -> Callable:
-    def rule(n: Node, g: Node) -> Grads:
-        a, b = n.inputs
-        return unbroadcast(da(n, g, a, b), a.type), unbroadcast(db(n, g, a, b), b.type)
-    return rule
-
-
-def _keepdims(g: Node, n: Node) -> Node:
-    """A reduction's gradient reshaped so that it broadcasts against the reduced input."""
-    if n.attrs["keepdims"]:
-        return g
-    x = n.inputs[0]
-    shape = tuple(1 if i in n.attrs["axes"] else d for i, d in enumerate(x.type.shape))
-    return ops.reshape(g, shape)
-
-
-def _sum(n: Node, g: Node) -> Grads:
-    return (ops.expand(_keepdims(g, n), n.inputs[0]),)
-
-
-def _mean(n: Node, g: Node) -> Grads:
-    x = n.inputs[0]
-    dims = [x.type.shape[i] for i in n.attrs["axes"]]
-    if all(isinstance(d, int) for d in dims):
-        count: object = float(max(1, int(__import__("math").prod(dims))))
-    else:   # a symbolic count (B or T): measured from the shapes at run time
-        count = ops.div(ops.sum_(ops.expand(1.0, x)), ops.sum_(ops.expand(1.0, n)))
-    return (ops.div(ops.expand(_keepdims(g, n), x), count),)
-
-
-def _matmul(n: Node, g: Node) -> Grads:
-    a, w = n.inputs
-    if n.attrs.get("transpose_b"):            # w [N, K]
-        return ops.matmul(g, w), ops.contract(g, a)
-    return ops.matmul(g, w, transpose_b=True), ops.contract(a, g)
-
-
-def _contract(n: Node, g: Node) -> Grads:
-    a, b = n.inputs
-    if n.attrs.get("transpose_out"):          # g [N, K]
-        return ops.matmul(b, g), ops.matmul(a, g, transpose_b=True)
-    return ops.matmul(b, g, transpose_b=True), ops.matmul(a, g)
-
-
-def _concat(n: Node, g: Node) -> Grads:
-    out, start, axis = [], 0, n.attrs["axis"]
-    for x in n.inputs:
-        width = x.type.shape[axis]
-        out.append(ops.slice_(g, axis, start, width) if width else None)   # empty: no grad
-        start += width
-    return tuple(out)
-
-
-def _slice(n: Node, g: Node) -> Grads:
-    a = n.attrs
-    d = n.inputs[0].type.shape[a["axis"]]
-    if not isinstance(d, int):
-        raise node_error(n, f"cannot differentiate a slice of symbolic dim {d!r}")
-    return (ops.pad(g, a["axis"], a["start"], d - a["start"] - a["length"]),)
-
-
-def _index(n: Node, g: Node) -> Grads:
-    x, axis, i = n.inputs[0], n.attrs["axis"], n.attrs["index"]
-    d = x.type.shape[axis]
-    if not isinstance(d, int):
-        raise node_error(n, f"cannot differentiate an index of symbolic dim {d!r}")
-    shape = x.type.shape[:axis] + (1,) + x.type.shape[axis + 1:]
-    return (ops.pad(ops.reshape(g, shape), axis, i, d - i - 1),)
-
-
-def _pick(n: Node, g: Node) -> Grads:
-    x, idx = n.inputs
-    hot = ops.onehot(idx, x.type.shape[-1])
-    return ops.mul(hot, ops.reshape(g, g.type.shape + (1,))), None
-
-
-def _view(n: Node, g: Node) -> Grads:
-    flat = n.inputs[0]
-    size = int(__import__("math").prod(n.attrs["shape"]))
-    return (ops.assemble([ops.reshape(g, (size,))], [n.attrs["offset"]], flat.type.shape[0]),)
-
-
-def _assemble(n: Node, g: Node) -> Grads:
-    return tuple(ops.slice_(g, 0, off, x.type.shape[0])
-                 for x, off in zip(n.inputs, n.attrs["offsets"]))
-
-
-def _no_grad(n: Node, g: Node) -> Grads:
-    return (None,) * len(n.inputs)
-
-
-def _fused(n: Node, g: Node) -> Grads:
-    raise node_error(n, "differentiate before fusing: a fused node has no gradient rule",
-                     GraphError)
-
-
-VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
-    Op.INPUT: _no_grad, Op.PARAM: _no_grad, Op.CONST: _no_grad, Op.FILL: _no_grad,
-    Op.NEG: lambda n, g: (ops.neg(g),),
-    Op.EXP: lambda n, g: (ops.mul(g, n),),
-    Op.LOG: lambda n, g: (ops.div(g, n.inputs[0]),),
-    Op.TANH: lambda n, g: (ops.mul(g, ops.sub(1.0, ops.mul(n, n))),),
-    Op.SIGMOID: lambda n, g: (ops.mul(g, ops.mul(n, ops.sub(1.0, n))),),
-    Op.RELU: lambda n, g: (ops.mul(g, ops.step(n.inputs[0])),),
-    Op.STEP: _no_grad,
-    Op.ADD: _binary_rule(lambda n, g, a, b: g, lambda n, g, a, b: g),
-    Op.SUB: _binary_rule(lambda n, g, a, b: g, lambda n, g, a, b: ops.neg(g)),
-    Op.MUL: _binary_rule(lambda n, g, a, b: ops.mul(g, b), lambda n, g, a, b: ops.mul(g, a)),
-    Op.DIV: _binary_rule(lambda n, g, a, b: ops.div(g, b),
-                         lambda n, g, a, b: ops.neg(ops.div(ops.mul(g, n), b))),
-    Op.MATMUL: _matmul,
-    Op.CONTRACT: _contract,
-    Op.SUM: _sum,
-    Op.MEAN: _mean,
-    Op.SOFTMAX: lambda n, g: (ops.mul(n, ops.sub(g, ops.sum_(ops.mul(g, n), [n.attrs["axis"]],
-                                                               keepdims=True))),),
-    Op.LOG_SOFTMAX: lambda n, g: (ops.sub(g, ops.mul(ops.exp(n), ops.sum_(
-        g, [n.attrs["axis"]], keepdims=True))),),
-    Op.LOOKUP: lambda n, g: (ops.scatter(g, n.inputs[1], n.inputs[0].type.shape[0]), None),
-    Op.SCATTER: lambda n, g: (ops.lookup(g, n.inputs[1]), None),
-    Op.PICK: _pick,
-    Op.ONEHOT: _no_grad,
-    Op.CONCAT: _concat,
-    Op.SLICE: _slice,
-    Op.INDEX: _index,
-    Op.PAD: lambda n, g: (ops.slice_(g, n.attrs["axis"], n.attrs["before"],
-                                     n.inputs[0].type.shape[n.attrs["axis"]]),),
-    Op.RESHAPE: lambda n, g: (ops.reshape(g, n.inputs[0].type.shape),),
-    Op.EXPAND: lambda n, g: (unbroadcast(g, n.inputs[0].type), None),
-    Op.DROPOUT: lambda n, g: (ops.dropout(g, n.attrs["p"], n.attrs["seed"]),),
-    Op.WHERE: lambda n, g: (None,
-                            unbroadcast(ops.where(n.inputs[0], g, 0.0), n.inputs[1].type),
-                            unbroadcast(ops.where(n.inputs[0], 0.0, g), n.inputs[2].type)),
-    Op.SEQ_MASK: _no_grad,
-    Op.VIEW: _view,
-    Op.ASSEMBLE: _assemble,
-    Op.FUSED: _fused,
-    Op.SAMPLE: _no_grad,
-    # LOOP and GET are handled by backprop itself (a loop's value is a tuple)
-}
-
-
-def total(parts: list[Node]) -> Node | None:
-    """The sum of gradient contributions; ASSEMBLE parts of one vector merge into one node."""
-    if not parts:
-        return None
-    if len(parts) > 1 and all(p.op == Op.ASSEMBLE for p in parts) and \
-            len({p.attrs["size"] for p in parts}) == 1:
-        return ops.assemble([x for p in parts for x in p.inputs],
-                            [o for p in parts for o in p.attrs["offsets"]], parts[0].attrs["size"])
-    out = parts[0]
-    for p in parts[1:]:
-        out = ops.add(out, p)
-    return out
-
-
-def is_float(n: Node) -> bool:
-    return isinstance(n.type, tuple) or (n.type is not None and n.type.dtype == "float32")
+from .autodiff_loop import keep_checkpoint, like, prepare_loops, row_mask
+from .rewrite import inline, internal_graph, substitute
+from .vjp import VJP_RULES, is_float, total
 
 
 def backprop(outputs: Sequence[Node], seeds: Sequence[Node | None], wrt: Sequence[Node],
              truncate: int | None = None) -> list[Node | None]:
     """Gradients of sum(output * seed) with respect to each node of `wrt` (None: no path)."""
-    from .autodiff_loop import loop_vjp
     order = toposort([y for y, s in zip(outputs, seeds) if s is not None])
     wanted = {id(w) for w in wrt}
     live: set[int] = set()                     # nodes that depend on some wrt node
@@ -241,7 +75,6 @@ def differentiate(graph: Graph, *, truncate: int | None = None,
     `seed_outputs` limits the differentiated outputs (and so the cotangent inputs) to those
     indices, e.g. the loss alone when a graph also returns a state.
     """
-    from .autodiff_loop import prepare_loops
     g = prepare_loops(graph)
     chosen = set(range(len(g.outputs)) if seed_outputs is None else seed_outputs)
     seeds = [ops.input_(y.type.shape, "float32", name=f"d_{y.name}")
@@ -268,12 +101,70 @@ def differentiate(graph: Graph, *, truncate: int | None = None,
     return internal_graph(inputs, outputs), names
 
 
-def internal_graph(inputs: Sequence[Node], outputs: Sequence[Node]) -> Graph:
-    """A graph made by a pass: unused inputs allowed, every node given a unique name."""
-    order = toposort(outputs)
-    seen = {id(n) for n in order}
-    order = [x for x in inputs if id(x) not in seen] + order
-    return Graph._renamed(tuple(inputs), tuple(outputs), order)
+def _step_type(t: TensorType) -> TensorType:
+    return TensorType(t.shape[:1] + t.shape[2:], t.dtype)
 
 
-__all__ = ["VJP_RULES", "differentiate", "backprop", "internal_graph", "Param"]
+def loop_vjp(n: Node, cotangents: dict[int, Node], needs: list[bool],
+             truncate: int | None) -> list[Node | None]:
+    """Gradients for the inputs of a prepared loop, given cotangents of its parts."""
+    consts, carry, xs, _ = loop_operands(n)
+    body: Graph = n.attrs["body"]
+    nc, nh = len(consts), len(carry)
+    n_kept = n.attrs.get("saved", 0)
+    n_ys = len(body.outputs) - 2 * nh - n_kept
+    saved = [ops.get(n, nh + n_ys + i) for i in range(nh)]
+    kept = [ops.get(n, nh + n_ys + nh + i) for i in range(n_kept)]
+    g_final = [cotangents.get(i) or ops.expand(0.0, carry[i]) for i in range(nh)]
+    g_ys = {k: cotangents[nh + k] for k in range(n_ys) if nh + k in cotangents}
+    need_c = [j for j in range(nc) if needs[j] and is_float(consts[j])]
+    need_x = [j for j in range(len(xs)) if needs[nc + nh + j] and is_float(xs[j])]
+
+    bc = [like(c.type) for c in consts]
+    bg = [like(c.type, "d_carry") for c in carry]
+    bacc = [like(consts[j].type, "d_const") for j in need_c]
+    bh = [like(c.type, "carry_in") for c in carry]
+    bx = [like(_step_type(x.type)) for x in xs]
+    bgy = {k: like(_step_type(g.type), "d_y") for k, g in g_ys.items()}
+    bkept = [like(_step_type(v.type), "saved") for v in kept]
+    # truncation cuts the carried gradient; a loop without carries has none to cut
+    cut = bool(truncate) and nh > 0
+    bcut = [like(TensorType(saved[0].type.shape[:1], "float32"), "not_border")] if cut else []
+
+    outs = inline(body, bc + bh + bx)
+    carry_out, ys = outs[:nh], outs[nh:nh + n_ys]
+    wrt = [bc[j] for j in need_c] + bh + [bx[j] for j in need_x]
+    grads = backprop(carry_out + [ys[k] for k in bgy], bg + list(bgy.values()), wrt, truncate)
+    g_c, g_h, g_x = grads[:len(need_c)], grads[len(need_c):len(need_c) + nh], \
+        grads[len(need_c) + nh:]
+    g_h = [g if g is not None else ops.expand(0.0, h) for g, h in zip(g_h, bh)]
+    if cut:
+        g_h = [ops.where(row_mask(bcut[0], g.type.rank), g, 0.0) for g in g_h]
+    acc = [ops.add(a, g) if g is not None else a for a, g in zip(bacc, g_c)]
+    g_x = [g if g is not None else ops.expand(0.0, bx[j]) for g, j in zip(g_x, need_x)]
+    # the step's values made from the saved pre-activations, not recomputed
+    step_outs = substitute(g_h + acc + g_x, {id(v): b for v, b in zip(outs[-n_kept:], bkept)}
+                           if n_kept else {})
+    bbody = internal_graph(bc + bg + bacc + bh + bx + list(bgy.values()) + bcut + bkept,
+                           step_outs)
+
+    outer_xs = saved + list(xs) + list(g_ys.values()) + (
+        [ops.seq_mask(saved[0], None, every=truncate)] if cut else []) + kept
+    init = g_final + [ops.expand(0.0, consts[j]) for j in need_c]
+    # a loop still asking to be unrolled here (truncated BPTT unrolls after differentiation)
+    # asks the same of its backward loop
+    back = ops.loop(bbody, consts, init, outer_xs, None, reverse=not n.attrs["reverse"],
+                    unroll=n.attrs.get("unroll"), length=n.attrs.get("length"),
+                    name=f"{n.name}_grad" if n.name else "")
+    back = keep_checkpoint(n, back)
+    result: list[Node | None] = [None] * len(n.inputs)
+    for i in range(nh):
+        result[nc + i] = ops.get(back, i)
+    for a, j in enumerate(need_c):
+        result[j] = ops.get(back, nh + a)
+    for a, j in enumerate(need_x):
+        result[nc + nh + j] = ops.get(back, nh + len(need_c) + a)
+    return result
+
+
+__all__ = ["VJP_RULES", "differentiate", "backprop", "loop_vjp", "internal_graph", "Param"]

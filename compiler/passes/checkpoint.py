@@ -1,8 +1,8 @@
 """checkpoint_loops: gradient checkpointing, as a loop of segments whose body is a loop.
 
-Differentiating a loop saves the carry entering every step (O(T) memory, compiler/
-autodiff_loop.py). Run before differentiation, this pass cuts each top-level loop of T steps
-into S = ceil(T / k) segments of k steps without changing what it computes:
+Differentiating a loop saves the carry entering every step (O(T) memory, autodiff_loop.py).
+Run before differentiation, this pass cuts each top-level loop of T steps into S = ceil(T / k)
+segments of k steps without changing what it computes:
 
     loop(consts, carry_0, xs)                                   T steps
  -> segments = loop(consts, carry_0, xs as [B, S, k, ...])      S steps, whose body is
@@ -34,9 +34,7 @@ from typing import Sequence
 from graphrnn import ops
 from graphrnn.ir import Graph, GraphError, Node, TensorType, loop_operands, node_error
 
-from .autodiff import internal_graph
-from .autodiff_loop import inline
-from .rewrite import split_loops
+from .rewrite import inline, internal_graph, split_loops
 
 
 def checkpoint_loops(graph: Graph, every: int, *, truncate: int | None = None) -> Graph:

@@ -7,6 +7,8 @@ import numpy as np
 
 from graphrnn.ir import Graph, Node, Op
 
+from .rewrite import map_nodes, with_inputs
+
 
 def eliminate_common_subexpressions(graph: Graph) -> Graph:
     """Merge nodes with the same op, the same input nodes, equal attrs and the same Param.
@@ -17,22 +19,19 @@ def eliminate_common_subexpressions(graph: Graph) -> Graph:
     Returns `graph` itself when nothing merged.
     """
     seen: dict[Hashable, Node] = {}
-    new: dict[int, Node] = {}
     bodies: dict[int, Graph] = {}       # a body shared by two loops stays shared
-    changed = False
-    for n in graph.nodes:
-        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+
+    def visit(n: Node, ins: tuple[Node, ...]) -> Node:
+        m = with_inputs(n, ins)
         if m.op in (Op.LOOP, Op.FUSED):
             old = m.attrs["body"]
             if id(old) not in bodies:
                 bodies[id(old)] = eliminate_common_subexpressions(old)
             if bodies[id(old)] is not old:
                 m = m.replace(attrs={**m.attrs, "body": bodies[id(old)]})
-        if m.op != Op.INPUT:
-            m = seen.setdefault(_key(m), m)
-        new[id(n)] = m
-        changed |= m is not n
-    if not changed:
+        return seen.setdefault(_key(m), m) if m.op != Op.INPUT else m
+    new = map_nodes(graph.nodes, visit)
+    if all(new[id(n)] is n for n in graph.nodes):
         return graph
     return graph.remapped(new)
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from graphrnn.ir import Graph, Node, Op, loop_operands, toposort
 
+from .rewrite import map_nodes, with_inputs
+
 
 def eliminate_dead_code(graph: Graph) -> Graph:
     """`graph` without nodes that do not reach an output, in every loop body too.
@@ -23,20 +25,18 @@ def eliminate_dead_code(graph: Graph) -> Graph:
                     read.setdefault(id(x), set()).add(n.attrs["index"])
                 else:
                     whole.add(id(x))
-    new: dict[int, Node] = {}
-    changed = len(live) != len(graph.nodes)
-    for n in live:
-        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+
+    def visit(n: Node, ins: tuple[Node, ...]) -> Node:
+        m = with_inputs(n, ins)
         if m.op == Op.LOOP:
-            keep = None if id(n) in whole else read.get(id(n), set())
-            m = _prune_loop(m, keep)
-        elif m.op == Op.GET and m.inputs[0] is not n.inputs[0]:
+            return _prune_loop(m, None if id(n) in whole else read.get(id(n), set()))
+        if m.op == Op.GET and m.inputs[0] is not n.inputs[0]:
             loop = n.inputs[0]
             parts = None if id(loop) in whole else read.get(id(loop))
             m = m.replace(attrs={**m.attrs, "index": _new_index(loop, m.attrs["index"], parts)})
-        new[id(n)] = m
-        changed |= m is not n
-    if not changed:
+        return m
+    new = map_nodes(live, visit)
+    if len(live) == len(graph.nodes) and all(new[id(n)] is n for n in live):
         return graph
     return graph.remapped(new)
 

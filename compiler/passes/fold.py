@@ -19,6 +19,8 @@ from graphrnn.interpret import EVAL_RULES, Context
 from graphrnn.ir import Graph, Node, Op
 from graphrnn.ops import apply_rule
 
+from .rewrite import rewrite
+
 # A fold may not turn a compact FILL or broadcast into a large literal array.
 FOLD_MAX_ELEMENTS = 4096
 
@@ -31,20 +33,7 @@ def fold_constants(graph: Graph) -> Graph:
 
     Returns `graph` itself when nothing changed.
     """
-    new: dict[int, Node] = {}
-    changed = False
-    for n in graph.nodes:
-        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
-        if m.op in (Op.LOOP, Op.FUSED):
-            body = fold_constants(m.attrs["body"])
-            if body is not m.attrs["body"]:
-                m = m.replace(attrs={**m.attrs, "body": body})
-        m = _evaluate(m) or _simplify(m) or m
-        new[id(n)] = m
-        changed |= m is not n
-    if not changed:
-        return graph
-    return graph.remapped(new)
+    return rewrite(graph, lambda m: _evaluate(m) or _simplify(m) or m, into_fused=True)
 
 
 def _literal(n: Node) -> bool:

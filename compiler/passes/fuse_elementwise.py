@@ -22,7 +22,7 @@ from __future__ import annotations
 from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Op, TensorType, toposort
 from graphrnn.ops import apply_rule
 
-from .rewrite import fresh_name
+from .rewrite import fresh_name, map_nodes, read_counts, users, with_inputs
 
 FUSABLE = ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE}
 NAME_OPS = 4            # how many op names a fused node's name lists
@@ -40,45 +40,36 @@ def fuse_elementwise(graph: Graph) -> Graph:
         if id(n) in root:
             members.setdefault(root[id(n)], []).append(n)
     taken = {n.name for n in graph.nodes}
-    new: dict[int, Node] = {id(x): x for x in graph.inputs}
-    changed = False
-    for n in graph.nodes:
-        if id(n) in new or (id(n) in root and root[id(n)] != id(n)):
-            continue            # an input, or a member folded into its root's FUSED node
-        if id(n) in root:
-            new[id(n)] = _fused(members[id(n)], new, taken)
-            changed = True
-            continue
-        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+    new: dict[int, Node] = {}
+
+    def visit(n: Node, ins: tuple[Node, ...]) -> Node:
+        if id(n) in root:       # a group's root becomes its FUSED node; members fold into it
+            return _fused(members[id(n)], new, taken) if root[id(n)] == id(n) else n
+        m = with_inputs(n, ins)
         if m.op == Op.LOOP:
             m = m.replace(attrs={**m.attrs, "body": fuse_elementwise(m.attrs["body"])})
-        changed |= m is not n
-        new[id(n)] = m
-    if not changed:
+        return m
+    map_nodes(graph.nodes, visit, new)
+    if not members and all(new[id(n)] is n for n in graph.nodes):
         return graph
     return graph.remapped(new)
 
 
 def _joined_pads(graph: Graph) -> Graph:
     """`graph` with every sum of padded pieces that tile an axis replaced by their concat."""
-    readers: dict[int, int] = {id(y): 1 for y in graph.outputs}
-    for n in graph.nodes:
-        for x in n.inputs:
-            readers[id(x)] = readers.get(id(x), 0) + 1
+    readers = read_counts(graph.nodes, graph.outputs)
     taken = {n.name for n in graph.nodes}
     new: dict[int, Node] = {}
-    changed = False
-    for n in graph.nodes:
+
+    def visit(n: Node, ins: tuple[Node, ...]) -> Node:
         tiles = _tiles(n, readers) if n.op == Op.ADD else None
         if tiles is None:
-            m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
-        else:
-            m = Node(Op.CONCAT, tuple(new[id(p.inputs[0])] for p in tiles),
-                     {"axis": tiles[0].attrs["axis"]}, n.type, name=fresh_name("concat", taken),
-                     scope=n.scope, where=n.where, doc=n.doc)
-        new[id(n)] = m
-        changed |= m is not n
-    if not changed:
+            return with_inputs(n, ins)
+        return Node(Op.CONCAT, tuple(new[id(p.inputs[0])] for p in tiles),
+                    {"axis": tiles[0].attrs["axis"]}, n.type, name=fresh_name("concat", taken),
+                    scope=n.scope, where=n.where, doc=n.doc)
+    map_nodes(graph.nodes, visit, new)
+    if all(new[id(n)] is n for n in graph.nodes):
         return graph
     return graph.remapped(new)
 
@@ -115,22 +106,16 @@ def _fusable(n: Node) -> bool:
 
 def _roots(graph: Graph) -> dict[int, int]:
     """For every fusable node, the id of its group's root (the node whose value leaves)."""
-    users: dict[int, set[int]] = {}
-    nodes = {id(n): n for n in graph.nodes}
-    for n in graph.nodes:
-        for x in n.inputs:
-            users.setdefault(id(x), set()).add(id(n))
+    readers = users(graph)
     outputs = {id(y) for y in graph.outputs}
     root: dict[int, int] = {}
     for n in reversed(graph.nodes):
         if not _fusable(n):
             continue
-        us = users.get(id(n), set())
-        if id(n) not in outputs and len(us) == 1:
-            (u,) = us
-            if _fusable(nodes[u]):
-                root[id(n)] = root[u]
-                continue
+        us = readers.get(id(n), [])
+        if id(n) not in outputs and len(us) == 1 and _fusable(us[0]):
+            root[id(n)] = root[id(us[0])]
+            continue
         root[id(n)] = id(n)
     return root
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 from graphrnn.ir import Graph, Node, Op, loop_operands
 from graphrnn.ops import apply_rule
 
-from .rewrite import fresh_name
+from .loop_kinds import leaf_key
+from .rewrite import fresh_name, map_nodes, read_counts, with_inputs
 
 # Batch rows from which the joined step product pays (measured), or None: never join. At
 # most threads.MIN_ROWS_PER_PART, and bit-identical across a batch split because the
@@ -36,7 +37,7 @@ def join_projections(loop: Node, taken: set[str], *, kinds: dict[int, str],
                      min_rows: int | None = None) -> Node:
     """`loop` with each input + recurrent projection sum of its body joined into one product.
 
-    `kinds`: hoist.classify of the body (INV, SEQ or STEP by node id). Returns `loop` itself
+    `kinds`: loop_kinds.classify of the body (INV, SEQ or STEP by node id). Returns `loop` itself
     when nothing is joined. `shared`: projection keys (shared_projections) left hoisted.
     `min_rows`: the batch rows from which to join (default MIN_ROWS; None: none).
     """
@@ -46,24 +47,14 @@ def join_projections(loop: Node, taken: set[str], *, kinds: dict[int, str],
     body: Graph = loop.attrs["body"]
     keys = projection_keys(loop)
     skip = {i for i, key in keys.items() if key in shared}
-    users: dict[int, int] = {}
-    for n in body.nodes:
-        for x in n.inputs:
-            users[id(x)] = users.get(id(x), 0) + 1
-    for y in body.outputs:
-        users[id(y)] = users.get(id(y), 0) + 1
-    new: dict[int, Node] = {}
-    changed = False
-    for n in body.nodes:
-        ins = tuple(new.get(id(x), x) for x in n.inputs)
+    users = read_counts(body.nodes, body.outputs)
+
+    def visit(n: Node, ins: tuple[Node, ...]) -> Node:
         joined = _joined(n, kinds, users, min_input_size, min_rows, taken, skip) \
             if n.op == Op.ADD else None
-        if joined is not None:
-            new[id(n)] = joined
-            changed = True
-        else:
-            new[id(n)] = n.replace(inputs=ins)
-    if not changed:
+        return joined if joined is not None else with_inputs(n, ins)
+    new = map_nodes(body.nodes, visit)
+    if all(new[id(n)] is n for n in body.nodes):
         return loop
     outputs = [new.get(id(y), y) for y in body.outputs]
     return loop.replace(attrs={**loop.attrs, "body": body.rebuilt(list(body.inputs), outputs)})
@@ -142,7 +133,6 @@ def shared_projections(graph: Graph) -> set[tuple]:
 def projection_keys(loop: Node) -> dict[int, tuple]:
     """Body matmul id -> (outer sequence, outer weights) for each product of a step input by
     weights the loop's graph also holds (a const, or a view of a const vector)."""
-    from .hoist import leaf_key  # hoist.py calls this module
     consts_n, carry_n, xs_n, _ = loop_operands(loop)
     body: Graph = loop.attrs["body"]
     outer = {id(b): o for b, o in zip(body.inputs, (*consts_n, *carry_n, *xs_n))}

@@ -20,30 +20,27 @@ from __future__ import annotations
 from graphrnn.ir import Graph, Node, Op
 from graphrnn.ops import apply_rule
 
-from .rewrite import fresh_name
+from .rewrite import fresh_name, map_nodes, users, with_inputs
 
 
 def merge_matmuls(graph: Graph) -> Graph:
     """`graph` with matmul groups merged, loop bodies included; `graph` itself if none."""
-    users = _users(graph)
+    readers = users(graph)
     groups = _groups(graph)
     first = {id(g[0]): g for g in groups}
     taken = {n.name for n in graph.nodes}
-    new: dict[int, Node] = {id(x): x for x in graph.inputs}
-    changed = False
-    for n in graph.nodes:
-        if id(n) in new:
-            continue
-        if id(n) in first:
-            _merge(first[id(n)], users, graph.outputs, new, taken)
-            changed = True
-            continue
-        m = n.replace(inputs=tuple(new[id(x)] for x in n.inputs))
+    new: dict[int, Node] = {}
+
+    def visit(n: Node, ins: tuple[Node, ...]) -> Node:
+        if id(n) in first:          # the group's first matmul: the merged product, sliced
+            _merge(first[id(n)], readers, graph.outputs, new, taken)
+            return new.get(id(n), n)        # replaced by its bias add's slice: read by none
+        m = with_inputs(n, ins)
         if m.op == Op.LOOP:
             m = m.replace(attrs={**m.attrs, "body": merge_matmuls(m.attrs["body"])})
-        changed |= m is not n
-        new[id(n)] = m
-    if not changed:
+        return m
+    map_nodes(graph.nodes, visit, new)
+    if not groups and all(new[id(n)] is n for n in graph.nodes):
         return graph
     return graph.remapped(new)
 
@@ -57,15 +54,6 @@ def _shape(n: Node) -> tuple:
     if n.type is not None:
         return n.type.shape
     return n.param.shape if n.op == Op.PARAM else tuple(n.attrs["shape"])
-
-
-def _users(graph: Graph) -> dict[int, list[Node]]:
-    """Distinct users of every node within `graph` (Node.users also sees other graphs)."""
-    users: dict[int, list[Node]] = {}
-    for n in graph.nodes:
-        for x in dict.fromkeys(n.inputs):
-            users.setdefault(id(x), []).append(n)
-    return users
 
 
 def _groups(graph: Graph) -> list[list[Node]]:

@@ -26,7 +26,7 @@ import numpy as np
 from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, node_error
 from graphrnn.ops import apply_rule
 
-from .rewrite import split_loops
+from .rewrite import map_nodes, split_loops
 
 
 def unroll_loops(graph: Graph, factor: int | None = None, *,
@@ -170,17 +170,13 @@ def _inline(body: Graph, args: Sequence[Node], suffix: str, leaves: dict[int, No
             names: "_Names") -> list[Node]:
     """One copy of `body` on `args`. Leaves without inputs (params, constants) are made once
     and shared by every copy."""
-    env: dict[int, Node] = {id(x): a for x, a in zip(body.inputs, args)}
-    for n in body.nodes:
-        if id(n) in env:
-            continue
-        if not n.inputs:
-            if id(n) not in leaves:
-                leaves[id(n)] = n.replace(name=names(n.name))
-            env[id(n)] = leaves[id(n)]
-        else:
-            env[id(n)] = n.replace(inputs=tuple(env[id(x)] for x in n.inputs),
-                                   name=names(n.name + suffix))
+    def copy(n: Node, ins: tuple[Node, ...]) -> Node:
+        if n.inputs:
+            return n.replace(inputs=ins, name=names(n.name + suffix))
+        if id(n) not in leaves:
+            leaves[id(n)] = n.replace(name=names(n.name))
+        return leaves[id(n)]
+    env = map_nodes(body.nodes, copy, {id(x): a for x, a in zip(body.inputs, args)})
     return [env[id(y)] for y in body.outputs]
 
 

@@ -23,7 +23,7 @@ ARITY: dict[Op, tuple[int, int | None]] = {
     Op.DROPOUT: (1, 1), Op.LOOP: (0, None), Op.GET: (1, 1), Op.VIEW: (1, 1),
     Op.FUSED: (0, None),
     Op.SEQ_MASK: (1, 2), Op.CONTRACT: (2, 2), Op.EXPAND: (2, 2), Op.PAD: (1, 1),
-    Op.SCATTER: (2, 2), Op.ONEHOT: (1, 1), Op.ASSEMBLE: (0, None),
+    Op.SCATTER: (2, 2), Op.ONEHOT: (1, 1), Op.ASSEMBLE: (0, None), Op.SAMPLE: (3, 3),
 }
 
 
