@@ -21,7 +21,6 @@ Each disagreement is a `Discrepancy` naming the check and the pass configuration
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 import tempfile
 from dataclasses import dataclass
@@ -30,10 +29,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..compiler.pipeline import OPTIMISATIONS
+from .. import ops
+from ..compile import compile as compile_model
+from ..compiler.pipeline import OPTIMISATIONS, prepare
+from ..gmodule import gModule
 from ..gradcheck import gradcheck
 from ..interpret import array_type, interpret
-from ..ir import Op
+from ..ir import GraphError, InputError, Node, Op
+from ..losses import MSECriterion
+from ..serialize import load, save
+from ..train import InterpretedStep
 
 # every optimisation of the pipeline, by name (a name may run twice: disabling skips both)
 ALL: tuple[str, ...] = tuple(dict.fromkeys(name for name, _ in OPTIMISATIONS))
@@ -203,7 +208,6 @@ def _check_passes(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.n
                   c: Checks) -> list[Discrepancy]:
     """Prepared for the first set's concrete types (first set only), or for the declared
     types (every set)."""
-    from ..compiler.pipeline import prepare
     flat = model.parameters()[0]
     types = [array_type(np.asarray(a)) for a in sets[0]]
     runs = [(u, d, False) for u in c.unroll for d in c.disable
@@ -265,27 +269,15 @@ def _check_grads(model: Any, inputs: Sequence[np.ndarray],
     return [Discrepancy("grad", "gradcheck failed twice: " + "; ".join(reports))]
 
 
-def _compiler() -> Callable | None:
-    """`graphrnn.compile` when it can be imported (the compiled check turns on by itself)."""
-    try:
-        module = importlib.import_module("graphrnn.compile")
-    except ImportError:
-        return None
-    return getattr(module, "compile", None)
-
-
 def _check_compiled(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.ndarray]],
                     configs: Sequence[tuple], cache: Any) -> list[Discrepancy]:
     """One compiled model per configuration, called on every input set."""
-    compile_fn = _compiler()
-    if compile_fn is None:
-        return []
     kw = {"cache": cache} if cache is not None else {}
     found = []
     for unroll, disable in configs:
         where = dict(unroll=unroll, disable=tuple(disable))
         try:
-            fast = compile_fn(model, unroll=unroll, disable=disable, **kw)
+            fast = compile_model(model, unroll=unroll, disable=disable, **kw)
             for k, (args, ref) in enumerate(zip(sets, refs)):
                 diff = compare(_outputs(fast(*args)), ref, COMPILE_RTOL, COMPILE_ATOL)
                 if diff:
@@ -298,7 +290,6 @@ def _check_compiled(model: Any, sets: list[list[np.ndarray]], refs: list[list[np
 
 def _check_roundtrip(model: Any, inputs: Sequence[np.ndarray],
                      ref: list[np.ndarray]) -> list[Discrepancy]:
-    from ..serialize import load, save
     with tempfile.TemporaryDirectory(prefix="graphrnn-fuzz-") as tmp:
         try:
             save(model, Path(tmp) / "model.grnn")
@@ -312,9 +303,6 @@ def _check_roundtrip(model: Any, inputs: Sequence[np.ndarray],
 def _scalar_model(model: Any) -> Any:
     """A gModule (sharing the model's parameters) whose one output is the sum of every float
     output of the model, each weighted differently."""
-    from .. import ops
-    from ..gmodule import gModule
-    from ..ir import Node
     fresh = [ops.input_(x.type.shape, x.type.dtype, name=x.name) for x in model.graph.inputs]
     outs = model(fresh)
     outs = [outs] if isinstance(outs, Node) else list(outs)
@@ -328,12 +316,6 @@ def _scalar_model(model: Any) -> Any:
 def _check_training(model: Any, inputs: Sequence[np.ndarray], configs: Sequence[tuple],
                     cache: Any) -> list[Discrepancy]:
     """Compiled training steps against the interpreted step, on the summed model."""
-    from ..ir import GraphError, InputError
-    from ..losses import MSECriterion
-    from ..train import InterpretedStep
-    compile_fn = _compiler()
-    if compile_fn is None:
-        return []
     try:
         summed = _scalar_model(model)
     except GraphError:              # an input reaching only integer outputs: nothing to train
@@ -346,7 +328,7 @@ def _check_training(model: Any, inputs: Sequence[np.ndarray], configs: Sequence[
         try:
             want = [np.float32(InterpretedStep(summed, crit, bptt_max=bptt)(
                 *inputs, target=target, seed=TRAINING_SEED)), grad.copy()]
-            step = compile_fn(summed, loss=crit, train=True, bptt_max=bptt, checkpoint=ckpt,
+            step = compile_model(summed, loss=crit, train=True, bptt_max=bptt, checkpoint=ckpt,
                               **kw)
             got = [np.float32(step(*inputs, target=target, seed=TRAINING_SEED)), grad.copy()]
         except InputError as e:
