@@ -42,9 +42,10 @@ def storage_colour(index: int, saturation: float = 0.35, value: float = 0.97) ->
     return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
-def format_dot(model_or_graph: Any, unroll: int | None = None,
-               highlight: Iterable[str] = (), caption: Iterable[str] = ()) -> str:
-    """DOT text for a gModule or a Graph; `unroll=k` draws the first k steps of every loop."""
+def to_dot(model_or_graph: Any, unroll: int | None = None,
+           highlight: Iterable[str] = (), caption: Iterable[str] = ()) -> str:
+    """Graphviz DOT text of a gModule or a Graph; `unroll=k` draws the first k steps of every
+    loop."""
     if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int)
                                or unroll < 1):
         raise ValueError(f"unroll must be a positive number of steps, got {unroll!r}")
@@ -229,4 +230,4 @@ def _type_label(t: Any) -> str:
     return "" if t is None else type_str(t)
 
 
-__all__ = ["format_dot", "storage_colour", "logical_path"]
+__all__ = ["to_dot", "storage_colour", "logical_path"]

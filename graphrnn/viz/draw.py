@@ -25,7 +25,7 @@ import warnings
 from typing import Any, Iterable, Sequence
 
 from .. import settings
-from .dot import format_dot
+from .dot import to_dot
 from ..ir import Graph, Node, toposort
 from .layout import layout
 from .png import scene_png
@@ -58,7 +58,7 @@ def picture(model_or_graph: Any, fmt: str = "svg", unroll: int | None = None, *,
         raise ValueError(f"format must be svg, png or dot, got {fmt!r}")
     highlight, caption = list(highlight), list(caption)
     if fmt == "dot" or engine == "dot" or (engine == "auto" and graphviz_available()):
-        text = format_dot(model_or_graph, unroll=unroll, highlight=highlight, caption=caption)
+        text = to_dot(model_or_graph, unroll=unroll, highlight=highlight, caption=caption)
         if fmt == "dot":
             return text.encode()
         try:

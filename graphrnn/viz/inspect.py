@@ -1,9 +1,9 @@
-"""Inspecting a model: the summary table, Graphviz DOT text, and a networkx view of the graph.
+"""Inspecting a model: the views every picture and table builds on, and a networkx view.
 
-`summary` (in summary.py) and `to_dot` (in dot.py) are re-exported here; both build on the two
-views defined in this file: `walk_paths`, every node with a path that is unique across loop
-bodies (`loop_0/h_next`), and `param_storages`, where each parameter lives in the flat vector
-and which PARAM nodes share it. Pictures (SVG, PNG) are drawn by `graphrnn.render`.
+`walk_paths` gives every node with a path that is unique across loop bodies (`loop_0/h_next`),
+and `param_storages` where each parameter lives in the flat vector and which PARAM nodes share
+it. The summary table (`gr.viz.summary`, in table.py), DOT text (`gr.viz.to_dot`, in dot.py)
+and pictures (`gr.viz.render`, in draw.py) build on them.
 """
 from __future__ import annotations
 
@@ -122,19 +122,6 @@ def tied_params(body: Graph) -> list[Node]:
     return list(seen.values())
 
 
-def summary(model: Any) -> str:
-    """A Keras-like table of the model's nodes and parameters; see `graphrnn.summary`."""
-    from .table import format_summary
-    return format_summary(model)
-
-
-def to_dot(model_or_graph: Any, unroll: int | None = None, highlight: Any = (),
-           caption: Any = ()) -> str:
-    """Graphviz DOT text of the model; see `graphrnn.dot`."""
-    from .dot import format_dot
-    return format_dot(model_or_graph, unroll=unroll, highlight=highlight, caption=caption)
-
-
 def to_networkx(model_or_graph: Any) -> Any:
     """The graph as a `networkx.DiGraph`, loop bodies flattened into it.
 
@@ -178,5 +165,5 @@ def to_networkx(model_or_graph: Any) -> Any:
     return G
 
 
-__all__ = ["summary", "to_dot", "to_networkx", "walk_paths", "param_storages", "Storage",
+__all__ = ["to_networkx", "walk_paths", "param_storages", "Storage",
            "PathNode", "graph_of"]
