@@ -217,19 +217,33 @@ def _check_passes(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.n
     found = []
     for unroll, disable, symbolic in runs:
         where = dict(unroll=unroll, disable=tuple(disable), symbolic=symbolic)
-        try:
+
+        def prepared() -> Callable[[list[np.ndarray]], list[np.ndarray]]:
             g, _ = prepare(model.graph, None if symbolic else types, unroll=unroll,
                            disable=disable, dump=0)
-            for k, (args, ref) in enumerate(zip(sets if symbolic else sets[:1], refs)):
-                got = _outputs(interpret(g, *args, flat, dtype=np.float64,
-                                         training=c.training, seed=TRAINING_SEED))
-                diff = compare(got, ref, PASS_RTOL, PASS_ATOL)
-                if diff:
-                    found.append(Discrepancy("pass", _which(k, sets) + diff, **where))
-                    break
-        except Exception as e:                   # noqa: BLE001
-            found.append(Discrepancy("pass", error_text(e), **where))
+            return lambda args: _outputs(interpret(g, *args, flat, dtype=np.float64,
+                                                   training=c.training, seed=TRAINING_SEED))
+        finding = _first_finding("pass", where, prepared, sets if symbolic else sets[:1], refs,
+                                 PASS_RTOL, PASS_ATOL)
+        found += [finding] if finding else []
     return found
+
+
+def _first_finding(check: str, where: dict[str, Any],
+                   build: Callable[[], Callable[[list[np.ndarray]], list[np.ndarray]]],
+                   sets: list[list[np.ndarray]], refs: list[list[np.ndarray]], rtol: float,
+                   atol: float) -> Discrepancy | None:
+    """Build one configuration and run it on each input set: the first set whose outputs
+    differ from the reference, or the error building or running it raised; else None."""
+    try:
+        run = build()
+        for k, (args, ref) in enumerate(zip(sets, refs)):
+            diff = compare(run(args), ref, rtol, atol)
+            if diff:
+                return Discrepancy(check, _which(k, sets) + diff, **where)
+    except Exception as e:                   # noqa: BLE001 (any failure is a finding)
+        return Discrepancy(check, error_text(e), **where)
+    return None
 
 
 def _unrolls_dropout(graph: Any, unroll: Any) -> bool:
@@ -276,15 +290,13 @@ def _check_compiled(model: Any, sets: list[list[np.ndarray]], refs: list[list[np
     found = []
     for unroll, disable in configs:
         where = dict(unroll=unroll, disable=tuple(disable))
-        try:
+
+        def compiled() -> Callable[[list[np.ndarray]], list[np.ndarray]]:
             fast = compile_model(model, unroll=unroll, disable=disable, **kw)
-            for k, (args, ref) in enumerate(zip(sets, refs)):
-                diff = compare(_outputs(fast(*args)), ref, COMPILE_RTOL, COMPILE_ATOL)
-                if diff:
-                    found.append(Discrepancy("compile", _which(k, sets) + diff, **where))
-                    break
-        except Exception as e:                   # noqa: BLE001
-            found.append(Discrepancy("compile", error_text(e), **where))
+            return lambda args: _outputs(fast(*args))
+        finding = _first_finding("compile", where, compiled, sets, refs, COMPILE_RTOL,
+                                 COMPILE_ATOL)
+        found += [finding] if finding else []
     return found
 
 

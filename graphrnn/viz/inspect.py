@@ -81,6 +81,38 @@ def flat_size(storages: dict[int, Storage]) -> int:
     return sum(-(-s.size // ALIGN_FLOATS) * ALIGN_FLOATS for s in storages.values())
 
 
+BODY_INPUT_ROLES = ("const", "carry_in", "x_t", "operand")     # the kinds of body_roles' inputs
+
+
+def drawn_nodes(g: Graph) -> list[Node]:
+    """The nodes a picture of g shows: inputs that no node reads, then every node in order."""
+    listed = {id(n) for n in g.nodes}
+    return [x for x in g.inputs if id(x) not in listed] + list(g.nodes)
+
+
+def loop_title(n: Node) -> str:
+    """A loop or fused node's title: `loop_0: loop (reverse, lengths, unroll=2)`."""
+    a = n.attrs
+    flags = [f for f, on in (("reverse", a.get("reverse")), ("lengths", a.get("has_lengths")),
+                             (f"unroll={a.get('unroll')}", a.get("unroll"))) if on]
+    return f"{n.name}: {n.op.value}" + (f" ({', '.join(flags)})" if flags else "")
+
+
+def check_unroll(unroll: int | None) -> None:
+    """Refuse an `unroll` that is not None or a positive number of steps."""
+    if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int)
+                               or unroll < 1):
+        raise ValueError(f"unroll must be a positive number of steps, got {unroll!r}")
+
+
+def graph_roles(graph: Graph) -> dict[int, list[str]]:
+    """id(node) -> its roles at the top level: "input", "output" (a node may be both)."""
+    roles: dict[int, list[str]] = {id(x): ["input"] for x in graph.inputs}
+    for y in graph.outputs:
+        roles.setdefault(id(y), []).append("output")
+    return roles
+
+
 def body_roles(n: Node) -> dict[int, list[str]]:
     """id(body node) -> its roles in a loop or fused body: "const 0", "carry_in 1", "y_t 0"..."""
     body = body_of(n)
@@ -137,10 +169,7 @@ def to_networkx(model_or_graph: Any) -> Any:
     graph = graph_of(model_or_graph)
     storages = param_storages(graph)
     G = nx.DiGraph(name=getattr(model_or_graph, "name", None) or "graph", carries=[])
-    top_roles = {id(x): ["input"] for x in graph.inputs}
-    for y in graph.outputs:
-        top_roles.setdefault(id(y), []).append("output")
-    roles_in: dict[str, dict[int, list[str]]] = {"": top_roles}
+    roles_in: dict[str, dict[int, list[str]]] = {"": graph_roles(graph)}
     path_of: dict[tuple[str, int], str] = {}
     for pn in walk_paths(graph):
         n = pn.node
