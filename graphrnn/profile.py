@@ -8,7 +8,7 @@
 
 The model is compiled in an instrumented variant: every kernel call, and every loop as a
 whole, is bracketed by the CPU's cycle counter, and the cycles go into a counters array the
-program receives in its io block (compiler/emit_profile.py). Kernels inside a loop body add
+program receives in its io block (compiler/codegen/emit_profile.py). Kernels inside a loop body add
 up over the steps (the `calls` column counts them per run). A loop's row is its own time (step
 control, index arithmetic) without the kernels inside it, and `(entry)` is what the entry
 point spends outside every kernel, so the rows add up to the whole native call. Weight packing

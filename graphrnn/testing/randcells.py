@@ -51,7 +51,7 @@ def _sequence(v: Value) -> bool:
 def _widened(b: Builder, lv: Level, v: Value) -> Value:
     """v, or (one time in two) v through a Linear to 5-8 features: inputs wider than the
     4 that stay in the step are hoisted out of the loop, and from 8 rows joined into the
-    step product (compiler/join.py)."""
+    step product (compiler/passes/join.py)."""
     if not b.chance(0.5):
         return v
     return op_linear(b, lv, v, b.int(5, 8)) or v

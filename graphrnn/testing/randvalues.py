@@ -77,7 +77,7 @@ class Generated:
             out.append(self.draw(rng, self.batch, int(rng.choice(steps))))
         if self.symbolic:
             r = rng.random()
-            # 9 rows: enough for a loop's step products to be joined (compiler/join.py)
+            # 9 rows: enough for a loop's step products to be joined (compiler/passes/join.py)
             batch = 1 if self.batch > 1 and r < 0.4 else self.batch + 1 if r < 0.75 else 9
             out.append(self.draw(rng, batch, self.steps))
         return out

@@ -1,8 +1,8 @@
 """Pictures of a model, by Graphviz when it is installed and by our own layout when it is not.
 
-    model.render("lstm.svg")                    # SVG; .png for an image; .dot for DOT text
-    model.render("rnn.png", unroll=3)           # each loop drawn as 3 steps, weights shared
-    gr.render_error(model, error, "bad.svg")    # the node an error names, red, with its line
+    gr.viz.render(model, "lstm.svg")                  # SVG; .png for an image; .dot for DOT
+    gr.viz.render(model, "rnn.png", unroll=3)         # each loop as 3 steps, weights shared
+    gr.viz.render_error(model, error, "bad.svg")      # the node an error names, red, its line
 
 `engine="auto"` runs the Graphviz `dot` program when it is on PATH (`apt-get install
 graphviz`) on the DOT text of dot.py, and otherwise draws the same picture itself:
