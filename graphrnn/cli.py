@@ -23,7 +23,18 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from . import demo
+from .bench import run as bench
+from .compile import compile as compile_model
+from .compiler import pipeline
+from .compiler.pipeline import OPTIMISATIONS, Trace, prepare
+from .ir import GraphError, LoweringError, TensorType
+from .profile import profile
+from .serialize import load
+from .testing import fuzz
 from .version import __version__
+from .viz import render, summary, to_dot
+from .viz.draw import FORMATS, RenderError
 
 
 class CLIError(Exception):
@@ -40,7 +51,6 @@ class Subcommand(NamedTuple):
 
 def load_model(spec: str) -> Any:
     """A gModule from a saved file, or from `module:function` / `file.py:function`."""
-    from .serialize import load
     if os.path.isfile(spec):
         return load(spec)
     if ":" not in spec:
@@ -97,7 +107,6 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- subcommands
 
 def _run_summary(args: argparse.Namespace) -> int:
-    from .viz.inspect import summary
     print(summary(load_model(args.model)))
     return 0
 
@@ -115,8 +124,6 @@ def _add_show(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    from .viz.draw import FORMATS, RenderError, render
-    from .viz.inspect import to_dot
     if args.output and os.path.splitext(args.output)[1].lower() not in FORMATS:
         raise CLIError(f"{args.output}: can write .svg, .png, .dot or .gv files")
     if args.unroll is not None and args.unroll < 1:
@@ -154,14 +161,9 @@ def _add_ir(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_ir(args: argparse.Namespace) -> int:
-    from .ir import LoweringError
     model = load_model(args.model)
     types = input_types(model, args.batch, args.steps, args.input_shape)
     if args.llvm or args.asm:
-        try:
-            from .compile import compile as compile_model
-        except ImportError as e:
-            raise CLIError(f"the native lowering is not available ({e})") from None
         fast = compile_model(model)
         concrete = all(t.is_concrete() for t in types)
         arrays = [np.zeros(t.shape, t.dtype) for t in types] if concrete else []
@@ -171,8 +173,6 @@ def _run_ir(args: argparse.Namespace) -> int:
             raise CLIError(f"cannot lower the model: {e}") from None
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
-    from .compiler import pipeline
-    from .compiler.pipeline import OPTIMISATIONS, Trace, prepare
     known = ["shapes", "unroll", "tie", "flatten", "grad"] + [n for n, _ in OPTIMISATIONS]
     if args.after is not None and args.after not in known:
         raise CLIError(f"--after {args.after}: no such pass; the passes are "
@@ -205,7 +205,6 @@ def input_types(model: Any, batch: int, steps: int | None, shapes: list[str]) ->
     """The input types `ir` compiles for: the declared ones with the batch symbol (a symbol on
     axis 0) bound to `batch` and the time symbol (the first other one) to `steps` if given;
     or the `--input-shape` dims, one string per input."""
-    from .ir import TensorType
     xs = model.graph.inputs
     if batch < 1 or (steps is not None and steps < 0):
         raise CLIError("--batch must be positive and --steps not negative")
@@ -232,6 +231,37 @@ def input_types(model: Any, batch: int, steps: int | None, shapes: list[str]) ->
     return [x.type.bind(sizes) for x in xs]
 
 
+def _add_profile(parser: argparse.ArgumentParser) -> None:
+    """`graphrnn profile MODEL [--batch B --steps T --repeats N]`."""
+    _add_model(parser)
+    parser.add_argument("--batch", type=int, default=1, metavar="B",
+                        help="batch size (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=100, metavar="T",
+                        help="sequence length (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=10, metavar="N",
+                        help="timed calls (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    """Profile MODEL on random inputs of its declared types and print the table."""
+    if args.repeats < 1 or args.steps < 1:
+        raise CLIError("--repeats and --steps must be positive")
+    model = load_model(args.model)
+    types = input_types(model, args.batch, args.steps, [])
+    rng = np.random.default_rng(args.seed)
+    inputs = []
+    for t in types:
+        if not t.is_concrete():
+            raise CLIError(f"cannot make an input of type {t}: give every dim a size")
+        if t.dtype == "int64":      # a [B] integer input reads as lengths: run every step
+            inputs.append(np.full(t.shape, args.steps if t.rank == 1 else 0, np.int64))
+        else:
+            inputs.append(rng.standard_normal(t.shape).astype(np.float32))
+    print(profile(model, *inputs, repeats=args.repeats))
+    return 0
+
+
 def _pass_through(parser: argparse.ArgumentParser) -> None:
     """Hand every argument after the subcommand (--help too) to the module's own main(argv)."""
     parser.prefix_chars = "\0"      # no option is this parser's: they all reach main(argv)
@@ -249,21 +279,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                      _add_ir, _run_ir),
     "fuzz": Subcommand("run random models through the passes, gradients and compiled code, "
                        "against the interpreter",
-                       lambda p: importlib.import_module(f"{__package__}.testing.fuzz").add_arguments(p),
-                       lambda a: importlib.import_module(f"{__package__}.testing.fuzz").run(a)),
+                       fuzz.add_arguments, fuzz.run),
     "bench": Subcommand("time RNN/LSTM/GRU forward and training steps against PyTorch, ONNX "
-                        "Runtime and JAX",
-                        lambda p: importlib.import_module(f"{__package__}.bench.run")
-                        .add_arguments(p),
-                        lambda a: importlib.import_module(f"{__package__}.bench.run")
-                        .run_command(a)),
+                        "Runtime and JAX", bench.add_arguments, bench.run_command),
     "demo": Subcommand("train an LSTM on the adding problem (options: graphrnn demo --help)",
-                       _pass_through,
-                       lambda a: importlib.import_module(f"{__package__}.demo").main(a.argv)),
+                       _pass_through, lambda a: demo.main(a.argv)),
     "profile": Subcommand("time each kernel of a compiled model: where the time goes, by IR "
-                          "node", lambda p: importlib.import_module(f"{__package__}.profile")
-                          .add_arguments(p),
-                          lambda a: importlib.import_module(f"{__package__}.profile").run(a)),
+                          "node", _add_profile, _run_profile),
 }
 
 
@@ -281,7 +303,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for a bad model or argument)."""
-    from .ir import GraphError
     args = build_parser().parse_args(argv)
     try:
         return SUBCOMMANDS[args.command].run(args)

@@ -4,11 +4,11 @@
     print(report)            # a table sorted by time, with percentages of the native call
     report.rows[0].nodes     # the IR nodes of the most expensive kernel
 
-    graphrnn profile MODEL [--batch B --steps T --repeats N]
+    graphrnn profile MODEL [--batch B --steps T --repeats N]     (cli.py)
 
 The model is compiled in an instrumented variant: every kernel call, and every loop as a
 whole, is bracketed by the CPU's cycle counter, and the cycles go into a counters array the
-program receives in its io block (compiler/emit_profile.py). Kernels inside a loop body add
+program receives in its io block (compiler/codegen/emit_profile.py). Kernels inside a loop body add
 up over the steps (the `calls` column counts them per run). A loop's row is its own time (step
 control, index arithmetic) without the kernels inside it, and `(entry)` is what the entry
 point spends outside every kernel, so the rows add up to the whole native call. Weight packing
@@ -17,7 +17,6 @@ per kernel call, which shows in models made of many tiny kernels.
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import time
 from dataclasses import dataclass
@@ -128,40 +127,4 @@ def _label(model: Any, inputs: Sequence[Any]) -> str:
     return f"profile of {name} on {shapes}: "
 
 
-# ----------------------------------------------------------------------------- command line
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`graphrnn profile MODEL [--batch B --steps T --repeats N]`."""
-    parser.add_argument("model", metavar="MODEL",
-                        help="a saved model file, or module:function / file.py:function "
-                             "returning a gModule")
-    parser.add_argument("--batch", type=int, default=1, metavar="B",
-                        help="batch size (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=100, metavar="T",
-                        help="sequence length (default %(default)s)")
-    parser.add_argument("--repeats", type=int, default=10, metavar="N",
-                        help="timed calls (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Profile MODEL on random inputs of its declared types and print the table."""
-    from .cli import CLIError, input_types, load_model
-    if args.repeats < 1 or args.steps < 1:
-        raise CLIError("--repeats and --steps must be positive")
-    model = load_model(args.model)
-    types = input_types(model, args.batch, args.steps, [])
-    rng = np.random.default_rng(args.seed)
-    inputs = []
-    for t in types:
-        if not t.is_concrete():
-            raise CLIError(f"cannot make an input of type {t}: give every dim a size")
-        if t.dtype == "int64":      # a [B] integer input reads as lengths: run every step
-            inputs.append(np.full(t.shape, args.steps if t.rank == 1 else 0, np.int64))
-        else:
-            inputs.append(rng.standard_normal(t.shape).astype(np.float32))
-    print(profile(model, *inputs, repeats=args.repeats))
-    return 0
-
-
-__all__ = ["profile", "Profile", "ProfileRow", "summarize", "add_arguments", "run"]
+__all__ = ["profile", "Profile", "ProfileRow", "summarize"]

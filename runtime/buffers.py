@@ -34,24 +34,3 @@ def aligned_zeros(
     out.fill(0)
     return out
 
-
-class Arena:
-    """One zeroed, 64-byte-aligned float32 buffer of `size` floats; kernels get offsets into it."""
-
-    def __init__(self, size: int) -> None:
-        self.data = aligned_zeros(size)
-        self.address = self.data.ctypes.data
-
-    @property
-    def size(self) -> int:
-        """Number of float32 elements."""
-        return self.data.size
-
-    def view(self, offset: int, shape: int | tuple[int, ...]) -> np.ndarray:
-        """The floats at `offset` reshaped to `shape` (a view, not a copy)."""
-        count = int(np.prod(shape, dtype=np.int64))
-        if offset < 0 or offset + count > self.data.size:
-            raise ValueError(
-                f"view [{offset}, {offset + count}) is outside the arena of {self.data.size} floats"
-            )
-        return self.data[offset:offset + count].reshape(shape)

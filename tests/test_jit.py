@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from graphrnn.runtime.buffers import Arena, aligned_empty, aligned_zeros
+from graphrnn.runtime.buffers import aligned_empty, aligned_zeros
 from graphrnn.runtime.jit import Engine, JitError, Library, host_signature
 
 AXPB_IR = """
@@ -210,17 +210,6 @@ def test_aligned_arrays(shape, dtype):
 def test_aligned_rejects_bad_alignment():
     with pytest.raises(ValueError):
         aligned_empty(4, align=48)
-
-
-def test_arena_views():
-    arena = Arena(100)
-    assert arena.size == 100 and arena.address % 64 == 0 and arena.data.dtype == np.float32
-    v = arena.view(16, (4, 5))
-    v[:] = 1.0
-    assert arena.data[16:36].sum() == 20 and arena.data.sum() == 20
-    assert v.ctypes.data == arena.address + 16 * 4
-    with pytest.raises(ValueError):
-        arena.view(90, 11)
 
 
 def test_garbage_object_code_is_refused_before_llvm_sees_it():

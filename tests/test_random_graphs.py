@@ -162,7 +162,7 @@ def test_wrong_compiled_outputs_and_errors_are_reported(monkeypatch):
     def broken(m, **kw):
         raise gr.LoweringError("no emitter")
     for fake, words in ((off_by_a_little, "values differ"), (broken, "LoweringError")):
-        monkeypatch.setattr("graphrnn.testing.crosscheck._compiler", lambda: fake)
+        monkeypatch.setattr("graphrnn.testing.crosscheck.compile_model", fake)
         found = check_case(model, inputs, passes=False, grads=False, roundtrip=False,
                            train=False)
         assert [d.check for d in found] == ["compile"] * 2 and words in found[0].detail
@@ -179,7 +179,7 @@ def test_a_wrong_compiled_gradient_is_reported(monkeypatch):
             m.parameters()[1][0] += 0.1
             return value
         return run
-    monkeypatch.setattr("graphrnn.testing.crosscheck._compiler", lambda: nudged_step)
+    monkeypatch.setattr("graphrnn.testing.crosscheck.compile_model", nudged_step)
     found = check_case(model, inputs, passes=False, grads=False, compiled=False,
                        roundtrip=False)
     assert [d.check for d in found] == ["train"] * 3

@@ -11,7 +11,8 @@ import graphrnn as gr
 from graphrnn import nn, ops
 from graphrnn.viz.dot import storage_colour
 from graphrnn.ir import Graph, Op
-from graphrnn.viz.inspect import param_storages, summary, to_dot, to_networkx, walk_paths
+from graphrnn.viz import summary, to_dot, to_networkx
+from graphrnn.viz.inspect import param_storages, walk_paths
 
 
 def shared_loop_model() -> gr.gModule:

@@ -8,16 +8,16 @@ from typing import Any
 
 import numpy as np
 
+import graphrnn as gr
+from ..runtime.cache import KernelCache
 from ..version import __version__
+from .peers import build_layer, versions
 
 
 def compile_times(cell: str = "lstm", d: int = 32, h: int = 64) -> dict[str, float]:
     """Seconds: cold compile (forward at T=10, and the training step), disk-cache load, and
     compile at T = 10 and T = 10000 (T is a runtime argument: the two should match)."""
     import tempfile
-    import graphrnn as gr
-    from .peers import build_layer
-    from ..runtime.cache import KernelCache
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, steps in (("compile_T10_s", 10), ("compile_T10000_s", 10000)):
@@ -48,7 +48,6 @@ def host() -> dict[str, Any]:
     import platform
     import llvmlite
     import llvmlite.binding as llvm
-    from .peers import versions
     model = platform.processor()
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:

@@ -46,7 +46,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-Config = tuple[int, int, int, int]
+import graphrnn as gr
+from .child import ONE_THREAD, in_child, pin_to_cpus, write_result
+from .configs import Config, parse_config
+from .peers import build_layer, named_grads
+
 MEMORY_CONFIG: Config = (32, 1000, 128, 128)
 MEMORY_CHECKPOINTS = (10, 25, 100)        # 25: the divisor of 1000 nearest sqrt(1000)
 QUICK_MEMORY_CONFIG: Config = (8, 400, 32, 32)
@@ -111,7 +115,6 @@ def peak_of(call: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
 
 def build_last_state(d: int, h: int, seed: int = 0) -> Any:
     """The LSTM layer of `peers.build_layer("lstm", d, h)` returning its final h only."""
-    import graphrnn as gr
     gr.manual_seed(seed)
     x = gr.Input("B", "T", d, name="x")
     rec = gr.nn.Recurrent(gr.cells.LSTM(d, h), return_sequences=False)
@@ -129,8 +132,6 @@ def measure_variant(config: Config, checkpoint: int | None, repeats: int,
                     grads_path: str | None = None) -> dict[str, Any]:
     """One variant, measured in this process (meant to be a fresh one): see the module
     docstring. The gradients (by PyTorch weight name) go to `grads_path` (.npz)."""
-    import graphrnn as gr
-    from .peers import build_layer, named_grads
     b, t, d, h = config
     model = build_layer("lstm", d, h)
     rng = np.random.default_rng(0)
@@ -180,7 +181,6 @@ def run_memory(config: Config = MEMORY_CONFIG,
                log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The memory section (what `--json` holds under "memory"): checkpoint off, then each k,
     every one measured by `measure_variant` in a fresh child process."""
-    from .child import ONE_THREAD, in_child
     t0 = time.perf_counter()
     variants: list[dict[str, Any]] = []
     failed: list[str] = []
@@ -222,11 +222,9 @@ def memory_section(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """The child: `python -m graphrnn.bench.memory --config B,T,D,H --checkpoint K --out F`."""
-    from .run import _config
-    from .child import pin_to_cpus, write_result
     parser = argparse.ArgumentParser(prog="python -m graphrnn.bench.memory",
                                      description="one variant of the memory section")
-    parser.add_argument("--config", type=_config, required=True, metavar="B,T,D,H")
+    parser.add_argument("--config", type=parse_config, required=True, metavar="B,T,D,H")
     parser.add_argument("--checkpoint", type=int, default=0, help="k (0: off)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--grads", help=".npz file for the loss and the gradients")

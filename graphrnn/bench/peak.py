@@ -22,6 +22,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..engine import shared_engine
+
 VARIANTS = ((8, 12), (16, 12), (8, 16))     # (vector width in floats, independent chains)
 UNROLL = 4
 
@@ -59,7 +61,6 @@ def fma_ir(width: int, chains: int, unroll: int = UNROLL) -> str:
 
 def fma_kernel(width: int, chains: int) -> Callable[[int], float]:
     """The compiled loop as `run(n) -> seconds`."""
-    from graphrnn.engine import shared_engine
     engine = shared_engine()
     library = engine.load(engine.compile_to_object(fma_ir(width, chains)).obj)
     fn = library.function("peak_fma", None, ctypes.c_int64, ctypes.c_void_p)

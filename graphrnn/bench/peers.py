@@ -29,6 +29,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+import graphrnn as gr
+from .. import nn, ops
+from ..train import InterpretedStep
+
 NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
 
@@ -61,7 +65,6 @@ class Peer:
 
 def build_layer(cell: str, d: int, h: int, seed: int = 0) -> Any:
     """One recurrent layer over x[B, T, D] as a gModule returning h for every step."""
-    import graphrnn as gr
     gr.manual_seed(seed)
     make = {"rnn": gr.cells.RNN, "lstm": gr.cells.LSTM, "gru": gr.cells.GRU}[cell]
     x = gr.Input("B", "T", d, name="x")
@@ -81,7 +84,6 @@ def graphrnn_impl(model: Any, mode: str, x: np.ndarray, y: np.ndarray | None,
                   threads: int, pool: ThreadPoolExecutor | None = None) -> Impl:
     """graphrnn compiled with `gr.compile(..., threads=threads)`: with 2 threads a call whose
     parts have enough work runs its batch as two halves at once (`pool` is not used)."""
-    import graphrnn as gr
     if mode == "forward":
         compiled = gr.compile(model, threads=threads)
         return (lambda: compiled(x)), np.asarray
@@ -91,8 +93,6 @@ def graphrnn_impl(model: Any, mode: str, x: np.ndarray, y: np.ndarray | None,
 
 def interpreter_impl(model: Any, mode: str, x: np.ndarray, y: np.ndarray | None) -> Impl:
     """The numpy reference: `gr.interpret`, or `InterpretedStep` for training."""
-    import graphrnn as gr
-    from ..train import InterpretedStep
     if mode == "forward":
         return (lambda: gr.interpret(model, x)), np.asarray
     step = InterpretedStep(model, gr.MSECriterion())
@@ -114,8 +114,6 @@ def build_hand_lstm(d: int, h: int, seed: int = 0) -> Any:
 
     Its weights are the built-in's under other keys (HAND_KEYS), in PyTorch's gate order;
     `load_builtin_weights` copies them over."""
-    import graphrnn as gr
-    from graphrnn import nn, ops
     gr.manual_seed(seed)
     hs, cs = gr.Input("B", h, name="h"), gr.Input("B", h, name="c")
     x = gr.Input("B", d, name="x")
@@ -139,7 +137,6 @@ def load_builtin_weights(hand: Any, weights: dict[str, np.ndarray]) -> None:
 def hand_impl(hand: Any, mode: str, x: np.ndarray, y: np.ndarray | None) -> Impl:
     """The hand-written LSTM compiled (one thread); training gradients come back under
     PyTorch names, to be checked against the built-in's."""
-    import graphrnn as gr
     if mode == "forward":
         compiled = gr.compile(hand)
         return (lambda: compiled(x)), np.asarray

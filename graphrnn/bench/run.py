@@ -21,7 +21,7 @@ the single-core FMA peak measured by `graphrnn bench --peak`.
 
 LSTM rows also time "graphrnn-hand", the same layer written by hand from primitives
 (`peers.build_hand_lstm`, given the built-in's weights and checked against it); its ratio is
-hand / built-in, and it is not a peer. The memory section (graphrnn/benchmem.py, skipped by
+hand / built-in, and it is not a peer. The memory section (bench/memory.py, skipped by
 --no-memory) measures an LSTM training step at long T with gradient checkpointing off and
 every k steps: arena bytes, peak resident memory, step time and the gradients' difference.
 """
@@ -41,27 +41,17 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .child import ONE_THREAD, TWO_THREADS, in_child, pin_to_cpus, write_result
+from .configs import (CELLS, CONFIGS, FORWARD_ONLY, HAND, IMPLS, MODES, PEER_NAMES,
+                      QUICK_CONFIGS, Config, flops, parse_config)
 from .host import compile_times, host
+from .memory import memory_section
+from .peak import format_peak, measure_peak
+from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl,
+                    interpreter_impl, load_builtin_weights, make_peer, peer_impl)
+from .table import format_table
 
-Config = tuple[int, int, int, int]
-CONFIGS: list[Config] = [(1, 100, 32, 64), (1, 2000, 16, 128), (100, 100, 2, 100),
-                         (32, 50, 256, 256), (64, 100, 512, 512)]
-QUICK_CONFIGS: list[Config] = [(1, 100, 32, 64), (100, 100, 2, 100)]
-CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-MODES = ("forward", "train")
-IMPLS = ("graphrnn", "graphrnn-hand", "interpreter", "torch", "onnxruntime", "jax")
-HAND = "graphrnn-hand"      # the LSTM written by hand from primitives: not a peer
-PEER_NAMES = ("torch", "onnxruntime", "jax")
-FORWARD_ONLY = {"onnxruntime": "forward only"}
 MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts this long
-
-
-def flops(cell: str, config: Config, mode: str) -> float:
-    """2*B*T*(D+H)*G*H for a forward pass; a training step counts three times that."""
-    b, t, d, h = config
-    fwd = 2.0 * b * t * (d + h) * GATES[cell] * h
-    return fwd if mode == "forward" else 3.0 * fwd
 
 
 @dataclass
@@ -163,7 +153,6 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
               budget_s: float = 30.0, min_rounds: int = 3, min_sample_s: float = MIN_SAMPLE_S,
               impls: tuple[str, ...] = IMPLS) -> Row:
     """Time one row: every implementation warmed up (and checked) once, then interleaved."""
-    from .peers import PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl, interpreter_impl, load_builtin_weights, make_peer, peer_impl
     b, t, d, h = config
     model = build_layer(cell, d, h)
     rng = np.random.default_rng(0)
@@ -224,7 +213,6 @@ def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
         budget_s: float = 30.0, min_rounds: int = 3, peak: bool = True, compile: bool = True,
         log: Callable[[str], None] | None = None) -> dict:
     """The benchmark as a dict (what `--json` prints), measured in this process."""
-    from .peak import measure_peak
     result: dict[str, Any] = {"host": host(), "threads": threads, "repeats": repeats}
     result["peak"] = measure_peak() if peak else None
     peak_gflops = result["peak"]["gflops"] if peak else None
@@ -246,13 +234,6 @@ def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
 
 # ----------------------------------------------------------------------------- command line
 
-def _config(text: str) -> Config:
-    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
-    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected B,T,D,H (four positive integers)")
-    return tuple(int(p) for p in parts)        # type: ignore[return-value]
-
-
 def _steps(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of steps")
@@ -267,7 +248,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the memory section at 8,400,32,32 (about a minute)")
     parser.add_argument("--peak", action="store_true",
                         help="only measure the single-core FMA peak (GFLOP/s)")
-    parser.add_argument("--configs", nargs="+", type=_config, metavar="B,T,D,H",
+    parser.add_argument("--configs", nargs="+", type=parse_config, metavar="B,T,D,H",
                         help="configurations to run (default: "
                              + " ".join(",".join(map(str, c)) for c in CONFIGS) + ")")
     parser.add_argument("--cells", nargs="+", choices=CELLS, help="cells (default: all)")
@@ -281,7 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the memory section (an LSTM training step at long T with "
                              "gradient checkpointing off and every k steps)")
-    parser.add_argument("--memory-config", type=_config, metavar="B,T,D,H",
+    parser.add_argument("--memory-config", type=parse_config, metavar="B,T,D,H",
                         help="the memory section's LSTM (default 32,1000,128,128; "
                              "quick 8,400,32,32)")
     parser.add_argument("--checkpoints", nargs="+", type=_steps, metavar="K",
@@ -307,10 +288,6 @@ def _child_argv(args: argparse.Namespace, threads: int, configs: list[Config],
 
 def run_command(args: argparse.Namespace) -> int:
     """`graphrnn bench`: measure in child processes, then print the table or the JSON."""
-    from .child import ONE_THREAD, TWO_THREADS, in_child, pin_to_cpus, write_result
-    from .memory import memory_section
-    from .table import format_table
-    from .peak import format_peak, measure_peak
     args.repeats = args.repeats or (3 if args.quick else 7)
     args.budget = args.budget or (4.0 if args.quick else 30.0)
     if args.child_threads:

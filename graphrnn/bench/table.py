@@ -1,7 +1,7 @@
 """The human-readable report of `graphrnn bench`: one block per (threads, mode)."""
 from __future__ import annotations
 
-from .run import HAND, IMPLS, MODES
+from .configs import HAND, IMPLS, MODES
 
 DIFFERS = 1e-3      # float32 peers agree to ~1e-6; beyond this they compute another function
 

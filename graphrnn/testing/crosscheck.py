@@ -21,7 +21,6 @@ Each disagreement is a `Discrepancy` naming the check and the pass configuration
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 import tempfile
 from dataclasses import dataclass
@@ -30,10 +29,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..compiler.pipeline import OPTIMISATIONS
+from .. import ops
+from ..compile import compile as compile_model
+from ..compiler.pipeline import OPTIMISATIONS, prepare
+from ..gmodule import gModule
 from ..gradcheck import gradcheck
 from ..interpret import array_type, interpret
-from ..ir import Op
+from ..ir import GraphError, InputError, Node, Op
+from ..losses import MSECriterion
+from ..serialize import load, save
+from ..train import InterpretedStep
 
 # every optimisation of the pipeline, by name (a name may run twice: disabling skips both)
 ALL: tuple[str, ...] = tuple(dict.fromkeys(name for name, _ in OPTIMISATIONS))
@@ -203,7 +208,6 @@ def _check_passes(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.n
                   c: Checks) -> list[Discrepancy]:
     """Prepared for the first set's concrete types (first set only), or for the declared
     types (every set)."""
-    from ..compiler.pipeline import prepare
     flat = model.parameters()[0]
     types = [array_type(np.asarray(a)) for a in sets[0]]
     runs = [(u, d, False) for u in c.unroll for d in c.disable
@@ -213,19 +217,33 @@ def _check_passes(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.n
     found = []
     for unroll, disable, symbolic in runs:
         where = dict(unroll=unroll, disable=tuple(disable), symbolic=symbolic)
-        try:
+
+        def prepared() -> Callable[[list[np.ndarray]], list[np.ndarray]]:
             g, _ = prepare(model.graph, None if symbolic else types, unroll=unroll,
                            disable=disable, dump=0)
-            for k, (args, ref) in enumerate(zip(sets if symbolic else sets[:1], refs)):
-                got = _outputs(interpret(g, *args, flat, dtype=np.float64,
-                                         training=c.training, seed=TRAINING_SEED))
-                diff = compare(got, ref, PASS_RTOL, PASS_ATOL)
-                if diff:
-                    found.append(Discrepancy("pass", _which(k, sets) + diff, **where))
-                    break
-        except Exception as e:                   # noqa: BLE001
-            found.append(Discrepancy("pass", error_text(e), **where))
+            return lambda args: _outputs(interpret(g, *args, flat, dtype=np.float64,
+                                                   training=c.training, seed=TRAINING_SEED))
+        finding = _first_finding("pass", where, prepared, sets if symbolic else sets[:1], refs,
+                                 PASS_RTOL, PASS_ATOL)
+        found += [finding] if finding else []
     return found
+
+
+def _first_finding(check: str, where: dict[str, Any],
+                   build: Callable[[], Callable[[list[np.ndarray]], list[np.ndarray]]],
+                   sets: list[list[np.ndarray]], refs: list[list[np.ndarray]], rtol: float,
+                   atol: float) -> Discrepancy | None:
+    """Build one configuration and run it on each input set: the first set whose outputs
+    differ from the reference, or the error building or running it raised; else None."""
+    try:
+        run = build()
+        for k, (args, ref) in enumerate(zip(sets, refs)):
+            diff = compare(run(args), ref, rtol, atol)
+            if diff:
+                return Discrepancy(check, _which(k, sets) + diff, **where)
+    except Exception as e:                   # noqa: BLE001 (any failure is a finding)
+        return Discrepancy(check, error_text(e), **where)
+    return None
 
 
 def _unrolls_dropout(graph: Any, unroll: Any) -> bool:
@@ -265,40 +283,25 @@ def _check_grads(model: Any, inputs: Sequence[np.ndarray],
     return [Discrepancy("grad", "gradcheck failed twice: " + "; ".join(reports))]
 
 
-def _compiler() -> Callable | None:
-    """`graphrnn.compile` when it can be imported (the compiled check turns on by itself)."""
-    try:
-        module = importlib.import_module("graphrnn.compile")
-    except ImportError:
-        return None
-    return getattr(module, "compile", None)
-
-
 def _check_compiled(model: Any, sets: list[list[np.ndarray]], refs: list[list[np.ndarray]],
                     configs: Sequence[tuple], cache: Any) -> list[Discrepancy]:
     """One compiled model per configuration, called on every input set."""
-    compile_fn = _compiler()
-    if compile_fn is None:
-        return []
     kw = {"cache": cache} if cache is not None else {}
     found = []
     for unroll, disable in configs:
         where = dict(unroll=unroll, disable=tuple(disable))
-        try:
-            fast = compile_fn(model, unroll=unroll, disable=disable, **kw)
-            for k, (args, ref) in enumerate(zip(sets, refs)):
-                diff = compare(_outputs(fast(*args)), ref, COMPILE_RTOL, COMPILE_ATOL)
-                if diff:
-                    found.append(Discrepancy("compile", _which(k, sets) + diff, **where))
-                    break
-        except Exception as e:                   # noqa: BLE001
-            found.append(Discrepancy("compile", error_text(e), **where))
+
+        def compiled() -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+            fast = compile_model(model, unroll=unroll, disable=disable, **kw)
+            return lambda args: _outputs(fast(*args))
+        finding = _first_finding("compile", where, compiled, sets, refs, COMPILE_RTOL,
+                                 COMPILE_ATOL)
+        found += [finding] if finding else []
     return found
 
 
 def _check_roundtrip(model: Any, inputs: Sequence[np.ndarray],
                      ref: list[np.ndarray]) -> list[Discrepancy]:
-    from ..serialize import load, save
     with tempfile.TemporaryDirectory(prefix="graphrnn-fuzz-") as tmp:
         try:
             save(model, Path(tmp) / "model.grnn")
@@ -312,9 +315,6 @@ def _check_roundtrip(model: Any, inputs: Sequence[np.ndarray],
 def _scalar_model(model: Any) -> Any:
     """A gModule (sharing the model's parameters) whose one output is the sum of every float
     output of the model, each weighted differently."""
-    from .. import ops
-    from ..gmodule import gModule
-    from ..ir import Node
     fresh = [ops.input_(x.type.shape, x.type.dtype, name=x.name) for x in model.graph.inputs]
     outs = model(fresh)
     outs = [outs] if isinstance(outs, Node) else list(outs)
@@ -328,12 +328,6 @@ def _scalar_model(model: Any) -> Any:
 def _check_training(model: Any, inputs: Sequence[np.ndarray], configs: Sequence[tuple],
                     cache: Any) -> list[Discrepancy]:
     """Compiled training steps against the interpreted step, on the summed model."""
-    from ..ir import GraphError, InputError
-    from ..losses import MSECriterion
-    from ..train import InterpretedStep
-    compile_fn = _compiler()
-    if compile_fn is None:
-        return []
     try:
         summed = _scalar_model(model)
     except GraphError:              # an input reaching only integer outputs: nothing to train
@@ -346,7 +340,7 @@ def _check_training(model: Any, inputs: Sequence[np.ndarray], configs: Sequence[
         try:
             want = [np.float32(InterpretedStep(summed, crit, bptt_max=bptt)(
                 *inputs, target=target, seed=TRAINING_SEED)), grad.copy()]
-            step = compile_fn(summed, loss=crit, train=True, bptt_max=bptt, checkpoint=ckpt,
+            step = compile_model(summed, loss=crit, train=True, bptt_max=bptt, checkpoint=ckpt,
                               **kw)
             got = [np.float32(step(*inputs, target=target, seed=TRAINING_SEED)), grad.copy()]
         except InputError as e:

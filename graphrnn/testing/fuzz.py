@@ -35,6 +35,8 @@ import numpy as np
 from .crosscheck import ALL, DEFAULT_DISABLE, Checks, Discrepancy, check_case, compare, error_text
 from .worker import Worker
 from ..ir import type_str
+from ..runtime.cache import KernelCache
+from ..serialize import load, save
 from .randgraph import GenParams, Generated, generate_seeded
 
 
@@ -135,7 +137,6 @@ def save_case(case: Case, found: Discrepancy, directory: str | os.PathLike,
     """Write the case as `<check>_<seed>.json` (with `note`, a word on the bug), and (given
     the generated model) the model as `.grnn` and its inputs as `.npz` next to it. Returns
     the JSON path."""
-    from ..serialize import save
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     stem = path / f"{found.check}_{case.seed}"
@@ -155,7 +156,6 @@ def save_case(case: Case, found: Discrepancy, directory: str | os.PathLike,
 
 def load_case(path: str | os.PathLike) -> tuple[Case, dict, tuple[Any, list] | None]:
     """(case, its JSON, (model, inputs) from the files saved next to it, or None)."""
-    from ..serialize import load
     path = Path(path)
     data = json.loads(path.read_text())
     exact = None
@@ -298,7 +298,6 @@ def _runner(check: Callable[[Case, Any], list[Discrepancy]], cache_dir: str, in_
             timeout: float | None) -> Iterator[Callable[[Case], list[Discrepancy]]]:
     """A function running one case: in a Worker, or here."""
     if in_process:
-        from ..runtime.cache import KernelCache
         cache = KernelCache(cache_dir)
         yield lambda case: check(case, cache)
         return

@@ -10,8 +10,9 @@ from .. import nn, ops
 from ..gmodule import gModule
 from ..ir import Dim, Graph, Node, TensorType
 from ..loop import Loop
-from .randgraph import Builder, Level, Value, hull
+from .randbuilder import Builder, Level
 from .randops import _nodes, _size, _solid, lookup_on
+from .randvalues import Value, hull
 
 
 def _flatten(b: Builder, lv: Level, v: Value) -> tuple[Node, int, float]:

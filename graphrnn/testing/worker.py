@@ -8,6 +8,7 @@ import os
 import signal
 from typing import Any, Callable
 
+from ..runtime.cache import KernelCache
 from .crosscheck import Discrepancy
 
 
@@ -97,7 +98,6 @@ def _serve(conn: Any, fn: Callable[[Any, Any], list[Discrepancy]], cache_dir: st
            ) -> None:
     """The worker's loop: a job in, its findings out, until None or the parent is gone."""
     import faulthandler
-    from ..runtime.cache import KernelCache
     faulthandler.enable()           # a native crash leaves the Python stack on stderr
     cache = KernelCache(cache_dir) if cache_dir is not None else None
     while True:

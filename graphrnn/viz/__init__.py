@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from ..gmodule import BUILD_ERROR_HOOKS
 from .draw import debug_picture, picture, render, render_error, render_svg
-from .inspect import summary, to_dot, to_networkx
+from .dot import to_dot
+from .inspect import to_networkx
+from .table import summary
 
 if debug_picture not in BUILD_ERROR_HOOKS:
     BUILD_ERROR_HOOKS.append(debug_picture)

@@ -19,7 +19,9 @@ import re
 from typing import Any, Iterable
 
 from ..ir import Graph, Node, Op, type_str
-from .inspect import Storage, body_of, body_roles, carried, graph_of, param_storages, tied_params
+from .inspect import (BODY_INPUT_ROLES, Storage, body_of, body_roles, carried, check_unroll,
+                      drawn_nodes, graph_of, graph_roles, loop_title, param_storages,
+                      tied_params)
 
 INPUT_STYLE = 'shape=invhouse, style=filled, fillcolor="#d6e6ff"'
 OUTPUT_STYLE = 'peripheries=2, fillcolor="#d9f2d9"'
@@ -42,19 +44,15 @@ def storage_colour(index: int, saturation: float = 0.35, value: float = 0.97) ->
     return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
-def format_dot(model_or_graph: Any, unroll: int | None = None,
-               highlight: Iterable[str] = (), caption: Iterable[str] = ()) -> str:
-    """DOT text for a gModule or a Graph; `unroll=k` draws the first k steps of every loop."""
-    if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int)
-                               or unroll < 1):
-        raise ValueError(f"unroll must be a positive number of steps, got {unroll!r}")
+def to_dot(model_or_graph: Any, unroll: int | None = None,
+           highlight: Iterable[str] = (), caption: Iterable[str] = ()) -> str:
+    """Graphviz DOT text of a gModule or a Graph; `unroll=k` draws the first k steps of every
+    loop."""
+    check_unroll(unroll)
     graph = graph_of(model_or_graph)
     name = getattr(model_or_graph, "name", None) or "graph"
     writer = _Writer(param_storages(graph), unroll, set(highlight))
-    roles = {id(x): ["input"] for x in graph.inputs}
-    for y in graph.outputs:
-        roles.setdefault(id(y), []).append("output")
-    writer.graph(graph, "", "  ", roles, {})
+    writer.graph(graph, "", "  ", graph_roles(graph), {})
     head = [f"digraph {_q(name)} {{",
             '  graph [rankdir=TB, fontname="Helvetica", fontsize=11];',
             '  node [shape=box, style="rounded,filled", fillcolor="white", fontname="Helvetica",'
@@ -82,8 +80,7 @@ class _Writer:
         """Declare g's nodes and edges; returns id(node) -> DOT id. `shared` maps a root Param
         to a PARAM node already drawn (once for all the steps of an unrolled loop)."""
         ids: dict[int, str] = {}
-        listed = {id(n) for n in g.nodes}
-        for n in [x for x in g.inputs if id(x) not in listed] + list(g.nodes):
+        for n in drawn_nodes(g):
             if n.op == Op.PARAM and id(n.param.root()) in shared:
                 ids[id(n)] = shared[id(n.param.root())]
                 continue
@@ -122,7 +119,7 @@ class _Writer:
             style.append(INPUT_STYLE)
         if "output" in roles:
             style.append(OUTPUT_STYLE)
-        if any(r.split()[0] in ("const", "carry_in", "x_t", "operand") for r in roles):
+        if any(r.split()[0] in BODY_INPUT_ROLES for r in roles):
             style.append(BODY_INPUT_STYLE)
         if self.is_marked(n, path):
             style.append(HIGHLIGHT_STYLE)
@@ -137,10 +134,7 @@ class _Writer:
     def cluster(self, n: Node, path: str, indent: str) -> None:
         """A loop or fused node: its node, then its body, inside one labelled cluster."""
         cid = self._cluster_id(path)
-        a = n.attrs
-        flags = [f for f, on in (("reverse", a.get("reverse")), ("lengths", a.get("has_lengths")),
-                                 (f"unroll={a.get('unroll')}", a.get("unroll"))) if on]
-        title = f"{n.name}: {n.op.value}" + (f" ({', '.join(flags)})" if flags else "")
+        title = loop_title(n)
         inner = indent + "  "
         self.lines += [f"{indent}subgraph {cid} {{",
                        f"{inner}label={_label([title] + ([n.scope] if n.scope else []))};",
@@ -229,4 +223,4 @@ def _type_label(t: Any) -> str:
     return "" if t is None else type_str(t)
 
 
-__all__ = ["format_dot", "storage_colour", "logical_path"]
+__all__ = ["to_dot", "storage_colour", "logical_path"]

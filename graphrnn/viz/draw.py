@@ -1,8 +1,8 @@
 """Pictures of a model, by Graphviz when it is installed and by our own layout when it is not.
 
-    model.render("lstm.svg")                    # SVG; .png for an image; .dot for DOT text
-    model.render("rnn.png", unroll=3)           # each loop drawn as 3 steps, weights shared
-    gr.render_error(model, error, "bad.svg")    # the node an error names, red, with its line
+    gr.viz.render(model, "lstm.svg")                  # SVG; .png for an image; .dot for DOT
+    gr.viz.render(model, "rnn.png", unroll=3)         # each loop as 3 steps, weights shared
+    gr.viz.render_error(model, error, "bad.svg")      # the node an error names, red, its line
 
 `engine="auto"` runs the Graphviz `dot` program when it is on PATH (`apt-get install
 graphviz`) on the DOT text of dot.py, and otherwise draws the same picture itself:
@@ -25,7 +25,7 @@ import warnings
 from typing import Any, Iterable, Sequence
 
 from .. import settings
-from .dot import format_dot
+from .dot import to_dot
 from ..ir import Graph, Node, toposort
 from .layout import layout
 from .png import scene_png
@@ -58,7 +58,7 @@ def picture(model_or_graph: Any, fmt: str = "svg", unroll: int | None = None, *,
         raise ValueError(f"format must be svg, png or dot, got {fmt!r}")
     highlight, caption = list(highlight), list(caption)
     if fmt == "dot" or engine == "dot" or (engine == "auto" and graphviz_available()):
-        text = format_dot(model_or_graph, unroll=unroll, highlight=highlight, caption=caption)
+        text = to_dot(model_or_graph, unroll=unroll, highlight=highlight, caption=caption)
         if fmt == "dot":
             return text.encode()
         try:

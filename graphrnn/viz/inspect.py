@@ -1,9 +1,9 @@
-"""Inspecting a model: the summary table, Graphviz DOT text, and a networkx view of the graph.
+"""Inspecting a model: the views every picture and table builds on, and a networkx view.
 
-`summary` (in summary.py) and `to_dot` (in dot.py) are re-exported here; both build on the two
-views defined in this file: `walk_paths`, every node with a path that is unique across loop
-bodies (`loop_0/h_next`), and `param_storages`, where each parameter lives in the flat vector
-and which PARAM nodes share it. Pictures (SVG, PNG) are drawn by `graphrnn.render`.
+`walk_paths` gives every node with a path that is unique across loop bodies (`loop_0/h_next`),
+and `param_storages` where each parameter lives in the flat vector and which PARAM nodes share
+it. The summary table (`gr.viz.summary`, in table.py), DOT text (`gr.viz.to_dot`, in dot.py)
+and pictures (`gr.viz.render`, in draw.py) build on them.
 """
 from __future__ import annotations
 
@@ -81,6 +81,38 @@ def flat_size(storages: dict[int, Storage]) -> int:
     return sum(-(-s.size // ALIGN_FLOATS) * ALIGN_FLOATS for s in storages.values())
 
 
+BODY_INPUT_ROLES = ("const", "carry_in", "x_t", "operand")     # the kinds of body_roles' inputs
+
+
+def drawn_nodes(g: Graph) -> list[Node]:
+    """The nodes a picture of g shows: inputs that no node reads, then every node in order."""
+    listed = {id(n) for n in g.nodes}
+    return [x for x in g.inputs if id(x) not in listed] + list(g.nodes)
+
+
+def loop_title(n: Node) -> str:
+    """A loop or fused node's title: `loop_0: loop (reverse, lengths, unroll=2)`."""
+    a = n.attrs
+    flags = [f for f, on in (("reverse", a.get("reverse")), ("lengths", a.get("has_lengths")),
+                             (f"unroll={a.get('unroll')}", a.get("unroll"))) if on]
+    return f"{n.name}: {n.op.value}" + (f" ({', '.join(flags)})" if flags else "")
+
+
+def check_unroll(unroll: int | None) -> None:
+    """Refuse an `unroll` that is not None or a positive number of steps."""
+    if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int)
+                               or unroll < 1):
+        raise ValueError(f"unroll must be a positive number of steps, got {unroll!r}")
+
+
+def graph_roles(graph: Graph) -> dict[int, list[str]]:
+    """id(node) -> its roles at the top level: "input", "output" (a node may be both)."""
+    roles: dict[int, list[str]] = {id(x): ["input"] for x in graph.inputs}
+    for y in graph.outputs:
+        roles.setdefault(id(y), []).append("output")
+    return roles
+
+
 def body_roles(n: Node) -> dict[int, list[str]]:
     """id(body node) -> its roles in a loop or fused body: "const 0", "carry_in 1", "y_t 0"..."""
     body = body_of(n)
@@ -122,19 +154,6 @@ def tied_params(body: Graph) -> list[Node]:
     return list(seen.values())
 
 
-def summary(model: Any) -> str:
-    """A Keras-like table of the model's nodes and parameters; see `graphrnn.summary`."""
-    from .table import format_summary
-    return format_summary(model)
-
-
-def to_dot(model_or_graph: Any, unroll: int | None = None, highlight: Any = (),
-           caption: Any = ()) -> str:
-    """Graphviz DOT text of the model; see `graphrnn.dot`."""
-    from .dot import format_dot
-    return format_dot(model_or_graph, unroll=unroll, highlight=highlight, caption=caption)
-
-
 def to_networkx(model_or_graph: Any) -> Any:
     """The graph as a `networkx.DiGraph`, loop bodies flattened into it.
 
@@ -150,10 +169,7 @@ def to_networkx(model_or_graph: Any) -> Any:
     graph = graph_of(model_or_graph)
     storages = param_storages(graph)
     G = nx.DiGraph(name=getattr(model_or_graph, "name", None) or "graph", carries=[])
-    top_roles = {id(x): ["input"] for x in graph.inputs}
-    for y in graph.outputs:
-        top_roles.setdefault(id(y), []).append("output")
-    roles_in: dict[str, dict[int, list[str]]] = {"": top_roles}
+    roles_in: dict[str, dict[int, list[str]]] = {"": graph_roles(graph)}
     path_of: dict[tuple[str, int], str] = {}
     for pn in walk_paths(graph):
         n = pn.node
@@ -178,5 +194,5 @@ def to_networkx(model_or_graph: Any) -> Any:
     return G
 
 
-__all__ = ["summary", "to_dot", "to_networkx", "walk_paths", "param_storages", "Storage",
+__all__ = ["to_networkx", "walk_paths", "param_storages", "Storage",
            "PathNode", "graph_of"]

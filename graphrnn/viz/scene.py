@@ -30,7 +30,9 @@ from typing import Any, Iterable
 
 from .dot import logical_path, storage_colour
 from ..ir import Graph, Node, Op, type_str
-from .inspect import Storage, body_of, body_roles, carried, graph_of, param_storages, tied_params
+from .inspect import (BODY_INPUT_ROLES, Storage, body_of, body_roles, carried, check_unroll,
+                      drawn_nodes, graph_of, graph_roles, loop_title, param_storages,
+                      tied_params)
 
 INPUT_FILL, OUTPUT_FILL, BODY_INPUT_FILL = "#d6e6ff", "#d9f2d9", "#eeeeee"
 HEADER_FILL, STEP_FILL = "#fff4d6", "#ffffff"
@@ -198,15 +200,10 @@ def storage_edge_colour(index: int) -> str:
 def build_scene(model_or_graph: Any, unroll: int | None = None,
                 highlight: Iterable[str] = (), caption: Iterable[str] = ()) -> Scene:
     """The boxes, edges and clusters of a gModule or Graph (see the module docstring)."""
-    if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int)
-                               or unroll < 1):
-        raise ValueError(f"unroll must be a positive number of steps, got {unroll!r}")
+    check_unroll(unroll)
     graph = graph_of(model_or_graph)
     builder = _Builder(param_storages(graph), unroll, set(highlight))
-    roles = {id(x): ["input"] for x in graph.inputs}
-    for y in graph.outputs:
-        roles.setdefault(id(y), []).append("output")
-    builder.graph(graph, "", builder.root, roles, {})
+    builder.graph(graph, "", builder.root, graph_roles(graph), {})
     caption = list(caption)
     return Scene(builder.root, builder.boxes, builder.edges,
                  title=getattr(model_or_graph, "name", None) or "graph", caption=caption,
@@ -229,8 +226,7 @@ class _Builder:
         its inputs go into and the box its value comes out of (they differ for a loop)."""
         into: dict[int, str] = {}
         out_of: dict[int, str] = {}
-        listed = {id(n) for n in g.nodes}
-        for n in [x for x in g.inputs if id(x) not in listed] + list(g.nodes):
+        for n in drawn_nodes(g):
             if n.op == Op.PARAM and id(n.param.root()) in shared:
                 into[id(n)] = out_of[id(n)] = shared[id(n.param.root())]
                 continue
@@ -249,8 +245,7 @@ class _Builder:
         lines = [n.name, f"{n.op.value} ({n.scope})" if n.scope else n.op.value]
         box = Box(box_id, lines, note=type_str(n.type) if n.type is not None else "",
                   data={"path": path, "op": n.op.value})
-        body_roles_here = [r for r in roles if r.split()[0] in ("const", "carry_in", "x_t",
-                                                               "operand")]
+        body_roles_here = [r for r in roles if r.split()[0] in BODY_INPUT_ROLES]
         if n.op == Op.PARAM:
             s = self.storages[id(n.param.root())]
             lines += [type_str(n.type), f"{s.key} @{s.offset} +{s.size}"]
@@ -291,10 +286,7 @@ class _Builder:
 
     def cluster(self, n: Node, box_id: str, path: str, parent: Cluster) -> tuple[str, str]:
         """A loop or fused node: header, body, results, in one cluster."""
-        a = n.attrs
-        flags = [f for f, on in (("reverse", a.get("reverse")), ("lengths", a.get("has_lengths")),
-                                 (f"unroll={a.get('unroll')}", a.get("unroll"))) if on]
-        title = f"{n.name}: {n.op.value}" + (f" ({', '.join(flags)})" if flags else "")
+        title = loop_title(n)
         unrolled = n.op == Op.LOOP and self.unroll is not None
         scope = [n.scope] if n.scope and n.scope.split("/")[-1] != n.name else []
         cl = Cluster(f"cluster:{box_id}", [title] + scope,

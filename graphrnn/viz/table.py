@@ -18,8 +18,9 @@ HEADER = ("Node", "Module", "Op", "Output shape", "Params", "Shared with")
 INDENT = "  "
 
 
-def format_summary(model: Any) -> str:
-    """The table, then totals: parameters (each storage once) and the flat vector's size."""
+def summary(model: Any) -> str:
+    """A Keras-like table of the model's nodes and parameters, then totals: parameters (each
+    storage once) and the flat vector's size."""
     graph = graph_of(model)
     storages = param_storages(graph)
     by_path = {p: s for s in storages.values() for p in s.paths}
@@ -107,4 +108,4 @@ def _values(nodes: tuple[Node, ...]) -> str:
     return ", ".join(f"{x.name} {type_str(x.type)}" for x in nodes) or "-"
 
 
-__all__ = ["format_summary"]
+__all__ = ["summary"]
