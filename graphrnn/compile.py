@@ -57,7 +57,9 @@ from .flat import params_version
 from .interpret import interpret
 from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layout_params
 from .runtime.cache import KernelCache
+from .runtime.forksafe import renew_after_fork
 from .runtime.jit import JitError, Library
+from .runtime.lru import LRU, cache_limits
 from .runtime.program import Program, as_input, describe, shapes_key
 from .shared import cache_version, shared_cache, shared_engine
 from .threads import BatchSplitter, Parts
@@ -92,11 +94,13 @@ class CompiledModel:
             n.op == Op.LOOP and n.attrs.get("unroll") for n, _ in graph.walk()))
         self._gather = not isinstance(getattr(model, "flat", None), np.ndarray)
         self.cache = cache if cache is not None else shared_cache()
-        self.programs: dict[tuple[TensorType, ...], Program] = {}
-        self._seen: dict[Any, Program] = {}     # (shape, dtype) per input -> program
+        self.programs: LRU[tuple[TensorType, ...], Program] = LRU(
+            bound=lambda: cache_limits().programs)
+        self._seen: dict[Any, tuple[TensorType, ...]] = {}  # (shape, dtype) per input -> types
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._state: list[np.ndarray] | None = None
+        renew_after_fork(self, _lock=threading.Lock, _state_lock=threading.Lock)
         self.split = self.splitter(threads)
 
     def splitter(self, threads: int) -> BatchSplitter:
@@ -180,13 +184,12 @@ class CompiledModel:
     def program_for(self, inputs: Sequence[Any]) -> Program:
         """The program for these inputs; arrays of shapes seen before skip the signature."""
         key = shapes_key(inputs)
-        prog = self._seen.get(key) if key is not None else None
-        if prog is None:
+        types = self._seen.get(key) if key is not None else None
+        if types is None:
             types, _ = self.signature(inputs)
-            prog = self.program(types)
             if key is not None and len(self._seen) < 4096:
-                self._seen[key] = prog
-        return prog
+                self._seen[key] = types
+        return self.program(types)
 
     def program(self, types: tuple[TensorType, ...]) -> Program:
         """The program for one signature, compiled (or loaded from the cache) on first use."""
@@ -299,10 +302,16 @@ class CompiledModel:
             if compiled.asm:
                 print(f"[graphrnn] assembly:\n{compiled.asm}", file=sys.stderr)
             obj = compiled.obj
+            program = self._program(exe, obj)
         else:
-            obj = self.cache.get_or_compile(exe.llvm_ir, cache_version(),
-                                            lambda text: engine.compile_to_object(text).obj)
-        program = self._program(exe, obj)
+            def compile_obj(text: str) -> bytes:
+                return engine.compile_to_object(text).obj
+            obj = self.cache.get_or_compile(exe.llvm_ir, cache_version(), compile_obj)
+            try:
+                program = self._program(exe, obj)
+            except JitError:    # an authentic entry that does not load: replace it, once
+                obj = self.cache.recompile(exe.llvm_ir, cache_version(), compile_obj)
+                program = self._program(exe, obj)
         if key is not None:
             self.cache.store_executable(key, exe, obj)
         return program

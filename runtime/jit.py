@@ -22,9 +22,21 @@ from typing import Any, NamedTuple
 import llvmlite
 import llvmlite.binding as llvm
 
+from .forksafe import hold_across_fork
+
 # One lock for every llvmlite call that touches the global LLVM context.
 _LOCK = threading.RLock()
 _INITIALIZED = False
+
+
+def _renew_lock() -> None:
+    global _LOCK
+    _LOCK = threading.RLock()
+
+
+# A fork waits until no thread is inside LLVM: the child must not inherit LLVM's own mutexes
+# held by a thread that does not exist there.
+hold_across_fork(lambda: _LOCK, _renew_lock)
 
 
 class JitError(RuntimeError):
