@@ -19,9 +19,11 @@ from .compile import compile  # noqa: E402  (after the API it compiles)
 from . import optim, train  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
 from .profile import profile  # noqa: E402
+from .runtime.lru import cache_limits, set_cache_limits  # noqa: E402
 
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
            "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "save", "load",
-           "render_error", "optim", "train", "gradcheck", "ModelFileError", "profile"]
+           "render_error", "optim", "train", "gradcheck", "ModelFileError", "profile",
+           "cache_limits", "set_cache_limits"]

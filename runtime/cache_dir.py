@@ -126,6 +126,8 @@ class CacheDir:
         path = self.path / name
         data, problem = read_owned(path, MAX_ENTRY_BYTES)
         if problem and owned_by_another(path):
+            if "owned by" not in problem:
+                problem = f"{problem} owned by another user"
             self._refuse(problem, path)     # planted in our directory: trust none of it
         elif problem:
             remove_untrusted(path)
