@@ -50,10 +50,10 @@ def read_graph_member(archive: zipfile.ZipFile, cap: int | None = None) -> bytes
     if info.file_size > cap:
         raise ModelFileError(f"{GRAPH_MEMBER} declares {info.file_size} bytes, more than "
                              f"the {cap} a model's graph may have")
-    with archive.open(info) as stream:
-        raw = stream.read(cap + 1)
-    if len(raw) > cap:
-        raise ModelFileError(f"{GRAPH_MEMBER} inflates to more than {cap} bytes")
+    with archive.open(info) as stream:          # inflates no more than it asks for
+        raw = stream.read(info.file_size + 1)
+    if len(raw) > min(info.file_size, cap):
+        raise ModelFileError(f"{GRAPH_MEMBER} inflates to more than {info.file_size} bytes")
     return raw
 
 

@@ -7,9 +7,9 @@ whose threads do not exist in the child) register here, and the child gets fresh
     renew_after_fork(self, _lock=threading.Lock, _pool=lambda: None)
 
 sets `self._lock = threading.Lock()` and `self._pool = None` in every forked child, for as
-long as `self` is alive. `hold_across_fork(lambda: lock, renew)` makes a fork wait until no other
-thread holds `lock` (the LLVM lock: LLVM's own mutexes must not be held by a thread that does not
-exist in the child); `renew()` gives the child a fresh one.
+long as `self` is alive. `hold_across_fork(lambda: lock)` makes a fork wait until no other
+thread holds `lock`, and the forking thread holds it across the fork (the LLVM locks: LLVM's
+own mutexes must not be held by a thread that does not exist in the child).
 """
 from __future__ import annotations
 
@@ -39,11 +39,19 @@ def after_fork(hook: Callable[[], None]) -> Callable[[], None]:
     return hook
 
 
-def hold_across_fork(current: Callable[[], Any], renew: Callable[[], None]) -> None:
-    """Take the lock `current()` before each fork (waiting for the thread that holds it) and
-    release it after, in the parent; the child calls `renew()`, which gives it a fresh lock."""
-    os.register_at_fork(before=lambda: current().acquire(),
-                        after_in_parent=lambda: current().release(), after_in_child=renew)
+def hold_across_fork(*locks: Callable[[], Any]) -> None:
+    """Before each fork take the locks `lock()` for `lock` in `locks`, in order (waiting for
+    the threads that hold them), and release them after it, in the parent and in the child:
+    the forking thread holds them, so no other thread was inside what they guard."""
+    def take() -> None:
+        for lock in locks:
+            lock().acquire()
+
+    def give() -> None:
+        for lock in reversed(locks):
+            lock().release()
+
+    os.register_at_fork(before=take, after_in_parent=give, after_in_child=give)
 
 
 def _renew_in_child() -> None:

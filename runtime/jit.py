@@ -29,14 +29,24 @@ _LOCK = threading.RLock()
 _INITIALIZED = False
 
 
-def _renew_lock() -> None:
-    global _LOCK
-    _LOCK = threading.RLock()
+class _FfiLock:
+    """llvmlite's own lock around every call into LLVM (taken also outside _LOCK, e.g. when
+    an object is freed); a no-op where llvmlite has none."""
+
+    def acquire(self) -> None:
+        lock = getattr(llvm.ffi.lib, "_lock", None)
+        if lock is not None:
+            lock.__enter__()
+
+    def release(self) -> None:
+        lock = getattr(llvm.ffi.lib, "_lock", None)
+        if lock is not None:
+            lock.__exit__(None, None, None)
 
 
-# A fork waits until no thread is inside LLVM: the child must not inherit LLVM's own mutexes
-# held by a thread that does not exist there.
-hold_across_fork(lambda: _LOCK, _renew_lock)
+# A fork waits until no thread is inside LLVM: the child must not inherit a lock (or LLVM's
+# own mutexes) held by a thread that does not exist there.
+hold_across_fork(lambda: _LOCK, _FfiLock)
 
 
 class JitError(RuntimeError):
