@@ -59,7 +59,7 @@ from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layou
 from .runtime.cache import KernelCache
 from .runtime.forksafe import renew_after_fork
 from .runtime.jit import JitError, Library
-from .runtime.lru import LRU, cache_limits
+from .runtime.lru import LRU, programs_limit
 from .runtime.program import Program, as_input, describe, shapes_key
 from .shared import cache_version, shared_cache, shared_engine
 from .threads import BatchSplitter, Parts
@@ -94,8 +94,7 @@ class CompiledModel:
             n.op == Op.LOOP and n.attrs.get("unroll") for n, _ in graph.walk()))
         self._gather = not isinstance(getattr(model, "flat", None), np.ndarray)
         self.cache = cache if cache is not None else shared_cache()
-        self.programs: LRU[tuple[TensorType, ...], Program] = LRU(
-            bound=lambda: cache_limits().programs)
+        self.programs: LRU[tuple[TensorType, ...], Program] = LRU(bound=programs_limit)
         self._seen: dict[Any, tuple[TensorType, ...]] = {}  # (shape, dtype) per input -> types
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -135,10 +134,7 @@ class CompiledModel:
                 if len(parts) > 1:
                     outs = self.split.run(parts, inputs, self._bound_program)
                     return outs[0] if len(outs) == 1 else tuple(outs)
-            program = self.program_for(inputs)
-            if self._gather:
-                program.bind_params(self._params_for(program.exe.table))
-            return program(*inputs)
+            return self._bound_program(inputs)(*inputs)
         with self._state_lock:
             return self._stateful_call(inputs)
 
@@ -301,17 +297,11 @@ class CompiledModel:
             print(f"[graphrnn] optimised LLVM IR:\n{compiled.optimized_ir}", file=sys.stderr)
             if compiled.asm:
                 print(f"[graphrnn] assembly:\n{compiled.asm}", file=sys.stderr)
-            obj = compiled.obj
-            program = self._program(exe, obj)
+            obj, program = compiled.obj, self._program(exe, compiled.obj)
         else:
-            def compile_obj(text: str) -> bytes:
-                return engine.compile_to_object(text).obj
-            obj = self.cache.get_or_compile(exe.llvm_ir, cache_version(), compile_obj)
-            try:
-                program = self._program(exe, obj)
-            except JitError:    # an authentic entry that does not load: replace it, once
-                obj = self.cache.recompile(exe.llvm_ir, cache_version(), compile_obj)
-                program = self._program(exe, obj)
+            obj, program = self.cache.get_or_load(
+                exe.llvm_ir, cache_version(), lambda text: engine.compile_to_object(text).obj,
+                lambda code: self._program(exe, code))
         if key is not None:
             self.cache.store_executable(key, exe, obj)
         return program

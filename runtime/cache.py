@@ -31,14 +31,14 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeVar
 
 from graphrnn.ir import Executable, ParamTable, Slot, TensorType
 
 from .cache_dir import CacheDir, default_cache_dir
 from .forksafe import renew_after_fork
-from .jit import host_signature
-from .lru import LRU, cache_limits
+from .jit import JitError, host_signature
+from .lru import LRU, kernel_bytes_limit
 
 MAGIC = b"GRNNOBJ\x00"
 FORMAT_VERSION = 2
@@ -48,6 +48,7 @@ _MAC_AT = _HEADER.size - 32
 _SUFFIX = ".obj"
 _EXE_SUFFIX = ".exe"
 _LENGTH = struct.Struct("<Q")
+T = TypeVar("T")
 
 
 @dataclass
@@ -116,7 +117,7 @@ class KernelCache:
         self.disk = CacheDir(self.directory)
         self.stats = CacheStats()
         self._host = dict(host) if host is not None else host_signature()
-        self._memory: LRU[str, bytes] = LRU(size=len, bound=lambda: cache_limits().kernel_bytes)
+        self._memory: LRU[str, bytes] = LRU(size=len, bound=kernel_bytes_limit)
         self._lock = threading.Lock()
         renew_after_fork(self, _lock=threading.Lock)
 
@@ -141,17 +142,22 @@ class KernelCache:
             self.store(key, data)
         return data
 
-    def recompile(self, llvm_ir: str, version: str, compile_fn: Callable[[str], bytes]
-                  ) -> bytes:
-        """Compile `llvm_ir` afresh, replacing its entry: for an entry that authenticated
-        but did not load (written by another LLVM, say), so it fails once, not for ever."""
-        key = self.key(llvm_ir, version)
-        self.discard(key, _SUFFIX)
-        data = compile_fn(llvm_ir)
-        with self._lock:
-            self.stats.misses += 1
-        self.store(key, data)
-        return data
+    def get_or_load(self, llvm_ir: str, version: str, compile_fn: Callable[[str], bytes],
+                    load_fn: Callable[[bytes], T]) -> tuple[bytes, T]:
+        """(object code, ``load_fn(object code)``) as `get_or_compile`; an entry that
+        authenticates but does not load (JitError: written by another LLVM, say) is
+        replaced by a fresh compile, so it fails once, not for ever."""
+        data = self.get_or_compile(llvm_ir, version, compile_fn)
+        try:
+            return data, load_fn(data)
+        except JitError:
+            key = self.key(llvm_ir, version)
+            self.discard(key, _SUFFIX)
+            data = compile_fn(llvm_ir)
+            with self._lock:
+                self.stats.misses += 1
+            self.store(key, data)
+            return data, load_fn(data)
 
     def load(self, key: str, suffix: str = _SUFFIX) -> bytes | None:
         """The entry for `key` from memory or disk, or None; bad disk entries are deleted."""

@@ -1,7 +1,7 @@
 """Bounded in-memory caches: least recently used entries go first.
 
-    programs = LRU(bound=lambda: cache_limits().programs)        # counts entries
-    kernels = LRU(size=len, bound=lambda: cache_limits().kernel_bytes)   # counts bytes
+    programs = LRU(bound=programs_limit)                     # counts entries
+    kernels = LRU(size=len, bound=kernel_bytes_limit)        # counts bytes
 
 Two limits apply to every process, set by environment variables or `set_cache_limits`:
 
@@ -64,6 +64,16 @@ def cache_limits() -> CacheLimits:
             _positive_env("GRAPHRNN_CACHE_MEMORY", DEFAULT_KERNEL_MIB) << 20,
             _positive_env("GRAPHRNN_MAX_PROGRAMS", DEFAULT_PROGRAMS)))
     return _LIMITS[-1]
+
+
+def kernel_bytes_limit() -> int:
+    """The bytes each kernel cache keeps in memory."""
+    return cache_limits().kernel_bytes
+
+
+def programs_limit() -> int:
+    """The programs each compiled model keeps."""
+    return cache_limits().programs
 
 
 def set_cache_limits(*, kernel_bytes: int | None = None,
@@ -166,4 +176,5 @@ class LRU(Generic[K, V]):
             return list(self._data.items())
 
 
-__all__ = ["LRU", "CacheLimits", "cache_limits", "set_cache_limits"]
+__all__ = ["LRU", "CacheLimits", "cache_limits", "set_cache_limits", "kernel_bytes_limit",
+           "programs_limit"]

@@ -175,3 +175,20 @@ def test_the_memory_cache_is_bounded(tmp_path) -> None:
         assert cache.stats.disk_hits == 1
     finally:
         gr.set_cache_limits(kernel_bytes=limits.kernel_bytes, programs=limits.programs)
+
+
+def test_a_compiled_model_keeps_a_bounded_number_of_programs(tmp_path) -> None:
+    v = attacker.victim(tmp_path / "reference")
+    limits = gr.cache_limits()
+    try:
+        gr.set_cache_limits(programs=3)
+        fast = gr.compile(v.model, cache=KernelCache(tmp_path / "kernels"))
+        for batch in (1, 2, 3, 4, 5, 1):
+            x = np.repeat(v.x[:1], batch, axis=0)
+            np.testing.assert_allclose(fast(x), gr.interpret(v.model, x), rtol=1e-4, atol=1e-5)
+        assert len(fast.programs) == 3
+        assert [t[0].shape[0] for t in fast.programs] == [4, 5, 1]      # least recent gone
+    finally:
+        gr.set_cache_limits(kernel_bytes=limits.kernel_bytes, programs=limits.programs)
+    with pytest.raises(ValueError, match="positive integer"):
+        gr.set_cache_limits(programs=0)

@@ -20,13 +20,13 @@ import pytest
 
 import attacker
 import graphrnn as gr
-from graphrnn.runtime.cache import _EXE_SUFFIX, _SUFFIX, KernelCache
+from graphrnn.runtime.cache import KernelCache
+from graphrnn.runtime import cache_dir
 from graphrnn.runtime.cache_dir import CacheWarning, default_cache_dir
 from graphrnn.runtime.jit import Library
 from graphrnn.runtime.secure_files import SECRET_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chowns files to another uid")
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +103,15 @@ def test_no_home_means_memory_only_never_a_shared_path(victim, tmp_path, monkeyp
     foreign_home = tmp_path / "not-mine"
     foreign_home.mkdir()
     attacker.give_away(foreign_home)
-    for home in (tmp_path / "missing", foreign_home):
-        monkeypatch.setenv("HOME", str(home))
-        assert default_cache_dir() is None
-    cache = KernelCache()
+    monkeypatch.setattr(cache_dir, "_WARNED", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for home in (tmp_path / "missing", foreign_home):
+            monkeypatch.setenv("HOME", str(home))
+            assert default_cache_dir() is None
+        cache = KernelCache()
+    said = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert len(said) == 1 and "no usable home" in said[0], said        # said once
     assert cache.directory is None
     np.testing.assert_allclose(run_victim(victim, cache), victim.expected, rtol=1e-4,
                                atol=1e-5)
