@@ -46,7 +46,8 @@ class _FfiLock:
 
 # A fork waits until no thread is inside LLVM: the child must not inherit a lock (or LLVM's
 # own mutexes) held by a thread that does not exist there.
-hold_across_fork(lambda: _LOCK, _FfiLock)
+_FFI_LOCK = _FfiLock()
+hold_across_fork(lambda: _LOCK, lambda: _FFI_LOCK)
 
 
 class JitError(RuntimeError):

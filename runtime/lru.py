@@ -3,7 +3,8 @@
     programs = LRU(bound=programs_limit)                     # counts entries
     kernels = LRU(size=len, bound=kernel_bytes_limit)        # counts bytes
 
-Two limits apply to every process, set by environment variables or `set_cache_limits`:
+Two limits apply to every process, set by environment variables (read at first use) or by
+`set_cache_limits` (`gr.set_cache_limits`):
 
 | limit          | variable                 | default | what it bounds                          |
 |----------------|--------------------------|---------|-----------------------------------------|
@@ -41,7 +42,7 @@ class CacheLimits:
     programs: int
 
 
-_LIMITS: list[CacheLimits] = []
+_LIMITS: CacheLimits | None = None      # read from the environment at first use
 
 
 def _positive_env(name: str, default: int) -> int:
@@ -59,11 +60,11 @@ def _positive_env(name: str, default: int) -> int:
 
 def cache_limits() -> CacheLimits:
     """The limits in force: those set by `set_cache_limits`, else the environment's."""
-    if not _LIMITS:
-        _LIMITS.append(CacheLimits(
-            _positive_env("GRAPHRNN_CACHE_MEMORY", DEFAULT_KERNEL_MIB) << 20,
-            _positive_env("GRAPHRNN_MAX_PROGRAMS", DEFAULT_PROGRAMS)))
-    return _LIMITS[-1]
+    global _LIMITS
+    if _LIMITS is None:
+        _LIMITS = CacheLimits(_positive_env("GRAPHRNN_CACHE_MEMORY", DEFAULT_KERNEL_MIB) << 20,
+                              _positive_env("GRAPHRNN_MAX_PROGRAMS", DEFAULT_PROGRAMS))
+    return _LIMITS
 
 
 def kernel_bytes_limit() -> int:
@@ -87,12 +88,11 @@ def set_cache_limits(*, kernel_bytes: int | None = None,
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    current = cache_limits()
-    new = replace(current, **{k: v for k, v in (("kernel_bytes", kernel_bytes),
-                                                  ("programs", programs)) if v is not None})
-    _LIMITS.append(new)
-    del _LIMITS[:-1]
-    return new
+    global _LIMITS
+    changes = {k: v for k, v in (("kernel_bytes", kernel_bytes), ("programs", programs))
+               if v is not None}
+    _LIMITS = replace(cache_limits(), **changes)
+    return _LIMITS
 
 
 class LRU(Generic[K, V]):

@@ -8,6 +8,8 @@ instead of failing every later compile. Temporaries left by killed writers are r
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -192,3 +194,12 @@ def test_a_compiled_model_keeps_a_bounded_number_of_programs(tmp_path) -> None:
         gr.set_cache_limits(kernel_bytes=limits.kernel_bytes, programs=limits.programs)
     with pytest.raises(ValueError, match="positive integer"):
         gr.set_cache_limits(programs=0)
+
+
+def test_the_limits_come_from_the_environment() -> None:
+    env = dict(os.environ, GRAPHRNN_CACHE_MEMORY="3", GRAPHRNN_MAX_PROGRAMS="7")
+    out = subprocess.run([sys.executable, "-c", "import graphrnn as gr; "
+                          "l = gr.cache_limits(); print(l.kernel_bytes, l.programs)"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(3 << 20), "7"]
