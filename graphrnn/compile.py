@@ -36,7 +36,8 @@ raises InputError until it is reset. Reverse loops cannot be stateful.
 Calls are thread-safe: each call in flight has its own scratch arena (a stateful model
 serialises its calls, since the state is shared). `threads=n` runs one call's batch as up to n
 parts of rows at once, where each part has enough work (see threads.py and `parts_for`); the
-results are those of one thread.
+results are those of one thread. A forked child gets fresh locks (runtime/forksafe.py); a
+model keeps its `gr.cache_limits().programs` most recently used programs (runtime/lru.py).
 """
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ import warnings
 from pathlib import Path
 
 from .forksafe import renew_after_fork
-from .secure_files import (SECRET_NAME, TMP_PREFIX, TMP_SUFFIX, make_private_dir, owned_by_another,
-                           read_owned, remove_orphans, remove_untrusted, user_secret,
-                           write_private)
+from .secure_files import (SECRET_NAME, TMP_PREFIX, TMP_SUFFIX, make_private_dir,
+                           owned_by_another, read_owned, remove_orphans, remove_untrusted,
+                           user_secret, write_private)
 
 OFF = ("off", "none", "0")          # GRAPHRNN_CACHE_DIR values that turn the disk cache off
 MAX_ENTRY_BYTES = 8 << 20           # entries are 6-30 KB; anything above the cap is refused

@@ -14,7 +14,6 @@ own mutexes must not be held by a thread that does not exist in the child).
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from typing import Any, Callable
 
