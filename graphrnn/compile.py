@@ -36,7 +36,8 @@ raises InputError until it is reset. Reverse loops cannot be stateful.
 Calls are thread-safe: each call in flight has its own scratch arena (a stateful model
 serialises its calls, since the state is shared). `threads=n` runs one call's batch as up to n
 parts of rows at once, where each part has enough work (see threads.py and `parts_for`); the
-results are those of one thread.
+results are those of one thread. A forked child gets fresh locks (runtime/forksafe.py); a
+model keeps its `gr.cache_limits().programs` most recently used programs (runtime/lru.py).
 """
 from __future__ import annotations
 
@@ -57,7 +58,9 @@ from .flat import params_version
 from .interpret import interpret
 from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layout_params
 from .runtime.cache import KernelCache
+from .runtime.forksafe import renew_after_fork
 from .runtime.jit import JitError, Library
+from .runtime.lru import LRU, programs_limit
 from .runtime.program import Program, as_input, describe, shapes_key
 from .engine import cache_version, shared_cache, shared_engine
 from .threads import BatchSplitter, Parts
@@ -92,11 +95,12 @@ class CompiledModel:
             n.op == Op.LOOP and n.attrs.get("unroll") for n, _ in graph.walk()))
         self._gather = not isinstance(getattr(model, "flat", None), np.ndarray)
         self.cache = cache if cache is not None else shared_cache()
-        self.programs: dict[tuple[TensorType, ...], Program] = {}
-        self._seen: dict[Any, Program] = {}     # (shape, dtype) per input -> program
+        self.programs: LRU[tuple[TensorType, ...], Program] = LRU(bound=programs_limit)
+        self._seen: dict[Any, tuple[TensorType, ...]] = {}  # (shape, dtype) per input -> types
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._state: list[np.ndarray] | None = None
+        renew_after_fork(self, _lock=threading.Lock, _state_lock=threading.Lock)
         self.split = self.splitter(threads)
 
     def splitter(self, threads: int) -> BatchSplitter:
@@ -131,10 +135,7 @@ class CompiledModel:
                 if len(parts) > 1:
                     outs = self.split.run(parts, inputs, self._bound_program)
                     return outs[0] if len(outs) == 1 else tuple(outs)
-            program = self.program_for(inputs)
-            if self._gather:
-                program.bind_params(self._params_for(program.exe.table))
-            return program(*inputs)
+            return self._bound_program(inputs)(*inputs)
         with self._state_lock:
             return self._stateful_call(inputs)
 
@@ -180,13 +181,12 @@ class CompiledModel:
     def program_for(self, inputs: Sequence[Any]) -> Program:
         """The program for these inputs; arrays of shapes seen before skip the signature."""
         key = shapes_key(inputs)
-        prog = self._seen.get(key) if key is not None else None
-        if prog is None:
+        types = self._seen.get(key) if key is not None else None
+        if types is None:
             types, _ = self.signature(inputs)
-            prog = self.program(types)
             if key is not None and len(self._seen) < 4096:
-                self._seen[key] = prog
-        return prog
+                self._seen[key] = types
+        return self.program(types)
 
     def program(self, types: tuple[TensorType, ...]) -> Program:
         """The program for one signature, compiled (or loaded from the cache) on first use."""
@@ -298,11 +298,11 @@ class CompiledModel:
             print(f"[graphrnn] optimised LLVM IR:\n{compiled.optimized_ir}", file=sys.stderr)
             if compiled.asm:
                 print(f"[graphrnn] assembly:\n{compiled.asm}", file=sys.stderr)
-            obj = compiled.obj
+            obj, program = compiled.obj, self._program(exe, compiled.obj)
         else:
-            obj = self.cache.get_or_compile(exe.llvm_ir, cache_version(),
-                                            lambda text: engine.compile_to_object(text).obj)
-        program = self._program(exe, obj)
+            obj, program = self.cache.get_or_load(
+                exe.llvm_ir, cache_version(), lambda text: engine.compile_to_object(text).obj,
+                lambda code: self._program(exe, code))
         if key is not None:
             self.cache.store_executable(key, exe, obj)
         return program

@@ -6,11 +6,20 @@ from typing import Any
 
 from .compiler.codegen.lower import VERSION as LOWERING_VERSION
 from .runtime.cache import KernelCache
+from .runtime.forksafe import after_fork
 from .runtime.jit import Engine
 from .version import __version__, source_digest
 
 _SHARED: dict[str, Any] = {}
 _SHARED_LOCK = threading.Lock()
+
+
+@after_fork
+def _fresh_in_child() -> None:
+    """A forked child starts with its own lock, engine and process-wide cache."""
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+    _SHARED.clear()
 
 
 def shared_engine() -> Engine:

@@ -24,10 +24,13 @@ graph.json (version 1):
 - `group` numbers the module that owns a parameter, so keys (`linear_1.weight`) come back equal.
 - `graph` is encoded by `graphrnn.codec`, whose docstring describes nodes, types and values.
 
-Loading reads with `allow_pickle=False` and trusts nothing: every field is checked (the graph by
-the codec), each .npy header is read before its data, and the rebuilt model must lay its
-parameters out at the saved keys and offsets. Any damage raises `ModelFileError` (a ValueError);
-a graph that is well formed but invalid raises `GraphError`.
+Loading reads with `allow_pickle=False` and trusts nothing: graph.json is read through a
+bounded stream, every field is checked (the graph by the codec), the parameter table is checked
+against the file's size and a cap before any parameter data is read (model_limits.py), each .npy
+header is read before its data, and the rebuilt model must lay its parameters out at the saved
+keys and offsets. Any damage raises `ModelFileError` (a ValueError); a graph that is well formed
+but invalid raises `GraphError`. A save killed midway leaves a temporary file that the next save
+into the same directory removes.
 """
 from __future__ import annotations
 
@@ -46,11 +49,12 @@ import numpy as np
 from .version import __version__
 from .codec import ModelFileError, check_fields, decode_graph, encode_graph, expect, is_int, parse_shape
 from .ir import Graph, GraphError, Param, layout_params
+from .model_limits import (GRAPH_MEMBER, MAX_PARAM_BYTES, SAVE_TMP_SUFFIX, check_param_table,
+                           file_size, placeholder, read_graph_member)
+from .runtime.secure_files import remove_orphans
 
 FORMAT = "graphrnn-model"
 VERSION = 1
-GRAPH_MEMBER = "graph.json"
-MAX_GRAPH_BYTES = 1 << 30          # refuse a graph.json member claiming more than 1 GiB
 
 _TOP_FIELDS = {"format", "version", "graphrnn", "model", "params", "flat_size", "graph"}
 _PARAM_FIELDS = {"key", "owner", "name", "group", "shape", "init", "offset"}
@@ -91,7 +95,9 @@ def save(model: Any, path: str | os.PathLike) -> None:
 def _write_atomic(path: str, members: list[tuple[str, bytes]]) -> None:
     """Write a temporary file next to `path`, fsync it, then rename it over `path`."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+    with contextlib.suppress(OSError):      # what killed saves left behind
+        remove_orphans(directory, ".", SAVE_TMP_SUFFIX)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=SAVE_TMP_SUFFIX,
                                dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -126,20 +132,21 @@ def _new_file_mode(path: str) -> int:
 
 # ----------------------------------------------------------------------------- load
 
-def load(source: str | os.PathLike | BinaryIO) -> Any:
+def load(source: str | os.PathLike | BinaryIO, *, max_bytes: int = MAX_PARAM_BYTES) -> Any:
     """Read a model written by `save` from a path (or a seekable binary file object): a gModule
-    whose results are bit-identical to the saved one's.
+    whose results are bit-identical to the saved one's. `max_bytes` caps the parameter bytes
+    the file may declare (beyond that, they must fit in the file itself).
 
     Raises FileNotFoundError for a missing file, ModelFileError for a file that is not a model
     or is damaged, GraphError for a graph that is invalid (a cycle, a bad arity or type).
     """
     if hasattr(source, "read"):
-        return _load(source, str(getattr(source, "name", "<stream>")))
+        return _load(source, str(getattr(source, "name", "<stream>")), max_bytes)
     with open(source, "rb") as f:
-        return _load(f, os.fspath(source))
+        return _load(f, os.fspath(source), max_bytes)
 
 
-def _load(f: BinaryIO, path: str) -> Any:
+def _load(f: BinaryIO, path: str, max_bytes: int) -> Any:
     from .gmodule import gModule
     start = f.tell()
     head = f.read(4)
@@ -148,23 +155,27 @@ def _load(f: BinaryIO, path: str) -> Any:
         if head != b"PK\x03\x04":
             raise ModelFileError("not a graphrnn model file (not a zip/.npz archive)")
         try:
+            size = file_size(f) - start
             with np.load(f, allow_pickle=False) as npz:
                 doc = _read_document(npz)
-                arrays = _read_params(npz, doc["params"])
-        except ModelFileError:
+                check_param_table(npz.zip, doc["params"], size, max_bytes)
+                tokens: dict[int, object] = {}      # one owner token per module group
+                params = [Param(r["name"], r["shape"], r["init"], owner=r["owner"],
+                                data=placeholder(r["shape"]),
+                                token=tokens.setdefault(r["group"], object()))
+                          for r in doc["params"]]
+                uses = [0] * len(params)
+                inputs, outputs = decode_graph(doc["graph"], params, uses, "graph", 0)
+                unused = [doc["params"][i]["key"] for i, k in enumerate(uses) if k == 0]
+                if unused:
+                    raise ModelFileError(f"parameters {unused} are stored but used by no node")
+                for p, a in zip(params, _read_params(npz, doc["params"])):
+                    p.data = a
+        except (ModelFileError, GraphError):
             raise
-        except _READ_ERRORS as e:
+        except _READ_ERRORS + (AttributeError,) as e:
             raise ModelFileError(f"damaged model file ({type(e).__name__}: {e})") from None
         try:
-            tokens: dict[int, object] = {}      # one owner token per module group
-            params = [Param(r["name"], r["shape"], r["init"], owner=r["owner"], data=a,
-                            token=tokens.setdefault(r["group"], object()))
-                      for r, a in zip(doc["params"], arrays)]
-            uses = [0] * len(params)
-            inputs, outputs = decode_graph(doc["graph"], params, uses, "graph", 0)
-            unused = [doc["params"][i]["key"] for i, k in enumerate(uses) if k == 0]
-            if unused:
-                raise ModelFileError(f"parameters {unused} are stored but used by no node")
             model = gModule(inputs, outputs, name=doc["model"]["name"])
             _check_layout(model, params, doc)
         except (ModelFileError, GraphError):
@@ -178,13 +189,7 @@ def _load(f: BinaryIO, path: str) -> Any:
 
 
 def _read_document(npz: Any) -> dict:
-    if GRAPH_MEMBER not in npz.files:
-        raise ModelFileError(f"not a graphrnn model file (no {GRAPH_MEMBER} in the archive)")
-    if npz.zip.getinfo(GRAPH_MEMBER).file_size > MAX_GRAPH_BYTES:
-        raise ModelFileError(f"{GRAPH_MEMBER} is larger than {MAX_GRAPH_BYTES} bytes")
-    raw = npz[GRAPH_MEMBER]
-    if not isinstance(raw, bytes):
-        raise ModelFileError(f"not a graphrnn model file ({GRAPH_MEMBER} is not text)")
+    raw = read_graph_member(npz.zip)
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -226,8 +231,6 @@ def _read_params(npz: Any, records: list[dict]) -> list[np.ndarray]:
         member = f"params/{r['key']}"
         if member not in npz.files:
             raise ModelFileError(f"parameter {r['key']} is missing from the archive")
-        if npz.zip.getinfo(member + ".npy").file_size < 4 * int(np.prod(r["shape"])):
-            raise ModelFileError(f"parameter {r['key']}: the archive holds too few bytes")
         with npz.zip.open(member + ".npy") as fp:
             version = np.lib.format.read_magic(fp)
             if version not in ((1, 0), (2, 0)):

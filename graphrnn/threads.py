@@ -32,6 +32,7 @@ import numpy as np
 
 from .ir import Graph
 from .rows import MEAN, ROWS, SAME, SUM, RowPlan, matmul_flops, row_plan
+from .runtime.forksafe import renew_after_fork
 from .runtime.program import shapes_key
 
 # Measured on the 2-core benchmark host (LSTM layers, 16 rows as two parts of 8, best of
@@ -83,6 +84,8 @@ class BatchSplitter:
         self._seen: dict[Any, Parts] = {}       # (shape, dtype) per input -> parts
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # a forked child has none of the pool's threads: it starts a pool of its own
+        renew_after_fork(self, _lock=threading.Lock, _pool=lambda: None)
 
     @property
     def reason(self) -> str:

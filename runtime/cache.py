@@ -2,9 +2,13 @@
 
 The key is a sha256 over the LLVM IR text, the host signature (CPU, features, llvmlite
 version) and a version string from the caller, so any change to what produced the code
-is a different entry. Disk entries are written atomically and carry a checksum; a bad
-entry is deleted and recompiled. The disk is an optimisation only: when the directory
-cannot be used, the cache silently keeps working in memory.
+is a different entry. Disk entries are written atomically and carry an HMAC-SHA256 of the
+key and payload under a per-user secret kept in the cache directory (runtime/cache_dir.py):
+native code is loaded from these files and run, so an entry anyone else wrote (or forged
+with a plain checksum) is rejected before it is loaded. Entries are opened without following
+links, and only regular files of this user under a size cap are read (secure_files.py); a bad
+entry is deleted and recompiled. The disk is an optimisation only: when the directory cannot
+be used, the cache keeps working in memory (a bounded LRU: runtime/lru.py).
 
 A second kind of entry (`.exe`) holds a whole program: the Executable's metadata (entry
 points, ParamTable, arena sizes, io types, checks, as Python literal text) next to its object
@@ -12,34 +16,39 @@ code, keyed by the caller on the *structure* of the compilation rather than on t
 graphrnn/fingerprint.py), so a hit skips the passes and the lowering. It is written and checked
 like an object entry; metadata that does not parse as a well-formed Executable is deleted.
 
-``GRAPHRNN_CACHE_DIR`` chooses the directory; otherwise ``$XDG_CACHE_HOME/graphrnn`` or
-``~/.cache/graphrnn``.
+``GRAPHRNN_CACHE_DIR`` chooses the directory (``off``: memory only); otherwise
+``$XDG_CACHE_HOME/graphrnn`` or ``~/.cache/graphrnn`` (cache_dir.py states the rules).
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import hmac
 import json
 import os
 import struct
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeVar
 
 from graphrnn.ir import Executable, ParamTable, Slot, TensorType
 
-from .jit import host_signature
+from .cache_dir import CacheDir, default_cache_dir
+from .forksafe import renew_after_fork
+from .jit import JitError, host_signature
+from .lru import LRU, kernel_bytes_limit
 
 MAGIC = b"GRNNOBJ\x00"
-FORMAT_VERSION = 1
-# magic, format version, payload length, sha256 of the key, sha256 of the payload
+FORMAT_VERSION = 2
+# magic, format version, payload length, sha256 of the key, HMAC-SHA256 of all before + payload
 _HEADER = struct.Struct("<8sIQ32s32s")
+_MAC_AT = _HEADER.size - 32
 _SUFFIX = ".obj"
 _EXE_SUFFIX = ".exe"
 _LENGTH = struct.Struct("<Q")
+T = TypeVar("T")
 
 
 @dataclass
@@ -55,20 +64,6 @@ class CacheStats:
     exe_misses: int = 0  # whole programs not found
 
 
-def default_cache_dir() -> Path:
-    """``GRAPHRNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/graphrnn``, else ``~/.cache/graphrnn``."""
-    explicit = os.environ.get("GRAPHRNN_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "graphrnn"
-    try:
-        return Path.home() / ".cache" / "graphrnn"
-    except RuntimeError:  # no home directory (some containers); the cache must not fail
-        return Path(tempfile.gettempdir()) / "graphrnn-cache"
-
-
 def cache_key(llvm_ir: str, version: str, host: Mapping[str, str]) -> str:
     """Hex sha256 identifying the object code compiled from `llvm_ir` on `host`."""
     digest = hashlib.sha256()
@@ -79,25 +74,31 @@ def cache_key(llvm_ir: str, version: str, host: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
-def _pack(key: str, payload: bytes) -> bytes:
-    header = _HEADER.pack(
-        MAGIC, FORMAT_VERSION, len(payload), bytes.fromhex(key), hashlib.sha256(payload).digest()
-    )
-    return header + payload
+def _mac(secret: bytes, head: bytes, payload: bytes) -> bytes:
+    mac = hmac.new(secret, head, hashlib.sha256)
+    mac.update(payload)
+    return mac.digest()
 
 
-def _unpack(key: str, blob: bytes) -> bytes | None:
-    """The payload of a disk entry, or None if it is truncated, corrupt or not ours."""
-    if len(blob) < _HEADER.size:
+def _pack(key: str, payload: bytes, secret: bytes) -> bytes:
+    head = _HEADER.pack(MAGIC, FORMAT_VERSION, len(payload), bytes.fromhex(key),
+                        b"\0" * 32)[:_MAC_AT]
+    return head + _mac(secret, head, payload) + payload
+
+
+def _unpack(key: str, blob: bytes, secret: bytes) -> bytes | None:
+    """The payload of a disk entry, or None if it is truncated, corrupt, or not written with
+    this user's secret (a plain checksum anyone can recompute is not enough)."""
+    if len(blob) < _HEADER.size or not secret:
         return None
-    magic, fmt, length, key_digest, payload_digest = _HEADER.unpack_from(blob)
+    magic, fmt, length, key_digest, mac = _HEADER.unpack_from(blob)
     payload = blob[_HEADER.size:]
     if (
         magic != MAGIC
         or fmt != FORMAT_VERSION
         or length != len(payload)
         or key_digest != bytes.fromhex(key)
-        or payload_digest != hashlib.sha256(payload).digest()
+        or not hmac.compare_digest(mac, _mac(secret, blob[:_MAC_AT], payload))
     ):
         return None
     return payload
@@ -113,18 +114,20 @@ class KernelCache:
         host: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.disk = CacheDir(self.directory)
         self.stats = CacheStats()
         self._host = dict(host) if host is not None else host_signature()
-        self._memory: dict[str, bytes] = {}
+        self._memory: LRU[str, bytes] = LRU(size=len, bound=kernel_bytes_limit)
         self._lock = threading.Lock()
+        renew_after_fork(self, _lock=threading.Lock)
 
     def key(self, llvm_ir: str, version: str) -> str:
         """The cache key of `llvm_ir` compiled by generator `version` on this host."""
         return cache_key(llvm_ir, version, self._host)
 
     def path(self, key: str, suffix: str = _SUFFIX) -> Path:
-        """Where the disk entry for `key` lives."""
-        return self.directory / f"{key}{suffix}"
+        """Where the disk entry for `key` lives (or would, for a memory-only cache)."""
+        return (self.directory or Path(".")) / f"{key}{suffix}"
 
     def get_or_compile(
         self, llvm_ir: str, version: str, compile_fn: Callable[[str], bytes]
@@ -139,24 +142,40 @@ class KernelCache:
             self.store(key, data)
         return data
 
+    def get_or_load(self, llvm_ir: str, version: str, compile_fn: Callable[[str], bytes],
+                    load_fn: Callable[[bytes], T]) -> tuple[bytes, T]:
+        """(object code, ``load_fn(object code)``) as `get_or_compile`; an entry that
+        authenticates but does not load (JitError: written by another LLVM, say) is
+        replaced by a fresh compile, so it fails once, not for ever."""
+        data = self.get_or_compile(llvm_ir, version, compile_fn)
+        try:
+            return data, load_fn(data)
+        except JitError:
+            key = self.key(llvm_ir, version)
+            self.discard(key, _SUFFIX)
+            data = compile_fn(llvm_ir)
+            with self._lock:
+                self.stats.misses += 1
+            self.store(key, data)
+            return data, load_fn(data)
+
     def load(self, key: str, suffix: str = _SUFFIX) -> bytes | None:
         """The entry for `key` from memory or disk, or None; bad disk entries are deleted."""
-        with self._lock:
-            data = self._memory.get(key)
-            if data is not None:
-                self.stats.hits += 1
-                return data
-        data = self._read(key, suffix)
+        data = self._memory.get(key)
         if data is not None:
             with self._lock:
-                self._memory[key] = data
+                self.stats.hits += 1
+            return data
+        data = self._read(key, suffix)
+        if data is not None:
+            self._memory[key] = data
+            with self._lock:
                 self.stats.disk_hits += 1
         return data
 
     def store(self, key: str, data: bytes, suffix: str = _SUFFIX) -> None:
         """Keep `data` under `key` in memory and, when the directory allows it, on disk."""
-        with self._lock:
-            self._memory[key] = data
+        self._memory[key] = data
         try:
             self._write(key, data, suffix)
         except OSError:
@@ -188,47 +207,30 @@ class KernelCache:
 
     def discard(self, key: str, suffix: str = _EXE_SUFFIX) -> None:
         """Forget the entry under `key`, in memory and on disk (it was found to be bad)."""
+        self._memory.pop(key)
         with self._lock:
-            self._memory.pop(key, None)
             self.stats.discarded += 1
-        try:
-            self.path(key, suffix).unlink()
-        except OSError:
-            pass
+        self.disk.remove(f"{key}{suffix}")
 
     def _read(self, key: str, suffix: str = _SUFFIX) -> bytes | None:
-        path = self.path(key, suffix)
+        name = f"{key}{suffix}"
         try:
-            blob = path.read_bytes()
+            blob, problem = self.disk.read(name)
         except OSError:
             return None
-        payload = _unpack(key, blob)
-        if payload is None:
+        payload = None if blob is None else _unpack(key, blob, self.disk.secret)
+        if problem or (blob is not None and payload is None):
             with self._lock:
                 self.stats.discarded += 1
-            try:
-                path.unlink()
-            except OSError:
-                pass  # another process may have replaced or removed it already
+            if not problem:
+                self.disk.remove(name)  # ours, but bad; another process may have gone first
         return payload
 
     def _write(self, key: str, data: bytes, suffix: str = _SUFFIX) -> None:
-        # Temp file in the same directory + os.replace: readers in other processes see
-        # either the old entry or the complete new one, never a partial write.
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_pack(key, data))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path(key, suffix))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        # CacheDir.write renames a complete temporary file over the entry: readers in other
+        # processes see either the old entry or the new one, never a partial write.
+        if self.disk.ready(create=True):
+            self.disk.write(f"{key}{suffix}", _pack(key, data, self.disk.secret))
 
 
 # ----------------------------------------------------------------------------- executables

@@ -22,9 +22,32 @@ from typing import Any, NamedTuple
 import llvmlite
 import llvmlite.binding as llvm
 
+from .forksafe import hold_across_fork
+
 # One lock for every llvmlite call that touches the global LLVM context.
 _LOCK = threading.RLock()
 _INITIALIZED = False
+
+
+class _FfiLock:
+    """llvmlite's own lock around every call into LLVM (taken also outside _LOCK, e.g. when
+    an object is freed); a no-op where llvmlite has none."""
+
+    def acquire(self) -> None:
+        lock = getattr(llvm.ffi.lib, "_lock", None)
+        if lock is not None:
+            lock.__enter__()
+
+    def release(self) -> None:
+        lock = getattr(llvm.ffi.lib, "_lock", None)
+        if lock is not None:
+            lock.__exit__(None, None, None)
+
+
+# A fork waits until no thread is inside LLVM: the child must not inherit a lock (or LLVM's
+# own mutexes) held by a thread that does not exist there.
+_FFI_LOCK = _FfiLock()
+hold_across_fork(lambda: _LOCK, lambda: _FFI_LOCK)
 
 
 class JitError(RuntimeError):

@@ -40,6 +40,7 @@ import numpy as np
 from graphrnn.ir import Executable, InputError, TensorType
 
 from .buffers import aligned_zeros
+from .forksafe import renew_after_fork
 from .jit import Library
 
 MAX_FLOATS = 1 << 36            # 256 GiB: larger buffers are refused before allocation
@@ -162,6 +163,7 @@ class Program:
         self._version = version
         self._packed_from: tuple[np.ndarray, int] | None = None
         self._pack_lock = threading.Lock()
+        renew_after_fork(self, _pack_lock=threading.Lock)
         self.packs = 0                          # how many times the weights were packed
         records = meta.get("profile") or ()
         self.counters = np.zeros(max(2 * len(records), 1), np.int64)

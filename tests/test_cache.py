@@ -12,6 +12,7 @@ import pytest
 
 from graphrnn.runtime.cache import KernelCache, _HEADER, cache_key, default_cache_dir
 from graphrnn.runtime.jit import Engine
+from graphrnn.runtime.secure_files import SECRET_NAME
 
 HOST = {"cpu": "testcpu", "features": "+x"}
 IR = "define void @f() {\n  ret void\n}\n"
@@ -30,7 +31,7 @@ class Compiler:
 
 
 def _only_entry(directory: Path) -> Path:
-    entries = sorted(directory.iterdir())
+    entries = sorted(p for p in directory.iterdir() if p.name != SECRET_NAME)
     assert len(entries) == 1, entries
     return entries[0]
 
@@ -43,6 +44,7 @@ def test_default_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "graphrnn"
     monkeypatch.delenv("XDG_CACHE_HOME")
+    (tmp_path / "home").mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "graphrnn"
 
@@ -71,7 +73,7 @@ def test_memory_then_disk_hits(tmp_path):
     assert fresh.get_or_compile(IR, "v1", compiler) == compiler.payload
     assert compiler.calls == 1 and fresh.stats.disk_hits == 1 and fresh.stats.misses == 0
     assert fresh.get_or_compile(IR, "v2", compiler) == compiler.payload
-    assert compiler.calls == 2 and len(list(tmp_path.iterdir())) == 2
+    assert compiler.calls == 2 and len(list(tmp_path.glob("*.obj"))) == 2
 
 
 def test_load_and_store(tmp_path):
