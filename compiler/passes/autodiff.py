@@ -10,6 +10,7 @@ from collections import defaultdict
 from typing import Callable, Sequence
 
 from graphrnn import ops
+from graphrnn.ops import internal_graph
 from graphrnn.ir import Graph, GraphError, Node, Op, Param, TensorType, node_error, toposort
 
 Grads = tuple  # one Node | None per input
@@ -266,14 +267,6 @@ def differentiate(graph: Graph, *, truncate: int | None = None,
     inputs = list(g.inputs) + [s for s in seeds if s is not None]
     outputs = list(g.outputs) + grads
     return internal_graph(inputs, outputs), names
-
-
-def internal_graph(inputs: Sequence[Node], outputs: Sequence[Node]) -> Graph:
-    """A graph made by a pass: unused inputs allowed, every node given a unique name."""
-    order = toposort(outputs)
-    seen = {id(n) for n in order}
-    order = [x for x in inputs if id(x) not in seen] + order
-    return Graph._renamed(tuple(inputs), tuple(outputs), order)
 
 
 __all__ = ["VJP_RULES", "differentiate", "backprop", "internal_graph", "Param"]
