@@ -249,5 +249,5 @@ def internal_graph(inputs: Sequence[Node], outputs: Sequence[Node]) -> Graph:
     return Graph._renamed(tuple(inputs), tuple(outputs), order)
 
 
-__all__ = ["internal_graph", "SHAPE_RULES", "apply_rule", "bind_input", "broadcast_shapes", "infer_graph", "make",
-           "scope", "loop_operands"]
+__all__ = ["internal_graph", "SHAPE_RULES", "apply_rule", "bind_input", "broadcast_shapes",
+           "infer_graph", "make", "scope", "loop_operands"]

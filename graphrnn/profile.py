@@ -25,6 +25,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .cli import CLIError, input_types, load_model
+from .compile import CompiledModel
+
 CALIBRATE_SECONDS = 0.005
 
 
@@ -72,7 +75,6 @@ class Profile:
 def profile(model: Any, *inputs: Any, repeats: int = 10, warmup: int = 2,
             cache: Any = None) -> Profile:
     """Time every kernel of `model` compiled for `inputs` over `repeats` calls."""
-    from .compile import CompiledModel
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     compiled = CompiledModel(model, profile=True, cache=cache)
@@ -146,7 +148,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile MODEL on random inputs of its declared types and print the table."""
-    from .cli import CLIError, input_types, load_model
     if args.repeats < 1 or args.steps < 1:
         raise CLIError("--repeats and --steps must be positive")
     model = load_model(args.model)

@@ -45,6 +45,7 @@ import numpy as np
 
 from .version import __version__
 from .codec import ModelFileError, check_fields, decode_graph, encode_graph, expect, is_int, parse_shape
+from .gmodule import gModule
 from .ir import Graph, GraphError, Param, layout_params
 
 FORMAT = "graphrnn-model"
@@ -140,7 +141,6 @@ def load(source: str | os.PathLike | BinaryIO) -> Any:
 
 
 def _load(f: BinaryIO, path: str) -> Any:
-    from .gmodule import gModule
     start = f.tell()
     head = f.read(4)
     f.seek(start)
