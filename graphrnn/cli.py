@@ -175,7 +175,8 @@ def _run_ir(args: argparse.Namespace) -> int:
             raise CLIError(f"cannot lower the model: {e}") from None
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
-    known = [s for s in STEPS if s not in ("unit", "lower")] + [n for n, _ in OPTIMISATIONS]
+    shown_steps = [s for s in STEPS if s not in ("state", "checkpoint", "unit", "lower")]
+    known = shown_steps + [n for n, _ in OPTIMISATIONS] + (["state"] if args.stateful else [])
     if args.after is not None and args.after not in known:
         raise CLIError(f"--after {args.after}: no such pass; the passes are "
                        f"{', '.join(dict.fromkeys(known))}")
