@@ -12,7 +12,7 @@ import numpy as np
 
 from .compile import gradient_graph
 from .interpret import Context, array_type, coerce_input, run_graph
-from .ir import Graph, Param, layout_params, param_keys
+from .ir import Graph, Param, ParamTable, layout_params, param_keys
 from .module import graph_of
 from .ops import infer_graph
 
@@ -63,7 +63,7 @@ def gradients(model: Any, *inputs: Any, cotangents: list | None = None,
     return values[:n_out], param_grads, input_grads
 
 
-def _flat_values(graph: Graph, table: Any, dtype: type) -> np.ndarray:
+def _flat_values(graph: Graph, table: ParamTable, dtype: type) -> np.ndarray:
     """The graph's parameter values as one vector of `table`'s layout (the driver's)."""
     roots = list({id(p.root()): p.root() for p in graph.params()}.values())
     _, keys = layout_params(roots)
