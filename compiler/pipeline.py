@@ -5,10 +5,19 @@ Every pass goes through `Trace.run`, the only instrumentation: it times the pass
 pass name and time (level 1) and the graph after it (level 2) when GRAPHRNN_DEBUG or the
 `dump` argument asks. The records stay in the Trace for `graphrnn ir` and for tests.
 
-`prepare` gives the optimised forward graph. `prepare_training` differentiates the flattened
-graph (pass "grad") before the optimisations, which then see the forward and backward loops
-together: the weight gradients leave the backward loops (accumulate), the recomputed forward
-products leave them too (hoist), and cse keeps one copy of what both directions compute.
+Two entry points, and the lowering after each:
+
+    prepare / compile_graph            forward:   [state] shapes unroll tie flatten OPTIMISATIONS
+    prepare_training / compile_training  training: [state] shapes unroll tie flatten
+                                          [checkpoint] grad [unroll] OPTIMISATIONS [unit]
+
+`prepare_training` differentiates the flattened graph (pass "grad") before the optimisations,
+which then see the forward and backward loops together: the weight gradients leave the
+backward loops (accumulate), the recomputed forward products leave them too (hoist), and cse
+keeps one copy of what both directions compute. "state" (stateful models: the top-level
+loops' carries become inputs and outputs) comes first when asked for; "unit" fixes the loss
+cotangent to 1 for a training step. `expose` runs "state" alone, for callers that need the
+exposed graph's inputs before anything is compiled.
 """
 from __future__ import annotations
 
@@ -25,14 +34,17 @@ from .codegen.lower import lower_graph
 from .passes.accumulate import hoist_accumulations
 from .passes.autodiff import differentiate
 from .passes.checkpoint import checkpoint_loops
+from .passes.cotangent import fix_unit_cotangent
 from .passes.cse import eliminate_common_subexpressions
 from .passes.dce import eliminate_dead_code
 from .passes.flatten import flatten_params
 from .passes.fold import fold_constants
 from .passes.fuse_elementwise import fuse_elementwise
 from .passes.hoist import hoist_invariants
+from .passes.join import join_loops
 from .passes.merge import merge_matmuls
 from .passes.shapes import infer_shapes
+from .passes.state import StatefulGraph, expose_state
 from .passes.tie import tie_params
 from .passes.unroll import unroll_loops
 from .passes.validate import verify
@@ -44,11 +56,15 @@ OPTIMISATIONS: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("dce", eliminate_dead_code),                   # unreachable nodes, unread loop outputs
     ("accumulate", hoist_accumulations),            # weight gradients summed after the loop
     ("merge", merge_matmuls),                       # matmuls sharing their left operand
+    ("join", join_loops),                           # x_t and h in one step product (many rows)
     ("hoist", hoist_invariants),                    # W_x x_t for all t as one GEMM
     ("cse", eliminate_common_subexpressions),       # projections hoisted twice (fwd and bwd)
     ("fuse", fuse_elementwise),                     # map/zip chains -> FUSED
     ("dce", eliminate_dead_code),                   # again, for what those leave behind
 ]
+
+# A step that only prepares the one after it is skipped with it.
+PREPARES = {"join": "hoist"}
 
 
 @dataclass
@@ -112,29 +128,34 @@ def _graph_of(result: Any) -> Graph | None:
 
 
 def prepare(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
-            unroll: bool | int | None = None, optimize: bool = True,
+            stateful: bool = False, unroll: bool | int | None = None, optimize: bool = True,
             disable: Collection[str] = (), dump: int | None = None,
             trace: Trace | None = None) -> tuple[Graph, ParamTable]:
-    """The front half: a typed, flattened, optimised graph and its parameter table.
+    """The forward entry point: a typed, flattened, optimised graph and its parameter table.
 
+    stateful: first expose the top-level loops' carries (step "state"); `input_types` are
+    then those of the exposed graph's inputs (`expose(graph).graph.inputs`).
     unroll: None unrolls only loops that ask for it (`Loop(..., unroll=k)`), True every loop
     fully, k every loop by k, False none. disable: names of passes to skip ("unroll" or any
     name in OPTIMISATIONS). dump: a GRAPHRNN_DEBUG level for this call.
     """
     trace = _trace(trace, dump, disable)
+    if stateful:
+        graph = _exposed(graph, trace).graph
     g, table = _front(graph, input_types, unroll, disable, trace)
     return _optimised(g, optimize, disable, trace), table
 
 
 def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
                      truncate: int | None = None, input_grads: bool = False,
+                     stateful: bool = False, unit_cotangent: bool = False,
                      unroll: bool | int | None = None, optimize: bool = True,
                      disable: Collection[str] = (), dump: int | None = None,
                      trace: Trace | None = None, seed_outputs: Sequence[int] | None = None,
                      checkpoint: int | None = None
                      ) -> tuple[Graph, ParamTable, tuple[tuple[str, int], ...]]:
-    """`prepare` for training: the flattened graph is differentiated (pass "grad") before
-    the optimisations run, on the forward and backward loops together.
+    """The training entry point: `prepare`, with the flattened graph differentiated (pass
+    "grad") before the optimisations run, on the forward and backward loops together.
 
     The result's inputs are the graph's inputs, then `params` (the flat vector), then one
     cotangent per float output (`d_<name>`, same type as the output; 1.0 for a scalar loss).
@@ -147,11 +168,19 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
     unrolled are then unrolled after differentiation (pass "unroll" after "grad").
     `seed_outputs`: the outputs to differentiate (default all float outputs); only they get
     a cotangent input.
+    `stateful`: first expose the top-level loops' carries (step "state", as for `prepare`);
+    only the graph's own outputs are then differentiated, not the exposed final states.
+    `unit_cotangent`: the graph has one output, a scalar loss, whose cotangent is fixed to 1
+    (step "unit", last): no cotangent input, `params` last, as a training step runs it.
     `checkpoint=k`: gradient checkpointing (pass "checkpoint", compiler/passes/checkpoint.py): the
     forward loops keep the carry of every k-th step only and the backward loops recompute
     the steps between; the same gradients for O(T/k + k) saved carries instead of O(T).
     """
     trace = _trace(trace, dump, disable)
+    if stateful:
+        if seed_outputs is None:
+            seed_outputs = range(len(graph.outputs))
+        graph = _exposed(graph, trace).graph
     # truncation cuts loop carries, and unrolled code has none: with truncate, loops are
     # unrolled after differentiation, when the cuts are already in the backward loops
     g, table = _front(graph, input_types, False if truncate else unroll, disable, trace)
@@ -163,7 +192,39 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
     g, names = trace.run(grad, g, "grad")
     if truncate:
         g = _unrolled(g, unroll, disable, trace)
-    return _optimised(g, optimize, disable, trace), table, names
+    g = _optimised(g, optimize, disable, trace)
+    if unit_cotangent:
+        g = trace.run(fix_unit_cotangent, g, "unit")
+    return g, table, names
+
+
+def expose(graph: Graph, *, dump: int | None = None,
+           trace: Trace | None = None) -> StatefulGraph:
+    """Step "state" alone: the graph with its top-level loops' carries as inputs and outputs,
+    and the graph of their initial values (passes/state.py)."""
+    return _exposed(graph, _trace(trace, dump, ()))
+
+
+def compile_graph(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
+                  lower: Callable[[Graph, ParamTable], Any] | None = None,
+                  trace: Trace | None = None, **options: Any) -> Any:
+    """The forward program: `prepare(graph, input_types, **options)`, then the lowering
+    (step "lower"): `lower(graph, table)`, by default `codegen.lower.lower_graph`. Pass a
+    Trace to keep the per-pass records."""
+    trace = trace if trace is not None else Trace()
+    g, table = prepare(graph, input_types, trace=trace, **options)
+    return _lowered(g, table, lower, trace)
+
+
+def compile_training(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
+                     lower: Callable[[Graph, ParamTable], Any] | None = None,
+                     trace: Trace | None = None, **options: Any) -> Any:
+    """The training step of a loss graph: `prepare_training(..., unit_cotangent=True,
+    **options)`, then the lowering (step "lower"), as for `compile_graph`."""
+    trace = trace if trace is not None else Trace()
+    g, table, _ = prepare_training(graph, input_types, unit_cotangent=True, trace=trace,
+                                   **options)
+    return _lowered(g, table, lower, trace)
 
 
 def _trace(trace: Trace | None, dump: int | None, disable: Collection[str]) -> Trace:
@@ -172,6 +233,13 @@ def _trace(trace: Trace | None, dump: int | None, disable: Collection[str]) -> T
     if dump is not None:
         trace.level = dump
     return trace
+
+
+def _exposed(graph: Graph, trace: Trace) -> StatefulGraph:
+    def state(g: Graph) -> tuple[Graph, StatefulGraph]:
+        exposed = expose_state(g)
+        return exposed.graph, exposed
+    return trace.run(state, graph, "state")[1]
 
 
 def _front(graph: Graph, input_types: Sequence[TensorType] | None, unroll: bool | int | None,
@@ -194,9 +262,15 @@ def _unrolled(g: Graph, unroll: bool | int | None, disable: Collection[str],
 
 def _optimised(g: Graph, optimize: bool, disable: Collection[str], trace: Trace) -> Graph:
     for name, optimisation in (OPTIMISATIONS if optimize else []):
-        if name not in disable:
+        if name not in disable and PREPARES.get(name) not in disable:
             g = trace.run(optimisation, g, name)
     return g
+
+
+def _lowered(g: Graph, table: ParamTable, lower: Callable[[Graph, ParamTable], Any] | None,
+             trace: Trace) -> Any:
+    back = lower if lower is not None else lower_graph
+    return trace.run(lambda prepared: back(prepared, table), g, "lower")
 
 
 def _differentiate(graph: Graph, *, truncate: int | None, input_grads: bool,
@@ -210,20 +284,6 @@ def _differentiate(graph: Graph, *, truncate: int | None, input_grads: bool,
     keep = [k for k, (kind, i) in enumerate(names) if input_grads or i == flat]
     outputs = list(g.outputs[:n_out]) + [g.outputs[n_out + k] for k in keep]
     return g.rebuilt(g.inputs, outputs), tuple(names[k] for k in keep)
-
-
-def compile_graph(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
-                  unroll: bool | int | None = None, optimize: bool = True,
-                  disable: Collection[str] = (), dump: int | None = None,
-                  lower: Callable[[Graph, ParamTable], Any] | None = None,
-                  trace: Trace | None = None) -> Any:
-    """`prepare`, then the lowering: `lower(graph, table)`, by default
-    `graphrnn.compiler.lower.lower_graph`. Pass a Trace to keep the per-pass records."""
-    trace = trace if trace is not None else Trace()
-    g, table = prepare(graph, input_types, unroll=unroll, optimize=optimize, disable=disable,
-                       dump=dump, trace=trace)
-    back = lower if lower is not None else lower_graph
-    return trace.run(lambda prepared: back(prepared, table), g, "lower")
 
 
 def _unroller(unroll: bool | int | None) -> Callable[[Graph], Graph]:
@@ -242,4 +302,8 @@ def _check_names(disable: Collection[str]) -> None:
                          f"{', '.join(sorted(known))}")
 
 
-__all__ = ["compile_graph", "prepare", "prepare_training", "OPTIMISATIONS", "Trace", "PassRecord"]
+# The names of the steps outside OPTIMISATIONS, in the order they can run.
+STEPS = ("state", "shapes", "unroll", "tie", "flatten", "checkpoint", "grad", "unit", "lower")
+
+__all__ = ["compile_graph", "compile_training", "prepare", "prepare_training", "expose",
+           "OPTIMISATIONS", "STEPS", "Trace", "PassRecord", "StatefulGraph"]

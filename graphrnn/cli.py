@@ -24,11 +24,12 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import demo
+from .axes import batch_symbols, time_symbol
 from .bench import run as bench
 from .compile import compile as compile_model
-from .compiler import pipeline
-from .compiler.pipeline import OPTIMISATIONS, Trace, prepare
+from .compiler.pipeline import OPTIMISATIONS, STEPS, Trace, expose, prepare, prepare_training
 from .ir import GraphError, LoweringError, TensorType
+from .module import graph_of
 from .profile import profile
 from .serialize import load
 from .testing import fuzz
@@ -142,8 +143,9 @@ def _run_show(args: argparse.Namespace) -> int:
 def _add_ir(parser: argparse.ArgumentParser) -> None:
     _add_model(parser)
     parser.add_argument("--after", metavar="PASS",
-                        help="print only the graph after PASS (shapes, unroll, tie, flatten, "
-                             "grad, or an optimisation such as fold, cse, dce, hoist, fuse)")
+                        help="print only the graph after PASS (state, shapes, unroll, tie, "
+                             "flatten, grad, or an optimisation such as fold, cse, dce, hoist, "
+                             "fuse)")
     parser.add_argument("--batch", type=int, default=1, metavar="B",
                         help="batch size bound in the declared input types (default 1)")
     parser.add_argument("--steps", type=int, metavar="T",
@@ -154,6 +156,9 @@ def _add_ir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grad", action="store_true",
                         help="the training pipeline: differentiate (pass grad) before the "
                              "optimisations")
+    parser.add_argument("--stateful", action="store_true",
+                        help="expose the top-level loops' state first (step state), as "
+                             "gr.compile(model, stateful=True) does")
     parser.add_argument("--llvm", action="store_true",
                         help="print the LLVM IR of the compiled forward program instead")
     parser.add_argument("--asm", action="store_true",
@@ -162,9 +167,10 @@ def _add_ir(parser: argparse.ArgumentParser) -> None:
 
 def _run_ir(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    types = input_types(model, args.batch, args.steps, args.input_shape)
+    graph = expose(model.graph).graph if args.stateful else model.graph
+    types = input_types(graph, args.batch, args.steps, args.input_shape)
     if args.llvm or args.asm:
-        fast = compile_model(model)
+        fast = compile_model(model, stateful=args.stateful)
         concrete = all(t.is_concrete() for t in types)
         arrays = [np.zeros(t.shape, t.dtype) for t in types] if concrete else []
         try:
@@ -173,17 +179,16 @@ def _run_ir(args: argparse.Namespace) -> int:
             raise CLIError(f"cannot lower the model: {e}") from None
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
-    known = ["shapes", "unroll", "tie", "flatten", "grad"] + [n for n, _ in OPTIMISATIONS]
+    shown_steps = [s for s in STEPS if s not in ("state", "checkpoint", "unit", "lower")]
+    known = shown_steps + [n for n, _ in OPTIMISATIONS] + (["state"] if args.stateful else [])
     if args.after is not None and args.after not in known:
         raise CLIError(f"--after {args.after}: no such pass; the passes are "
                        f"{', '.join(dict.fromkeys(known))}")
     trace = Trace(level=0)
-    if args.grad and not hasattr(pipeline, "prepare_training"):
-        raise CLIError("--grad: this compiler has no training pipeline")
-    (pipeline.prepare_training if args.grad else prepare)(model.graph, types, trace=trace)
+    (prepare_training if args.grad else prepare)(model.graph, types, stateful=args.stateful,
+                                                 trace=trace)
     name = getattr(model, "name", None) or type(model).__name__
-    print(f"# {name}: " + ", ".join(f"%{x.name} : {t}" for x, t in
-                                    zip(model.graph.inputs, types)))
+    print(f"# {name}: " + ", ".join(f"%{x.name} : {t}" for x, t in zip(graph.inputs, types)))
     print("# " + ", ".join(f"{r.name} {r.seconds * 1e3:.2f} ms"
                            + ("" if r.changed else " (unchanged)") for r in trace.records))
     shown = 0
@@ -202,10 +207,10 @@ def _run_ir(args: argparse.Namespace) -> int:
 
 
 def input_types(model: Any, batch: int, steps: int | None, shapes: list[str]) -> list[Any]:
-    """The input types `ir` compiles for: the declared ones with the batch symbol (a symbol on
-    axis 0) bound to `batch` and the time symbol (the first other one) to `steps` if given;
-    or the `--input-shape` dims, one string per input."""
-    xs = model.graph.inputs
+    """The input types `ir` compiles for `model` (or a graph): the declared ones with the batch
+    symbol (a symbol on axis 0) bound to `batch` and the time symbol (the first other one) to
+    `steps` if given; or the `--input-shape` dims, one string per input."""
+    xs = graph_of(model).inputs
     if batch < 1 or (steps is not None and steps < 0):
         raise CLIError("--batch must be positive and --steps not negative")
     if shapes:
@@ -222,12 +227,11 @@ def input_types(model: Any, batch: int, steps: int | None, shapes: list[str]) ->
     if missing:
         raise CLIError(f"inputs {', '.join(missing)} have no declared type: give "
                        "--input-shape for every input")
-    sizes: dict[str, int] = {}
-    batch_syms = {x.type.shape[0] for x in xs if x.type.rank and isinstance(x.type.shape[0], str)}
-    sizes.update({b: batch for b in batch_syms})
-    others = [d for x in xs for d in x.type.shape if isinstance(d, str) and d not in batch_syms]
-    if steps is not None and others:
-        sizes[others[0]] = steps
+    declared = [x.type for x in xs]
+    sizes: dict[str, int] = {b: batch for b in batch_symbols(declared)}
+    time = time_symbol(declared, sizes)
+    if steps is not None and time is not None:
+        sizes[time] = steps
     return [x.type.bind(sizes) for x in xs]
 
 

@@ -27,6 +27,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .ir import Graph, GraphError, Node, NodeType, Op, Param, TensorType, toposort, type_str
+from .ops import SHAPE_RULES, apply_rule
+from .shape_rules import ARITY
 
 MAX_DEPTH = 64                     # loop bodies nested deeper than this are refused
 
@@ -300,8 +302,6 @@ _REQUIRED: dict[Op, dict[str, Callable[[Any], bool]]] = {
 
 def _check_node(node: Node, where: str) -> None:
     """Arity and required attributes, then the node's type re-derived by its SHAPE_RULE."""
-    from .compiler.passes.validate import ARITY
-    from .ops import SHAPE_RULES, apply_rule
     lo, hi = ARITY.get(node.op, (0, None))
     if not lo <= len(node.inputs) <= (len(node.inputs) if hi is None else hi):
         raise ModelFileError(f"{where}: a {node.op.value} node cannot take "

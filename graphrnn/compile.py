@@ -4,21 +4,18 @@
     y = fast(x)                         # compiles for x's batch size and dtypes, then runs
     y = fast(x_longer)                  # same batch size: no recompile, whatever T is
 
-One native program is made per *signature*: the batch size (and every other fixed dim) and
-the dtypes; the time dim stays symbolic and is an argument of the native code, so a new
-sequence length never recompiles (unless loops are unrolled, which needs T at compile time).
-The dims of an input declared with `gr.Input("B", "T", D)` are read as follows: a symbol on
-axis 0 is the batch (fixed per program), the first other symbol is the time (runtime), any
-further symbol is fixed per program. Inputs without a declared type are fixed entirely by
-the arrays (one program per shape).
-
-The compiled forward is inference: dropout is the identity whatever `model.training` says.
+One native program is made per *signature* (signature.py): the batch size, every other fixed
+dim and the dtypes; the time dim stays symbolic, so a new sequence length never recompiles
+(unless loops are unrolled). The compiled forward is inference: dropout is the identity.
 
 Programs come from the kernel cache, at two levels: whole programs keyed on the structure of
 the compilation (graph, input signature, options, versions, host: see fingerprint.py), so a
 second process skips the passes and the lowering and only loads object code; and object
-code keyed on the LLVM IR. With GRAPHRNN_DEBUG (or dump) set, the passes always run, so their
-output is printed. This is the one module that uses both the compiler and the runtime.
+code keyed on the LLVM IR. With GRAPHRNN_DEBUG (or dump) set, the passes always run.
+
+The one module of graphrnn that uses both the compiler and the runtime; the rest of graphrnn
+reaches the compiler through it (`tie_params` and `rewrite` for closing a model, and
+`gradient_graph`, the driver's training graph that the interpreter runs).
 
 Weights are packed into panels once per parameter update, not per call. Updates made through
 the library are noticed: an optimiser's step(), load_state_dict(), reset_parameters(), and
@@ -41,7 +38,6 @@ model keeps its `gr.cache_limits().programs` most recently used programs (runtim
 """
 from __future__ import annotations
 
-import sys
 import threading
 from functools import partial
 from typing import Any, Collection, Sequence
@@ -49,23 +45,27 @@ from typing import Any, Collection, Sequence
 import numpy as np
 
 from . import settings
-from .compiler import compile_graph
 from .compiler.codegen.lower import VERSION as LOWERING_VERSION
 from .compiler.codegen.lower import lower_graph
-from .compiler.passes.state import expose_state
+from .compiler.passes.rewrite import rewrite
+from .compiler.passes.tie import tie_params
+from .compiler.pipeline import compile_graph, compile_training, expose, prepare_training
+from .engine import cache_version, load_object_code, shared_cache, shared_engine
 from .fingerprint import structure_text
 from .flat import params_version
 from .interpret import interpret
 from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layout_params
+from .losses import loss_graph
+from .module import graph_of
 from .runtime.cache import KernelCache
 from .runtime.forksafe import renew_after_fork
 from .runtime.jit import JitError, Library
 from .runtime.lru import LRU, programs_limit
-from .runtime.program import Program, as_input, describe, shapes_key
-from .engine import cache_version, shared_cache, shared_engine
+from .runtime.program import Program, shapes_key
+from .signature import batch_types, check_dims, signature
 from .threads import BatchSplitter, Parts
 
-MAX_DIM = 1 << 31              # every dim of an input must be smaller
+
 class CompiledModel:
     """A model compiled to native code on first use; call it like the model."""
 
@@ -74,11 +74,13 @@ class CompiledModel:
                  stateful: bool = False, cache: KernelCache | None = None,
                  profile: bool = False, threads: int = 1):
         self.model = model
-        graph: Graph = model.graph if hasattr(model, "graph") else model
+        graph = graph_of(model)
         if not isinstance(graph, Graph):
             raise TypeError(f"gr.compile takes a gModule or a Graph, got {type(model).__name__}")
         self.options = dict(unroll=unroll, optimize=optimize, disable=tuple(disable))
         self.lowering = dict(training=False, profile=profile)
+        self.training: dict[str, Any] | None = None   # the training step's driver options
+        self.source = graph                     # the driver's input: before step "state"
         self.compiles = 0                       # times the passes ran (cache hits skip them)
         self.dump = dump
         self.stateful = stateful
@@ -87,7 +89,7 @@ class CompiledModel:
         self._initial: Graph | None = None
         self.n_state = 0
         if stateful:
-            exposed = expose_state(graph)
+            exposed = expose(graph, dump=dump)
             graph, self._initial, self.n_state = exposed.graph, exposed.initial, exposed.n_state
         self.graph = graph
         # unrolled loops need a known step count: then T is fixed per program too
@@ -113,8 +115,7 @@ class CompiledModel:
 
     def parts_for(self, batch: int, steps: int = 1) -> Parts:
         """The (start, stop) row ranges a call of `batch` rows and `steps` steps runs as, one
-        per thread; a single range when it does not split (too little work per part, one
-        thread, or a graph whose rows depend on each other: `self.split.reason` says)."""
+        per thread; one range when it does not split (`self.split.reason` says why)."""
         return self.split.parts(batch, steps)
 
     def _parts(self, values: Sequence[Any], check_state: bool = False) -> Parts:
@@ -145,7 +146,7 @@ class CompiledModel:
         state = self._state
         if state is None:
             for x, v in zip(self.graph.inputs, inputs):
-                _check_dims(x.name, v)          # before the initial state is allocated
+                check_dims(x.name, v)          # before the initial state is allocated
             init = interpret(self._initial, *inputs)
             state = list(init) if isinstance(init, tuple) else [init]
             state = [np.ascontiguousarray(s, dtype=s.dtype) for s in state]
@@ -202,41 +203,8 @@ class CompiledModel:
     def signature(self, inputs: Sequence[Any], check_state: bool = False
                   ) -> tuple[tuple[TensorType, ...], dict[str, int]]:
         """The input types one program serves: fixed dims bound, the time dim symbolic."""
-        xs = self.graph.inputs
-        if len(inputs) != len(xs):
-            names = ", ".join(x.name for x in xs[:self.n_user])
-            raise InputError(f"the model takes {self.n_user} inputs ({names}), got "
-                             f"{len(inputs) - (len(xs) - self.n_user)}")
-        declared = [x.type for x in xs]
-        batch = {t.shape[0] for t in declared if t is not None and t.rank
-                 and isinstance(t.shape[0], str)}
-        sizes: dict[str, int] = {}
-        time: str | None = None
-        out = []
-        for x, t, v in zip(xs, declared, inputs):
-            if t is None:
-                arr = np.asarray(v) if not isinstance(v, np.ndarray) else v
-                kind = "int64" if arr.dtype.kind in "iu" else "float32"
-                t = TensorType(arr.shape, kind)
-            arr = as_input(x.name, t, v)
-            _check_dims(x.name, arr)
-            dims: list[Any] = []
-            for axis, (d, s) in enumerate(zip(t.shape, arr.shape)):
-                if isinstance(d, str) and d not in batch and time in (None, d) \
-                        and not self.fixed_time:
-                    time = d
-                    dims.append(d)
-                    continue
-                want = sizes.setdefault(d, s) if isinstance(d, str) else d
-                if s != want:
-                    what = ("the state kept from the previous call; call reset_state() to "
-                            "start a new stream" if check_state and x in xs[self.n_user:]
-                            else f"dim {axis} should be {want}")
-                    raise InputError(f"input {x.name}: expected {t}, got {describe(arr)} "
-                                     f"({what})")
-                dims.append(s)
-            out.append(TensorType(tuple(dims), t.dtype))
-        return tuple(out), sizes
+        return signature(self.graph.inputs, inputs, n_user=self.n_user,
+                         fixed_time=self.fixed_time, check_state=check_state)
 
     def types_for(self, inputs: Sequence[Any] = (), batch: int | None = None
                   ) -> tuple[TensorType, ...]:
@@ -245,19 +213,16 @@ class CompiledModel:
             return self.signature(inputs)[0]
         if batch is None:
             raise TypeError("give example inputs or B=<batch size>")
-        out = []
-        for x in self.graph.inputs:
-            if x.type is None:
-                raise InputError(f"input {x.name} has no declared type: give example inputs")
-            t = x.type
-            out.append(TensorType(tuple(batch if i == 0 and isinstance(d, str) else d
-                                        for i, d in enumerate(t.shape)), t.dtype))
-        return tuple(out)
+        return batch_types(self.graph.inputs, batch)
 
     def executable(self, types: tuple[TensorType, ...]) -> Any:
+        """The driver's forward program, or its training step when `self.training` is set."""
         self.compiles += 1
-        return compile_graph(self.graph, types, dump=self.dump,
-                             lower=partial(lower_graph, **self.lowering), **self.options)
+        options = dict(self.options, stateful=self.stateful, dump=self.dump,
+                       lower=partial(lower_graph, **self.lowering))
+        if self.training is None:
+            return compile_graph(self.source, types, **options)
+        return compile_training(self.source, types, **options, **self.training)
 
     def key_options(self) -> dict[str, Any]:
         """Everything besides the graph and the signature that shapes the program."""
@@ -272,7 +237,8 @@ class CompiledModel:
         if not issubclass(owner["key_options"], owner["executable"]):
             return None
         text = structure_text(self.graph, types, self.key_options(), LOWERING_VERSION)
-        return None if text is None else self.cache.key(text, "program/" + cache_version())
+        version = cache_version(LOWERING_VERSION)
+        return None if text is None else self.cache.key(text, "program/" + version)
 
     def invalidate(self) -> None:
         """Repack the weights at the next call, for parameter writes the library cannot see
@@ -291,18 +257,9 @@ class CompiledModel:
                 except (JitError, InputError, KeyError, TypeError, ValueError, IndexError):
                     self.cache.discard(key)     # loads but does not fit: compile afresh
         exe = self.executable(types)
-        engine = shared_engine()
-        if level >= 3:
-            compiled = engine.compile_to_object(exe.llvm_ir, assembly=level >= 4)
-            print(f"[graphrnn] LLVM IR ({exe.entry_points[0]}):\n{exe.llvm_ir}", file=sys.stderr)
-            print(f"[graphrnn] optimised LLVM IR:\n{compiled.optimized_ir}", file=sys.stderr)
-            if compiled.asm:
-                print(f"[graphrnn] assembly:\n{compiled.asm}", file=sys.stderr)
-            obj, program = compiled.obj, self._program(exe, compiled.obj)
-        else:
-            obj, program = self.cache.get_or_load(
-                exe.llvm_ir, cache_version(), lambda text: engine.compile_to_object(text).obj,
-                lambda code: self._program(exe, code))
+        obj, program = load_object_code(exe.llvm_ir, exe.entry_points[0], self.cache,
+                                        LOWERING_VERSION, level,
+                                        lambda code: self._program(exe, code))
         if key is not None:
             self.cache.store_executable(key, exe, obj)
         return program
@@ -350,14 +307,54 @@ class CompiledModel:
                 f"{', stateful' if self.stateful else ''})")
 
 
-def _check_dims(name: str, value: Any) -> None:
-    """Refuse a dim of 2**31 or more before anything is compiled, copied or allocated: no real
-    input has that many rows or steps, and a claimed one (a zero-strided view) must not make
-    the runtime reserve memory for it."""
-    shape = getattr(value, "shape", ())
-    if any(s >= MAX_DIM for s in shape):
-        raise InputError(f"input {name}: {describe(value)} is too large: every dim must be "
-                         "below 2**31")
+class CompiledTrainStep(CompiledModel):
+    """forward + loss + backward of (model, criterion) in one native call per batch size: the
+    driver's training step of the loss graph (outputs: the loss, the flat gradient). Dropout
+    draws the interpreter's masks; with `threads=n` the parts' results combine as the mean."""
+
+    def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
+                 checkpoint: int | None = None, **options: Any):
+        super().__init__(loss_graph(model, criterion), **options)
+        self.model, self._gather = model, False
+        self.truncate, self.checkpoint = bptt_max, checkpoint
+        self.training = dict(truncate=bptt_max, checkpoint=checkpoint)
+        self.fixed_time |= bool(checkpoint)     # segments of k steps: one program per T
+        self.forward_loss = CompiledModel(self.graph, cache=self.cache, threads=self.threads)
+        self.forward_loss.model, self.forward_loss._gather = model, False
+        self.lowering["training"] = True        # dropout draws the interpreter's masks
+        dropout = any(n.op == Op.DROPOUT and n.attrs["p"] > 0 for n, _ in self.graph.walk())
+        if dropout and (checkpoint or self.fixed_time):
+            # both restructure the loops, and a mask is salted by its loop step
+            raise InputError("dropout in loops that are unrolled or checkpointed is not "
+                             "compiled: use the interpreted step (compiled=False)")
+
+    def splitter(self, threads: int) -> BatchSplitter:
+        # forward and backward: about three times the forward's flops per row
+        return BatchSplitter(self.graph, threads, training=True, work=3.0, gradient=True)
+
+    def key_options(self) -> dict[str, Any]:
+        return dict(super().key_options(), truncate=self.truncate, checkpoint=self.checkpoint)
+
+    def __call__(self, *inputs: Any, target: Any, training: bool = True,
+                 seed: int = 0) -> float:
+        """One step: returns the loss and leaves the gradient in the model's flat gradient;
+        dropout as `gr.interpret(..., training=True, seed=seed)` (none unless `training`)."""
+        _, flat_grad = self.model.parameters()
+        values = (*inputs, target)
+        parts = self._parts(values) if not self.split.serial else ()
+        if len(parts) > 1:
+            loss, grad = self.split.run(parts, values, self.program_for, into={1: flat_grad},
+                                        seed=seed, training=training)
+        else:
+            loss, grad = self.program_for(values)(*values, seed=seed, training=training)
+        if grad is not flat_grad:
+            flat_grad[...] = grad
+        return float(loss)
+
+    def loss(self, *inputs: Any, target: Any) -> float:
+        """The loss alone, compiled, in inference mode."""
+        self.model.parameters()
+        return float(self.forward_loss(*inputs, target))
 
 
 def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = True,
@@ -376,16 +373,14 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
     loss and fills the model's flat gradient; `bptt_max=k` truncates BPTT at every k-th step;
     `checkpoint=k` saves the loops' carries every k steps only and recomputes the rest in the
     backward pass (gradient checkpointing; one program per sequence length).
-    threads: run a call's batch as up to this many parts of rows at once, each part on its own
-    core, where each part has enough work (threads.py states the rule; `parts_for(B, T)`
-    shows it). Results are those of one thread; a training step's loss and gradients are the
-    batch mean, combined from the parts.
+    threads: run a call's batch as up to this many parts of rows at once, each on its own core,
+    where each part has enough work (threads.py; `parts_for(B, T)`), with one thread's results
+    (a training step's loss and gradients are the batch mean, combined from the parts).
     """
     if train or loss is not None:
         if loss is None:
             raise TypeError("train=True needs a loss criterion: gr.compile(model, loss=..., "
                             "train=True)")
-        from .trainstep import CompiledTrainStep
         return CompiledTrainStep(model, loss, bptt_max=bptt_max, unroll=unroll,
                                  optimize=optimize, disable=disable, dump=dump, cache=cache,
                                  checkpoint=checkpoint, threads=threads)
@@ -396,4 +391,12 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
                          stateful=stateful, cache=cache, threads=threads)
 
 
-__all__ = ["compile", "CompiledModel", "shared_cache", "shared_engine"]
+def gradient_graph(graph: Graph, input_types: Sequence[TensorType], **options: Any
+                   ) -> tuple[Graph, ParamTable, tuple[tuple[str, int], ...]]:
+    """The driver's training graph for the interpreter: `prepare_training(graph, input_types,
+    **options)` with the loops kept as loops and no optimisation."""
+    return prepare_training(graph, input_types, unroll=False, optimize=False, **options)
+
+
+__all__ = ["compile", "CompiledModel", "CompiledTrainStep", "gradient_graph", "tie_params",
+           "rewrite", "shared_cache", "shared_engine"]

@@ -1,14 +1,16 @@
-"""The process-wide JIT engine and kernel cache, and the version their entries are keyed by."""
+"""The process-wide JIT engine and kernel cache, and object code made through them."""
 from __future__ import annotations
 
+import sys
 import threading
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from .compiler.codegen.lower import VERSION as LOWERING_VERSION
 from .runtime.cache import KernelCache
 from .runtime.forksafe import after_fork
 from .runtime.jit import Engine
 from .version import __version__, source_digest
+
+T = TypeVar("T")
 
 _SHARED: dict[str, Any] = {}
 _SHARED_LOCK = threading.Lock()
@@ -37,5 +39,25 @@ def shared_cache() -> KernelCache:
         return _SHARED["cache"]
 
 
-def cache_version() -> str:
-    return f"graphrnn-{__version__}/{LOWERING_VERSION}/{source_digest()}"
+def cache_version(lowering: str) -> str:
+    """What the kernel cache's entries are keyed by besides their text: the versions of
+    graphrnn, of the lowering (`lowering`) and of the code-generating sources."""
+    return f"graphrnn-{__version__}/{lowering}/{source_digest()}"
+
+
+def load_object_code(llvm_ir: str, entry: str, cache: KernelCache, lowering: str, level: int,
+                     load: Callable[[bytes], T]) -> tuple[bytes, T]:
+    """(object code of `llvm_ir`, `load(object code)`): from `cache` (keyed by the text and
+    `cache_version`) or made by the shared engine; a cached entry that does not load is made
+    afresh once. From GRAPHRNN_DEBUG level 3 it is always made, and the IR before and after
+    optimisation (and from level 4 the assembly) is printed."""
+    engine = shared_engine()
+    if level < 3:
+        return cache.get_or_load(llvm_ir, cache_version(lowering),
+                                 lambda text: engine.compile_to_object(text).obj, load)
+    compiled = engine.compile_to_object(llvm_ir, assembly=level >= 4)
+    print(f"[graphrnn] LLVM IR ({entry}):\n{llvm_ir}", file=sys.stderr)
+    print(f"[graphrnn] optimised LLVM IR:\n{compiled.optimized_ir}", file=sys.stderr)
+    if compiled.asm:
+        print(f"[graphrnn] assembly:\n{compiled.asm}", file=sys.stderr)
+    return compiled.obj, load(compiled.obj)

@@ -15,14 +15,9 @@ import numpy as np
 
 from . import ops
 from .gmodule import gModule
-from .ir import Graph, GraphError, Node
+from .ir import GraphError, Node
 from .loop import Loop
 from .nn import Input
-
-
-def _closed(inputs: list[Node], outputs: list[Node]) -> Graph:
-    from .compiler.passes.rewrite import internal_graph
-    return internal_graph(inputs, outputs)
 
 
 def _stack(layer: Any, states: list[Node], x: Node) -> list[Node]:
@@ -51,13 +46,13 @@ def sampler(embed: Any, layer: Any, head: Any) -> gModule:
     states, logits, x_id = state_inputs(), ops.input_(("B", n_vocab)), ops.input_(
         ("B",), "int64", name="id")
     new = _stack(layer, states, embed(x_id))
-    prime_body = _closed(states + [logits, x_id], new + [head(new[-layer.n_states])])
+    prime_body = ops.internal_graph(states + [logits, x_id], new + [head(new[-layer.n_states])])
     # phase 2: sample from the logits, feed the sample back
     states, logits = state_inputs(), ops.input_(("B", n_vocab))
     u_t, temp = ops.input_(("B",), name="u"), ops.input_((), name="temperature")
     drawn = ops.sample(logits, u_t, temp)
     new = _stack(layer, states, embed(drawn))
-    gen_body = _closed([temp] + states + [logits, u_t],
+    gen_body = ops.internal_graph([temp] + states + [logits, u_t],
                        new + [head(new[-layer.n_states]), drawn])
 
     prime = Input("B", "P", dtype="int64", name="prime")

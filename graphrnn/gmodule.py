@@ -6,10 +6,12 @@ from typing import Any, Callable
 import numpy as np
 
 from . import ops
-from .init import initial_value, key_generator
+from .compile import rewrite, tie_params
 from .flat import params_changed
+from .init import initial_value, key_generator
+from .interpret import interpret
 from .ir import Graph, GraphError, InputError, Node, Op, Param, Table, layout_params
-from .nn import Module, as_nodes, is_graph_value
+from .module import Module, as_nodes, is_graph_value
 
 
 def aligned_zeros(n: int) -> np.ndarray:
@@ -25,7 +27,6 @@ def aligned_zeros(n: int) -> np.ndarray:
 
 def _name_params(graph: Graph, keys: dict[Param, str]) -> Graph:
     """PARAM nodes renamed to their parameter keys (`linear_1.weight`), in every loop body too."""
-    from .compiler.passes.rewrite import rewrite
     taken = {n.name for n in graph.nodes if n.op != Op.PARAM}
 
     def visit(n: Node) -> Node:
@@ -54,7 +55,6 @@ class gModule(Module):
         super().__init__(name)
         ins = as_nodes(inputs) if not isinstance(inputs, Node) else [inputs]
         outs = as_nodes(outputs) if not isinstance(outputs, Node) else [outputs]
-        from .compiler.passes.tie import tie_params  # the front passes that closing needs
         built = None
         try:
             built = Graph.build(ins, outs)
@@ -171,7 +171,6 @@ class gModule(Module):
 
     def forward(self, *inputs: Any, seed: int = 0) -> Any:
         """Run on numpy arrays with the reference interpreter (or the compiled model, if any)."""
-        from .interpret import interpret
         return interpret(self, *inputs, training=self.training, seed=seed)
 
     def _inline(self, args: list[Node]) -> Any:

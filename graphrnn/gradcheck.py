@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from .compile import gradient_graph
 from .interpret import Context, array_type, coerce_input, run_graph
-from .ir import Graph, Param, param_keys
+from .ir import Graph, Param, ParamTable, layout_params, param_keys
+from .module import graph_of
 from .ops import infer_graph
 
 
@@ -34,29 +36,42 @@ def gradients(model: Any, *inputs: Any, cotangents: list | None = None,
                                                                list[np.ndarray]]:
     """(outputs, {param key: grad}, [grad per float input]) of sum(output * cotangent).
 
-    Cotangents default to ones (the gradient of the sum of every output).
+    Cotangents default to ones (the gradient of the sum of every output). The gradient graph
+    is the driver's (`prepare_training` with every float input's gradient), run in `dtype`.
     """
-    from .compiler.passes.autodiff import differentiate
-    graph: Graph = model.graph if hasattr(model, "graph") else model
+    graph = graph_of(model)
     arrays = [coerce_input(x, v, dtype) for x, v in zip(graph.inputs, inputs)]
-    typed = infer_graph(graph, [array_type(a) for a in arrays])
-    grad_graph, names = differentiate(typed, truncate=truncate)
+    types = [array_type(a) for a in arrays]
+    typed = infer_graph(graph, types)
+    grad_graph, table, names = gradient_graph(graph, types, truncate=truncate,
+                                              input_grads=True)
     float_outs = [y for y in typed.outputs if y.type.dtype == "float32"]
     if cotangents is None:
         cotangents = [np.ones(_shape(y, arrays, typed), dtype) for y in float_outs]
-    ctx = Context(dtype=dtype, training=training, seed=seed,
-                  param_values={id(p): p.data.astype(dtype) for p in typed.params()})
-    values = run_graph(grad_graph, arrays + [np.asarray(c, dtype) for c in cotangents], ctx)
+    params = _flat_values(graph, table, dtype)
+    values = run_graph(grad_graph, arrays + [params] + [np.asarray(c, dtype) for c in cotangents],
+                       Context(dtype=dtype, training=training, seed=seed))
     n_out = len(typed.outputs)
-    keys = param_keys(typed.params())
+    flat = len(graph.inputs)                # the index of `params` among the driver's inputs
     param_grads: dict[str, np.ndarray] = {}
     input_grads: list[np.ndarray] = []
-    for (kind, what), v in zip(names, values[n_out:]):
-        if kind == "param":
-            param_grads[keys[what]] = v
+    for (_, i), v in zip(names, values[n_out:]):
+        if i == flat:
+            param_grads = {k: view.copy() for k, view in table.views(v).items()}
         else:
             input_grads.append(v)
     return values[:n_out], param_grads, input_grads
+
+
+def _flat_values(graph: Graph, table: ParamTable, dtype: type) -> np.ndarray:
+    """The graph's parameter values as one vector of `table`'s layout (the driver's)."""
+    roots = list({id(p.root()): p.root() for p in graph.params()}.values())
+    _, keys = layout_params(roots)
+    flat = np.zeros(table.size, dtype)
+    views = table.views(flat)
+    for p, key in keys.items():
+        views[key][...] = p.data
+    return flat
 
 
 def _shape(y: Any, arrays: list, typed: Graph) -> tuple[int, ...]:
@@ -71,7 +86,7 @@ def gradcheck(model: Any, *inputs: Any, eps: float = 1e-6, rtol: float = 1e-5,
               check_inputs: bool = True) -> GradcheckResult:
     """Compare derived gradients with central differences for `samples` entries per tensor
     (every entry of small tensors), for every parameter and float input."""
-    graph: Graph = model.graph if hasattr(model, "graph") else model
+    graph = graph_of(model)
     rng = np.random.default_rng(seed)
     arrays = [coerce_input(x, v, np.float64) for x, v in zip(graph.inputs, inputs)]
     typed = infer_graph(graph, [array_type(a) for a in arrays])

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .ir import Graph, InputError, Node, Op, TensorType, loop_operands, node_error
+from .module import graph_of
 from .ops import infer_graph
 
 
@@ -301,7 +302,7 @@ def coerce_input(x: Node, value: Any, dtype: type) -> np.ndarray:
 def interpret(model: Any, *inputs: Any, training: bool = False, seed: int = 0,
               dtype: type = np.float32) -> Any:
     """Run a model (or a Graph) forward in numpy. One output -> an array, several -> a tuple."""
-    graph: Graph = model.graph if hasattr(model, "graph") else model
+    graph: Graph = graph_of(model)
     if len(inputs) != len(graph.inputs):
         raise InputError(f"the model takes {len(graph.inputs)} inputs "
                          f"({', '.join(x.name for x in graph.inputs)}), got {len(inputs)}")

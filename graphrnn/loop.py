@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 from . import ops
 from .ir import Dim, Graph, GraphError, Node, Table
-from .nn import Module, as_nodes
+from .module import Module, as_nodes, graph_of
 
 
 class Loop(Module):
@@ -48,7 +48,7 @@ class Loop(Module):
                  unroll: int | None = None, length: Dim | None = None,
                  name: str | None = None):
         super().__init__(name)
-        self.body: Graph = body.graph if hasattr(body, "graph") else body
+        self.body: Graph = graph_of(body)
         if not isinstance(self.body, Graph):
             raise TypeError(f"Loop body must be a gModule or a Graph, got {type(body).__name__}")
         if n_carry < 0 or n_consts < 0 or n_carry + n_consts > len(self.body.inputs):

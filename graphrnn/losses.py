@@ -1,11 +1,15 @@
-"""Criteria as graphs: called on `[prediction, target]` nodes they return a scalar loss node."""
+"""Criteria as graphs: called on `[prediction, target]` nodes they return a scalar loss node;
+and `loss_graph`, a model and a criterion as one graph `(*inputs, target) -> loss`."""
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import ops
-from .ir import Node, TensorType
-from .nn import Module, as_nodes
+from .interpret import interpret
+from .ir import Graph, Node, TensorType
+from .module import Module, as_nodes
 
 
 class Criterion(Module):
@@ -26,13 +30,10 @@ class Criterion(Module):
         return pred
 
     def forward(self, pred: Any, target: Any) -> float:
-        import numpy as np
-        from .gmodule import gModule
-        from .nn import Input
-        p = Input(*np.shape(pred), name="prediction")
-        t = Input(*np.shape(target), dtype="int64" if np.asarray(target).dtype.kind in "iu"
-                  else "float32", name="target")
-        return float(gModule([p, t], [self([p, t])]).forward(pred, target))
+        p = ops.input_(np.shape(pred), name="prediction")
+        t = ops.input_(np.shape(target), "int64" if np.asarray(target).dtype.kind in "iu"
+                       else "float32", name="target")
+        return float(interpret(Graph.build([p, t], [self([p, t])]), pred, target))
 
 
 class MSECriterion(Criterion):
@@ -60,4 +61,19 @@ class CrossEntropyCriterion(ClassNLLCriterion):
         return super().loss(ops.log_softmax(pred, -1), target)
 
 
-__all__ = ["Criterion", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion"]
+def loss_graph(model: Any, criterion: Any) -> Graph:
+    """A graph `(*model inputs, target) -> loss` sharing the model's parameters."""
+    fresh = [ops.input_(x.type.shape, x.type.dtype, name=x.name) if x.type is not None
+             else ops.input_().annotate(name=x.name) for x in model.graph.inputs]
+    out = model(fresh)
+    pred = out if isinstance(out, Node) else out[0]
+    if pred.type is not None and hasattr(criterion, "target_type"):
+        t = criterion.target_type(pred.type)
+        target = ops.input_(t.shape, t.dtype, name="target")
+    else:
+        target = ops.input_().annotate(name="target")
+    loss = criterion([pred, target])
+    return Graph.build(fresh + [target], [loss], check_dangling=False)
+
+
+__all__ = ["loss_graph", "Criterion", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion"]

@@ -1,7 +1,8 @@
 """Primitive node constructors: one function per op, typed as soon as input types are known.
 
-The type rules themselves (SHAPE_RULES, `apply_rule`, `infer_graph`) live in `shape_rules.py`
-and are re-exported here. Every node records the user's `file:line` and the module scope.
+The type rules themselves (SHAPE_RULES, `apply_rule`, `infer_graph`) live in `infer.py` and
+`shape_rules.py` and are re-exported here. Every node records the user's `file:line` and the
+module scope. `internal_graph` closes a graph that a builder or a pass made.
 """
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .ir import Dim, Graph, Node, NodeType, Op, Param, TensorType, creation_site, loop_operands
-from .shape_rules import F32, SHAPE_RULES, apply_rule, bind_input, broadcast_shapes, infer_graph
+from .infer import SHAPE_RULES, apply_rule, bind_input, infer_graph
+from .ir import (Dim, Graph, Node, NodeType, Op, Param, TensorType, creation_site, loop_operands,
+                 toposort)
+from .shape_rules import F32, broadcast_shapes
 
 # ----------------------------------------------------------------------------- scopes
 
@@ -237,5 +240,14 @@ def sample(logits: Node, u: Node, temperature: Node) -> Node:
     return make(Op.SAMPLE, [logits, u, temperature])
 
 
-__all__ = ["SHAPE_RULES", "apply_rule", "bind_input", "broadcast_shapes", "infer_graph", "make",
-           "scope", "loop_operands"]
+def internal_graph(inputs: Sequence[Node], outputs: Sequence[Node]) -> Graph:
+    """A graph made by a pass or a builder: unused inputs allowed, every node given a unique
+    name."""
+    order = toposort(outputs)
+    seen = {id(n) for n in order}
+    order = [x for x in inputs if id(x) not in seen] + order
+    return Graph._renamed(tuple(inputs), tuple(outputs), order)
+
+
+__all__ = ["internal_graph", "SHAPE_RULES", "apply_rule", "bind_input", "broadcast_shapes",
+           "infer_graph", "make", "scope", "loop_operands"]

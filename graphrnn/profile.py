@@ -24,6 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .compile import CompiledModel
+
 CALIBRATE_SECONDS = 0.005
 
 
@@ -71,7 +73,6 @@ class Profile:
 def profile(model: Any, *inputs: Any, repeats: int = 10, warmup: int = 2,
             cache: Any = None) -> Profile:
     """Time every kernel of `model` compiled for `inputs` over `repeats` calls."""
-    from .compile import CompiledModel
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     compiled = CompiledModel(model, profile=True, cache=cache)

@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import ops
+from .gmodule import gModule
 from .ir import GraphError, Node, Table
-from .nn import Input, Module, as_nodes
+from .loop import Loop
+from .module import Module, as_nodes
 
 
 class Recurrent(Module):
@@ -46,15 +48,13 @@ class Recurrent(Module):
 
     def _body(self, cell: Any) -> Any:
         """The loop body: the cell's new states, and h' again as the per-step output."""
-        from .gmodule import gModule
-        states = [Input("B", cell.hidden_size, name=s) for s in ("h", "c")[:self.n_states]]
-        x = Input("B", cell.input_size, name="x")
+        states = [ops.input_(("B", cell.hidden_size), name=s) for s in ("h", "c")[:self.n_states]]
+        x = ops.input_(("B", cell.input_size), name="x")
         outs = cell(states + [x])
         outs = [outs] if isinstance(outs, Node) else list(outs)
         return gModule(states + [x], outs + [outs[0]], name=cell.prefix)
 
     def build(self, x: Any) -> Any:
-        from .loop import Loop
         nodes = as_nodes(x)
         if len(nodes) not in (1, 2):
             raise GraphError(f"{self.prefix}: call with x or [x, lengths]")

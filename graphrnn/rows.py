@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+from .axes import batch_symbols, time_axis
 from .ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, GraphError, Node, Op, TensorType, loop_operands
 from .ops import infer_graph
 
@@ -241,7 +242,7 @@ def row_plan(graph: Graph, *, training: bool) -> RowPlan:
         names = ", ".join(x.name for x, t in zip(graph.inputs, types) if t is None)
         return RowPlan(reason=f"input {names} has no declared type (declare it with "
                               "gr.Input('B', ...) to let calls split the batch)")
-    symbols = {t.shape[0] for t in types if t.rank and isinstance(t.shape[0], str)}
+    symbols = batch_symbols(types)
     if len(symbols) != 1:
         return RowPlan(reason="no input has a symbolic batch dim on axis 0" if not symbols
                        else f"several batch symbols on axis 0: {sorted(symbols)}")
@@ -263,8 +264,7 @@ def row_plan(graph: Graph, *, training: bool) -> RowPlan:
             return RowPlan(reason=f"output {y.name} mixes the rows of the batch")
         if k == ROWS and _batch_axes(y.type, batch) != [0]:
             return RowPlan(reason=f"output {y.name} ({y.type}) has its batch dim off axis 0")
-    time = next(((i, a) for i, t in enumerate(types) for a, d in enumerate(t.shape)
-                 if isinstance(d, str) and d != batch), None)
+    time = time_axis(types, {batch})
     return RowPlan(batch, tuple(in_kinds), tuple(outs), time, typed)
 
 

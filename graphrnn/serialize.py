@@ -48,6 +48,7 @@ import numpy as np
 
 from .version import __version__
 from .codec import ModelFileError, check_fields, decode_graph, encode_graph, expect, is_int, parse_shape
+from .gmodule import gModule
 from .ir import Graph, GraphError, Param, layout_params
 from .model_limits import (GRAPH_MEMBER, MAX_PARAM_BYTES, SAVE_TMP_SUFFIX, check_param_table,
                            file_size, placeholder, read_graph_member)
@@ -147,7 +148,6 @@ def load(source: str | os.PathLike | BinaryIO, *, max_bytes: int = MAX_PARAM_BYT
 
 
 def _load(f: BinaryIO, path: str, max_bytes: int) -> Any:
-    from .gmodule import gModule
     start = f.tell()
     head = f.read(4)
     f.seek(start)

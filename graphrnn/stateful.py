@@ -1,8 +1,9 @@
 """Stateful truncated BPTT: train on long streams cut into chunks, carrying the state.
 
-Each chunk is one compiled training step whose graph takes the carried state of every
-top-level loop as inputs and returns the final state as outputs (`expose_state`). The state
-flows from one chunk to the next as plain values, so gradients stop at chunk borders.
+Each chunk is one compiled training step of the loss graph with the carried state of every
+top-level loop exposed as inputs and outputs (the driver's step "state"): `(*inputs, target,
+*state) -> (loss, *state)`. The state flows from one chunk to the next as plain values, so
+gradients stop at chunk borders.
 
     step = StatefulTrainStep(model, gr.MSECriterion())
     state = None
@@ -19,43 +20,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import ops
 from .compile import CompiledModel
-from .compiler.passes.rewrite import inline
-from .compiler.codegen.lower import lower_graph
-from .compiler.pipeline import prepare_training
-from .compiler.passes.state import expose_state
-from .compiler.passes.tie import tie_params
 from .interpret import interpret
-from .ir import Graph, InputError, TensorType
-from .runtime.program import Program
+from .ir import Graph, InputError
+from .losses import loss_graph
 from .threads import BatchSplitter
-
-
-def stateful_loss_graph(model: Any, criterion: Any) -> tuple[Graph, Graph, int]:
-    """(graph `(*inputs, target, *state) -> (loss, *state)`, the initial-state graph, n)."""
-    exposed = expose_state(model.graph)
-    n_user = len(model.graph.inputs)
-    fresh = [ops.input_(x.type.shape, x.type.dtype, name=x.name) if x.type is not None
-             else ops.input_(name=x.name) for x in exposed.graph.inputs]
-    outs = inline(exposed.graph, fresh)
-    pred = outs[0]
-    t = criterion.target_type(pred.type)
-    target = ops.input_(t.shape, t.dtype, name="target")
-    loss = criterion([pred, target])
-    state_outs = outs[len(outs) - exposed.n_state:]
-    graph = Graph.build(fresh[:n_user] + [target] + fresh[n_user:], [loss] + state_outs,
-                        check_dangling=False)
-    return tie_params(graph), exposed.initial, exposed.n_state
-
-
-def _unit_loss_cotangent(graph: Graph) -> Graph:
-    """Cotangent of the loss fixed to 1; `params` the last input, as the lowering expects."""
-    from .compiler.passes.rewrite import rewrite
-    *user, params, cotangent = graph.inputs
-    one = ops.const(np.float32(1.0))
-    g = rewrite(graph, lambda n: one if n is cotangent else n, into_loops=False)
-    return g.rebuilt(list(user) + [params], g.outputs)
+from .trainstep import relaid
 
 
 class StatefulTrainStep(CompiledModel):
@@ -63,18 +33,20 @@ class StatefulTrainStep(CompiledModel):
 
     def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
                  **options: Any):
-        graph, self.initial, self.n_state_in = stateful_loss_graph(model, criterion)
-        super().__init__(graph, **options)
+        super().__init__(loss_graph(model, criterion), stateful=True, **options)
         self.model, self._gather = model, False
         self.truncate = bptt_max
+        self.training = dict(truncate=bptt_max)
+        self.n_state_in = self.n_state
+        # the initial state is the model's: it does not read the target (the last input)
+        initial: Graph = self._initial
+        self.initial = initial.rebuilt(initial.inputs[:-1], initial.outputs)
 
     def splitter(self, threads: int) -> BatchSplitter:
         return BatchSplitter(self.graph, threads, training=True, work=3.0, gradient=True)
 
-    def executable(self, types: tuple[TensorType, ...]) -> Any:
-        g, table, _ = prepare_training(self.graph, types, truncate=self.truncate,
-                                       seed_outputs=[0], **self.options)
-        return lower_graph(_unit_loss_cotangent(g), table)
+    def key_options(self) -> dict[str, Any]:
+        return dict(super().key_options(), truncate=self.truncate)
 
     def initial_state(self, *inputs: Any) -> list[np.ndarray]:
         """The state an ordinary call would start from (e.g. zeros), for these inputs."""
@@ -91,7 +63,7 @@ class StatefulTrainStep(CompiledModel):
         args = list(inputs) + [target] + state
         tables = []
 
-        def bound(values: list) -> Program:
+        def bound(values: list) -> Any:
             program = self.program_for(values)
             table = program.exe.table
             tables.append(table)
@@ -103,13 +75,7 @@ class StatefulTrainStep(CompiledModel):
         else:
             outs = bound(args)(*args)
         loss, new_state, grad = outs[0], list(outs[1:-1]), outs[-1]
-        table = tables[0]
-        if table == self.model.table:
-            flat_grad[...] = grad
-        else:                               # the same parameters, laid out in another order
-            mine = self.model.table.views(flat_grad)
-            for key, view in table.views(grad).items():
-                mine[key][...] = view
+        flat_grad[...] = relaid(grad, tables[0], self.model.table)
         return float(loss), new_state
 
 
@@ -118,4 +84,4 @@ def stream_chunks(steps: int, chunk: int) -> list[slice]:
     return [slice(s, min(s + chunk, steps)) for s in range(0, steps, chunk)]
 
 
-__all__ = ["StatefulTrainStep", "stateful_loss_graph", "stream_chunks"]
+__all__ = ["StatefulTrainStep", "stream_chunks"]

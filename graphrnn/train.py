@@ -1,7 +1,9 @@
-"""Training: the loss graph of a model, one training step, and a small `fit` loop.
+"""Training: a small `fit` loop over mini-batches, and `evaluate`.
 
-A training step runs forward, loss and backward and fills the model's flat gradient vector
-(`model.parameters()[1]`); an optimiser then updates the flat parameter vector in place.
+Each batch runs one training step (trainstep.py: compiled where the compiler takes the graph,
+else interpreted; stateful.py for streams cut into chunks), which fills the model's flat
+gradient vector (`model.parameters()[1]`); an optimiser then updates the flat parameter
+vector in place.
 """
 from __future__ import annotations
 
@@ -12,80 +14,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import ops
-from .interpret import Context, array_type, coerce_input, run_graph
-from .ir import Graph, InputError, Node
-from .nn import Identity
-
-
-def loss_graph(model: Any, criterion: Any) -> Graph:
-    """A graph `(*model inputs, target) -> loss` sharing the model's parameters."""
-    from .compiler.passes.tie import tie_params
-    fresh = [ops.input_(x.type.shape, x.type.dtype, name=x.name) if x.type is not None
-             else Identity()().annotate(name=x.name) for x in model.graph.inputs]
-    out = model(fresh)
-    pred = out if isinstance(out, Node) else out[0]
-    if pred.type is not None and hasattr(criterion, "target_type"):
-        t = criterion.target_type(pred.type)
-        target = ops.input_(t.shape, t.dtype, name="target")
-    else:
-        target = Identity()().annotate(name="target")
-    loss = criterion([pred, target])
-    return tie_params(Graph.build(fresh + [target], [loss], check_dangling=False))
-
-
-class InterpretedStep:
-    """forward + loss + backward with the reference interpreter (float32)."""
-
-    def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
-                 checkpoint: int | None = None):
-        self.model, self.bptt_max, self.checkpoint = model, bptt_max, checkpoint
-        self.graph = loss_graph(model, criterion)
-        self._cache: dict[tuple, tuple[Graph, list]] = {}
-
-    def _grad_graph(self, arrays: list[np.ndarray]) -> tuple[Graph, list]:
-        from .compiler.passes.autodiff import differentiate
-        from .ops import infer_graph
-        key = tuple((a.shape, a.dtype.kind) for a in arrays)
-        if key not in self._cache:
-            typed = infer_graph(self.graph, [array_type(a) for a in arrays])
-            if self.checkpoint:
-                from .compiler.passes.checkpoint import checkpoint_loops
-                typed = checkpoint_loops(typed, self.checkpoint, truncate=self.bptt_max)
-            self._cache[key] = differentiate(typed, truncate=self.bptt_max)
-        return self._cache[key]
-
-    def __call__(self, *inputs: Any, target: Any, training: bool = True,
-                 seed: int = 0) -> float:
-        arrays = [coerce_input(x, v, np.float32)
-                  for x, v in zip(self.graph.inputs, list(inputs) + [target])]
-        grad_graph, names = self._grad_graph(arrays)
-        _, flat_grad = self.model.parameters()      # the model's vectors hold the parameters
-        values = run_graph(grad_graph, arrays + [np.ones((), np.float32)],
-                           Context(np.float32, training=training, seed=seed))
-        flat_grad[...] = 0.0
-        for (kind, what), v in zip(names, values[1:]):
-            if kind == "param":
-                what.root().grad[...] += v
-        return float(values[0])
-
-    def loss(self, *inputs: Any, target: Any) -> float:
-        """The loss alone (no gradients), in inference mode."""
-        from .interpret import interpret
-        return float(interpret(self.graph, *inputs, target))
-
-
-def train_step(model: Any, criterion: Any, *, bptt_max: int | None = None,
-               compiled: bool = True, checkpoint: int | None = None) -> Any:
-    """The fastest available training step: compiled when the compiler supports the graph."""
-    if compiled:
-        try:
-            from .trainstep import compile_train
-        except ImportError:
-            compile_train = None
-        if compile_train is not None:
-            return compile_train(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)
-    return InterpretedStep(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)
+from .ir import InputError
+from .losses import loss_graph
+from .optim import Adam
+from .stateful import StatefulTrainStep, stream_chunks
+from .trainstep import InterpretedStep, train_step
 
 
 # ----------------------------------------------------------------------------- fit
@@ -145,7 +78,6 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
     `checkpoint=k`: gradient checkpointing, the carries saved every k steps only and the
     steps between recomputed in the backward pass (same gradients, less memory).
     """
-    from .optim import Adam
     xs, target = _as_list(x), np.asarray(y)
     n = len(target)
     if any(len(a) != n for a in xs):
@@ -155,7 +87,6 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
         raise ValueError("checkpoint=k is for whole-sequence steps; with stateful_chunk the "
                          "chunks already bound what BPTT saves")
     if stateful_chunk:
-        from .stateful import StatefulTrainStep, stream_chunks
         step = StatefulTrainStep(model, criterion, bptt_max=bptt_max)
         chunks = stream_chunks(target.shape[1], stateful_chunk)
 

@@ -1,20 +1,10 @@
-"""A compiled training step: forward, loss and backward in one native call.
+"""Training steps: the interpreted one, and the compiled one wherever the compiler takes the graph.
 
-    step = gr.compile(model, loss=gr.MSECriterion(), train=True)
-    loss = step(x, target=y)         # fills model.parameters()[1], the flat gradient
-    opt.step()
-
-The training graph is the model's loss graph differentiated by the compiler
-(`prepare_training`): its outputs are the loss and the gradient of every parameter, laid out
-like the model's flat vector. Like `gr.compile`, one program serves every sequence length.
-Dropout is lowered in training mode: `step(x, target=y, seed=s)` drops exactly the elements
-the interpreter drops for `training=True, seed=s` (the same counter-based hash, salted by the
-loop step), forward and backward.
-
-`gr.compile(model, loss=..., train=True, threads=n)` runs the batch as up to n parts of rows
-at once (threads.py): each part computes the loss and gradient of its rows into its own
-buffer, and they combine as the criterion's batch mean (weights rows_i / B for a
-mean-reduced loss), equal to the one-thread step within float32 rounding.
+A training step runs forward, loss and backward of (model, criterion) on a batch, returns the
+loss and fills the model's flat gradient (`model.parameters()[1]`). Both kinds run the
+driver's training graph of the loss graph: `CompiledTrainStep` (compile.py) as native code,
+`InterpretedStep` with the reference interpreter (float32), the oracle the compiled step is
+tested against.
 """
 from __future__ import annotations
 
@@ -22,82 +12,59 @@ from typing import Any
 
 import numpy as np
 
-from . import ops
-from .compile import CompiledModel
-from .compiler.codegen.lower import lower_graph
-from .compiler.pipeline import prepare_training
-from .compiler.passes.rewrite import rewrite
-from .ir import Graph, InputError, Node, Op, TensorType
-from .threads import BatchSplitter
-from .train import InterpretedStep, loss_graph
+from .compile import CompiledTrainStep, gradient_graph
+from .interpret import Context, array_type, coerce_input, interpret, run_graph
+from .ir import Graph, InputError, ParamTable
+from .losses import loss_graph
 
 
-def _unit_cotangent(graph: Graph) -> Graph:
-    """The training graph with the loss cotangent fixed to 1 and `params` as its last input."""
-    *user, params, cotangent = graph.inputs
-    one = ops.const(np.float32(1.0))
+def relaid(vector: np.ndarray, layout: ParamTable, target: ParamTable) -> np.ndarray:
+    """A parameter (or gradient) vector of `layout` in the layout `target` (the same keys,
+    perhaps in another order); `vector` itself when the layouts agree."""
+    if layout == target:
+        return vector
+    out = np.zeros(target.size, vector.dtype)
+    theirs = target.views(out)
+    for key, view in layout.views(vector).items():
+        theirs[key][...] = view
+    return out
 
-    def visit(n: Node) -> Node:
-        return one if n is cotangent else n
-    g = rewrite(graph, visit, into_loops=False)
-    return g.rebuilt(list(user) + [params], g.outputs)
 
-
-class CompiledTrainStep(CompiledModel):
-    """forward + loss + backward of (model, criterion), compiled per batch size."""
+class InterpretedStep:
+    """forward + loss + backward with the reference interpreter (float32)."""
 
     def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
-                 checkpoint: int | None = None, **options: Any):
-        super().__init__(loss_graph(model, criterion), **options)
-        self.model, self._gather = model, False
-        self.truncate = bptt_max
-        self.checkpoint = checkpoint
-        self.fixed_time |= bool(checkpoint)     # segments of k steps: one program per T
-        self.forward_loss = CompiledModel(self.graph, cache=self.cache, threads=self.threads)
-        self.forward_loss.model, self.forward_loss._gather = model, False
-        self.lowering["training"] = True        # dropout draws the interpreter's masks
-        dropout = any(n.op == Op.DROPOUT and n.attrs["p"] > 0 for n, _ in self.graph.walk())
-        if dropout and (checkpoint or self.fixed_time):
-            # both restructure the loops, and a mask is salted by its loop step
-            raise InputError("dropout in loops that are unrolled or checkpointed is not "
-                             "compiled: use the interpreted step (compiled=False)")
+                 checkpoint: int | None = None):
+        self.model, self.bptt_max, self.checkpoint = model, bptt_max, checkpoint
+        self.graph = loss_graph(model, criterion)
+        self._cache: dict[tuple, tuple[Graph, ParamTable]] = {}
 
-    def splitter(self, threads: int) -> BatchSplitter:
-        # forward and backward: about three times the forward's flops per row
-        return BatchSplitter(self.graph, threads, training=True, work=3.0, gradient=True)
-
-    def key_options(self) -> dict[str, Any]:
-        return dict(super().key_options(), truncate=self.truncate, checkpoint=self.checkpoint)
-
-    def executable(self, types: tuple[TensorType, ...]) -> Any:
-        g, table, _ = prepare_training(self.graph, types, truncate=self.truncate,
-                                       checkpoint=self.checkpoint, dump=self.dump,
-                                       **self.options)
-        self.compiles += 1
-        return lower_graph(_unit_cotangent(g), table, **self.lowering)
+    def _grad_graph(self, arrays: list[np.ndarray]) -> tuple[Graph, ParamTable]:
+        """The driver's training graph for these input shapes: `(*inputs, target, params)
+        -> (loss, flat gradient)`, and its parameter layout."""
+        key = tuple((a.shape, a.dtype.kind) for a in arrays)
+        if key not in self._cache:
+            g, table, _ = gradient_graph(self.graph, [array_type(a) for a in arrays],
+                                         truncate=self.bptt_max, checkpoint=self.checkpoint,
+                                         unit_cotangent=True)
+            self._cache[key] = g, table
+        return self._cache[key]
 
     def __call__(self, *inputs: Any, target: Any, training: bool = True,
                  seed: int = 0) -> float:
-        """Run one step: returns the loss, leaves the gradient in the model's flat gradient.
-
-        Dropout draws the masks `gr.interpret(..., training=True, seed=seed)` draws (the
-        identity when `training` is False)."""
-        _, flat_grad = self.model.parameters()
-        values = (*inputs, target)
-        parts = self._parts(values) if not self.split.serial else ()
-        if len(parts) > 1:
-            loss, grad = self.split.run(parts, values, self.program_for, into={1: flat_grad},
-                                        seed=seed, training=training)
-        else:
-            loss, grad = self.program_for(values)(*values, seed=seed, training=training)
-        if grad is not flat_grad:
-            flat_grad[...] = grad
+        arrays = [coerce_input(x, v, np.float32)
+                  for x, v in zip(self.graph.inputs, list(inputs) + [target])]
+        grad_graph, table = self._grad_graph(arrays)
+        flat, flat_grad = self.model.parameters()   # the model's vectors hold the parameters
+        params = relaid(flat, self.model.table, table)
+        loss, grad = run_graph(grad_graph, arrays + [params],
+                               Context(np.float32, training=training, seed=seed))
+        flat_grad[...] = relaid(grad, table, self.model.table)
         return float(loss)
 
     def loss(self, *inputs: Any, target: Any) -> float:
-        """The loss alone, compiled, in inference mode."""
-        self.model.parameters()
-        return float(self.forward_loss(*inputs, target))
+        """The loss alone (no gradients), in inference mode."""
+        return float(interpret(self.graph, *inputs, target))
 
 
 def compile_train(model: Any, criterion: Any, *, bptt_max: int | None = None,
@@ -108,3 +75,15 @@ def compile_train(model: Any, criterion: Any, *, bptt_max: int | None = None,
                                  **options)
     except InputError:
         return InterpretedStep(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)
+
+
+def train_step(model: Any, criterion: Any, *, bptt_max: int | None = None,
+               compiled: bool = True, checkpoint: int | None = None) -> Any:
+    """The fastest available training step: compiled when the compiler supports the graph."""
+    if compiled:
+        return compile_train(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)
+    return InterpretedStep(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)
+
+
+__all__ = ["InterpretedStep", "CompiledTrainStep", "compile_train", "train_step", "relaid",
+           "loss_graph"]

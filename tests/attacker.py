@@ -24,6 +24,7 @@ from graphrnn.runtime.cache import (_EXE_SUFFIX, _HEADER, _SUFFIX, MAGIC, Kernel
                                     encode_executable)
 from graphrnn.runtime.jit import Engine
 from graphrnn.runtime.secure_files import SECRET_NAME
+from graphrnn.compiler.codegen.lower import VERSION as LOWERING_VERSION
 from graphrnn.engine import cache_version
 
 OTHER_UID = 12345                   # "another user": files are chowned to it (tests run as root)
@@ -53,7 +54,7 @@ def victim(scratch: Path) -> Victim:
     types = compiled.types_for([xs])
     exe = compiled.executable(types)
     return Victim(model, xs, compiled.structure_key(types),
-                  compiled.cache.key(exe.llvm_ir, cache_version()), exe)
+                  compiled.cache.key(exe.llvm_ir, cache_version(LOWERING_VERSION)), exe)
 
 
 def evil_object(v: Victim, marker: Path) -> bytes:

@@ -1,5 +1,6 @@
-"""join_projections (inside hoist_invariants): with many rows, a cell's input and recurrent
-projections become one step product over concat(x_t, h); results stay the interpreter's."""
+"""join_projections (the driver's step "join", before hoist_invariants): with many rows, a
+cell's input and recurrent projections become one step product over concat(x_t, h); results
+stay the interpreter's."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +11,7 @@ import graphrnn.compiler.passes.join as join
 from graphrnn import nn
 from graphrnn.compiler.passes.flatten import flatten_params
 from graphrnn.compiler.passes.hoist import hoist_invariants
+from graphrnn.compiler.passes.join import join_loops
 from graphrnn.compiler.pipeline import prepare, prepare_training
 from graphrnn.compiler.passes.validate import verify
 from graphrnn.interpret import Context, run_graph
@@ -63,7 +65,7 @@ def same(a: object, b: object) -> None:
                          ids=["plain", "bi-lengths"])
 def test_many_rows_join_the_projections(cell: type, config: dict) -> None:
     m, typed, args = layer(cell, 16, **config)
-    g = hoist_invariants(typed)
+    g = hoist_invariants(join_loops(typed))
     verify(g)
     assert outer_matmuls(g) == 0                          # no [B, T, G*H] projection
     assert all(ops == [Op.CONCAT] for ops in step_products(g))
@@ -73,7 +75,7 @@ def test_many_rows_join_the_projections(cell: type, config: dict) -> None:
 def test_flattened_weights_are_joined_once_before_the_loop() -> None:
     m, typed, args = layer(gr.cells.LSTM, 16)
     flat, _ = flatten_params(typed)
-    g = hoist_invariants(flat)
+    g = hoist_invariants(join_loops(flat))
     verify(g)
     (loop,) = [n for n in g.nodes if n.op == Op.LOOP]
     consts = loop.inputs[:loop.attrs["n_consts"]]
@@ -84,19 +86,19 @@ def test_flattened_weights_are_joined_once_before_the_loop() -> None:
 
 def test_few_rows_keep_the_hoisted_projection() -> None:
     _, typed, _ = layer(gr.cells.LSTM, 3)
-    g = hoist_invariants(typed)
+    g = hoist_invariants(join_loops(typed))
     assert outer_matmuls(g) == 1
     assert step_products(g) == [[Op.INPUT]]
 
 
 def test_symbolic_batch_is_not_joined() -> None:
     m, _, _ = layer(gr.cells.LSTM, 16)
-    assert outer_matmuls(hoist_invariants(m.graph)) == 1
+    assert outer_matmuls(hoist_invariants(join_loops(m.graph))) == 1
 
 
 def test_gru_keeps_its_projections_apart() -> None:
     _, typed, args = layer(gr.cells.GRU, 16)
-    g = hoist_invariants(typed)
+    g = hoist_invariants(join_loops(typed))
     assert outer_matmuls(g) == 1
     same(tuple(run_graph(g, args, Context())), tuple(run_graph(typed, args, Context())))
 
@@ -106,7 +108,7 @@ def test_min_rows_is_read_at_call_time(rows: int | None,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     _, typed, _ = layer(gr.cells.LSTM, 16)
     monkeypatch.setattr(join, "MIN_ROWS", rows)
-    assert outer_matmuls(hoist_invariants(typed)) == 1
+    assert outer_matmuls(hoist_invariants(join_loops(typed))) == 1
 
 
 def test_training_graph_joins_the_forward_loop() -> None:

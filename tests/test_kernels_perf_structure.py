@@ -27,7 +27,6 @@ from graphrnn.compiler.codegen.schedule import schedule
 from graphrnn.ir import InputError, TensorType
 from graphrnn.runtime.cache import KernelCache
 from graphrnn.train import InterpretedStep, loss_graph
-from graphrnn.trainstep import _unit_cotangent
 
 RNG = np.random.default_rng(5)
 
@@ -208,8 +207,8 @@ def test_tiles_fill_the_register_file() -> None:
 def lstm_training_schedule(b: int = 4, d: int = 6, h: int = 16):
     model = layer("lstm", d, h)
     g = loss_graph(model, gr.MSECriterion())
-    pg, _, _ = prepare_training(g, [TensorType((b, "T", d)), TensorType((b, "T", h))])
-    pg = _unit_cotangent(pg)
+    pg, _, _ = prepare_training(g, [TensorType((b, "T", d)), TensorType((b, "T", h))],
+                                unit_cotangent=True)
     return model, schedule(pg, pg.inputs[-1], training=True)
 
 

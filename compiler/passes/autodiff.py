@@ -15,9 +15,10 @@ from typing import Sequence
 
 from graphrnn import ops
 from graphrnn.ir import Graph, Node, Op, Param, TensorType, loop_operands, toposort
+from graphrnn.ops import internal_graph
 
 from .autodiff_loop import keep_checkpoint, like, prepare_loops, row_mask
-from .rewrite import inline, internal_graph, substitute
+from .rewrite import inline, substitute
 from .vjp import VJP_RULES, is_float, total
 
 

@@ -16,7 +16,9 @@ from typing import Sequence
 from graphrnn import ops
 from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, node_error, toposort
 
-from .rewrite import internal_graph, map_nodes, rewrite, with_inputs
+from graphrnn.ops import internal_graph
+
+from .rewrite import map_nodes, rewrite, with_inputs
 from .vjp import is_float
 
 

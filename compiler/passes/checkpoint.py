@@ -33,8 +33,9 @@ from typing import Sequence
 
 from graphrnn import ops
 from graphrnn.ir import Graph, GraphError, Node, TensorType, loop_operands, node_error
+from graphrnn.ops import internal_graph
 
-from .rewrite import inline, internal_graph, split_loops
+from .rewrite import inline, split_loops
 
 
 def checkpoint_loops(graph: Graph, every: int, *, truncate: int | None = None) -> Graph:

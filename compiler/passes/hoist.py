@@ -33,9 +33,9 @@ Slices, indexes and reshapes of a hoisted value are not given a sequence of thei
 are recomputed in the body from the hoisted value. Loop consts and sequences the body no
 longer reads are dropped. Dropout (its mask depends on the step) is never moved.
 
-Before a loop is hoisted, join.py may join its input projection into the step product
-instead (many batch rows: one product over concat(x_t, h), no [B, T, ...] buffer); the
-weight concatenation it makes is then an invariant moved out here.
+The driver's step "join" (join.py) runs just before: with many batch rows a loop's input
+projection is joined into the step product instead (one product over concat(x_t, h), no
+[B, T, ...] buffer); the weight concatenation it makes is then an invariant moved out here.
 
 The kinds of body values (INV, SEQ, STEP) and SEQ_RULES live in loop_kinds.py; `outer_copies`
 is shared with accumulate.py, which moves work the other way: after the loop.
@@ -45,7 +45,6 @@ from __future__ import annotations
 from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, split
 from graphrnn.ops import apply_rule
 
-from .join import join_projections, shared_projections
 from .loop_kinds import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, classify, leaf_key
 from .rewrite import fresh_name, map_nodes, rewrite, with_inputs
 
@@ -62,28 +61,15 @@ def hoist_invariants(graph: Graph, *, min_input_size: int = 4) -> Graph:
     taken = {n.name for n in graph.nodes}
     leaves = {k: n for n in graph.nodes if (k := leaf_key(n, n.inputs)) is not None}
 
-    shared = shared_projections(graph)
-
     def visit(n: Node) -> Node:
         if n.op != Op.LOOP:
             return n
         body = hoist_invariants(n.attrs["body"], min_input_size=min_input_size)
         n = n.replace(attrs={**n.attrs, "body": body})
-        n = _joined(n, min_input_size, taken, shared)
         return _hoist_loop(n, min_input_size, taken, leaves)
     return rewrite(graph, visit, into_loops=False)
 
 
-def _joined(loop: Node, min_input_size: int, taken: set[str], shared: set[tuple]) -> Node:
-    """`loop` with its projection sums joined into one step product (join.py)."""
-    body: Graph = loop.attrs["body"]
-    consts, carry, xs, _ = loop_operands(loop)
-    if any(x.type is None for x in loop.inputs) or any(n.type is None for n in body.nodes):
-        return loop
-    steps = xs[0].type.shape[1] if xs else loop.attrs.get("length")
-    kinds = classify(body, len(consts), len(carry), SeqContext(min_input_size, steps))
-    return join_projections(loop, taken, kinds=kinds, min_input_size=min_input_size,
-                            shared=shared)
 
 
 # ----------------------------------------------------------------------------- one loop

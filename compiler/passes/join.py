@@ -17,19 +17,52 @@ the loop. Measured on one AVX-512 core, joined vs hoisted in one process: LSTM f
 (32,50,256,256) 3%; with one row (a GEMV per step) the hoisted GEMM is 20% faster, hence
 the MIN_ROWS threshold. Only a sum of exactly these two shapes is joined (LSTM and RNN cells;
 a GRU keeps the projections apart); the projections must be read by the sum alone.
+
+`join_loops` is the driver's step "join", run just before "hoist" (inner loops first).
 """
 from __future__ import annotations
 
 from graphrnn.ir import Graph, Node, Op, loop_operands
 from graphrnn.ops import apply_rule
 
-from .loop_kinds import leaf_key
-from .rewrite import fresh_name, map_nodes, read_counts, with_inputs
+from .loop_kinds import SeqContext, classify, leaf_key
+from .rewrite import fresh_name, map_nodes, read_counts, rewrite, with_inputs
 
 # Batch rows from which the joined step product pays (measured), or None: never join. At
 # most threads.MIN_ROWS_PER_PART, and bit-identical across a batch split because the
 # epilogue never contracts mul + add into an FMA on its own (irbuilder.FLAGS).
 MIN_ROWS: int | None = 8
+
+
+def join_loops(graph: Graph, *, min_input_size: int = 4) -> Graph:
+    """`graph` with the projection sums of every loop body joined (inner loops first).
+
+    `min_input_size`: as for hoist_invariants, whose classification of the body it uses.
+    Returns `graph` itself when nothing is joined. Needs a typed graph.
+    """
+    taken = {n.name for n in graph.nodes}
+    shared = shared_projections(graph)
+
+    def visit(n: Node) -> Node:
+        if n.op != Op.LOOP:
+            return n
+        body = join_loops(n.attrs["body"], min_input_size=min_input_size)
+        if body is not n.attrs["body"]:
+            n = n.replace(attrs={**n.attrs, "body": body})
+        return _joined_loop(n, min_input_size, taken, shared)
+    return rewrite(graph, visit, into_loops=False)
+
+
+def _joined_loop(loop: Node, min_input_size: int, taken: set[str], shared: set[tuple]) -> Node:
+    """`loop` with its projection sums joined, classified as hoist.py classifies them."""
+    body: Graph = loop.attrs["body"]
+    consts, carry, xs, _ = loop_operands(loop)
+    if any(x.type is None for x in loop.inputs) or any(n.type is None for n in body.nodes):
+        return loop
+    steps = xs[0].type.shape[1] if xs else loop.attrs.get("length")
+    kinds = classify(body, len(consts), len(carry), SeqContext(min_input_size, steps))
+    return join_projections(loop, taken, kinds=kinds, min_input_size=min_input_size,
+                            shared=shared)
 
 
 def join_projections(loop: Node, taken: set[str], *, kinds: dict[int, str],
@@ -153,4 +186,4 @@ def projection_keys(loop: Node) -> dict[int, tuple]:
     return keys
 
 
-__all__ = ["join_projections", "shared_projections", "projection_keys", "MIN_ROWS"]
+__all__ = ["join_loops", "join_projections", "shared_projections", "projection_keys", "MIN_ROWS"]

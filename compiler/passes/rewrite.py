@@ -89,14 +89,6 @@ def inline(graph: Graph, args: Sequence[Node]) -> list[Node]:
     return [new[id(y)] for y in graph.outputs]
 
 
-def internal_graph(inputs: Sequence[Node], outputs: Sequence[Node]) -> Graph:
-    """A graph made by a pass: unused inputs allowed, every node given a unique name."""
-    order = toposort(outputs)
-    seen = {id(n) for n in order}
-    order = [x for x in inputs if id(x) not in seen] + order
-    return Graph._renamed(tuple(inputs), tuple(outputs), order)
-
-
 def users(graph: Graph) -> dict[int, list[Node]]:
     """id(node) -> the distinct nodes of `graph` that read it, in graph order (loop bodies
     are graphs of their own)."""

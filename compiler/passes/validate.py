@@ -6,25 +6,9 @@ is caught at the pass, with an error naming the node, not later in the lowering.
 """
 from __future__ import annotations
 
-from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, GraphError, Node, Op, ShapeError, node_error, type_str
+from graphrnn.ir import Graph, GraphError, Node, Op, ShapeError, node_error, type_str
 from graphrnn.ops import SHAPE_RULES
-
-# (fewest, most) inputs of each op; None means any number. LOOP and FUSED are checked
-# against their bodies instead.
-ARITY: dict[Op, tuple[int, int | None]] = {
-    Op.INPUT: (0, 0), Op.PARAM: (0, 0), Op.CONST: (0, 0), Op.FILL: (0, 1),
-    **{op: (1, 1) for op in ELEMENTWISE_UNARY},
-    **{op: (2, 2) for op in ELEMENTWISE_BINARY},
-    Op.WHERE: (3, 3),
-    Op.MATMUL: (2, 2), Op.SUM: (1, 1), Op.MEAN: (1, 1),
-    Op.SOFTMAX: (1, 1), Op.LOG_SOFTMAX: (1, 1),
-    Op.LOOKUP: (2, 2), Op.PICK: (2, 2),
-    Op.CONCAT: (1, None), Op.SLICE: (1, 1), Op.INDEX: (1, 1), Op.RESHAPE: (1, 1),
-    Op.DROPOUT: (1, 1), Op.LOOP: (0, None), Op.GET: (1, 1), Op.VIEW: (1, 1),
-    Op.FUSED: (0, None),
-    Op.SEQ_MASK: (1, 2), Op.CONTRACT: (2, 2), Op.EXPAND: (2, 2), Op.PAD: (1, 1),
-    Op.SCATTER: (2, 2), Op.ONEHOT: (1, 1), Op.ASSEMBLE: (0, None), Op.SAMPLE: (3, 3),
-}
+from graphrnn.shape_rules import ARITY      # LOOP and FUSED are also checked against their bodies
 
 
 def verify(graph: Graph) -> None:
