@@ -20,7 +20,8 @@ from functools import partial
 from typing import Any, Callable, Collection, Sequence
 
 from graphrnn import settings
-from graphrnn.ir import Graph, GraphError, LoweringError, ParamTable, TensorType
+from graphrnn.flat import ParamTable
+from graphrnn.ir import Graph, GraphError, LoweringError, TensorType
 
 from .passes.accumulate import hoist_accumulations
 from .passes.autodiff import differentiate

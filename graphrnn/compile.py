@@ -20,11 +20,14 @@ second process skips the passes and the lowering and only loads object code; and
 code keyed on the LLVM IR. With GRAPHRNN_DEBUG (or dump) set, the passes always run, so their
 output is printed. This is the one module that uses both the compiler and the runtime.
 
-Weights are packed into panels once per parameter update, not per call. Updates made through
-the library are noticed: an optimiser's step(), load_state_dict(), reset_parameters(), and
-model.parameters() / named_parameters() (which hand the vector out to be written). After
-writing into a vector (or a Param's data) kept from earlier, call `invalidate()` (or
-`graphrnn.flat.params_changed(flat)`), else the next call may use the old weights.
+A compiled model never answers with stale weights. It reads the model's own flat vector
+(its ParamStore, graphrnn/store.py), brings in at each call the values of parameters another
+model sharing them owns, and repacks its packed weight panels when the vector's bytes changed
+since the last call, whatever wrote them (the vector, a named view, load_state_dict, an
+optimiser, another model's training): about 1% of a call (the store's docstring has figures).
+
+A compiled model pickles as its model and options, and compiles again (or loads from the
+kernel cache) where it is unpickled, with the process-wide cache.
 
 `stateful=True` keeps each top-level loop's carry between calls: a stream fed in chunks gives
 the result of one long call, bit for bit, whatever the chunk sizes (empty chunks included:
@@ -53,12 +56,14 @@ from .compiler.codegen.lower import VERSION as LOWERING_VERSION
 from .compiler.codegen.lower import lower_graph
 from .compiler.passes.state import expose_state
 from .fingerprint import structure_text
-from .flat import params_version
 from .interpret import interpret
-from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layout_params
+from .executable import Executable
+from .flat import ParamTable, layout_params
+from .ir import Graph, InputError, Op, TensorType
 from .runtime.cache import KernelCache
 from .runtime.jit import JitError, Library
 from .runtime.program import Program, as_input, describe, shapes_key
+from .store import value
 from .engine import cache_version, shared_cache, shared_engine
 from .threads import BatchSplitter, Parts
 
@@ -71,6 +76,8 @@ class CompiledModel:
                  stateful: bool = False, cache: KernelCache | None = None,
                  profile: bool = False, threads: int = 1):
         self.model = model
+        self._pickled = dict(unroll=unroll, optimize=optimize, disable=tuple(disable), dump=dump,
+                             stateful=stateful, profile=profile, threads=threads)
         graph: Graph = model.graph if hasattr(model, "graph") else model
         if not isinstance(graph, Graph):
             raise TypeError(f"gr.compile takes a gModule or a Graph, got {type(model).__name__}")
@@ -274,12 +281,6 @@ class CompiledModel:
         text = structure_text(self.graph, types, self.key_options(), LOWERING_VERSION)
         return None if text is None else self.cache.key(text, "program/" + cache_version())
 
-    def invalidate(self) -> None:
-        """Repack the weights at the next call, for parameter writes the library cannot see
-        (into a vector kept from earlier, or a Param's data)."""
-        for program in list(self.programs.values()):
-            program.invalidate()
-
     def _build(self, types: tuple[TensorType, ...]) -> Program:
         level = self.dump if self.dump is not None else settings.debug_level()
         key = self.structure_key(types) if level == 0 else None
@@ -309,19 +310,23 @@ class CompiledModel:
 
     def _program(self, exe: Executable, obj: bytes) -> Program:
         # a cache hit needs no Engine (that is, no optimiser target machine): only a loader
-        return Program(exe, Library(obj), self._params_for(exe.table), version=params_version)
+        params = self._params_for(exe.table)
+        store = getattr(self.model, "store", None)
+        own = store is not None and params is store.flat
+        return Program(exe, Library(obj), params, refresh=store.refresh if own else None)
 
     def _params_for(self, table: ParamTable) -> np.ndarray:
-        flat = getattr(self.model, "flat", None)
-        if flat is not None and getattr(self.model, "table", None) == table:
-            return flat
+        """The model's own flat vector when `table` is its layout, else a fresh gathered copy."""
+        store = getattr(self.model, "store", None)
+        if store is not None and store.table == table:
+            return store.flat
         own, keys = layout_params(self.graph.params())
         if own != table:
             raise InputError("the compiled parameter layout does not match the model's")
         flat = np.zeros(table.size, np.float32)
         views = table.views(flat)
         for p, k in keys.items():
-            views[k][...] = p.data
+            views[k][...] = value(p)
         return flat
 
     # -- inspection
@@ -345,9 +350,21 @@ class CompiledModel:
         exe = self.executable(self.types_for(inputs, B))
         return shared_engine().compile_to_object(exe.llvm_ir, assembly=True).asm or ""
 
+    def __reduce__(self) -> tuple:
+        if type(self) is not CompiledModel:
+            raise TypeError(f"a {type(self).__name__} does not pickle: pickle the model and "
+                            "compile it again")
+        return (_recompiled, (self.model, self._pickled))
+
     def __repr__(self) -> str:
         return (f"CompiledModel({type(self.model).__name__}, {len(self.programs)} programs"
                 f"{', stateful' if self.stateful else ''})")
+
+
+def _recompiled(model: Any, options: dict[str, Any]) -> CompiledModel:
+    """A pickled CompiledModel on the other side: the model compiled again (lazily, and
+    from the kernel cache where it holds the programs)."""
+    return CompiledModel(model, **options)
 
 
 def _check_dims(name: str, value: Any) -> None:

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from .interpret import Context, array_type, coerce_input, run_graph
-from .ir import Graph, Param, param_keys
+from .flat import param_keys
+from .ir import Graph, Param
 from .ops import infer_graph
+from .store import value
 
 
 @dataclass
@@ -45,7 +47,7 @@ def gradients(model: Any, *inputs: Any, cotangents: list | None = None,
     if cotangents is None:
         cotangents = [np.ones(_shape(y, arrays, typed), dtype) for y in float_outs]
     ctx = Context(dtype=dtype, training=training, seed=seed,
-                  param_values={id(p): p.data.astype(dtype) for p in typed.params()})
+                  param_values={id(p): value(p).astype(dtype) for p in typed.params()})
     values = run_graph(grad_graph, arrays + [np.asarray(c, dtype) for c in cotangents], ctx)
     n_out = len(typed.outputs)
     keys = param_keys(typed.params())
@@ -60,7 +62,7 @@ def gradients(model: Any, *inputs: Any, cotangents: list | None = None,
 
 
 def _shape(y: Any, arrays: list, typed: Graph) -> tuple[int, ...]:
-    ctx = Context(dtype=np.float64, param_values={id(p): p.data.astype(np.float64)
+    ctx = Context(dtype=np.float64, param_values={id(p): value(p).astype(np.float64)
                                                    for p in typed.params()})
     outs = run_graph(typed, arrays, ctx)
     return np.shape(outs[list(typed.outputs).index(y)])
@@ -76,7 +78,7 @@ def gradcheck(model: Any, *inputs: Any, eps: float = 1e-6, rtol: float = 1e-5,
     arrays = [coerce_input(x, v, np.float64) for x, v in zip(graph.inputs, inputs)]
     typed = infer_graph(graph, [array_type(a) for a in arrays])
     params: list[Param] = typed.params()
-    values = {id(p): p.data.astype(np.float64) for p in params}
+    values = {id(p): value(p).astype(np.float64) for p in params}
     float_outs = [i for i, y in enumerate(typed.outputs) if y.type.dtype == "float32"]
     base = run_graph(typed, arrays, Context(np.float64, param_values=values))
     cot = [rng.standard_normal(np.shape(base[i])) for i in float_outs]

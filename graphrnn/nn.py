@@ -12,7 +12,9 @@ from typing import Any, Sequence
 
 from . import ops
 from .init import generator, initial_value, next_dropout_seed
-from .ir import GraphError, Node, Param, Table, creation_site
+from .ir import GraphError, Node, Param, Table
+from .ops import creation_site
+from .store import adopt, value
 
 Nodes = "Node | Sequence[Node]"
 
@@ -39,8 +41,8 @@ class Module:
 
     # -- parameters
     def _param(self, name: str, shape: Sequence[int], init: str) -> Param:
-        p = Param(name, shape, init, owner=self.prefix, token=self,
-                  data=initial_value(tuple(shape), init, generator()))
+        p = Param(name, tuple(shape), init, owner=self.prefix, token=self)
+        adopt(p, initial_value(tuple(shape), init, generator()))
         self._params[name] = p
         return p
 
@@ -58,9 +60,7 @@ class Module:
         for n in names or tuple(self._params):
             if n not in self._params or n not in other._params:
                 raise GraphError(f"{self.prefix}: cannot share {n!r}: both modules need it")
-            mine = self._params[n]
-            mine.tied_to = other._params[n]
-            mine.tie_where = where
+            self._params[n].tie(other._params[n], where)
         return self
 
     def clone(self, *names: str) -> "Module":
@@ -68,7 +68,7 @@ class Module:
         the named parameters are tied to this one's, the others are independent copies."""
         twin = self._twin()
         for k, p in self._params.items():
-            twin._params[k].data[...] = p.data
+            value(twin._params[k])[...] = value(p)
         return twin.share(self, *names) if names else twin
 
     def _twin(self) -> "Module":

@@ -6,12 +6,34 @@ and are re-exported here. Every node records the user's `file:line` and the modu
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .ir import Dim, Graph, Node, NodeType, Op, Param, TensorType, creation_site, loop_operands
+from . import printing
+from .ir import HOOKS, Dim, Graph, Node, NodeType, Op, Param, TensorType, loop_operands
 from .shape_rules import F32, SHAPE_RULES, apply_rule, bind_input, broadcast_shapes, infer_graph
+
+# ----------------------------------------------------------------------------- provenance
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_ROOTS = tuple(os.path.join(d, "") for d in (
+    _HERE, os.path.join(os.path.dirname(_HERE), "compiler"),
+    os.path.join(os.path.dirname(_HERE), "runtime")))
+
+
+def creation_site() -> str:
+    """`file:line` of the first stack frame outside the graphrnn package."""
+    f = sys._getframe(1)
+    while f is not None:
+        fname = os.path.abspath(f.f_code.co_filename)
+        if not fname.startswith(_PACKAGE_ROOTS):
+            return f"{os.path.basename(fname)}:{f.f_lineno}"
+        f = f.f_back
+    return ""
+
 
 # ----------------------------------------------------------------------------- scopes
 
@@ -236,6 +258,9 @@ def sample(logits: Node, u: Node, temperature: Node) -> Node:
     """Draw a class per row from softmax(logits / temperature) using the uniforms `u`."""
     return make(Op.SAMPLE, [logits, u, temperature])
 
+
+HOOKS["part"] = get                     # `node[i]` and `node.split(n)` of the IR
+HOOKS["format"] = printing.format_graph  # `str(graph)`
 
 __all__ = ["SHAPE_RULES", "apply_rule", "bind_input", "broadcast_shapes", "infer_graph", "make",
            "scope", "loop_operands"]

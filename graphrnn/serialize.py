@@ -45,7 +45,9 @@ import numpy as np
 
 from .version import __version__
 from .codec import ModelFileError, check_fields, decode_graph, encode_graph, expect, is_int, parse_shape
-from .ir import Graph, GraphError, Param, layout_params
+from .flat import layout_params
+from .ir import Graph, GraphError, Param
+from .store import adopt, value
 
 FORMAT = "graphrnn-model"
 VERSION = 1
@@ -83,7 +85,7 @@ def save(model: Any, path: str | os.PathLike) -> None:
     members = [(GRAPH_MEMBER, json.dumps(doc, separators=(",", ":"), allow_nan=False).encode())]
     for p in params:
         buf = io.BytesIO()
-        np.lib.format.write_array(buf, np.ascontiguousarray(p.data, "<f4"), allow_pickle=False)
+        np.lib.format.write_array(buf, np.ascontiguousarray(value(p), "<f4"), allow_pickle=False)
         members.append((f"params/{keys[p]}.npy", buf.getvalue()))
     _write_atomic(os.fspath(path), members)
 
@@ -157,9 +159,11 @@ def _load(f: BinaryIO, path: str) -> Any:
             raise ModelFileError(f"damaged model file ({type(e).__name__}: {e})") from None
         try:
             tokens: dict[int, object] = {}      # one owner token per module group
-            params = [Param(r["name"], r["shape"], r["init"], owner=r["owner"], data=a,
+            params = [Param(r["name"], r["shape"], r["init"], owner=r["owner"],
                             token=tokens.setdefault(r["group"], object()))
-                      for r, a in zip(doc["params"], arrays)]
+                      for r in doc["params"]]
+            for p, a in zip(params, arrays):
+                adopt(p, a)
             uses = [0] * len(params)
             inputs, outputs = decode_graph(doc["graph"], params, uses, "graph", 0)
             unused = [doc["params"][i]["key"] for i, k in enumerate(uses) if k == 0]

@@ -30,6 +30,7 @@ from .interpret import interpret
 from .ir import Graph, InputError, TensorType
 from .runtime.program import Program
 from .threads import BatchSplitter
+from .close import close_graph
 
 
 def stateful_loss_graph(model: Any, criterion: Any) -> tuple[Graph, Graph, int]:
@@ -44,8 +45,7 @@ def stateful_loss_graph(model: Any, criterion: Any) -> tuple[Graph, Graph, int]:
     target = ops.input_(t.shape, t.dtype, name="target")
     loss = criterion([pred, target])
     state_outs = outs[len(outs) - exposed.n_state:]
-    graph = Graph.build(fresh[:n_user] + [target] + fresh[n_user:], [loss] + state_outs,
-                        check_dangling=False)
+    graph = close_graph(fresh[:n_user] + [target] + fresh[n_user:], [loss] + state_outs)
     return tie_params(graph), exposed.initial, exposed.n_state
 
 

@@ -16,6 +16,7 @@ from . import ops
 from .interpret import Context, array_type, coerce_input, run_graph
 from .ir import Graph, InputError, Node
 from .nn import Identity
+from .close import close_graph
 
 
 def loss_graph(model: Any, criterion: Any) -> Graph:
@@ -31,7 +32,7 @@ def loss_graph(model: Any, criterion: Any) -> Graph:
     else:
         target = Identity()().annotate(name="target")
     loss = criterion([pred, target])
-    return tie_params(Graph.build(fresh + [target], [loss], check_dangling=False))
+    return tie_params(close_graph(fresh + [target], [loss]))
 
 
 class InterpretedStep:
@@ -66,7 +67,7 @@ class InterpretedStep:
         flat_grad[...] = 0.0
         for (kind, what), v in zip(names, values[1:]):
             if kind == "param":
-                what.root().grad[...] += v
+                self.model.store.grad_of(what)[...] += v
         return float(values[0])
 
     def loss(self, *inputs: Any, target: Any) -> float:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from typing import Callable, Sequence
 
 from graphrnn import ops
+from graphrnn.close import renamed_graph
 from graphrnn.ir import Graph, GraphError, Node, Op, Param, TensorType, node_error, toposort
 
 Grads = tuple  # one Node | None per input
@@ -273,7 +274,7 @@ def internal_graph(inputs: Sequence[Node], outputs: Sequence[Node]) -> Graph:
     order = toposort(outputs)
     seen = {id(n) for n in order}
     order = [x for x in inputs if id(x) not in seen] + order
-    return Graph._renamed(tuple(inputs), tuple(outputs), order)
+    return renamed_graph(tuple(inputs), tuple(outputs), order)
 
 
 __all__ = ["VJP_RULES", "differentiate", "backprop", "internal_graph", "Param"]
