@@ -74,6 +74,17 @@ class Module:
     def _twin(self) -> "Module":
         raise NotImplementedError(f"{type(self).__name__} cannot be cloned")
 
+    # -- pickling: a module carries its parameters' values (a model's store wins over them)
+    def __getstate__(self) -> dict[str, Any]:
+        own = {k: value(p).copy() for k, p in self._params.items() if p.tied_to is None}
+        return {**self.__dict__, "_values": own}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        values = state.pop("_values", {})
+        self.__dict__.update(state)
+        for k, v in values.items():
+            adopt(self._params[k], v, replace=False)
+
     # -- calling
     def __call__(self, x: Any = None) -> Any:
         if x is None:

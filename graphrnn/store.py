@@ -96,11 +96,15 @@ def value(p: Param) -> np.ndarray:
 def adopt(p: Param, initial: Any, *, replace: bool = True) -> np.ndarray:
     """Give `p` an array of its own holding `initial` (zeros when None); returns the array.
 
-    With `replace=False` a Param that already has a home keeps it."""
-    if not replace and p in _HOME:
-        return _HOME[p]
-    arr = (np.zeros(p.shape, np.float32) if initial is None
-           else np.array(initial, np.float32).reshape(p.shape))
+    With `replace=False` a Param that already has a home keeps it, and `initial` must be an
+    array of its shape (the Param may be half unpickled: its fields are not read)."""
+    if not replace:
+        if p in _HOME:
+            return _HOME[p]
+        arr = np.array(initial, np.float32)
+    else:
+        arr = (np.zeros(p.shape, np.float32) if initial is None
+               else np.array(initial, np.float32).reshape(p.shape))
     _HOME[p] = arr
     _note_move()
     return arr
