@@ -57,7 +57,6 @@ class gModule(Module):
                 hook(error, built, ins, outs)
             raise
         self.training = False
-        self.compiled = None
         self.store = ParamStore(self.graph.params())
         self._params = dict(self.store.params)
         self.graph = _name_params(self.graph, self.store.keys)
@@ -81,10 +80,6 @@ class gModule(Module):
     @property
     def flat_grad(self) -> np.ndarray:
         return self.store.grad
-
-    @property
-    def _by_key(self) -> dict[str, Param]:
-        return self.store.params
 
     def parameters(self) -> tuple[np.ndarray, np.ndarray]:
         """(params, grads): the two flat float32 vectors every parameter is a view into.

@@ -14,7 +14,7 @@ from graphrnn.compiler.passes.tie import tie_params
 from graphrnn.interpret import EVAL_RULES, Context
 from graphrnn.executable import Contract, Executable
 from graphrnn.flat import ParamTable, Slot
-from graphrnn.ir import Graph, Node, Op, TensorType, node_error, toposort, type_str
+from graphrnn.ir import Node, Op, TensorType, node_error, toposort, type_str
 from graphrnn.close import close_graph
 
 RNG = np.random.default_rng(1)

@@ -60,7 +60,7 @@ def _shape(n: Node) -> tuple:
 
 
 def _users(graph: Graph) -> dict[int, list[Node]]:
-    """Distinct users of every node within `graph` (Node.users also sees other graphs)."""
+    """Distinct users of every node within `graph`."""
     users: dict[int, list[Node]] = {}
     for n in graph.nodes:
         for x in dict.fromkeys(n.inputs):

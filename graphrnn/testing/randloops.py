@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import nn, ops
 from ..gmodule import gModule
-from ..ir import Dim, Graph, Node, TensorType
+from ..ir import Dim, Node, TensorType
 from ..loop import Loop
 from .randgraph import Builder, Level, Value, hull
 from .randops import _nodes, _size, _solid, lookup_on
