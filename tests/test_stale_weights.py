@@ -82,10 +82,12 @@ def test_an_encoder_sharing_a_recurrent_sees_the_trained_weights(cache) -> None:
     after = fast_enc(xs)
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, gr.interpret(enc, xs), rtol=1e-4, atol=1e-5)
-    # and the other way round: writing the encoder's vector reaches the full model
-    enc.parameters()[0][...] *= 0.25
+    # and the other way round: writing the encoder's vector reaches the compiled full model
     fast_full = gr.compile(full, cache=cache)
+    first = fast_full(xs)
+    enc.parameters()[0][...] *= 0.25
     np.testing.assert_allclose(fast_full(xs), gr.interpret(full, xs), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(first, fast_full(xs))
     same(fast_enc, enc, xs)
 
 
