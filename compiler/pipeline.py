@@ -28,7 +28,8 @@ from functools import partial
 from typing import Any, Callable, Collection, Sequence
 
 from graphrnn import settings
-from graphrnn.ir import Graph, GraphError, ParamTable, TensorType
+from graphrnn.flat import ParamTable
+from graphrnn.ir import Graph, GraphError, TensorType
 
 from .codegen.lower import lower_graph
 from .passes.accumulate import hoist_accumulations

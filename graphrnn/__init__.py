@@ -8,12 +8,14 @@ from . import cells
 from .gmodule import gModule
 from .init import manual_seed
 from .interpret import interpret
-from .ir import (Graph, GraphError, InputError, LoweringError, Node, Op, Param, ParamTable,
-                 ShapeError, TensorType)
+from .flat import ParamTable
+from .ir import (Graph, GraphError, InputError, LoweringError, Node, Op, Param, ShapeError,
+                 TensorType)
 from .loop import Loop
 from .losses import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .nn import Input
 from .serialize import ModelFileError, load, save
+from .store import value
 from .compile import compile
 from . import optim, train
 from .gradcheck import gradcheck
@@ -25,5 +27,5 @@ __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "int
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
            "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "save", "load",
-           "viz", "optim", "train", "gradcheck", "ModelFileError", "profile",
+           "viz", "optim", "train", "gradcheck", "ModelFileError", "profile", "value",
            "cache_limits", "set_cache_limits"]

@@ -16,6 +16,7 @@ from .gmodule import gModule
 from .init import generator, initial_value
 from .ir import Node, Param
 from .nn import Input
+from .store import adopt
 
 
 class Cell(gModule):
@@ -42,8 +43,9 @@ class Cell(gModule):
         super().__init__(states + [x], list(outs), name=name or type(self).__name__.lower())
 
     def _new(self, name: str, shape: tuple[int, ...], init: str) -> Param:
-        return Param(name + self.suffix, shape, init, owner=self.owner, token=self.token,
-                     data=initial_value(shape, init, generator()))
+        p = Param(name + self.suffix, shape, init, owner=self.owner, token=self.token)
+        adopt(p, initial_value(shape, init, generator()))
+        return p
 
     def projections(self, x: Node, h: Node) -> tuple[Node, Node]:
         """(x @ W_ih.T + b_ih, h @ W_hh.T + b_hh)."""

@@ -4,37 +4,28 @@
     y = fast(x)                         # compiles for x's batch size and dtypes, then runs
     y = fast(x_longer)                  # same batch size: no recompile, whatever T is
 
-One native program is made per *signature* (signature.py): the batch size, every other fixed
-dim and the dtypes; the time dim stays symbolic, so a new sequence length never recompiles
-(unless loops are unrolled). The compiled forward is inference: dropout is the identity.
+One native program per *signature* (signature.py): the batch size, every other fixed dim and
+the dtypes; the time dim stays symbolic (unless loops are unrolled). The compiled forward is
+inference: dropout is the identity. Programs come from the kernel cache at two levels: whole
+programs keyed on the structure of the compilation (fingerprint.py: no passes, no lowering on
+a hit) and object code keyed on the LLVM IR. With GRAPHRNN_DEBUG (or dump) the passes run.
 
-Programs come from the kernel cache, at two levels: whole programs keyed on the structure of
-the compilation (graph, input signature, options, versions, host: see fingerprint.py), so a
-second process skips the passes and the lowering and only loads object code; and object
-code keyed on the LLVM IR. With GRAPHRNN_DEBUG (or dump) set, the passes always run.
+The one module of graphrnn that uses both the compiler and the runtime; the rest reaches the
+compiler through it (`tie_params`, `rewrite`, and `gradient_graph` for the interpreter).
 
-The one module of graphrnn that uses both the compiler and the runtime; the rest of graphrnn
-reaches the compiler through it (`tie_params` and `rewrite` for closing a model, and
-`gradient_graph`, the driver's training graph that the interpreter runs).
-
-Weights are packed into panels once per parameter update, not per call. Updates made through
-the library are noticed: an optimiser's step(), load_state_dict(), reset_parameters(), and
-model.parameters() / named_parameters() (which hand the vector out to be written). After
-writing into a vector (or a Param's data) kept from earlier, call `invalidate()` (or
-`graphrnn.flat.params_changed(flat)`), else the next call may use the old weights.
+Never stale: a compiled model reads its model's ParamStore (store.py), brings in the values
+of parameters another model owns, and repacks its packed weights when the vector's bytes
+changed since the last call, whatever wrote them. It pickles as its model and options and
+compiles again (or loads from the kernel cache) where it is unpickled.
 
 `stateful=True` keeps each top-level loop's carry between calls: a stream fed in chunks gives
-the result of one long call, bit for bit, whatever the chunk sizes (empty chunks included:
-the same kernels run on the same rows; tests/test_streams.py), in memory that does not grow
-with the stream. The state starts from the model's own initial values (computed for the
-first chunk's inputs), is reset by `reset_state()`, and a call with another batch size
-raises InputError until it is reset. Reverse loops cannot be stateful.
+the result of one long call, bit for bit, in memory that does not grow with the stream
+(tests/test_streams.py); `reset_state()` starts again. Reverse loops cannot be stateful.
 
 Calls are thread-safe: each call in flight has its own scratch arena (a stateful model
-serialises its calls, since the state is shared). `threads=n` runs one call's batch as up to n
-parts of rows at once, where each part has enough work (see threads.py and `parts_for`); the
-results are those of one thread. A forked child gets fresh locks (runtime/forksafe.py); a
-model keeps its `gr.cache_limits().programs` most recently used programs (runtime/lru.py).
+serialises its calls). `threads=n` runs one call's batch as up to n parts of rows at once,
+with one thread's results (threads.py). A forked child gets fresh locks (runtime/forksafe.py);
+a model keeps its `gr.cache_limits().programs` most recently used programs (runtime/lru.py).
 """
 from __future__ import annotations
 
@@ -52,9 +43,10 @@ from .compiler.passes.tie import tie_params
 from .compiler.pipeline import compile_graph, compile_training, expose, prepare_training
 from .engine import cache_version, load_object_code, shared_cache, shared_engine
 from .fingerprint import structure_text
-from .flat import params_version
 from .interpret import interpret
-from .ir import Executable, Graph, InputError, Op, ParamTable, TensorType, layout_params
+from .executable import Executable
+from .flat import ParamTable, layout_params
+from .ir import Graph, InputError, Op, TensorType
 from .losses import loss_graph
 from .module import graph_of
 from .runtime.cache import KernelCache
@@ -63,6 +55,7 @@ from .runtime.jit import JitError, Library
 from .runtime.lru import LRU, programs_limit
 from .runtime.program import Program, shapes_key
 from .signature import batch_types, check_dims, signature
+from .store import value
 from .threads import BatchSplitter, Parts
 
 
@@ -74,6 +67,8 @@ class CompiledModel:
                  stateful: bool = False, cache: KernelCache | None = None,
                  profile: bool = False, threads: int = 1):
         self.model = model
+        self._pickled = dict(unroll=unroll, optimize=optimize, disable=tuple(disable), dump=dump,
+                             stateful=stateful, profile=profile, threads=threads)
         graph = graph_of(model)
         if not isinstance(graph, Graph):
             raise TypeError(f"gr.compile takes a gModule or a Graph, got {type(model).__name__}")
@@ -240,12 +235,6 @@ class CompiledModel:
         version = cache_version(LOWERING_VERSION)
         return None if text is None else self.cache.key(text, "program/" + version)
 
-    def invalidate(self) -> None:
-        """Repack the weights at the next call, for parameter writes the library cannot see
-        (into a vector kept from earlier, or a Param's data)."""
-        for program in list(self.programs.values()):
-            program.invalidate()
-
     def _build(self, types: tuple[TensorType, ...]) -> Program:
         level = self.dump if self.dump is not None else settings.debug_level()
         key = self.structure_key(types) if level == 0 else None
@@ -266,19 +255,23 @@ class CompiledModel:
 
     def _program(self, exe: Executable, obj: bytes) -> Program:
         # a cache hit needs no Engine (that is, no optimiser target machine): only a loader
-        return Program(exe, Library(obj), self._params_for(exe.table), version=params_version)
+        params = self._params_for(exe.table)
+        store = getattr(self.model, "store", None)
+        own = store is not None and params is store.flat
+        return Program(exe, Library(obj), params, refresh=store.refresh if own else None)
 
     def _params_for(self, table: ParamTable) -> np.ndarray:
-        flat = getattr(self.model, "flat", None)
-        if flat is not None and getattr(self.model, "table", None) == table:
-            return flat
+        """The model's own flat vector when `table` is its layout, else a fresh gathered copy."""
+        store = getattr(self.model, "store", None)
+        if store is not None and store.table == table:
+            return store.flat
         own, keys = layout_params(self.graph.params())
         if own != table:
             raise InputError("the compiled parameter layout does not match the model's")
         flat = np.zeros(table.size, np.float32)
         views = table.views(flat)
         for p, k in keys.items():
-            views[k][...] = p.data
+            views[k][...] = value(p)
         return flat
 
     # -- inspection
@@ -302,9 +295,21 @@ class CompiledModel:
         exe = self.executable(self.types_for(inputs, B))
         return shared_engine().compile_to_object(exe.llvm_ir, assembly=True).asm or ""
 
+    def __reduce__(self) -> tuple:
+        if type(self) is not CompiledModel:
+            raise TypeError(f"a {type(self).__name__} does not pickle: pickle the model and "
+                            "compile it again")
+        return (_recompiled, (self.model, self._pickled))
+
     def __repr__(self) -> str:
         return (f"CompiledModel({type(self.model).__name__}, {len(self.programs)} programs"
                 f"{', stateful' if self.stateful else ''})")
+
+
+def _recompiled(model: Any, options: dict[str, Any]) -> CompiledModel:
+    """A pickled CompiledModel on the other side: the model compiled again (lazily, and
+    from the kernel cache where it holds the programs)."""
+    return CompiledModel(model, **options)
 
 
 class CompiledTrainStep(CompiledModel):

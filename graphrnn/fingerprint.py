@@ -22,7 +22,8 @@ import json
 from typing import Any, Sequence
 
 from .codec import encode_graph
-from .ir import Graph, GraphError, TensorType, layout_params
+from .flat import layout_params
+from .ir import Graph, GraphError, TensorType
 from .version import __version__, source_digest
 
 

@@ -1,16 +1,13 @@
-"""The flat parameter vector's layout (Torch `getParameters`, done explicitly) and the
-Executable, the plain data the compiler hands to the runtime."""
+"""The flat parameter vector's layout (Torch `getParameters`, done explicitly): where each
+parameter lives in one float32 vector, and the stable keys that name them."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-from .ir import InputError, Param, TensorType
-
-
-# ----------------------------------------------------------------------------- flat parameters
+from .ir import InputError, Param
 
 # The vector holds exactly the parameters, one after another (Torch `getParameters`): the
 # toy nngraph RNN's vector is its 755 numbers. The vector itself starts on 64 bytes; kernels
@@ -20,6 +17,7 @@ ALIGN_FLOATS = 1
 
 @dataclass(frozen=True)
 class Slot:
+    """One parameter's place in the flat vector."""
     offset: int
     shape: tuple[int, ...]
 
@@ -71,7 +69,7 @@ def param_keys(params: Sequence[Param]) -> dict[Param, str]:
 
 
 def layout_params(params: Sequence[Param]) -> tuple[ParamTable, dict[Param, str]]:
-    """Lay the parameters out in order, each at a 64-byte aligned offset."""
+    """Lay the parameters out in order, each at an offset rounded up to ALIGN_FLOATS."""
     keys = param_keys(params)
     slots: dict[str, Slot] = {}
     offset = 0
@@ -79,42 +77,3 @@ def layout_params(params: Sequence[Param]) -> tuple[ParamTable, dict[Param, str]
         slots[keys[p]] = Slot(offset, p.shape)
         offset += -(-p.size // ALIGN_FLOATS) * ALIGN_FLOATS
     return ParamTable(slots, offset), keys
-
-
-# ----------------------------------------------------------------------------- versions
-
-# data address of a flat vector -> how many times its values were changed through the library
-_VERSIONS: dict[int, int] = {}
-
-
-def params_changed(flat: np.ndarray) -> None:
-    """Note that the values in `flat` changed: compiled programs repack weights read from it.
-
-    Optimizer.step, gModule.load_state_dict / reset_parameters and handing the vector out
-    (`parameters()`, `named_parameters()`) call this; after writing into a vector kept from
-    earlier, call it (or the compiled model's `invalidate()`) yourself.
-    """
-    key = flat.__array_interface__["data"][0]
-    _VERSIONS[key] = _VERSIONS.get(key, 0) + 1
-
-
-def params_version(address: int) -> int:
-    """The change count of the flat vector whose data starts at `address` (keyed by memory,
-    so every view object of one vector shares it)."""
-    return _VERSIONS.get(address, 0)
-
-
-# ----------------------------------------------------------------------------- executable
-
-@dataclass(frozen=True)
-class Executable:
-    """What the compiler hands the runtime: plain data, printable, hashable, cacheable."""
-    llvm_ir: str
-    entry_points: tuple[str, ...]
-    table: ParamTable
-    arena_floats: int
-    io: tuple[TensorType, ...]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __hash__(self) -> int:      # `meta` is free-form notes, left out of the identity
-        return hash((self.llvm_ir, self.entry_points, self.table, self.arena_floats, self.io))

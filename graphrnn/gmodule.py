@@ -6,23 +6,14 @@ from typing import Any, Callable
 import numpy as np
 
 from . import ops
+from .close import close_graph
 from .compile import rewrite, tie_params
-from .flat import params_changed
+from .flat import ParamTable
 from .init import initial_value, key_generator
 from .interpret import interpret
-from .ir import Graph, GraphError, InputError, Node, Op, Param, Table, layout_params
+from .ir import Graph, GraphError, InputError, Node, Op, Param, Table
 from .module import Module, as_nodes, is_graph_value
-
-
-def aligned_zeros(n: int) -> np.ndarray:
-    """n float32 zeros starting on a 64-byte boundary.
-
-    Made with `frombuffer`, so views of the result have it as their `.base` (views stay one
-    level deep) rather than the larger allocation behind it.
-    """
-    raw = np.zeros(n + 16, np.float32)
-    skip = (-raw.ctypes.data % 64) // 4
-    return np.frombuffer(raw.data, np.float32, count=n, offset=4 * skip)
+from .store import ParamStore, value
 
 
 def _name_params(graph: Graph, keys: dict[Param, str]) -> Graph:
@@ -46,9 +37,10 @@ BUILD_ERROR_HOOKS: list[Callable[[GraphError, Graph | None, list, list], Any]] =
 class gModule(Module):
     """Close a graph from its inputs and outputs (nngraph `gModule`).
 
-    The graph's parameters are gathered into one contiguous float32 vector, each parameter a
-    view into it (Torch `getParameters`), with a gradient vector of the same layout.
-    Called on nodes, the graph is inlined into the caller's graph; called on arrays, it runs.
+    The graph's parameters live in the model's ParamStore (graphrnn/store.py): one contiguous
+    float32 vector (Torch `getParameters`), named views into it, and a gradient vector of the
+    same layout. Called on nodes, the graph is inlined into the caller's graph; called on
+    arrays, the reference interpreter runs it (`gr.compile(model)` gives the native code).
     """
 
     def __init__(self, inputs: Any, outputs: Any, name: str | None = None):
@@ -57,99 +49,80 @@ class gModule(Module):
         outs = as_nodes(outputs) if not isinstance(outputs, Node) else [outputs]
         built = None
         try:
-            built = Graph.build(ins, outs)
+            built = close_graph(ins, outs)
             self.graph: Graph = tie_params(built)
         except GraphError as error:
             for hook in BUILD_ERROR_HOOKS:
                 hook(error, built, ins, outs)
             raise
-        used = {id(n.param): n.param for n, _ in built.walk() if n.op == Op.PARAM}
         self.training = False
-        self.compiled = None
-        keys = self._bind_flat_parameters(list(used.values()))
-        self.graph = _name_params(self.graph, keys)
+        self.store = ParamStore(self.graph.params())
+        self._params = dict(self.store.params)
+        self.graph = _name_params(self.graph, self.store.keys)
 
     # -- parameters
-    def _bind_flat_parameters(self, used: list[Param]) -> dict[Param, str]:
-        """Lay the parameters out in one flat vector and make each `Param.data` a view of it.
+    @property
+    def table(self) -> ParamTable:
+        """Where each parameter lives in the flat vector."""
+        return self.store.table
 
-        Parameters tied to another (`share`/`clone`) get the view of the one they are tied to.
-        """
-        params = self.graph.params()
-        self.table, keys = layout_params(params)
-        self.flat = aligned_zeros(self.table.size)
-        self.flat_grad = aligned_zeros(self.table.size)
-        self._by_key: dict[str, Param] = {keys[p]: p for p in params}
-        self._tied = [p for p in used if p.root() is not p]
-        self._params = dict(self._by_key)
-        self._claim()
-        return keys
+    @property
+    def flat(self) -> np.ndarray:
+        """The flat parameter vector (without claiming: see `parameters()`)."""
+        return self.store.flat
 
-    def _claim(self) -> None:
-        """Make every parameter a view of this model's flat vectors, keeping its value.
+    @flat.setter
+    def flat(self, values: np.ndarray) -> None:
+        if values is not self.store.flat:       # `model.flat *= k` hands the same array back
+            self.store.flat[...] = values
 
-        A Param lives in one flat vector at a time: that of the model that closed last over it
-        (a cell inside a bigger model) or whose parameters were asked for last. Moving copies
-        the values, so nothing is lost; vectors taken earlier from the other model go stale.
-        """
-        claimed = getattr(self, "_claimed", None)
-        if claimed is not None and all(p.data is v for p, v in claimed):
-            return                    # identity: another model's claim replaces p.data
-        base = self.flat.ctypes.data
-        if all(p.data.ctypes.data == base + 4 * self.table.slots[k].offset
-               for k, p in self._by_key.items()):
-            self._claimed = [(p, p.data) for p in self._by_key.values()]
-            return
-        views = self.table.views(self.flat)
-        grads = self.table.views(self.flat_grad)
-        for k, p in self._by_key.items():
-            views[k][...] = p.data
-            if getattr(p, "grad", None) is not None and p.grad.shape == p.shape:
-                grads[k][...] = p.grad
-            p.data, p.grad = views[k], grads[k]
-        for p in self._tied:
-            p.data, p.grad = p.root().data, p.root().grad
-        self._claimed = [(p, p.data) for p in self._by_key.values()]
-        params_changed(self.flat)
+    @property
+    def flat_grad(self) -> np.ndarray:
+        return self.store.grad
 
     def parameters(self) -> tuple[np.ndarray, np.ndarray]:
-        """(params, grads): the two flat float32 vectors every parameter is a view into."""
-        self._claim()
-        params_changed(self.flat)         # the caller may write into it: repack compiled weights
-        return self.flat, self.flat_grad
+        """(params, grads): the two flat float32 vectors every parameter is a view into.
+
+        Makes this model the home of its parameters (graphrnn/store.py): write into these
+        vectors, by any route, and every compiled model sees it at its next call.
+        """
+        self.store.claim()
+        return self.store.flat, self.store.grad
 
     def named_parameters(self) -> dict[str, np.ndarray]:
-        """Parameter key -> its value, a view into the flat vector."""
-        self._claim()
-        params_changed(self.flat)
-        return {k: p.data for k, p in self._by_key.items()}
+        """Parameter key -> its value, a view into the flat vector (claims, as `parameters`)."""
+        self.store.claim()
+        return self.store.views()
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameter key -> a copy of its value."""
-        return {k: p.data.copy() for k, p in self._by_key.items()}
+        return {k: value(p).copy() for k, p in self.store.params.items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        missing = [k for k in self._by_key if k not in state]
-        unexpected = [k for k in state if k not in self._by_key]
+        params = self.store.params
+        missing = [k for k in params if k not in state]
+        unexpected = [k for k in state if k not in params]
         if strict and (missing or unexpected):
             raise KeyError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
-        self._claim()
+        self.store.claim()
+        views = self.store.views()
         for k, v in state.items():
-            if k in self._by_key:
-                p = self._by_key[k]
+            if k in params:
                 v = np.asarray(v)
-                if v.shape != p.shape:
-                    raise ValueError(f"{k}: expected shape {list(p.shape)}, got {list(v.shape)}")
-                p.data[...] = v
-        params_changed(self.flat)
+                if v.shape != params[k].shape:
+                    raise ValueError(f"{k}: expected shape {list(params[k].shape)}, got "
+                                     f"{list(v.shape)}")
+                views[k][...] = v
+        self.store.changed()
 
     def reset_parameters(self, seed: int = 0, scheme: str | None = None) -> None:
         """Re-draw every parameter from its init spec (or `scheme`), seeded by (seed, key)."""
-        self._claim()
-        for k, p in self._by_key.items():
+        self.store.claim()
+        views = self.store.views()
+        for k, p in self.store.params.items():
             spec = scheme if scheme and (len(p.shape) > 1 or scheme in ("zeros",)) else p.init
-            p.data[...] = initial_value(p.shape, spec, key_generator(seed, k))
-        params_changed(self.flat)
+            views[k][...] = initial_value(p.shape, spec, key_generator(seed, k))
+        self.store.changed()
 
     def param_count(self) -> int:
         return self.table.count
@@ -170,7 +143,8 @@ class gModule(Module):
         return self.forward(*args, **kwargs)
 
     def forward(self, *inputs: Any, seed: int = 0) -> Any:
-        """Run on numpy arrays with the reference interpreter (or the compiled model, if any)."""
+        """Run on numpy arrays with the reference interpreter, the oracle every compiled
+        result is checked against; `gr.compile(model)` gives native code for speed."""
         return interpret(self, *inputs, training=self.training, seed=seed)
 
     def _inline(self, args: list[Node]) -> Any:

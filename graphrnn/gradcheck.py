@@ -12,9 +12,11 @@ import numpy as np
 
 from .compile import gradient_graph
 from .interpret import Context, array_type, coerce_input, run_graph
-from .ir import Graph, Param, ParamTable, layout_params, param_keys
+from .flat import ParamTable, layout_params, param_keys
+from .ir import Graph, Param
 from .module import graph_of
 from .ops import infer_graph
+from .store import value
 
 
 @dataclass
@@ -70,12 +72,12 @@ def _flat_values(graph: Graph, table: ParamTable, dtype: type) -> np.ndarray:
     flat = np.zeros(table.size, dtype)
     views = table.views(flat)
     for p, key in keys.items():
-        views[key][...] = p.data
+        views[key][...] = value(p)
     return flat
 
 
 def _shape(y: Any, arrays: list, typed: Graph) -> tuple[int, ...]:
-    ctx = Context(dtype=np.float64, param_values={id(p): p.data.astype(np.float64)
+    ctx = Context(dtype=np.float64, param_values={id(p): value(p).astype(np.float64)
                                                    for p in typed.params()})
     outs = run_graph(typed, arrays, ctx)
     return np.shape(outs[list(typed.outputs).index(y)])
@@ -91,7 +93,7 @@ def gradcheck(model: Any, *inputs: Any, eps: float = 1e-6, rtol: float = 1e-5,
     arrays = [coerce_input(x, v, np.float64) for x, v in zip(graph.inputs, inputs)]
     typed = infer_graph(graph, [array_type(a) for a in arrays])
     params: list[Param] = typed.params()
-    values = {id(p): p.data.astype(np.float64) for p in params}
+    values = {id(p): value(p).astype(np.float64) for p in params}
     float_outs = [i for i, y in enumerate(typed.outputs) if y.type.dtype == "float32"]
     base = run_graph(typed, arrays, Context(np.float64, param_values=values))
     cot = [rng.standard_normal(np.shape(base[i])) for i in float_outs]

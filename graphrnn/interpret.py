@@ -13,6 +13,7 @@ import numpy as np
 from .ir import Graph, InputError, Node, Op, TensorType, loop_operands, node_error
 from .module import graph_of
 from .ops import infer_graph
+from .store import value
 
 
 @dataclass
@@ -22,7 +23,7 @@ class Context:
     training: bool = False
     seed: int = 0
     step: int = 0                 # the loop step being evaluated (salts dropout masks)
-    param_values: dict | None = None   # id(Param) -> array, overriding Param.data
+    param_values: dict | None = None   # id(Param) -> array, overriding the stored value
 
 
 def dropout_mask(shape: tuple[int, ...], p: float, seed: int, node_seed: int,
@@ -122,7 +123,7 @@ def _param(n: Node, a: list, ctx: Context) -> np.ndarray:
     p = n.param.root()
     if ctx.param_values is not None and id(p) in ctx.param_values:
         return ctx.param_values[id(p)]
-    return p.data.astype(ctx.dtype, copy=False)
+    return value(p).astype(ctx.dtype, copy=False)
 
 
 def _loop(n: Node, args: list, ctx: Context) -> tuple:

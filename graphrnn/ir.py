@@ -3,19 +3,17 @@
 A graph is explicitly typed, functional and closed: every value has one defining `Node`, one
 printed name and a `TensorType`. Recurrence exists only through the `loop` node, whose body is
 itself a `Graph`. Parameters are identified by `Param` objects: two nodes holding the same
-`Param` share one storage.
+`Param` share one storage. The IR is a leaf: it imports nothing of the project and holds no
+run-time state (parameter values live in graphrnn/store.py).
 """
 from __future__ import annotations
 
 import dataclasses
 import heapq
 import itertools
-import os
-import sys
-import weakref
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -157,27 +155,30 @@ def type_str(t: NodeType) -> str:
 
 # ----------------------------------------------------------------------------- parameters
 
+@dataclass(frozen=True, eq=False)
 class Param:
-    """A trainable tensor. Identity is tying: every node holding this object shares storage.
+    """A trainable tensor's identity: every node holding this object shares one storage.
 
     `name` is the local name ("weight"), `owner` the module prefix ("linear"); the graph gives
-    the full, unique key ("linear_1.weight"). `data` is the current value; once a model
-    flattens its parameters, `data` is a view into the model's one flat vector.
+    the full, unique key ("linear_1.weight"); `token` identifies the owning module. Values
+    live in a ParamStore (graphrnn/store.py), never here. The one thing set after creation is
+    a declared tie (`Module.share`), made once with `tie` while the model is being built.
     """
+    name: str
+    shape: tuple[int, ...]
+    init: str = "zeros"
+    owner: str = "param"
+    token: Any = field(default_factory=object, repr=False)
+    tied_to: "Param | None" = field(default=None, repr=False)
+    tie_where: str = field(default="", repr=False)
 
-    def __init__(self, name: str, shape: Sequence[int], init: str = "zeros",
-                 owner: str = "param", data: np.ndarray | None = None,
-                 token: object | None = None):
-        self.name = name
-        self.shape = tuple(int(d) for d in shape)
-        self.init = init
-        self.owner = owner
-        self.token = token if token is not None else object()   # identifies the owning module
-        self.tied_to: Param | None = None      # declared sharing, checked by the tie pass
-        self.tie_where: str = ""
-        self.data = (np.zeros(self.shape, np.float32) if data is None
-                     else np.asarray(data, np.float32).reshape(self.shape))
-        self.grad: np.ndarray | None = None    # a view into the owning model's flat gradient
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+    def tie(self, other: "Param", where: str = "") -> None:
+        """Declare that this parameter shares `other`'s storage (checked by the tie pass)."""
+        object.__setattr__(self, "tied_to", other)
+        object.__setattr__(self, "tie_where", where)
 
     @property
     def size(self) -> int:
@@ -185,8 +186,7 @@ class Param:
 
     def root(self) -> "Param":
         """The Param this one is tied to, followed to the end of the chain."""
-        p = self
-        seen = set()
+        p, seen = self, set()
         while p.tied_to is not None and id(p) not in seen:
             seen.add(id(p))
             p = p.tied_to
@@ -197,25 +197,12 @@ class Param:
 
 
 # ----------------------------------------------------------------------------- nodes
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_PACKAGE_ROOTS = tuple(os.path.join(d, "") for d in (
-    _HERE, os.path.join(os.path.dirname(_HERE), "compiler"),
-    os.path.join(os.path.dirname(_HERE), "runtime")))
-
-
-def creation_site() -> str:
-    """`file:line` of the first stack frame outside the graphrnn package."""
-    f = sys._getframe(1)
-    while f is not None:
-        fname = os.path.abspath(f.f_code.co_filename)
-        if not fname.startswith(_PACKAGE_ROOTS):
-            return f"{os.path.basename(fname)}:{f.f_lineno}"
-        f = f.f_back
-    return ""
-
-
 _creation_order = itertools.count()
+
+# What the IR asks of the layers above without importing them: "part" of a tuple-valued node
+# (ops.get, with its shape rule) and "format", a graph's text (printing.format_graph). Those
+# modules fill this in when imported, which importing graphrnn always does.
+HOOKS: dict[str, Callable[..., Any]] = {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,18 +217,12 @@ class Node:
     scope: str = ""
     where: str = ""
     doc: str = ""
-    users: Any = field(default_factory=weakref.WeakSet, repr=False, compare=False)
     seq: int = field(default_factory=lambda: next(_creation_order), repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        for x in self.inputs:
-            x.users.add(self)
 
     def replace(self, **changes: Any) -> "Node":
         """A copy with `changes`; `self` when nothing changes."""
         if all(_same(getattr(self, k), v) for k, v in changes.items()):
             return self
-        changes.setdefault("users", weakref.WeakSet())
         changes.setdefault("seq", self.seq)    # a copy keeps its place in reading order
         return dataclasses.replace(self, **changes)
 
@@ -255,14 +236,12 @@ class Node:
 
     def split(self, n: int) -> "Table":
         """The first `n` parts of a tuple-valued node (a loop), as GET nodes."""
-        from . import ops
-        return Table(ops.get(self, i) for i in range(n))
+        return Table(HOOKS["part"](self, i) for i in range(n))
 
     def __getitem__(self, i: int) -> "Node":
         if not isinstance(self.type, tuple) and self.op != Op.LOOP:
             raise node_error(self, "only a loop node has parts to index")
-        from . import ops
-        return ops.get(self, i)
+        return HOOKS["part"](self, i)
 
     def __repr__(self) -> str:
         label = self.name or self.op.value
@@ -275,17 +254,14 @@ def _same(a: Any, b: Any) -> bool:
     """Identity, or equal plain values; arrays and graphs compare by identity only."""
     if a is b:
         return True
+    plain = (type(None), bool, int, float, str)
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, TensorType) and isinstance(b, TensorType):
         return a == b
-    return _plain(a) and _plain(b) and type(a) is type(b) and a == b
-
-
-def _plain(v: Any) -> bool:
-    return v is None or isinstance(v, (bool, int, float, str))
+    return isinstance(a, plain) and type(a) is type(b) and a == b
 
 
 class Table(tuple):
@@ -358,65 +334,6 @@ class Graph:
     outputs: tuple[Node, ...]
     nodes: tuple[Node, ...]
 
-    @staticmethod
-    def build(inputs: Sequence[Node], outputs: Sequence[Node], *,
-              check_dangling: bool = True) -> "Graph":
-        """Close a graph: check it, and give each node a unique, stable name.
-
-        Builds fresh nodes, so the construction handles stay untouched and may be reused.
-        """
-        inputs, outputs = tuple(inputs), tuple(outputs)
-        for x in inputs:
-            if not isinstance(x, Node) or x.op != Op.INPUT:
-                raise node_error(x, "a graph input must be an input node, made with "
-                                 "nn.Identity()() or gr.Input(...)") if isinstance(x, Node) \
-                    else GraphError(f"a graph input must be a node, got {type(x).__name__}")
-        if len(set(map(id, inputs))) != len(inputs):
-            raise GraphError("the same input node is listed twice")
-        for y in outputs:
-            if not isinstance(y, Node):
-                raise GraphError(f"a graph output must be a node, got {type(y).__name__}")
-        order = toposort(outputs)
-        reached = {id(n) for n in order}
-        declared = {id(x) for x in inputs}
-        for n in order:
-            if n.op == Op.INPUT and id(n) not in declared:
-                raise node_error(n, "an output depends on this input, which is not among the "
-                                 "graph's inputs: add it to gModule's input list")
-        for x in inputs:
-            if id(x) not in reached:
-                raise node_error(x, "this input does not reach any output (dangling input)")
-        if check_dangling:
-            _check_dangling(inputs, reached)
-        _IN_A_GRAPH.update(order)
-        return Graph._renamed(inputs, outputs, order)
-
-    @staticmethod
-    def _renamed(inputs: tuple[Node, ...], outputs: tuple[Node, ...],
-                 order: list[Node]) -> "Graph":
-        taken: set[str] = set()
-        given: dict[int, str] = {}      # names the user chose win over generated ones
-        for n in order:
-            if n.name and n.name not in taken:
-                taken.add(n.name)
-                given[id(n)] = n.name
-        counters: dict[str, int] = {}
-        new: dict[int, Node] = {}
-        for n in order:
-            name = given.get(id(n), "")
-            if not name:
-                name = n.name
-                base = name or (n.op.value if n.op != Op.PARAM else _param_label(n))
-                k = counters.get(base, 0)
-                while f"{base}_{k}" in taken:
-                    k += 1
-                counters[base] = k + 1
-                name = f"{base}_{k}"
-            taken.add(name)
-            new[id(n)] = n.replace(inputs=tuple(new[id(x)] for x in n.inputs), name=name)
-        return Graph(tuple(new[id(x)] for x in inputs), tuple(new[id(y)] for y in outputs),
-                     tuple(new[id(n)] for n in order))
-
     def rebuilt(self, inputs: Sequence[Node], outputs: Sequence[Node]) -> "Graph":
         """A graph over nodes that a pass made: topological order recomputed, names kept.
 
@@ -455,37 +372,7 @@ class Graph:
         return list(seen.values())
 
     def __str__(self) -> str:
-        from .printing import format_graph
-        return format_graph(self)
-
-
-def _param_label(n: Node) -> str:
-    return f"{n.param.owner}.{n.param.name}" if n.param is not None else "param"
-
-
-# construction nodes that some built graph used: input handles may be reused for several
-# models, and then one model's nodes are not dangling in the next
-_IN_A_GRAPH: "weakref.WeakSet[Node]" = weakref.WeakSet()
-
-
-def _check_dangling(inputs: tuple[Node, ...], reached: set[int]) -> None:
-    """nngraph's rule: every node computed from an input must reach an output.
-
-    Nodes the user still holds are found through `users`. Unused parts of a split (GET,
-    INDEX) are fine, and so are nodes that already belong to an earlier graph.
-    """
-    seen: set[int] = set()
-    stack = list(inputs)
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        if id(n) not in reached and n.op not in (Op.GET, Op.INDEX) and n not in _IN_A_GRAPH:
-            raise node_error(n, "this node does not reach any output of the graph (dangling "
-                             "node): use it, or leave it out (if it belongs to another model, "
-                             "build that model first)")
-        stack.extend(list(n.users))
+        return HOOKS["format"](self)
 
 
 def split(items: Sequence[Any], *counts: int) -> list[tuple]:
@@ -509,5 +396,3 @@ def loop_operands(node: Node) -> tuple[tuple[Node, ...], tuple[Node, ...],
     consts, carry, xs = split(rest, a["n_consts"], a["n_carry"])
     return consts, carry, xs, lengths
 
-
-from .flat import ALIGN_FLOATS, Executable, ParamTable, Slot, layout_params, param_keys

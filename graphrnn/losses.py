@@ -8,6 +8,7 @@ import numpy as np
 
 from . import ops
 from .interpret import interpret
+from .close import close_graph
 from .ir import Graph, Node, TensorType
 from .module import Module, as_nodes
 
@@ -33,7 +34,7 @@ class Criterion(Module):
         p = ops.input_(np.shape(pred), name="prediction")
         t = ops.input_(np.shape(target), "int64" if np.asarray(target).dtype.kind in "iu"
                        else "float32", name="target")
-        return float(interpret(Graph.build([p, t], [self([p, t])]), pred, target))
+        return float(interpret(close_graph([p, t], [self([p, t])]), pred, target))
 
 
 class MSECriterion(Criterion):
@@ -73,7 +74,7 @@ def loss_graph(model: Any, criterion: Any) -> Graph:
     else:
         target = ops.input_().annotate(name="target")
     loss = criterion([pred, target])
-    return Graph.build(fresh + [target], [loss], check_dangling=False)
+    return close_graph(fresh + [target], [loss])
 
 
 __all__ = ["loss_graph", "Criterion", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion"]

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import zipfile
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
@@ -90,10 +90,5 @@ def check_param_table(archive: zipfile.ZipFile, records: list[dict], file_bytes:
                                  "file has")
 
 
-def placeholder(shape: tuple[int, ...]) -> Any:
-    """Zeros of `shape` that take no memory: a parameter's value until its data is read."""
-    return np.broadcast_to(np.float32(0), shape)
-
-
 __all__ = ["GRAPH_MEMBER", "MAX_GRAPH_BYTES", "MAX_PARAM_BYTES", "SAVE_TMP_SUFFIX",
-           "file_size", "read_graph_member", "check_param_table", "placeholder"]
+           "file_size", "read_graph_member", "check_param_table"]

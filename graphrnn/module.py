@@ -6,7 +6,9 @@ from typing import Any, Sequence
 
 from . import ops
 from .init import generator, initial_value
-from .ir import Graph, GraphError, Node, Param, creation_site
+from .ir import Graph, GraphError, Node, Param
+from .ops import creation_site
+from .store import adopt, value
 
 
 def as_nodes(x: Any) -> list[Node]:
@@ -31,8 +33,8 @@ class Module:
 
     # -- parameters
     def _param(self, name: str, shape: Sequence[int], init: str) -> Param:
-        p = Param(name, shape, init, owner=self.prefix, token=self,
-                  data=initial_value(tuple(shape), init, generator()))
+        p = Param(name, tuple(shape), init, owner=self.prefix, token=self)
+        adopt(p, initial_value(tuple(shape), init, generator()))
         self._params[name] = p
         return p
 
@@ -50,9 +52,7 @@ class Module:
         for n in names or tuple(self._params):
             if n not in self._params or n not in other._params:
                 raise GraphError(f"{self.prefix}: cannot share {n!r}: both modules need it")
-            mine = self._params[n]
-            mine.tied_to = other._params[n]
-            mine.tie_where = where
+            self._params[n].tie(other._params[n], where)
         return self
 
     def clone(self, *names: str) -> "Module":
@@ -60,11 +60,22 @@ class Module:
         the named parameters are tied to this one's, the others are independent copies."""
         twin = self._twin()
         for k, p in self._params.items():
-            twin._params[k].data[...] = p.data
+            value(twin._params[k])[...] = value(p)
         return twin.share(self, *names) if names else twin
 
     def _twin(self) -> "Module":
         raise NotImplementedError(f"{type(self).__name__} cannot be cloned")
+
+    # -- pickling: a module carries its parameters' values (a model's store wins over them)
+    def __getstate__(self) -> dict[str, Any]:
+        own = {k: value(p).copy() for k, p in self._params.items() if p.tied_to is None}
+        return {**self.__dict__, "_values": own}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        values = state.pop("_values", {})
+        self.__dict__.update(state)
+        for k, v in values.items():
+            adopt(self._params[k], v, replace=False)
 
     # -- calling
     def __call__(self, x: Any = None) -> Any:

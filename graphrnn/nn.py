@@ -11,9 +11,10 @@ import math
 from typing import Any
 
 from . import ops
+from .ops import creation_site
 from .gmodule import gModule
 from .init import next_dropout_seed
-from .ir import GraphError, Node, Table, creation_site
+from .ir import GraphError, Node, Table
 from .module import Module, as_nodes
 from .recurrent import Recurrent
 

@@ -7,14 +7,37 @@ module scope. `internal_graph` closes a graph that a builder or a pass made.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from . import printing
+from .close import renamed_graph
 from .infer import SHAPE_RULES, apply_rule, bind_input, infer_graph
-from .ir import (Dim, Graph, Node, NodeType, Op, Param, TensorType, creation_site, loop_operands,
+from .ir import (HOOKS, Dim, Graph, Node, NodeType, Op, Param, TensorType, loop_operands,
                  toposort)
 from .shape_rules import F32, broadcast_shapes
+
+# ----------------------------------------------------------------------------- provenance
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_ROOTS = tuple(os.path.join(d, "") for d in (
+    _HERE, os.path.join(os.path.dirname(_HERE), "compiler"),
+    os.path.join(os.path.dirname(_HERE), "runtime")))
+
+
+def creation_site() -> str:
+    """`file:line` of the first stack frame outside the graphrnn package."""
+    f = sys._getframe(1)
+    while f is not None:
+        fname = os.path.abspath(f.f_code.co_filename)
+        if not fname.startswith(_PACKAGE_ROOTS):
+            return f"{os.path.basename(fname)}:{f.f_lineno}"
+        f = f.f_back
+    return ""
+
 
 # ----------------------------------------------------------------------------- scopes
 
@@ -246,8 +269,11 @@ def internal_graph(inputs: Sequence[Node], outputs: Sequence[Node]) -> Graph:
     order = toposort(outputs)
     seen = {id(n) for n in order}
     order = [x for x in inputs if id(x) not in seen] + order
-    return Graph._renamed(tuple(inputs), tuple(outputs), order)
+    return renamed_graph(tuple(inputs), tuple(outputs), order)
 
+
+HOOKS["part"] = get                     # `node[i]` and `node.split(n)` of the IR
+HOOKS["format"] = printing.format_graph  # `str(graph)`
 
 __all__ = ["internal_graph", "SHAPE_RULES", "apply_rule", "bind_input", "broadcast_shapes",
-           "infer_graph", "make", "scope", "loop_operands"]
+           "infer_graph", "make", "scope", "loop_operands", "creation_site"]

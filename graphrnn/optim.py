@@ -15,8 +15,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .flat import params_changed
-
 
 def _flat(params: Any) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(params, "parameters"):
@@ -60,8 +58,7 @@ class Optimizer:
             self.last_grad_norm = clip_grad_norm(g, self.clip_norm)
         if self.weight_decay:
             g = g + np.float32(self.weight_decay) * self.params
-        self._update(g, np.float32(self.lr))
-        params_changed(self.params)
+        self._update(g, np.float32(self.lr))      # in place: compiled models see it by compare
         self.steps += 1
 
     def _update(self, g: np.ndarray, lr: np.float32) -> None:

@@ -85,8 +85,7 @@ def profile(model: Any, *inputs: Any, repeats: int = 10, warmup: int = 2,
         compiled(*inputs)
     call_s = (time.perf_counter() - start) / repeats
     hz = _cycles_per_second(program)
-    meta = program.exe.meta
-    return summarize(meta["profile"], program.counters, hz, repeats, call_s * 1e3,
+    return summarize(program.exe.contract.profile, program.counters, hz, repeats, call_s * 1e3,
                      label=_label(model, inputs))
 
 
@@ -114,7 +113,7 @@ def summarize(records: Sequence[tuple[str, str, tuple[str, ...], int]], counters
 
 def _cycles_per_second(program: Any) -> float:
     """The cycle counter's rate, measured against perf_counter over a few milliseconds."""
-    clock = program.library.function(program.exe.meta["clock"], ctypes.c_int64)
+    clock = program.library.function(program.exe.contract.clock, ctypes.c_int64)
     t0, c0 = time.perf_counter(), clock()
     while time.perf_counter() - t0 < CALIBRATE_SECONDS:
         pass

@@ -8,6 +8,7 @@ from .gmodule import gModule
 from .ir import GraphError, Node, Table
 from .loop import Loop
 from .module import Module, as_nodes
+from .store import value
 
 
 class Recurrent(Module):
@@ -44,7 +45,7 @@ class Recurrent(Module):
             for a in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 src, dst = getattr(cell, a), getattr(first, a)
                 if src is not None:
-                    dst.data[...] = src.data
+                    value(dst)[...] = value(src)
 
     def _body(self, cell: Any) -> Any:
         """The loop body: the cell's new states, and h' again as the per-step output."""

@@ -49,10 +49,12 @@ import numpy as np
 from .version import __version__
 from .codec import ModelFileError, check_fields, decode_graph, encode_graph, expect, is_int, parse_shape
 from .gmodule import gModule
-from .ir import Graph, GraphError, Param, layout_params
+from .flat import layout_params
+from .ir import Graph, GraphError, Param
 from .model_limits import (GRAPH_MEMBER, MAX_PARAM_BYTES, SAVE_TMP_SUFFIX, check_param_table,
-                           file_size, placeholder, read_graph_member)
+                           file_size, read_graph_member)
 from .runtime.secure_files import remove_orphans
+from .store import adopt, value
 
 FORMAT = "graphrnn-model"
 VERSION = 1
@@ -88,7 +90,7 @@ def save(model: Any, path: str | os.PathLike) -> None:
     members = [(GRAPH_MEMBER, json.dumps(doc, separators=(",", ":"), allow_nan=False).encode())]
     for p in params:
         buf = io.BytesIO()
-        np.lib.format.write_array(buf, np.ascontiguousarray(p.data, "<f4"), allow_pickle=False)
+        np.lib.format.write_array(buf, np.ascontiguousarray(value(p), "<f4"), allow_pickle=False)
         members.append((f"params/{keys[p]}.npy", buf.getvalue()))
     _write_atomic(os.fspath(path), members)
 
@@ -161,7 +163,6 @@ def _load(f: BinaryIO, path: str, max_bytes: int) -> Any:
                 check_param_table(npz.zip, doc["params"], size, max_bytes)
                 tokens: dict[int, object] = {}      # one owner token per module group
                 params = [Param(r["name"], r["shape"], r["init"], owner=r["owner"],
-                                data=placeholder(r["shape"]),
                                 token=tokens.setdefault(r["group"], object()))
                           for r in doc["params"]]
                 uses = [0] * len(params)
@@ -170,7 +171,7 @@ def _load(f: BinaryIO, path: str, max_bytes: int) -> Any:
                 if unused:
                     raise ModelFileError(f"parameters {unused} are stored but used by no node")
                 for p, a in zip(params, _read_params(npz, doc["params"])):
-                    p.data = a
+                    adopt(p, a)
         except (ModelFileError, GraphError):
             raise
         except _READ_ERRORS + (AttributeError,) as e:

@@ -22,6 +22,7 @@ import numpy as np
 from .cells import GRU, LSTM, RNN
 from .nn import Linear, LookupTable
 from .recurrent import Recurrent
+from .store import value
 
 WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -38,7 +39,7 @@ def _torch() -> Any:
 
 def _value(param: Any) -> np.ndarray:
     """A copy of a parameter's value (a tied parameter's comes from the one it is tied to)."""
-    return np.array(param.root().data, np.float32, copy=True)
+    return np.array(value(param), np.float32, copy=True)
 
 
 def _copy_into(module: Any, values: dict[str, np.ndarray]) -> Any:

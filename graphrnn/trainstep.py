@@ -14,7 +14,8 @@ import numpy as np
 
 from .compile import CompiledTrainStep, gradient_graph
 from .interpret import Context, array_type, coerce_input, interpret, run_graph
-from .ir import Graph, InputError, ParamTable
+from .flat import ParamTable
+from .ir import Graph, InputError
 from .losses import loss_graph
 
 

@@ -11,7 +11,7 @@ entry is deleted and recompiled. The disk is an optimisation only: when the dire
 be used, the cache keeps working in memory (a bounded LRU: runtime/lru.py).
 
 A second kind of entry (`.exe`) holds a whole program: the Executable's metadata (entry
-points, ParamTable, arena sizes, io types, checks, as Python literal text) next to its object
+points, ParamTable, arena sizes, io types, its Contract, as Python literal text) next to its object
 code, keyed by the caller on the *structure* of the compilation rather than on the IR (see
 graphrnn/fingerprint.py), so a hit skips the passes and the lowering. It is written and checked
 like an object entry; metadata that does not parse as a well-formed Executable is deleted.
@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 
-from graphrnn.ir import Executable, ParamTable, Slot, TensorType
+from graphrnn.executable import Contract, Executable
+from graphrnn.flat import ParamTable, Slot
+from graphrnn.ir import TensorType
 
 from .cache_dir import CacheDir, default_cache_dir
 from .forksafe import renew_after_fork
@@ -245,7 +247,7 @@ def encode_executable(exe: Executable, obj: bytes) -> bytes | None:
                      exe.table.size),
            "arena_floats": exe.arena_floats,
            "io": tuple((tuple(t.shape), t.dtype) for t in exe.io),
-           "meta": dict(exe.meta)}
+           "contract": exe.contract.as_literal()}
     text = repr(doc)
     try:
         if ast.literal_eval(text) != doc:
@@ -264,19 +266,25 @@ def decode_executable(payload: bytes) -> tuple[Executable, bytes]:
     doc = ast.literal_eval(payload[_LENGTH.size:_LENGTH.size + length].decode())
     obj = payload[_LENGTH.size + length:]
     _expect(isinstance(doc, dict) and set(doc) == {"entry_points", "table", "arena_floats",
-                                                   "io", "meta"}, "fields")
-    entries, (slots, size), arena, io, meta = (doc[k] for k in (
-        "entry_points", "table", "arena_floats", "io", "meta"))
+                                                   "io", "contract"}, "fields")
+    entries, (slots, size), arena, io, contract = (doc[k] for k in (
+        "entry_points", "table", "arena_floats", "io", "contract"))
     _expect(isinstance(entries, tuple) and entries and all(isinstance(e, str) for e in entries),
             "entry points")
     _expect(all(isinstance(k, str) and _ints(o) and isinstance(sh, tuple) and _ints(*sh)
                 for k, o, sh in slots) and _ints(size, arena), "parameter table")
     _expect(all(isinstance(sh, tuple) and all(isinstance(d, (int, str)) for d in sh)
                 and dt in ("float32", "int64") for sh, dt in io), "io types")
-    _expect(isinstance(meta, dict) and all(isinstance(k, str) for k in meta), "meta")
+    _expect(isinstance(contract, dict) and set(contract) == Contract.field_names(), "contract")
+    _expect(all(isinstance(contract[k], tuple) for k in ("inputs", "outputs", "arena", "checks"))
+            and _ints(*contract["arena"]) and isinstance(contract["symbol"], (str, type(None)))
+            and isinstance(contract["pack"], (tuple, type(None)))
+            and isinstance(contract["profile"], (tuple, type(None)))
+            and _ints(contract["extras"], contract["kernels"]), "contract")
     _expect(len(obj) > 0, "object code")
     table = ParamTable({k: Slot(o, sh) for k, o, sh in slots}, size)
-    exe = Executable("", entries, table, arena, tuple(TensorType(sh, dt) for sh, dt in io), meta)
+    exe = Executable("", entries, table, arena, tuple(TensorType(sh, dt) for sh, dt in io),
+                     Contract(**contract))
     return exe, obj
 
 

@@ -4,7 +4,7 @@
     y = program(x, lengths)          # validate every input, then one native call
 
 The entry point is `void f(float* params, float* arena, i8** io, i64 steps)`. `io` holds the
-input pointers, the output pointers, then `meta["extras"]` more: the persistent region, the
+input pointers, the output pointers, then `contract.extras` more: the persistent region, the
 run block (i64 seed and training flag, for dropout masks) and the profile counters; `steps`
 is the size of the symbolic time dim. Every
 input is checked before the call, and a bad one raises InputError naming the input and its
@@ -22,11 +22,13 @@ native call alone, on inputs from `validate`, writing into output arrays the cal
 (views into larger arrays are fine: a call split by rows, graphrnn/threads.py, writes each
 part's rows straight into one output).
 
-Packed weights: when the executable has a pack entry (`meta["pack"]`), the weights that depend
-on the parameters alone are packed into a persistent buffer the Program owns, and repacked only
-when the parameters changed: the bound vector is another array, its `version` (a callable
-from the vector's data address to a change count, given by the caller) moved on, or
-`invalidate()` was called. Without `version` every call repacks, which is always right.
+Packed weights: when the executable has a pack entry (`contract.pack`), the weights that
+depend on the parameters alone are packed into a persistent buffer the Program owns, and
+repacked only when the parameters changed: the bound vector is another array, or the count
+returned by `refresh` (given by the owner of the vector: graphrnn/store.py's
+`ParamStore.refresh`, called before every native call to bring the vector up to date and
+compare it with what was packed) moved on. Without `refresh` every call repacks, which is
+always right.
 """
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from graphrnn.ir import Executable, InputError, TensorType
+from graphrnn.executable import Executable
+from graphrnn.ir import InputError, TensorType
 
 from .buffers import aligned_zeros
 from .forksafe import renew_after_fork
@@ -141,33 +144,33 @@ class Program:
     """A compiled forward pass: `program(*arrays)` -> array, or a tuple for several outputs."""
 
     def __init__(self, exe: Executable, library: Library, params: np.ndarray | None = None,
-                 *, version: Callable[[int], int] | None = None):
+                 *, refresh: Callable[[bool], int] | None = None):
         self.exe = exe
         self.library = library                  # keeps the code alive
-        meta = exe.meta
-        self.names: tuple[str, ...] = tuple(meta["inputs"])
-        self.output_names: tuple[str, ...] = tuple(meta["outputs"])
+        contract = exe.contract
+        self.names: tuple[str, ...] = tuple(contract.inputs)
+        self.output_names: tuple[str, ...] = tuple(contract.outputs)
         n_in = len(self.names)
         self.in_types = exe.io[:n_in]
         self.out_types = exe.io[n_in:]
-        self.symbol: str | None = meta.get("symbol")
-        self.fixed, self.per_step = meta["arena"]
-        self.checks = tuple(meta.get("checks", ()))
+        self.symbol: str | None = contract.symbol
+        self.fixed, self.per_step = contract.arena
+        self.checks = tuple(contract.checks)
         self._fn = library.function(exe.entry_points[0], None, ctypes.c_void_p, ctypes.c_void_p,
                                     ctypes.c_void_p, ctypes.c_int64)
         # persistent region, filled by the pack entry once per parameter update
-        pack = meta.get("pack")
+        pack = contract.pack
         self._pack_fn = library.function(pack[0], None, ctypes.c_void_p, ctypes.c_void_p) \
             if pack else None
         self.persistent = aligned_zeros(max(pack[1] if pack else 0, 16))
-        self._version = version
+        self._refresh = refresh
         self._packed_from: tuple[np.ndarray, int] | None = None
         self._pack_lock = threading.Lock()
         renew_after_fork(self, _pack_lock=threading.Lock)
         self.packs = 0                          # how many times the weights were packed
-        records = meta.get("profile") or ()
+        records = contract.profile or ()
         self.counters = np.zeros(max(2 * len(records), 1), np.int64)
-        n_extras = meta.get("extras", 0)
+        n_extras = contract.extras
         # the io pointers after the outputs; None: the workspace's own run block
         self._extras = [self.persistent.ctypes.data, None, self.counters.ctypes.data][:n_extras]
         self._params: np.ndarray | None = None
@@ -205,16 +208,12 @@ class Program:
     def params(self) -> np.ndarray:
         return self._params
 
-    def invalidate(self) -> None:
-        """Repack the weights on the next call (after writing parameters by hand)."""
-        self._packed_from = None
-
-    def pack(self) -> None:
-        """Pack the weights from the bound parameters now, unless they are packed already."""
+    def pack(self, version: int = -1) -> None:
+        """Pack the weights from the bound parameters now, unless they are packed already
+        from this vector at this `version` (-1: unknown, always pack)."""
         if self._pack_fn is None:
             return
         flat = self._params
-        version = self._version(self._params_address) if self._version is not None else -1
         done = self._packed_from
         if version >= 0 and done is not None and done[0] is flat and done[1] == version:
             return
@@ -255,8 +254,9 @@ class Program:
 
     def _run(self, arrays: Sequence[np.ndarray], steps: int, outs: Sequence[np.ndarray],
              seed: int, training: bool) -> None:
+        version = self._refresh(self._pack_fn is not None) if self._refresh is not None else -1
         if self._pack_fn is not None:
-            self.pack()
+            self.pack(version)
         ws = self._acquire(self.fixed + self.per_step * steps)
         try:
             io = ws.io

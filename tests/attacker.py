@@ -61,8 +61,8 @@ def evil_object(v: Victim, marker: Path) -> bytes:
     """Object code defining the victim's symbols; running any of them creates `marker`."""
     path = os.fsencode(marker) + b"\0"
     symbols = [v.exe.entry_points[0]]
-    if v.exe.meta.get("pack"):
-        symbols.append(v.exe.meta["pack"][0])
+    if v.exe.contract.pack:
+        symbols.append(v.exe.contract.pack[0])
     lines = [f'@path = private constant [{len(path)} x i8] c"{path[:-1].decode()}\\00"',
              "declare i32 @creat(ptr, i32)"]
     for name in symbols:

@@ -12,6 +12,7 @@ from graphrnn.compiler.pipeline import prepare
 from graphrnn.compiler.passes.validate import verify
 from graphrnn.interpret import array_type, interpret
 from graphrnn.ir import Graph, Node, Op, TensorType
+from graphrnn.close import close_graph
 
 RNG = np.random.default_rng(11)
 B, T, D, H, N = 3, 4, 6, 5, 7
@@ -57,7 +58,7 @@ def hand_loop(*, reverse: bool = False, lengths: bool = False, read: bool = Fals
     acc2 = ops.add(acc, ops.contract(h2, x))
     s2 = ops.add(ops.mul(ops.sum_(ops.mul(h2, h), [0]), k), s)
     ys = [ops.matmul(h2, u), ops.tanh(h2)] + ([acc2] if read else [])
-    body = Graph.build([w, v, u, k, h, acc, s, x], [h2, acc2, s2] + ys)
+    body = close_graph([w, v, u, k, h, acc, s, x], [h2, acc2, s2] + ys)
     outer = [ops.input_(t.type.shape, name=t.name.upper()) for t in (w, v, u, k)]
     xs = ops.input_(("B", "T", D), name="xs")
     a0 = ops.input_((H, D), name="A0")
@@ -65,7 +66,7 @@ def hand_loop(*, reverse: bool = False, lengths: bool = False, read: bool = Fals
     init = [ops.fill((H,), 0.0, batch_like=xs), a0, ops.fill((H,), 0.0)]
     loop = ops.loop(body, outer, init, [xs], lens, reverse=reverse)
     ins = outer + [xs, a0] + ([lens] if lengths else [])
-    graph = Graph.build(ins, [ops.get(loop, i) for i in range(len(body.outputs))])
+    graph = close_graph(ins, [ops.get(loop, i) for i in range(len(body.outputs))])
     args = [randn(H, H) * 0.5, randn(D, H) * 0.5, randn(H, N), np.float32(0.7),
             randn(B, T, D), randn(H, D)] + ([np.array([T, 1, 3])] if lengths else [])
     return graph, args
@@ -213,7 +214,7 @@ def test_contracts_of_one_left_operand_merge() -> None:
     outs = [ops.contract(a, g1), ops.contract(a, g2), ops.contract(other, g1),
             ops.contract(a, g2, transpose_out=True), ops.sum_(a, axes=(0, 1)),
             ops.sum_(a, axes=(1,))]
-    g = Graph.build([a, g1, g2, other], outs)
+    g = close_graph([a, g1, g2, other], outs)
     merged = merge_contracts(g)
     assert count(merged, Op.CONTRACT) == 3 and count(merged, Op.CONCAT) == 1
     assert count(merged, Op.SUM) == 1                        # the sum over rows is a column
@@ -225,7 +226,7 @@ def test_contracts_of_one_left_operand_merge() -> None:
 
 def test_a_contract_and_a_bias_sum_merge() -> None:
     a, g1 = ops.input_((3, 4, 5), "float32", name="a"), ops.input_((3, 4, 2), "float32", name="g")
-    g = Graph.build([a, g1], [ops.contract(a, g1), ops.sum_(a, axes=(0, 1))])
+    g = close_graph([a, g1], [ops.contract(a, g1), ops.sum_(a, axes=(0, 1))])
     merged = merge_contracts(g)
     assert count(merged, Op.CONTRACT) == 1 and count(merged, Op.SUM) == 0
     args = [randn(3, 4, 5), randn(3, 4, 2)]
@@ -236,5 +237,5 @@ def test_contracts_wider_than_their_left_operand_stay() -> None:
     """Joining g's wider than `a` would copy more than the reads of `a` it saves (an
     output layer's dy [B, T, 1] against h [B, T, H])."""
     a, h = ops.input_((3, 4, 1), "float32", name="dy"), ops.input_((3, 4, 6), "float32", name="h")
-    g = Graph.build([a, h], [ops.contract(a, h), ops.sum_(a, axes=(0, 1))])
+    g = close_graph([a, h], [ops.contract(a, h), ops.sum_(a, axes=(0, 1))])
     assert merge_contracts(g) is g

@@ -219,5 +219,5 @@ def test_fit_with_checkpoints_follows_the_same_path(cache: KernelCache) -> None:
 def test_arena_bytes_of_a_compiled_model(cache: KernelCache) -> None:
     fast = gr.compile(recurrent("RNN"), cache=cache)
     x = randn(2, 30, D)
-    fixed, per_step = fast.program_for([x]).exe.meta["arena"]
+    fixed, per_step = fast.program_for([x]).exe.contract.arena
     assert fast.arena_bytes(x) == 4 * (fixed + 30 * per_step)

@@ -96,8 +96,8 @@ def test_a_fresh_cache_on_the_same_directory_serves_the_program(tmp_path) -> Non
     np.testing.assert_allclose(again(x), gr.interpret(model, x), rtol=1e-4, atol=1e-5)
     assert (first.compiles, again.compiles, fresh.stats.exe_hits) == (1, 0, 1)
     program = next(iter(again.programs.values()))
-    assert program.exe.llvm_ir == "" and program.exe.meta == \
-        next(iter(first.programs.values())).exe.meta
+    assert program.exe.llvm_ir == "" and program.exe.contract == \
+        next(iter(first.programs.values())).exe.contract
 
 
 def test_the_key_is_structural(tmp_path) -> None:

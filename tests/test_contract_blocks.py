@@ -10,8 +10,8 @@ from graphrnn import ops
 from graphrnn.compile import CompiledModel
 from graphrnn.compiler.codegen.emit_contract import CONTRACT_KC, CONTRACT_KC_LARGE, L2_BYTES, contract_kc
 from graphrnn.compiler.codegen.strides import Layout
-from graphrnn.ir import Graph
 from graphrnn.runtime.cache import KernelCache
+from graphrnn.close import close_graph
 
 RNG = np.random.default_rng(11)
 
@@ -25,7 +25,7 @@ def contract(b: int, t: int, k: int, n: int, transpose_out: bool, cache: KernelC
              ) -> None:
     a_in = ops.input_((b, t, k), "float32", name="a")
     g_in = ops.input_((b, t, n), "float32", name="g")
-    graph = Graph.build([a_in, g_in], [ops.contract(a_in, g_in, transpose_out)])
+    graph = close_graph([a_in, g_in], [ops.contract(a_in, g_in, transpose_out)])
     a = RNG.standard_normal((b, t, k)).astype(np.float32)
     g = RNG.standard_normal((b, t, n)).astype(np.float32)
     got = CompiledModel(graph, cache=cache)(a, g)

@@ -8,7 +8,8 @@ import graphrnn as gr
 from graphrnn import cells, nn
 from graphrnn.compiler import flatten_params, infer_shapes, prepare, unroll_loops, verify
 from graphrnn.interpret import interpret
-from graphrnn.ir import Op, TensorType, layout_params
+from graphrnn.flat import layout_params
+from graphrnn.ir import Op, TensorType
 
 RNG = np.random.default_rng(9)
 
@@ -111,7 +112,7 @@ def test_layout_follows_the_given_order():
     flat = np.zeros(table.size, np.float32)
     views_ = table.views(flat)
     for p in order:
-        views_[keys[p]][...] = p.data
+        views_[keys[p]][...] = gr.value(p)
     np.testing.assert_array_equal(interpret(g, x, flat), interpret(model, x))
     with pytest.raises(gr.GraphError, match="missing from the layout"):
         flatten_params(g0, order=order[:1])

@@ -12,6 +12,7 @@ from graphrnn.compiler.passes.fuse_elementwise import fuse_elementwise
 from graphrnn.gradcheck import gradients
 from graphrnn.interpret import array_type, interpret
 from graphrnn.ir import Graph, Node, Op
+from graphrnn.close import close_graph
 
 RNG = np.random.default_rng(5)
 B, T, D, H, C = 3, 5, 6, 5, 7
@@ -211,7 +212,7 @@ def test_fuse_joins_padded_pieces_only_when_they_tile_the_axis(befores: tuple,
     pads = [gr.ops.pad(gr.ops.tanh(x), 1, b, width - b - 3) for x, b in zip(xs, befores)]
     total = gr.ops.add(gr.ops.add(pads[2], pads[0]), pads[1])
     w = gr.ops.input_((width, 2), name="w")
-    g = Graph.build(xs + [w], [gr.ops.matmul(total, w)])
+    g = close_graph(xs + [w], [gr.ops.matmul(total, w)])
     fused = fuse_elementwise(g)
     args = [RNG.standard_normal((2, 3)).astype(np.float32) for _ in xs] + [
         RNG.standard_normal((width, 2)).astype(np.float32)]

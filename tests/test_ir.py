@@ -2,6 +2,8 @@
 evaluated by the interpreter against numpy."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,10 @@ from graphrnn import nn, ops
 from graphrnn.compiler.passes.rewrite import rewrite
 from graphrnn.compiler.passes.tie import tie_params
 from graphrnn.interpret import EVAL_RULES, Context
-from graphrnn.ir import Executable, Graph, Node, Op, ParamTable, Slot, TensorType, node_error, toposort, type_str
+from graphrnn.executable import Contract, Executable
+from graphrnn.flat import ParamTable, Slot
+from graphrnn.ir import Node, Op, TensorType, node_error, toposort, type_str
+from graphrnn.close import close_graph
 
 RNG = np.random.default_rng(1)
 
@@ -66,7 +71,7 @@ def test_toposort_follows_creation_order():
 def test_build_makes_fresh_named_nodes_and_keeps_handles():
     x = gr.Input("B", 3)
     y = ops.tanh(ops.tanh(x))
-    g = Graph.build([x], [y])
+    g = close_graph([x], [y])
     assert [n.name for n in g.nodes] == ["input_0", "tanh_0", "tanh_1"]
     assert x.name == "" and g.inputs[0] is not x and g.outputs[0] is g.nodes[-1]
     assert g.node("tanh_1") is g.outputs[0]
@@ -78,7 +83,7 @@ def test_build_makes_fresh_named_nodes_and_keeps_handles():
 
 def test_rebuilt_drops_unreachable_nodes():
     x = gr.Input("B", 3)
-    g = Graph.build([x], [ops.tanh(x), ops.sigmoid(x)])
+    g = close_graph([x], [ops.tanh(x), ops.sigmoid(x)])
     smaller = g.rebuilt(g.inputs, g.outputs[:1])
     assert [n.op for n in smaller.nodes] == [Op.INPUT, Op.TANH]
 
@@ -115,7 +120,7 @@ def test_printing_one_line_per_node_with_the_body_indented():
 def test_printing_shows_the_attrs_that_matter():
     x = gr.Input("B", 3)
     y = ops.mul(ops.add(x, ops.fill((3,), 1.5, batch_like=x)), ops.const(np.float32(2)))
-    text = str(Graph.build([x], [y]))
+    text = str(close_graph([x], [y]))
     assert "fill(%input_0, shape=(3,), value=1.5, dtype='float32')" in text
     assert "= const(2.)" in text
 
@@ -147,8 +152,14 @@ def test_param_table_and_executable_are_plain_hashable_data():
     t = ParamTable({"w": Slot(0, (2, 3))}, 16)
     assert t == ParamTable({"w": Slot(0, (2, 3))}, 16)
     assert hash(t) == hash(ParamTable({"w": Slot(0, (2, 3))}, 16))
-    e = Executable("; ir", ("forward",), t, 64, (TensorType(("B", 3)),))
-    assert hash(e) == hash(Executable("; ir", ("forward",), t, 64, (TensorType(("B", 3)),)))
+    c = Contract(("x",), ("y",), None, (64, 0))
+    e = Executable("; ir", ("forward",), t, 64, (TensorType(("B", 3)),), c)
+    assert hash(e) == hash(Executable("; ir", ("forward",), t, 64, (TensorType(("B", 3)),), c))
+    other = Executable("; ir", ("forward",), t, 64, (TensorType(("B", 3)),),
+                       dataclasses.replace(c, pack=("pack", 16)))
+    assert e != other                     # the contract is part of the identity
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.symbol = "T"  # type: ignore[misc]
 
 
 # ----------------------------------------------------------------------------- primitives
@@ -158,7 +169,7 @@ def evaluate(make, *arrays, **kw):
     xs = [gr.Input(*a.shape, dtype="int64" if a.dtype.kind == "i" else "float32")
           for a in arrays]
     out = make(*xs)
-    return gr.interpret(Graph.build(xs, [out]), *arrays, **kw)
+    return gr.interpret(close_graph(xs, [out]), *arrays, **kw)
 
 
 def close(a, b):
@@ -252,7 +263,7 @@ def test_view_slices_a_flat_vector():
 
 def test_fused_runs_its_elementwise_body():
     a, b = gr.Input("B", 3), gr.Input("B", 3)
-    body = Graph.build([a, b], [ops.mul(ops.tanh(a), b)])
+    body = close_graph([a, b], [ops.mul(ops.tanh(a), b)])
     x, y = randn(2, 3), randn(2, 3)
     got = evaluate(lambda p, q: ops.make(Op.FUSED, [p, q], body=body), x, y)
     close(got, np.tanh(x) * y)

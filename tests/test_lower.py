@@ -14,6 +14,7 @@ from graphrnn.compiler.codegen.lower import lower_graph
 from graphrnn.compiler.codegen.schedule import schedule
 from graphrnn.ir import Graph, LoweringError, Op, TensorType
 from graphrnn.runtime.cache import KernelCache
+from graphrnn.close import close_graph
 
 RNG = np.random.default_rng(2)
 
@@ -113,7 +114,7 @@ def test_entry_point_abi_and_flags() -> None:
     assert "@expf" not in exe.llvm_ir and "llvm.exp." not in exe.llvm_ir
     assert "llvm.fma.v8f32" in exe.llvm_ir
     assert exe.io == (TensorType((3, "T", 8)), TensorType((3, "T", 6)))
-    assert exe.meta["symbol"] == "T" and exe.arena_floats == exe.meta["arena"][0]
+    assert exe.contract.symbol == "T" and exe.arena_floats == exe.contract.arena[0]
 
 
 def test_the_ir_does_not_depend_on_t() -> None:
@@ -128,9 +129,9 @@ def test_lowering_errors_name_the_node() -> None:
     x = gr.Input("B", 4, name="x")
     w = gr.Input(4, 4, name="w")
     body_x, body_w = gr.Input("B", 4), gr.Input(4, 4)
-    body = Graph.build([body_x, body_w], [ops.matmul(body_x, body_w)])
+    body = close_graph([body_x, body_w], [ops.matmul(body_x, body_w)])
     fused = ops.make(Op.FUSED, [x, w], body=body, name="bad_fusion")
-    g, table = prepare(Graph.build([x, w], [fused]), [TensorType((2, 4)),
+    g, table = prepare(close_graph([x, w], [fused]), [TensorType((2, 4)),
                                                       TensorType((4, 4))], optimize=False)
     with pytest.raises(LoweringError, match=r"lowering bad_fusion \(fused\) at test_lower"):
         lower_graph(g, table)

@@ -11,6 +11,7 @@ from graphrnn.compiler.passes.hoist import hoist_invariants
 from graphrnn.compiler.passes.merge import merge_matmuls
 from graphrnn.compiler.passes.validate import verify
 from graphrnn.ir import Graph, Op
+from graphrnn.store import adopt
 
 RNG = np.random.default_rng(1)
 B, T, D, H = 3, 4, 6, 5
@@ -114,9 +115,9 @@ def test_untransposed_weights_join_along_n() -> None:
     x = gr.Input("B", D, name="x")
     lin = [nn.Linear(D, n) for n in (2, 3, 4)]
     outs = [ops.matmul(x, ops.param(l.weight), transpose_b=True) for l in lin[:1]]
-    plain = [gr.Param(f"w{k}", (D, n), owner="plain",
-                      data=RNG.standard_normal((D, n)).astype(np.float32))
-             for k, n in enumerate((3, 4))]
+    plain = [gr.Param(f"w{k}", (D, n), owner="plain") for k, n in enumerate((3, 4))]
+    for p in plain:
+        adopt(p, RNG.standard_normal(p.shape).astype(np.float32))
     outs += [ops.relu(ops.matmul(x, ops.param(p))) for p in plain]
     m = gr.gModule([x], outs)
     g = merged(m.graph)

@@ -1,9 +1,8 @@
 """Packed weights persist between calls and are repacked exactly when the parameters change.
 
-Changes made through the library (optimiser steps, load_state_dict, reset_parameters, the
-vector handed out by parameters()) are seen without help; a write into a vector kept from
-earlier is seen after `invalidate()` or `params_changed`. A stale pack never gives a result
-that differs from the interpreter's.
+Every change is seen without help, whatever made it: optimiser steps, load_state_dict,
+reset_parameters, writes into the vector handed out by parameters() or into a named view kept
+from earlier. A stale pack never gives a result that differs from the interpreter's.
 """
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from graphrnn import nn
 from graphrnn.compile import CompiledModel
 from graphrnn.compiler.pipeline import prepare
 from graphrnn.compiler.codegen.schedule import schedule
-from graphrnn.flat import params_changed
 from graphrnn.runtime.cache import KernelCache
 from graphrnn.runtime.program import Program
 from graphrnn.train import InterpretedStep
@@ -69,7 +67,7 @@ def test_weights_are_packed_once_across_calls(cache) -> None:
     for _ in range(3):
         check(model, fast, x)
     program = program_of(fast)
-    assert program.exe.meta["pack"] is not None and program.packs == 1
+    assert program.exe.contract.pack is not None and program.packs == 1
 
 
 def test_the_persistent_part_holds_the_packs_and_their_weights(cache) -> None:
@@ -104,19 +102,20 @@ def test_library_updates_are_seen(build, cache) -> None:
     assert program_of(fast).packs == packs                   # nothing changed: no repack
 
 
-def test_hand_writes_into_a_kept_vector_need_invalidate(cache) -> None:
+def test_hand_writes_into_a_kept_vector_are_seen(cache) -> None:
     model, x = lstm(), randn(2, 4, 5)
     fast = gr.compile(model, cache=cache)
     flat, _ = model.parameters()
     check(model, fast, x)
     flat *= 0.5
-    fast.invalidate()
     check(model, fast, x)
     weight = model.named_parameters()["lstm.weight_hh_l0"]
     check(model, fast, x)
     weight += 1.0
-    params_changed(flat)
     check(model, fast, x)
+    packs = program_of(fast).packs
+    check(model, fast, x)
+    assert program_of(fast).packs == packs                   # nothing changed: no repack
 
 
 def test_a_program_without_versions_repacks_every_call(cache) -> None:

@@ -10,6 +10,7 @@ from graphrnn import cells, nn, ops
 from graphrnn.compiler import eliminate_common_subexpressions, eliminate_dead_code, fold_constants, infer_shapes, prepare, unroll_loops, verify
 from graphrnn.interpret import interpret
 from graphrnn.ir import Graph, Node, Op, TensorType
+from graphrnn.close import close_graph
 
 RNG = np.random.default_rng(3)
 
@@ -223,7 +224,7 @@ def test_cse_merges_nodes_of_the_same_param():
     a = ops.matmul(x, ops.param(p), transpose_b=True)
     b = ops.matmul(x, ops.param(p), transpose_b=True)
     other = ops.matmul(x, ops.param(gr.Param("w", (3, 3))), transpose_b=True)
-    g = infer_shapes(Graph.build([x], [ops.add(ops.add(a, b), other)]), [TensorType((2, 3))])
+    g = infer_shapes(close_graph([x], [ops.add(ops.add(a, b), other)]), [TensorType((2, 3))])
     out = eliminate_common_subexpressions(g)
     assert (count(g, Op.PARAM), count(out, Op.PARAM)) == (3, 2)
     assert (count(g, Op.MATMUL), count(out, Op.MATMUL)) == (3, 2)

@@ -17,10 +17,11 @@ import graphrnn as gr
 from graphrnn import nn, ops
 from graphrnn.compiler.pipeline import prepare
 from graphrnn.viz.dot import storage_colour
-from graphrnn.ir import Graph, Op, TensorType
+from graphrnn.ir import Op, TensorType
 from graphrnn.viz.layout import layout
 from graphrnn.viz.draw import RenderError, failing_node, picture, render
 from graphrnn.viz.scene import build_scene, storage_edge_colour
+from graphrnn.close import close_graph
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -53,7 +54,7 @@ def nested_fused() -> gr.gModule:
     xs = gr.Input("B", "T", 3, 2)
     ys = gr.Loop(outer, n_carry=0)(xs=[xs])[0]
     u, v = gr.Input("B", "T", 4), gr.Input("B", "T", 4)
-    body = Graph.build([u, v], [ops.tanh(ops.add(u, v))])
+    body = close_graph([u, v], [ops.tanh(ops.add(u, v))])
     return gr.gModule([xs], [ops.make(Op.FUSED, [proj(ys), ys], body=body)], name="nested")
 
 
@@ -251,25 +252,25 @@ def test_debug_mode_writes_a_picture_of_a_rejected_gmodule(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     x = gr.Input("B", 3, name="x")
     h = nn.Linear(3, 4)(x)
-    forgotten = nn.Tanh()(h).annotate(name="forgotten")     # held, so it counts as dangling
-    y = nn.Sigmoid()(h)
+    forgotten = gr.Input("B", 4, name="forgotten")          # not among the inputs
+    y = nn.Sigmoid()(nn.CAddTable()([h, forgotten]))
     monkeypatch.setenv("GRAPHRNN_DEBUG", "0")
-    with pytest.raises(gr.GraphError, match="dangling"):
+    with pytest.raises(gr.GraphError, match="not among"):
         gr.gModule([x], [y])
     assert not (tmp_path / "graphrnn_error.svg").exists()
     monkeypatch.setenv("GRAPHRNN_DEBUG", "1")
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))          # the built-in layout
-    with pytest.raises(gr.GraphError, match="forgotten .*dangling"):
+    with pytest.raises(gr.GraphError, match="forgotten .*not among"):
         gr.gModule([x], [y])
     assert "graphrnn_error.svg" in capsys.readouterr().err
     root = ET.parse(tmp_path / "graphrnn_error.svg").getroot()
     (marked,) = [g for g in root.iter(SVG + "g") if "highlight" in g.get("class", "")]
     assert marked.get("data-path") == "forgotten" and forgotten.name == "forgotten"
     log = fake_dot(tmp_path, monkeypatch)                           # Graphviz
-    with pytest.raises(gr.GraphError, match="forgotten .*dangling"):
+    with pytest.raises(gr.GraphError, match="forgotten .*not among"):
         gr.gModule([x], [y])
     assert "fake" in (tmp_path / "graphrnn_error.svg").read_text()
-    assert re.search(r'"forgotten" \[label="forgotten\\ntanh \(tanh\)\\nat test_render\.py:'
+    assert re.search(r'"forgotten" \[label="forgotten\\ninput\\nat test_render\.py:'
                      r'\d+", color="#d62728"', log.read_text())
 
 

@@ -10,7 +10,8 @@ import pytest
 import graphrnn as gr
 from graphrnn import nn, ops
 from graphrnn.viz.dot import storage_colour
-from graphrnn.ir import Graph, Op
+from graphrnn.ir import Op
+from graphrnn.close import close_graph
 from graphrnn.viz import summary, to_dot, to_networkx
 from graphrnn.viz.inspect import param_storages, walk_paths
 
@@ -185,7 +186,7 @@ def test_dot_of_nested_loops_and_fused_bodies():
     xs = gr.Input("B", "T", 3, 2)
     _, ys = gr.Loop(body, n_carry=1)(init=[ops.fill((2,), batch_like=xs)], xs=[xs])
     u = gr.Input("B", "T", 2)
-    fused = ops.make(Op.FUSED, [ys], body=Graph.build([u], [ops.relu(u)]))
+    fused = ops.make(Op.FUSED, [ys], body=close_graph([u], [ops.relu(u)]))
     model = gr.gModule([xs], [fused])
     nodes, edges, clusters = parse_dot(gr.viz.to_dot(model))
     assert clusters == ["cluster_loop_0", "cluster_loop_0_loop_0", "cluster_fused_0"]

@@ -70,7 +70,7 @@ class Profiler:
             bld.store(bld.add(bld.load(ptr, align=8), bld.load(slot)), ptr, align=8)
 
     def meta(self) -> tuple[tuple[str, str, tuple[str, ...], int], ...]:
-        """The records as plain tuples, for the Executable's meta."""
+        """The records as plain tuples, for the Executable's contract."""
         return tuple((r.kernel, r.kind, r.nodes, r.parent) for r in self.records)
 
 

@@ -13,7 +13,7 @@ Kernels that depend on the parameters alone (see persist.py) go into a second fu
 
     void graphrnn_<hash8>_pack(float* params, float* persistent)
 
-named in `meta["pack"]`, which the Program runs once per parameter update instead of on every
+named in `contract.pack`, which the Program runs once per parameter update instead of on every
 call. `profile=True` brackets every kernel with cycle counters (emit_profile.py). Each kernel
 of the schedule is an internal function `k<i>_<kind>_<ops>` that the entry point calls in
 order; EMIT_RULES gives the emitter of each op, emit_gemm.py the calls of the products, the
@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 from llvmlite import ir
 
-from graphrnn.ir import Executable, Graph, LoweringError, Node, Op, ParamTable, TensorType, loop_operands, split
+from graphrnn.executable import Contract, Executable
+from graphrnn.flat import ParamTable
+from graphrnn.ir import Graph, LoweringError, Node, Op, TensorType, loop_operands, split
 
 from .emit_dropout import emit_dropout
 from .emit_index import INDEX_RULES
@@ -256,7 +258,7 @@ def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
     """The Executable of a typed, flattened (and optimised) graph.
 
     training: dropout draws its masks (from the run block's seed) instead of being the
-    identity. profile: count the cycles of every kernel (meta["profile"] names the counters).
+    identity. profile: count the cycles of every kernel (contract.profile names the counters).
     """
     params = graph.inputs[-1] if graph.inputs and graph.inputs[-1].name == "params" else None
     symbol = _time_symbol(graph, params)
@@ -285,20 +287,20 @@ def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
         text = text.replace(f'@"{base}"', f'@"{name}"')
     entry, pack = names[ENTRY], names[PACK_ENTRY]
     io = tuple(x.type for x in sched.inputs) + tuple(y.type for y in graph.outputs)
-    meta = {
-        "arena": (sched.fixed_floats, sched.step_floats),
-        "inputs": tuple(x.name for x in sched.inputs),
-        "outputs": tuple(y.name for y in graph.outputs),
-        "symbol": symbol,
-        "checks": tuple(index_checks(graph, sched.inputs)),
-        "kernels": sum(1 for k in sched.kernels for _ in k.walk()),
-        "version": VERSION,
-        "extras": EXTRAS,
-        "pack": (pack, sched.persist_floats) if sched.persistent else None,
-        "profile": low.profiler.meta() if low.profiler is not None else None,
-        "clock": names[CLOCK] if profile else None,
-    }
-    return Executable(text, (entry,), table, sched.fixed_floats, io, meta)
+    contract = Contract(
+        inputs=tuple(x.name for x in sched.inputs),
+        outputs=tuple(y.name for y in graph.outputs),
+        symbol=symbol,
+        arena=(sched.fixed_floats, sched.step_floats),
+        checks=tuple(index_checks(graph, sched.inputs)),
+        pack=(pack, sched.persist_floats) if sched.persistent else None,
+        profile=low.profiler.meta() if low.profiler is not None else None,
+        clock=names[CLOCK] if profile else None,
+        kernels=sum(1 for k in sched.kernels for _ in k.walk()),
+        extras=EXTRAS,
+        version=VERSION,
+    )
+    return Executable(text, (entry,), table, sched.fixed_floats, io, contract)
 
 
 def _time_symbol(graph: Graph, params: Node | None) -> str | None:

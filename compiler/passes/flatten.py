@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from graphrnn.ir import Graph, GraphError, Node, Op, Param, ParamTable, Slot, TensorType, layout_params, node_error
+from graphrnn.flat import ParamTable, Slot, layout_params
+from graphrnn.ir import Graph, GraphError, Node, Op, Param, TensorType, node_error
 
 from .rewrite import rewrite
 

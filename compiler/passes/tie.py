@@ -1,7 +1,8 @@
 """tie_params: one PARAM node per parameter in each graph, declared sharing checked."""
 from __future__ import annotations
 
-from graphrnn.ir import Graph, Node, Op, Param, ShapeError, TensorType, node_error, param_keys
+from graphrnn.flat import param_keys
+from graphrnn.ir import Graph, Node, Op, Param, ShapeError, TensorType, node_error
 from .rewrite import rewrite
 
 

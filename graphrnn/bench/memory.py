@@ -123,7 +123,7 @@ def build_last_state(d: int, h: int, seed: int = 0) -> Any:
 
 def lowered_arena(step: Any, *inputs: np.ndarray) -> int:
     """Arena bytes of `step`'s program for these inputs, from its lowering (not compiled)."""
-    fixed, per_step = step.executable(step.signature(list(inputs))[0]).meta["arena"]
+    fixed, per_step = step.executable(step.signature(list(inputs))[0]).contract.arena
     steps = inputs[0].shape[1]
     return 4 * (fixed + per_step * steps)
 

@@ -8,10 +8,11 @@ import numpy as np
 
 from .. import nn, ops
 from ..gmodule import gModule
-from ..ir import Dim, Graph, Node, TensorType
+from ..ir import Dim, Node, TensorType
 from ..loop import Loop
 from .randbuilder import Builder, Level
 from .randops import _nodes, _size, _solid, lookup_on
+from ..close import close_graph
 from .randvalues import Value, hull
 
 
@@ -118,7 +119,7 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     ins = [c.node for c in c_in] + [x for x, _, _ in body.externs] + \
         [h.node for h in h_in] + [x.node for x in x_in]
     out_nodes = outs + [y[0] for y in ys]
-    graph = gModule(ins, out_nodes) if b.chance(0.6) else Graph.build(ins, out_nodes)
+    graph = gModule(ins, out_nodes) if b.chance(0.6) else close_graph(ins, out_nodes)
 
     unroll: Any = None
     if steps >= 2 and b.chance(0.15):

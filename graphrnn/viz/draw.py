@@ -25,6 +25,7 @@ import warnings
 from typing import Any, Iterable, Sequence
 
 from .. import settings
+from ..close import renamed_graph
 from .dot import to_dot
 from ..ir import Graph, Node, toposort
 from .layout import layout
@@ -171,12 +172,12 @@ def render_error(model_or_graph: Any, error: BaseException, path: str | os.PathL
 def sketch(inputs: Sequence[Any], outputs: Sequence[Any], extra: Any = None
            ) -> tuple[Graph, str | None]:
     """A drawable Graph of the nodes a gModule was given (which could not become a graph):
-    what the outputs and `extra` depend on, named as Graph.build names them; and the name
+    what the outputs and `extra` depend on, named as close_graph names them; and the name
     `extra` gets."""
     ins = [x for x in inputs if isinstance(x, Node)]
     outs = [y for y in outputs if isinstance(y, Node)]
     order = toposort(ins + outs + ([extra] if isinstance(extra, Node) else []))
-    graph = Graph._renamed(tuple(ins), tuple(outs), order)
+    graph = renamed_graph(tuple(ins), tuple(outs), order)
     at = next((k for k, n in enumerate(order) if n is extra), None)
     return graph, (graph.nodes[at].name if at is not None else None)
 

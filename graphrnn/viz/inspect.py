@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from ..ir import ALIGN_FLOATS, Graph, Node, Op, layout_params, loop_operands, type_str
+from ..flat import ALIGN_FLOATS, layout_params
+from ..ir import Graph, Node, Op, loop_operands, type_str
 
 
 def graph_of(model_or_graph: Any) -> Graph:

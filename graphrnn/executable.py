@@ -1,0 +1,56 @@
+"""The Executable: the plain data the compiler hands the runtime, and its typed contract."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .flat import ParamTable
+from .ir import TensorType
+
+# ("ids", input, n): values in [0, n); ("lengths", input, (c, s)): values in [0, c + s*steps]
+Check = tuple[str, int, Any]
+# (kernel, kind, IR node names, parent record or -1): one profile counter pair each
+ProfileRecord = tuple[str, str, tuple[str, ...], int]
+
+
+@dataclass(frozen=True)
+class Contract:
+    """How the runtime calls the code: everything besides the LLVM module it must know.
+
+    inputs, outputs: the io names in pointer order; symbol: the dim passed as `steps` (None
+    when every dim is fixed); arena: (fixed floats, floats per step) of scratch memory;
+    checks: the int64 input range checks; pack: (pack entry, persistent floats) or None;
+    profile: the counter records (None unless profiling); clock: the cycle-counter function
+    of a profiling build; kernels: how many kernels; extras: io pointers after the outputs;
+    version: the lowering's version.
+    """
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    symbol: str | None
+    arena: tuple[int, int]
+    checks: tuple[Check, ...] = ()
+    pack: tuple[str, int] | None = None
+    profile: tuple[ProfileRecord, ...] | None = None
+    clock: str | None = None
+    kernels: int = 0
+    extras: int = 0
+    version: str = ""
+
+    def as_literal(self) -> dict[str, Any]:
+        """The fields as a dict of plain Python literals (for the cache's metadata text)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @staticmethod
+    def field_names() -> frozenset[str]:
+        return frozenset(f.name for f in fields(Contract))
+
+
+@dataclass(frozen=True)
+class Executable:
+    """What the compiler hands the runtime: plain data, printable, hashable, cacheable."""
+    llvm_ir: str
+    entry_points: tuple[str, ...]
+    table: ParamTable
+    arena_floats: int
+    io: tuple[TensorType, ...]
+    contract: Contract
