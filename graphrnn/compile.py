@@ -55,7 +55,7 @@ from .runtime.jit import JitError, Library
 from .runtime.lru import LRU, programs_limit
 from .runtime.program import Program, shapes_key
 from .signature import batch_types, check_dims, signature
-from .store import value
+from .store import gather
 from .threads import BatchSplitter, Parts
 
 
@@ -265,14 +265,9 @@ class CompiledModel:
         store = getattr(self.model, "store", None)
         if store is not None and store.table == table:
             return store.flat
-        own, keys = layout_params(self.graph.params())
-        if own != table:
+        if layout_params(self.graph.params())[0] != table:
             raise InputError("the compiled parameter layout does not match the model's")
-        flat = np.zeros(table.size, np.float32)
-        views = table.views(flat)
-        for p, k in keys.items():
-            views[k][...] = value(p)
-        return flat
+        return gather(self.graph.params(), table)
 
     # -- inspection
     def arena_bytes(self, *inputs: Any, target: Any = None) -> int:
@@ -369,18 +364,16 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
             threads: int = 1) -> CompiledModel:
     """Compile `model` (a gModule or Graph) to native code, lazily per batch size.
 
-    unroll: None unrolls only loops that ask for it; k unrolls every loop by k (compile time
-    then grows with T). disable: pass names to skip. dump: a GRAPHRNN_DEBUG level for this
-    model (3: LLVM IR, 4: assembly). stateful: keep the top-level loops' state across calls.
-    cache: a KernelCache (default: the process-wide one backed by GRAPHRNN_CACHE_DIR).
+    unroll: None unrolls only loops that ask for it; k unrolls every loop by k. disable: pass
+    names to skip. dump: a GRAPHRNN_DEBUG level (3: LLVM IR, 4: assembly). stateful: keep the
+    top-level loops' state across calls. cache: a KernelCache (default: the process-wide one).
     loss, train=True: compile the training step of (model, loss) instead: calling it with
     `(*inputs, target=...)` runs forward, loss and backward in one native call, returns the
     loss and fills the model's flat gradient; `bptt_max=k` truncates BPTT at every k-th step;
     `checkpoint=k` saves the loops' carries every k steps only and recomputes the rest in the
     backward pass (gradient checkpointing; one program per sequence length).
-    threads: run a call's batch as up to this many parts of rows at once, each on its own core,
-    where each part has enough work (threads.py; `parts_for(B, T)`), with one thread's results
-    (a training step's loss and gradients are the batch mean, combined from the parts).
+    threads: run a call's batch as up to this many parts of rows, each on its own core, where
+    each part has enough work (`parts_for(B, T)`), with one thread's results.
     """
     if train or loss is not None:
         if loss is None:

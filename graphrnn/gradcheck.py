@@ -12,11 +12,11 @@ import numpy as np
 
 from .compile import gradient_graph
 from .interpret import Context, array_type, coerce_input, run_graph
-from .flat import ParamTable, layout_params, param_keys
+from .flat import param_keys
 from .ir import Graph, Param
 from .module import graph_of
 from .ops import infer_graph
-from .store import value
+from .store import gather, value
 
 
 @dataclass
@@ -50,7 +50,7 @@ def gradients(model: Any, *inputs: Any, cotangents: list | None = None,
     float_outs = [y for y in typed.outputs if y.type.dtype == "float32"]
     if cotangents is None:
         cotangents = [np.ones(_shape(y, arrays, typed), dtype) for y in float_outs]
-    params = _flat_values(graph, table, dtype)
+    params = gather(graph.params(), table, dtype)
     values = run_graph(grad_graph, arrays + [params] + [np.asarray(c, dtype) for c in cotangents],
                        Context(dtype=dtype, training=training, seed=seed))
     n_out = len(typed.outputs)
@@ -63,17 +63,6 @@ def gradients(model: Any, *inputs: Any, cotangents: list | None = None,
         else:
             input_grads.append(v)
     return values[:n_out], param_grads, input_grads
-
-
-def _flat_values(graph: Graph, table: ParamTable, dtype: type) -> np.ndarray:
-    """The graph's parameter values as one vector of `table`'s layout (the driver's)."""
-    roots = list({id(p.root()): p.root() for p in graph.params()}.values())
-    _, keys = layout_params(roots)
-    flat = np.zeros(table.size, dtype)
-    views = table.views(flat)
-    for p, key in keys.items():
-        views[key][...] = value(p)
-    return flat
 
 
 def _shape(y: Any, arrays: list, typed: Graph) -> tuple[int, ...]:

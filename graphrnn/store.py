@@ -105,6 +105,18 @@ def value(p: Param) -> np.ndarray:
     return home
 
 
+def gather(params: Sequence[Param], table: ParamTable, dtype: Any = np.float32) -> np.ndarray:
+    """The values of `params` (tied ones by their roots) as one new vector of `table`'s layout;
+    InputError-free: the caller checks that `table` is the layout of `params`."""
+    roots = list({id(p.root()): p.root() for p in params}.values())
+    _, keys = layout_params(roots)
+    flat = np.zeros(table.size, dtype)
+    views = table.views(flat)
+    for p, key in keys.items():
+        views[key][...] = value(p)
+    return flat
+
+
 def adopt(p: Param, initial: Any, *, replace: bool = True) -> np.ndarray:
     """Give `p` an array of its own holding `initial` (zeros when None); returns the array.
 
