@@ -173,6 +173,11 @@ class CompiledModel:
     clear_state = reset_state
 
     @property
+    def initial(self) -> Graph | None:
+        """A stateful model's initial-state graph: the user inputs -> the first carries."""
+        return self._initial
+
+    @property
     def state(self) -> list[np.ndarray] | None:
         """The carried state of a stateful model (None before the first call)."""
         return self._state
