@@ -37,6 +37,13 @@ int {P}_run({P}_ctx *ctx, int kind, const {P}_tensor *inputs, int n_inputs,
             {P}_tensor *outputs, int n_outputs);
 /* 1 when calls of `kind` take batch size `batch`. */
 int {P}_supports(int kind, int64_t batch);
+/* The tensors a call of `kind` takes: how many inputs and outputs (-1: no such call), and
+   port i (output: 0 input, 1 output) at batch size `batch` (-1: any exported one): its name,
+   dtype, rank and dims (up to 8; -1 stands for T). 0, or an error code. */
+int {P}_num_inputs(int kind);
+int {P}_num_outputs(int kind);
+int {P}_port(int kind, int64_t batch, int output, int i, const char **name, int32_t *dtype,
+             int32_t *rank, int64_t *dims);
 /* Forget the carried state: the next step starts a new stream (from the initial state). */
 int {P}_reset({P}_ctx *ctx);
 

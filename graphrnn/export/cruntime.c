@@ -535,3 +535,39 @@ static int grnn_typed(grnn_ctx *ctx, int kind, int64_t batch, int64_t steps,
     if (code) return code;
     return grnn_dispatch(ctx, found, in, out, steps);
 }
+
+/* ---------------------------------------------------------------- introspection */
+
+static const grnn_program *grnn_program_of(int kind, int64_t batch) {
+    const grnn_program *any = NULL;
+    for (int i = 0; i < GRNN_N_PROGRAMS; i++) {
+        if (grnn_programs[i].kind != kind) continue;
+        if (grnn_programs[i].batch == batch) return &grnn_programs[i];
+        if (!any) any = &grnn_programs[i];
+    }
+    return batch < 0 ? any : NULL;
+}
+
+int GRNN_API(num_inputs)(int kind) {
+    const grnn_program *p = grnn_program_of(kind, -1);
+    return p ? p->n_in - p->n_state : -1;
+}
+
+int GRNN_API(num_outputs)(int kind) {
+    const grnn_program *p = grnn_program_of(kind, -1);
+    return p ? p->n_out - p->n_state : -1;
+}
+
+int GRNN_API(port)(int kind, int64_t batch, int output, int i, const char **name,
+                   int32_t *dtype, int32_t *rank, int64_t *dims) {
+    const grnn_program *p = grnn_program_of(kind, batch);
+    if (!p) return GRNN_E_UNSUPPORTED;
+    int n = output ? p->n_out - p->n_state : p->n_in - p->n_state;
+    if (i < 0 || i >= n) return GRNN_E_ARG;
+    const grnn_port *port = output ? &p->outs[i] : &p->ins[i];
+    if (name) *name = port->name;
+    if (dtype) *dtype = port->dtype;
+    if (rank) *rank = port->rank;
+    if (dims) for (int a = 0; a < port->rank; a++) dims[a] = port->dims[a];
+    return GRNN_OK;
+}

@@ -50,6 +50,7 @@ def write_weights(path: Path, params: np.ndarray) -> None:
 
 def _exports(prefix: str, ps: ProgramSet) -> list[str]:
     fixed = ("create", "destroy", "last_error", "error_string", "run", "supports", "reset",
+             "num_inputs", "num_outputs", "port",
              "num_params", "params", "params_read", "params_changed", "load_params",
              "save_params", "num_tensors", "tensor_name", "tensor_offset", "tensor_rank",
              "tensor_dim", "abi_version", "model_name", "graphrnn_version", "target_cpu",
