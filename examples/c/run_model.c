@@ -3,6 +3,7 @@
      run_model forward in.bin out.bin       the forward pass
      run_model step in.bin out.bin K        the stateful step, on chunks of K time steps
      run_model train in.bin out.bin         inputs + target -> loss and the flat gradient
+     run_model time in.bin N                the median time of N forward calls, in µs
      run_model info                         what the library is
 
    A tensor file is "GRT1", int32 count, then per tensor: int32 dtype (1 float32, 2 int64),
@@ -12,10 +13,12 @@
    Build against a library exported with name NAME (here through the macro MODEL):
      cc -O2 -DMODEL=reader -I out run_model.c -L out -lreader -lm -Wl,-rpath,out -o run_model
 */
+#define _POSIX_C_SOURCE 199309L            /* clock_gettime */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CAT2(a, b) a##_##b
 #define CAT(a, b) CAT2(a, b)
@@ -25,6 +28,7 @@
 #include STR(MODEL.h)
 
 #define MAXT 16
+#define FORWARD_KIND 0
 #define STEP_KIND 2              /* <NAME>_STEP; FORWARD is 0, TRAIN 3 */
 typedef API(tensor) tensor;
 
@@ -151,16 +155,40 @@ static int stream(API(ctx) *ctx, tensor *in, int n_in, tensor *out, int n_out, i
     return 0;
 }
 
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median wall time of n forward calls, in microseconds (outputs allocated once). */
+static int time_calls(API(ctx) *ctx, tensor *in, int n_in, tensor *out, int n_out, int n) {
+    double *us = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+    for (int k = 0; k < n; k++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int code = API(run)(ctx, FORWARD_KIND, in, n_in, out, n_out);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (code) { free(us); return code; }
+        us[k] = (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3;
+    }
+    qsort(us, (size_t)n, sizeof(double), cmp);
+    printf("%.3f\n", n ? us[n / 2] : 0.0);
+    free(us);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "info")) {
         printf("%s\n", API(manifest)());
         return 0;
     }
     if (argc < 4) {
-        fprintf(stderr, "usage: %s forward|step|train in.bin out.bin [chunk]\n", argv[0]);
+        fprintf(stderr, "usage: %s forward|step|train in.bin out.bin [chunk] | time in.bin N "
+                "| info\n", argv[0]);
         return 1;
     }
-    int kind = !strcmp(argv[1], "forward") ? 0 : !strcmp(argv[1], "step") ? 2
+    int timing = !strcmp(argv[1], "time");
+    int kind = !strcmp(argv[1], "forward") || timing ? 0 : !strcmp(argv[1], "step") ? 2
                : !strcmp(argv[1], "train") ? 3 : -1;
     tensor in[MAXT], out[MAXT];
     int n_in = 0, n_out = 0;
@@ -172,9 +200,10 @@ int main(int argc, char **argv) {
     int64_t B = n_in && in[0].rank ? in[0].shape[0] : 0;
     int64_t T = axis >= 0 && n_in && axis < in[0].rank ? in[0].shape[axis] : 0;
     if ((code = make_outputs(kind, B, T, out, &n_out))) return fail(ctx, code);
-    if (kind == 2) code = stream(ctx, in, n_in, out, n_out, argc > 4 ? atoll(argv[4]) : T);
+    if (timing) code = time_calls(ctx, in, n_in, out, n_out, atoi(argv[3]));
+    else if (kind == 2) code = stream(ctx, in, n_in, out, n_out, argc > 4 ? atoll(argv[4]) : T);
     else code = API(run)(ctx, kind, in, n_in, out, n_out);
     if (code) return fail(ctx, code);
     API(destroy)(ctx);
-    return write_tensors(argv[3], out, n_out);
+    return timing ? 0 : write_tensors(argv[3], out, n_out);
 }

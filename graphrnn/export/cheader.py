@@ -85,8 +85,8 @@ def _typed(prefix: str, call: TypedCall, ps: ProgramSet) -> str:
     if call.kind == "step":
         lines.append("   carries the state to the next call; reset starts a new stream")
     if call.kind == "train":
-        lines.append("   forward + loss + backward: loss, and the gradient of every parameter "
-                     "(flat, num_params floats); the parameters are not changed")
+        lines.append("   forward + loss + backward: the loss, and the gradient of every parameter")
+        lines.append("   (flat, num_params floats, the table's layout); parameters stay as they are")
     args = ", ".join([f"{prefix}_ctx *ctx"] + [f"{a.ctype}{a.name}" for a in call.ins]
                      + ["int64_t B", "int64_t T"] + [f"{a.ctype}{a.name}" for a in call.outs])
     return "\n".join(lines) + " */\n" + f"int {prefix}_{call.name}({args});\n"
@@ -147,10 +147,10 @@ needs. The library needs libc and libm only.
     {prefix}_forward(ctx, x, B, T, y);                 /* 0, or an error code + last_error */
     {prefix}_destroy(ctx);
 
-Typed calls: {calls}. The generic `{prefix}_run` takes tensors with shapes; the parameter
-vector and its name -> (offset, shape) table are `{prefix}_params` and `{prefix}_tensor_*`.
-Batch sizes: {", ".join(map(str, batches(ps, "forward")))}. Contexts are independent: one per
-thread.
+Typed calls: {calls}. The generic `{prefix}_run` takes tensors with shapes;
+the parameter vector and its name -> (offset, shape) table are `{prefix}_params` and
+`{prefix}_tensor_*`. Batch sizes: {", ".join(map(str, batches(ps, "forward")))}. Contexts are
+independent: one per thread.
 """
 
 

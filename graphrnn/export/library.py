@@ -5,7 +5,7 @@
 
 The programs come from `gr.compile` (programs.py), their object code from the runtime's
 engine for the chosen target (objects.py), the C wrapper from cabi's generators
-(cheader.py, csource.py, cruntime.c), and the system C compiler links them (build.py).
+(cheader.py, csource.py, cruntime_*.c), and the system C compiler links them (build.py).
 """
 from __future__ import annotations
 
