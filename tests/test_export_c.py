@@ -7,6 +7,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +246,17 @@ def test_load_library_gives_what_compile_gives(lstm):
     lib.params[:] = 0                      # the context's own vector: the next call repacks
     assert not lib(x).any()
     assert lib.manifest["graphrnn"] == gr.__version__
+
+
+def test_contexts_run_in_threads_at_once(lstm):
+    model, out, _ = lstm
+    xs = [randn(B, 50, D) for _ in range(4)]
+    libs = [load_library(out / "libreader.so") for _ in range(2)]
+    want = [gr.compile(model)(x) for x in xs]
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda k: libs[k % 2](xs[k]), range(4)))
+            assert all(np.array_equal(g, w) for g, w in zip(got, want))
 
 
 def test_external_weights_are_checksummed(tmp_path):

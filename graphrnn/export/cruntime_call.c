@@ -116,6 +116,7 @@ static int grnn_find(grnn_ctx *ctx, int kind, const grnn_tensor *in, int n_in, g
         if (n_in > 0 && in && in[0].rank > 0 && p->ins[0].rank > 0
             && in[0].shape[0] == p->batch) candidate = i;
         if (grnn_check_call(ctx, p, in, n_in, out, n_out, steps) == GRNN_OK) {
+            ctx->error[0] = 0;          /* another batch size's mismatch is no error */
             *found = i;
             return GRNN_OK;
         }
