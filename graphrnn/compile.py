@@ -173,7 +173,7 @@ class CompiledModel:
     clear_state = reset_state
 
     @property
-    def initial(self) -> Graph | None:
+    def initial_state_graph(self) -> Graph | None:
         """A stateful model's initial-state graph: the user inputs -> the first carries."""
         return self._initial
 

@@ -75,11 +75,11 @@ def _stateful(model: Any, batches: Sequence[int], table: ParamTable,
         if required:
             raise
         return [], 0
-    if sm.n_state == 0 or sm.initial is None:
+    if sm.n_state == 0 or sm.initial_state_graph is None:
         if required:
             raise InputError("the model has no top-level loop: there is no state to stream")
         return [], 0
-    init = compile_model(sm.initial)
+    init = compile_model(sm.initial_state_graph)
     out = []
     for b in batches:
         first = _lowered("init", init, b, None)
