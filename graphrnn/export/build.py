@@ -37,7 +37,7 @@ def needed(lib: Path) -> list[str]:
     """The NEEDED entries of a shared library's dynamic section (readelf, else objdump)."""
     for tool, args in (("readelf", ["-d"]), ("objdump", ["-p"])):
         if shutil.which(tool):
-            out = _run([tool, *args, str(lib)], lib.parent)
+            out = _run([tool, *args, lib.name], lib.parent)
             return [line.split("[")[1].split("]")[0] if "[" in line else line.split()[-1]
                     for line in out.splitlines() if "NEEDED" in line]
     return []

@@ -82,7 +82,7 @@ def export_library(model: Any, out: str | Path, *, name: str | None = None,
     ps = lowered_programs(model, batches, stateful=stateful, loss=loss, bptt_max=bptt_max)
     tgt = target_for(target, features)
     objects = emit_objects(ps.programs, prefix, tgt)
-    folder = Path(out)
+    folder = Path(out).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for po in objects:

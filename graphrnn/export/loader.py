@@ -64,8 +64,8 @@ class LoadedLibrary:
     def __init__(self, path: str | Path, weights: str | Path | None = None):
         path = Path(path)
         self._dll = ctypes.CDLL(str(path.resolve()))
-        prefix = path.name.split(".")[0].removeprefix("lib")
-        fn = self._fn = lambda name, res, *args: self._bind(prefix, name, res, args)
+        self._prefix = path.name.split(".")[0].removeprefix("lib")
+        fn = self._bind
         self.manifest: dict[str, Any] = json.loads(fn("manifest", ctypes.c_char_p)().decode())
         ptr, vp = ctypes.POINTER(ctypes.c_float), ctypes.c_void_p
         self._last = fn("last_error", ctypes.c_char_p, vp)
@@ -84,8 +84,9 @@ class LoadedLibrary:
             raise LibraryError(f"{path.name}: {message}", code)
         self._ctx = ctx
 
-    def _bind(self, prefix: str, name: str, res: Any, args: tuple) -> Any:
-        f = getattr(self._dll, f"{prefix}_{name}")
+    def _bind(self, name: str, res: Any, *args: Any) -> Any:
+        """The library's function `<prefix>_<name>`, typed."""
+        f = getattr(self._dll, f"{self._prefix}_{name}")
         f.restype, f.argtypes = res, list(args)
         return f
 
