@@ -213,7 +213,7 @@ def test_wrong_dtype_and_stride_through_the_loader(lstm):
     lib = load_library(out / "libreader.so")
     with pytest.raises(LibraryInputError, match="expected dtype float32, got another dtype"):
         lib(np.zeros((B, T, D), np.float64))
-    with pytest.raises(LibraryInputError, match="the train call takes 2 inputs and 2 outputs, got 3"):
+    with pytest.raises(LibraryInputError, match="train call takes 2 inputs and 2 outputs, got 3"):
         lib.train_step(np.zeros((B, T, D), np.float32), np.zeros(3, np.float32),
                        target=np.zeros((B, T, 2), np.float32))
 

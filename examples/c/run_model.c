@@ -133,7 +133,8 @@ static int stream(API(ctx) *ctx, tensor *in, int n_in, tensor *out, int n_out, i
         int64_t len = T - t0 < chunk ? T - t0 : chunk;
         tensor pin[MAXT], pout[MAXT];
         for (int i = 0; i < n_in + n_out; i++) {
-            tensor *full = i < n_in ? &in[i] : &out[i - n_in], *part = i < n_in ? &pin[i] : &pout[i - n_in];
+            tensor *full = i < n_in ? &in[i] : &out[i - n_in];
+            tensor *part = i < n_in ? &pin[i] : &pout[i - n_in];
             int ax = time_axis(STEP_KIND, i >= n_in, i < n_in ? i : i - n_in);
             *part = *full;
             if (ax >= 0) part->shape[ax] = len;

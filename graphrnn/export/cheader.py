@@ -86,7 +86,7 @@ def _typed(prefix: str, call: TypedCall, ps: ProgramSet) -> str:
         lines.append("   carries the state to the next call; reset starts a new stream")
     if call.kind == "train":
         lines.append("   forward + loss + backward: the loss, and the gradient of every parameter")
-        lines.append("   (flat, num_params floats, the table's layout); parameters stay as they are")
+        lines.append("   (flat, num_params floats, the table's layout); the parameters stay")
     args = ", ".join([f"{prefix}_ctx *ctx"] + [f"{a.ctype}{a.name}" for a in call.ins]
                      + ["int64_t B", "int64_t T"] + [f"{a.ctype}{a.name}" for a in call.outs])
     return "\n".join(lines) + " */\n" + f"int {prefix}_{call.name}({args});\n"
@@ -131,6 +131,7 @@ def readme(prefix: str, model_name: str, ps: ProgramSet, target: Target, weights
     """The text of the README written next to the library."""
     calls = ", ".join(f"`{prefix}_{c.name}`" for c in typed_calls(ps))
     external = weights == "external"
+    weights_arg = f'"{prefix}.weights"' if external else "NULL"
     return f"""\
 # lib{prefix}: the graphrnn model "{model_name}" as a C library
 
@@ -143,7 +144,7 @@ needs. The library needs libc and libm only.
     cc -O2 main.c -I. -L. -l{prefix} -lm -Wl,-rpath,'$ORIGIN'     # or link lib{prefix}.a
 
     {prefix}_ctx *ctx;
-    if ({prefix}_create(&ctx, {'"' + prefix + '.weights"' if external else "NULL"}) != 0) {{ puts({prefix}_last_error(ctx)); ... }}
+    if ({prefix}_create(&ctx, {weights_arg}) != 0) {{ puts({prefix}_last_error(ctx)); ... }}
     {prefix}_forward(ctx, x, B, T, y);                 /* 0, or an error code + last_error */
     {prefix}_destroy(ctx);
 

@@ -310,7 +310,8 @@ static int grnn_typed(grnn_ctx *ctx, int kind, int64_t batch, int64_t steps,
         t->data = j < n_in ? (void *)ins[j] : outs[j - n_in];
         t->dtype = port->dtype;
         t->rank = port->rank;
-        for (int a = 0; a < port->rank; a++) t->shape[a] = port->dims[a] < 0 ? steps : port->dims[a];
+        for (int a = 0; a < port->rank; a++)
+            t->shape[a] = port->dims[a] < 0 ? steps : port->dims[a];
     }
     int64_t bound = -1;
     int code = grnn_check_call(ctx, p, in, n_in, out, n_out, &bound);

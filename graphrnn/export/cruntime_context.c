@@ -124,7 +124,8 @@ int GRNN_API(load_params)(grnn_ctx *ctx, const char *path) {
 int GRNN_API(save_params)(grnn_ctx *ctx, const char *path) {
     if (!ctx || !path) return grnn_fail(ctx, GRNN_E_ARG, "save_params: null argument");
     size_t bytes = (size_t)GRNN_N_PARAMS * sizeof(float);
-    uint64_t n = (uint64_t)GRNN_N_PARAMS, sum = grnn_crc32((const unsigned char *)ctx->params, bytes);
+    uint64_t n = (uint64_t)GRNN_N_PARAMS;
+    uint64_t sum = grnn_crc32((const unsigned char *)ctx->params, bytes);
     FILE *f = fopen(path, "wb");
     if (!f) return grnn_fail(ctx, GRNN_E_WEIGHTS, "%s: cannot write", path);
     int ok = fwrite("GRNNPAR1", 1, 8, f) == 8 && fwrite(&n, 8, 1, f) == 1

@@ -68,7 +68,8 @@ def _program_tables(i: int, po: ProgramObject, n_state: int) -> tuple[str, str]:
             f".n_in = {len(c.inputs)}, .n_out = {len(c.outputs)}, .ins = grnn_p{i}_in, "
             f".outs = grnn_p{i}_out, .n_checks = {len(c.checks)}, "
             f".checks = {f'grnn_p{i}_checks' if c.checks else 'NULL'}, "
-            f".n_remap = {len(p.remap or ())}, .remap = {f'grnn_p{i}_remap' if p.remap else 'NULL'}, "
+            f".n_remap = {len(p.remap or ())}, "
+            f".remap = {f'grnn_p{i}_remap' if p.remap else 'NULL'}, "
             f".extras = {c.extras}, .n_state = {states}, .has_time = {int(c.has_time)}}}")
     return "\n".join(lines), init
 
@@ -90,7 +91,12 @@ typedef struct {
     const int64_t (*remap)[3];
     int extras, n_state, has_time;
 } grnn_program;
-typedef struct { const char *name; unsigned leaf, subleaf; int reg, bit; uint64_t xcr0; } grnn_cpu_check;
+typedef struct {
+    const char *name;
+    unsigned leaf, subleaf;
+    int reg, bit;
+    uint64_t xcr0;
+} grnn_cpu_check;
 typedef struct { const char *name; int64_t offset; int rank; int64_t dims[8]; } grnn_param_info;
 """
 

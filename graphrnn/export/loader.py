@@ -101,7 +101,9 @@ class LoadedLibrary:
     def params(self) -> np.ndarray:
         """The context's flat parameter vector (a view: writes take effect at the next call)."""
         n = self.manifest["params"]
-        return np.ctypeslib.as_array(self._params(self._ctx), (n,)) if n else np.zeros(0, np.float32)
+        if not n:
+            return np.zeros(0, np.float32)
+        return np.ctypeslib.as_array(self._params(self._ctx), (n,))
 
     @property
     def table(self) -> dict[str, tuple[int, tuple[int, ...]]]:
