@@ -22,10 +22,11 @@ from .gradcheck import gradcheck
 from .profile import profile
 from . import viz
 from .runtime.lru import cache_limits, set_cache_limits
+from .export import export_library, load_library
 
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
            "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "save", "load",
            "viz", "optim", "train", "gradcheck", "ModelFileError", "profile", "value",
-           "cache_limits", "set_cache_limits"]
+           "cache_limits", "set_cache_limits", "export_library", "load_library"]

@@ -5,6 +5,7 @@
     graphrnn show MODEL [-o out.svg]        the graph: DOT text, or a picture (.svg, .png)
     graphrnn ir MODEL [--after PASS]        the graph after each compiler pass (--llvm, --asm)
     graphrnn profile MODEL [--batch B ...]  time each kernel of the compiled model
+    graphrnn export-c MODEL -o OUT          the model as a C library (export/command.py)
 
 MODEL is a file written by `graphrnn.save`, or `module:function` / `path/to/file.py:function`
 naming a function that returns a gModule (or a gModule itself). A missing or broken model is
@@ -28,6 +29,7 @@ from .axes import batch_symbols, time_symbol
 from .bench import run as bench
 from .compile import compile as compile_model
 from .compiler.pipeline import OPTIMISATIONS, STEPS, Trace, expose, prepare, prepare_training
+from .export import command as export_c
 from .ir import GraphError, LoweringError, TensorType
 from .module import graph_of
 from .profile import profile
@@ -290,6 +292,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                        _pass_through, lambda a: demo.main(a.argv)),
     "profile": Subcommand("time each kernel of a compiled model: where the time goes, by IR "
                           "node", _add_profile, _run_profile),
+    "export-c": Subcommand("write a model as a C library (lib<name>.so/.a and <name>.h): "
+                           "forward, streaming step, training step", export_c.add_arguments,
+                           lambda a: export_c.run(a, load_model(a.model))),
 }
 
 

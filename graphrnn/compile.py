@@ -81,11 +81,12 @@ class CompiledModel:
         self.stateful = stateful
         self.n_user = len(graph.inputs)
         self.n_outputs = len(graph.outputs)
-        self._initial: Graph | None = None
+        self.initial_state_graph: Graph | None = None
         self.n_state = 0
         if stateful:
             exposed = expose(graph, dump=dump)
-            graph, self._initial, self.n_state = exposed.graph, exposed.initial, exposed.n_state
+            graph, self.n_state = exposed.graph, exposed.n_state
+            self.initial_state_graph = exposed.initial
         self.graph = graph
         # unrolled loops need a known step count: then T is fixed per program too
         self.fixed_time = unroll not in (None, False) or (unroll is None and any(
@@ -142,7 +143,7 @@ class CompiledModel:
         if state is None:
             for x, v in zip(self.graph.inputs, inputs):
                 check_dims(x.name, v)          # before the initial state is allocated
-            init = interpret(self._initial, *inputs)
+            init = interpret(self.initial_state_graph, *inputs)
             state = list(init) if isinstance(init, tuple) else [init]
             state = [np.ascontiguousarray(s, dtype=s.dtype) for s in state]
         values = list(inputs) + state
@@ -165,8 +166,6 @@ class CompiledModel:
         """Forget the carried state: the next call starts from the model's initial values."""
         with self._state_lock:
             self._state = None
-
-    clear_state = reset_state
 
     @property
     def state(self) -> list[np.ndarray] | None:
@@ -275,7 +274,7 @@ class CompiledModel:
         compiling its program if needed. For a training step pass `target=` as in the call."""
         values = list(inputs) + ([target] if target is not None else [])
         if self.stateful:
-            init = interpret(self._initial, *inputs) if self._state is None else self._state
+            init = interpret(self.initial_state_graph, *inputs) if self._state is None else self._state
             values += list(init) if isinstance(init, (tuple, list)) else [init]
         program = self.program(self.signature(values)[0])
         _, steps = program.validate(values)

@@ -39,7 +39,7 @@ class StatefulTrainStep(CompiledModel):
         self.training = dict(truncate=bptt_max)
         self.n_state_in = self.n_state
         # the initial state is the model's: it does not read the target (the last input)
-        initial: Graph = self._initial
+        initial: Graph = self.initial_state_graph
         self.initial = initial.rebuilt(initial.inputs[:-1], initial.outputs)
 
     def splitter(self, threads: int) -> BatchSplitter:

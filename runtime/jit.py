@@ -88,8 +88,15 @@ def _host_signature() -> dict[str, str]:
     }
 
 
-def _target_machine() -> llvm.TargetMachine:
+def _target_machine(cpu: str | None = None, features: str | None = None,
+                    pic: bool = False) -> llvm.TargetMachine:
+    """The host's target machine for the JIT; with `cpu`/`features`/`pic`, one for object
+    code linked into a shared library (position-independent, not for MCJIT)."""
     target = llvm.Target.from_triple(llvm.get_process_triple())
+    if pic:
+        return target.create_target_machine(cpu=cpu or llvm.get_host_cpu_name(),
+                                            features=features or "", opt=3, reloc="pic",
+                                            codemodel="default")
     return target.create_target_machine(
         cpu=llvm.get_host_cpu_name(),
         features=llvm.get_host_cpu_features().flatten(),
@@ -163,6 +170,16 @@ class Engine:
         _ensure_initialized()
         with _LOCK:
             self._tm = _target_machine()
+
+    @classmethod
+    def for_library(cls, cpu: str, features: str) -> "Engine":
+        """An engine whose object code goes into a shared or static library for `cpu` with
+        `features` (LLVM names, "+avx2,-avx512f"): position-independent code."""
+        engine = cls.__new__(cls)
+        _ensure_initialized()
+        with _LOCK:
+            engine._tm = _target_machine(cpu, features, pic=True)
+        return engine
 
     def optimize(self, llvm_ir: str, *, loop_unrolling: bool = False) -> llvm.ModuleRef:
         """Parse and verify `llvm_ir`, then run the O3 pipeline; `JitError` on bad IR.

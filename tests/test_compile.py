@@ -225,7 +225,7 @@ def test_stateful_chunks_equal_one_long_call(cell: str, cache: KernelCache) -> N
     np.testing.assert_allclose(stream(x[:, :5]), want[:, :5], rtol=1e-4, atol=1e-5)
     with pytest.raises(gr.InputError, match="reset_state"):
         stream(randn(2, 3, 4))                    # another batch size mid-stream
-    stream.clear_state()
+    stream.reset_state()
     assert stream(randn(2, 3, 4)).shape == (2, 3, 6)
 
 

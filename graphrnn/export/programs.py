@@ -1,0 +1,120 @@
+"""The lowered programs an exported library holds, obtained through `gr.compile`.
+
+Per exported batch size: the forward pass, and when asked the stateful step (with the
+program computing its initial state) and the training step of (model, loss). Each comes as
+an Executable (LLVM IR) with its call contract; nothing is JIT-compiled here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from graphrnn.compile import CompiledModel, compile as compile_model
+from graphrnn.executable import Executable
+from graphrnn.flat import ParamTable
+from graphrnn.ir import Graph, InputError
+
+from .contract import NativeCall, native_call
+
+KINDS = ("forward", "init", "step", "train")    # the C wrapper's program kinds, in order
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """One program of the library: its kind, the batch size it serves, its code and contract."""
+    kind: str
+    batch: int
+    exe: Executable
+    contract: NativeCall
+    remap: tuple[tuple[int, int, int], ...] | None    # (model offset, own offset, size)
+
+
+@dataclass(frozen=True)
+class ProgramSet:
+    """Every program of a library, the parameter layout they share and its values."""
+    programs: tuple[Lowered, ...]
+    table: ParamTable
+    params: np.ndarray
+    n_state: int
+
+
+def _remap(kind: str, own: ParamTable, table: ParamTable | None
+           ) -> tuple[tuple[int, int, int], ...] | None:
+    """Where each parameter of the model's vector goes in a program's own layout (None: the
+    same layout). A stateful graph, rebuilt around its state, may order them differently."""
+    if table is None or own == table:
+        return None
+    if own.slots.keys() != table.slots.keys() or any(
+            own.slots[k].shape != s.shape for k, s in table.slots.items()):
+        raise InputError(f"the {kind} program's parameters are not the model's")
+    return tuple((s.offset, own.slots[k].offset, s.size) for k, s in table.slots.items())
+
+
+def _lowered(kind: str, cm: CompiledModel, batch: int, table: ParamTable | None) -> Lowered:
+    exe = cm.executable(cm.types_for(batch=batch))
+    return Lowered(kind, batch, exe, native_call(exe), _remap(kind, exe.table, table))
+
+
+def _model_params(model: Any) -> tuple[ParamTable, np.ndarray]:
+    table = getattr(model, "table", None)
+    flat = getattr(model, "flat", None)
+    if not isinstance(table, ParamTable) or not isinstance(flat, np.ndarray):
+        raise TypeError(f"export takes a gModule (it owns the flat parameter vector), got "
+                        f"{type(model).__name__}")
+    return table, np.ascontiguousarray(flat, dtype=np.float32).copy()
+
+
+def _stateful(model: Any, batches: Sequence[int], table: ParamTable,
+              required: bool) -> tuple[list[Lowered], int]:
+    """The stateful step and its initial-state program per batch size ([] when the model
+    carries no state, or cannot be stateful and was not required to be)."""
+    try:
+        sm = compile_model(model, stateful=True)
+    except (InputError, ValueError, TypeError):
+        if required:
+            raise
+        return [], 0
+    if sm.n_state == 0 or sm.initial_state_graph is None:
+        if required:
+            raise InputError("the model has no top-level loop: there is no state to stream")
+        return [], 0
+    init = compile_model(sm.initial_state_graph)
+    out = []
+    for b in batches:
+        first = _lowered("init", init, b, None)
+        if first.exe.table.size:
+            raise InputError("the model's initial state depends on parameters: a stateful "
+                             "library cannot be exported (pass stateful=False)")
+        out += [first, _lowered("step", sm, b, table)]
+    return out, sm.n_state
+
+
+def lowered_programs(model: Any, batches: Sequence[int], *, stateful: bool | None = None,
+                     loss: Any = None, bptt_max: int | None = None) -> ProgramSet:
+    """The programs of `model` for each batch size in `batches`.
+
+    stateful: None adds the streaming step when the model has top-level loops that can carry
+    their state, True requires it, False leaves it out. loss: a criterion; adds the training
+    step (forward, loss and the flat gradient in one call), truncated at `bptt_max` steps.
+    """
+    if isinstance(model, Graph):
+        raise TypeError("export takes a gModule (it owns the flat parameter vector)")
+    table, params = _model_params(model)
+    if not batches or any(int(b) < 1 for b in batches):
+        raise InputError(f"batch sizes must be positive, got {list(batches)}")
+    batches = sorted({int(b) for b in batches})
+    fwd = compile_model(model)
+    programs = [_lowered("forward", fwd, b, table) for b in batches]
+    n_state = 0
+    if stateful is not False:
+        more, n_state = _stateful(model, batches, table, stateful is True)
+        programs += more
+    if loss is not None:
+        step = compile_model(model, loss=loss, train=True, bptt_max=bptt_max)
+        programs += [_lowered("train", step, b, table) for b in batches]
+    return ProgramSet(tuple(programs), table, params, n_state)
+
+
+__all__ = ["Lowered", "ProgramSet", "lowered_programs", "KINDS"]
