@@ -91,7 +91,7 @@ def _client(client: Any, n_workers: int | None) -> Iterator[Any]:
         return
     from distributed import Client, LocalCluster
     with LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                      processes=True, dashboard_address=None) as cluster, \
+                      processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as c:
         yield c
 
