@@ -52,8 +52,10 @@ def predict(model: str | os.PathLike | bytes, data: Any, *, client: Any = None,
         raise ValueError(f"batch_size must be positive, got {batch_size!r}")
     parts, rows = _partitions(data)
     with _client(client, n_workers) as c:
-        blob_ref = c.scatter(blob, broadcast=True)
-        run = dask.delayed(_run_part, pure=True)
+        # fresh keys every call: a call right after an identical one must not meet the
+        # previous call's data and tasks while the scheduler is still releasing them
+        blob_ref = c.scatter(blob, broadcast=True, hash=False)
+        run = dask.delayed(_run_part, pure=False)
         tasks = [run(key, blob_ref, p, rows, batch_size) for p in parts]
         results = c.gather(c.compute(tasks))
     return _join(results, rows)
