@@ -13,13 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphrnn.distributed import shard
+from graphrnn.distributed import CollectiveTimeout, Collectives, shard
 
-pytest.importorskip("mpi4py")
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
-if not MPIEXEC.exists():
-    pytest.skip("mpiexec (the mpich wheel) is not installed next to python",
-                allow_module_level=True)
+try:
+    import mpi4py  # noqa: F401
+    HAVE_MPI = MPIEXEC.exists()
+except ImportError:
+    HAVE_MPI = False
+needs_mpiexec = pytest.mark.skipif(not HAVE_MPI, reason="needs mpi4py and the mpich wheel's "
+                                   "mpiexec next to python (the distributed extra)")
 
 # The job script: an LSTM trained by fit, whole sequences (uneven shards, a last global batch
 # of one row, validation) then a stateful run with bptt_max; each rank saves what it ended with.
@@ -100,6 +103,39 @@ def test_shards_cover_the_batch_in_order():
     assert [len(shard(rows[:1], r, 2)) for r in range(2)] == [1, 0]
 
 
+class _Stuck:
+    """An MPI request that never completes, and a communicator that hands it out."""
+
+    def Test(self) -> bool:
+        return False
+
+    def Get_rank(self) -> int:
+        return 0
+
+    def Get_size(self) -> int:
+        return 2
+
+
+def test_a_collective_that_never_completes_times_out_in_process():
+    coll = Collectives(_Stuck(), timeout=0.2, abort=False)
+    start = time.monotonic()
+    with pytest.raises(CollectiveTimeout, match="rank 0 of 2: the test collective did not "
+                                                "complete within 0.2 s"):
+        coll.wait(_Stuck(), "the test collective")
+    assert time.monotonic() - start < 5
+    with pytest.raises(ValueError, match="positive"):
+        Collectives(_Stuck(), timeout=0)
+
+
+def test_importing_graphrnn_imports_neither_mpi4py_nor_dask():
+    code = ("import sys, graphrnn, graphrnn.train, graphrnn.distributed; "
+            "print(sorted(m for m in ('mpi4py', 'dask', 'distributed') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out.strip() == "[]"
+
+
+@needs_mpiexec
 def test_two_ranks_train_as_one_process_on_the_global_batches(tmp_path):
     rc, log, _ = _mpiexec(tmp_path, "60")
     assert rc == 0, log
@@ -115,6 +151,7 @@ def test_two_ranks_train_as_one_process_on_the_global_batches(tmp_path):
     assert len(one["loss"]) == 2 and len(one["val"]) == 2
 
 
+@needs_mpiexec
 def test_a_killed_rank_ends_the_job_with_an_error(tmp_path):
     rc, log, secs = _mpiexec(tmp_path, "10", fault="SIGKILL")
     assert rc != 0
@@ -122,6 +159,7 @@ def test_a_killed_rank_ends_the_job_with_an_error(tmp_path):
     assert not (tmp_path / "out.0.npz").exists()
 
 
+@needs_mpiexec
 def test_a_hung_rank_times_the_others_out(tmp_path):
     rc, log, secs = _mpiexec(tmp_path, "3", fault="SIGSTOP")
     assert rc != 0
