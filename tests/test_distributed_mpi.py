@@ -63,8 +63,15 @@ JOB = textwrap.dedent('''
         m2, (x2, y2) = build(True), data(20, 12, True)
         h2 = fit(m2, gr.MSECriterion(), x2, y2, epochs=1, batch_size=8, stateful_chunk=4,
                  bptt_max=3, progress=False, comm=comm)
+        disagree = ""
+        try:        # ranks given different data sizes: a clear error on each, no hang
+            if comm is not None:
+                n = 10 + int(os.environ["PMI_RANK"])
+                fit(m, gr.MSECriterion(), x[:n], y[:n], epochs=1, progress=False, comm=comm)
+        except ValueError as e:
+            disagree = str(e)
         np.savez(out, p=m.parameters()[0], p2=m2.parameters()[0], loss=h.loss,
-                 val=h.val_loss, loss2=h2.loss)
+                 val=h.val_loss, loss2=h2.loss, disagree=disagree)
 
     FAULT = sys.argv[3] if len(sys.argv) > 3 else ""
     if sys.argv[2] == "one":
@@ -149,6 +156,8 @@ def test_two_ranks_train_as_one_process_on_the_global_batches(tmp_path):
         # and the one-process run's, up to float32 summation order
         np.testing.assert_allclose(ranks[0][key], one[key], rtol=1e-6, atol=1e-7)
     assert len(one["loss"]) == 2 and len(one["val"]) == 2
+    for r in ranks:         # fit on different data sizes: every rank raised the same error
+        assert "the ranks disagree" in str(r["disagree"]) and "from (" in str(r["disagree"])
 
 
 @needs_mpiexec

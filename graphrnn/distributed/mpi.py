@@ -194,8 +194,8 @@ class DataParallel:
         mine = np.array(facts, np.int64)
         both = np.concatenate([mine, -mine])
         self.coll.allreduce_max(both, "the start-up check")
-        hi, lo = both[:len(mine)], -both[len(mine):]
-        if (hi != lo).any():
+        hi, lo = both[:len(mine)].tolist(), (-both[len(mine):]).tolist()
+        if hi != lo:
             raise ValueError(f"rank {self.rank}: the ranks disagree on (parameters, examples, "
                              f"batch size, epochs, seed, shuffle): from {tuple(lo)} to "
                              f"{tuple(hi)}; every rank must call fit with the same data "
