@@ -60,10 +60,12 @@ class Collectives:
 
     @property
     def rank(self) -> int:
+        """This process's rank."""
         return self.comm.Get_rank()
 
     @property
     def size(self) -> int:
+        """The number of ranks."""
         return self.comm.Get_size()
 
     def allreduce_sum(self, buf: np.ndarray, what: str) -> np.ndarray:
@@ -102,6 +104,7 @@ class Collectives:
             self.fail(f"{what} failed: {e}")
 
     def fail(self, message: str) -> None:
+        """Raise CollectiveTimeout, or (abort=True) print `message` and abort the job."""
         text = f"graphrnn.distributed: rank {self.rank} of {self.size}: {message}"
         if not self.abort:
             raise CollectiveTimeout(text)
@@ -216,6 +219,7 @@ class DataParallel:
         return run
 
     def step(self, step: Any) -> "ShardedStep":
+        """`step` with its gradient all-reduced after every call."""
         return ShardedStep(step, self)
 
     def on_epoch(self, callback: Callable[[int, Any], Any] | None
