@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .distributed.mpi import DataParallel
 from .ir import InputError
 from .losses import loss_graph
 from .optim import Adam
@@ -67,7 +68,7 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
         shuffle: bool = True, seed: int = 0, bptt_max: int | None = None,
         progress: bool = True, compiled: bool = True, stateful_chunk: int | None = None,
         checkpoint: int | None = None,
-        on_epoch: Callable[[int, History], Any] | None = None) -> History:
+        on_epoch: Callable[[int, History], Any] | None = None, comm: Any = None) -> History:
     """Train `model` on (x, y) with mini-batches; returns the loss history.
 
     x is an array (or a list of arrays, one per model input) batched along axis 0.
@@ -77,6 +78,10 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
     state carried from chunk to chunk and gradients cut at chunk borders.
     `checkpoint=k`: gradient checkpointing, the carries saved every k steps only and the
     steps between recomputed in the backward pass (same gradients, less memory).
+    `comm=MPI.COMM_WORLD` (or a `graphrnn.distributed.Collectives`): data-parallel over MPI
+    ranks, each calling fit alike: rank 0's parameters first, each rank its shard of every
+    global batch, gradients all-reduced after every step, so the run equals one process on
+    the same global batches; progress and `on_epoch` (checkpoints) on rank 0 only.
     """
     xs, target = _as_list(x), np.asarray(y)
     n = len(target)
@@ -106,6 +111,11 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
             loss = step(*[a[idx] for a in xs], target=target[idx], seed=salt)
             optimizer.step()
             return loss
+    if comm is not None:
+        dp = DataParallel(comm, model, (n, batch_size, epochs, seed, shuffle))
+        # run_batch looks `step` up when it runs, so it calls the sharded step
+        step, run_batch = dp.step(step), dp.batches(run_batch)
+        progress, on_epoch = progress and dp.root, dp.on_epoch(on_epoch)
     rng = np.random.default_rng(seed)
     history = History()
     for epoch in range(epochs):
