@@ -44,6 +44,7 @@ import numpy as np
 
 from .flat import ParamTable, layout_params
 from .ir import Param
+from .runtime.buffers import aligned_zeros
 
 # Param -> the array holding its value: a view into its home store's flat vector, or an
 # array of its own. Keys are weak, and arrays do not refer back to Params, so nothing leaks.
@@ -79,17 +80,6 @@ def _comparer(a: np.ndarray, b: np.ndarray) -> Callable[[], bool]:
         return lambda: same_bytes(a, b)
     fn, pa, pb, n = _MEMCMP, a.ctypes.data, b.ctypes.data, a.nbytes
     return lambda: fn(pa, pb, n) == 0
-
-
-def aligned_zeros(n: int) -> np.ndarray:
-    """n float32 zeros starting on a 64-byte boundary.
-
-    Made with `frombuffer`, so views of the result have it as their `.base` (views stay one
-    level deep) rather than the larger allocation behind it.
-    """
-    raw = np.zeros(n + 16, np.float32)
-    skip = (-raw.ctypes.data % 64) // 4
-    return np.frombuffer(raw.data, np.float32, count=n, offset=4 * skip)
 
 
 def _note_move() -> None:

@@ -23,7 +23,10 @@ def aligned_empty(
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     raw = np.empty(nbytes + align, dtype=np.uint8)
     start = -raw.ctypes.data % align
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
+    # frombuffer: views of a 1-D result have the result itself as their `.base` (views stay
+    # one level deep), not the larger allocation behind it
+    flat = np.frombuffer(raw.data, dtype, count=nbytes // dtype.itemsize, offset=start)
+    return flat if len(shape) == 1 else flat.reshape(shape)
 
 
 def aligned_zeros(

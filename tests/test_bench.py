@@ -14,7 +14,7 @@ import pytest
 
 import graphrnn as gr
 from graphrnn.bench.run import IMPLS, MODES, PEER_NAMES, Row, bench_row, flops, interleaved, main, run
-from graphrnn.bench.table import format_table
+from graphrnn.bench.report import format_table
 from graphrnn.cli import main as cli_main
 from graphrnn.bench.peak import fma_ir, measure_peak
 from graphrnn.bench.peers import build_layer, graphrnn_impl, named_grads

@@ -8,7 +8,7 @@ import pytest
 
 import graphrnn as gr
 from graphrnn.bench.run import HAND, IMPLS, PEER_NAMES, Row, bench_row
-from graphrnn.bench.table import format_table
+from graphrnn.bench.report import format_table
 from graphrnn.ir import Op
 from graphrnn.bench.peers import HAND_KEYS, build_hand_lstm, build_layer, hand_impl, load_builtin_weights, named_grads
 from graphrnn.train import InterpretedStep

@@ -12,7 +12,7 @@ import pytest
 
 from graphrnn.bench.run import add_arguments
 from graphrnn.bench.memory import peak_of, run_memory
-from graphrnn.bench.table import format_memory, format_table
+from graphrnn.bench.report import format_memory, format_table
 
 CONFIG = (2, 40, 4, 4)
 VARIANT_KEYS = {"checkpoint", "arena_bytes", "arena_bytes_2t", "arena_bytes_per_step",

@@ -240,3 +240,19 @@ def test_fuzz_command_runs_cases_and_exits_1_with_saved_failures(monkeypatch, tm
     assert saved and "failing" in text and str(saved[0]) in text
     data = json.loads(saved[0].read_text())
     assert data["found"]["check"] == "pass" and (out / f"{saved[0].stem}.grnn").exists()
+
+
+def test_random_broadcasts_never_make_a_value_grow_with_steps_squared():
+    """Compiled sizes are linear in T (a clear LoweringError says so otherwise), so the
+    generator never broadcasts a [.., T] value against a [.., T, ..] one; this seed did."""
+    params = GenParams(max_depth=1, max_width=1, max_ops=11, allow_loops=True,
+                       allow_cells=True, max_batch=1, max_steps=2)
+    g = generate_seeded(1180878019, params)
+    for n, _ in g.model.graph.walk():
+        for t in n.type if isinstance(n.type, tuple) else (n.type,):
+            assert sum(d == "T" for d in t.shape) <= 1, (n, t)
+    want = gr.interpret(g.model, *g.inputs)
+    got = gr.compile(g.model)(*g.inputs)
+    for a, b in zip(want if isinstance(want, tuple) else (want,),
+                    got if isinstance(got, tuple) else (got,)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)

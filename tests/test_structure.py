@@ -16,6 +16,8 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+from graphrnn.version import _code_generating_sources
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"graphrnn": ROOT / "graphrnn", "graphrnn.compiler": ROOT / "compiler",
             "graphrnn.runtime": ROOT / "runtime"}
@@ -132,3 +134,27 @@ def test_no_function_local_imports_of_the_project():
 def test_no_module_over_400_lines():
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+def test_codegen_never_reaches_into_the_passes():
+    wrong = [(m, t) for m, t in GRAPH.edges
+             if _in(m, "graphrnn.compiler.codegen") and _in(t, "graphrnn.compiler.passes")]
+    assert not wrong, wrong
+
+
+def test_no_two_modules_share_a_name():
+    names: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        if path.name != "__init__.py":
+            names.setdefault(path.name, []).append(module)
+    assert not {k: v for k, v in names.items() if len(v) > 1}
+
+
+def test_the_cache_keys_hash_only_code_generating_sources():
+    """Editing a picture, a benchmark or the fuzzer keeps every cached kernel valid."""
+    hashed = {path.resolve() for _, path in _code_generating_sources()}
+    wings = {p.resolve() for w in ("viz", "bench", "testing")
+             for p in (ROOT / "graphrnn" / w).rglob("*.py")}
+    assert hashed and not hashed & wings
+    assert (ROOT / "compiler" / "codegen" / "gemm.py").resolve() in hashed
+    assert (ROOT / "graphrnn" / "ir.py").resolve() in hashed

@@ -49,7 +49,7 @@ from .memory import memory_section
 from .peak import format_peak, measure_peak
 from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl,
                     interpreter_impl, load_builtin_weights, make_peer, peer_impl)
-from .table import format_table
+from .report import format_table
 
 MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts this long
 

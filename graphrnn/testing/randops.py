@@ -46,8 +46,12 @@ def _size(b: Builder, shape: tuple[Dim, ...], bound: bool = False) -> int:
 
 
 def _broadcasts(u: Value, shape: tuple[Dim, ...]) -> bool:
-    """u broadcasts with `shape`: same rank, each dim equal or 1 on one side."""
-    return u.rank == len(shape) and all(a == c or 1 in (a, c) for a, c in zip(u.shape, shape))
+    """u broadcasts with `shape`: same rank, each dim equal or 1 on one side, and the result
+    has at most one dim that grows with the sequence (compiled sizes are linear in T)."""
+    if u.rank != len(shape) or not all(a == c or 1 in (a, c) for a, c in zip(u.shape, shape)):
+        return False
+    result = [c if a == 1 else a for a, c in zip(u.shape, shape)]
+    return sum(d == "T" for d in result) <= 1
 
 
 # ----------------------------------------------------------------------------- plain ops
