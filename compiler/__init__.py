@@ -19,7 +19,8 @@ from .passes.tie import tie_params
 from .passes.unroll import unroll_loops
 from .passes.validate import verify
 
-__all__ = ["compile_graph", "compile_training", "expose", "prepare", "prepare_training", "OPTIMISATIONS", "Trace",
+__all__ = ["compile_graph", "compile_training", "expose", "prepare", "prepare_training",
+           "OPTIMISATIONS", "Trace",
            "PassRecord", "infer_shapes", "verify", "unroll_loops", "tie_params",
            "flatten_params", "fold_constants", "eliminate_common_subexpressions",
            "eliminate_dead_code"]

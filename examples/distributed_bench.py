@@ -6,7 +6,8 @@
 Training: the adding problem (T = 50, LSTM hidden 100, Adam) at global batch 256, `fit` run
 under `mpiexec -n 1` and `mpiexec -n 2` (each rank one thread); sequences per second from the
 fastest epoch after a warm-up epoch that compiles. Inference: the same model's forward pass
-over N random sequences as a dask array made on the workers, `graphrnn.distributed.predict` on a LocalCluster of 1 and 2
+over N random sequences as a dask array made on the workers, `graphrnn.distributed.predict`
+on a LocalCluster of 1 and 2
 single-threaded worker processes, the best of three runs after a warm-up. Needs the
 `distributed` extra (mpi4py, mpich, dask[distributed]).
 """

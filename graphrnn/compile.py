@@ -274,7 +274,8 @@ class CompiledModel:
         compiling its program if needed. For a training step pass `target=` as in the call."""
         values = list(inputs) + ([target] if target is not None else [])
         if self.stateful:
-            init = interpret(self.initial_state_graph, *inputs) if self._state is None else self._state
+            init = (interpret(self.initial_state_graph, *inputs) if self._state is None
+                    else self._state)
             values += list(init) if isinstance(init, (tuple, list)) else [init]
         program = self.program(self.signature(values)[0])
         _, steps = program.validate(values)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from .axes import batch_symbols, time_axis
-from .ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, GraphError, Node, Op, TensorType, loop_operands
+from .ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, GraphError, Node, Op, TensorType,
+                 loop_operands)
 from .ops import infer_graph
 
 ROWS, SAME, MEAN, SUM = "rows", "same", "mean", "sum"

@@ -47,7 +47,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .version import __version__
-from .codec import ModelFileError, check_fields, decode_graph, encode_graph, expect, is_int, parse_shape
+from .codec import (ModelFileError, check_fields, decode_graph, encode_graph, expect, is_int,
+                    parse_shape)
 from .gmodule import gModule
 from .flat import layout_params
 from .ir import Graph, GraphError, Param

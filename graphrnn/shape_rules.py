@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Node, NodeType, Op, ShapeError, TensorType, node_error, type_str
+from .ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Node, NodeType, Op, ShapeError,
+                 TensorType, node_error, type_str)
 
 F32, I64 = "float32", "int64"
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
-from graphrnn.bench.run import IMPLS, MODES, PEER_NAMES, Row, bench_row, flops, interleaved, main, run
+from graphrnn.bench.run import (IMPLS, MODES, PEER_NAMES, Row, bench_row, flops, interleaved, main,
+                                run)
 from graphrnn.bench.report import format_table
 from graphrnn.cli import main as cli_main
 from graphrnn.bench.peak import fma_ir, measure_peak
@@ -53,7 +54,8 @@ def test_every_row_has_every_column(result):
         for impl in IMPLS:          # each implementation is timed, missing, or not applicable
             where = [impl in r["ms"], impl in r["missing"], impl in r["not_applicable"]]
             assert sum(where) == 1, (impl, r)
-        assert set(r["ms"]) == set(r["min_ms"]) == set(r["cpu_per_wall"]) == set(r["rounds"]) == set(r["calls_per_sample"])
+        assert set(r["ms"]) == set(r["min_ms"]) == set(r["cpu_per_wall"]) == set(r["rounds"]) \
+            == set(r["calls_per_sample"])
         assert all(r["min_ms"][k] <= r["ms"][k] and r["rounds"][k] == 1 for k in r["ms"])
         assert set(r["ratios"]) == set(r["ms"]) - {"graphrnn"}
         assert r["ratios"]["interpreter"] == pytest.approx(r["ms"]["interpreter"]

@@ -10,7 +10,8 @@ import graphrnn as gr
 from graphrnn.bench.run import HAND, IMPLS, PEER_NAMES, Row, bench_row
 from graphrnn.bench.report import format_table
 from graphrnn.ir import Op
-from graphrnn.bench.peers import HAND_KEYS, build_hand_lstm, build_layer, hand_impl, load_builtin_weights, named_grads
+from graphrnn.bench.peers import (HAND_KEYS, build_hand_lstm, build_layer, hand_impl,
+                                  load_builtin_weights, named_grads)
 from graphrnn.train import InterpretedStep
 
 B, T, D, H = 3, 6, 2, 5

@@ -8,7 +8,8 @@ import pytest
 
 from graphrnn import ops
 from graphrnn.compile import CompiledModel
-from graphrnn.compiler.codegen.emit_contract import CONTRACT_KC, CONTRACT_KC_LARGE, L2_BYTES, contract_kc
+from graphrnn.compiler.codegen.emit_contract import (CONTRACT_KC, CONTRACT_KC_LARGE, L2_BYTES,
+                                                     contract_kc)
 from graphrnn.compiler.codegen.strides import Layout
 from graphrnn.runtime.cache import KernelCache
 from graphrnn.close import close_graph

@@ -7,7 +7,8 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import cells, nn, ops
-from graphrnn.compiler import eliminate_common_subexpressions, eliminate_dead_code, fold_constants, infer_shapes, prepare, unroll_loops, verify
+from graphrnn.compiler import (eliminate_common_subexpressions, eliminate_dead_code, fold_constants,
+                               infer_shapes, prepare, unroll_loops, verify)
 from graphrnn.interpret import interpret
 from graphrnn.ir import Graph, Node, Op, TensorType
 from graphrnn.close import close_graph

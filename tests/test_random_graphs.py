@@ -1,4 +1,5 @@
-"""Random models (graphrnn.testing.randgraph) through every path that must agree with the interpreter:
+"""Random models (graphrnn.testing.randgraph) through every path that must agree with the
+interpreter:
 the front passes and each optimisation subset, gradients against finite differences, dropout
 masks in training mode, the compiled forward and training step, and save/load. Also checks
 that the checker itself catches planted bugs, and that `graphrnn fuzz` shrinks and saves what
@@ -20,7 +21,8 @@ from graphrnn.cli import main
 from graphrnn.compiler.passes import autodiff
 from graphrnn.compiler import pipeline
 from graphrnn.compiler.passes.rewrite import rewrite
-from graphrnn.testing.fuzz import ALL, Case, Checks, check_case, compare, fingerprint, load_case, run_case, save_case, shrink
+from graphrnn.testing.fuzz import (ALL, Case, Checks, check_case, compare, fingerprint, load_case,
+                                   run_case, save_case, shrink)
 from graphrnn.ir import Op
 from graphrnn.testing.randgraph import GenParams, generate_seeded, random_model
 from graphrnn.runtime.cache import KernelCache

@@ -10,7 +10,8 @@ import pytest
 import graphrnn as gr
 from graphrnn import nn
 from graphrnn.generate import sample_ids, sampler
-from graphrnn.torch_interop import recurrent_weights, to_torch, to_torch_embedding, to_torch_linear, to_torch_recurrent, torch_sample_ids
+from graphrnn.torch_interop import (recurrent_weights, to_torch, to_torch_embedding,
+                                    to_torch_linear, to_torch_recurrent, torch_sample_ids)
 
 torch = pytest.importorskip("torch")
 

@@ -6,7 +6,8 @@
     contract: out[k, n] = sum(a[m, k] * g[m, n] for m in ndindex(rows))
 
 Sums accumulate in double, so a loss over many elements keeps float32 accuracy whatever the
-order; a region contiguous innermost is summed by <8 x double> accumulators side by side. The max uses llvm.maximum, which propagates NaN as numpy's max does.
+order; a region contiguous innermost is summed by <8 x double> accumulators side by side.
+The max uses llvm.maximum, which propagates NaN as numpy's max does.
 """
 from __future__ import annotations
 

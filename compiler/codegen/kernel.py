@@ -1,7 +1,8 @@
 """The schedule's data: where a kernel writes (Home) and what it computes (Kernel).
 
 Every value is a buffer or a view of one. Views (VIEWS) and leaves (LEAVES) need no code; any
-other node is `computed` by a kernel of its own (or of a kernel of several nodes, see group_kernels.py).
+other node is `computed` by a kernel of its own (or of a kernel of several nodes, see
+group_kernels.py).
 """
 from __future__ import annotations
 

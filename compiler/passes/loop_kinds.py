@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Graph, Node, Op, TensorType, split
+from graphrnn.ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Graph, Node, Op, TensorType,
+                         split)
 
 from ..per_step import per_step
 

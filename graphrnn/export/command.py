@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from graphrnn.ir import LoweringError
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="the directory to write lib<name>.so, lib<name>.a, <name>.h, ...")
     parser.add_argument("--name", help="the library's name and C prefix (default: the "
-                                       "model's name)")
+                                       "model's name, else the model file's name)")
     parser.add_argument("--batch", default="1", metavar="B[,B...]",
                         help="the batch sizes calls may use, one program each (default 1)")
     parser.add_argument("--loss", choices=sorted(LOSSES),
@@ -50,9 +52,10 @@ def run(args: argparse.Namespace, model: Any) -> int:
     stateful = {"auto": None, "yes": True, "no": False}[args.stateful]
     loss = LOSSES[args.loss]() if args.loss else None
     try:
-        lib = export_library(model, args.output, name=args.name, batch=batches,
-                             stateful=stateful, loss=loss, bptt_max=args.bptt_max,
-                             target=args.target, features=args.features,
+        name = args.name or _default_name(model, args.model)
+        lib = export_library(model, args.output, name=name, batch=batches, stateful=stateful,
+                             loss=loss, bptt_max=args.bptt_max, target=args.target,
+                             features=args.features,
                              weights=args.weights, cc=args.cc)
     except (BuildError, LoweringError) as e:
         print(f"graphrnn export-c: error: {e}", file=sys.stderr)
@@ -61,6 +64,14 @@ def run(args: argparse.Namespace, model: Any) -> int:
     print(f"{lib.shared} ({lib.shared.stat().st_size} bytes), {lib.static}, {lib.header}: "
           f"{', '.join(kinds)} for batch {', '.join(map(str, batches))} on {lib.target.cpu}")
     return 0
+
+
+def _default_name(model: Any, source: str) -> str | None:
+    """The model's own name, else the stem of a saved model file (`reader.grnn` -> reader)."""
+    if getattr(model, "name", None):
+        return None
+    stem = re.sub(r"\W", "_", Path(source.split(":")[0]).stem)
+    return stem if stem and not stem[0].isdigit() else None
 
 
 __all__ = ["add_arguments", "run"]
