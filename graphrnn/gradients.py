@@ -25,17 +25,21 @@ from .module import graph_of
 
 def split_target(inputs: Sequence[Any], target: Any, n_inputs: int, criterion: Any
                  ) -> tuple[tuple, Any]:
-    """(model inputs, target as the loss graph reads it) from `step(*inputs)` with the
-    target last, or `step(*inputs, target=...)`."""
-    inputs = tuple(inputs)
-    if target is None:
-        if len(inputs) != n_inputs + 1:
-            raise TypeError(f"a training step takes the model's {n_inputs} input(s) and the "
-                            f"target, got {len(inputs)} arguments")
-        inputs, target = inputs[:-1], inputs[-1]
+    """(the loss graph's inputs but its last, its last) from `step(*inputs, target, [mask])`
+    or `step(*inputs, target=..., [mask])`: a base step appends its `target=` last, so a
+    criterion's mask (`mask=True`) goes there. Ignored class targets are remapped."""
+    args = list(inputs)
+    n_extra = getattr(criterion, "n_extra", 0)
+    if target is not None:
+        args.insert(n_inputs, target)
+    want = n_inputs + 1 + n_extra
+    if len(args) != want:
+        more = " and its mask" if n_extra else ""
+        raise TypeError(f"a training step takes the model's {n_inputs} input(s), the target"
+                        f"{more}: {want} arguments, got {len(args)}")
     if hasattr(criterion, "target_array"):
-        target = criterion.target_array(target)
-    return inputs, target
+        args[n_inputs] = criterion.target_array(args[n_inputs])
+    return tuple(args[:-1]), args[-1]
 
 
 class TrainStep(CompiledTrainStep):

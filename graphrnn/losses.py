@@ -9,6 +9,9 @@ booleans too: True is 'mean', False 'sum') and counts only the entries a mask ke
     crit([pred, target, lengths])   lengths i64[B]: steps t < lengths[b] of pred[B, T, ...]
     Crit(lengths="lengths")         in a training step: the model input of that name (or
                                     position) gives the lengths; `mask=` likewise a mask
+    Crit(mask=True)                 a training step takes the mask after the target:
+                                    step(x, y, mask), mask f32 pred.shape[:-1] (lengths=True:
+                                    i64[B] lengths, step(x, y, lengths))
 
 'mean' divides the sum of the counted (and weighted) entries by their count (the sum of their
 weights), PyTorch's weighted mean; 'none' gives the per-entry loss, zero where not counted.
@@ -81,34 +84,47 @@ class Criterion(Module):
         """The target as the loss graph reads it (class criteria remap `ignore_index`)."""
         return target
 
-    def extra_inputs(self, inputs: Sequence[Node]) -> list[Node]:
-        """The mask or lengths among a model's inputs, as `lengths=` / `mask=` name them."""
+    @property
+    def n_extra(self) -> int:
+        """1 when a training step takes the mask or lengths after the target, else 0."""
+        return int(self.lengths is True or self.mask is True)
+
+    def extra_inputs(self, inputs: Sequence[Node], pred: Node) -> tuple[list[Node], list[Node]]:
+        """(the mask or lengths node, new inputs of the loss graph): `lengths=` / `mask=`
+        name one of the model's inputs (or its position); True makes a new input."""
         key = self.lengths if self.lengths is not None else self.mask
         if key is None:
-            return []
-        if isinstance(key, int):
+            return [], []
+        if key is True:
+            if pred.type is None:
+                raise GraphError(f"{type(self).__name__}: a mask input needs a typed prediction")
+            made = (ops.input_(pred.type.shape[:1], "int64", name="lengths")
+                    if self.lengths is True else ops.input_(pred.type.shape[:-1], name="mask"))
+            return [made], [made]
+        if isinstance(key, int) and not isinstance(key, bool):
             if not -len(inputs) <= key < len(inputs):
                 raise GraphError(f"{type(self).__name__}: the model has {len(inputs)} inputs, "
                                  f"no input {key}")
-            return [inputs[key]]
+            return [inputs[key]], []
         found = [x for x in inputs if x.name == key]
         if not found:
             names = ", ".join(x.name for x in inputs)
             raise GraphError(f"{type(self).__name__}: no model input is named {key!r} "
                              f"(inputs: {names})")
-        return found[:1]
+        return found[:1], []
 
     def forward(self, pred: Any, target: Any, mask: Any = None) -> Any:
         """The loss of arrays (a float, or an array with reduction='none'); `mask` an f32
         mask or i64 per-row lengths."""
-        target = self.target_array(target)
         p = ops.input_(np.shape(pred), name="prediction")
         t = ops.input_(np.shape(target), _dtype(target), name="target")
         ins, args = [p, t], [pred, target]
         if mask is not None:
             ins.append(ops.input_(np.shape(mask), _dtype(mask), name="mask"))
             args.append(mask)
-        out = interpret(close_graph(ins, [self(ins)]), *args)
+        graph = close_graph(ins, [self(ins)])
+        args[1] = self.target_array(target)        # after the graph: it knows the classes
+        out = interpret(graph, *args)
         return float(out) if np.ndim(out) == 0 else out
 
 
@@ -213,7 +229,8 @@ def _spread(mask: Node, values: Node) -> Node:
 
 def loss_graph(model: Any, criterion: Any) -> Graph:
     """A graph `(*model inputs, target) -> loss` sharing the model's parameters; a
-    criterion's `lengths=` / `mask=` read one of the model's inputs."""
+    criterion's `lengths=` / `mask=` read one of the model's inputs, or with True one more
+    input after the target."""
     fresh = [ops.input_(x.type.shape, x.type.dtype, name=x.name) if x.type is not None
              else ops.input_().annotate(name=x.name) for x in model.graph.inputs]
     out = model(fresh)
@@ -223,12 +240,13 @@ def loss_graph(model: Any, criterion: Any) -> Graph:
         target = ops.input_(t.shape, t.dtype, name="target")
     else:
         target = ops.input_().annotate(name="target")
-    extra = criterion.extra_inputs(fresh) if hasattr(criterion, "extra_inputs") else []
+    extra, more = (criterion.extra_inputs(fresh, pred) if hasattr(criterion, "extra_inputs")
+                   else ([], []))
     loss = criterion([pred, target] + extra)
     if getattr(criterion, "reduction", "mean") == "none":
         raise GraphError(f"{type(criterion).__name__}(reduction='none') gives a loss per "
                          "entry; a training step needs 'mean' or 'sum'")
-    return close_graph(fresh + [target], [loss])
+    return close_graph(fresh + [target] + more, [loss])
 
 
 __all__ = ["loss_graph", "Criterion", "MSECriterion", "ClassNLLCriterion",

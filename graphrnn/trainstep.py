@@ -55,7 +55,7 @@ class InterpretedStep:
 
     def __call__(self, *inputs: Any, target: Any = None, training: bool = True,
                  seed: int = 0) -> float:
-        inputs, target = split_target(inputs, target, len(self.graph.inputs) - 1,
+        inputs, target = split_target(inputs, target, len(self.model.graph.inputs),
                                       self.criterion)
         arrays = [coerce_input(x, v, np.float32)
                   for x, v in zip(self.graph.inputs, list(inputs) + [target])]
@@ -69,7 +69,7 @@ class InterpretedStep:
 
     def loss(self, *inputs: Any, target: Any = None) -> float:
         """The loss alone (no gradients), in inference mode."""
-        inputs, target = split_target(inputs, target, len(self.graph.inputs) - 1,
+        inputs, target = split_target(inputs, target, len(self.model.graph.inputs),
                                       self.criterion)
         return float(interpret(self.graph, *inputs, target))
 
