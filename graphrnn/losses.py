@@ -52,8 +52,13 @@ class Criterion(Module):
         if len(nodes) not in (2, 3):
             raise TypeError(f"{type(self).__name__} takes [prediction, target] or "
                             "[prediction, target, mask or lengths]")
-        pred, target = nodes[:2]
-        mask = _as_mask(pred, nodes[2]) if len(nodes) == 3 else None
+        if len(nodes) == 2:
+            return self.loss(*nodes)
+        return self.loss(nodes[0], nodes[1], _as_mask(nodes[0], nodes[2]))
+
+    def loss(self, pred: Node, target: Node, mask: Node | None = None) -> Node:
+        """The loss node: `entries` reduced by `reduce` (a criterion of your own may
+        override this instead)."""
         values, weights = self.entries(pred, target)
         return self.reduce(values, weights, mask)
 
