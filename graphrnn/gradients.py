@@ -56,7 +56,8 @@ class TrainStep(CompiledTrainStep):
             self.training["input_grads"] = True
 
     def key_options(self) -> dict[str, Any]:
-        return dict(super().key_options(), input_grads=self.input_grads)
+        extra = {"input_grads": True} if self.input_grads else {}
+        return dict(super().key_options(), **extra)
 
     def __call__(self, *inputs: Any, target: Any = None, training: bool = True,
                  seed: int = 0) -> Any:

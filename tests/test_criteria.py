@@ -166,3 +166,26 @@ def test_criteria_errors_and_torch_spellings() -> None:
     with pytest.raises(gr.InputError, match="ids must lie"):     # -100 without ignore_index
         gr.compile(model, loss=nn.CrossEntropyCriterion(), train=True)(
             randn(B, D), np.array([0, 1, -100, 2]))
+
+
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_fit_ignores_padding_targets(chunk: int | None) -> None:
+    """fit (whole sequences or stateful chunks) remaps ignore_index=-100 targets: the same
+    losses as the padding given a class of weight 0 that no real target has."""
+    x = gr.Input("B", "T", D, name="x")
+    model = gr.gModule([x], [nn.Linear(4, C)(nn.Recurrent(gr.cells.GRU(D, 4))(x))])
+    xs, ys = randn(8, T, D), RNG.integers(0, C - 1, (8, T))
+    ys[:, -2:] = -100
+    zero_last = np.append(np.ones(C - 1, np.float32), np.float32(0.0))
+    start = model.state_dict()
+    runs = []
+    for crit, y in ((nn.CrossEntropyCriterion(ignore_index=-100), ys),
+                    (nn.CrossEntropyCriterion(zero_last), np.where(ys < 0, C - 1, ys))):
+        model.load_state_dict(start)
+        hist = gr.train.fit(model, crit, xs, y, epochs=2, batch_size=4, progress=False,
+                            stateful_chunk=chunk)
+        runs.append(hist.loss)
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5)
+    with pytest.raises(gr.InputError, match="lengths='name'"):
+        gr.train.fit(model, nn.MSECriterion(mask=True), xs, randn(8, T, C), epochs=1,
+                     progress=False, stateful_chunk=2)
