@@ -150,7 +150,8 @@ def test_mask_as_a_step_argument(name: str) -> None:
 
 
 def test_criteria_errors_and_torch_spellings() -> None:
-    assert nn.MSECriterion is gr.MSECriterion and nn.CrossEntropyCriterion is gr.CrossEntropyCriterion
+    assert nn.MSECriterion is gr.MSECriterion
+    assert nn.CrossEntropyCriterion is gr.CrossEntropyCriterion
     assert nn.ClassNLLCriterion(None).reduction == "mean"
     assert nn.MSECriterion(False).reduction == "sum"             # Torch's sizeAverage
     with pytest.raises(ValueError, match="reduction"):

@@ -148,7 +148,8 @@ def test_input_grads_of_a_training_step_match_torch(cell: str) -> None:
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(dh, th.grad.numpy(), rtol=1e-4, atol=1e-6)
     views = model.table.views(model.parameters()[1])
-    np.testing.assert_allclose(views[param_keys(model.graph.params())[lin.weight]], tw.grad.numpy(), rtol=1e-4, atol=1e-6)
+    weight_key = param_keys(model.graph.params())[lin.weight]
+    np.testing.assert_allclose(views[weight_key], tw.grad.numpy(), rtol=1e-4, atol=1e-6)
     for k, p in ref.named_parameters():
         np.testing.assert_allclose(views[f"{rec.prefix}.{k}"], p.grad.numpy(), rtol=1e-4,
                                    atol=1e-6)
