@@ -16,7 +16,7 @@ from .losses import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .nn import Input
 from .serialize import ModelFileError, load, save
 from .store import value
-from .compile import compile
+from .gradients import compile, compile_vjp
 from . import optim, train
 from .gradcheck import gradcheck
 from .profile import profile
@@ -27,6 +27,6 @@ from .export import export_library, load_library
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
-           "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "save", "load",
+           "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "compile_vjp", "save", "load",
            "viz", "optim", "train", "gradcheck", "ModelFileError", "profile", "value",
            "cache_limits", "set_cache_limits", "export_library", "load_library"]

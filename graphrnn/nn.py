@@ -15,6 +15,7 @@ from .ops import creation_site
 from .gmodule import gModule
 from .init import next_dropout_seed
 from .ir import GraphError, Node, Table
+from .losses import (ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion)
 from .module import Module, as_nodes
 from .recurrent import Recurrent
 
@@ -111,14 +112,31 @@ class AddConstant(MulConstant):
 
 
 class JoinTable(Module):
-    """Concatenate a list of nodes along `axis`."""
+    """Concatenate a list of nodes along `axis` (0-based, batch first: `JoinTable(1)` joins
+    the features of `[B, F]` inputs).
 
-    def __init__(self, axis: int, name: str | None = None):
+    `JoinTable(dim, nInputDims)` is Torch's form: `dim` counts from 1 within one example of
+    `nInputDims` dims, so on batched inputs (rank nInputDims + 1) it is the 0-based axis
+    `dim`, the same axis as `JoinTable(dim)`; on inputs of rank nInputDims it is `dim - 1`.
+    """
+
+    def __init__(self, axis: int, nInputDims: int | None = None, name: str | None = None):
+        if isinstance(nInputDims, str):
+            raise TypeError(f"JoinTable({axis}, {nInputDims!r}): the second argument is Torch's "
+                            f"nInputDims, an int; give a name as JoinTable({axis}, name=...)")
         super().__init__(name)
-        self.axis = axis
+        self.axis, self.n_input_dims = axis, nInputDims
 
     def build(self, x: Any) -> Node:
-        return ops.concat(as_nodes(x), self.axis)
+        xs = as_nodes(x)
+        axis, n = self.axis, self.n_input_dims
+        if n is not None and axis >= 0 and xs[0].type is not None:
+            rank = xs[0].type.rank
+            if rank not in (n, n + 1):
+                raise GraphError(f"JoinTable({self.axis}, {n}) at {creation_site()}: inputs of "
+                                 f"rank {rank}, expected {n} (one example) or {n + 1} (a batch)")
+            axis = axis - 1 if rank == n else axis
+        return ops.concat(xs, axis)
 
 
 class SplitTable(Module):
@@ -205,6 +223,49 @@ class CMulTable(_Table):
     op = staticmethod(ops.mul)
 
 
+class CMul(Module):
+    """A learnable elementwise scale (Torch `nn.CMul(size)`): y = x * weight, weight of shape
+    `size` broadcast over the leading dims; init U(-1/sqrt(n), 1/sqrt(n)), n its elements."""
+
+    def __init__(self, *size: int, name: str | None = None):
+        super().__init__(name)
+        self.size = _size(size, "CMul")
+        k = 1.0 / math.sqrt(max(math.prod(self.size), 1))
+        self.weight = self._param("weight", self.size, f"uniform({-k},{k})")
+
+    def build(self, x: Any) -> Node:
+        return ops.mul(_one(self, x), ops.param(self.weight))
+
+    def _twin(self) -> "CMul":
+        return CMul(*self.size, name=self.name)
+
+
+class Add(Module):
+    """A learnable bias (Torch `nn.Add(inputSize, scalar)`): y = x + bias, bias [inputSize]
+    broadcast over the leading dims ([1] with `scalar=True`); init U(-1/sqrt(n), 1/sqrt(n))."""
+
+    def __init__(self, inputSize: int, scalar: bool = False, name: str | None = None):
+        super().__init__(name)
+        self.input_size, self.scalar = int(inputSize), bool(scalar)
+        k = 1.0 / math.sqrt(max(self.input_size, 1))
+        self.bias = self._param("bias", (1,) if scalar else (self.input_size,),
+                                f"uniform({-k},{k})")
+
+    def build(self, x: Any) -> Node:
+        return ops.add(_one(self, x), ops.param(self.bias))
+
+    def _twin(self) -> "Add":
+        return Add(self.input_size, self.scalar, name=self.name)
+
+
+def _size(size: tuple, what: str) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    if not size or any(not isinstance(d, int) or d < 1 for d in size):
+        raise ValueError(f"{what} takes positive int sizes, got {size}")
+    return tuple(size)
+
+
 class LookupTable(Module):
     """Embedding: integer ids [...] -> rows of weight [n, dim], init N(0, 1)."""
 
@@ -236,5 +297,6 @@ class Dropout(Module):
 
 __all__ = ["Module", "Identity", "Input", "Linear", "Tanh", "Sigmoid", "ReLU", "SoftMax",
            "LogSoftMax", "MulConstant", "AddConstant", "JoinTable", "SplitTable", "SelectTable",
-           "Narrow", "Reshape", "CAddTable", "CSubTable", "CMulTable", "LookupTable", "Dropout",
-           "gModule", "Recurrent"]
+           "Narrow", "Reshape", "CAddTable", "CSubTable", "CMulTable", "CMul", "Add",
+           "LookupTable", "Dropout", "gModule", "Recurrent", "Criterion", "MSECriterion",
+           "ClassNLLCriterion", "CrossEntropyCriterion"]

@@ -33,8 +33,11 @@ class StatefulTrainStep(CompiledModel):
 
     def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
                  **options: Any):
+        if getattr(criterion, "n_extra", 0):
+            raise InputError("stateful training takes (x, target) chunks: name the model input "
+                             "holding the lengths or mask (lengths='name'), not True")
         super().__init__(loss_graph(model, criterion), stateful=True, **options)
-        self.model, self._gather = model, False
+        self.model, self._gather, self.criterion = model, False, criterion
         self.truncate = bptt_max
         self.training = dict(truncate=bptt_max)
         self.n_state_in = self.n_state
@@ -60,6 +63,8 @@ class StatefulTrainStep(CompiledModel):
         if len(state) != self.n_state_in:
             raise InputError(f"expected {self.n_state_in} state arrays, got {len(state)}")
         flat, flat_grad = self.model.parameters()
+        if hasattr(self.criterion, "target_array"):
+            target = self.criterion.target_array(target)      # ignored class targets
         args = list(inputs) + [target] + state
         tables = []
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .compile import CompiledTrainStep, gradient_graph
+from .gradients import TrainStep, split_target
 from .interpret import Context, array_type, coerce_input, interpret, run_graph
 from .flat import ParamTable
 from .ir import Graph, InputError
@@ -37,6 +38,7 @@ class InterpretedStep:
     def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
                  checkpoint: int | None = None):
         self.model, self.bptt_max, self.checkpoint = model, bptt_max, checkpoint
+        self.criterion = criterion
         self.graph = loss_graph(model, criterion)
         self._cache: dict[tuple, tuple[Graph, ParamTable]] = {}
 
@@ -51,8 +53,10 @@ class InterpretedStep:
             self._cache[key] = g, table
         return self._cache[key]
 
-    def __call__(self, *inputs: Any, target: Any, training: bool = True,
+    def __call__(self, *inputs: Any, target: Any = None, training: bool = True,
                  seed: int = 0) -> float:
+        inputs, target = split_target(inputs, target, len(self.model.graph.inputs),
+                                      self.criterion)
         arrays = [coerce_input(x, v, np.float32)
                   for x, v in zip(self.graph.inputs, list(inputs) + [target])]
         grad_graph, table = self._grad_graph(arrays)
@@ -63,8 +67,10 @@ class InterpretedStep:
         flat_grad[...] = relaid(grad, table, self.model.table)
         return float(loss)
 
-    def loss(self, *inputs: Any, target: Any) -> float:
+    def loss(self, *inputs: Any, target: Any = None) -> float:
         """The loss alone (no gradients), in inference mode."""
+        inputs, target = split_target(inputs, target, len(self.model.graph.inputs),
+                                      self.criterion)
         return float(interpret(self.graph, *inputs, target))
 
 
@@ -72,7 +78,7 @@ def compile_train(model: Any, criterion: Any, *, bptt_max: int | None = None,
                   checkpoint: int | None = None, **options: Any) -> Any:
     """The compiled training step, or the interpreted one for graphs it cannot compile yet."""
     try:
-        return CompiledTrainStep(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint,
+        return TrainStep(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint,
                                  **options)
     except InputError:
         return InterpretedStep(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)
