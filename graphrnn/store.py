@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .flat import ParamTable, layout_params
-from .ir import Param
+from .ir import InputError, Param
 
 # Param -> the array holding its value: a view into its home store's flat vector, or an
 # array of its own. Keys are weak, and arrays do not refer back to Params, so nothing leaks.
@@ -103,6 +103,17 @@ def value(p: Param) -> np.ndarray:
     if home is None:
         home = adopt(root, None)
     return home
+
+
+def params_for(store: "ParamStore | None", params: Sequence[Param], table: ParamTable
+               ) -> np.ndarray:
+    """The store's own flat vector when `table` is its layout, else a fresh gathered copy of
+    `params` (whose layout must be `table`)."""
+    if store is not None and store.table == table:
+        return store.flat
+    if layout_params(params)[0] != table:
+        raise InputError("the compiled parameter layout does not match the model's")
+    return gather(params, table)
 
 
 def gather(params: Sequence[Param], table: ParamTable, dtype: Any = np.float32) -> np.ndarray:
