@@ -9,6 +9,7 @@ TIME ("T"), the names the lowering knows them by. How general a signature is, is
                  `nn.Identity()()`) generalised from its first arrays: axis 0 is the batch,
                  and axis 1 the time when the input has rank 3 or more, or is integer ids of
                  rank 2 (its axis 1 the same size as the other time dims)
+    ROWS         as GENERAL, but untyped inputs keep their time axis fixed
     DECLARED     declared batch and time symbolic; untyped inputs fixed by their arrays
     SPECIALISED  the batch bound too (one program per batch size), untyped inputs fixed
 
@@ -27,7 +28,7 @@ from .runtime.program import as_input, describe
 
 MAX_DIM = 1 << 31              # every dim of an input must be smaller
 BATCH, TIME = "B", "T"         # the symbols as the lowering names them (codegen/strides.py)
-GENERAL, DECLARED, SPECIALISED = 0, 1, 2
+GENERAL, ROWS, DECLARED, SPECIALISED = 0, 1, 2, 3
 
 
 class Levels:
@@ -45,16 +46,20 @@ class Levels:
         """(types, build(types)) at the most general level from `start` that compiles;
         `types_at(level)` gives the signature at a level."""
         general = types_at(GENERAL)
+        failed = None
         while True:
             level = self.of(general)
             types = types_at(level)
             try:
+                if types == failed:         # this level adds nothing for these inputs
+                    raise error
                 return types, build(types)
-            except (GraphError, LoweringError):
+            except (GraphError, LoweringError) as e:
                 if level >= SPECIALISED:
                     raise
                 # a slice of the batch, a width read from an untyped input: less general
                 self._floor[general] = level + 1
+                failed, error = types, e
 
 
 def signature(xs: Sequence[Node], inputs: Sequence[Any], *, n_user: int, fixed_time: bool,
@@ -84,8 +89,8 @@ def signature(xs: Sequence[Node], inputs: Sequence[Any], *, n_user: int, fixed_t
     sizes: dict[str, int] = {}
     seen: dict[str, int] = {}               # the symbolic dims' sizes in this call
     arrays = [_array(x, t, v) for x, t, v in zip(xs, declared, inputs)]
-    generic = _untyped_symbols(declared, arrays, sizes_of(declared, arrays, time), fixed_time) \
-        if level == GENERAL else {}
+    generic = _untyped_symbols(declared, arrays, sizes_of(declared, arrays, time),
+                               fixed_time or level != GENERAL) if level <= ROWS else {}
     out = []
     for k, (x, t, arr) in enumerate(zip(xs, declared, arrays)):
         if t is None:
@@ -187,4 +192,4 @@ def check_dims(name: str, value: Any) -> None:
 
 
 __all__ = ["signature", "Levels", "generalised", "batch_types", "check_dims", "sizes_of",
-           "MAX_DIM", "BATCH", "TIME", "GENERAL", "DECLARED", "SPECIALISED"]
+           "MAX_DIM", "BATCH", "TIME", "GENERAL", "ROWS", "DECLARED", "SPECIALISED"]
