@@ -309,8 +309,9 @@ def _recompiled(model: Any, options: dict[str, Any]) -> CompiledModel:
 
 
 class CompiledTrainStep(CompiledModel):
-    """forward + loss + backward of (model, criterion) in one native call per batch size: the
-    driver's training step of the loss graph (outputs: the loss, the flat gradient). Dropout
+    """forward + loss + backward of (model, criterion) in one native call, one program for
+    every batch size: the driver's training step of the loss graph (outputs: the loss, the
+    flat gradient). Dropout
     draws the interpreter's masks; with `threads=n` the parts' results combine as the mean."""
 
     def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,

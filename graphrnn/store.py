@@ -44,6 +44,7 @@ import numpy as np
 
 from .flat import ParamTable, layout_params
 from .ir import InputError, Param
+from .runtime.forksafe import renew_after_fork
 
 # Param -> the array holding its value: a view into its home store's flat vector, or an
 # array of its own. Keys are weak, and arrays do not refer back to Params, so nothing leaks.
@@ -163,6 +164,9 @@ class ParamStore:
         self._views = self.table.views(self.flat)
         self._grads = self.table.views(self.grad)
         self._lock = threading.Lock()
+        # every compiled call takes the lock (refresh): a child forked while another thread
+        # held it must not inherit it held
+        renew_after_fork(self, _lock=threading.Lock)
         self._seen: np.ndarray | None = None     # the flat vector at the last compare
         self._same: Callable[[], bool] = lambda: False
         self._checked = -1                        # `_moved` when `_foreign` was derived
