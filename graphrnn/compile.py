@@ -56,8 +56,7 @@ from .runtime.forksafe import renew_after_fork
 from .runtime.jit import JitError, Library
 from .runtime.lru import LRU, programs_limit
 from .runtime.program import Program, shapes_key
-from .signature import GENERAL, SPECIALISED, Levels, batch_types, check_dims, generalised, \
-    signature
+from .signature import Levels, batch_types, check_dims, generalised, signature
 from .store import params_for
 from .threads import BatchSplitter, Parts
 
@@ -68,7 +67,8 @@ class CompiledModel:
     def __init__(self, model: Any, *, unroll: bool | int | None = None, optimize: bool = True,
                  disable: Collection[str] = (), dump: int | None = None,
                  stateful: bool = False, cache: KernelCache | None = None,
-                 profile: bool = False, threads: int = 1, specialize: bool = False):
+                 profile: bool = False, threads: int = 1,
+                 specialize: bool | Collection[int] = False):
         self.model = model
         self._pickled = dict(unroll=unroll, optimize=optimize, disable=tuple(disable), dump=dump,
                              stateful=stateful, profile=profile, threads=threads,
@@ -99,7 +99,7 @@ class CompiledModel:
         self.cache = cache if cache is not None else shared_cache()
         self.programs: LRU[tuple[TensorType, ...], Program] = LRU(bound=programs_limit)
         self._seen: dict[Any, tuple[TensorType, ...]] = {}  # (shape, dtype) per input -> types
-        self.levels = Levels(SPECIALISED if specialize else GENERAL)
+        self.levels = Levels.option(specialize)
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._state: list[np.ndarray] | None = None
@@ -364,7 +364,7 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
             disable: Collection[str] = (), dump: int | None = None, stateful: bool = False,
             cache: KernelCache | None = None, loss: Any = None, train: bool = False,
             bptt_max: int | None = None, checkpoint: int | None = None,
-            threads: int = 1, specialize: bool = False) -> CompiledModel:
+            threads: int = 1, specialize: bool | Collection[int] = False) -> CompiledModel:
     """Compile `model` (a gModule or Graph) to native code, lazily, for every batch size.
 
     unroll: None unrolls only loops that ask for it; k unrolls every loop by k. disable: pass
@@ -376,8 +376,8 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
     `checkpoint=k` saves the loops' carries every k steps only and recomputes the rest in the
     backward pass (gradient checkpointing; one program per sequence length).
     threads: run a call's batch as up to this many parts of rows, each on its own core, where
-    each part has enough work (`parts_for(B, T)`), with one thread's results. specialize: one
-    program per batch size (the batch compiled in) instead of one for all.
+    each part has enough work (`parts_for(B, T)`), with one thread's results. specialize:
+    a program per batch size, or per size in a collection (e.g. `(1,)`), not one for all.
     """
     if train or loss is not None:
         if loss is None:

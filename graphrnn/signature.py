@@ -18,7 +18,7 @@ untyped input) is compiled at the next (compile.py).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -32,11 +32,21 @@ GENERAL, ROWS, DECLARED, SPECIALISED = 0, 1, 2, 3
 
 
 class Levels:
-    """The level each GENERAL signature compiles at: the most general one that compiled."""
+    """The level each GENERAL signature compiles at: the most general one that compiled.
+    Calls whose batch size is in `batches` are always SPECIALISED."""
 
-    def __init__(self, start: int = GENERAL):
+    def __init__(self, start: int = GENERAL, batches: Collection[int] = ()):
         self.start = start
+        self.batches = frozenset(int(b) for b in batches)
         self._floor: dict[tuple[TensorType, ...], int] = {}
+
+    @staticmethod
+    def option(specialize: bool | Collection[int]) -> "Levels":
+        """The levels of `gr.compile(..., specialize=...)`: True every batch size
+        SPECIALISED, a collection of sizes those, False none."""
+        if isinstance(specialize, bool):
+            return Levels(SPECIALISED if specialize else GENERAL)
+        return Levels(GENERAL, specialize)
 
     def of(self, general: tuple[TensorType, ...]) -> int:
         return self._floor.get(general, self.start)
@@ -82,13 +92,17 @@ def signature(xs: Sequence[Node], inputs: Sequence[Any], *, n_user: int, fixed_t
     declared = [x.type for x in xs]
     symbols = batch_symbols(declared)
     time = None if fixed_time else time_symbol(declared, symbols)
+    arrays = [_array(x, t, v) for x, t, v in zip(xs, declared, inputs)]
+    if levels is not None and levels.batches and level < SPECIALISED:
+        rows = sizes_of(declared, arrays, time)[0]
+        rows = rows if rows is not None else next((a.shape[0] for a in arrays if a.ndim), None)
+        level = SPECIALISED if rows in levels.batches else level
     # the first declared batch symbol stays symbolic (below SPECIALISED)
     batch = next((t.shape[0] for t in declared if t is not None and t.rank
                   and t.shape[0] in symbols), None) if level < SPECIALISED else None
     rename = {time: TIME, batch: BATCH}
     sizes: dict[str, int] = {}
     seen: dict[str, int] = {}               # the symbolic dims' sizes in this call
-    arrays = [_array(x, t, v) for x, t, v in zip(xs, declared, inputs)]
     generic = _untyped_symbols(declared, arrays, sizes_of(declared, arrays, time),
                                fixed_time or level != GENERAL) if level <= ROWS else {}
     out = []

@@ -163,3 +163,13 @@ def test_untyped_steps_picked_by_index_stay_fixed(builds: list, cache: KernelCac
         close(fast(x), gr.interpret(model, x))
     # the batch stays general, the time dim is fixed by the arrays: one program per length
     assert len(fast.programs) == 2
+
+
+def test_specialize_some_batch_sizes(builds: list, cache: KernelCache) -> None:
+    model = two_layer_lstm()
+    fast = gr.compile(model, specialize=(1,), cache=cache)      # B = 1 its own, others one
+    for b, t in SIZES:
+        x, n = randn(b, t, 5), RNG.integers(0, t + 1, b)
+        close(fast(x, n), model.forward(x, n))
+    assert len(fast.programs) == 2
+    assert sorted(str(types[0].shape[0]) for types in fast.programs) == ["1", "B"]
