@@ -228,6 +228,13 @@ def compile_training(graph: Graph, input_types: Sequence[TensorType] | None = No
     return _lowered(g, table, lower, trace)
 
 
+def gradient_graph(graph: Graph, input_types: Sequence[TensorType], **options: Any
+                   ) -> tuple[Graph, ParamTable, tuple[tuple[str, int], ...]]:
+    """The driver's training graph for the interpreter: `prepare_training(graph, input_types,
+    **options)` with the loops kept as loops and no optimisation."""
+    return prepare_training(graph, input_types, unroll=False, optimize=False, **options)
+
+
 def _trace(trace: Trace | None, dump: int | None, disable: Collection[str]) -> Trace:
     _check_names(disable)
     trace = trace if trace is not None else Trace()
@@ -307,4 +314,5 @@ def _check_names(disable: Collection[str]) -> None:
 STEPS = ("state", "shapes", "unroll", "tie", "flatten", "checkpoint", "grad", "unit", "lower")
 
 __all__ = ["compile_graph", "compile_training", "prepare", "prepare_training", "expose",
+           "gradient_graph",
            "OPTIMISATIONS", "STEPS", "Trace", "PassRecord", "StatefulGraph"]

@@ -27,6 +27,7 @@ from .export import export_library, load_library
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
-           "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "compile_vjp", "save", "load",
+           "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "compile_vjp",
+           "save", "load",
            "viz", "optim", "train", "gradcheck", "ModelFileError", "profile", "value",
            "cache_limits", "set_cache_limits", "export_library", "load_library"]

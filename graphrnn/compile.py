@@ -1,14 +1,16 @@
-"""gr.compile: a model as native code, compiled lazily per batch size and called from numpy.
+"""gr.compile: a model as native code, compiled lazily and called from numpy.
 
     fast = gr.compile(model)            # nothing is compiled yet
-    y = fast(x)                         # compiles for x's batch size and dtypes, then runs
-    y = fast(x_longer)                  # same batch size: no recompile, whatever T is
+    y = fast(x)                         # compiles for x's fixed dims and dtypes, then runs
+    y = fast(x_other)                   # another batch size or length: no recompile
 
-One native program per *signature* (signature.py): the batch size, every other fixed dim and
-the dtypes; the time dim stays symbolic (unless loops are unrolled). The compiled forward is
-inference: dropout is the identity. Programs come from the kernel cache at two levels: whole
-programs keyed on the structure of the compilation (fingerprint.py: no passes, no lowering on
-a hit) and object code keyed on the LLVM IR. With GRAPHRNN_DEBUG (or dump) the passes run.
+One program per *signature* (signature.py): the fixed dims and dtypes; batch and time stay
+symbolic (time unless loops are unrolled), for untyped inputs too; a graph that needs them
+fixed gets the next less general signature. `specialize=True`: one program per batch size.
+The compiled forward is inference: dropout is the identity. Programs come from the kernel
+cache at two levels: whole programs keyed on the structure of the compilation (fingerprint.py:
+no passes, no lowering on a hit) and object code keyed on the LLVM IR. With GRAPHRNN_DEBUG
+(or dump) the passes run.
 
 The one module of graphrnn that uses both the compiler and the runtime; the rest reaches the
 compiler through it (`tie_params`, `rewrite`, and `gradient_graph` for the interpreter).
@@ -40,12 +42,12 @@ from .compiler.codegen.lower import VERSION as LOWERING_VERSION
 from .compiler.codegen.lower import lower_graph
 from .compiler.passes.rewrite import rewrite
 from .compiler.passes.tie import tie_params
-from .compiler.pipeline import compile_graph, compile_training, expose, prepare_training
+from .compiler.pipeline import compile_graph, compile_training, expose, gradient_graph
 from .engine import cache_version, load_object_code, shared_cache, shared_engine
 from .fingerprint import structure_text
 from .interpret import interpret
 from .executable import Executable
-from .flat import ParamTable, layout_params
+from .flat import ParamTable
 from .ir import Graph, InputError, Op, TensorType
 from .losses import loss_graph
 from .module import graph_of
@@ -54,8 +56,8 @@ from .runtime.forksafe import renew_after_fork
 from .runtime.jit import JitError, Library
 from .runtime.lru import LRU, programs_limit
 from .runtime.program import Program, shapes_key
-from .signature import batch_types, check_dims, signature
-from .store import gather
+from .signature import Levels, batch_types, check_dims, generalised, signature
+from .store import params_for
 from .threads import BatchSplitter, Parts
 
 
@@ -65,10 +67,12 @@ class CompiledModel:
     def __init__(self, model: Any, *, unroll: bool | int | None = None, optimize: bool = True,
                  disable: Collection[str] = (), dump: int | None = None,
                  stateful: bool = False, cache: KernelCache | None = None,
-                 profile: bool = False, threads: int = 1):
+                 profile: bool = False, threads: int = 1,
+                 specialize: bool | Collection[int] = False):
         self.model = model
         self._pickled = dict(unroll=unroll, optimize=optimize, disable=tuple(disable), dump=dump,
-                             stateful=stateful, profile=profile, threads=threads)
+                             stateful=stateful, profile=profile, threads=threads,
+                             specialize=specialize)
         graph = graph_of(model)
         if not isinstance(graph, Graph):
             raise TypeError(f"gr.compile takes a gModule or a Graph, got {type(model).__name__}")
@@ -95,6 +99,7 @@ class CompiledModel:
         self.cache = cache if cache is not None else shared_cache()
         self.programs: LRU[tuple[TensorType, ...], Program] = LRU(bound=programs_limit)
         self._seen: dict[Any, tuple[TensorType, ...]] = {}  # (shape, dtype) per input -> types
+        self.levels = Levels.option(specialize)
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._state: list[np.ndarray] | None = None
@@ -118,8 +123,8 @@ class CompiledModel:
         """How a call on `values` splits; checks the inputs the first time a shape is seen."""
         return self.split.parts_of(values, lambda: self.signature(values, check_state))
 
-    def _bound_program(self, values: Sequence[Any]) -> Program:
-        program = self.program_for(values)
+    def _bound_program(self, values: Sequence[Any], check_state: bool = False) -> Program:
+        program = self.program_for(values, check_state)
         if self._gather:
             program.bind_params(self._params_for(program.exe.table))
         return program
@@ -152,10 +157,7 @@ class CompiledModel:
             outs = tuple(self.split.run(parts, values, self._bound_program))
             self._state = list(outs[self.n_outputs:])       # fresh arrays: each part's rows
         else:
-            types, _ = self.signature(values, check_state=True)
-            program = self.program(types)
-            if self._gather:
-                program.bind_params(self._params_for(program.exe.table))
+            program = self._bound_program(values, check_state=True)
             outs = program(*inputs, *state)
             outs = outs if isinstance(outs, tuple) else (outs,)
             self._state = [np.array(s) for s in outs[self.n_outputs:]]
@@ -173,15 +175,17 @@ class CompiledModel:
         return self._state
 
     # -- programs
-    def program_for(self, inputs: Sequence[Any]) -> Program:
+    def program_for(self, inputs: Sequence[Any], check_state: bool = False) -> Program:
         """The program for these inputs; arrays of shapes seen before skip the signature."""
         key = shapes_key(inputs)
         types = self._seen.get(key) if key is not None else None
-        if types is None:
-            types, _ = self.signature(inputs)
-            if key is not None and len(self._seen) < 4096:
-                self._seen[key] = types
-        return self.program(types)
+        if types is not None:
+            return self.program(types)
+        types, program = self.levels.build(
+            lambda level: self.signature(inputs, check_state, level)[0], self.program)
+        if key is not None and len(self._seen) < 4096:
+            self._seen[key] = types
+        return program
 
     def program(self, types: tuple[TensorType, ...]) -> Program:
         """The program for one signature, compiled (or loaded from the cache) on first use."""
@@ -194,11 +198,13 @@ class CompiledModel:
                     self.programs[types] = prog
         return prog
 
-    def signature(self, inputs: Sequence[Any], check_state: bool = False
-                  ) -> tuple[tuple[TensorType, ...], dict[str, int]]:
-        """The input types one program serves: fixed dims bound, the time dim symbolic."""
-        return signature(self.graph.inputs, inputs, n_user=self.n_user,
-                         fixed_time=self.fixed_time, check_state=check_state)
+    def signature(self, inputs: Sequence[Any], check_state: bool = False,
+                  level: int | None = None) -> tuple[tuple[TensorType, ...], dict[str, int]]:
+        """The input types one program serves at `level` (default: the level calls on such
+        inputs compile at): fixed dims bound, the batch and time dims symbolic."""
+        return signature(self.graph.inputs, inputs, n_user=self.n_user, level=level,
+                         fixed_time=self.fixed_time, check_state=check_state,
+                         levels=self.levels)
 
     def types_for(self, inputs: Sequence[Any] = (), batch: int | None = None
                   ) -> tuple[TensorType, ...]:
@@ -212,8 +218,9 @@ class CompiledModel:
     def executable(self, types: tuple[TensorType, ...]) -> Any:
         """The driver's forward program, or its training step when `self.training` is set."""
         self.compiles += 1
+        strict = generalised(self.graph.inputs, types)
         options = dict(self.options, stateful=self.stateful, dump=self.dump,
-                       lower=partial(lower_graph, **self.lowering))
+                       lower=partial(lower_graph, **self.lowering, strict=strict))
         if self.training is None:
             return compile_graph(self.source, types, **options)
         return compile_training(self.source, types, **options, **self.training)
@@ -261,12 +268,7 @@ class CompiledModel:
 
     def _params_for(self, table: ParamTable) -> np.ndarray:
         """The model's own flat vector when `table` is its layout, else a fresh gathered copy."""
-        store = getattr(self.model, "store", None)
-        if store is not None and store.table == table:
-            return store.flat
-        if layout_params(self.graph.params())[0] != table:
-            raise InputError("the compiled parameter layout does not match the model's")
-        return gather(self.graph.params(), table)
+        return params_for(getattr(self.model, "store", None), self.graph.params(), table)
 
     # -- inspection
     def arena_bytes(self, *inputs: Any, target: Any = None) -> int:
@@ -277,9 +279,9 @@ class CompiledModel:
             init = (interpret(self.initial_state_graph, *inputs) if self._state is None
                     else self._state)
             values += list(init) if isinstance(init, (tuple, list)) else [init]
-        program = self.program(self.signature(values)[0])
-        _, steps = program.validate(values)
-        return 4 * (program.fixed + program.per_step * steps)
+        program = self.program_for(values)
+        arrays, steps = program.validate(values)
+        return 4 * program.contract.arena_floats(steps, program.rows_of(arrays))
 
     def llvm_ir(self, *inputs: Any, B: int | None = None) -> str:
         """The LLVM IR (before optimisation) of the program for these inputs or batch size."""
@@ -308,8 +310,9 @@ def _recompiled(model: Any, options: dict[str, Any]) -> CompiledModel:
 
 
 class CompiledTrainStep(CompiledModel):
-    """forward + loss + backward of (model, criterion) in one native call per batch size: the
-    driver's training step of the loss graph (outputs: the loss, the flat gradient). Dropout
+    """forward + loss + backward of (model, criterion) in one native call, one program for
+    every batch size: the driver's training step of the loss graph (outputs: the loss, the
+    flat gradient). Dropout
     draws the interpreter's masks; with `threads=n` the parts' results combine as the mean."""
 
     def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
@@ -319,7 +322,8 @@ class CompiledTrainStep(CompiledModel):
         self.truncate, self.checkpoint = bptt_max, checkpoint
         self.training = dict(truncate=bptt_max, checkpoint=checkpoint)
         self.fixed_time |= bool(checkpoint)     # segments of k steps: one program per T
-        self.forward_loss = CompiledModel(self.graph, cache=self.cache, threads=self.threads)
+        self.forward_loss = CompiledModel(self.graph, cache=self.cache, threads=self.threads,
+                                          specialize=options.get("specialize", False))
         self.forward_loss.model, self.forward_loss._gather = model, False
         self.lowering["training"] = True        # dropout draws the interpreter's masks
         dropout = any(n.op == Op.DROPOUT and n.attrs["p"] > 0 for n, _ in self.graph.walk())
@@ -361,8 +365,8 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
             disable: Collection[str] = (), dump: int | None = None, stateful: bool = False,
             cache: KernelCache | None = None, loss: Any = None, train: bool = False,
             bptt_max: int | None = None, checkpoint: int | None = None,
-            threads: int = 1) -> CompiledModel:
-    """Compile `model` (a gModule or Graph) to native code, lazily per batch size.
+            threads: int = 1, specialize: bool | Collection[int] = False) -> CompiledModel:
+    """Compile `model` (a gModule or Graph) to native code, lazily, for every batch size.
 
     unroll: None unrolls only loops that ask for it; k unrolls every loop by k. disable: pass
     names to skip. dump: a GRAPHRNN_DEBUG level (3: LLVM IR, 4: assembly). stateful: keep the
@@ -373,7 +377,8 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
     `checkpoint=k` saves the loops' carries every k steps only and recomputes the rest in the
     backward pass (gradient checkpointing; one program per sequence length).
     threads: run a call's batch as up to this many parts of rows, each on its own core, where
-    each part has enough work (`parts_for(B, T)`), with one thread's results.
+    each part has enough work (`parts_for(B, T)`), with one thread's results. specialize:
+    a program per batch size, or per size in a collection (e.g. `(1,)`), not one for all.
     """
     if train or loss is not None:
         if loss is None:
@@ -381,19 +386,14 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
                             "train=True)")
         return CompiledTrainStep(model, loss, bptt_max=bptt_max, unroll=unroll,
                                  optimize=optimize, disable=disable, dump=dump, cache=cache,
-                                 checkpoint=checkpoint, threads=threads)
+                                 checkpoint=checkpoint, threads=threads,
+                                 specialize=specialize)
     if checkpoint is not None:
         raise TypeError("checkpoint=k applies to training: gr.compile(model, loss=..., "
                         "train=True, checkpoint=k)")
     return CompiledModel(model, unroll=unroll, optimize=optimize, disable=disable, dump=dump,
-                         stateful=stateful, cache=cache, threads=threads)
-
-
-def gradient_graph(graph: Graph, input_types: Sequence[TensorType], **options: Any
-                   ) -> tuple[Graph, ParamTable, tuple[tuple[str, int], ...]]:
-    """The driver's training graph for the interpreter: `prepare_training(graph, input_types,
-    **options)` with the loops kept as loops and no optimisation."""
-    return prepare_training(graph, input_types, unroll=False, optimize=False, **options)
+                         stateful=stateful, cache=cache, threads=threads,
+                         specialize=specialize)
 
 
 __all__ = ["compile", "CompiledModel", "CompiledTrainStep", "gradient_graph", "tie_params",

@@ -19,6 +19,8 @@ class Contract:
 
     inputs, outputs: the io names in pointer order; symbol: the dim passed as `steps` (None
     when every dim is fixed); arena: (fixed floats, floats per step) of scratch memory;
+    batch: the symbolic batch dim, whose size the run block's third i64 carries (None: the
+    batch is fixed); arena_rows: (floats per row, floats per row and step) more arena;
     checks: the int64 input range checks; pack: (pack entry, persistent floats) or None;
     profile: the counter records (None unless profiling); clock: the cycle-counter function
     of a profiling build; kernels: how many kernels; extras: io pointers after the outputs;
@@ -35,6 +37,13 @@ class Contract:
     kernels: int = 0
     extras: int = 0
     version: str = ""
+    batch: str | None = None
+    arena_rows: tuple[int, int] = (0, 0)
+
+    def arena_floats(self, steps: int, batch: int = 0) -> int:
+        """Floats of scratch memory a call of `steps` steps and `batch` rows needs."""
+        (fixed, per_step), (per_row, per_row_step) = self.arena, self.arena_rows
+        return fixed + per_step * steps + batch * (per_row + per_row_step * steps)
 
     def as_literal(self) -> dict[str, Any]:
         """The fields as a dict of plain Python literals (for the cache's metadata text)."""

@@ -71,11 +71,12 @@ class Profile:
 
 
 def profile(model: Any, *inputs: Any, repeats: int = 10, warmup: int = 2,
-            cache: Any = None) -> Profile:
-    """Time every kernel of `model` compiled for `inputs` over `repeats` calls."""
+            cache: Any = None, specialize: Any = False) -> Profile:
+    """Time every kernel of `model` compiled for `inputs` over `repeats` calls (`specialize`
+    as for gr.compile: the program of the inputs' batch size)."""
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
-    compiled = CompiledModel(model, profile=True, cache=cache)
+    compiled = CompiledModel(model, profile=True, cache=cache, specialize=specialize)
     program = compiled.program_for(inputs)
     for _ in range(max(warmup, 1)):             # the first call also packs the weights
         compiled(*inputs)

@@ -43,8 +43,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .flat import ParamTable, layout_params
-from .ir import Param
+from .ir import InputError, Param
 from .runtime.buffers import aligned_zeros
+from .runtime.forksafe import renew_after_fork
 
 # Param -> the array holding its value: a view into its home store's flat vector, or an
 # array of its own. Keys are weak, and arrays do not refer back to Params, so nothing leaks.
@@ -95,6 +96,17 @@ def value(p: Param) -> np.ndarray:
     return home
 
 
+def params_for(store: "ParamStore | None", params: Sequence[Param], table: ParamTable
+               ) -> np.ndarray:
+    """The store's own flat vector when `table` is its layout, else a fresh gathered copy of
+    `params` (whose layout must be `table`)."""
+    if store is not None and store.table == table:
+        return store.flat
+    if layout_params(params)[0] != table:
+        raise InputError("the compiled parameter layout does not match the model's")
+    return gather(params, table)
+
+
 def gather(params: Sequence[Param], table: ParamTable, dtype: Any = np.float32) -> np.ndarray:
     """The values of `params` (tied ones by their roots) as one new vector of `table`'s layout;
     InputError-free: the caller checks that `table` is the layout of `params`."""
@@ -142,6 +154,9 @@ class ParamStore:
         self._views = self.table.views(self.flat)
         self._grads = self.table.views(self.grad)
         self._lock = threading.Lock()
+        # every compiled call takes the lock (refresh): a child forked while another thread
+        # held it must not inherit it held
+        renew_after_fork(self, _lock=threading.Lock)
         self._seen: np.ndarray | None = None     # the flat vector at the last compare
         self._same: Callable[[], bool] = lambda: False
         self._checked = -1                        # `_moved` when `_foreign` was derived

@@ -5,8 +5,9 @@
 
 The entry point is `void f(float* params, float* arena, i8** io, i64 steps)`. `io` holds the
 input pointers, the output pointers, then `contract.extras` more: the persistent region, the
-run block (i64 seed and training flag, for dropout masks) and the profile counters; `steps`
-is the size of the symbolic time dim. Every
+run block (i64 seed and training flag, for dropout masks, then the batch size when the
+program's batch dim is symbolic: `contract.batch`) and the profile counters; `steps` is the
+size of the symbolic time dim. The arena is sized per call from both. Every
 input is checked before the call, and a bad one raises InputError naming the input and its
 expected type: count, rank, each fixed dim, one shared T (>= 0), dtype (float32 inputs must
 be float32 arrays; integer inputs may be any integer dtype and are converted to int64),
@@ -104,21 +105,20 @@ def as_input(name: str, t: TensorType, value: Any) -> np.ndarray:
 
 def bind_dims(names: Sequence[str], types: Sequence[TensorType], arrays: Sequence[np.ndarray],
               symbol: str | None) -> int:
-    """Check every fixed dim; return the size of the symbolic dim (0 when there is none)."""
-    steps = -1
-    first = ""
+    """Check every fixed dim and that each symbol has one size; return the size of `symbol`
+    (0 when there is none)."""
+    sizes: dict[str, tuple[int, str]] = {}
     for name, t, a in zip(names, types, arrays):
         for axis, (d, s) in enumerate(zip(t.shape, a.shape)):
             if isinstance(d, str):
-                if steps < 0:
-                    steps, first = s, name
-                elif s != steps:
-                    raise InputError(f"input {name}: expected {t} with {d}={steps} (as in input "
+                size, first = sizes.setdefault(d, (s, name))
+                if s != size:
+                    raise InputError(f"input {name}: expected {t} with {d}={size} (as in input "
                                      f"{first}), got {describe(a)}")
             elif s != d:
                 raise InputError(f"input {name}: expected {t}, got {describe(a)} (dim {axis} "
                                  f"should be {d})")
-    return max(steps, 0)
+    return sizes[symbol][0] if symbol in sizes else 0
 
 
 class _Workspace:
@@ -127,7 +127,7 @@ class _Workspace:
     def __init__(self, n_io: int, extras: Sequence[int | None], floats: int):
         self.io = (ctypes.c_void_p * max(n_io + len(extras), 1))()
         self.io_address = ctypes.addressof(self.io)
-        self.run = (ctypes.c_int64 * 2)()         # seed, training: this call's
+        self.run = (ctypes.c_int64 * 3)()         # seed, training, batch: this call's
         for k, a in enumerate(extras):
             self.io[n_io + k] = a if a is not None else ctypes.addressof(self.run)
         self.floats = -1
@@ -154,6 +154,8 @@ class Program:
         self.in_types = exe.io[:n_in]
         self.out_types = exe.io[n_in:]
         self.symbol: str | None = contract.symbol
+        self.batch_symbol: str | None = contract.batch
+        self.contract = contract
         self.fixed, self.per_step = contract.arena
         self.checks = tuple(contract.checks)
         self._fn = library.function(exe.entry_points[0], None, ctypes.c_void_p, ctypes.c_void_p,
@@ -178,19 +180,28 @@ class Program:
         self.bind_params(params if params is not None else
                          aligned_zeros(max(exe.table.size, 1))[:exe.table.size])
         self._pool: list[_Workspace] = []
-        # per input: (dtype, rank, fixed (axis, size) pairs, symbolic axes), for a fast check
+        row = self.batch_symbol
+        # per input: (dtype, rank, fixed (axis, size) pairs, time axes, batch axes), for a
+        # fast check
         self._specs = [(_F32 if t.dtype == "float32" else _I64, t.rank,
                         tuple((i, d) for i, d in enumerate(t.shape) if isinstance(d, int)),
-                        tuple(i for i, d in enumerate(t.shape) if isinstance(d, str)))
+                        tuple(i for i, d in enumerate(t.shape) if isinstance(d, str)
+                              and d != row),
+                        tuple(i for i, d in enumerate(t.shape) if d == row))
                        for t in self.in_types]
-        self._outs = [(tuple(d if isinstance(d, int) else -1 for d in t.shape),
+        # the (input, axis) the batch size is read from
+        self._rows_at = next(((k, spec[4][0]) for k, spec in enumerate(self._specs)
+                              if spec[4]), None)
+        # per output: shape (-1: the time dim, -2: the batch dim), dtype, symbolic at all
+        self._outs = [(tuple(d if isinstance(d, int) else -2 if d == row else -1
+                             for d in t.shape),
                        _F32 if t.dtype == "float32" else _I64,
                        any(isinstance(d, str) for d in t.shape)) for t in self.out_types]
-        # the largest number of elements any buffer gains per step: sizes are checked
-        # against MAX_FLOATS only when the step count could reach it
+        # the largest number of elements any buffer gains per step (and per row): sizes are
+        # checked against MAX_FLOATS only when the step count could reach it
         growing = [t for t in self.out_types if any(isinstance(d, str) for d in t.shape)]
-        per = [self.per_step] + [math.prod(d for d in t.shape if isinstance(d, int))
-                                 for t in growing]
+        per = [self.per_step, sum(contract.arena_rows)] + [
+            math.prod(d for d in t.shape if isinstance(d, int)) for t in growing]
         self._safe_steps = (MAX_FLOATS - self.fixed) // max(max(per), 1)
 
     # -- parameters
@@ -229,14 +240,22 @@ class Program:
         """Run on `values`; `seed` and `training` drive the dropout masks of a training
         program (a program lowered for inference has none)."""
         arrays, steps = self.validate(values)
-        outs = [np.empty(shape, dt) for shape, dt in self.output_shapes(steps)]
+        outs = [np.empty(shape, dt) for shape, dt in
+                self.output_shapes(steps, self.rows_of(arrays))]
         self._run(arrays, steps, outs, seed, training)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def output_shapes(self, steps: int) -> list[tuple[tuple[int, ...], np.dtype]]:
-        """(shape, dtype) of every output for `steps` steps."""
-        return [(tuple(steps if d < 0 else d for d in shape) if sym else shape, dt)
-                for shape, dt, sym in self._outs]
+    def output_shapes(self, steps: int, batch: int = 0
+                      ) -> list[tuple[tuple[int, ...], np.dtype]]:
+        """(shape, dtype) of every output for `steps` steps and `batch` rows (the batch
+        matters only to a program whose batch dim is symbolic)."""
+        return [(tuple(steps if d == -1 else batch if d == -2 else d for d in shape)
+                 if sym else shape, dt) for shape, dt, sym in self._outs]
+
+    def rows_of(self, arrays: Sequence[np.ndarray]) -> int:
+        """The batch size of a call on `arrays` (0 when the program's batch is fixed)."""
+        at = self._rows_at
+        return arrays[at[0]].shape[at[1]] if at is not None else 0
 
     def run(self, arrays: Sequence[np.ndarray], steps: int, outs: Sequence[np.ndarray], *,
             seed: int = 0, training: bool = True) -> None:
@@ -245,7 +264,8 @@ class Program:
         that is how a split batch writes its rows straight into one output)."""
         if len(outs) != len(self._outs):
             raise InputError(f"expected {len(self._outs)} output buffers, got {len(outs)}")
-        for name, a, (shape, dt) in zip(self.output_names, outs, self.output_shapes(steps)):
+        shapes = self.output_shapes(steps, self.rows_of(arrays))
+        for name, a, (shape, dt) in zip(self.output_names, outs, shapes):
             if not (isinstance(a, np.ndarray) and a.shape == shape and a.dtype == dt
                     and a.flags.c_contiguous and a.flags.writeable):
                 raise InputError(f"output {name}: expected a writable contiguous {dt} array of "
@@ -257,7 +277,8 @@ class Program:
         version = self._refresh(self._pack_fn is not None) if self._refresh is not None else -1
         if self._pack_fn is not None:
             self.pack(version)
-        ws = self._acquire(self.fixed + self.per_step * steps)
+        batch = self.rows_of(arrays)
+        ws = self._acquire(self.contract.arena_floats(steps, batch))
         try:
             io = ws.io
             k = 0
@@ -268,7 +289,7 @@ class Program:
                 io[k] = address(a)
                 k += 1
             run = ws.run
-            run[0], run[1] = seed, 1 if training else 0
+            run[0], run[1], run[2] = seed, 1 if training else 0, batch
             self._fn(self._params_address, ws.arena_address, ws.io_address, steps)
         finally:
             self._pool.append(ws)
@@ -279,8 +300,8 @@ class Program:
             raise InputError(f"the model takes {len(self.names)} inputs "
                              f"({', '.join(self.names)}), got {len(values)}")
         arrays = []
-        steps = -1
-        for k, (v, (dtype, rank, fixed, sym)) in enumerate(zip(values, self._specs)):
+        steps = batch = -1
+        for k, (v, (dtype, rank, fixed, sym, rows)) in enumerate(zip(values, self._specs)):
             if type(v) is np.ndarray and v.dtype == dtype and v.ndim == rank:
                 a = v
             else:
@@ -294,9 +315,15 @@ class Program:
                     steps = shape[axis]
                 elif shape[axis] != steps:
                     bind_dims(self.names, self.in_types, [*arrays, a], self.symbol)
+            for axis in rows:
+                if batch < 0:
+                    batch = shape[axis]
+                elif shape[axis] != batch:
+                    bind_dims(self.names, self.in_types, [*arrays, a], self.symbol)
             arrays.append(a)
         steps = max(steps, 0)
-        if steps > self._safe_steps or any(a.size > MAX_FLOATS for a in arrays):
+        if max(steps, 1) * max(batch, 1) > self._safe_steps \
+                or any(a.size > MAX_FLOATS for a in arrays):
             self._check_sizes(arrays, steps)
         for k, a in enumerate(arrays):
             flags = a.flags
@@ -317,14 +344,16 @@ class Program:
                                      f"(the number of steps), got values {lo}..{hi}")
         return arrays, steps
 
-    def out_shape(self, t: TensorType, steps: int) -> tuple[int, ...]:
-        return tuple(steps if isinstance(d, str) else d for d in t.shape)
+    def out_shape(self, t: TensorType, steps: int, batch: int = 0) -> tuple[int, ...]:
+        return tuple(batch if d == self.batch_symbol else steps if isinstance(d, str) else d
+                     for d in t.shape)
 
     def _check_sizes(self, arrays: Sequence[np.ndarray], steps: int) -> None:
-        total = self.fixed + self.per_step * steps
+        batch = max(self.rows_of(arrays), 0)
+        total = self.contract.arena_floats(steps, batch)
         sizes = [("the scratch arena", total)]
         for name, t in zip(self.output_names, self.out_types):
-            sizes.append((f"output {name}", math.prod(self.out_shape(t, steps))))
+            sizes.append((f"output {name}", math.prod(self.out_shape(t, steps, batch))))
         for name, a in zip(self.names, arrays):
             sizes.append((f"input {name}", math.prod(a.shape)))
         for what, n in sizes:

@@ -219,5 +219,6 @@ def test_fit_with_checkpoints_follows_the_same_path(cache: KernelCache) -> None:
 def test_arena_bytes_of_a_compiled_model(cache: KernelCache) -> None:
     fast = gr.compile(recurrent("RNN"), cache=cache)
     x = randn(2, 30, D)
-    fixed, per_step = fast.program_for([x]).exe.contract.arena
-    assert fast.arena_bytes(x) == 4 * (fixed + 30 * per_step)
+    (fixed, per_step), (per_row, per_row_step) = fast.program_for([x]).exe.contract.arena, \
+        fast.program_for([x]).exe.contract.arena_rows
+    assert fast.arena_bytes(x) == 4 * (fixed + 30 * per_step + 2 * (per_row + 30 * per_row_step))

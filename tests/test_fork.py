@@ -68,7 +68,7 @@ def child(model: gr.gModule, fast, batch: int) -> None:
 
 def test_children_forked_while_another_thread_compiles_all_finish(tmp_path) -> None:
     model = rnn()
-    fast = gr.compile(model, cache=KernelCache(tmp_path / "kernels"))
+    fast = gr.compile(model, cache=KernelCache(tmp_path / "kernels"), specialize=True)
     fast(inputs(1))
     stop = threading.Event()
     started = threading.Event()

@@ -3,8 +3,10 @@
 Each buffer lives over kernel positions [start, end] (its first writer to its last reader; a
 buffer read inside a loop body lives until the loop ends). Buffers whose lifetimes do not
 overlap may share memory: greedy first fit in order of first write, every offset 64-byte
-aligned. Buffers that scale with the step count T sit in a second region after the fixed
-one, so the arena holds `fixed + per_step * steps` floats and offsets stay linear in T.
+aligned. Buffers that scale with the step count T, the batch size B or both sit in regions
+of their own after the fixed one, so the arena holds
+`fixed + per_step * T + per_row * B + per_row_step * B * T` floats (`Regions`) and every
+offset stays a `Lin`.
 """
 from __future__ import annotations
 
@@ -33,25 +35,33 @@ class Buffer:
                 f"[{self.start}, {self.end}])")
 
 
-def plan_arena(buffers: list[Buffer]) -> tuple[int, int]:
-    """Place every arena buffer; returns (fixed floats, floats per step).
+# the regions in arena order: which coefficient of a buffer's size each one holds
+REGIONS = ("c", "s", "b", "bs")
 
-    Greedy first fit in order of first write: a buffer takes the lowest aligned offset not
-    used by any placed buffer whose lifetime overlaps its own.
+
+def plan_arena(buffers: list[Buffer]) -> Lin:
+    """Place every arena buffer; returns the arena's size in floats (a Lin in T and B).
+
+    Greedy first fit in order of first write, per region: a buffer takes the lowest aligned
+    offset not used by any placed buffer whose lifetime overlaps its own.
     """
-    fixed = [b for b in buffers if b.io < 0 and b.size.s == 0]
-    step = [b for b in buffers if b.io < 0 and b.size.s != 0]
-    for b in step:
-        if b.size.c:
+    regions: dict[str, list[Buffer]] = {r: [] for r in REGIONS}
+    for b in buffers:
+        if b.io >= 0:
+            continue
+        terms = [r for r in REGIONS if getattr(b.size, r)]
+        if len(terms) > 1:
             raise LoweringError(f"buffer {b.name} has {b.size} floats: sizes must be fixed or "
-                                "proportional to the sequence length")
-    fixed_size = _first_fit(fixed, lambda b: b.size.c)
-    step_size = _first_fit(step, lambda b: b.size.s)
-    for b in fixed:
-        b.offset = Lin(b.offset.c)
-    for b in step:
-        b.offset = Lin(fixed_size, b.offset.c)
-    return fixed_size, step_size
+                                "proportional to the sequence length, the batch size or both")
+        regions[terms[0] if terms else "c"].append(b)
+    total = ZERO
+    for r, placed in regions.items():
+        size = _first_fit(placed, lambda b, r=r: getattr(b.size, r))
+        unit = Lin(**{"c": 0, r: 1}) if r != "c" else Lin(1)
+        for b in placed:
+            b.offset = total + unit * b.offset.c
+        total = total + unit * size
+    return total
 
 
 def _first_fit(buffers: list[Buffer], size: Callable[[Buffer], int]) -> int:

@@ -16,7 +16,7 @@ from llvmlite import ir
 from graphrnn.ir import Node, Op
 
 from .irbuilder import F32, FLAGS, I64, Emitter, Ref
-from .strides import ONE, ZERO, Layout, collapse, product
+from .strides import ONE, ZERO, Layout, Lin, collapse, product
 from .mathfns import emit_exp, emit_log
 
 F64 = ir.DoubleType()
@@ -31,9 +31,13 @@ def _split(layout: Layout, axes: tuple[int, ...]) -> tuple[Layout, Layout]:
 def _outer_first(layout: Layout) -> Layout:
     """The same dims walked largest stride first, so consecutive rows lie close in memory
     (a stacked loop output may be [B, T, ...] with T outermost in memory)."""
-    order = sorted(range(layout.rank), key=lambda i: (layout.strides[i].s, layout.strides[i].c),
-                   reverse=True)
+    order = sorted(range(layout.rank), key=lambda i: _magnitude(layout.strides[i]), reverse=True)
     return layout.permute(order)
+
+
+def _magnitude(x: Lin) -> tuple[int, int, int, int]:
+    """A key that orders sizes as they compare for large T and B (B*T, then T, B, 1)."""
+    return x.bs, x.s, x.b, x.c
 
 
 def emit_sum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
@@ -90,7 +94,7 @@ def _column_sums(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, count) -> 
     """The sum over `red` when the kept values are contiguous: <8 x double> partial sums of
     the kept columns while the reduced dims are walked (masked at the end)."""
     inner = x.layout.shape[-1]
-    if inner.s == 0 and inner.c <= ROW_PASS_COLUMNS:
+    if inner.const and inner.c <= ROW_PASS_COLUMNS:
         _column_sums_one_pass(em, n, x, out, red, count, inner.c)
     else:
         _column_sums_by_block(em, n, x, out, red, count)

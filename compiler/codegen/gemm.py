@@ -31,7 +31,6 @@ be partial and is stored (and its inputs loaded) with masked vector accesses.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 from llvmlite import ir
@@ -170,11 +169,18 @@ def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile, epi: Epilogue,
         ptr = em.gep(packed, em.mul(q, panel_floats))
         col0 = em.mul(q, p.seg_width)
         if not static:
-            # rows known at run time only (B * T): one variant of code, whose last tile
-            # computes its rows past the end from the last row and does not store them
-            with em.loop(bld.add(end, i64(p.mr - 1), flags=["nsw"]), "mm_tile", start=begin,
-                         step=p.mr) as r:
-                _micro(em, p, p.mr, nv, lanes, r, tile, epi, ptr, col0, limit=end)
+            # rows known at run time only (B, T or B * T): the full tiles, then the last rows
+            # as tiles of 4, 2 and 1 rows, each run when the remainder has that bit
+            rem = bld.srem(bld.sub(end, begin, flags=["nsw"]), i64(p.mr))
+            at = bld.sub(end, rem, flags=["nsw"])
+            with em.loop(at, "mm_tile", start=begin, step=p.mr) as r:
+                _micro(em, p, p.mr, nv, lanes, r, tile, epi, ptr, col0)
+            for bit in (4, 2, 1):
+                if bit < p.mr:
+                    part = bld.and_(rem, i64(bit))
+                    with em.if_then(bld.icmp_signed("!=", part, i64(0))):
+                        _micro(em, p, bit, nv, lanes, at, tile, epi, ptr, col0)
+                    at = bld.add(at, part, flags=["nsw"])
             return
         with em.loop(i64(end), "mm_tile", start=i64(begin), step=p.mr) as r:
             _micro(em, p, p.mr, nv, lanes, r, tile, epi, ptr, col0)
@@ -197,18 +203,12 @@ def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile, epi: Epilogue,
 
 
 def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.Value,
-           tile: _Tile, epi: Epilogue, panel: ir.Value, col0: ir.Value,
-           limit: ir.Value | None = None) -> None:
-    """Rows r .. r + mr against one panel of nv vectors per segment, then the epilogue
-    (rows from `limit` on, when given, are computed from the last row and not stored)."""
+           tile: _Tile, epi: Epilogue, panel: ir.Value, col0: ir.Value) -> None:
+    """Rows r .. r + mr against one panel of nv vectors per segment, then the epilogue."""
     bld = em.builder
     vw = p.vw
     nvec = nv * p.segments
     row = [em.add(r, ir.Constant(I64, i)) for i in range(mr)]
-    src = row
-    if limit is not None:
-        last = bld.sub(limit, ir.Constant(I64, 1), flags=["nsw"])
-        src = [bld.select(bld.icmp_signed("<", ri, limit), ri, last) for ri in row]
     zero = em.const(0.0, vw)
     acc = [zero] * (mr * nvec)
     static = tile.count is None and p.k.const
@@ -216,9 +216,9 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         if tile.a_step is not None:         # row R of packed tiles: tile R / MR, lane R % MR
             mr_p = ir.Constant(I64, p.mr)
             a_rows = [em.gep(tile.a, em.add(bld.mul(bld.sdiv(ri, mr_p), tile.a_step),
-                                            bld.srem(ri, mr_p))) for ri in src]
+                                            bld.srem(ri, mr_p))) for ri in row]
         else:
-            a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in src]
+            a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in row]
         pre = bld.block
         body = em.function.append_basic_block("mm_k.body")
         done = em.function.append_basic_block("mm_k.exit")
@@ -260,25 +260,17 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
                 acc.append(merge)
     if not epi.stages:
         for i in range(mr):
-            guard = em.if_then(bld.icmp_signed("<", row[i], limit)) if limit is not None \
-                else contextlib.nullcontext()
-            with guard:
-                for u in range(nv):
-                    col = em.add(col0, ir.Constant(I64, u * vw))
-                    values = [acc[i * nvec + s * nv + u] for s in range(p.segments)]
-                    _finish(em, p, tile, epi, row[i], col, values, lanes[u])
+            for u in range(nv):
+                col = em.add(col0, ir.Constant(I64, u * vw))
+                values = [acc[i * nvec + s * nv + u] for s in range(p.segments)]
+                _finish(em, p, tile, epi, row[i], col, values, lanes[u])
         return
     # a cell's epilogue (transcendentals, several stages) one row at a time, from the tile
     # parked in an L1 scratch: the registers hold one row's values, not the whole tile's
     scratch = em.alloca(ir.ArrayType(zero.type, mr * nvec))
     for j, v in enumerate(acc):
         bld.store(v, bld.gep(scratch, [ir.Constant(I32, 0), ir.Constant(I32, j)], inbounds=True))
-    rows: ir.Value | int = mr
-    if limit is not None:
-        left = bld.sub(limit, r, flags=["nsw"])
-        rows = bld.select(bld.icmp_signed("<", left, ir.Constant(I64, mr)), left,
-                          ir.Constant(I64, mr))
-    with em.loop(rows, "mm_epilogue") as i:
+    with em.loop(mr, "mm_epilogue") as i:
         base = bld.mul(i, ir.Constant(I64, nvec), flags=["nsw"])
 
         def unit(u: ir.Value, live: int) -> None:

@@ -46,29 +46,37 @@ class Ref:
 
 
 class Emitter:
-    """Builds one function. `steps` is the function's step-count argument (i64)."""
+    """Builds one function. `steps` and `batch` are the function's step count and batch size
+    arguments (i64; `batch` is a constant 0 where no size depends on the batch)."""
 
-    def __init__(self, function: ir.Function, steps: ir.Value):
+    def __init__(self, function: ir.Function, steps: ir.Value, batch: ir.Value | None = None):
         self.function = function
         self.module: ir.Module = function.module
         self.builder = ir.IRBuilder(function.append_basic_block("entry"))
         self.steps = steps
+        self.batch = batch if batch is not None else ir.Constant(I64, 0)
 
     # -- integers
     def lin(self, x: Lin | int) -> ir.Value:
         x = lin(x)
-        if x.s == 0:
+        if x.const:
             return ir.Constant(I64, x.c)
         b = self.builder
-        v = self.steps if x.s == 1 else b.mul(self.steps, ir.Constant(I64, x.s), flags=["nsw"])
-        return v if x.c == 0 else b.add(v, ir.Constant(I64, x.c), flags=["nsw"])
+        v: ir.Value = ir.Constant(I64, 0)
+        terms = ((x.s, lambda: self.steps), (x.b, lambda: self.batch),
+                 (x.bs, lambda: b.mul(self.batch, self.steps, flags=["nsw"])))
+        for k, value in terms:
+            if k:
+                term = value() if k == 1 else b.mul(value(), ir.Constant(I64, k), flags=["nsw"])
+                v = self.add(v, term)
+        return self.add(v, ir.Constant(I64, x.c))
 
     def mul(self, a: ir.Value, b: ir.Value | Lin | int) -> ir.Value:
         if isinstance(b, (Lin, int)):
             bl = lin(b)
-            if bl.s == 0 and bl.c == 0:
+            if bl.const and bl.c == 0:
                 return ir.Constant(I64, 0)
-            if bl.s == 0 and bl.c == 1:
+            if bl.const and bl.c == 1:
                 return a
             b = self.lin(bl)
         return self.builder.mul(a, b, flags=["nsw"])
@@ -84,7 +92,7 @@ class Emitter:
     def gep(self, ptr: ir.Value, offset: ir.Value | Lin | int) -> ir.Value:
         if isinstance(offset, (Lin, int)):
             offset = lin(offset)
-            if offset.c == 0 and offset.s == 0:
+            if offset.const and offset.c == 0:
                 return ptr
             offset = self.lin(offset)
         return self.builder.gep(ptr, [offset], inbounds=True)
@@ -185,18 +193,18 @@ class Emitter:
 
 def kernel_function(module: ir.Module, name: str, dtypes: Sequence[str],
                     n_scalars: int = 0) -> tuple[ir.Function, Emitter, list[ir.Value]]:
-    """An internal `void name(T0* noalias, ..., i64 scalars..., i64 steps)`.
+    """An internal `void name(T0* noalias, ..., i64 scalars..., i64 steps, i64 batch)`.
 
     Returns the function, an emitter positioned in its entry block, and the scalar args.
     """
-    args = [elem_type(d).as_pointer() for d in dtypes] + [I64] * (n_scalars + 1)
+    args = [elem_type(d).as_pointer() for d in dtypes] + [I64] * (n_scalars + 2)
     fn = ir.Function(module, ir.FunctionType(VOID, args), name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
     for a in fn.args[:len(dtypes)]:
         a.add_attribute("noalias")
-    em = Emitter(fn, fn.args[-1])
-    return fn, em, list(fn.args[len(dtypes):-1])
+    em = Emitter(fn, fn.args[-2], fn.args[-1])
+    return fn, em, list(fn.args[len(dtypes):-2])
 
 
 def global_array(module: ir.Module, name: str, value: np.ndarray) -> ir.GlobalVariable:

@@ -6,8 +6,10 @@ The module has one entry point per direction,
 
 where `io` points to the inputs then the outputs (graph order; int64 values as i64*), then
 EXTRAS more pointers: the persistent region (packed weights), the run block (i64 seed,
-i64 training: what dropout masks draw from) and the profile counters (i64, or null); `steps`
-is the size of the symbolic time dim.
+i64 training: what dropout masks draw from; then i64 batch, the size of the symbolic batch
+dim, read only by programs that have one: `contract.batch`) and the profile counters (i64,
+or null); `steps` is the size of the symbolic time dim. Every kernel takes both sizes, so
+one program serves every batch size and sequence length.
 
 Kernels that depend on the parameters alone (see persist.py) go into a second function,
 
@@ -43,11 +45,11 @@ from .emit_reduce import REDUCE_RULES
 from .emit_gemm import emit_cluster_call, emit_gemm_call, emit_pack_call
 from .gemm import emit_matmul
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
-from .strides import Layout, lin
+from .strides import BATCH, Layout, lin
 from .arena import Buffer
 from .schedule import Home, Kernel, Schedule, schedule
 
-VERSION = "lower-5"              # part of the kernel cache key: bump when the code changes
+VERSION = "lower-6"              # part of the kernel cache key: bump when the code changes
 ENTRY = "graphrnn_forward"
 PACK_ENTRY = "graphrnn_pack"
 CLOCK = "graphrnn_clock"         # profile builds: i64 f() reading the cycle counter
@@ -64,7 +66,8 @@ EMIT_RULES: dict[Op, Rule] = {
 class Lowering:
     """Emits the kernels of a schedule into one module."""
 
-    def __init__(self, sched: Schedule, module: ir.Module, *, profile: bool = False):
+    def __init__(self, sched: Schedule, module: ir.Module, *, profile: bool = False,
+                 batched: bool = False):
         self.sched = sched
         self.module = module
         ptr = F32.as_pointer()
@@ -75,8 +78,8 @@ class Lowering:
         for a in fn.args[:3]:
             a.add_attribute("noalias")
         fn.attributes.add("nounwind")
-        self.em = Emitter(fn, fn.args[3])
         self.params, self.arena, io = fn.args[:3]
+        self.em = Emitter(fn, fn.args[3])
         n_io = len(sched.inputs) + len(sched.outputs)
         bld = self.em.builder
         self.io = [bld.load(bld.gep(io, [ir.Constant(I64, k)], inbounds=True), align=8)
@@ -85,6 +88,8 @@ class Lowering:
         self.persist_base = self.em.cast(self.io[n_io], "float32")
         run = self.em.cast(self.io[n_io + 1], "int64")
         self.seed, self.training = (self.em.load(self.em.gep(run, k)) for k in (0, 1))
+        if batched:
+            self.em.batch = self.em.load(self.em.gep(run, 2))
         self.packing = False            # emitting the pack entry (persistent kernels only)
         self.profiler = Profiler(self.em.cast(self.io[n_io + 2], "int64")) if profile else None
         self.total = self.profiler.begin(self.em, "total", "entry", ()) if profile else None
@@ -173,7 +178,7 @@ class Lowering:
         inner = [Ref(arg, r.layout) for arg, r in zip(fn.args, refs)]
         rule(em, node, inner[0], inner[1:])
         em.builder.ret_void()
-        args = [r.ptr for r in refs] + list(scalars) + [self.em.steps]
+        args = [r.ptr for r in refs] + list(scalars) + [self.em.steps, self.em.batch]
         if self.profiler is None or self.packing:
             self.em.builder.call(fn, args)
             return
@@ -254,17 +259,19 @@ def _failure(n: Node, e: Exception) -> LoweringError:
 # ----------------------------------------------------------------------------- the pass
 
 def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
-                profile: bool = False) -> Executable:
+                profile: bool = False, strict: bool = False) -> Executable:
     """The Executable of a typed, flattened (and optimised) graph.
 
     training: dropout draws its masks (from the run block's seed) instead of being the
     identity. profile: count the cycles of every kernel (contract.profile names the counters).
+    strict: refuse a slice or index of the time dim too (always refused for the batch dim),
+    for dims a caller generalised from the sizes of one call rather than declared symbolic.
     """
     params = graph.inputs[-1] if graph.inputs and graph.inputs[-1].name == "params" else None
-    symbol = _time_symbol(graph, params)
+    symbol, batched = _symbols(graph, params, strict)
     sched = schedule(graph, params, training=training)
     module = ir.Module(name="graphrnn")
-    low = Lowering(sched, module, profile=profile)
+    low = Lowering(sched, module, profile=profile, batched=batched)
     env = Env()
     for k, x in enumerate(sched.inputs):
         env[x] = Ref(low.em.cast(low.io[k], x.type.dtype), sched.layouts[x])
@@ -291,7 +298,9 @@ def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
         inputs=tuple(x.name for x in sched.inputs),
         outputs=tuple(y.name for y in graph.outputs),
         symbol=symbol,
-        arena=(sched.fixed_floats, sched.step_floats),
+        arena=(sched.arena.c, sched.arena.s),
+        batch=BATCH if batched else None,
+        arena_rows=(sched.arena.b, sched.arena.bs),
         checks=tuple(index_checks(graph, sched.inputs)),
         pack=(pack, sched.persist_floats) if sched.persistent else None,
         profile=low.profiler.meta() if low.profiler is not None else None,
@@ -303,21 +312,32 @@ def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
     return Executable(text, (entry,), table, sched.fixed_floats, io, contract)
 
 
-def _time_symbol(graph: Graph, params: Node | None) -> str | None:
-    """The one symbolic dim the entry point takes as `steps` (None when all dims are fixed)."""
+def _symbols(graph: Graph, params: Node | None, strict: bool = False
+             ) -> tuple[str | None, bool]:
+    """(the symbolic dim the entry point takes as `steps`, or None; whether the batch dim,
+    BATCH, is symbolic too and taken from the run block)."""
     found = {d for x in graph.inputs if x is not params for d in x.type.shape
              if isinstance(d, str)}
+    batched = BATCH in found
+    found.discard(BATCH)
     if len(found) > 1:
         raise LoweringError(f"inputs use several symbolic dims ({', '.join(sorted(found))}): "
-                            "only the time dim may stay symbolic; give the others sizes")
+                            "only the time and batch dims may stay symbolic; give the others "
+                            "sizes")
     symbol = next(iter(found), None)
     for n, _ in graph.walk():
         for t in (n.type if isinstance(n.type, tuple) else (n.type,)):
             for d in (t.shape if isinstance(t, TensorType) else ()):
-                if isinstance(d, str) and d != symbol:
+                if isinstance(d, str) and d != symbol and not (batched and d == BATCH):
                     raise LoweringError(f"{n.name} ({n.where or '?'}): dim {d!r} is not "
                                         "given by any input, so its size is unknown")
-    return symbol
+        if n.op in (Op.SLICE, Op.INDEX):
+            d = n.inputs[0].type.shape[n.attrs["axis"]]
+            if (batched and d == BATCH) or (strict and isinstance(d, str)):
+                # a row (or step) picked from a dim of unknown size could lie outside it
+                raise LoweringError(f"{n.name} ({n.where or '?'}): {n.op.value} of symbolic "
+                                    f"dim {d!r}: its size must be fixed")
+    return symbol, batched
 
 
 def index_checks(graph: Graph, inputs: tuple[Node, ...]) -> list[tuple[str, int, Any]]:

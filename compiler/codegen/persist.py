@@ -74,7 +74,7 @@ def split_persistent(kernels: Iterable[Kernel], params: Node | None,
             if found is not None and k is not None:
                 home = k.dest
                 plain = home is not None and home.slot < 0 and home.buffer is not None \
-                    and home.buffer.io < 0 and home.buffer.size.s == 0
+                    and home.buffer.io < 0 and home.buffer.size.const
                 found = found + (k,) if plain else None
         memo[n] = found
         return found
@@ -82,7 +82,7 @@ def split_persistent(kernels: Iterable[Kernel], params: Node | None,
     chosen: dict[Kernel, None] = {}
     for k in packs:
         deps = made_by(k.node.inputs[1])
-        if deps is not None and k.packed is not None and k.packed.size.s == 0:
+        if deps is not None and k.packed is not None and k.packed.size.const:
             chosen.update(dict.fromkeys(deps))
             chosen[k] = None
     offset = 0

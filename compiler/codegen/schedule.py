@@ -28,7 +28,8 @@ and every loop containing one run at each step (never hoisted into a loop's prol
 Memory: each buffer lives from the kernel that writes it to its last reader; a buffer read
 inside a loop body lives until the loop ends. Buffers whose lifetimes do not overlap share
 arena space (greedy first fit in schedule order). Buffers that scale with T sit in a second
-region after the fixed one: the arena has `fixed + per_step * steps` floats.
+region after the fixed one, those that scale with B (or B and T) in regions after that: the
+arena's size is a Lin in T and B (arena.py).
 """
 from __future__ import annotations
 
@@ -58,8 +59,7 @@ class Schedule:
     layouts: dict[Node, Layout]         # every value's layout
     offsets: dict[Node, Lin]            # views: element offset from their input
     buffers: list[Buffer]
-    fixed_floats: int
-    step_floats: int
+    arena: Lin                          # floats of scratch memory, in T and B
     inputs: tuple[Node, ...]            # io order: the user's inputs, then the outputs
     outputs: tuple[Node, ...]
     params: Node | None
@@ -68,6 +68,14 @@ class Schedule:
     persist_buffers: frozenset[Buffer] = frozenset()  # offsets into the persistent region
     persist_floats: int = 0
     aliases: dict[Node, Node] = field(default_factory=dict)   # body const -> outer value
+
+    @property
+    def fixed_floats(self) -> int:
+        return self.arena.c
+
+    @property
+    def step_floats(self) -> int:
+        return self.arena.s
 
 
 def schedule(graph: Graph, params: Node | None = None, *, training: bool = False
@@ -100,8 +108,8 @@ def schedule(graph: Graph, params: Node | None = None, *, training: bool = False
         kernels.append(Kernel(s.name("copy", y), "copy", y, home))
     persistent, kept, floats = split_persistent(kernels, params, s.aliases)
     s.buffers = [b for b in s.buffers if b not in kept]
-    fixed, step = plan_arena(s.buffers)
-    return Schedule(tuple(kernels), s.layouts, s.offsets, s.buffers, fixed, step, inputs,
+    arena = plan_arena(s.buffers)
+    return Schedule(tuple(kernels), s.layouts, s.offsets, s.buffers, arena, inputs,
                     graph.outputs, params, s.parts, persistent, kept, floats, s.aliases)
 
 

@@ -1,11 +1,14 @@
-"""Strided layouts whose sizes may grow with the runtime step count, and the view ops.
+"""Strided layouts whose sizes may grow with the runtime step count and batch size, and the
+view ops.
 
-The lowering specialises on every dim but time: a symbolic dim ("T") is the entry point's
-`steps` argument, so one kernel runs any sequence length. Every size, stride and offset is
-therefore a `Lin`, `c + s * steps`, and every value the lowering touches is a pointer plus a
-`Layout` (shape and element strides). Views (slice, index, reshape, broadcast) are new
-layouts over the same memory and need no code: VIEW_RULES gives, per op, the element offset
-and layout of the view from its input's layout (None when the view needs a copy).
+The lowering specialises on every dim but time and batch: the time symbol is the entry
+point's `steps` argument and the batch symbol ("B", see BATCH) its `batch` argument, so one
+kernel runs any sequence length and any number of rows. Every size, stride and offset is
+therefore a `Lin`, `c + s * steps + b * batch + bs * batch * steps` (linear in each), and
+every value the lowering touches is a pointer plus a `Layout` (shape and element strides).
+Views (slice, index, reshape, broadcast) are new layouts over the same memory and need no
+code: VIEW_RULES gives, per op, the element offset and layout of the view from its input's
+layout (None when the view needs a copy).
 """
 from __future__ import annotations
 
@@ -14,44 +17,58 @@ from typing import Callable, Sequence, Union
 
 from graphrnn.ir import LoweringError, Node, Op, TensorType
 
+BATCH = "B"                     # the batch symbol; any other symbol is the step count
+
 
 @dataclass(frozen=True)
 class Lin:
-    """c + s * steps."""
+    """c + s * steps + b * batch + bs * batch * steps."""
     c: int
     s: int = 0
+    b: int = 0
+    bs: int = 0
 
     def __add__(self, other: "LinLike") -> "Lin":
         o = lin(other)
-        return Lin(self.c + o.c, self.s + o.s)
+        return Lin(self.c + o.c, self.s + o.s, self.b + o.b, self.bs + o.bs)
 
     __radd__ = __add__
 
     def __sub__(self, other: "LinLike") -> "Lin":
         o = lin(other)
-        return Lin(self.c - o.c, self.s - o.s)
+        return Lin(self.c - o.c, self.s - o.s, self.b - o.b, self.bs - o.bs)
 
     def __mul__(self, other: "LinLike") -> "Lin":
         o = lin(other)
-        if self.s and o.s:
+        if (self.s or self.bs) and (o.s or o.bs):
             raise LoweringError(f"size ({self}) * ({o}) grows with steps squared; only sizes "
                                 "linear in the sequence length are supported")
-        return Lin(self.c * o.c, self.c * o.s + self.s * o.c)
+        if (self.b or self.bs) and (o.b or o.bs):
+            raise LoweringError(f"size ({self}) * ({o}) grows with the batch squared; only "
+                                "sizes linear in the batch size are supported")
+        return Lin(self.c * o.c, self.c * o.s + self.s * o.c, self.c * o.b + self.b * o.c,
+                   self.c * o.bs + self.bs * o.c + self.s * o.b + self.b * o.s)
 
     __rmul__ = __mul__
 
     @property
     def const(self) -> bool:
-        return self.s == 0
+        return self.s == 0 and self.b == 0 and self.bs == 0
 
-    def at(self, steps: int) -> int:
-        return self.c + self.s * steps
+    @property
+    def batched(self) -> bool:
+        """Whether the value depends on the batch size."""
+        return self.b != 0 or self.bs != 0
+
+    def at(self, steps: int, batch: int = 0) -> int:
+        return self.c + self.s * steps + self.b * batch + self.bs * batch * steps
 
     def __str__(self) -> str:
-        if not self.s:
-            return str(self.c)
-        t = "T" if self.s == 1 else f"{self.s}*T"
-        return t if not self.c else f"{self.c}+{t}"
+        terms = [(self.bs, "B*T"), (self.b, "B"), (self.s, "T")]
+        text = [name if k == 1 else f"{k}*{name}" for k, name in terms if k]
+        if self.c or not text:
+            text.append(str(self.c))
+        return "+".join(text)
 
 
 LinLike = Union[Lin, int, str]
@@ -60,11 +77,12 @@ ONE = Lin(1)
 
 
 def lin(x: LinLike) -> Lin:
-    """An int, a symbolic dim (any symbol is the step count) or a Lin, as a Lin."""
+    """An int, a symbolic dim (BATCH is the batch size, any other symbol the step count) or
+    a Lin, as a Lin."""
     if isinstance(x, Lin):
         return x
     if isinstance(x, str):
-        return Lin(0, 1)
+        return Lin(0, 0, 1) if x == BATCH else Lin(0, 1)
     return Lin(int(x))
 
 
@@ -173,8 +191,8 @@ def collapse(layouts: Sequence[Layout]) -> list[Layout]:
     merged: list[list[Lin]] = [[] for _ in layouts]
     for j in range(len(keep)):
         d = dims[j][0]
-        can = bool(merged_dims) and not (merged_dims[-1].s and d.s) and all(
-            merged[k][-1] == strides[k][j][0] * d for k in range(len(layouts)))
+        can = bool(merged_dims) and _product(merged_dims[-1], d) is not None and all(
+            merged[k][-1] == _product(strides[k][j][0], d) for k in range(len(layouts)))
         if can:
             merged_dims[-1] = merged_dims[-1] * d
             for k in range(len(layouts)):
@@ -187,6 +205,14 @@ def collapse(layouts: Sequence[Layout]) -> list[Layout]:
         merged_dims = [ONE]
         merged = [[ZERO] for _ in layouts]
     return [Layout(tuple(merged_dims), tuple(m), lay.dtype) for m, lay in zip(merged, layouts)]
+
+
+def _product(a: Lin, b: Lin) -> Lin | None:
+    """a * b, or None when it is not a Lin (steps squared, batch squared)."""
+    try:
+        return a * b
+    except LoweringError:
+        return None
 
 
 # ----------------------------------------------------------------------------- view ops
@@ -218,4 +244,4 @@ VIEW_RULES: dict[Op, Callable[[Node, Layout], tuple[Lin, Layout] | None]] = {
 }
 
 
-__all__ = ["Lin", "Layout", "lin", "product", "collapse", "ZERO", "ONE", "VIEW_RULES"]
+__all__ = ["BATCH", "Lin", "Layout", "lin", "product", "collapse", "ZERO", "ONE", "VIEW_RULES"]

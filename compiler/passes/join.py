@@ -15,7 +15,8 @@ The weight concatenation and the bias sum are invariant, so hoisting computes th
 the loop. Measured on one AVX-512 core, joined vs hoisted in one process: LSTM forward
 (32,50,256,256) 4-9% faster, (16,100,128,128) 8%, (64,100,512,512) even, training
 (32,50,256,256) 3%; with one row (a GEMV per step) the hoisted GEMM is 20% faster, hence
-the MIN_ROWS threshold. Only a sum of exactly these two shapes is joined (LSTM and RNN cells;
+the MIN_ROWS threshold; a batch of symbolic size (one program for every B) counts as many
+rows. Only a sum of exactly these two shapes is joined (LSTM and RNN cells;
 a GRU keeps the projections apart); the projections must be read by the sum alone.
 
 `join_loops` is the driver's step "join", run just before "hoist" (inner loops first).
@@ -130,7 +131,7 @@ def _joined(z: Node, kinds: dict[int, str], users: dict[int, int], min_input_siz
     rows, k = x.type.shape
     if transpose != bool(mh.attrs.get("transpose_b")) or mx.type.shape != mh.type.shape \
             or mx.type.shape != z.type.shape or h.type.shape[0] != rows \
-            or not isinstance(rows, int) or rows < min_rows \
+            or (isinstance(rows, int) and rows < min_rows) \
             or not isinstance(k, int) or k <= min_input_size:
         return None
 

@@ -123,9 +123,9 @@ def build_last_state(d: int, h: int, seed: int = 0) -> Any:
 
 def lowered_arena(step: Any, *inputs: np.ndarray) -> int:
     """Arena bytes of `step`'s program for these inputs, from its lowering (not compiled)."""
-    fixed, per_step = step.executable(step.signature(list(inputs))[0]).contract.arena
-    steps = inputs[0].shape[1]
-    return 4 * (fixed + per_step * steps)
+    contract = step.executable(step.signature(list(inputs))[0]).contract
+    batch, steps = inputs[0].shape[:2]
+    return 4 * contract.arena_floats(steps, batch)
 
 
 def measure_variant(config: Config, checkpoint: int | None, repeats: int,
