@@ -42,7 +42,7 @@ from .emit_map import eval_body
 from .emit_pack import emit_pack, masked_load, masked_store
 from .irbuilder import FLAGS, I32, I64, Emitter, Ref
 from .strides import ONE, ZERO, Layout, Lin, collapse, lin
-from .tiling import GemmPlan, operand_layouts, plan
+from .tiling import GemmPlan, operand_layouts, plan, vectors_first
 
 # ----------------------------------------------------------------------------- epilogues
 
@@ -236,14 +236,23 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         kk = k if tile.flip is None else bld.select(
             tile.flip, bld.sub(ir.Constant(I64, p.k.c - 1), k, flags=["nsw"]), k)
         kp = em.gep(panel, bld.mul(kk, ir.Constant(I64, nvec * vw), flags=["nsw"]))
-        # broadcasts first, then one panel vector at a time: MR * NV + MR + 1 registers
-        bcast = [em.splat(em.load(em.gep(a_rows[i], em.mul(kk, tile.ak))), vw)
-                 for i in range(mr)]
         new = list(phis)
-        for v in range(nvec):
-            bv = em.load(em.gep(kp, v * vw), vw)
+        if vectors_first(mr, nvec):
+            # the panel vectors first, then one broadcast at a time: MR * NV + NV + 1
+            # registers (a 4 x 3 tile of a GRU's gates in 16 ymm)
+            bvs = [em.load(em.gep(kp, v * vw), vw) for v in range(nvec)]
             for i in range(mr):
-                new[i * nvec + v] = em.fma(bcast[i], bv, new[i * nvec + v])
+                b = em.splat(em.load(em.gep(a_rows[i], em.mul(kk, tile.ak))), vw)
+                for v in range(nvec):
+                    new[i * nvec + v] = em.fma(b, bvs[v], new[i * nvec + v])
+        else:
+            # broadcasts first, then one panel vector at a time: MR * NV + MR + 1 registers
+            bcast = [em.splat(em.load(em.gep(a_rows[i], em.mul(kk, tile.ak))), vw)
+                     for i in range(mr)]
+            for v in range(nvec):
+                bv = em.load(em.gep(kp, v * vw), vw)
+                for i in range(mr):
+                    new[i * nvec + v] = em.fma(bcast[i], bv, new[i * nvec + v])
         nxt = bld.add(k, ir.Constant(I64, 1), flags=["nsw"])
         k.add_incoming(nxt, body)
         for ph, val in zip(phis, new):
