@@ -21,6 +21,7 @@ from graphrnn.isa import current_isa
 from .strides import ONE, ZERO, Layout, Lin, lin, product
 
 A_BLOCK_BYTES = 96 * 1024        # rows of `a` per block: MC * K * 4 bytes stays in L2
+PANEL_BLOCK_BYTES = 32 * 1024    # a panel's block of KC k-rows stays in L1
 MAX_SEGMENTS = 8
 
 
@@ -66,6 +67,7 @@ class GemmPlan:
     nv: int
     segments: int = 1
     transpose: bool = False
+    kc: int = 0                     # k-rows per block of a panel (0: the panel is walked whole)
 
     @property
     def seg_len(self) -> int:
@@ -98,7 +100,7 @@ class GemmPlan:
 
     @property
     def mc(self) -> int:
-        k = self.k.c if self.k.const else 512
+        k = self.kc or (self.k.c if self.k.const else 512)
         rows = A_BLOCK_BYTES // (4 * max(k, 1))
         return max(self.mr, rows // self.mr * self.mr)
 
@@ -115,7 +117,16 @@ def make_plan(k: Lin | int, n: int, rows: Lin | int, *, segments: int = 1,
         return GemmPlan(lin(k), n, 1, vw, u, segments, transpose)
     u = max(1, min(need, 4 // segments))
     mr = _rows_per_tile(rows.c if rows.const else 1 << 12, u * segments, vw, budget)
-    return GemmPlan(lin(k), n, mr, vw, u, segments, transpose)
+    return GemmPlan(lin(k), n, mr, vw, u, segments, transpose, _k_block(lin(k), u * segments * vw))
+
+
+def _k_block(k: Lin, width: int) -> int:
+    """KC: the k-rows of a panel `width` floats wide that fill at most PANEL_BLOCK_BYTES, in
+    equal blocks (0: the whole panel fits, or K is known at run time only)."""
+    if not k.const or k.c * width * 4 <= PANEL_BLOCK_BYTES:
+        return 0
+    blocks = -(-k.c * width * 4 // PANEL_BLOCK_BYTES)
+    return -(-k.c // blocks)
 
 
 def _rows_per_tile(rows: int, nvec: int, vw: int, budget: int) -> int:
@@ -179,4 +190,5 @@ def epilogue_layouts(a: Layout, out: Layout, extra: list[Layout]) -> list[Layout
 
 __all__ = ["GemmPlan", "make_plan", "plan", "packed_floats", "vector_width", "accumulators",
            "registers", "vectors_first",
-           "narrow", "operand_layouts", "epilogue_layouts", "MAX_SEGMENTS", "A_BLOCK_BYTES"]
+           "narrow", "operand_layouts", "epilogue_layouts", "MAX_SEGMENTS", "A_BLOCK_BYTES",
+           "PANEL_BLOCK_BYTES"]
