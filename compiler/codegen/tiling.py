@@ -21,7 +21,9 @@ from graphrnn.isa import current_isa
 from .strides import ONE, ZERO, Layout, Lin, lin, product
 
 A_BLOCK_BYTES = 96 * 1024        # rows of `a` per block: MC * K * 4 bytes stays in L2
-PANEL_BLOCK_BYTES = 32 * 1024    # a panel's block of KC k-rows stays in L1
+# a panel's block of KC k-rows stays in L1 (32 KB on Zen 3) beside the rows of `a`: with
+# AVX2 tiles; AVX-512 tiles were tuned walking their panels whole and measured no better
+PANEL_BLOCK_BYTES = 24 * 1024
 MAX_SEGMENTS = 8
 
 
@@ -122,8 +124,8 @@ def make_plan(k: Lin | int, n: int, rows: Lin | int, *, segments: int = 1,
 
 def _k_block(k: Lin, width: int) -> int:
     """KC: the k-rows of a panel `width` floats wide that fill at most PANEL_BLOCK_BYTES, in
-    equal blocks (0: the whole panel fits, or K is known at run time only)."""
-    if not k.const or k.c * width * 4 <= PANEL_BLOCK_BYTES:
+    equal blocks (0: the whole panel fits, K is known at run time only, or AVX-512)."""
+    if not k.const or k.c * width * 4 <= PANEL_BLOCK_BYTES or registers() > 16:
         return 0
     blocks = -(-k.c * width * 4 // PANEL_BLOCK_BYTES)
     return -(-k.c // blocks)
