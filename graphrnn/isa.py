@@ -58,19 +58,11 @@ class Isa:
         """Vector registers of `vector_width` floats: 32 zmm, 16 ymm, or 8 xmm pairs."""
         return {"avx512": 32, "avx2": 16, "avx": 16}.get(self.name, 8)
 
-    @property
-    def fma(self) -> bool:
-        return "fma" in self.enabled
-
     def describe(self) -> str:
         """One line for reports: "avx2 (znver5, AVX-512 off)"."""
         host = _host()
         off = self.cpu == host.cpu and "avx512f" in host.enabled - self.enabled
         return f"{self.name} ({self.cpu}{', AVX-512 off' if off else ''})"
-
-    def signature(self) -> dict[str, str]:
-        """What object code built for this ISA depends on (part of the kernel cache key)."""
-        return {"cpu": self.cpu, "features": self.features}
 
 
 def _enabled(features: str) -> frozenset[str]:

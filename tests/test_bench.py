@@ -16,6 +16,7 @@ import graphrnn as gr
 from graphrnn.bench.run import IMPLS, MODES, PEER_NAMES, Row, bench_row, flops, interleaved, main, run
 from graphrnn.bench.table import format_table
 from graphrnn.cli import main as cli_main
+from graphrnn.bench.child import peer_isa_env
 from graphrnn.bench.peak import fma_ir, measure_peak
 from graphrnn.bench.peers import build_layer, graphrnn_impl, named_grads
 from graphrnn.isa import host_isa, using_isa
@@ -227,3 +228,10 @@ def test_the_peak_and_the_rows_for_an_avx2_target():
 def test_a_bad_target_is_refused_before_measuring():
     with pytest.raises(ValueError, match="avx3"):
         main(["--peak", "--target", "avx3"])
+
+
+def test_peers_are_held_to_an_avx2_target():
+    env = peer_isa_env("avx2", {"XLA_FLAGS": "--a"})
+    assert env["MKL_ENABLE_INSTRUCTIONS"] == env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert env["XLA_FLAGS"] == "--a --xla_cpu_max_isa=AVX2"
+    assert peer_isa_env("avx512", {"X": "1"}) == {"X": "1"}

@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .child import ONE_THREAD, TWO_THREADS, in_child, pin_to_cpus, write_result
+from .child import ONE_THREAD, TWO_THREADS, in_child, peer_isa_env, pin_to_cpus, write_result
 from ..isa import current_isa, resolve_isa
 from .configs import (CELLS, CONFIGS, FORWARD_ONLY, GATES, HAND, IMPLS, MODES, PEER_NAMES,
                       QUICK_CONFIGS, Config, flops, parse_config)
@@ -222,7 +222,10 @@ def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
     isa = current_isa()
     result: dict[str, Any] = {"host": host(), "threads": threads, "repeats": repeats,
                               "isa": {"name": isa.name, "cpu": isa.cpu, "features": isa.features,
-                                      "describe": isa.describe()}}
+                                      "describe": isa.describe()},
+                              "peers_isa": ("AVX2 for torch (MKL, oneDNN) and jax (XLA); "
+                                            "onnxruntime the host's" if isa.name == "avx2"
+                                            else "the host's")}
     result["peak"] = measure_peak() if peak else None
     peak_gflops = result["peak"]["gflops"] if peak else None
     rows = []
@@ -312,7 +315,10 @@ def run_command(args: argparse.Namespace) -> int:
         if args.peak:
             isa = current_isa()
             result: dict = {"peak": measure_peak(), "isa": {"name": isa.name, "cpu": isa.cpu,
-                                                            "describe": isa.describe()}}
+                                                            "describe": isa.describe()},
+                              "peers_isa": ("AVX2 for torch (MKL, oneDNN) and jax (XLA); "
+                                            "onnxruntime the host's" if isa.name == "avx2"
+                                            else "the host's")}
         else:
             result = run(args.configs, tuple(args.cells or CELLS), tuple(args.modes or MODES),
                          threads=args.child_threads, repeats=args.repeats,
@@ -325,7 +331,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.quick:
         args.configs, args.cells = args.configs or QUICK_CONFIGS, args.cells or ["lstm"]
     configs = args.configs or CONFIGS
-    result = in_child(_child_argv(args, 1, configs, True), ONE_THREAD)
+    isa = current_isa().name
+    result = in_child(_child_argv(args, 1, configs, True), peer_isa_env(isa, ONE_THREAD))
     if result is None:
         return 1
     if args.peak:
@@ -333,7 +340,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     if not args.no_two_threads:
         large = max(configs, key=lambda c: flops("lstm", c, "forward"))
-        two = in_child(_child_argv(args, 2, [large], False), TWO_THREADS)
+        two = in_child(_child_argv(args, 2, [large], False), peer_isa_env(isa, TWO_THREADS))
         if two is None:
             return 1
         peak = result["peak"]["gflops"]

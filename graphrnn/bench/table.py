@@ -51,7 +51,8 @@ def format_table(result: dict) -> str:
              "versions: " + ", ".join(f"{k} {v[k] or 'missing'}" for k in v)]
     if result.get("isa"):
         lines.append(f"kernels built for {result['isa']['describe']}; tile: the step "
-                     "product's, MR rows x vectors x floats per vector (kc: k-rows per block)")
+                     "product's, MR rows x vectors x floats per vector (kc: k-rows per block); "
+                     f"peers' ISA: {result.get('peers_isa', 'the host')}")
     if peak:
         lines.append(f"single-core peak {peak['gflops']:.1f} GFLOP/s ({peak['best']} llvm.fma "
                      "chains); %peak is of that, times the threads")
