@@ -5,6 +5,7 @@ import sys
 import threading
 from typing import Any, Callable, TypeVar
 
+from .isa import current_isa
 from .runtime.cache import KernelCache
 from .runtime.forksafe import after_fork
 from .runtime.jit import Engine
@@ -25,10 +26,13 @@ def _fresh_in_child() -> None:
 
 
 def shared_engine() -> Engine:
+    """The process-wide engine of the current ISA (graphrnn.isa), one per ISA."""
+    isa = current_isa()
     with _SHARED_LOCK:
-        if "engine" not in _SHARED:
-            _SHARED["engine"] = Engine()
-        return _SHARED["engine"]
+        key = ("engine", isa)
+        if key not in _SHARED:
+            _SHARED[key] = Engine(isa)
+        return _SHARED[key]
 
 
 def shared_cache() -> KernelCache:

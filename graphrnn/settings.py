@@ -6,8 +6,10 @@
 |                   |        | 3 LLVM IR before and after optimisation, 4 assembly           |
 | `GRAPHRNN_VERIFY` | 0 / 1  | run `verify()` on the graph after every pass; on by default   |
 |                   |        | while pytest runs a test, off otherwise                       |
+| `GRAPHRNN_TARGET_FEATURES` | spec | the ISA kernels are built and tiled for: host (default), |
+|                   |        | avx512, avx2, generic, x86-64-v3, or LLVM features (-avx512f) |
 
-Both are read at each call, so a test may change them with `monkeypatch.setenv`.
+All are read at each call, so a test may change them with `monkeypatch.setenv`.
 """
 from __future__ import annotations
 
@@ -34,4 +36,10 @@ def verify_enabled() -> bool:
     return _int_var("GRAPHRNN_VERIFY", 1 if "PYTEST_CURRENT_TEST" in os.environ else 0) > 0
 
 
-__all__ = ["debug_level", "verify_enabled"]
+def target_features() -> str | None:
+    """GRAPHRNN_TARGET_FEATURES, None when unset or empty (graphrnn.isa reads the spec)."""
+    raw = os.environ.get("GRAPHRNN_TARGET_FEATURES", "").strip()
+    return raw or None
+
+
+__all__ = ["debug_level", "verify_enabled", "target_features"]

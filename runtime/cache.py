@@ -118,14 +118,14 @@ class KernelCache:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.disk = CacheDir(self.directory)
         self.stats = CacheStats()
-        self._host = dict(host) if host is not None else host_signature()
+        self._host = dict(host) if host is not None else None
         self._memory: LRU[str, bytes] = LRU(size=len, bound=kernel_bytes_limit)
         self._lock = threading.Lock()
         renew_after_fork(self, _lock=threading.Lock)
 
     def key(self, llvm_ir: str, version: str) -> str:
         """The cache key of `llvm_ir` compiled by generator `version` on this host."""
-        return cache_key(llvm_ir, version, self._host)
+        return cache_key(llvm_ir, version, self._host or host_signature())
 
     def path(self, key: str, suffix: str = _SUFFIX) -> Path:
         """Where the disk entry for `key` lives (or would, for a memory-only cache)."""

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 import llvmlite
 import llvmlite.binding as llvm
 
+from graphrnn.isa import Isa, current_isa
+
 from .forksafe import hold_across_fork
 
 # One lock for every llvmlite call that touches the global LLVM context.
@@ -72,17 +74,17 @@ def _ensure_initialized() -> None:
             _INITIALIZED = True
 
 
-def host_signature() -> dict[str, str]:
-    """What the object code depends on besides the IR: triple, CPU, features, versions."""
-    return dict(_host_signature())
+def host_signature(isa: Isa | None = None) -> dict[str, str]:
+    """What the object code depends on besides the IR: triple, the CPU and features it is
+    built for (`isa`, else the current one: see graphrnn.isa), versions."""
+    isa = isa or current_isa()
+    return {**_versions(), "cpu": isa.cpu, "features": isa.features}
 
 
 @functools.lru_cache(maxsize=1)
-def _host_signature() -> dict[str, str]:
+def _versions() -> dict[str, str]:
     return {
         "triple": llvm.get_process_triple(),
-        "cpu": llvm.get_host_cpu_name(),
-        "features": llvm.get_host_cpu_features().flatten(),
         "llvmlite": llvmlite.__version__,
         "llvm": ".".join(str(v) for v in llvm.llvm_version_info),
     }
@@ -90,16 +92,17 @@ def _host_signature() -> dict[str, str]:
 
 def _target_machine(cpu: str | None = None, features: str | None = None,
                     pic: bool = False) -> llvm.TargetMachine:
-    """The host's target machine for the JIT; with `cpu`/`features`/`pic`, one for object
-    code linked into a shared library (position-independent, not for MCJIT)."""
+    """A target machine for the JIT, for `cpu` with `features` (default: the host's); with
+    `pic`, one for object code linked into a shared library (position-independent, not for
+    MCJIT)."""
     target = llvm.Target.from_triple(llvm.get_process_triple())
     if pic:
         return target.create_target_machine(cpu=cpu or llvm.get_host_cpu_name(),
                                             features=features or "", opt=3, reloc="pic",
                                             codemodel="default")
     return target.create_target_machine(
-        cpu=llvm.get_host_cpu_name(),
-        features=llvm.get_host_cpu_features().flatten(),
+        cpu=cpu or llvm.get_host_cpu_name(),
+        features=llvm.get_host_cpu_features().flatten() if features is None else features,
         opt=3,
         jit=True,
     )
@@ -164,12 +167,15 @@ class Library:
 
 
 class Engine:
-    """Optimises IR for the host CPU and turns it into loadable object code."""
+    """Optimises IR for one ISA (`isa`, default the current one: the host's unless
+    GRAPHRNN_TARGET_FEATURES or `using_isa` say otherwise) and turns it into loadable object
+    code."""
 
-    def __init__(self) -> None:
+    def __init__(self, isa: Isa | None = None) -> None:
         _ensure_initialized()
+        self.isa = isa or current_isa()
         with _LOCK:
-            self._tm = _target_machine()
+            self._tm = _target_machine(self.isa.cpu, self.isa.features)
 
     @classmethod
     def for_library(cls, cpu: str, features: str) -> "Engine":
@@ -177,6 +183,7 @@ class Engine:
         `features` (LLVM names, "+avx2,-avx512f"): position-independent code."""
         engine = cls.__new__(cls)
         _ensure_initialized()
+        engine.isa = None
         with _LOCK:
             engine._tm = _target_machine(cpu, features, pic=True)
         return engine

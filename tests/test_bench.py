@@ -17,14 +17,17 @@ from graphrnn.bench.run import (IMPLS, MODES, PEER_NAMES, Row, bench_row, flops,
                                 run)
 from graphrnn.bench.report import format_table
 from graphrnn.cli import main as cli_main
+from graphrnn.bench.child import peer_isa_env
 from graphrnn.bench.peak import fma_ir, measure_peak
 from graphrnn.bench.peers import build_layer, graphrnn_impl, named_grads
+from graphrnn.isa import host_isa, using_isa
 from graphrnn.train import InterpretedStep
 
 CONFIG = (3, 4, 2, 5)
 ROW_KEYS = {"cell", "config", "mode", "threads", "gflop", "ms", "min_ms", "cpu_per_wall",
             "rounds", "calls_per_sample", "max_abs_diff", "missing", "not_applicable", "ratios",
-            "fastest_peer", "ratio_fastest_peer", "graphrnn_gflops", "peak_fraction"}
+            "fastest_peer", "ratio_fastest_peer", "graphrnn_gflops", "peak_fraction", "tile",
+            "products"}
 PEER_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx", "torch"),
                  "jax": ("jax",)}
 
@@ -39,7 +42,8 @@ def result():
 
 
 def test_every_row_has_every_column(result):
-    assert {"host", "threads", "repeats", "peak", "rows", "compile"} <= set(result)
+    assert {"host", "threads", "repeats", "peak", "rows", "compile", "isa"} <= set(result)
+    assert result["isa"]["name"] in ("avx512", "avx2", "avx", "sse")
     assert {"cpu", "llvm_cpu", "logical_cpus", "avx512f", "loadavg",
             "versions"} <= set(result["host"])
     assert {"numpy", "llvmlite", "llvm", "torch", "onnxruntime", "jax"} <= set(
@@ -50,6 +54,7 @@ def test_every_row_has_every_column(result):
     for r in rows:
         assert set(r) == ROW_KEYS
         assert r["config"] == list(CONFIG) and r["threads"] == 1
+        assert r["tile"] != "-" and any(p["where"] == "step" for p in r["products"])
         assert r["gflop"] == pytest.approx(flops(r["cell"], CONFIG, r["mode"]) / 1e9)
         for impl in IMPLS:          # each implementation is timed, missing, or not applicable
             where = [impl in r["ms"], impl in r["missing"], impl in r["not_applicable"]]
@@ -204,3 +209,31 @@ def test_a_sample_of_a_short_call_repeats_it_until_it_lasts_min_sample_s():
     assert calls.count("short") == 1 + 3 * number["short"]       # the timing call, 3 samples
     assert all(w < 1e-3 for w, _ in samples["short"])            # per call, not per sample
     assert all(w >= 0.02 for w, _ in samples["long"])
+
+
+def test_the_peak_and_the_rows_for_an_avx2_target():
+    if not {"avx2", "fma"} <= host_isa().enabled:
+        pytest.skip("this CPU has no AVX2 + FMA")
+    peak = subprocess.run([sys.executable, "-m", "graphrnn", "bench", "--peak", "--json",
+                           "--target", "avx2"], capture_output=True, text=True, timeout=120)
+    assert peak.returncode == 0, peak.stderr
+    out = json.loads(peak.stdout)
+    assert out["isa"]["name"] == "avx2"
+    assert {v["width"] for v in out["peak"]["variants"]} == {8}
+    with using_isa("avx2"):
+        row = run([CONFIG], ("gru",), ("forward",), repeats=1, peak=False,
+                  compile=False)
+    assert row["isa"]["name"] == "avx2"
+    assert row["rows"][0]["tile"].split("x")[-1].split()[0] == "8"
+
+
+def test_a_bad_target_is_refused_before_measuring():
+    with pytest.raises(ValueError, match="avx3"):
+        main(["--peak", "--target", "avx3"])
+
+
+def test_peers_are_held_to_an_avx2_target():
+    env = peer_isa_env("avx2", {"XLA_FLAGS": "--a"})
+    assert env["MKL_ENABLE_INSTRUCTIONS"] == env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert env["XLA_FLAGS"] == "--a --xla_cpu_max_isa=AVX2"
+    assert peer_isa_env("avx512", {"X": "1"}) == {"X": "1"}

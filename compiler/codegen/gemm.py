@@ -39,7 +39,8 @@ from graphrnn.ir import Graph, LoweringError, Node
 
 from .emit_map import eval_body
 from .emit_pack import emit_pack, masked_load, masked_store
-from .irbuilder import FLAGS, I32, I64, Emitter, Ref
+from .irbuilder import F32, FLAGS, I32, I64, Emitter, Ref
+from .kloop import emit_kloop
 from .strides import ONE, ZERO, Layout, Lin, collapse, lin
 from .tiling import GemmPlan, operand_layouts, plan
 
@@ -156,39 +157,74 @@ def _row_blocks(em: Emitter, p: GemmPlan, m: Lin, tile: _Tile, epi: Epilogue,
         _block(em, p, begin, end, tile, epi, packed)
 
 
+@dataclass(frozen=True)
+class _Part:
+    """A block of the reduction for a tile: k in [k0, k0 + klen), its partial sums in
+    `carry` (vectors, rows from the block's first), loaded first and/or stored after."""
+    k0: ir.Value | int
+    klen: int
+    carry: ir.Value
+    first_row: ir.Value | int
+    load: bool
+    store: bool
+
+
 def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile, epi: Epilogue,
            packed: ir.Value) -> None:
-    """Rows [begin, end) against every panel; begin/end are ints when known statically."""
+    """Rows [begin, end) against every panel; begin/end are ints when known statically.
+    With p.kc (a panel too big for L1), each panel is walked in blocks of kc k-rows, every
+    tile of the rows taking a block before the next: the block stays in L1, the tiles'
+    partial sums wait in a small stack buffer, and the last block applies the epilogue."""
     bld = em.builder
     static = isinstance(begin, int) and isinstance(end, int)
     i64 = (lambda v: ir.Constant(I64, v) if isinstance(v, int) else v)
     width = p.segments * p.seg_width
     panel_floats = p.k * width if tile.count is None else em.mul(tile.count, width)
+    kc = p.kc if tile.count is None and tile.flip is None and tile.a_step is None else 0
+    carry = None
+    if kc:
+        slots = (p.mc + p.mr) * p.segments * p.nv
+        carry = bld.gep(em.alloca(ir.ArrayType(ir.VectorType(F32, p.vw), slots)),
+                        [ir.Constant(I32, 0), ir.Constant(I32, 0)], inbounds=True)
 
-    def panel(q: ir.Value, nv: int, lanes: list[int]) -> None:
-        ptr = em.gep(packed, em.mul(q, panel_floats))
-        col0 = em.mul(q, p.seg_width)
+    def tiles(ptr: ir.Value, nv: int, lanes: list[int], col0: ir.Value,
+              part: _Part | None) -> None:
         if not static:
             # rows known at run time only (B, T or B * T): the full tiles, then the last rows
             # as tiles of 4, 2 and 1 rows, each run when the remainder has that bit
             rem = bld.srem(bld.sub(end, begin, flags=["nsw"]), i64(p.mr))
             at = bld.sub(end, rem, flags=["nsw"])
             with em.loop(at, "mm_tile", start=begin, step=p.mr) as r:
-                _micro(em, p, p.mr, nv, lanes, r, tile, epi, ptr, col0)
+                _micro(em, p, p.mr, nv, lanes, r, tile, epi, ptr, col0, part=part)
             for bit in (4, 2, 1):
                 if bit < p.mr:
-                    part = bld.and_(rem, i64(bit))
-                    with em.if_then(bld.icmp_signed("!=", part, i64(0))):
-                        _micro(em, p, bit, nv, lanes, at, tile, epi, ptr, col0)
-                    at = bld.add(at, part, flags=["nsw"])
+                    has = bld.and_(rem, i64(bit))
+                    with em.if_then(bld.icmp_signed("!=", has, i64(0))):
+                        _micro(em, p, bit, nv, lanes, at, tile, epi, ptr, col0, part=part)
+                    at = bld.add(at, has, flags=["nsw"])
             return
         with em.loop(i64(end), "mm_tile", start=i64(begin), step=p.mr) as r:
-            _micro(em, p, p.mr, nv, lanes, r, tile, epi, ptr, col0)
+            _micro(em, p, p.mr, nv, lanes, r, tile, epi, ptr, col0, part=part)
         at, rem = begin + (end - begin) // p.mr * p.mr, (end - begin) % p.mr
         for bit in (4, 2, 1):               # the last rows as tiles of 4, 2 and 1 rows
             if rem & bit:
-                _micro(em, p, bit, nv, lanes, i64(at), tile, epi, ptr, col0)
+                _micro(em, p, bit, nv, lanes, i64(at), tile, epi, ptr, col0, part=part)
                 at += bit
+
+    def panel(q: ir.Value, nv: int, lanes: list[int]) -> None:
+        ptr = em.gep(packed, em.mul(q, panel_floats))
+        col0 = em.mul(q, p.seg_width)
+        if not kc or p.k.c <= kc:
+            tiles(ptr, nv, lanes, col0, None)
+            return
+        blocks = -(-p.k.c // kc)
+        tiles(ptr, nv, lanes, col0, _Part(0, kc, carry, begin, False, True))
+        if blocks > 2:
+            with em.loop(blocks - 1, "mm_kblock", start=1) as j:
+                k0 = bld.mul(j, ir.Constant(I64, kc), flags=["nsw"])
+                tiles(ptr, nv, lanes, col0, _Part(k0, kc, carry, begin, True, True))
+        last = (blocks - 1) * kc
+        tiles(ptr, nv, lanes, col0, _Part(last, p.k.c - last, carry, begin, True, False))
 
     if p.full:
         with em.loop(p.full, "mm_panel") as q:
@@ -203,14 +239,23 @@ def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile, epi: Epilogue,
 
 
 def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.Value,
-           tile: _Tile, epi: Epilogue, panel: ir.Value, col0: ir.Value) -> None:
-    """Rows r .. r + mr against one panel of nv vectors per segment, then the epilogue."""
+           tile: _Tile, epi: Epilogue, panel: ir.Value, col0: ir.Value,
+           part: _Part | None = None) -> None:
+    """Rows r .. r + mr against one panel of nv vectors per segment, then the epilogue;
+    with `part`, one block of the reduction (the epilogue after the last one only)."""
     bld = em.builder
     vw = p.vw
     nvec = nv * p.segments
     row = [em.add(r, ir.Constant(I64, i)) for i in range(mr)]
     zero = em.const(0.0, vw)
     acc = [zero] * (mr * nvec)
+    slot = []
+    if part is not None:
+        at = em.mul(bld.sub(r, ir.Constant(I64, part.first_row) if isinstance(
+            part.first_row, int) else part.first_row, flags=["nsw"]), Lin(nvec))
+        slot = [em.gep(part.carry, em.add(at, ir.Constant(I64, j))) for j in range(len(acc))]
+        if part.load:
+            acc = [bld.load(s) for s in slot]
     static = tile.count is None and p.k.const
     if not (static and p.k.c == 0):
         if tile.a_step is not None:         # row R of packed tiles: tile R / MR, lane R % MR
@@ -219,45 +264,19 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
                                             bld.srem(ri, mr_p))) for ri in row]
         else:
             a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in row]
-        pre = bld.block
-        body = em.function.append_basic_block("mm_k.body")
-        done = em.function.append_basic_block("mm_k.exit")
         count = em.lin(p.k) if tile.count is None else tile.count
-        if static:
-            bld.branch(body)
-        else:                           # K grows with T: it may be 0
-            bld.cbranch(bld.icmp_signed(">", count, ir.Constant(I64, 0)), body, done)
-        bld.position_at_end(body)
-        k = bld.phi(I64, name="k")
-        k.add_incoming(ir.Constant(I64, 0), pre)
-        phis = [bld.phi(zero.type) for _ in acc]
-        for ph in phis:
-            ph.add_incoming(zero, pre)
-        kk = k if tile.flip is None else bld.select(
-            tile.flip, bld.sub(ir.Constant(I64, p.k.c - 1), k, flags=["nsw"]), k)
-        kp = em.gep(panel, bld.mul(kk, ir.Constant(I64, nvec * vw), flags=["nsw"]))
-        # broadcasts first, then one panel vector at a time: MR * NV + MR + 1 registers
-        bcast = [em.splat(em.load(em.gep(a_rows[i], em.mul(kk, tile.ak))), vw)
-                 for i in range(mr)]
-        new = list(phis)
-        for v in range(nvec):
-            bv = em.load(em.gep(kp, v * vw), vw)
-            for i in range(mr):
-                new[i * nvec + v] = em.fma(bcast[i], bv, new[i * nvec + v])
-        nxt = bld.add(k, ir.Constant(I64, 1), flags=["nsw"])
-        k.add_incoming(nxt, body)
-        for ph, val in zip(phis, new):
-            ph.add_incoming(val, body)
-        bld.cbranch(bld.icmp_signed("<", nxt, count), body, done)
-        bld.position_at_end(done)
-        acc = new
-        if not static:
-            acc = []
-            for val in new:
-                merge = bld.phi(zero.type)
-                merge.add_incoming(zero, pre)
-                merge.add_incoming(val, body)
-                acc.append(merge)
+        if part is not None:
+            k0 = ir.Constant(I64, part.k0) if isinstance(part.k0, int) else part.k0
+            a_rows = [em.gep(a, em.mul(k0, tile.ak)) for a in a_rows]
+            panel = em.gep(panel, bld.mul(k0, ir.Constant(I64, nvec * vw), flags=["nsw"]))
+            count = ir.Constant(I64, part.klen)
+        flip = (tile.flip, p.k.c) if tile.flip is not None else None
+        acc = emit_kloop(em, a_rows, tile.ak, panel, nvec, vw, count, acc,
+                         may_be_empty=not static, flip=flip)
+    if part is not None and part.store:
+        for s, v in zip(slot, acc):
+            bld.store(v, s)
+        return
     if not epi.stages:
         for i in range(mr):
             for u in range(nv):

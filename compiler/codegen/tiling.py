@@ -13,27 +13,41 @@ product of few columns uses half-width vectors when that pads less.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from graphrnn.ir import LoweringError, Node, Op
+from graphrnn.isa import current_isa
 
 from .strides import ONE, ZERO, Layout, Lin, lin, product
 
 A_BLOCK_BYTES = 96 * 1024        # rows of `a` per block: MC * K * 4 bytes stays in L2
+# a panel's block of KC k-rows stays in L1 (32 KB on Zen 3) beside the rows of `a`: with
+# AVX2 tiles; AVX-512 tiles were tuned walking their panels whole and measured no better
+PANEL_BLOCK_BYTES = 24 * 1024
 MAX_SEGMENTS = 8
 
 
-@functools.lru_cache(maxsize=1)
 def vector_width() -> int:
-    """Floats per vector register of the host: 16 with AVX-512, else 8."""
-    import llvmlite.binding as llvm
-    return 16 if llvm.get_host_cpu_features().get("avx512f") else 8
+    """Floats per vector register of the target ISA: 16 with AVX-512, else 8."""
+    return current_isa().vector_width
+
+
+def registers() -> int:
+    """Vector registers of the target ISA (32 with AVX-512, 16 with AVX2)."""
+    return current_isa().registers
 
 
 def accumulators() -> int:
     """How many accumulators a tile may hold (registers left for the operands)."""
-    return 24 if vector_width() >= 16 else 12
+    return registers() * 3 // 4
+
+
+def vectors_first(mr: int, nvec: int) -> bool:
+    """Whether a tile's k-step loads its panel vectors first, then broadcasts one row at a
+    time (nvec + 1 operand registers), rather than the MR broadcasts first, then one panel
+    vector at a time (MR + 1): the order that keeps the tile within the registers, the
+    broadcasts first when both do."""
+    return mr * nvec + mr + 1 > registers() and mr * nvec + nvec + 1 <= registers()
 
 
 def narrow(columns: int, vw: int) -> int:
@@ -55,6 +69,7 @@ class GemmPlan:
     nv: int
     segments: int = 1
     transpose: bool = False
+    kc: int = 0                     # k-rows per block of a panel (0: the panel is walked whole)
 
     @property
     def seg_len(self) -> int:
@@ -87,7 +102,7 @@ class GemmPlan:
 
     @property
     def mc(self) -> int:
-        k = self.k.c if self.k.const else 512
+        k = self.kc or (self.k.c if self.k.const else 512)
         rows = A_BLOCK_BYTES // (4 * max(k, 1))
         return max(self.mr, rows // self.mr * self.mr)
 
@@ -104,7 +119,16 @@ def make_plan(k: Lin | int, n: int, rows: Lin | int, *, segments: int = 1,
         return GemmPlan(lin(k), n, 1, vw, u, segments, transpose)
     u = max(1, min(need, 4 // segments))
     mr = _rows_per_tile(rows.c if rows.const else 1 << 12, u * segments, vw, budget)
-    return GemmPlan(lin(k), n, mr, vw, u, segments, transpose)
+    return GemmPlan(lin(k), n, mr, vw, u, segments, transpose, _k_block(lin(k), u * segments * vw))
+
+
+def _k_block(k: Lin, width: int) -> int:
+    """KC: the k-rows of a panel `width` floats wide that fill at most PANEL_BLOCK_BYTES, in
+    equal blocks (0: the whole panel fits, K is known at run time only, or AVX-512)."""
+    if not k.const or k.c * width * 4 <= PANEL_BLOCK_BYTES or registers() > 16:
+        return 0
+    blocks = -(-k.c * width * 4 // PANEL_BLOCK_BYTES)
+    return -(-k.c // blocks)
 
 
 def _rows_per_tile(rows: int, nvec: int, vw: int, budget: int) -> int:
@@ -118,6 +142,8 @@ def _rows_per_tile(rows: int, nvec: int, vw: int, budget: int) -> int:
 
     best, best_cost = 1, float("inf")
     for mr in range(1, max(1, min(8, budget // nvec)) + 1):
+        if mr * nvec + min(mr, nvec) + 1 > registers() and mr > 1:
+            continue                    # the operands would not fit beside the accumulators
         cost = rows // mr * cycles(mr) + cycles(rows % mr)
         if cost <= best_cost * 1.001:
             best, best_cost = mr, min(cost, best_cost)
@@ -165,4 +191,6 @@ def epilogue_layouts(a: Layout, out: Layout, extra: list[Layout]) -> list[Layout
 
 
 __all__ = ["GemmPlan", "make_plan", "plan", "packed_floats", "vector_width", "accumulators",
-           "narrow", "operand_layouts", "epilogue_layouts", "MAX_SEGMENTS", "A_BLOCK_BYTES"]
+           "registers", "vectors_first",
+           "narrow", "operand_layouts", "epilogue_layouts", "MAX_SEGMENTS", "A_BLOCK_BYTES",
+           "PANEL_BLOCK_BYTES"]

@@ -16,6 +16,16 @@ TWO_THREADS = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THR
                "XLA_FLAGS": _XLA_TWO}
 
 
+def peer_isa_env(isa_name: str, env: dict[str, str]) -> dict[str, str]:
+    """`env` with the peers held to graphrnn's ISA where their libraries allow it: with an
+    AVX2 target, MKL and oneDNN (PyTorch) and XLA (JAX) use AVX2 code too; ONNX Runtime's
+    MLAS has no such switch and keeps the host's."""
+    if isa_name != "avx2":
+        return env
+    return dict(env, MKL_ENABLE_INSTRUCTIONS="AVX2", ONEDNN_MAX_CPU_ISA="AVX2",
+                XLA_FLAGS=f"{env.get('XLA_FLAGS', '')} --xla_cpu_max_isa=AVX2".strip())
+
+
 def in_child(argv: list[str], env: dict[str, str],
              module: str = "graphrnn.bench.run") -> dict | None:
     """Run `module` (`graphrnn.bench.run`, or `graphrnn.bench.memory` for the memory section) in a

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..engine import shared_engine
+from ..isa import current_isa
 
 VARIANTS = ((8, 12), (16, 12), (8, 16))     # (vector width in floats, independent chains)
 UNROLL = 4
@@ -74,9 +75,13 @@ def fma_kernel(width: int, chains: int) -> Callable[[int], float]:
 
 
 def measure_peak(seconds: float = 0.001, repeats: int = 60,
-                 variants: tuple[tuple[int, int], ...] = VARIANTS) -> dict:
+                 variants: tuple[tuple[int, int], ...] | None = None) -> dict:
     """GFLOP/s of each (width, chains) variant (best of `repeats` runs of about `seconds`);
-    `gflops` is the best of them all."""
+    `gflops` is the best of them all. By default the variants whose vectors the current ISA
+    has (graphrnn.isa: no 16-float vectors for an AVX2 target), so the peak is the one its
+    kernels can reach."""
+    if variants is None:
+        variants = tuple(v for v in VARIANTS if v[0] <= current_isa().vector_width)
     results = []
     for width, chains in variants:
         run = fma_kernel(width, chains)
@@ -90,11 +95,12 @@ def measure_peak(seconds: float = 0.001, repeats: int = 60,
                         "gflops": flops_per_iter * n / best / 1e9})
     top = max(results, key=lambda r: r["gflops"])
     return {"gflops": top["gflops"], "best": f"<{top['width']} x float> x {top['chains']}",
-            "variants": results}
+            "variants": results, "isa": current_isa().describe()}
 
 
 def format_peak(peak: dict) -> str:
-    lines = ["single-core FMA peak (JIT-compiled llvm.fma chains, best of repeats):"]
+    lines = [f"single-core FMA peak of {peak.get('isa', 'the host')} code (JIT-compiled "
+             "llvm.fma chains, best of repeats):"]
     for r in peak["variants"]:
         lines.append(f"  <{r['width']:>2} x float> x {r['chains']:>2} chains: "
                      f"{r['gflops']:7.1f} GFLOP/s")

@@ -23,7 +23,8 @@ def format_rows(rows: list[dict], title: str) -> list[str]:
     """One block of the table: graphrnn's time and GFLOP/s, then each other implementation."""
     others = [k for k in IMPLS[1:] if any(k in r["ms"] or k in r["missing"] for r in rows)]
     head = (f"{'cell':<5} {'(B, T, D, H)':<20} {'GFLOP':>7} {'graphrnn ms':>12} {'GFLOP/s':>8} "
-            f"{'%peak':>5}" + "".join(f" {k:>19}" for k in others) + f" {'vs fastest peer':>22}")
+            f"{'%peak':>5} {'tile':>12}" + "".join(f" {k:>19}" for k in others)
+            + f" {'vs fastest peer':>22}")
     lines = [title, head, "-" * len(head)]
     for r in rows:
         if "graphrnn" in r["ms"]:
@@ -32,6 +33,7 @@ def format_rows(rows: list[dict], title: str) -> list[str]:
         else:
             why = r["not_applicable"].get("graphrnn", "missing")
             g = f"{'n/a (' + why + ')':>27}"
+        g += f" {r.get('tile', '-'):>12}"
         fastest = (f"{r['fastest_peer']} {r['ratio_fastest_peer']:.2f}x"
                    if r["ratio_fastest_peer"] else "-")
         lines.append(f"{r['cell']:<5} {str(tuple(r['config'])):<20} {r['gflop']:>7.4f} {g}"
@@ -47,6 +49,10 @@ def format_table(result: dict) -> str:
              f"{', AVX-512' if h['avx512f'] else ''}), {h['logical_cpus']} logical CPUs, "
              f"load average {h['loadavg'][0]:.1f} at start, {h['loadavg_end'][0]:.1f} at end",
              "versions: " + ", ".join(f"{k} {v[k] or 'missing'}" for k in v)]
+    if result.get("isa"):
+        lines.append(f"kernels built for {result['isa']['describe']}; tile: the step "
+                     "product's, MR rows x vectors x floats per vector (kc: k-rows per block); "
+                     f"peers' ISA: {result.get('peers_isa', 'the host')}")
     if peak:
         lines.append(f"single-core peak {peak['gflops']:.1f} GFLOP/s ({peak['best']} llvm.fma "
                      "chains); %peak is of that, times the threads")

@@ -41,8 +41,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .child import ONE_THREAD, TWO_THREADS, in_child, pin_to_cpus, write_result
-from .configs import (CELLS, CONFIGS, FORWARD_ONLY, HAND, IMPLS, MODES, PEER_NAMES,
+from .child import ONE_THREAD, TWO_THREADS, in_child, peer_isa_env, pin_to_cpus, write_result
+from ..isa import current_isa, resolve_isa
+from .configs import (CELLS, CONFIGS, FORWARD_ONLY, GATES, HAND, IMPLS, MODES, PEER_NAMES,
                       QUICK_CONFIGS, Config, flops, parse_config)
 from .host import compile_times, host
 from .memory import memory_section
@@ -50,6 +51,7 @@ from .peak import format_peak, measure_peak
 from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl,
                     interpreter_impl, load_builtin_weights, make_peer, peer_impl)
 from .report import format_table
+from .tiles import products, step_tile
 
 MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts this long
 
@@ -70,6 +72,8 @@ class Row:
     max_abs_diff: dict[str, float] = field(default_factory=dict)   # vs graphrnn's result
     missing: dict[str, str] = field(default_factory=dict)          # peer -> why
     not_applicable: dict[str, str] = field(default_factory=dict)   # impl -> why
+    tile: str = "-"                     # the step product's tile (bench/tiles.py)
+    products: list[dict] = field(default_factory=list)             # every product's plan
 
     def to_json(self, peak_gflops: float | None = None) -> dict:
         """The row with its derived columns: ratios, fastest peer, GFLOP/s, share of peak."""
@@ -160,6 +164,8 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
     y = rng.standard_normal((b, t, h)).astype(np.float32) if mode == "train" else None
     weights = {k.split(".", 1)[1]: v.copy() for k, v in model.named_parameters().items()}
     row = Row(cell, list(config), mode, threads, flops(cell, config, mode) / 1e9)
+    row.products = products(model, config, GATES[cell])
+    row.tile = step_tile(row.products)
     fns: dict[str, Callable[[], Any]] = {}
     results: dict[str, Any] = {}
     with ThreadPoolExecutor(1) as pool:
@@ -213,7 +219,13 @@ def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
         budget_s: float = 30.0, min_rounds: int = 3, peak: bool = True, compile: bool = True,
         log: Callable[[str], None] | None = None) -> dict:
     """The benchmark as a dict (what `--json` prints), measured in this process."""
-    result: dict[str, Any] = {"host": host(), "threads": threads, "repeats": repeats}
+    isa = current_isa()
+    result: dict[str, Any] = {"host": host(), "threads": threads, "repeats": repeats,
+                              "isa": {"name": isa.name, "cpu": isa.cpu, "features": isa.features,
+                                      "describe": isa.describe()},
+                              "peers_isa": ("AVX2 for torch (MKL, oneDNN) and jax (XLA); "
+                                            "onnxruntime the host's" if isa.name == "avx2"
+                                            else "the host's")}
     result["peak"] = measure_peak() if peak else None
     peak_gflops = result["peak"]["gflops"] if peak else None
     rows = []
@@ -248,6 +260,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the memory section at 8,400,32,32 (about a minute)")
     parser.add_argument("--peak", action="store_true",
                         help="only measure the single-core FMA peak (GFLOP/s)")
+    parser.add_argument("--target", metavar="ISA",
+                        help="build the kernels for this ISA (host, avx512, avx2, generic, an "
+                             "x86-64 level or LLVM features such as -avx512f; default "
+                             "GRAPHRNN_TARGET_FEATURES, else the host); the peak is measured "
+                             "with its vectors")
     parser.add_argument("--configs", nargs="+", type=parse_config, metavar="B,T,D,H",
                         help="configurations to run (default: "
                              + " ".join(",".join(map(str, c)) for c in CONFIGS) + ")")
@@ -289,11 +306,19 @@ def _child_argv(args: argparse.Namespace, threads: int, configs: list[Config],
 def run_command(args: argparse.Namespace) -> int:
     """`graphrnn bench`: measure in child processes, then print the table or the JSON."""
     args.repeats = args.repeats or (3 if args.quick else 7)
+    if getattr(args, "target", None):
+        resolve_isa(args.target)                # a bad name fails here, not in a child
+        os.environ["GRAPHRNN_TARGET_FEATURES"] = args.target
     args.budget = args.budget or (4.0 if args.quick else 30.0)
     if args.child_threads:
         pin_to_cpus(args.child_threads)
         if args.peak:
-            result: dict = {"peak": measure_peak()}
+            isa = current_isa()
+            result: dict = {"peak": measure_peak(), "isa": {"name": isa.name, "cpu": isa.cpu,
+                                                            "describe": isa.describe()},
+                              "peers_isa": ("AVX2 for torch (MKL, oneDNN) and jax (XLA); "
+                                            "onnxruntime the host's" if isa.name == "avx2"
+                                            else "the host's")}
         else:
             result = run(args.configs, tuple(args.cells or CELLS), tuple(args.modes or MODES),
                          threads=args.child_threads, repeats=args.repeats,
@@ -306,7 +331,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.quick:
         args.configs, args.cells = args.configs or QUICK_CONFIGS, args.cells or ["lstm"]
     configs = args.configs or CONFIGS
-    result = in_child(_child_argv(args, 1, configs, True), ONE_THREAD)
+    isa = current_isa().name
+    result = in_child(_child_argv(args, 1, configs, True), peer_isa_env(isa, ONE_THREAD))
     if result is None:
         return 1
     if args.peak:
@@ -314,7 +340,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     if not args.no_two_threads:
         large = max(configs, key=lambda c: flops("lstm", c, "forward"))
-        two = in_child(_child_argv(args, 2, [large], False), TWO_THREADS)
+        two = in_child(_child_argv(args, 2, [large], False), peer_isa_env(isa, TWO_THREADS))
         if two is None:
             return 1
         peak = result["peak"]["gflops"]
