@@ -116,12 +116,30 @@ class _Chain:
                     and _alike(n, cand):
                 inits = self._inputs_match(n, cand)
                 if inits is not None:
-                    for w, w_next in inits:
-                        self._link(w, w_next, "init")
-                    for w in n.inputs:
-                        self.kind.setdefault(id(w), "same")
+                    self._link_inputs(n, inits)
                     self._link(n, cand, "body")
                     return
+
+    def _link_inputs(self, n: Node, inits: list[tuple[Node, Node]]) -> None:
+        """Link the carries a match of `n` introduces, each pulled into the step when its
+        value is computed like its counterpart (a step's part that reads only the carry,
+        such as W_hh h, comes before anything that reads x_t)."""
+        for w, w_next in inits:
+            if not self._pull(w, w_next):
+                self._link(w, w_next, "init")
+        for w in n.inputs:
+            self.kind.setdefault(id(w), "same")
+
+    def _pull(self, w: Node, w_next: Node) -> bool:
+        if not w.inputs or id(w) in self.kind or id(w_next) in self.images \
+                or not _alike(w, w_next):
+            return False
+        inits = self._inputs_match(w, w_next)
+        if inits is None:
+            return False
+        self._link_inputs(w, inits)
+        self._link(w, w_next, "body")
+        return True
 
     def _inputs_match(self, n: Node, cand: Node) -> list[tuple[Node, Node]] | None:
         """The carries n's match introduces, or None when an input does not fit."""
@@ -154,7 +172,10 @@ class _Chain:
         if not first:
             return None
         lengths = {id(n): self._steps(n) for n in first}
-        k = max(lengths.values())
+        counts: dict[int, int] = {}
+        for k in lengths.values():
+            counts[k] = counts.get(k, 0) + 1
+        k = max(counts, key=lambda k: (counts[k], k))    # most nodes; a longer chain is cut
         if k < min_steps:
             return None
         body = self._closed([n for n in first if lengths[id(n)] >= k], k)
