@@ -47,7 +47,7 @@ from .strides import Layout, lin
 from .arena import Buffer
 from .schedule import Home, Kernel, Schedule, schedule
 
-VERSION = "lower-5"              # part of the kernel cache key: bump when the code changes
+VERSION = "lower-6"              # part of the kernel cache key: bump when the code changes
 ENTRY = "graphrnn_forward"
 PACK_ENTRY = "graphrnn_pack"
 CLOCK = "graphrnn_clock"         # profile builds: i64 f() reading the cycle counter
@@ -86,6 +86,7 @@ class Lowering:
         run = self.em.cast(self.io[n_io + 1], "int64")
         self.seed, self.training = (self.em.load(self.em.gep(run, k)) for k in (0, 1))
         self.packing = False            # emitting the pack entry (persistent kernels only)
+        self.twins: dict[Any, list[tuple[ir.Function, str | None]]] = {}   # see `shared`
         self.profiler = Profiler(self.em.cast(self.io[n_io + 2], "int64")) if profile else None
         self.total = self.profiler.begin(self.em, "total", "entry", ()) if profile else None
 
@@ -173,6 +174,7 @@ class Lowering:
         inner = [Ref(arg, r.layout) for arg, r in zip(fn.args, refs)]
         rule(em, node, inner[0], inner[1:])
         em.builder.ret_void()
+        fn = self.shared(fn)
         args = [r.ptr for r in refs] + list(scalars) + [self.em.steps]
         if self.profiler is None or self.packing:
             self.em.builder.call(fn, args)
@@ -180,6 +182,24 @@ class Lowering:
         clock = self.profiler.begin(self.em, name, kind, nodes or (node.name,))
         self.em.builder.call(fn, args)
         self.profiler.end(self.em, *clock)
+
+    def shared(self, fn: ir.Function) -> ir.Function:
+        """`fn`, or an earlier kernel function with the same code, `fn` then dropped from the
+        module: the steps of a hand-unrolled graph (and the two directions of a layer) need
+        one copy of each kernel, so LLVM's work grows with the distinct kernels only. Texts
+        are compared only between functions of the same type and instruction count."""
+        key = (str(fn.function_type), tuple(len(b.instructions) for b in fn.blocks))
+        twins = self.twins.setdefault(key, [])
+        text = _code(fn) if twins else None
+        for i, (other, other_text) in enumerate(twins):
+            if other_text is None:
+                other_text = _code(other)
+                twins[i] = (other, other_text)
+            if other_text == text:
+                del self.module.globals[fn.name]
+                return other
+        twins.append((fn, text))
+        return fn
 
     def pack_entry(self) -> None:
         """`void graphrnn_pack(float* params, float* persistent)`: the persistent kernels."""
@@ -240,6 +260,11 @@ class _StaticEnv(Env):
                                     "not the parameters")
             self.values[n] = self[alias] if alias is not None else self.low.view(n, self)
         return self.values[n]
+
+
+def _code(fn: ir.Function) -> str:
+    """A function's text without its name."""
+    return str(fn).replace(f'@"{fn.name}"', "@", 1)
 
 
 def _symbol(name: str) -> str:
