@@ -42,6 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .child import ONE_THREAD, TWO_THREADS, in_child, pin_to_cpus, write_result
+from .compile_times import bench_compile_section, format_compile_section
 from .configs import (CELLS, CONFIGS, FORWARD_ONLY, HAND, IMPLS, MODES, PEER_NAMES,
                       QUICK_CONFIGS, Config, flops, parse_config)
 from .host import compile_times, host
@@ -324,7 +325,9 @@ def run_command(args: argparse.Namespace) -> int:
         result["rows"] += two["rows"]
         result["two_threads_host"] = two["host"]
     result["memory"] = None if args.no_memory else memory_section(args)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    result["compile_models"] = bench_compile_section(args)
+    print(json.dumps(result, indent=2) if args.json else
+          format_table(result) + format_compile_section(result))
     return 0
 
 
