@@ -391,11 +391,9 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
 def gradient_graph(graph: Graph, input_types: Sequence[TensorType], **options: Any
                    ) -> tuple[Graph, ParamTable, tuple[tuple[str, int], ...]]:
     """The driver's training graph for the interpreter: `prepare_training(graph, input_types,
-    **options)` with the loops kept as loops, none made (no "reroll": the oracle runs the
-    graph as written) and no optimisation."""
-    disable = tuple(options.pop("disable", ())) + ("reroll",)
-    return prepare_training(graph, input_types, unroll=False, optimize=False, disable=disable,
-                            **options)
+    **options)`, loops kept, none made (the graph as written) and no optimisation."""
+    options["disable"] = (*options.get("disable", ()), "reroll")
+    return prepare_training(graph, input_types, unroll=False, optimize=False, **options)
 
 
 __all__ = ["compile", "CompiledModel", "CompiledTrainStep", "gradient_graph", "tie_params",
