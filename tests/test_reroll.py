@@ -6,11 +6,14 @@ loop; graphs that are not chains of tied copies come back unchanged.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import graphrnn as gr
 from graphrnn import nn
+from graphrnn.cli import main
 from graphrnn.compiler.passes.reroll import reroll_steps
 from graphrnn.compiler.passes.shapes import infer_shapes
 from graphrnn.compiler.pipeline import Trace, prepare
@@ -169,6 +172,14 @@ def test_a_single_step_and_a_loop_model_are_left_alone() -> None:
     model = gr.gModule([x], [nn.Recurrent(gr.cells.GRU(3, 4))(x)])
     g = infer_shapes(model.graph, [gr.ir.TensorType((2, "T", 3))])
     assert reroll_steps(g) is g
+
+
+def test_graphrnn_ir_shows_the_rerolled_loop(capsys: pytest.CaptureFixture) -> None:
+    toy_file = Path(__file__).resolve().parent.parent / "examples" / "nngraph_toy.py"
+    assert main(["ir", f"{toy_file}:build", "--after", "reroll"]) == 0
+    out = capsys.readouterr().out
+    assert "== after reroll" in out and "= loop(%h0, %x" in out
+    assert out.count("= matmul(") == 2          # the step's product, and the readout
 
 
 def test_reroll_can_be_disabled() -> None:

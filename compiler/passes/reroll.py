@@ -14,12 +14,14 @@ Before (the nngraph toy at T = 3; the copies for t = 1, 2 are elided):
     ...                                                 # the same for t = 1, 2
     %matmul_3 : f32[B,1] = matmul(%h3, %linear_1.weight, transpose_b=True)
 
-After:
+After (`graphrnn ir examples/nngraph_toy.py:build --after reroll`):
 
-    %loop_0 : (f32[B,26]) = loop(%h0, %x, n_consts=0, n_carry=1, ...) {
-      body(%h0 : f32[B,26], %index_0 : f32[B,1]) {
+    %loop_0 : (f32[B,26]) = loop(%h0, %x, n_consts=0, n_carry=1)
+      graph(%h0 : f32[B,26], %index_0 : f32[B,1]) {
         %concat_0 : f32[B,27] = concat(%h0, %index_0, axis=1)
+        %linear.weight : f32[26,27] = param()
         %matmul_0 : f32[B,26] = matmul(%concat_0, %linear.weight, transpose_b=True)
+        %linear.bias : f32[26] = param()
         %add_0 : f32[B,26] = add(%matmul_0, %linear.bias)
         %h1 : f32[B,26] = tanh(%add_0)
         return (%h1)
