@@ -20,6 +20,7 @@ from graphrnn.compiler.pipeline import Trace, prepare
 from graphrnn.interpret import interpret
 from graphrnn.ir import Op
 from graphrnn.runtime.cache import KernelCache
+from graphrnn.testing.crosscheck import check_case
 from graphrnn.train import InterpretedStep
 
 RNG = np.random.default_rng(13)
@@ -187,3 +188,11 @@ def test_reroll_can_be_disabled() -> None:
     g, _ = prepare(toy(3).graph, [gr.ir.TensorType((2, 3, 1)), gr.ir.TensorType((2, 5))],
                    trace=trace, disable=("reroll",))
     assert "reroll" not in [r.name for r in trace] and not loops(g)
+
+
+def test_every_path_agrees_on_the_toy(cache: KernelCache) -> None:
+    """The cross-checks (graphrnn.testing): passes one by one, gradcheck, compiled forward,
+    save/load, and training steps with bptt_max (re-rolling skipped) and checkpointing."""
+    gr.manual_seed(21)
+    model = lstm_by_hand(4)
+    assert check_case(model, [randn(2, 4, 3), randn(2, 4), randn(2, 4)], cache=cache) == []

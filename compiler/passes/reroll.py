@@ -311,8 +311,10 @@ class _Rolled:
 
 
 def _alike(a: Node, b: Node) -> bool:
+    """Same computation, inputs aside. Not loops, nor dropout: each unrolled copy draws its
+    own mask from its seed, which a loop's steps would not reproduce."""
     return (a.op == b.op and a.type == b.type and len(a.inputs) == len(b.inputs)
-            and a.op != Op.LOOP and _same_attrs(a.attrs, b.attrs)
+            and a.op not in (Op.LOOP, Op.DROPOUT) and _same_attrs(a.attrs, b.attrs)
             and (a.param is None) == (b.param is None)
             and (a.param is None or a.param.root() is b.param.root()))
 
