@@ -237,6 +237,7 @@ class _Rolled:
             for _ in range(k - 1):
                 row.append(chain.shift[id(row[-1])])
         self.member = {id(n) for row in self.steps for n in row}
+        self.rows = {id(row[0]): row for row in self.steps}
 
     def graph(self) -> Graph:
         c, first = self.c, self.first
@@ -285,14 +286,14 @@ class _Rolled:
         return c.graph.rebuilt(c.graph.inputs, outs)
 
     def _last(self, y: Node) -> Node:
-        return self.steps[[id(n) for n in self.first].index(id(y))][-1]
+        return self.rows[id(y)][-1]
 
     def _outputs(self) -> list[int]:
         """First-step nodes whose copies are read after the steps (or are graph outputs),
         other than the last step's carry (the loop's final carry gives that)."""
         c = self.c
-        finals = {id(self._last(c.shift[i])) for i in c.kind
-                  if c.kind[i] == "init" and id(c.shift[i]) in {id(n) for n in self.first}}
+        finals = {id(self.rows[id(c.shift[i])][-1]) for i in c.kind
+                  if c.kind[i] == "init" and id(c.shift[i]) in self.rows}
         read_out = {id(y) for y in c.graph.outputs}
         for n in c.graph.nodes:
             if id(n) not in self.member:
