@@ -2,7 +2,7 @@
 
 A hand-unrolled chain that cannot be re-rolled (a new Linear at every step) at T, 2T and 4T:
 the nodes every pass returns, the nodes all topological sorts of the pipeline visit, the
-kernel functions and the size of the LLVM IR handed to the optimiser. The same chain with
+nodes made and copied (`Node.replace`) from the model to the lowering, the kernel functions and the size of the LLVM IR handed to the optimiser. The same chain with
 tied steps is re-rolled: then the graphs after re-rolling, the kernels and the IR do not
 grow with T.
 """
@@ -39,7 +39,15 @@ def work(steps: int, tied: bool, train: bool, monkeypatch: pytest.MonkeyPatch) -
         visited[0] += len(order)
         return reading_order(order)
     monkeypatch.setattr(ir, "_reading_order", counting)
+    replaced = [0]
+    replace = ir.Node.replace
+
+    def counting_replace(self: ir.Node, **changes: object) -> ir.Node:
+        replaced[0] += 1
+        return replace(self, **changes)
+    monkeypatch.setattr(ir.Node, "replace", counting_replace)
     model = chain(steps, tied)
+    made = next(ir._creation_order)
     types = [TensorType((3, steps, 2)), TensorType((3, 8))]
     trace = Trace()
     if train:
@@ -47,8 +55,10 @@ def work(steps: int, tied: bool, train: bool, monkeypatch: pytest.MonkeyPatch) -
         exe = compile_training(graph, types + [TensorType((3, 1))], trace=trace)
     else:
         exe = compile_graph(model.graph, types, trace=trace)
+    made = next(ir._creation_order) - made
     monkeypatch.setattr(ir, "_reading_order", reading_order)
-    return {"toposort visits": visited[0],
+    monkeypatch.setattr(ir.Node, "replace", replace)
+    return {"toposort visits": visited[0], "nodes made": made, "node copies": replaced[0],
             "largest pass output": max(sum(1 for _ in r.graph.walk())
                                        for r in trace if r.graph is not None),
             "largest pass output after reroll": max(
