@@ -184,16 +184,17 @@ class Lowering:
         self.profiler.end(self.em, *clock)
 
     def shared(self, fn: ir.Function) -> ir.Function:
-        """`fn`, or an earlier kernel function with the same code (`fn` then dropped): the
-        steps of an unrolled graph, or a layer's two directions, share one copy of each
-        kernel, so LLVM's work grows with the distinct kernels only."""
-        key = (str(fn.function_type), tuple(len(b.instructions) for b in fn.blocks))
-        twins = self.twins.setdefault(key, [])      # texts compared only within a key
+        """`fn`, or an earlier kernel function with the same code (`fn` then dropped, the
+        other kept out of line): the steps of an unrolled graph, or a layer's two directions,
+        share one copy of each kernel, so LLVM's work grows with the distinct kernels only."""
+        twins = self.twins.setdefault((str(fn.function_type), tuple(
+            len(b.instructions) for b in fn.blocks)), [])   # texts compared only within a key
         text = _code(fn) if twins else None
         for i, (other, other_text) in enumerate(twins):
             twins[i] = (other, other_text if other_text is not None else _code(other))
             if twins[i][1] == text:
                 del self.module.globals[fn.name]
+                other.attributes.add("noinline")
                 return other
         twins.append((fn, text))
         return fn
