@@ -184,9 +184,8 @@ class Lowering:
         self.profiler.end(self.em, *clock)
 
     def shared(self, fn: ir.Function) -> ir.Function:
-        """`fn`, or an earlier kernel function with the same code (`fn` then dropped, the
-        other kept out of line): the steps of an unrolled graph, or a layer's two directions,
-        share one copy of each kernel, so LLVM's work grows with the distinct kernels only."""
+        """`fn`, or an earlier kernel function of the same code, kept out of line (`fn` dropped):
+        unrolled steps, a layer's two directions share kernels; LLVM works on each once."""
         twins = self.twins.setdefault((str(fn.function_type), tuple(
             len(b.instructions) for b in fn.blocks)), [])   # texts compared only within a key
         text = _code(fn) if twins else None
