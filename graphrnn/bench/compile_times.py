@@ -91,7 +91,7 @@ def format_compile_section(result: dict[str, Any]) -> str:
     section = result.get("compile_models")
     if not section:
         return ""
-    lines = ["", "compile (cold: empty kernel cache, median of "
+    lines = ["", "", "compile (cold: empty kernel cache, median of "
              f"{len(next(iter(next(iter(section.values())).values()))['runs'])})"]
     width = max(len(name) for name in section)
     for name, modes in section.items():
