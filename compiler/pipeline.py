@@ -7,9 +7,14 @@ pass name and time (level 1) and the graph after it (level 2) when GRAPHRNN_DEBU
 
 Two entry points, and the lowering after each:
 
-    prepare / compile_graph            forward:   [state] shapes unroll tie flatten OPTIMISATIONS
-    prepare_training / compile_training  training: [state] shapes unroll tie flatten
+    prepare / compile_graph            forward:   [state] shapes reroll unroll tie flatten
+                                                     OPTIMISATIONS
+    prepare_training / compile_training  training: [state] shapes [reroll] unroll tie flatten
                                           [checkpoint] grad [unroll] OPTIMISATIONS [unit]
+
+"reroll" turns hand-unrolled steps that are tied copies of one subgraph (the nngraph idiom)
+into a loop, so their code and compile time do not grow with T; it is skipped under
+truncated BPTT, which would then cut a recurrence the graph as written does not have.
 
 `prepare_training` differentiates the flattened graph (pass "grad") before the optimisations,
 which then see the forward and backward loops together: the weight gradients leave the
@@ -44,6 +49,7 @@ from .passes.fuse_elementwise import fuse_elementwise
 from .passes.hoist import hoist_invariants
 from .passes.join import join_loops
 from .passes.merge import merge_matmuls
+from .passes.reroll import reroll_steps
 from .passes.shapes import infer_shapes
 from .passes.state import StatefulGraph, expose_state
 from .passes.tie import tie_params
@@ -138,7 +144,7 @@ def prepare(graph: Graph, input_types: Sequence[TensorType] | None = None, *,
     then those of the exposed graph's inputs (`expose(graph).graph.inputs`).
     unroll: None unrolls only loops that ask for it (`Loop(..., unroll=k)`), True every loop
     fully, k every loop by k, False none. disable: names of passes to skip ("unroll" or any
-    name in OPTIMISATIONS). dump: a GRAPHRNN_DEBUG level for this call.
+    name in OPTIMISATIONS, or "reroll"). dump: a GRAPHRNN_DEBUG level for this call.
     """
     trace = _trace(trace, dump, disable)
     if stateful:
@@ -184,7 +190,8 @@ def prepare_training(graph: Graph, input_types: Sequence[TensorType] | None = No
         graph = _exposed(graph, trace).graph
     # truncation cuts loop carries, and unrolled code has none: with truncate, loops are
     # unrolled after differentiation, when the cuts are already in the backward loops
-    g, table = _front(graph, input_types, False if truncate else unroll, disable, trace)
+    g, table = _front(graph, input_types, False if truncate else unroll, disable, trace,
+                      reroll=not truncate)
     if checkpoint:
         g = trace.run(partial(checkpoint_loops, every=checkpoint, truncate=truncate), g,
                       "checkpoint")
@@ -231,7 +238,8 @@ def compile_training(graph: Graph, input_types: Sequence[TensorType] | None = No
 def gradient_graph(graph: Graph, input_types: Sequence[TensorType], **options: Any
                    ) -> tuple[Graph, ParamTable, tuple[tuple[str, int], ...]]:
     """The driver's training graph for the interpreter: `prepare_training(graph, input_types,
-    **options)` with the loops kept as loops and no optimisation."""
+    **options)`, loops kept, none made (the graph as written) and no optimisation."""
+    options["disable"] = (*options.get("disable", ()), "reroll")
     return prepare_training(graph, input_types, unroll=False, optimize=False, **options)
 
 
@@ -251,11 +259,14 @@ def _exposed(graph: Graph, trace: Trace) -> StatefulGraph:
 
 
 def _front(graph: Graph, input_types: Sequence[TensorType] | None, unroll: bool | int | None,
-           disable: Collection[str], trace: Trace) -> tuple[Graph, ParamTable]:
-    """Shapes, unrolling, tying and flattening."""
+           disable: Collection[str], trace: Trace, reroll: bool = True
+           ) -> tuple[Graph, ParamTable]:
+    """Shapes, re-rolling, unrolling, tying and flattening."""
     run = trace.run
     order = graph.params()                           # the model's own layout order
     g = run(partial(infer_shapes, input_types=input_types), graph, "shapes")
+    if reroll and "reroll" not in disable:
+        g = run(reroll_steps, g, "reroll")           # hand-unrolled tied steps -> a loop
     g = _unrolled(g, unroll, disable, trace)         # compile time grows with T: only on request
     g = run(tie_params, g, "tie")                    # one PARAM node per parameter
     return run(partial(flatten_params, order=order), g, "flatten")
@@ -303,7 +314,7 @@ def _unroller(unroll: bool | int | None) -> Callable[[Graph], Graph]:
 
 
 def _check_names(disable: Collection[str]) -> None:
-    known = {"unroll"} | {name for name, _ in OPTIMISATIONS}
+    known = {"unroll", "reroll"} | {name for name, _ in OPTIMISATIONS}
     unknown = sorted(set(disable) - known)
     if unknown:
         raise ValueError(f"cannot disable {', '.join(unknown)}: known passes are "
@@ -311,8 +322,8 @@ def _check_names(disable: Collection[str]) -> None:
 
 
 # The names of the steps outside OPTIMISATIONS, in the order they can run.
-STEPS = ("state", "shapes", "unroll", "tie", "flatten", "checkpoint", "grad", "unit", "lower")
+STEPS = ("state", "shapes", "reroll", "unroll", "tie", "flatten", "checkpoint", "grad", "unit",
+         "lower")
 
 __all__ = ["compile_graph", "compile_training", "prepare", "prepare_training", "expose",
-           "gradient_graph",
-           "OPTIMISATIONS", "STEPS", "Trace", "PassRecord", "StatefulGraph"]
+           "gradient_graph", "OPTIMISATIONS", "STEPS", "Trace", "PassRecord", "StatefulGraph"]

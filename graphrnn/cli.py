@@ -145,9 +145,9 @@ def _run_show(args: argparse.Namespace) -> int:
 def _add_ir(parser: argparse.ArgumentParser) -> None:
     _add_model(parser)
     parser.add_argument("--after", metavar="PASS",
-                        help="print only the graph after PASS (state, shapes, unroll, tie, "
-                             "flatten, grad, or an optimisation such as fold, cse, dce, hoist, "
-                             "fuse)")
+                        help="print only the graph after PASS (state, shapes, reroll, unroll, "
+                             "tie, flatten, grad, or an optimisation such as fold, cse, dce, "
+                             "hoist, fuse)")
     parser.add_argument("--batch", type=int, default=1, metavar="B",
                         help="batch size bound in the declared input types (default 1)")
     parser.add_argument("--steps", type=int, metavar="T",

@@ -59,7 +59,7 @@ def load_object_code(llvm_ir: str, entry: str, cache: KernelCache, lowering: str
     if level < 3:
         return cache.get_or_load(llvm_ir, cache_version(lowering),
                                  lambda text: engine.compile_to_object(text).obj, load)
-    compiled = engine.compile_to_object(llvm_ir, assembly=level >= 4)
+    compiled = engine.compile_to_object(llvm_ir, assembly=level >= 4, text=True)
     print(f"[graphrnn] LLVM IR ({entry}):\n{llvm_ir}", file=sys.stderr)
     print(f"[graphrnn] optimised LLVM IR:\n{compiled.optimized_ir}", file=sys.stderr)
     if compiled.asm:

@@ -5,7 +5,7 @@ context between threads and LLVM objects are not thread-safe. Calling the loaded
 needs no lock: a ctypes ``CFUNCTYPE`` call releases the GIL and runs in parallel.
 
     engine = Engine()
-    compiled = engine.compile_to_object(llvm_ir)  # .obj bytes, .optimized_ir, .asm (None)
+    compiled = engine.compile_to_object(llvm_ir)  # .obj bytes; .optimized_ir, .asm None
     library = engine.load(compiled.obj)
     # restype first, then argtypes: void graphrnn_0123abcd_forward(void*, int64)
     fn = library.function("graphrnn_0123abcd_forward", None, ctypes.c_void_p, ctypes.c_int64)
@@ -60,7 +60,7 @@ class Compiled(NamedTuple):
     """Result of `Engine.compile_to_object`."""
 
     obj: bytes
-    optimized_ir: str
+    optimized_ir: str | None        # only when asked: printing a big module takes a while
     asm: str | None
 
 
@@ -223,14 +223,15 @@ class Engine:
             return self._tm.emit_assembly(module)
 
     def compile_to_object(
-        self, llvm_ir: str, *, loop_unrolling: bool = False, assembly: bool = False
-    ) -> Compiled:
-        """Optimise and emit `llvm_ir`; the assembly text only when asked (it costs time)."""
+        self, llvm_ir: str, *, loop_unrolling: bool = False, assembly: bool = False,
+        text: bool = False) -> Compiled:
+        """Optimise and emit `llvm_ir`; the optimised IR's text and the assembly text only when
+        asked (they cost time)."""
         module = self.optimize(llvm_ir, loop_unrolling=loop_unrolling)
         with _LOCK:
             return Compiled(
                 obj=self.emit_object(module),
-                optimized_ir=str(module),
+                optimized_ir=str(module) if text else None,
                 asm=self.emit_assembly(module) if assembly else None,
             )
 

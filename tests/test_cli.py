@@ -128,7 +128,8 @@ def test_ir_prints_the_graph_after_each_pass(tmp_path, capsys):
     assert main(["ir", f"{source}:build"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# from_code: %x : f32[1,T,2]\n# shapes ")
-    assert re.findall(r"^== after (\w+)", out, re.M)[:4] == ["shapes", "unroll", "tie", "flatten"]
+    assert re.findall(r"^== after (\w+)", out, re.M)[:5] == ["shapes", "reroll", "unroll", "tie",
+                                                            "flatten"]
     assert "== after unroll" in out and "unchanged ==" in out
     assert main(["ir", f"{source}:build", "--after", "flatten", "--batch", "4",
                  "--steps", "7"]) == 0

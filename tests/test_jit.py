@@ -84,7 +84,7 @@ def test_compile_and_call(axpb):
 
 
 def test_compile_to_object_outputs(engine: Engine):
-    plain = engine.compile_to_object(AXPB_IR)
+    plain = engine.compile_to_object(AXPB_IR, text=True)
     assert plain.asm is None and isinstance(plain.obj, bytes) and plain.obj
     assert "define void @axpb" in plain.optimized_ir
     assert host_signature()["triple"] in plain.optimized_ir

@@ -11,7 +11,7 @@ from graphrnn.interpret import interpret
 from graphrnn.ir import Graph, Op, TensorType
 
 RNG = np.random.default_rng(17)
-FRONT = ["shapes", "unroll", "tie", "flatten"]
+FRONT = ["shapes", "reroll", "unroll", "tie", "flatten"]
 
 
 def randn(*shape: int) -> np.ndarray:

@@ -10,6 +10,7 @@ offset stays a `Lin`.
 """
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass
 from typing import Callable
 
@@ -65,18 +66,22 @@ def plan_arena(buffers: list[Buffer]) -> Lin:
 
 
 def _first_fit(buffers: list[Buffer], size: Callable[[Buffer], int]) -> int:
-    placed: list[Buffer] = []
+    """Buffers in order of first write; `live` holds the placed ones still alive, by offset.
+    A placed buffer starts no later than the one being placed, so it overlaps it exactly
+    when it ends no earlier; one that ended is free for every later buffer too and leaves
+    `live` for good (no rescan of all placed buffers: linear in the buffers for a bounded
+    number alive at once)."""
+    live: list[Buffer] = []
     top = 0
     for b in sorted(buffers, key=lambda b: (b.start, -size(b))):
-        live = sorted((p for p in placed if p.start <= b.end and b.start <= p.end),
-                      key=lambda p: p.offset.c)
+        live = [p for p in live if p.end >= b.start]
         offset = 0
         for p in live:
             if offset + size(b) <= p.offset.c:
                 break
             offset = max(offset, _aligned(p.offset.c + size(p)))
         b.offset = Lin(offset)
-        placed.append(b)
+        insort(live, b, key=lambda p: p.offset.c)
         top = max(top, _aligned(offset + size(b)))
     return top
 

@@ -18,9 +18,8 @@ Kernels that depend on the parameters alone (see persist.py) go into a second fu
 named in `contract.pack`, which the Program runs once per parameter update instead of on every
 call. `profile=True` brackets every kernel with cycle counters (emit_profile.py). Each kernel
 of the schedule is an internal function `k<i>_<kind>_<ops>` that the entry point calls in
-order; EMIT_RULES gives the emitter of each op, emit_gemm.py the calls of the products, the
-epilogue groups and the elementwise clusters. Views cost nothing: a pointer offset and a
-layout. A loop stays an LLVM loop, so the code and its compile time do not depend on T.
+order (kernels of the same code share one function: kernel_twins.py); EMIT_RULES gives the
+emitter of each op. A loop stays an LLVM loop: code and compile time do not depend on T.
 """
 from __future__ import annotations
 
@@ -45,6 +44,7 @@ from .emit_reduce import REDUCE_RULES
 from .emit_gemm import emit_cluster_call, emit_gemm_call, emit_pack_call
 from .gemm import emit_matmul
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
+from .kernel_twins import KernelTwins
 from .strides import BATCH, Layout, lin
 from .arena import Buffer
 from .schedule import Home, Kernel, Schedule, schedule
@@ -91,6 +91,7 @@ class Lowering:
         if batched:
             self.em.batch = self.em.load(self.em.gep(run, 2))
         self.packing = False            # emitting the pack entry (persistent kernels only)
+        self.twins = KernelTwins(module)   # unrolled steps share kernel functions
         self.profiler = Profiler(self.em.cast(self.io[n_io + 2], "int64")) if profile else None
         self.total = self.profiler.begin(self.em, "total", "entry", ()) if profile else None
 
@@ -178,6 +179,7 @@ class Lowering:
         inner = [Ref(arg, r.layout) for arg, r in zip(fn.args, refs)]
         rule(em, node, inner[0], inner[1:])
         em.builder.ret_void()
+        fn = self.twins.shared(fn)
         args = [r.ptr for r in refs] + list(scalars) + [self.em.steps, self.em.batch]
         if self.profiler is None or self.packing:
             self.em.builder.call(fn, args)

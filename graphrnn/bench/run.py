@@ -43,6 +43,7 @@ import numpy as np
 
 from .child import ONE_THREAD, TWO_THREADS, in_child, peer_isa_env, pin_to_cpus, write_result
 from ..isa import current_isa, resolve_isa
+from .compile_times import bench_compile_section, format_compile_section
 from .configs import (CELLS, CONFIGS, FORWARD_ONLY, GATES, HAND, IMPLS, MODES, PEER_NAMES,
                       QUICK_CONFIGS, Config, flops, parse_config)
 from .host import compile_times, host
@@ -350,7 +351,9 @@ def run_command(args: argparse.Namespace) -> int:
         result["rows"] += two["rows"]
         result["two_threads_host"] = two["host"]
     result["memory"] = None if args.no_memory else memory_section(args)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    result["compile_models"] = bench_compile_section(args)
+    print(json.dumps(result, indent=2) if args.json else
+          format_table(result) + format_compile_section(result))
     return 0
 
 
