@@ -345,7 +345,9 @@ class Graph:
 
     def remapped(self, new: dict[int, Node]) -> "Graph":
         """The graph whose inputs and outputs are `new[id(old)]`: how a pass that mapped
-        every node finishes."""
+        every node finishes; the graph itself when every node maps to itself."""
+        if all(new.get(id(n)) is n for n in self.nodes):
+            return self
         return self.rebuilt([new[id(x)] for x in self.inputs],
                             [new[id(y)] for y in self.outputs])
 

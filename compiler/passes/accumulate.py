@@ -78,10 +78,8 @@ def hoist_accumulations(graph: Graph, *, min_input_size: int = 4) -> Graph:
         elif m.op == Op.ADD and all(uses[id(x)] == 1 for x in n.inputs):
             m = _joined_assembles(m) or m
         return m
-    new = map_nodes(graph.nodes, visit)
-    if all(new[id(n)] is n for n in graph.nodes):
-        return graph
-    return merge_contracts(graph.remapped(new))
+    moved = graph.remapped(map_nodes(graph.nodes, visit))
+    return graph if moved is graph else merge_contracts(moved)
 
 
 def merge_contracts(graph: Graph) -> Graph:

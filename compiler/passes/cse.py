@@ -30,10 +30,7 @@ def eliminate_common_subexpressions(graph: Graph) -> Graph:
             if bodies[id(old)] is not old:
                 m = m.replace(attrs={**m.attrs, "body": bodies[id(old)]})
         return seen.setdefault(_key(m), m) if m.op != Op.INPUT else m
-    new = map_nodes(graph.nodes, visit)
-    if all(new[id(n)] is n for n in graph.nodes):
-        return graph
-    return graph.remapped(new)
+    return graph.remapped(map_nodes(graph.nodes, visit))
 
 
 def _key(n: Node) -> Hashable:

@@ -35,10 +35,7 @@ def eliminate_dead_code(graph: Graph) -> Graph:
             parts = None if id(loop) in whole else read.get(id(loop))
             m = m.replace(attrs={**m.attrs, "index": _new_index(loop, m.attrs["index"], parts)})
         return m
-    new = map_nodes(live, visit)
-    if len(live) == len(graph.nodes) and all(new[id(n)] is n for n in live):
-        return graph
-    return graph.remapped(new)
+    return graph.remapped(map_nodes(live, visit))     # dead nodes are not in the map
 
 
 def _new_index(loop: Node, index: int, read: set[int] | None) -> int:

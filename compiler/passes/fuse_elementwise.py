@@ -49,10 +49,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
         if m.op == Op.LOOP:
             m = m.replace(attrs={**m.attrs, "body": fuse_elementwise(m.attrs["body"])})
         return m
-    map_nodes(graph.nodes, visit, new)
-    if not members and all(new[id(n)] is n for n in graph.nodes):
-        return graph
-    return graph.remapped(new)
+    return graph.remapped(map_nodes(graph.nodes, visit, new))
 
 
 def _joined_pads(graph: Graph) -> Graph:
@@ -68,10 +65,7 @@ def _joined_pads(graph: Graph) -> Graph:
         return Node(Op.CONCAT, tuple(new[id(p.inputs[0])] for p in tiles),
                     {"axis": tiles[0].attrs["axis"]}, n.type, name=fresh_name("concat", taken),
                     scope=n.scope, where=n.where, doc=n.doc)
-    map_nodes(graph.nodes, visit, new)
-    if all(new[id(n)] is n for n in graph.nodes):
-        return graph
-    return graph.remapped(new)
+    return graph.remapped(map_nodes(graph.nodes, visit, new))
 
 
 def _tiles(n: Node, readers: dict[int, int]) -> list[Node] | None:

@@ -39,10 +39,7 @@ def merge_matmuls(graph: Graph) -> Graph:
         if m.op == Op.LOOP:
             m = m.replace(attrs={**m.attrs, "body": merge_matmuls(m.attrs["body"])})
         return m
-    map_nodes(graph.nodes, visit, new)
-    if not groups and all(new[id(n)] is n for n in graph.nodes):
-        return graph
-    return graph.remapped(new)
+    return graph.remapped(map_nodes(graph.nodes, visit, new))
 
 
 def param_like(n: Node) -> bool:

@@ -36,10 +36,7 @@ def rewrite(graph: Graph, fn: Callable[[Node], Node], *, into_loops: bool = True
             if body is not m.attrs["body"]:
                 m = m.replace(attrs={**m.attrs, "body": body})
         return fn(m)
-    new = map_nodes(graph.nodes, visit)
-    if all(new[id(n)] is n for n in graph.nodes):
-        return graph
-    return graph.remapped(new)
+    return graph.remapped(map_nodes(graph.nodes, visit))
 
 
 def map_nodes(nodes: Iterable[Node], fn: Callable[[Node, tuple[Node, ...]], Node],
