@@ -38,6 +38,7 @@ DEFAULT_TIMEOUT = 300.0
 # meet without a sleep's delay; after it, sleeping leaves the core to a rank still computing.
 SPIN_SECONDS = 0.002
 MAX_SLEEP = 0.001
+ABORT_GRACE_SECONDS = 1.0      # between printing why a rank aborts and aborting
 
 
 class CollectiveTimeout(RuntimeError):
@@ -109,6 +110,9 @@ class Collectives:
             raise CollectiveTimeout(text)
         sys.stderr.write(text + "; aborting the MPI job\n")
         sys.stderr.flush()
+        # the launcher forwards output asynchronously and drops what is still in flight when
+        # Abort tears the job down: give it a moment, or the reason is lost under load
+        time.sleep(ABORT_GRACE_SECONDS)
         self.comm.Abort(1)
 
 
