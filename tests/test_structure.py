@@ -1,7 +1,7 @@
 """The floor plan, read from the code's own imports (ast): the rules of the layout hold.
 
 - no import cycle among the project's modules;
-- `graphrnn.ir` imports nothing of the project;
+- `graphrnn.ir` imports nothing of the project but its op codes (`graphrnn.opcodes`);
 - `runtime` never imports `compiler`, nor the reverse;
 - the core API never imports a wing (`viz`, `bench`, `testing`); `cli` is the door to them;
 - no function-local import of the project's own modules (optional third-party imports
@@ -26,7 +26,7 @@ WINGS = ("graphrnn.viz", "graphrnn.bench", "graphrnn.testing")
 DOORS = ("graphrnn", "graphrnn.cli", "graphrnn.__main__")
 MAX_LINES = 400
 # core modules the compiler and runtime may read: the IR, its types and rules, the interpreter
-ALLOWED_BELOW = {"graphrnn.ir", "graphrnn.flat", "graphrnn.executable", "graphrnn.version",
+ALLOWED_BELOW = {"graphrnn.ir", "graphrnn.opcodes", "graphrnn.flat", "graphrnn.executable", "graphrnn.version",
                  "graphrnn.isa",
                  "graphrnn.settings", "graphrnn.ops", "graphrnn.shape_rules", "graphrnn.infer",
                  "graphrnn.interpret"}
@@ -100,8 +100,9 @@ def test_no_import_cycles():
 
 
 def test_the_ir_is_a_leaf():
-    assert "graphrnn.ir" in MODULES
-    assert list(GRAPH.successors("graphrnn.ir")) == []
+    assert "graphrnn.ir" in MODULES and "graphrnn.opcodes" in MODULES
+    assert list(GRAPH.successors("graphrnn.ir")) == ["graphrnn.opcodes"]
+    assert list(GRAPH.successors("graphrnn.opcodes")) == []
 
 
 @pytest.mark.parametrize("a, b", [("graphrnn.runtime", "graphrnn.compiler"),
@@ -120,7 +121,7 @@ def test_the_core_never_imports_a_wing():
 
 def test_compiler_and_runtime_never_import_the_api_above_them():
     core_api = {m for m in MODULES if m.count(".") == 1 and not _in(m, "graphrnn.compiler")
-                and not _in(m, "graphrnn.runtime") and m != "graphrnn.ir"}
+                and not _in(m, "graphrnn.runtime") and m not in ("graphrnn.ir", "graphrnn.opcodes")}
     wrong = [(m, t) for m, t in GRAPH.edges
              if (_in(m, "graphrnn.compiler") or _in(m, "graphrnn.runtime"))
              and (t in core_api or any(_in(t, w) for w in WINGS) or t == "graphrnn")
