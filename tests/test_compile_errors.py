@@ -22,11 +22,6 @@ B, D, H, V = 3, 4, 5, 9
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
-
-
-@pytest.fixture(scope="module")
 def model() -> gr.gModule:
     """x[B, T, D], lengths[B], ids[B, T] -> GRU over x + embedding(ids)."""
     x = gr.Input("B", "T", D, name="x")

@@ -17,11 +17,6 @@ from graphrnn.close import close_graph
 RNG = np.random.default_rng(11)
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
-
-
 def contract(b: int, t: int, k: int, n: int, transpose_out: bool, cache: KernelCache
              ) -> None:
     a_in = ops.input_((b, t, k), "float32", name="a")

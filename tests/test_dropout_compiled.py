@@ -19,11 +19,6 @@ from graphrnn.trainstep import CompiledTrainStep, compile_train
 RNG = np.random.default_rng(31)
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
-
-
 def randn(*shape: int) -> np.ndarray:
     return RNG.standard_normal(shape).astype(np.float32)
 

@@ -9,16 +9,10 @@ import graphrnn as gr
 from graphrnn import nn
 from graphrnn.compile import compile as compile_model
 from graphrnn.testing.crosscheck import Checks, check_case
-from graphrnn.runtime.cache import KernelCache
 from graphrnn.train import InterpretedStep
 
 RNG = np.random.default_rng(3)
 B, T = 2, 4
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
 
 
 def rnn_after_a_linear(unroll: int | bool | None, dropout: float = 0.0) -> gr.gModule:

@@ -30,11 +30,6 @@ HAS_AVX2 = {"avx2", "fma"} <= host_isa().enabled
 needs_avx2 = pytest.mark.skipif(not HAS_AVX2, reason="this CPU has no AVX2 + FMA")
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
-
-
 def randn(*shape: int) -> np.ndarray:
     return RNG.standard_normal(shape).astype(np.float32)
 

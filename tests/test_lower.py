@@ -13,15 +13,9 @@ from graphrnn.compiler.codegen.strides import ONE, ZERO, Layout, Lin, collapse
 from graphrnn.compiler.codegen.lower import lower_graph
 from graphrnn.compiler.codegen.schedule import schedule
 from graphrnn.ir import Graph, LoweringError, Op, TensorType
-from graphrnn.runtime.cache import KernelCache
 from graphrnn.close import close_graph
 
 RNG = np.random.default_rng(2)
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
 
 
 def randn(*shape: int) -> np.ndarray:

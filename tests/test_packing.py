@@ -14,18 +14,12 @@ from graphrnn import nn
 from graphrnn.compile import CompiledModel
 from graphrnn.compiler.pipeline import prepare
 from graphrnn.compiler.codegen.schedule import schedule
-from graphrnn.runtime.cache import KernelCache
 from graphrnn.runtime.program import Program
 from graphrnn.train import InterpretedStep
 from graphrnn.trainstep import CompiledTrainStep
 
 RNG = np.random.default_rng(21)
 H = 6
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
 
 
 def randn(*shape: int) -> np.ndarray:

@@ -8,15 +8,9 @@ import graphrnn as gr
 from graphrnn import nn
 from graphrnn.cli import main
 from graphrnn.profile import summarize
-from graphrnn.runtime.cache import KernelCache
 
 RNG = np.random.default_rng(41)
 T = 6
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
 
 
 def lstm() -> gr.gModule:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from strategies import assert_clean, cases, compile_checks, pass_checks
 
@@ -25,15 +24,9 @@ from graphrnn.testing.fuzz import (ALL, Case, Checks, check_case, compare, finge
                                    run_case, save_case, shrink)
 from graphrnn.ir import Op
 from graphrnn.testing.randgraph import GenParams, generate_seeded, random_model
-from graphrnn.runtime.cache import KernelCache
 from graphrnn.train import InterpretedStep
 
 QUICK = dict(deadline=None, derandomize=True, database=None)
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
 
 
 # ----------------------------------------------------------------------------- the generator

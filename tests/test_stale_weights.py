@@ -6,19 +6,12 @@ weights), then checks the next compiled call against the interpreter on the new 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import graphrnn as gr
 from graphrnn import nn
-from graphrnn.runtime.cache import KernelCache
 
 RNG = np.random.default_rng(5)
 D, H = 4, 8
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
 
 
 def randn(*shape: int) -> np.ndarray:

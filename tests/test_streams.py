@@ -31,11 +31,6 @@ D, H = 4, 8
 STEPS, CHUNK = 1_000_000, 10_000
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> KernelCache:
-    return KernelCache(tmp_path_factory.mktemp("kernels"))
-
-
 def rss() -> int:
     """Resident memory of this process, in bytes."""
     with open("/proc/self/status") as f:
