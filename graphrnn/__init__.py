@@ -20,7 +20,7 @@ from .gradients import compile, compile_vjp
 from . import optim, train
 from .gradcheck import gradcheck
 from .profile import profile
-from . import viz
+from . import viz, zoo
 from .runtime.lru import cache_limits, set_cache_limits
 from .export import export_library, load_library
 
@@ -29,5 +29,5 @@ __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "int
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
            "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "compile_vjp",
            "save", "load",
-           "viz", "optim", "train", "gradcheck", "ModelFileError", "profile", "value",
+           "viz", "zoo", "optim", "train", "gradcheck", "ModelFileError", "profile", "value",
            "cache_limits", "set_cache_limits", "export_library", "load_library"]

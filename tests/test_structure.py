@@ -21,7 +21,7 @@ from graphrnn.version import _code_generating_sources
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"graphrnn": ROOT / "graphrnn", "graphrnn.compiler": ROOT / "compiler",
             "graphrnn.runtime": ROOT / "runtime"}
-WINGS = ("graphrnn.viz", "graphrnn.bench", "graphrnn.testing")
+WINGS = ("graphrnn.viz", "graphrnn.bench", "graphrnn.testing", "graphrnn.zoo")
 # the package's public namespace and its command line may open the wings
 DOORS = ("graphrnn", "graphrnn.cli", "graphrnn.__main__")
 MAX_LINES = 400
