@@ -28,13 +28,10 @@ every k steps: arena bytes, peak resident memory, step time and the gradients' d
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import random
 import statistics
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -53,9 +50,8 @@ from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, ha
                     interpreter_impl, load_builtin_weights, make_peer, peer_impl)
 from .report import format_table
 from .tiles import products, step_tile
-
-MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts this long
-
+from .timing import MIN_SAMPLE_S, interleaved
+from .zoo import format_zoo, zoo_section
 
 @dataclass
 class Row:
@@ -100,58 +96,6 @@ def max_abs_diff(result: Any, reference: Any) -> float:
     (loss, grads), (ref_loss, ref_grads) = result, reference
     return max([abs(float(loss) - float(ref_loss))]
                + [float(np.max(np.abs(grads[k] - ref_grads[k]))) for k in ref_grads])
-
-
-def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float,
-                min_rounds: int = 3, min_sample_s: float = 0.0,
-                number: dict[str, int] | None = None) -> dict[str, list[tuple[float, float]]]:
-    """(wall s, cpu s) per call: each round takes one sample of every fn, in an order shuffled
-    each round (seeded: the same for every run). A fn leaves the rounds once it has
-    `min_rounds` samples and has used its share of the budget.
-
-    A sample is `number[k]` calls back to back, averaged, as `timeit` does: with
-    `min_sample_s`, enough calls that a sample lasts at least that long (one timed call
-    decides), so a 50 us call is measured in the steady state a training loop runs it in,
-    not each time just after another implementation emptied the caches. `number`, when
-    given, receives the counts used.
-
-    Shuffled, not rotated: a rotation keeps every fn right after the same other one, whose
-    memory traffic it then always pays for (a 0.1 ms call run after the interpreter took
-    twice as long as the same code run after a compiled call)."""
-    names = list(fns)
-    order = random.Random(0)
-    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
-    share = budget_s / max(len(names), 1)
-    was_enabled = gc.isenabled()
-    counts = number if number is not None else {}
-    spent = {k: 0.0 for k in names}
-    gc.collect()
-    gc.disable()
-    try:
-        for k in names:
-            counts[k] = 1
-            if min_sample_s > 0:
-                w0 = time.perf_counter()
-                fns[k]()
-                counts[k] = max(1, min(10_000, int(min_sample_s / max(time.perf_counter() - w0,
-                                                                       1e-9)) + 1))
-        for r in range(repeats):
-            live = [k for k in names if len(samples[k]) < min(min_rounds, repeats)
-                    or spent[k] < share]
-            if not live:
-                break
-            for k in order.sample(live, len(live)):
-                fn, n = fns[k], counts[k]
-                w0, c0 = time.perf_counter(), time.process_time()
-                for _ in range(n):
-                    fn()
-                w, c = time.perf_counter() - w0, time.process_time() - c0
-                spent[k] += w
-                samples[k].append((w / n, c / n))
-    finally:
-        if was_enabled:
-            gc.enable()
-    return samples
 
 
 def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats: int = 7,
@@ -261,6 +205,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the memory section at 8,400,32,32 (about a minute)")
     parser.add_argument("--peak", action="store_true",
                         help="only measure the single-core FMA peak (GFLOP/s)")
+    parser.add_argument("--zoo", action="store_true",
+                        help="time the model zoo (graphrnn.zoo) against PyTorch eager and JAX "
+                             "instead of the RNN/LSTM/GRU layers")
     parser.add_argument("--target", metavar="ISA",
                         help="build the kernels for this ISA (host, avx512, avx2, generic, an "
                              "x86-64 level or LLVM features such as -avx512f; default "
@@ -329,6 +276,11 @@ def run_command(args: argparse.Namespace) -> int:
                          log=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
         write_result(result, args.child_out)
         return 0
+    if args.zoo:
+        zoo = zoo_section(args)
+        if zoo is not None:
+            print(json.dumps(zoo, indent=2) if args.json else format_zoo(zoo))
+        return 0 if zoo is not None else 1
     if args.quick:
         args.configs, args.cells = args.configs or QUICK_CONFIGS, args.cells or ["lstm"]
     configs = args.configs or CONFIGS

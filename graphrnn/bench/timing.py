@@ -1,0 +1,61 @@
+"""Timing several implementations of one computation fairly: interleaved, shuffled rounds."""
+from __future__ import annotations
+
+import gc
+import random
+import time
+from typing import Any, Callable
+
+MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts this long
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float,
+                min_rounds: int = 3, min_sample_s: float = 0.0,
+                number: dict[str, int] | None = None) -> dict[str, list[tuple[float, float]]]:
+    """(wall s, cpu s) per call: each round takes one sample of every fn, in an order shuffled
+    each round (seeded: the same for every run). A fn leaves the rounds once it has
+    `min_rounds` samples and has used its share of the budget.
+
+    A sample is `number[k]` calls back to back, averaged, as `timeit` does: with
+    `min_sample_s`, enough calls that a sample lasts at least that long (one timed call
+    decides), so a 50 us call is measured in the steady state a training loop runs it in,
+    not each time just after another implementation emptied the caches. `number`, when
+    given, receives the counts used.
+
+    Shuffled, not rotated: a rotation keeps every fn right after the same other one, whose
+    memory traffic it then always pays for (a 0.1 ms call run after the interpreter took
+    twice as long as the same code run after a compiled call)."""
+    names = list(fns)
+    order = random.Random(0)
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+    share = budget_s / max(len(names), 1)
+    was_enabled = gc.isenabled()
+    counts = number if number is not None else {}
+    spent = {k: 0.0 for k in names}
+    gc.collect()
+    gc.disable()
+    try:
+        for k in names:
+            counts[k] = 1
+            if min_sample_s > 0:
+                w0 = time.perf_counter()
+                fns[k]()
+                counts[k] = max(1, min(10_000, int(min_sample_s / max(time.perf_counter() - w0,
+                                                                       1e-9)) + 1))
+        for r in range(repeats):
+            live = [k for k in names if len(samples[k]) < min(min_rounds, repeats)
+                    or spent[k] < share]
+            if not live:
+                break
+            for k in order.sample(live, len(live)):
+                fn, n = fns[k], counts[k]
+                w0, c0 = time.perf_counter(), time.process_time()
+                for _ in range(n):
+                    fn()
+                w, c = time.perf_counter() - w0, time.process_time() - c0
+                spent[k] += w
+                samples[k].append((w / n, c / n))
+    finally:
+        if was_enabled:
+            gc.enable()
+    return samples
