@@ -1,8 +1,10 @@
 """A model exported as a C library (gr.export_library): a C program linked against it gives
-the JIT's results bit for bit, streams in chunks, trains, refuses bad shapes with a message,
-and needs neither Python nor llvmlite; load_library runs it from Python."""
+the default `gr.compile(model)` results bit for bit at any batch size and length from one
+library, streams in chunks, trains, refuses bad shapes with a message, and needs neither
+Python nor llvmlite; load_library runs it from Python."""
 from __future__ import annotations
 
+import ctypes
 import shutil
 import struct
 import subprocess
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "c" / "run_model.c"
 RNG = np.random.default_rng(17)
 B, T, D, H = 2, 7, 3, 5
+SIZES = [(1, 1), (B, T), (5, 3), (8, 20), (3, 0)]      # (B, T) calls of one library
 
 
 def randn(*shape: int) -> np.ndarray:
@@ -106,7 +109,7 @@ def lstm(tmp_path_factory: pytest.TempPathFactory) -> tuple[gr.gModule, Path, Pa
     gr.manual_seed(1)
     model = recurrent(gr.cells.LSTM(D, H))
     out = tmp_path_factory.mktemp("lstm")
-    export_library(model, out, name="reader", batch=(1, B), loss=gr.MSECriterion())
+    export_library(model, out, name="reader", loss=gr.MSECriterion())
     return model, out, build_program(out, "reader")
 
 
@@ -114,19 +117,28 @@ def lstm(tmp_path_factory: pytest.TempPathFactory) -> tuple[gr.gModule, Path, Pa
 
 def test_c_forward_is_the_jit_result_bit_for_bit(lstm):
     model, out, exe = lstm
-    x = randn(B, T, D)
-    y, = run_c(exe, "forward", [x])
-    fast = gr.compile(model, specialize=True)          # the exported programs: one per B
-    assert np.array_equal(y, fast(x))
-    x1 = randn(1, 11, D)                               # another exported batch size, another T
-    assert np.array_equal(run_c(exe, "forward", [x1])[0], fast(x1))
+    fast = gr.compile(model)                           # the general program: every B and T
+    for b, t in SIZES:
+        x = randn(b, t, D)
+        y, = run_c(exe, "forward", [x])
+        assert y.shape == (b, t, 2) and np.array_equal(y, fast(x)), (b, t)
+    assert len(fast.programs) == 1
+
+
+def test_one_context_serves_every_batch_size_and_grows_its_arena(lstm):
+    model, out, _ = lstm
+    lib, fast = load_library(out / "libreader.so"), gr.compile(model)
+    for b, t in [(1, 3), (16, 60), (2, 5), (1, 100), (7, 1)]:      # grows, then reuses
+        x = randn(b, t, D)
+        assert np.array_equal(lib(x), fast(x)), (b, t)
 
 
 def test_static_archive_links_and_gives_the_same(lstm):
     model, out, _ = lstm
     exe = build_program(out, "reader", static=True)
-    x = randn(B, 4, D)
-    assert np.array_equal(run_c(exe, "forward", [x])[0], gr.compile(model)(x))
+    for b in (1, 3):
+        x = randn(b, 4, D)
+        assert np.array_equal(run_c(exe, "forward", [x])[0], gr.compile(model)(x))
     needed = subprocess.run(["readelf", "-d", str(exe)], capture_output=True, text=True).stdout
     assert "libreader" not in needed
 
@@ -135,10 +147,11 @@ def test_static_archive_links_and_gives_the_same(lstm):
 def test_builtin_cells(cell, tmp_path):
     gr.manual_seed(2)
     model = recurrent(getattr(gr.cells, cell)(D, H))
-    export_library(model, tmp_path, name="cell", batch=B, stateful=False)
-    x = randn(B, T, D)
-    y, = run_c(build_program(tmp_path, "cell"), "forward", [x])
-    assert np.array_equal(y, gr.compile(model)(x))
+    export_library(model, tmp_path, name="cell", stateful=False)
+    exe, fast = build_program(tmp_path, "cell"), gr.compile(model)
+    for b, t in SIZES:
+        x = randn(b, t, D)
+        assert np.array_equal(run_c(exe, "forward", [x])[0], fast(x)), (b, t)
 
 
 def test_nngraph_toy(tmp_path):
@@ -149,25 +162,29 @@ def test_nngraph_toy(tmp_path):
         sys.path.remove(str(ROOT / "examples"))
     gr.manual_seed(3)
     model = nngraph_toy.build()
-    export_library(model, tmp_path, name="toy", batch=4, loss=gr.MSECriterion())
+    export_library(model, tmp_path, name="toy", loss=gr.MSECriterion())
     exe = build_program(tmp_path, "toy")
-    x, h0 = randn(4, 3, 1), randn(4, 26)
-    assert np.array_equal(run_c(exe, "forward", [x, h0])[0], gr.compile(model)(x, h0))
-    target = randn(4, 1)
-    loss, grad = run_c(exe, "train", [x, h0, target])
-    py_loss = gr.compile(model, loss=gr.MSECriterion(), train=True)(x, h0, target=target)
-    assert loss == np.float32(py_loss)
-    assert np.array_equal(grad, model.parameters()[1])
+    fast, step = gr.compile(model), gr.compile(model, loss=gr.MSECriterion(), train=True)
+    for b in (1, 4, 9):
+        x, h0, target = randn(b, 3, 1), randn(b, 26), randn(b, 1)
+        assert np.array_equal(run_c(exe, "forward", [x, h0])[0], fast(x, h0)), b
+        loss, grad = run_c(exe, "train", [x, h0, target])
+        assert loss == np.float32(step(x, h0, target=target))
+        assert np.array_equal(grad, model.parameters()[1]), b
+    message = run_c(exe, "forward", [randn(4, 3, 1), randn(5, 26)], expect_fail=True)
+    assert "error 2" in message and "input h0: expected [B,26] with B=4" in message
 
 
 def test_user_written_cell_with_lengths(tmp_path):
     gr.manual_seed(4)
     model = user_cell()
-    export_library(model, tmp_path, name="gated", batch=3, stateful=False)
-    exe = build_program(tmp_path, "gated")
-    x, lengths = randn(3, T, D), np.array([T, 0, 4], np.int64)
-    y, = run_c(exe, "forward", [x, lengths])
-    assert np.array_equal(y, gr.compile(model)(x, lengths))
+    export_library(model, tmp_path, name="gated", stateful=False)
+    exe, fast = build_program(tmp_path, "gated"), gr.compile(model)
+    for b, t in [(3, T), (1, 2), (6, 11)]:
+        x, lengths = randn(b, t, D), RNG.integers(0, t + 1, b)
+        y, = run_c(exe, "forward", [x, lengths])
+        assert np.array_equal(y, fast(x, lengths)), (b, t)
+    x = randn(3, T, D)
     message = run_c(exe, "forward", [x, np.array([T, T + 1, 0])], expect_fail=True)
     assert "lengths must lie in [0, 7]" in message and "error 5" in message
 
@@ -176,31 +193,33 @@ def test_user_written_cell_with_lengths(tmp_path):
 
 def test_streaming_in_chunks_equals_one_call(lstm):
     model, out, exe = lstm
-    x = randn(B, 10, D)
-    whole = run_c(exe, "forward", [x])[0]
-    for chunk in ("1", "3", "10"):
-        assert np.array_equal(run_c(exe, "step", [x], chunk)[0], whole)
-    stateful = gr.compile(model, stateful=True)
-    py = np.concatenate([stateful(x[:, :4]), stateful(x[:, 4:])], axis=1)
-    assert np.array_equal(py, whole)
+    for b in (B, 3):
+        x = randn(b, 10, D)
+        whole = run_c(exe, "forward", [x])[0]
+        for chunk in ("1", "3", "10"):
+            assert np.array_equal(run_c(exe, "step", [x], chunk)[0], whole), (b, chunk)
+        stateful = gr.compile(model, stateful=True)
+        py = np.concatenate([stateful(x[:, :4]), stateful(x[:, 4:])], axis=1)
+        assert np.array_equal(py, whole)
 
 
 def test_c_training_step_gradients_equal_python(lstm):
     model, out, exe = lstm
-    x, target = randn(B, T, D), randn(B, T, 2)
-    loss, grad = run_c(exe, "train", [x, target])
-    py_loss = gr.compile(model, loss=gr.MSECriterion(), train=True)(x, target=target)
-    assert loss.shape == () and loss == np.float32(py_loss)
-    assert grad.shape == (model.table.size,)
-    assert np.array_equal(grad, model.parameters()[1])
+    step = gr.compile(model, loss=gr.MSECriterion(), train=True)
+    for b, t in [(B, T), (5, 3), (1, 12)]:
+        x, target = randn(b, t, D), randn(b, t, 2)
+        loss, grad = run_c(exe, "train", [x, target])
+        assert loss.shape == () and loss == np.float32(step(x, target=target))
+        assert grad.shape == (model.table.size,)
+        assert np.array_equal(grad, model.parameters()[1]), (b, t)
 
 
 # ----------------------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("shape, words", [
-    ((B, T, D + 1), ["error 2", "input x: expected [2,T,3], got [2,7,4] (dim 2 should be 3)"]),
-    ((5, T, D), ["error 2", "batch sizes exported: 1, 2"]),
+    ((B, T, D + 1), ["error 2", "input x: expected [B,T,3], got [2,7,4] (dim 2 should be 3)"]),
     ((B, T), ["error 2", "rank"]),
+    ((B, T, D, 1), ["error 2", "expected [B,T,3] (rank 3), got rank 4"]),
 ])
 def test_wrong_shapes_return_an_error_code_with_a_message(lstm, shape, words):
     _, _, exe = lstm
@@ -217,6 +236,12 @@ def test_wrong_dtype_and_stride_through_the_loader(lstm):
     with pytest.raises(LibraryInputError, match="train call takes 2 inputs and 2 outputs, got 3"):
         lib.train_step(np.zeros((B, T, D), np.float32), np.zeros(3, np.float32),
                        target=np.zeros((B, T, 2), np.float32))
+    with pytest.raises(LibraryInputError, match=r"input target: expected \[B,T,2\] with B=2"):
+        lib.train_step(np.zeros((B, T, D), np.float32), target=np.zeros((3, T, 2), np.float32))
+    with pytest.raises(LibraryInputError, match=r"with T=7 \(as in the other tensors\)"):
+        lib.train_step(np.zeros((B, T, D), np.float32), target=np.zeros((B, 6, 2), np.float32))
+    x = np.zeros((B, 2 * T, D), np.float32)[:, ::2]         # strided: the loader copies it
+    assert np.array_equal(lib(x), lib(np.ascontiguousarray(x)))
 
 
 def test_the_library_needs_no_python(lstm):
@@ -249,6 +274,52 @@ def test_load_library_gives_what_compile_gives(lstm):
     assert lib.manifest["graphrnn"] == gr.__version__
 
 
+def test_typed_call_takes_any_batch_and_sees_parameter_writes(lstm):
+    model, out, _ = lstm
+    dll = ctypes.CDLL(str(out / "libreader.so"))
+    ctx = ctypes.c_void_p()
+    assert dll.reader_create(ctypes.byref(ctx), None) == 0
+    dll.reader_params.restype = ctypes.POINTER(ctypes.c_float)
+    dll.reader_params.argtypes = [ctypes.c_void_p]
+    dll.reader_last_error.restype = ctypes.c_char_p
+    dll.reader_last_error.argtypes = [ctypes.c_void_p]
+    params = np.ctypeslib.as_array(dll.reader_params(ctx), (model.table.size,))  # kept
+    forward = dll.reader_forward
+    forward.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 2 + [ctypes.c_void_p]
+    fast = gr.compile(model)
+
+    def call(x: np.ndarray, b: int | None = None) -> tuple[int, np.ndarray]:
+        y = np.full((*x.shape[:2], 2), np.nan, np.float32)
+        b = x.shape[0] if b is None else b
+        return forward(ctx, x.ctypes.data, b, x.shape[1], y.ctypes.data), y
+    try:
+        for b, t in SIZES:
+            x = randn(b, t, D)
+            code, y = call(x)
+            assert code == 0 and np.array_equal(y, fast(x)), (b, t)
+        x = randn(3, 5, D)
+        params[:] = 0                      # written through a pointer taken long before
+        assert not call(x)[1].any()
+        params[:] = model.parameters()[0]
+        assert np.array_equal(call(x)[1], fast(x))
+        code, _ = call(x, b=-1)
+        assert code == 2 and b"B=-1: must lie in [0, 2**31)" in dll.reader_last_error(ctx)
+    finally:
+        dll.reader_destroy(ctx)
+    assert dll.reader_abi_version() == 2
+    dll.reader_supports.argtypes = [ctypes.c_int, ctypes.c_int64]
+    assert dll.reader_supports(0, 1000) == dll.reader_supports(3, 1) == 1
+    assert dll.reader_supports(0, -1) == dll.reader_supports(1, 1) == 0
+    dims, rank = (ctypes.c_int64 * 8)(), ctypes.c_int32()
+    port = dll.reader_port
+    port.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    assert port(0, -1, 1, 0, None, None, ctypes.byref(rank), dims) == 0
+    assert list(dims[:rank.value]) == [-2, -1, 2]          # B, T, 2
+    assert port(0, 4, 0, 0, None, None, ctypes.byref(rank), dims) == 0
+    assert list(dims[:rank.value]) == [4, -1, D]
+
+
 def test_contexts_run_in_threads_at_once(lstm):
     model, out, _ = lstm
     xs = [randn(B, 50, D) for _ in range(4)]
@@ -263,7 +334,7 @@ def test_contexts_run_in_threads_at_once(lstm):
 def test_external_weights_are_checksummed(tmp_path):
     gr.manual_seed(5)
     model = recurrent(gr.cells.GRU(D, H))
-    lib = export_library(model, tmp_path, name="ext", batch=B, stateful=False,
+    lib = export_library(model, tmp_path, name="ext", stateful=False,
                          weights="external")
     assert not (tmp_path / "ext_params.c").exists()
     x = randn(B, T, D)
@@ -279,7 +350,7 @@ def test_external_weights_are_checksummed(tmp_path):
 def test_a_cpu_without_the_features_is_refused(tmp_path):
     gr.manual_seed(6)
     model = recurrent(gr.cells.RNN(D, H))
-    export_library(model, tmp_path, name="future", batch=1, stateful=False, target="x86-64-v3",
+    export_library(model, tmp_path, name="future", stateful=False, target="x86-64-v3",
                    features="+fma4,+xop")       # AMD's abandoned extensions: no CPU today
     with pytest.raises(LibraryError, match="this CPU lacks fma4") as err:
         load_library(tmp_path / "libfuture.so")
@@ -289,7 +360,7 @@ def test_a_cpu_without_the_features_is_refused(tmp_path):
 def test_portable_target_runs(tmp_path):
     gr.manual_seed(7)
     model = recurrent(gr.cells.LSTM(D, H))
-    lib = export_library(model, tmp_path, name="v2", batch=B, stateful=False,
+    lib = export_library(model, tmp_path, name="v2", stateful=False,
                          target="x86-64-v2")
     assert "sse4.2" in lib.target.required and "avx" not in lib.target.required
     x = randn(B, T, D)
@@ -302,7 +373,7 @@ def test_cli_export_c(tmp_path, monkeypatch):
     gr.save(model, tmp_path / "m.grnn")
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    assert cli_main(["export-c", "m.grnn", "-o", "out", "--name", "cli", "--batch", "1,2",
+    assert cli_main(["export-c", "m.grnn", "-o", "out", "--name", "cli",
                      "--loss", "mse"]) == 0
     assert cli_main(["export-c", "m.grnn", "-o", "bad", "--name", "1x"]) == 2
     assert {"libcli.so", "libcli.a", "cli.h", "README.md"} <= {p.name for p in out.iterdir()}
