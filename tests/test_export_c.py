@@ -4,7 +4,6 @@ library, streams in chunks, trains, refuses bad shapes with a message, and needs
 Python nor llvmlite; load_library runs it from Python."""
 from __future__ import annotations
 
-import ctypes
 import shutil
 import struct
 import subprocess
@@ -272,52 +271,6 @@ def test_load_library_gives_what_compile_gives(lstm):
     lib.params[:] = 0                      # the context's own vector: the next call repacks
     assert not lib(x).any()
     assert lib.manifest["graphrnn"] == gr.__version__
-
-
-def test_typed_call_takes_any_batch_and_sees_parameter_writes(lstm):
-    model, out, _ = lstm
-    dll = ctypes.CDLL(str(out / "libreader.so"))
-    ctx = ctypes.c_void_p()
-    assert dll.reader_create(ctypes.byref(ctx), None) == 0
-    dll.reader_params.restype = ctypes.POINTER(ctypes.c_float)
-    dll.reader_params.argtypes = [ctypes.c_void_p]
-    dll.reader_last_error.restype = ctypes.c_char_p
-    dll.reader_last_error.argtypes = [ctypes.c_void_p]
-    params = np.ctypeslib.as_array(dll.reader_params(ctx), (model.table.size,))  # kept
-    forward = dll.reader_forward
-    forward.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 2 + [ctypes.c_void_p]
-    fast = gr.compile(model)
-
-    def call(x: np.ndarray, b: int | None = None) -> tuple[int, np.ndarray]:
-        y = np.full((*x.shape[:2], 2), np.nan, np.float32)
-        b = x.shape[0] if b is None else b
-        return forward(ctx, x.ctypes.data, b, x.shape[1], y.ctypes.data), y
-    try:
-        for b, t in SIZES:
-            x = randn(b, t, D)
-            code, y = call(x)
-            assert code == 0 and np.array_equal(y, fast(x)), (b, t)
-        x = randn(3, 5, D)
-        params[:] = 0                      # written through a pointer taken long before
-        assert not call(x)[1].any()
-        params[:] = model.parameters()[0]
-        assert np.array_equal(call(x)[1], fast(x))
-        code, _ = call(x, b=-1)
-        assert code == 2 and b"B=-1: must lie in [0, 2**31)" in dll.reader_last_error(ctx)
-    finally:
-        dll.reader_destroy(ctx)
-    assert dll.reader_abi_version() == 2
-    dll.reader_supports.argtypes = [ctypes.c_int, ctypes.c_int64]
-    assert dll.reader_supports(0, 1000) == dll.reader_supports(3, 1) == 1
-    assert dll.reader_supports(0, -1) == dll.reader_supports(1, 1) == 0
-    dims, rank = (ctypes.c_int64 * 8)(), ctypes.c_int32()
-    port = dll.reader_port
-    port.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
-                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    assert port(0, -1, 1, 0, None, None, ctypes.byref(rank), dims) == 0
-    assert list(dims[:rank.value]) == [-2, -1, 2]          # B, T, 2
-    assert port(0, 4, 0, 0, None, None, ctypes.byref(rank), dims) == 0
-    assert list(dims[:rank.value]) == [4, -1, D]
 
 
 def test_contexts_run_in_threads_at_once(lstm):
