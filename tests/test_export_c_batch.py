@@ -115,3 +115,14 @@ def test_a_model_needing_a_fixed_batch_is_refused_with_the_reason(tmp_path):
     model = gr.gModule([x], [nn.Narrow(0, 0, 1)(nn.Tanh()(x))], name="first_row")
     with pytest.raises(LoweringError, match="cannot serve every batch size.*slice of symbolic"):
         export_library(model, tmp_path, name="row")
+
+
+def test_unrolled_loops_are_refused_with_the_reason(tmp_path):
+    h, x = gr.Input("B", H), gr.Input("B", D)
+    h2 = nn.Tanh()(nn.CAddTable()([nn.Linear(D, H)(x), nn.Linear(H, H)(h)]))
+    xs = gr.Input("B", "T", D, name="x")
+    init = gr.ops.fill((H,), batch_like=xs)
+    _, ys = gr.Loop(gr.gModule([h, x], [h2, h2]), n_carry=1, unroll=2)(init=[init], xs=[xs])
+    model = gr.gModule([xs], [ys], name="unrolled")
+    with pytest.raises(LoweringError, match="unrolled loops, which need a fixed length"):
+        export_library(model, tmp_path, name="unrolled")

@@ -158,8 +158,10 @@ needs. The library needs libc and libm only.
 
 Typed calls: {calls}. The generic `{prefix}_run` takes tensors with shapes;
 the parameter vector and its name -> (offset, shape) table are `{prefix}_params` and
-`{prefix}_tensor_*`. One program serves every batch size and length. Contexts are
-independent: one per thread.
+`{prefix}_tensor_*`; writes to the vector are seen by the next call (it compares the vector
+with the one it packed the weights from). One program serves every batch size B and length
+T, read from each call's tensors (ABI version {ABI_VERSION}). Contexts are independent: one per
+thread.
 """
 
 

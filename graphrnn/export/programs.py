@@ -56,7 +56,11 @@ def _remap(kind: str, own: ParamTable, table: ParamTable | None
 def _lowered(kind: str, cm: CompiledModel, table: ParamTable | None) -> Lowered:
     """The general program of `cm` (batch and time symbolic), as the default `gr.compile`
     builds it for typed inputs."""
-    types = general_types(cm.graph.inputs, cm.fixed_time)
+    if cm.fixed_time:
+        raise LoweringError(f"the {kind} program has unrolled loops, which need a fixed "
+                            "length (one program per T): an exported library serves every "
+                            "length; unroll no loop of the model")
+    types = general_types(cm.graph.inputs)
     try:
         exe = cm.executable(types)
     except (GraphError, LoweringError) as e:
