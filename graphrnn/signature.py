@@ -196,6 +196,30 @@ def batch_types(xs: Sequence[Node], batch: int) -> tuple[TensorType, ...]:
     return tuple(out)
 
 
+def general_types(xs: Sequence[Node], fixed_time: bool = False) -> tuple[TensorType, ...]:
+    """The GENERAL signature of `xs` read from their declared types alone (no example
+    inputs): the batch symbol renamed BATCH, the time symbol TIME (bound elsewhere when
+    `fixed_time`). InputError when an input is untyped or has another symbolic dim."""
+    declared = [x.type for x in xs]
+    for x, t in zip(xs, declared):
+        if t is None:
+            raise InputError(f"input {x.name} has no declared type: declare it "
+                             "(gr.Input(\"B\", \"T\", ...)) to compile without example inputs")
+    symbols = batch_symbols(declared)
+    time = None if fixed_time else time_symbol(declared, symbols)
+    batch = next((t.shape[0] for t in declared if t.rank and t.shape[0] in symbols), None)
+    rename = {batch: BATCH, time: TIME}
+    out = []
+    for x, t in zip(xs, declared):
+        for d in t.shape:
+            if isinstance(d, str) and d not in rename:
+                raise InputError(f"input {x.name}: dim {d!r} of {t} is neither the batch "
+                                 f"({batch!r}) nor the time ({time!r}): give it a size")
+        out.append(TensorType(tuple(rename.get(d, d) if isinstance(d, str) else d
+                                    for d in t.shape), t.dtype))
+    return tuple(out)
+
+
 def check_dims(name: str, value: Any) -> None:
     """Refuse a dim of 2**31 or more before anything is compiled, copied or allocated: no real
     input has that many rows or steps, and a claimed one (a zero-strided view) must not make
@@ -206,5 +230,5 @@ def check_dims(name: str, value: Any) -> None:
                          "below 2**31")
 
 
-__all__ = ["signature", "Levels", "generalised", "batch_types", "check_dims", "sizes_of",
-           "MAX_DIM", "BATCH", "TIME", "GENERAL", "ROWS", "DECLARED", "SPECIALISED"]
+__all__ = ["signature", "Levels", "generalised", "batch_types", "general_types", "check_dims",
+           "sizes_of", "MAX_DIM", "BATCH", "TIME", "GENERAL", "ROWS", "DECLARED", "SPECIALISED"]

@@ -1,6 +1,7 @@
 """A model exported as a C library (gr.export_library): a C program linked against it gives
-the JIT's results bit for bit, streams in chunks, trains, refuses bad shapes with a message,
-and needs neither Python nor llvmlite; load_library runs it from Python."""
+the default `gr.compile(model)` results bit for bit at any batch size and length from one
+library, streams in chunks, trains, refuses bad shapes with a message, and needs neither
+Python nor llvmlite; load_library runs it from Python."""
 from __future__ import annotations
 
 import shutil
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "c" / "run_model.c"
 RNG = np.random.default_rng(17)
 B, T, D, H = 2, 7, 3, 5
+SIZES = [(1, 1), (B, T), (5, 3), (8, 20), (3, 0)]      # (B, T) calls of one library
 
 
 def randn(*shape: int) -> np.ndarray:
@@ -106,7 +108,7 @@ def lstm(tmp_path_factory: pytest.TempPathFactory) -> tuple[gr.gModule, Path, Pa
     gr.manual_seed(1)
     model = recurrent(gr.cells.LSTM(D, H))
     out = tmp_path_factory.mktemp("lstm")
-    export_library(model, out, name="reader", batch=(1, B), loss=gr.MSECriterion())
+    export_library(model, out, name="reader", loss=gr.MSECriterion())
     return model, out, build_program(out, "reader")
 
 
@@ -114,19 +116,28 @@ def lstm(tmp_path_factory: pytest.TempPathFactory) -> tuple[gr.gModule, Path, Pa
 
 def test_c_forward_is_the_jit_result_bit_for_bit(lstm):
     model, out, exe = lstm
-    x = randn(B, T, D)
-    y, = run_c(exe, "forward", [x])
-    fast = gr.compile(model, specialize=True)          # the exported programs: one per B
-    assert np.array_equal(y, fast(x))
-    x1 = randn(1, 11, D)                               # another exported batch size, another T
-    assert np.array_equal(run_c(exe, "forward", [x1])[0], fast(x1))
+    fast = gr.compile(model)                           # the general program: every B and T
+    for b, t in SIZES:
+        x = randn(b, t, D)
+        y, = run_c(exe, "forward", [x])
+        assert y.shape == (b, t, 2) and np.array_equal(y, fast(x)), (b, t)
+    assert len(fast.programs) == 1
+
+
+def test_one_context_serves_every_batch_size_and_grows_its_arena(lstm):
+    model, out, _ = lstm
+    lib, fast = load_library(out / "libreader.so"), gr.compile(model)
+    for b, t in [(1, 3), (16, 60), (2, 5), (1, 100), (7, 1)]:      # grows, then reuses
+        x = randn(b, t, D)
+        assert np.array_equal(lib(x), fast(x)), (b, t)
 
 
 def test_static_archive_links_and_gives_the_same(lstm):
     model, out, _ = lstm
     exe = build_program(out, "reader", static=True)
-    x = randn(B, 4, D)
-    assert np.array_equal(run_c(exe, "forward", [x])[0], gr.compile(model)(x))
+    for b in (1, 3):
+        x = randn(b, 4, D)
+        assert np.array_equal(run_c(exe, "forward", [x])[0], gr.compile(model)(x))
     needed = subprocess.run(["readelf", "-d", str(exe)], capture_output=True, text=True).stdout
     assert "libreader" not in needed
 
@@ -135,10 +146,11 @@ def test_static_archive_links_and_gives_the_same(lstm):
 def test_builtin_cells(cell, tmp_path):
     gr.manual_seed(2)
     model = recurrent(getattr(gr.cells, cell)(D, H))
-    export_library(model, tmp_path, name="cell", batch=B, stateful=False)
-    x = randn(B, T, D)
-    y, = run_c(build_program(tmp_path, "cell"), "forward", [x])
-    assert np.array_equal(y, gr.compile(model)(x))
+    export_library(model, tmp_path, name="cell", stateful=False)
+    exe, fast = build_program(tmp_path, "cell"), gr.compile(model)
+    for b, t in SIZES:
+        x = randn(b, t, D)
+        assert np.array_equal(run_c(exe, "forward", [x])[0], fast(x)), (b, t)
 
 
 def test_nngraph_toy(tmp_path):
@@ -149,25 +161,29 @@ def test_nngraph_toy(tmp_path):
         sys.path.remove(str(ROOT / "examples"))
     gr.manual_seed(3)
     model = nngraph_toy.build()
-    export_library(model, tmp_path, name="toy", batch=4, loss=gr.MSECriterion())
+    export_library(model, tmp_path, name="toy", loss=gr.MSECriterion())
     exe = build_program(tmp_path, "toy")
-    x, h0 = randn(4, 3, 1), randn(4, 26)
-    assert np.array_equal(run_c(exe, "forward", [x, h0])[0], gr.compile(model)(x, h0))
-    target = randn(4, 1)
-    loss, grad = run_c(exe, "train", [x, h0, target])
-    py_loss = gr.compile(model, loss=gr.MSECriterion(), train=True)(x, h0, target=target)
-    assert loss == np.float32(py_loss)
-    assert np.array_equal(grad, model.parameters()[1])
+    fast, step = gr.compile(model), gr.compile(model, loss=gr.MSECriterion(), train=True)
+    for b in (1, 4, 9):
+        x, h0, target = randn(b, 3, 1), randn(b, 26), randn(b, 1)
+        assert np.array_equal(run_c(exe, "forward", [x, h0])[0], fast(x, h0)), b
+        loss, grad = run_c(exe, "train", [x, h0, target])
+        assert loss == np.float32(step(x, h0, target=target))
+        assert np.array_equal(grad, model.parameters()[1]), b
+    message = run_c(exe, "forward", [randn(4, 3, 1), randn(5, 26)], expect_fail=True)
+    assert "error 2" in message and "input h0: expected [B,26] with B=4" in message
 
 
 def test_user_written_cell_with_lengths(tmp_path):
     gr.manual_seed(4)
     model = user_cell()
-    export_library(model, tmp_path, name="gated", batch=3, stateful=False)
-    exe = build_program(tmp_path, "gated")
-    x, lengths = randn(3, T, D), np.array([T, 0, 4], np.int64)
-    y, = run_c(exe, "forward", [x, lengths])
-    assert np.array_equal(y, gr.compile(model)(x, lengths))
+    export_library(model, tmp_path, name="gated", stateful=False)
+    exe, fast = build_program(tmp_path, "gated"), gr.compile(model)
+    for b, t in [(3, T), (1, 2), (6, 11)]:
+        x, lengths = randn(b, t, D), RNG.integers(0, t + 1, b)
+        y, = run_c(exe, "forward", [x, lengths])
+        assert np.array_equal(y, fast(x, lengths)), (b, t)
+    x = randn(3, T, D)
     message = run_c(exe, "forward", [x, np.array([T, T + 1, 0])], expect_fail=True)
     assert "lengths must lie in [0, 7]" in message and "error 5" in message
 
@@ -176,31 +192,33 @@ def test_user_written_cell_with_lengths(tmp_path):
 
 def test_streaming_in_chunks_equals_one_call(lstm):
     model, out, exe = lstm
-    x = randn(B, 10, D)
-    whole = run_c(exe, "forward", [x])[0]
-    for chunk in ("1", "3", "10"):
-        assert np.array_equal(run_c(exe, "step", [x], chunk)[0], whole)
-    stateful = gr.compile(model, stateful=True)
-    py = np.concatenate([stateful(x[:, :4]), stateful(x[:, 4:])], axis=1)
-    assert np.array_equal(py, whole)
+    for b in (B, 3):
+        x = randn(b, 10, D)
+        whole = run_c(exe, "forward", [x])[0]
+        for chunk in ("1", "3", "10"):
+            assert np.array_equal(run_c(exe, "step", [x], chunk)[0], whole), (b, chunk)
+        stateful = gr.compile(model, stateful=True)
+        py = np.concatenate([stateful(x[:, :4]), stateful(x[:, 4:])], axis=1)
+        assert np.array_equal(py, whole)
 
 
 def test_c_training_step_gradients_equal_python(lstm):
     model, out, exe = lstm
-    x, target = randn(B, T, D), randn(B, T, 2)
-    loss, grad = run_c(exe, "train", [x, target])
-    py_loss = gr.compile(model, loss=gr.MSECriterion(), train=True)(x, target=target)
-    assert loss.shape == () and loss == np.float32(py_loss)
-    assert grad.shape == (model.table.size,)
-    assert np.array_equal(grad, model.parameters()[1])
+    step = gr.compile(model, loss=gr.MSECriterion(), train=True)
+    for b, t in [(B, T), (5, 3), (1, 12)]:
+        x, target = randn(b, t, D), randn(b, t, 2)
+        loss, grad = run_c(exe, "train", [x, target])
+        assert loss.shape == () and loss == np.float32(step(x, target=target))
+        assert grad.shape == (model.table.size,)
+        assert np.array_equal(grad, model.parameters()[1]), (b, t)
 
 
 # ----------------------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("shape, words", [
-    ((B, T, D + 1), ["error 2", "input x: expected [2,T,3], got [2,7,4] (dim 2 should be 3)"]),
-    ((5, T, D), ["error 2", "batch sizes exported: 1, 2"]),
+    ((B, T, D + 1), ["error 2", "input x: expected [B,T,3], got [2,7,4] (dim 2 should be 3)"]),
     ((B, T), ["error 2", "rank"]),
+    ((B, T, D, 1), ["error 2", "expected [B,T,3] (rank 3), got rank 4"]),
 ])
 def test_wrong_shapes_return_an_error_code_with_a_message(lstm, shape, words):
     _, _, exe = lstm
@@ -217,6 +235,12 @@ def test_wrong_dtype_and_stride_through_the_loader(lstm):
     with pytest.raises(LibraryInputError, match="train call takes 2 inputs and 2 outputs, got 3"):
         lib.train_step(np.zeros((B, T, D), np.float32), np.zeros(3, np.float32),
                        target=np.zeros((B, T, 2), np.float32))
+    with pytest.raises(LibraryInputError, match=r"input target: expected \[B,T,2\] with B=2"):
+        lib.train_step(np.zeros((B, T, D), np.float32), target=np.zeros((3, T, 2), np.float32))
+    with pytest.raises(LibraryInputError, match=r"with T=7 \(as in the other tensors\)"):
+        lib.train_step(np.zeros((B, T, D), np.float32), target=np.zeros((B, 6, 2), np.float32))
+    x = np.zeros((B, 2 * T, D), np.float32)[:, ::2]         # strided: the loader copies it
+    assert np.array_equal(lib(x), lib(np.ascontiguousarray(x)))
 
 
 def test_the_library_needs_no_python(lstm):
@@ -263,7 +287,7 @@ def test_contexts_run_in_threads_at_once(lstm):
 def test_external_weights_are_checksummed(tmp_path):
     gr.manual_seed(5)
     model = recurrent(gr.cells.GRU(D, H))
-    lib = export_library(model, tmp_path, name="ext", batch=B, stateful=False,
+    lib = export_library(model, tmp_path, name="ext", stateful=False,
                          weights="external")
     assert not (tmp_path / "ext_params.c").exists()
     x = randn(B, T, D)
@@ -279,7 +303,7 @@ def test_external_weights_are_checksummed(tmp_path):
 def test_a_cpu_without_the_features_is_refused(tmp_path):
     gr.manual_seed(6)
     model = recurrent(gr.cells.RNN(D, H))
-    export_library(model, tmp_path, name="future", batch=1, stateful=False, target="x86-64-v3",
+    export_library(model, tmp_path, name="future", stateful=False, target="x86-64-v3",
                    features="+fma4,+xop")       # AMD's abandoned extensions: no CPU today
     with pytest.raises(LibraryError, match="this CPU lacks fma4") as err:
         load_library(tmp_path / "libfuture.so")
@@ -289,7 +313,7 @@ def test_a_cpu_without_the_features_is_refused(tmp_path):
 def test_portable_target_runs(tmp_path):
     gr.manual_seed(7)
     model = recurrent(gr.cells.LSTM(D, H))
-    lib = export_library(model, tmp_path, name="v2", batch=B, stateful=False,
+    lib = export_library(model, tmp_path, name="v2", stateful=False,
                          target="x86-64-v2")
     assert "sse4.2" in lib.target.required and "avx" not in lib.target.required
     x = randn(B, T, D)
@@ -302,7 +326,7 @@ def test_cli_export_c(tmp_path, monkeypatch):
     gr.save(model, tmp_path / "m.grnn")
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    assert cli_main(["export-c", "m.grnn", "-o", "out", "--name", "cli", "--batch", "1,2",
+    assert cli_main(["export-c", "m.grnn", "-o", "out", "--name", "cli",
                      "--loss", "mse"]) == 0
     assert cli_main(["export-c", "m.grnn", "-o", "bad", "--name", "1x"]) == 2
     assert {"libcli.so", "libcli.a", "cli.h", "README.md"} <= {p.name for p in out.iterdir()}

@@ -83,15 +83,16 @@ static int write_tensors(const char *path, const tensor *ts, int n) {
     return fclose(f) != 0;
 }
 
-/* The outputs of a call of `kind` on inputs of batch B and T steps, allocated. */
+/* The outputs of a call of `kind` on inputs of batch B and T steps, allocated (a wrong B is
+   left for the call itself to report). */
 static int make_outputs(int kind, int64_t B, int64_t T, tensor *out, int *n) {
     *n = API(num_outputs)(kind);
     for (int i = 0; i < *n; i++) {
         memset(&out[i], 0, sizeof out[i]);
-        int code = API(port)(kind, B, 1, i, NULL, &out[i].dtype, &out[i].rank, out[i].shape);
-        if (code) code = API(port)(kind, -1, 1, i, NULL, &out[i].dtype, &out[i].rank, out[i].shape);
+        int code = API(port)(kind, -1, 1, i, NULL, &out[i].dtype, &out[i].rank, out[i].shape);
         if (code) return code;
-        for (int a = 0; a < out[i].rank; a++) if (out[i].shape[a] < 0) out[i].shape[a] = T;
+        for (int a = 0; a < out[i].rank; a++)       /* -1 stands for T, -2 for B */
+            if (out[i].shape[a] < 0) out[i].shape[a] = out[i].shape[a] == -1 ? T : B;
         out[i].data = calloc(1, nbytes(&out[i]) + 1);
     }
     return 0;
@@ -102,8 +103,20 @@ static int time_axis(int kind, int output, int i) {
     int32_t rank = 0;
     int64_t dims[8];
     if (API(port)(kind, -1, output, i, NULL, NULL, &rank, dims)) return -1;
-    for (int a = 0; a < rank; a++) if (dims[a] < 0) return a;
+    for (int a = 0; a < rank; a++) if (dims[a] == -1) return a;
     return -1;
+}
+
+/* The size of the dim the ports mark `which` (-1: T, -2: B) in the first input that has it. */
+static int64_t size_of(int kind, const tensor *in, int n_in, int64_t which) {
+    for (int i = 0; i < n_in; i++) {
+        int32_t rank = 0;
+        int64_t dims[8];
+        if (API(port)(kind, -1, 0, i, NULL, NULL, &rank, dims)) return 0;
+        for (int a = 0; a < rank && a < in[i].rank; a++)
+            if (dims[a] == which) return in[i].shape[a];
+    }
+    return 0;
 }
 
 /* Copy steps [t0, t0 + len) of `src` along `axis` into `dst` (to == 0) or back (to == 1). */
@@ -127,8 +140,7 @@ static int fail(API(ctx) *ctx, int code) {
 }
 
 static int stream(API(ctx) *ctx, tensor *in, int n_in, tensor *out, int n_out, int64_t chunk) {
-    int axis = time_axis(STEP_KIND, 0, 0);
-    int64_t T = axis >= 0 ? in[0].shape[axis] : 0, t0 = 0;
+    int64_t T = size_of(STEP_KIND, in, n_in, -1), t0 = 0;
     do {
         int64_t len = T - t0 < chunk ? T - t0 : chunk;
         tensor pin[MAXT], pout[MAXT];
@@ -197,9 +209,7 @@ int main(int argc, char **argv) {
     API(ctx) *ctx = NULL;
     int code = API(create)(&ctx, getenv("WEIGHTS"));
     if (code) return fail(ctx, code);
-    int axis = time_axis(kind, 0, 0);
-    int64_t B = n_in && in[0].rank ? in[0].shape[0] : 0;
-    int64_t T = axis >= 0 && n_in && axis < in[0].rank ? in[0].shape[axis] : 0;
+    int64_t B = size_of(kind, in, n_in, -2), T = size_of(kind, in, n_in, -1);
     if ((code = make_outputs(kind, B, T, out, &n_out))) return fail(ctx, code);
     if (timing) code = time_calls(ctx, in, n_in, out, n_out, atoi(argv[3]));
     else if (kind == 2) code = stream(ctx, in, n_in, out, n_out, argc > 4 ? atoll(argv[4]) : T);

@@ -1,7 +1,7 @@
 """The header `<name>.h` of an exported library (the ABI, documented) and its README."""
 from __future__ import annotations
 
-from .cnames import ABI_VERSION, ERRORS, TypedCall, batches, first, shape_text, typed_calls
+from .cnames import ABI_VERSION, ERRORS, TypedCall, first, shape_text, typed_calls
 from .programs import ProgramSet
 from .target import Target
 
@@ -25,6 +25,8 @@ const char *{P}_error_string(int code);
    kind: {U}_FORWARD (inputs -> outputs), {U}_STEP (the same, carrying the state of every
    top-level loop from one call to the next: a stream fed in chunks gives the one-call
    result), {U}_TRAIN (inputs + target -> loss (shape []) and the flat gradient).
+   One program serves every batch size B and length T: the tensors must agree on both, and
+   the context's scratch arena grows to the largest call so far.
    strides are in elements; all zero means C-contiguous (the only layout accepted). */
 typedef struct {{
     void *data;
@@ -35,11 +37,13 @@ typedef struct {{
 }} {P}_tensor;
 int {P}_run({P}_ctx *ctx, int kind, const {P}_tensor *inputs, int n_inputs,
             {P}_tensor *outputs, int n_outputs);
-/* 1 when calls of `kind` take batch size `batch`. */
+/* 1 when calls of `kind` take batch size `batch` (every size below 2**31, unless the model
+   declares a fixed one). */
 int {P}_supports(int kind, int64_t batch);
 /* The tensors a call of `kind` takes: how many inputs and outputs (-1: no such call), and
-   port i (output: 0 input, 1 output) at batch size `batch` (-1: any exported one): its name,
-   dtype, rank and dims (up to 8; -1 stands for T). 0, or an error code. */
+   port i (output: 0 input, 1 output) at batch size `batch`: its name, dtype, rank and dims
+   (up to 8; -1 stands for T; -2 for B when `batch` is -1, else B is `batch`). 0, or an
+   error code. */
 int {P}_num_inputs(int kind);
 int {P}_num_outputs(int kind);
 int {P}_port(int kind, int64_t batch, int output, int i, const char **name, int32_t *dtype,
@@ -48,8 +52,10 @@ int {P}_port(int kind, int64_t batch, int output, int i, const char **name, int3
 int {P}_reset({P}_ctx *ctx);
 
 /* ---- parameters: one flat float32 vector per context, laid out by the table below.
-   {P}_params hands it out for writing: the weights are repacked before the next call.
-   {P}_params_read does not; after writing through an old pointer call {P}_params_changed. */
+   Write it through {P}_params at any time (or load_params): every call sees the values the
+   vector holds when it starts; a call whose code packs the weights first compares the vector
+   with the one it packed from (a memcmp of num_params floats) and repacks if it changed.
+   {P}_params_changed forces the repack (never needed). */
 int64_t {P}_num_params(void);
 float *{P}_params({P}_ctx *ctx);
 const float *{P}_params_read(const {P}_ctx *ctx);
@@ -74,13 +80,15 @@ const char *{P}_manifest(void);           /* all of the above, and every program
 
 
 def _typed(prefix: str, call: TypedCall, ps: ProgramSet) -> str:
-    b = batches(ps, call.kind)
-    lines = [f"/* {call.name}: batch sizes B in {{{', '.join(map(str, b))}}}"]
     p = first(ps, call.kind)
+    if p is not None and not p.contract.has_batch:
+        lines = [f"/* {call.name}: the model's batch size is fixed (pass it as B)"]
+    else:
+        lines = [f"/* {call.name}: any batch size B"]
     if p is not None and not p.contract.has_time:
         lines.append("   (the model has no time dim: pass T = 0)")
     for arg in call.ins + call.outs:
-        lines.append(f"   {arg.name}: {shape_text(arg.port, b[0])}"
+        lines.append(f"   {arg.name}: {shape_text(arg.port)}"
                      + (" (written)" if arg in call.outs else ""))
     if call.kind == "step":
         lines.append("   carries the state to the next call; reset starts a new stream")
@@ -150,8 +158,10 @@ needs. The library needs libc and libm only.
 
 Typed calls: {calls}. The generic `{prefix}_run` takes tensors with shapes;
 the parameter vector and its name -> (offset, shape) table are `{prefix}_params` and
-`{prefix}_tensor_*`. Batch sizes: {", ".join(map(str, batches(ps, "forward")))}. Contexts are
-independent: one per thread.
+`{prefix}_tensor_*`; writes to the vector are seen by the next call (it compares the vector
+with the one it packed the weights from). One program serves every batch size B and length
+T, read from each call's tensors (ABI version {ABI_VERSION}). Contexts are independent: one per
+thread.
 """
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .contract import TIME, Port
+from .contract import BATCH, TIME, Port
 from .programs import KINDS, Lowered, ProgramSet
 
-ABI_VERSION = 1
+ABI_VERSION = 2                 # 2: one program per kind, for every batch size
 ERRORS = (("OK", "success"), ("E_ARG", "a null pointer, or a wrong number of tensors"),
           ("E_SHAPE", "a shape, batch size or T the model does not take"),
           ("E_STRIDE", "a tensor that is not C-contiguous"),
@@ -86,10 +86,9 @@ def typed_calls(ps: ProgramSet) -> list[TypedCall]:
     return calls
 
 
-def shape_text(port: Port, batch: int | None = None) -> str:
-    """`float32[B, T, 3]`: the port's dims, the batch dim (when it is `batch`) as B."""
-    dims = ["T" if d == TIME else "B" if (k == 0 and batch is not None and d == batch)
-            else str(d) for k, d in enumerate(port.dims)]
+def shape_text(port: Port) -> str:
+    """`float32[B, T, 3]`: the port's dims, the batch and time dims as B and T."""
+    dims = ["T" if d == TIME else "B" if d == BATCH else str(d) for d in port.dims]
     return f"{port.dtype}[{', '.join(dims)}]"
 
 
@@ -97,13 +96,9 @@ def kind_index(kind: str) -> int:
     return KINDS.index(kind)
 
 
-def batches(ps: ProgramSet, kind: str) -> list[int]:
-    return [p.batch for p in ps.programs if p.kind == kind]
-
-
 def first(ps: ProgramSet, kind: str) -> Lowered | None:
     return next((p for p in ps.programs if p.kind == kind), None)
 
 
 __all__ = ["ABI_VERSION", "ERRORS", "CALLS", "DTYPES", "check_name", "ident", "Arg",
-           "TypedCall", "typed_calls", "shape_text", "kind_index", "batches", "first"]
+           "TypedCall", "typed_calls", "shape_text", "kind_index", "first"]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from graphrnn.ir import LoweringError
+from graphrnn.ir import InputError, LoweringError
 from graphrnn.losses import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 
 from .build import BuildError
@@ -24,8 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the directory to write lib<name>.so, lib<name>.a, <name>.h, ...")
     parser.add_argument("--name", help="the library's name and C prefix (default: the "
                                        "model's name, else the model file's name)")
-    parser.add_argument("--batch", default="1", metavar="B[,B...]",
-                        help="the batch sizes calls may use, one program each (default 1)")
     parser.add_argument("--loss", choices=sorted(LOSSES),
                         help="add the training step with this loss (<name>_train_step)")
     parser.add_argument("--bptt-max", type=int, metavar="K",
@@ -45,24 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, model: Any) -> int:
     """Export `model` as `args` ask; prints what was written."""
-    try:
-        batches = [int(b) for b in args.batch.split(",") if b.strip()]
-    except ValueError:
-        raise ValueError(f"--batch {args.batch}: give sizes like 1,8") from None
     stateful = {"auto": None, "yes": True, "no": False}[args.stateful]
     loss = LOSSES[args.loss]() if args.loss else None
     try:
         name = args.name or _default_name(model, args.model)
-        lib = export_library(model, args.output, name=name, batch=batches, stateful=stateful,
+        lib = export_library(model, args.output, name=name, stateful=stateful,
                              loss=loss, bptt_max=args.bptt_max, target=args.target,
                              features=args.features,
                              weights=args.weights, cc=args.cc)
-    except (BuildError, LoweringError) as e:
+    except (BuildError, LoweringError, InputError) as e:
         print(f"graphrnn export-c: error: {e}", file=sys.stderr)
         return 2
     kinds = sorted({p.kind for p in lib.programs.programs} - {"init"})
     print(f"{lib.shared} ({lib.shared.stat().st_size} bytes), {lib.static}, {lib.header}: "
-          f"{', '.join(kinds)} for batch {', '.join(map(str, batches))} on {lib.target.cpu}")
+          f"{', '.join(kinds)} for every batch size on {lib.target.cpu}")
     return 0
 
 

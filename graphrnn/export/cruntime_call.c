@@ -1,23 +1,28 @@
 /* The calls of an exported graphrnn library: every tensor checked against the program's
- * ports (dtype, rank, dims, one shared T, strides, sizes, id and length values) before the
- * native entry point runs; the stateful step's carried state; the typed calls' layout.
- * Follows cruntime_context.c in the generated source.
+ * ports (dtype, rank, dims, one shared B and T, strides, sizes, id and length values) before
+ * the native entry point runs; the arena sized per call from B and T; the stateful step's
+ * carried state; the typed calls' layout. Follows cruntime_context.c in the generated source.
  */
 
 /* ---------------------------------------------------------------- checks */
 
+#define GRNN_T (-1)             /* a port dim of size T, the call's step count */
+#define GRNN_B (-2)             /* a port dim of size B, the call's batch size */
+
 static void grnn_shape_text(char *buf, size_t n, int rank, const int64_t *dims, int sym) {
     size_t k = (size_t)snprintf(buf, n, "[");
     for (int a = 0; a < rank && k < n; a++) {
-        if (sym && dims[a] < 0) k += (size_t)snprintf(buf + k, n - k, "%sT", a ? "," : "");
-        else k += (size_t)snprintf(buf + k, n - k, "%s%lld", a ? "," : "", (long long)dims[a]);
+        const char *sep = a ? "," : "";
+        if (sym && dims[a] == GRNN_T) k += (size_t)snprintf(buf + k, n - k, "%sT", sep);
+        else if (sym && dims[a] == GRNN_B) k += (size_t)snprintf(buf + k, n - k, "%sB", sep);
+        else k += (size_t)snprintf(buf + k, n - k, "%s%lld", sep, (long long)dims[a]);
     }
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-/* One tensor against its port; binds *steps (the T shared by every port that has one). */
+/* One tensor against its port; binds size[0] (B) and size[1] (T), shared by every port. */
 static int grnn_check_tensor(grnn_ctx *ctx, const char *what, const grnn_port *port,
-                             const grnn_tensor *t, int64_t *steps) {
+                             const grnn_tensor *t, int64_t *size) {
     char want[160], got[160];
     grnn_shape_text(want, sizeof want, port->rank, port->dims, 1);
     if (t->dtype != port->dtype)
@@ -33,19 +38,20 @@ static int grnn_check_tensor(grnn_ctx *ctx, const char *what, const grnn_port *p
     int contiguous_default = 1;
     for (int a = 0; a < port->rank; a++) if (t->strides[a] != 0) contiguous_default = 0;
     for (int a = port->rank - 1; a >= 0; a--) {
-        int64_t s = t->shape[a];
+        int64_t s = t->shape[a], d = port->dims[a];
         if (s < 0 || s >= GRNN_MAX_DIM)
             return grnn_fail(ctx, GRNN_E_SHAPE, "%s %s: dim %d is %lld, outside [0, 2**31)",
                              what, port->name, a, (long long)s);
-        if (port->dims[a] < 0) {
-            if (*steps < 0) *steps = s;
-            else if (s != *steps)
-                return grnn_fail(ctx, GRNN_E_SHAPE, "%s %s: expected %s with T=%lld (as in the "
-                                 "other inputs), got %s", what, port->name, want,
-                                 (long long)*steps, got);
-        } else if (s != port->dims[a]) {
+        if (d == GRNN_B || d == GRNN_T) {
+            int64_t *bound = &size[d == GRNN_B ? 0 : 1];
+            if (*bound < 0) *bound = s;
+            else if (s != *bound)
+                return grnn_fail(ctx, GRNN_E_SHAPE, "%s %s: expected %s with %s=%lld (as in the "
+                                 "other tensors), got %s", what, port->name, want,
+                                 d == GRNN_B ? "B" : "T", (long long)*bound, got);
+        } else if (s != d) {
             return grnn_fail(ctx, GRNN_E_SHAPE, "%s %s: expected %s, got %s (dim %d should be "
-                             "%lld)", what, port->name, want, got, a, (long long)port->dims[a]);
+                             "%lld)", what, port->name, want, got, a, (long long)d);
         }
         if (!contiguous_default && s > 1 && t->strides[a] != expect)
             return grnn_fail(ctx, GRNN_E_STRIDE, "%s %s: strides must be C-contiguous "
@@ -80,66 +86,65 @@ static int grnn_check_values(grnn_ctx *ctx, const grnn_program *p, const grnn_te
     return GRNN_OK;
 }
 
-/* Check the caller's tensors against program p: every input and output, then the sizes. */
+/* Floats of arena a call of `batch` rows and `steps` steps needs (the contract's regions:
+   fixed, per step, per row, per row and step), or -1 past GRNN_MAX_FLOATS. */
+static int64_t grnn_arena_floats(const grnn_program *p, int64_t batch, int64_t steps) {
+    int64_t left = GRNN_MAX_FLOATS - p->arena_fixed;
+    if (p->arena_step && steps > left / p->arena_step) return -1;
+    left -= p->arena_step * steps;
+    if (p->arena_row_step && steps > GRNN_MAX_FLOATS / p->arena_row_step) return -1;
+    int64_t per_row = p->arena_row + p->arena_row_step * steps;
+    if (per_row && batch > left / per_row) return -1;
+    return GRNN_MAX_FLOATS - left + per_row * batch;
+}
+
+/* Check the caller's tensors against program p: every input and output, then the sizes;
+   size[0] and size[1] become the call's B and T (0 where no port has them). */
 static int grnn_check_call(grnn_ctx *ctx, const grnn_program *p, const grnn_tensor *in,
-                           int n_in, grnn_tensor *out, int n_out, int64_t *steps) {
+                           int n_in, grnn_tensor *out, int n_out, int64_t *size) {
     int want_in = p->n_in - p->n_state, want_out = p->n_out - p->n_state;
     if (n_in != want_in || n_out != want_out)
         return grnn_fail(ctx, GRNN_E_ARG, "the %s call takes %d inputs and %d outputs, got %d "
                          "and %d", grnn_kind_name(p->kind), want_in, want_out, n_in, n_out);
     if ((n_in && !in) || (n_out && !out))
         return grnn_fail(ctx, GRNN_E_ARG, "null tensor array");
-    *steps = -1;
+    size[0] = size[1] = -1;
     for (int i = 0; i < n_in; i++) {
-        int code = grnn_check_tensor(ctx, "input", &p->ins[i], &in[i], steps);
+        int code = grnn_check_tensor(ctx, "input", &p->ins[i], &in[i], size);
         if (code) return code;
     }
     for (int i = 0; i < n_out; i++) {
-        int code = grnn_check_tensor(ctx, "output", &p->outs[i], &out[i], steps);
+        int code = grnn_check_tensor(ctx, "output", &p->outs[i], &out[i], size);
         if (code) return code;
     }
-    if (*steps < 0) *steps = 0;
-    if (p->arena_step && *steps > (GRNN_MAX_FLOATS - p->arena_fixed) / p->arena_step)
-        return grnn_fail(ctx, GRNN_E_SHAPE, "T=%lld is too large: the scratch arena would "
-                         "exceed 2**36 floats", (long long)*steps);
-    return grnn_check_values(ctx, p, in, *steps);
+    if (size[0] < 0) size[0] = 0;
+    if (size[1] < 0) size[1] = 0;
+    if (grnn_arena_floats(p, size[0], size[1]) < 0)
+        return grnn_fail(ctx, GRNN_E_SHAPE, "B=%lld, T=%lld is too large: the scratch arena "
+                         "would exceed 2**36 floats", (long long)size[0], (long long)size[1]);
+    return grnn_check_values(ctx, p, in, size[1]);
 }
 
-/* The program of `kind` whose ports the tensors fit, or an error naming the mismatch. */
-static int grnn_find(grnn_ctx *ctx, int kind, const grnn_tensor *in, int n_in, grnn_tensor *out,
-                     int n_out, int *found, int64_t *steps) {
-    int candidate = -1;
-    for (int i = 0; i < GRNN_N_PROGRAMS; i++) {
-        const grnn_program *p = &grnn_programs[i];
-        if (p->kind != kind) continue;
-        if (candidate < 0) candidate = i;
-        if (n_in > 0 && in && in[0].rank > 0 && p->ins[0].rank > 0
-            && in[0].shape[0] == p->batch) candidate = i;
-        if (grnn_check_call(ctx, p, in, n_in, out, n_out, steps) == GRNN_OK) {
-            ctx->error[0] = 0;          /* another batch size's mismatch is no error */
-            *found = i;
-            return GRNN_OK;
-        }
-    }
-    if (candidate < 0)
-        return grnn_fail(ctx, GRNN_E_UNSUPPORTED, "this library has no %s program (export it "
-                         "with %s)", grnn_kind_name(kind),
-                         kind == GRNN_KIND_TRAIN ? "a loss" : "a model with top-level loops");
-    int code = grnn_check_call(ctx, &grnn_programs[candidate], in, n_in, out, n_out, steps);
-    if (code == GRNN_E_SHAPE && grnn_programs[candidate].batch != in[0].shape[0]) {
-        size_t k = strlen(ctx->error);
-        snprintf(ctx->error + k, sizeof ctx->error - k, "; batch sizes exported: %s",
-                 GRNN_BATCH_SIZES);
-    }
-    return code;
+/* The program of `kind`, or an error saying the library has none. */
+static int grnn_find(grnn_ctx *ctx, int kind, int *found) {
+    *found = grnn_of_kind(kind);
+    if (*found >= 0) return GRNN_OK;
+    return grnn_fail(ctx, GRNN_E_UNSUPPORTED, "this library has no %s program (export it "
+                     "with %s)", grnn_kind_name(kind),
+                     kind == GRNN_KIND_TRAIN ? "a loss" : "a model with top-level loops");
 }
 
 /* ---------------------------------------------------------------- calling */
 
-static int grnn_prepare(grnn_ctx *ctx, int i, int64_t steps, float **params) {
+static int grnn_prepare(grnn_ctx *ctx, int i, int64_t batch, int64_t steps, float **params) {
     const grnn_program *p = &grnn_programs[i];
     grnn_prog_state *s = &ctx->progs[i];
+    size_t bytes = (size_t)GRNN_N_PARAMS * sizeof(float);
     *params = ctx->params;
+    if ((p->pack || p->n_remap) && memcmp(ctx->params, ctx->seen, bytes) != 0) {
+        memcpy(ctx->seen, ctx->params, bytes);      /* written since: repack, regather */
+        ctx->version++;
+    }
     if (p->n_remap) {
         if (s->gathered != ctx->version) {
             for (int k = 0; k < p->n_remap; k++)
@@ -153,7 +158,7 @@ static int grnn_prepare(grnn_ctx *ctx, int i, int64_t steps, float **params) {
         p->pack(*params, s->persistent);
         s->packed = ctx->version;
     }
-    int64_t need = p->arena_fixed + p->arena_step * steps;
+    int64_t need = grnn_arena_floats(p, batch, steps);
     if (need > ctx->arena_floats) {
         float *a = grnn_alloc(need);
         if (!a) return grnn_fail(ctx, GRNN_E_NOMEM, "out of memory (arena of %lld floats)",
@@ -167,11 +172,12 @@ static int grnn_prepare(grnn_ctx *ctx, int i, int64_t steps, float **params) {
 
 /* The native call: io = inputs, then state in, outputs, state out, then the extras. */
 static int grnn_call(grnn_ctx *ctx, int i, const grnn_tensor *in, grnn_tensor *out,
-                     void *const *state_in, void *const *state_out, int64_t steps) {
+                     void *const *state_in, void *const *state_out, int64_t batch,
+                     int64_t steps) {
     const grnn_program *p = &grnn_programs[i];
     float *params;
     void *io[GRNN_MAX_IO];
-    int code = grnn_prepare(ctx, i, steps, &params);
+    int code = grnn_prepare(ctx, i, batch, steps, &params);
     if (code) return code;
     int k = 0, n_in = p->n_in - p->n_state, n_out = p->n_out - p->n_state;
     for (int j = 0; j < n_in; j++) io[k++] = in[j].data;
@@ -182,17 +188,20 @@ static int grnn_call(grnn_ctx *ctx, int i, const grnn_tensor *in, grnn_tensor *o
     for (int j = 0; j < p->extras && j < 3; j++) io[k++] = extras[j];
     ctx->run[0] = 0;
     ctx->run[1] = p->kind == GRNN_KIND_TRAIN;
+    ctx->run[2] = batch;
     p->entry(params, ctx->arena, io, steps);
     return GRNN_OK;
 }
 
-/* The stateful step's state blocks (in, out) as per-port pointers, made for this batch. */
-static int grnn_state(grnn_ctx *ctx, const grnn_program *p, void **in, void **out) {
+/* The stateful step's state blocks (in, out) as per-port pointers, made for `batch` rows. */
+static int grnn_state(grnn_ctx *ctx, const grnn_program *p, int64_t batch, void **in,
+                      void **out) {
     int64_t total = 0, offset[GRNN_MAX_IO];
     for (int j = 0; j < p->n_state; j++) {
         const grnn_port *port = &p->outs[p->n_out - p->n_state + j];
         int64_t n = 1;
-        for (int a = 0; a < port->rank; a++) n *= port->dims[a];
+        for (int a = 0; a < port->rank; a++)
+            n *= port->dims[a] == GRNN_B ? batch : port->dims[a];
         offset[j] = total;
         total += (n + 15) & ~(int64_t)15;       /* each state on 64 bytes */
     }
@@ -213,43 +222,39 @@ static int grnn_state(grnn_ctx *ctx, const grnn_program *p, void **in, void **ou
 }
 
 static int grnn_step(grnn_ctx *ctx, int i, const grnn_tensor *in, grnn_tensor *out,
-                     int64_t steps) {
+                     int64_t batch, int64_t steps) {
     const grnn_program *p = &grnn_programs[i];
     void *s_in[GRNN_MAX_IO], *s_out[GRNN_MAX_IO];
-    if (ctx->state_batch >= 0 && ctx->state_batch != p->batch)
+    if (ctx->state_batch >= 0 && ctx->state_batch != batch)
         return grnn_fail(ctx, GRNN_E_STATE, "the state kept from the previous call has batch "
                          "size %lld, this call %lld: call reset to start a new stream",
-                         (long long)ctx->state_batch, (long long)p->batch);
-    int code = grnn_state(ctx, p, s_in, s_out);
+                         (long long)ctx->state_batch, (long long)batch);
+    int code = grnn_state(ctx, p, batch, s_in, s_out);
     if (code) return code;
     if (ctx->state_batch < 0) {         /* a new stream: its initial state, from these inputs */
-        int init = -1;
-        for (int j = 0; j < GRNN_N_PROGRAMS; j++)
-            if (grnn_programs[j].kind == GRNN_KIND_INIT && grnn_programs[j].batch == p->batch)
-                init = j;
         grnn_tensor outs[GRNN_MAX_IO];
         for (int j = 0; j < p->n_state; j++) outs[j].data = s_in[j];
-        code = grnn_call(ctx, init, in, outs, NULL, NULL, steps);
+        code = grnn_call(ctx, grnn_of_kind(GRNN_KIND_INIT), in, outs, NULL, NULL, batch, steps);
         if (code) return code;
     }
-    code = grnn_call(ctx, i, in, out, s_in, s_out, steps);
+    code = grnn_call(ctx, i, in, out, s_in, s_out, batch, steps);
     if (code) return code;
     float *t = ctx->state[0];           /* this call's final state is the next call's start */
     ctx->state[0] = ctx->state[1];
     ctx->state[1] = t;
-    ctx->state_batch = p->batch;
+    ctx->state_batch = batch;
     return GRNN_OK;
 }
 
 static int grnn_train(grnn_ctx *ctx, int i, const grnn_tensor *in, grnn_tensor *out,
-                      int64_t steps) {
+                      int64_t batch, int64_t steps) {
     const grnn_program *p = &grnn_programs[i];
-    if (!p->n_remap) return grnn_call(ctx, i, in, out, NULL, NULL, steps);
+    if (!p->n_remap) return grnn_call(ctx, i, in, out, NULL, NULL, batch, steps);
     if (!ctx->grad && !(ctx->grad = grnn_alloc(GRNN_N_PARAMS)))
         return grnn_fail(ctx, GRNN_E_NOMEM, "out of memory");
     grnn_tensor own[2] = {out[0], out[1]};
     own[1].data = ctx->grad;
-    int code = grnn_call(ctx, i, in, own, NULL, NULL, steps);
+    int code = grnn_call(ctx, i, in, own, NULL, NULL, batch, steps);
     if (code) return code;
     float *grad = (float *)out[1].data;
     for (int k = 0; k < p->n_remap; k++)    /* back into the model's layout */
@@ -259,11 +264,11 @@ static int grnn_train(grnn_ctx *ctx, int i, const grnn_tensor *in, grnn_tensor *
 }
 
 static int grnn_dispatch(grnn_ctx *ctx, int i, const grnn_tensor *in, grnn_tensor *out,
-                         int64_t steps) {
+                         const int64_t *size) {
     switch (grnn_programs[i].kind) {
-    case GRNN_KIND_STEP: return grnn_step(ctx, i, in, out, steps);
-    case GRNN_KIND_TRAIN: return grnn_train(ctx, i, in, out, steps);
-    default: return grnn_call(ctx, i, in, out, NULL, NULL, steps);
+    case GRNN_KIND_STEP: return grnn_step(ctx, i, in, out, size[0], size[1]);
+    case GRNN_KIND_TRAIN: return grnn_train(ctx, i, in, out, size[0], size[1]);
+    default: return grnn_call(ctx, i, in, out, NULL, NULL, size[0], size[1]);
     }
 }
 
@@ -274,30 +279,28 @@ int GRNN_API(run)(grnn_ctx *ctx, int kind, const grnn_tensor *inputs, int n_inpu
     if (kind != GRNN_KIND_FORWARD && kind != GRNN_KIND_STEP && kind != GRNN_KIND_TRAIN)
         return grnn_fail(ctx, GRNN_E_ARG, "unknown call kind %d", kind);
     int found = -1;
-    int64_t steps = 0;
-    int code = grnn_find(ctx, kind, inputs, n_inputs, outputs, n_outputs, &found, &steps);
+    int64_t size[2];
+    int code = grnn_find(ctx, kind, &found);
+    if (!code) code = grnn_check_call(ctx, &grnn_programs[found], inputs, n_inputs, outputs,
+                                      n_outputs, size);
     if (code) return code;
-    return grnn_dispatch(ctx, found, inputs, outputs, steps);
+    return grnn_dispatch(ctx, found, inputs, outputs, size);
 }
 
-/* The typed calls: the program of (kind, B), tensors laid out from its ports with T. */
+/* The typed calls: the program of `kind`, tensors laid out from its ports with B and T. */
 static int grnn_typed(grnn_ctx *ctx, int kind, int64_t batch, int64_t steps,
                       const void *const *ins, void *const *outs) {
     if (!ctx) return GRNN_E_ARG;
     ctx->error[0] = 0;
     int found = -1;
-    for (int i = 0; i < GRNN_N_PROGRAMS; i++)
-        if (grnn_programs[i].kind == kind && grnn_programs[i].batch == batch) found = i;
-    if (found < 0) {
-        for (int i = 0; i < GRNN_N_PROGRAMS; i++)
-            if (grnn_programs[i].kind == kind)
-                return grnn_fail(ctx, GRNN_E_SHAPE, "batch size B=%lld was not exported "
-                                 "(batch sizes exported: %s)", (long long)batch,
-                                 GRNN_BATCH_SIZES);
-        return grnn_fail(ctx, GRNN_E_UNSUPPORTED, "this library has no %s program",
-                         grnn_kind_name(kind));
-    }
+    int code = grnn_find(ctx, kind, &found);
+    if (code) return code;
     const grnn_program *p = &grnn_programs[found];
+    int64_t fixed = grnn_fixed_batch(p);
+    if (batch < 0 || batch >= GRNN_MAX_DIM || (fixed >= 0 && batch != fixed))
+        return grnn_fail(ctx, GRNN_E_SHAPE, fixed >= 0 ? "B=%lld: the model's batch size is "
+                         "fixed at %lld" : "B=%lld: must lie in [0, 2**31)", (long long)batch,
+                         (long long)fixed);
     if (steps < 0 || steps >= GRNN_MAX_DIM || (!p->has_time && steps != 0))
         return grnn_fail(ctx, GRNN_E_SHAPE, p->has_time ? "T=%lld: must lie in [0, 2**31)"
                          : "T=%lld: the model has no time dim, pass T=0", (long long)steps);
@@ -311,46 +314,42 @@ static int grnn_typed(grnn_ctx *ctx, int kind, int64_t batch, int64_t steps,
         t->dtype = port->dtype;
         t->rank = port->rank;
         for (int a = 0; a < port->rank; a++)
-            t->shape[a] = port->dims[a] < 0 ? steps : port->dims[a];
+            t->shape[a] = port->dims[a] == GRNN_T ? steps
+                          : port->dims[a] == GRNN_B ? batch : port->dims[a];
     }
-    int64_t bound = -1;
-    int code = grnn_check_call(ctx, p, in, n_in, out, n_out, &bound);
+    int64_t size[2];
+    code = grnn_check_call(ctx, p, in, n_in, out, n_out, size);
     if (code) return code;
-    return grnn_dispatch(ctx, found, in, out, steps);
+    size[0] = p->has_batch ? batch : size[0];
+    return grnn_dispatch(ctx, found, in, out, size);
 }
 
 /* ---------------------------------------------------------------- introspection */
 
-static const grnn_program *grnn_program_of(int kind, int64_t batch) {
-    const grnn_program *any = NULL;
-    for (int i = 0; i < GRNN_N_PROGRAMS; i++) {
-        if (grnn_programs[i].kind != kind) continue;
-        if (grnn_programs[i].batch == batch) return &grnn_programs[i];
-        if (!any) any = &grnn_programs[i];
-    }
-    return batch < 0 ? any : NULL;
-}
-
 int GRNN_API(num_inputs)(int kind) {
-    const grnn_program *p = grnn_program_of(kind, -1);
-    return p ? p->n_in - p->n_state : -1;
+    int i = kind == GRNN_KIND_INIT ? -1 : grnn_of_kind(kind);
+    return i >= 0 ? grnn_programs[i].n_in - grnn_programs[i].n_state : -1;
 }
 
 int GRNN_API(num_outputs)(int kind) {
-    const grnn_program *p = grnn_program_of(kind, -1);
-    return p ? p->n_out - p->n_state : -1;
+    int i = kind == GRNN_KIND_INIT ? -1 : grnn_of_kind(kind);
+    return i >= 0 ? grnn_programs[i].n_out - grnn_programs[i].n_state : -1;
 }
 
 int GRNN_API(port)(int kind, int64_t batch, int output, int i, const char **name,
                    int32_t *dtype, int32_t *rank, int64_t *dims) {
-    const grnn_program *p = grnn_program_of(kind, batch);
-    if (!p) return GRNN_E_UNSUPPORTED;
+    int k = kind == GRNN_KIND_INIT ? -1 : grnn_of_kind(kind);
+    if (k < 0) return GRNN_E_UNSUPPORTED;
+    const grnn_program *p = &grnn_programs[k];
+    if (batch >= 0 && !GRNN_API(supports)(kind, batch)) return GRNN_E_SHAPE;
     int n = output ? p->n_out - p->n_state : p->n_in - p->n_state;
     if (i < 0 || i >= n) return GRNN_E_ARG;
     const grnn_port *port = output ? &p->outs[i] : &p->ins[i];
     if (name) *name = port->name;
     if (dtype) *dtype = port->dtype;
     if (rank) *rank = port->rank;
-    if (dims) for (int a = 0; a < port->rank; a++) dims[a] = port->dims[a];
+    if (dims)
+        for (int a = 0; a < port->rank; a++)
+            dims[a] = port->dims[a] == GRNN_B && batch >= 0 ? batch : port->dims[a];
     return GRNN_OK;
 }

@@ -20,11 +20,12 @@ typedef struct {
 struct GRNN_CTX_TAG {
     char error[512];
     float *params;
-    uint64_t version;       /* bumped whenever the parameters may have changed */
+    float *seen;            /* the parameters as the last call found them */
+    uint64_t version;       /* moves on whenever the parameters changed */
     grnn_prog_state progs[GRNN_N_PROGRAMS > 0 ? GRNN_N_PROGRAMS : 1];
     float *arena;
     int64_t arena_floats;
-    int64_t run[2];         /* dropout seed, training flag */
+    int64_t run[3];         /* dropout seed, training flag, batch size */
     int64_t counters[2];
     float *state[2];        /* the carried state, in and out, one block each */
     int64_t state_floats;
@@ -134,11 +135,9 @@ int GRNN_API(save_params)(grnn_ctx *ctx, const char *path) {
     return ok ? GRNN_OK : grnn_fail(ctx, GRNN_E_WEIGHTS, "%s: write failed", path);
 }
 
-float *GRNN_API(params)(grnn_ctx *ctx) {
-    if (!ctx) return NULL;
-    ctx->version++;                 /* handed out for writing: repack before the next call */
-    return ctx->params;
-}
+/* Writes through this pointer, at any time, are seen by the next call: a call whose program
+   packs or regathers the weights first compares the vector with the one it last saw. */
+float *GRNN_API(params)(grnn_ctx *ctx) { return ctx ? ctx->params : NULL; }
 
 const float *GRNN_API(params_read)(const grnn_ctx *ctx) { return ctx ? ctx->params : NULL; }
 
@@ -176,7 +175,8 @@ int GRNN_API(create)(grnn_ctx **out, const char *weights_path) {
     int code = grnn_check_cpu(ctx);
     if (code != GRNN_OK) return code;
     ctx->params = grnn_alloc(GRNN_N_PARAMS);
-    if (!ctx->params) return grnn_fail(ctx, GRNN_E_NOMEM, "out of memory");
+    ctx->seen = grnn_alloc(GRNN_N_PARAMS);
+    if (!ctx->params || !ctx->seen) return grnn_fail(ctx, GRNN_E_NOMEM, "out of memory");
     for (int i = 0; i < GRNN_N_PROGRAMS; i++) {
         const grnn_program *p = &grnn_programs[i];
         ctx->progs[i].persistent = grnn_alloc(p->persistent);
@@ -201,6 +201,7 @@ void GRNN_API(destroy)(grnn_ctx *ctx) {
         free(ctx->progs[i].own);
     }
     free(ctx->params);
+    free(ctx->seen);
     free(ctx->arena);
     free(ctx->state[0]);
     free(ctx->state[1]);
@@ -219,9 +220,23 @@ int GRNN_API(reset)(grnn_ctx *ctx) {
     return GRNN_OK;
 }
 
-int GRNN_API(supports)(int kind, int64_t batch) {
+/* The program of `kind` (one each), or -1. */
+static int grnn_of_kind(int kind) {
     for (int i = 0; i < GRNN_N_PROGRAMS; i++)
-        if (grnn_programs[i].kind == kind && grnn_programs[i].batch == batch) return 1;
-    return 0;
+        if (grnn_programs[i].kind == kind) return i;
+    return -1;
+}
+
+/* The batch size a program with a fixed batch takes: axis 0 of its first input (-1: any). */
+static int64_t grnn_fixed_batch(const grnn_program *p) {
+    if (p->has_batch || p->n_in - p->n_state < 1 || p->ins[0].rank < 1) return -1;
+    return p->ins[0].dims[0] >= 0 ? p->ins[0].dims[0] : -1;
+}
+
+int GRNN_API(supports)(int kind, int64_t batch) {
+    int i = grnn_of_kind(kind);
+    if (i < 0 || kind == GRNN_KIND_INIT || batch < 0 || batch >= GRNN_MAX_DIM) return 0;
+    int64_t fixed = grnn_fixed_batch(&grnn_programs[i]);
+    return fixed < 0 || fixed == batch;
 }
 

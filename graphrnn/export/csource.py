@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .cnames import ABI_VERSION, DTYPES, ERRORS, TypedCall, batches, kind_index, typed_calls
+from .cnames import ABI_VERSION, DTYPES, ERRORS, TypedCall, kind_index, typed_calls
 from .contract import Port
 from .objects import ProgramObject
 from .programs import ProgramSet
@@ -62,15 +62,18 @@ def _program_tables(i: int, po: ProgramObject, n_state: int) -> tuple[str, str]:
         lines.append(f"static const int64_t grnn_p{i}_remap[][3] = {{" + ", ".join(
             f"{{{a}, {b}, {n}}}" for a, b, n in p.remap) + "};")
     states = n_state if p.kind == "step" else 0
-    init = (f"{{.kind = {kind_index(p.kind)}, .batch = {p.batch}, .entry = {po.entry}, "
+    rows = c.contract.arena_rows
+    init = (f"{{.kind = {kind_index(p.kind)}, .entry = {po.entry}, "
             f".pack = {po.pack or 'NULL'}, .persistent = {c.persistent_floats}, "
-            f".arena_fixed = {c.arena_fixed}, .arena_step = {c.arena_step}, "
+            f".arena_fixed = {c.contract.arena[0]}, .arena_step = {c.contract.arena[1]}, "
+            f".arena_row = {rows[0]}, .arena_row_step = {rows[1]}, "
             f".n_in = {len(c.inputs)}, .n_out = {len(c.outputs)}, .ins = grnn_p{i}_in, "
             f".outs = grnn_p{i}_out, .n_checks = {len(c.checks)}, "
             f".checks = {f'grnn_p{i}_checks' if c.checks else 'NULL'}, "
             f".n_remap = {len(p.remap or ())}, "
             f".remap = {f'grnn_p{i}_remap' if p.remap else 'NULL'}, "
-            f".extras = {c.extras}, .n_state = {states}, .has_time = {int(c.has_time)}}}")
+            f".extras = {c.extras}, .n_state = {states}, "
+            f".has_time = {int(c.has_time)}, .has_batch = {int(c.has_batch)}}}")
     return "\n".join(lines), init
 
 
@@ -79,17 +82,16 @@ typedef struct { const char *name; int32_t dtype; int32_t rank; int64_t dims[8];
 typedef struct { int kind; int input; int64_t c, s; } grnn_check;
 typedef struct {
     int kind;
-    int64_t batch;
     void (*entry)(float *, float *, void **, int64_t);
     void (*pack)(float *, float *);
-    int64_t persistent, arena_fixed, arena_step;
+    int64_t persistent, arena_fixed, arena_step, arena_row, arena_row_step;
     int n_in, n_out;
     const grnn_port *ins, *outs;
     int n_checks;
     const grnn_check *checks;
     int n_remap;
     const int64_t (*remap)[3];
-    int extras, n_state, has_time;
+    int extras, n_state, has_time, has_batch;
 } grnn_program;
 typedef struct {
     const char *name;
@@ -120,10 +122,10 @@ def manifest(prefix: str, model_name: str, version: str, ps: ProgramSet, target:
         "name": prefix, "model": model_name, "graphrnn": version, "abi": ABI_VERSION,
         "target": {"cpu": target.cpu, "features": list(target.required)},
         "weights": weights, "params": int(ps.table.size), "n_state": ps.n_state,
-        "batch_sizes": batches(ps, "forward"),
         "tensors": [{"name": k, "offset": s.offset, "shape": list(s.shape)}
                     for k, s in ps.table.slots.items()],
-        "programs": [{"kind": p.kind, "batch": p.batch, "has_time": p.contract.has_time,
+        "programs": [{"kind": p.kind, "has_time": p.contract.has_time,
+                      "has_batch": p.contract.has_batch,
                       "inputs": ports(p.contract.inputs), "outputs": ports(p.contract.outputs)}
                      for p in ps.programs],
     }
@@ -179,7 +181,6 @@ enum {{ GRNN_F32 = 1, GRNN_I64 = 2 }};
 #define GRNN_N_CPU_CHECKS {len(target.checks)}
 #define GRNN_TARGET_CPU {c_string(target.cpu, " ")}
 #define GRNN_TARGET_FEATURES {c_string(",".join(target.required) or "(none)", " ")}
-#define GRNN_BATCH_SIZES {c_string(", ".join(map(str, batches(ps, "forward"))), " ")}
 #define GRNN_EMBEDDED {int(embedded)}
 {f"extern const uint32_t {prefix}__params_data[];" if embedded else ""}
 #define GRNN_EMBEDDED_DATA {prefix}__params_data

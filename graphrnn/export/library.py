@@ -1,6 +1,6 @@
 """`gr.export_library`: a model as a C library with a stable ABI.
 
-    lib = gr.export_library(model, "out/", name="reader", batch=(1, 8), loss=gr.MSECriterion())
+    lib = gr.export_library(model, "out/", name="reader", loss=gr.MSECriterion())
     # out/libreader.so, out/libreader.a, out/reader.h, out/README.md, out/reader.c, ...
 
 The programs come from `gr.compile` (programs.py), their object code from the runtime's
@@ -14,7 +14,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,14 +59,15 @@ def _exports(prefix: str, ps: ProgramSet) -> list[str]:
 
 
 def export_library(model: Any, out: str | Path, *, name: str | None = None,
-                   batch: int | Sequence[int] = 1, stateful: bool | None = None,
+                   stateful: bool | None = None,
                    loss: Any = None, bptt_max: int | None = None, target: str | None = None,
                    features: str | None = None, weights: str = "embedded",
                    cc: str | None = None) -> ExportedLibrary:
     """Write `model` as a C library into directory `out`: lib<name>.so, lib<name>.a,
     <name>.h (the ABI), README.md, the C source and the object code.
 
-    batch: the batch sizes calls may use (one program each). stateful: None adds the
+    Each call takes any batch size and length (the programs of the default `gr.compile`,
+    whose results it gives bit for bit on the same target). stateful: None adds the
     streaming step (`<name>_step`, `<name>_reset`) when the model has top-level loops, True
     requires it, False leaves it out. loss: a criterion; adds `<name>_train_step` (truncated
     at bptt_max steps). target: None (the host CPU and all its features), "x86-64-v2/v3/v4",
@@ -78,8 +79,7 @@ def export_library(model: Any, out: str | Path, *, name: str | None = None,
         raise ValueError(f"weights must be 'embedded' or 'external', got {weights!r}")
     model_name = getattr(model, "name", None) or "model"
     prefix = check_name(name or re.sub(r"\W", "_", model_name))
-    batches = [batch] if isinstance(batch, int) else list(batch)
-    ps = lowered_programs(model, batches, stateful=stateful, loss=loss, bptt_max=bptt_max)
+    ps = lowered_programs(model, stateful=stateful, loss=loss, bptt_max=bptt_max)
     tgt = target_for(target, features)
     objects = emit_objects(ps.programs, prefix, tgt)
     folder = Path(out).resolve()

@@ -24,6 +24,7 @@ from graphrnn.ir import InputError
 _KINDS = {"forward": 0, "step": 2, "train": 3}
 _DTYPES = {np.dtype(np.float32): 1, np.dtype(np.int64): 2}
 _INPUT_ERRORS = {1, 2, 3, 4, 5, 6}      # E_ARG .. E_STATE: the caller's arrays
+_T, _B = -1, -2                         # the port dims of the step count and the batch size
 
 
 class LibraryError(RuntimeError):
@@ -111,12 +112,11 @@ class LoadedLibrary:
         return {t["name"]: (t["offset"], tuple(t["shape"])) for t in self.manifest["tensors"]}
 
     # -- calls
-    def _program(self, kind: str, arrays: list[np.ndarray]) -> dict[str, Any]:
-        progs = [p for p in self.manifest["programs"] if p["kind"] == kind]
-        if not progs:
+    def _program(self, kind: str) -> dict[str, Any]:
+        prog = next((p for p in self.manifest["programs"] if p["kind"] == kind), None)
+        if prog is None:
             raise LibraryError(f"the library has no {kind} program", 10)
-        batch = arrays[0].shape[0] if arrays and arrays[0].ndim else None
-        return next((p for p in progs if p["batch"] == batch), progs[0])
+        return prog
 
     def _call(self, kind: str, values: tuple) -> list[np.ndarray]:
         arrays = []
@@ -125,12 +125,14 @@ class LoadedLibrary:
             if a.dtype.kind in "iu" and a.dtype != np.int64:
                 a = a.astype(np.int64)
             arrays.append(np.ascontiguousarray(a))
-        prog = self._program(kind, arrays)
+        prog = self._program(kind)
         n_state = self.manifest["n_state"] if kind == "step" else 0
         ins = prog["inputs"][:len(prog["inputs"]) - n_state]
-        steps = next((a.shape[k] for a, p in zip(arrays, ins) for k, d in enumerate(p["dims"])
-                      if d == -1 and k < a.ndim), 0)
-        outs = [np.empty([steps if d == -1 else d for d in p["dims"]],
+        # B and T as the first input holding each gives them; the library checks the rest
+        size = {d: next((a.shape[k] for a, p in zip(arrays, ins)
+                         for k, e in enumerate(p["dims"]) if e == d and k < a.ndim), 0)
+                for d in (_T, _B)}
+        outs = [np.empty([size.get(d, d) for d in p["dims"]],
                          np.float32 if p["dtype"] == "float32" else np.int64)
                 for p in prog["outputs"][:len(prog["outputs"]) - n_state]]
         t_in = (Tensor * max(len(arrays), 1))(*map(_tensor, arrays))
@@ -164,7 +166,8 @@ class LoadedLibrary:
 
     def __repr__(self) -> str:
         m = self.manifest
-        return f"LoadedLibrary({m['name']!r}, model {m['model']!r}, batch {m['batch_sizes']})"
+        kinds = ", ".join(p["kind"] for p in m["programs"] if p["kind"] != "init")
+        return f"LoadedLibrary({m['name']!r}, model {m['model']!r}: {kinds})"
 
 
 def load_library(path: str | Path, weights: str | Path | None = None) -> LoadedLibrary:

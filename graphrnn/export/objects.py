@@ -1,7 +1,7 @@
 """Object code of a library's programs, emitted for its target by the runtime's engine.
 
-Each program's entry points are renamed after the library (`<name>__forward_b8`, and
-`<name>__forward_b8_pack`), so two libraries, or several programs, link side by side; the
+Each program's entry points are renamed after the library (`<name>__forward`, and
+`<name>__forward_pack`), so two libraries, or several programs, link side by side; the
 kernels inside are internal symbols.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ class ProgramObject(NamedTuple):
 
 def symbol(prefix: str, p: Lowered) -> str:
     """The entry point's name of program `p` in library `prefix`."""
-    return f"{prefix}__{p.kind}_b{p.batch}"
+    return f"{prefix}__{p.kind}"
 
 
 def target_for(target: str | None, features: str | None = None) -> Target:

@@ -1,20 +1,22 @@
 """The lowered programs an exported library holds, obtained through `gr.compile`.
 
-Per exported batch size: the forward pass, and when asked the stateful step (with the
-program computing its initial state) and the training step of (model, loss). Each comes as
-an Executable (LLVM IR) with its call contract; nothing is JIT-compiled here.
+The general programs `gr.compile(model)` runs, one for every batch size and length: the
+forward pass, and when asked the stateful step (with the program computing its initial
+state) and the training step of (model, loss). Each comes as an Executable (LLVM IR) with
+its call contract; nothing is JIT-compiled here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from graphrnn.compile import CompiledModel, compile as compile_model
 from graphrnn.executable import Executable
 from graphrnn.flat import ParamTable
-from graphrnn.ir import Graph, InputError
+from graphrnn.ir import Graph, GraphError, InputError, LoweringError
+from graphrnn.signature import general_types
 
 from .contract import NativeCall, native_call
 
@@ -23,9 +25,8 @@ KINDS = ("forward", "init", "step", "train")    # the C wrapper's program kinds,
 
 @dataclass(frozen=True)
 class Lowered:
-    """One program of the library: its kind, the batch size it serves, its code and contract."""
+    """One program of the library: its kind, its code and contract."""
     kind: str
-    batch: int
     exe: Executable
     contract: NativeCall
     remap: tuple[tuple[int, int, int], ...] | None    # (model offset, own offset, size)
@@ -52,9 +53,20 @@ def _remap(kind: str, own: ParamTable, table: ParamTable | None
     return tuple((s.offset, own.slots[k].offset, s.size) for k, s in table.slots.items())
 
 
-def _lowered(kind: str, cm: CompiledModel, batch: int, table: ParamTable | None) -> Lowered:
-    exe = cm.executable(cm.types_for(batch=batch))
-    return Lowered(kind, batch, exe, native_call(exe), _remap(kind, exe.table, table))
+def _lowered(kind: str, cm: CompiledModel, table: ParamTable | None) -> Lowered:
+    """The general program of `cm` (batch and time symbolic), as the default `gr.compile`
+    builds it for typed inputs."""
+    if cm.fixed_time:
+        raise LoweringError(f"the {kind} program has unrolled loops, which need a fixed "
+                            "length (one program per T): an exported library serves every "
+                            "length; unroll no loop of the model")
+    types = general_types(cm.graph.inputs)
+    try:
+        exe = cm.executable(types)
+    except (GraphError, LoweringError) as e:
+        raise LoweringError(f"the {kind} program cannot serve every batch size, as an "
+                            f"exported library must: {e}") from e
+    return Lowered(kind, exe, native_call(exe), _remap(kind, exe.table, table))
 
 
 def _model_params(model: Any) -> tuple[ParamTable, np.ndarray]:
@@ -66,10 +78,9 @@ def _model_params(model: Any) -> tuple[ParamTable, np.ndarray]:
     return table, np.ascontiguousarray(flat, dtype=np.float32).copy()
 
 
-def _stateful(model: Any, batches: Sequence[int], table: ParamTable,
-              required: bool) -> tuple[list[Lowered], int]:
-    """The stateful step and its initial-state program per batch size ([] when the model
-    carries no state, or cannot be stateful and was not required to be)."""
+def _stateful(model: Any, table: ParamTable, required: bool) -> tuple[list[Lowered], int]:
+    """The stateful step and its initial-state program ([] when the model carries no state,
+    or cannot be stateful and was not required to be)."""
     try:
         sm = compile_model(model, stateful=True)
     except (InputError, ValueError, TypeError):
@@ -80,20 +91,16 @@ def _stateful(model: Any, batches: Sequence[int], table: ParamTable,
         if required:
             raise InputError("the model has no top-level loop: there is no state to stream")
         return [], 0
-    init = compile_model(sm.initial_state_graph)
-    out = []
-    for b in batches:
-        first = _lowered("init", init, b, None)
-        if first.exe.table.size:
-            raise InputError("the model's initial state depends on parameters: a stateful "
-                             "library cannot be exported (pass stateful=False)")
-        out += [first, _lowered("step", sm, b, table)]
-    return out, sm.n_state
+    init = _lowered("init", compile_model(sm.initial_state_graph), None)
+    if init.exe.table.size:
+        raise InputError("the model's initial state depends on parameters: a stateful "
+                         "library cannot be exported (pass stateful=False)")
+    return [init, _lowered("step", sm, table)], sm.n_state
 
 
-def lowered_programs(model: Any, batches: Sequence[int], *, stateful: bool | None = None,
-                     loss: Any = None, bptt_max: int | None = None) -> ProgramSet:
-    """The programs of `model` for each batch size in `batches`.
+def lowered_programs(model: Any, *, stateful: bool | None = None, loss: Any = None,
+                     bptt_max: int | None = None) -> ProgramSet:
+    """The programs of `model`, each for every batch size and length.
 
     stateful: None adds the streaming step when the model has top-level loops that can carry
     their state, True requires it, False leaves it out. loss: a criterion; adds the training
@@ -102,18 +109,14 @@ def lowered_programs(model: Any, batches: Sequence[int], *, stateful: bool | Non
     if isinstance(model, Graph):
         raise TypeError("export takes a gModule (it owns the flat parameter vector)")
     table, params = _model_params(model)
-    if not batches or any(int(b) < 1 for b in batches):
-        raise InputError(f"batch sizes must be positive, got {list(batches)}")
-    batches = sorted({int(b) for b in batches})
-    fwd = compile_model(model)
-    programs = [_lowered("forward", fwd, b, table) for b in batches]
+    programs = [_lowered("forward", compile_model(model), table)]
     n_state = 0
     if stateful is not False:
-        more, n_state = _stateful(model, batches, table, stateful is True)
+        more, n_state = _stateful(model, table, stateful is True)
         programs += more
     if loss is not None:
         step = compile_model(model, loss=loss, train=True, bptt_max=bptt_max)
-        programs += [_lowered("train", step, b, table) for b in batches]
+        programs.append(_lowered("train", step, table))
     return ProgramSet(tuple(programs), table, params, n_state)
 
 
