@@ -177,6 +177,8 @@ def softplus(x: Node) -> Node:
 
 def pow_(x: Node, p: float) -> Node:
     """x ** p for a constant exponent p."""
+    if not (isinstance(p, (int, float, np.floating, np.integer)) and np.isfinite(p)):
+        raise ValueError(f"pow: the exponent must be a finite number, got {p!r}")
     return make(Op.POW, [x], p=float(p))
 
 
