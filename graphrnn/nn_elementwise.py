@@ -111,11 +111,13 @@ class Clamp(Module):
         self.min, self.max = min, max
 
     def build(self, x: Any) -> Node:
-        y = _node(self, x)
-        if self.min is not None:
-            y = ops.where(greater(self.min, y), self.min, y)
-        if self.max is not None:     # after min, so that min > max gives max, as torch does
-            y = ops.where(greater(y, self.max), self.max, y)
+        x = _node(self, x)
+        y = x
+        if self.max is not None:
+            y = ops.where(greater(x, self.max), self.max, y)
+        if self.min is not None:     # min > max gives max everywhere, as in torch
+            low = self.min if self.max is None else min(self.min, self.max)
+            y = ops.where(greater(self.min, x), low, y)
         return y
 
 
@@ -131,9 +133,10 @@ class HardTanh(Module):
 
     def build(self, x: Any) -> Node:
         x = _node(self, x)
-        low = greater_equal(self.min_val, x)
-        inside = ops.mul(ops.sub(1.0, low), ops.sub(1.0, greater_equal(x, self.max_val)))
-        return ops.where(inside, x, ops.where(low, self.min_val, self.max_val))
+        lo, hi = self.min_val, self.max_val
+        inside = ops.mul(ops.sub(1.0, greater_equal(lo, x)), ops.sub(1.0, greater_equal(x, hi)))
+        # outside: x <= lo or x >= hi; a mask of its own keeps one reader per mask (one kernel)
+        return ops.where(inside, x, ops.where(greater(x, lo), hi, lo))
 
 
 class LeakyReLU(Module):
@@ -159,11 +162,11 @@ class ELU(Module):
 
     def build(self, x: Any) -> Node:
         x = _node(self, x)
-        neg = greater_equal(0.0, x)
         # exp of the clipped x: exp(x) of a large x is inf, and inf * 0 in the unused
-        # branch's gradient would be NaN
-        e = ops.exp(ops.where(neg, x, 0.0))
-        return ops.where(neg, ops.mul(self.alpha, ops.sub(e, 1.0)), x)
+        # branch's gradient would be NaN. The clip has its own mask (x > 0, not x <= 0
+        # negated) so that each mask has one reader and the module fuses into one kernel.
+        e = ops.exp(ops.where(greater(x, 0.0), 0.0, x))
+        return ops.where(greater_equal(0.0, x), ops.mul(self.alpha, ops.sub(e, 1.0)), x)
 
 
 class SoftPlus(Module):
@@ -178,10 +181,14 @@ class SoftPlus(Module):
 
     def build(self, x: Any) -> Node:
         x = _node(self, x)
-        bx = x if self.beta == 1.0 else ops.mul(x, self.beta)
-        soft = ops.softplus(bx)
-        soft = soft if self.beta == 1.0 else ops.div(soft, self.beta)
-        return ops.where(greater(bx, self.threshold), x, soft)
+        beta = self.beta
+        soft = ops.softplus(x) if beta == 1.0 else ops.div(ops.softplus(ops.mul(x, beta)), beta)
+        # x > threshold / beta rather than beta x > threshold, so that beta x has one reader
+        # (one kernel): the two differ only where beta x rounds across the threshold, where
+        # both branches agree to exp(-threshold)
+        cut = self.threshold / beta
+        big = greater(x, cut) if beta > 0 else greater(cut, x)
+        return ops.where(big, x, soft)
 
 
 class SoftSign(Module):
