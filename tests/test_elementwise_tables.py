@@ -178,6 +178,24 @@ def test_cell_of_new_modules_compiles_as_a_loop_with_bptt():
     assert any(n.op == Op.LOOP for n in model.graph.nodes)
 
 
+def test_sqrt_after_a_product_in_a_loop_differentiates_from_its_saved_output():
+    # sqrt reads only its output in its gradient, so BPTT may save sqrt(exp(W [h, x]))
+    h, x = gr.Input("B", H, name="h"), gr.Input("B", D, name="x")
+    lin = nn.Linear(H + D, H)
+    h2 = nn.Tanh()(nn.Sqrt()(nn.Exp()(lin(nn.JoinTable(1)([h, x])))))
+    xs = gr.Input("B", "T", D, name="xs")
+    _, hs = gr.Loop(gr.gModule([h, x], [h2, h2]), n_carry=1)(
+        init=[gr.ops.fill((H,), batch_like=xs)], xs=[xs])
+    model = gr.gModule([xs], [hs])
+    a, dy = randn(B, 5, D), randn(B, 5, H)
+    _, (got,) = gr.compile_vjp(model)(a, grad_outputs=[dy])
+    compiled = model.store.grad_of(lin.weight).copy()
+    _, params, (want,) = gradients(model, a, cotangents=[dy], dtype=np.float32)
+    close(got, want, rtol=1e-4)
+    close(compiled, params[next(k for k in params if k.endswith("weight"))], rtol=1e-4)
+    assert gradcheck(model, randn(2, 3, D)).ok
+
+
 # ----------------------------------------------------------------------------- fusion
 
 def fuse_and_check(m: gr.gModule, *arrays: np.ndarray) -> list:
