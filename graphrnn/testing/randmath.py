@@ -9,6 +9,7 @@ import math
 from typing import Callable
 
 from .. import nn
+from ..ir import Op
 from ..nn_elementwise import greater
 from .randbuilder import Builder, Level
 from .randvalues import TAME, Value, hull, times
@@ -57,9 +58,10 @@ def op_math(b: Builder, lv: Level, v: Value) -> Value | None:
         approximate = b.pick(["none", "tanh"])
         return lv.add(nn.GELU(approximate)(lv.take(v)), GELU_MIN, max(v.hi, 0.0))
     if kind == "threshold":
-        th, value = b.pick([-0.5, 0.0, 0.5]), b.pick([-1.0, 0.0, 2.0])
-        kept = (max(v.lo, th), v.hi) if v.hi > th else (value, value)
-        return lv.add(nn.Threshold(th, value)(lv.take(v)), *hull(kept, (value, value)))
+        # value = threshold keeps it continuous: a value that lands on the threshold by
+        # construction (cos(x, x) - 1) must not jump on a rounding difference
+        th = b.pick([-0.5, 0.0, 0.5])
+        return lv.add(nn.Threshold(th, th)(lv.take(v)), max(v.lo, th), max(v.hi, th))
     if kind == "sqrt":
         if v.lo < 0.0:
             return None
@@ -103,6 +105,10 @@ def op_pair(b: Builder, lv: Level, v: Value) -> Value | None:
         q = [x / y for x in (v.lo, v.hi) for y in (lo, hi)]
         return lv.add(nn.CDivTable()([lv.take(v), den]), min(q), max(q))
     if kind == "masked_fill":
+        # the mask compares a drawn model input with the middle of its range: a computed
+        # value may sit on the cut by construction and flip on a rounding difference
+        if lv.parent is not None or u.node.op != Op.INPUT or u.hi <= u.lo:
+            return None
         value = b.pick([-2.0, 0.0, 1.5])
         mask = greater(lv.take(u), (u.lo + u.hi) / 2)
         return lv.add(nn.MaskedFill(value)([lv.take(v), mask]),
