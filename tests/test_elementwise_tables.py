@@ -65,6 +65,15 @@ def test_table_module_matches_torch(name, make, torch_fn, n):
     check_against_torch(table_model(make(), *[(D,)] * n), torch_fn, xs)
 
 
+@pytest.mark.parametrize("make,fn", [(nn.CMaxTable, torch.maximum),
+                                     (nn.CMinTable, torch.minimum),
+                                     (nn.CDivTable, torch.div)])
+def test_tables_broadcast_like_torch(make, fn):
+    a, b = randn(B, D), randn(B, 1)
+    a[1, 2] = b[1, 0]                   # a tie across the broadcast
+    check_against_torch(table_model(make(), (D,), (1,)), fn, [a, b])
+
+
 def test_cmax_propagates_nan_like_torch():
     a, b = randn(2, 4), randn(2, 4)
     a[0, 1], b[1, 2] = np.nan, np.nan
