@@ -294,6 +294,7 @@ _REQUIRED: dict[Op, dict[str, Callable[[Any], bool]]] = {
     Op.CONCAT: {"axis": is_int}, Op.SLICE: {"axis": is_int, "start": is_int, "length": is_int},
     Op.INDEX: {"axis": is_int, "index": is_int}, Op.RESHAPE: {"shape": _is_shape},
     Op.DROPOUT: {"p": _is_number, "seed": is_int}, Op.GET: {"index": is_int},
+    Op.POW: {"p": lambda v: _is_number(v) and math.isfinite(v)},
     Op.VIEW: {"offset": is_int, "shape": _is_shape},
     Op.FUSED: {"body": lambda v: isinstance(v, Graph)},
     Op.LOOP: {"body": lambda v: isinstance(v, Graph), "n_consts": is_int, "n_carry": is_int},

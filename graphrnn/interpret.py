@@ -5,6 +5,7 @@ plain Python loop that its docstring describes.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -222,6 +223,9 @@ def _sample(n: Node, a: list, ctx: Context) -> np.ndarray:
     return np.minimum(idx, logits.shape[1] - 1).astype(np.int64)
 
 
+_ERF = np.frompyfunc(math.erf, 1, 1)      # numpy has no erf; math.erf works in double
+
+
 EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.INPUT: _input,                 # inputs are given; reaching this rule is an error
     Op.PARAM: _param,
@@ -233,6 +237,14 @@ EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.TANH: lambda n, a, c: np.tanh(a[0]),
     Op.SIGMOID: lambda n, a, c: 1.0 / (1.0 + np.exp(-a[0])),
     Op.RELU: lambda n, a, c: np.maximum(a[0], 0),
+    Op.ABS: lambda n, a, c: np.abs(a[0]),
+    Op.SIGN: lambda n, a, c: np.sign(a[0]),
+    Op.SQRT: lambda n, a, c: np.sqrt(a[0]),
+    Op.ERF: lambda n, a, c: _ERF(a[0]).astype(a[0].dtype),
+    Op.SOFTPLUS: lambda n, a, c: np.logaddexp(a[0], 0),
+    Op.POW: lambda n, a, c: np.power(a[0], n.attrs["p"]),
+    Op.MAXIMUM: lambda n, a, c: np.maximum(a[0], a[1]),
+    Op.MINIMUM: lambda n, a, c: np.minimum(a[0], a[1]),
     Op.ADD: lambda n, a, c: a[0] + a[1],
     Op.SUB: lambda n, a, c: a[0] - a[1],
     Op.MUL: lambda n, a, c: a[0] * a[1],

@@ -17,6 +17,10 @@ from .init import next_dropout_seed
 from .ir import GraphError, Node, Table
 from .losses import (ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion)
 from .module import Module, as_nodes
+from .nn_elementwise import (ELU, GELU, Abs, CDivTable, Clamp, CMaxTable, CMinTable,
+                             CosineDistance, DotProduct, Exp, HardTanh, Hardtanh, LeakyReLU, Log,
+                             MaskedFill, MixtureTable, PairwiseDistance, Power, SoftPlus,
+                             Softplus, SoftSign, Softsign, Sqrt, Square, Threshold)
 from .recurrent import Recurrent
 
 
@@ -299,4 +303,9 @@ __all__ = ["Module", "Identity", "Input", "Linear", "Tanh", "Sigmoid", "ReLU", "
            "LogSoftMax", "MulConstant", "AddConstant", "JoinTable", "SplitTable", "SelectTable",
            "Narrow", "Reshape", "CAddTable", "CSubTable", "CMulTable", "CMul", "Add",
            "LookupTable", "Dropout", "gModule", "Recurrent", "Criterion", "MSECriterion",
-           "ClassNLLCriterion", "CrossEntropyCriterion"]
+           "ClassNLLCriterion", "CrossEntropyCriterion",
+           # elementwise math and table modules (nn_elementwise.py)
+           "Abs", "Sqrt", "Square", "Power", "Exp", "Log", "Clamp", "HardTanh", "Hardtanh",
+           "LeakyReLU", "ELU", "SoftPlus", "Softplus", "SoftSign", "Softsign", "GELU",
+           "Threshold", "CDivTable", "CMaxTable", "CMinTable", "MixtureTable", "DotProduct",
+           "CosineDistance", "PairwiseDistance", "MaskedFill"]

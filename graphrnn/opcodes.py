@@ -21,11 +21,19 @@ class Op(str, Enum):
     TANH = "tanh"
     SIGMOID = "sigmoid"
     RELU = "relu"
+    ABS = "abs"
+    SIGN = "sign"               # -1, 0 or 1 (NaN stays NaN)
+    SQRT = "sqrt"
+    ERF = "erf"
+    SOFTPLUS = "softplus"       # log(1 + exp(x)), stable for every x
+    POW = "pow"                 # x ** attrs["p"], a constant exponent
     # elementwise, two inputs with numpy broadcasting (zip)
     ADD = "add"
     SUB = "sub"
     MUL = "mul"
     DIV = "div"
+    MAXIMUM = "maximum"         # NaN if either is NaN (torch.maximum)
+    MINIMUM = "minimum"
     # products and reductions
     MATMUL = "matmul"           # a[..., K] @ b[K, N], or b[N, K] with attrs["transpose_b"]
     SUM = "sum"                 # attrs["axes"], attrs["keepdims"]
@@ -64,6 +72,7 @@ class Op(str, Enum):
     ASSEMBLE = "assemble"       # 1-D parts added into f32[size] at attrs["offsets"]
 
 
-ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID, Op.RELU, Op.STEP})
-ELEMENTWISE_BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV})
+ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID, Op.RELU, Op.STEP,
+                               Op.ABS, Op.SIGN, Op.SQRT, Op.ERF, Op.SOFTPLUS, Op.POW})
+ELEMENTWISE_BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM, Op.MINIMUM})
 LEAVES = frozenset({Op.INPUT, Op.PARAM, Op.CONST})

@@ -154,6 +154,42 @@ def relu(x: Node) -> Node:
     return make(Op.RELU, [x])
 
 
+def abs_(x: Node) -> Node:
+    return make(Op.ABS, [x])
+
+
+def sign(x: Node) -> Node:
+    return make(Op.SIGN, [x])
+
+
+def sqrt(x: Node) -> Node:
+    return make(Op.SQRT, [x])
+
+
+def erf(x: Node) -> Node:
+    return make(Op.ERF, [x])
+
+
+def softplus(x: Node) -> Node:
+    """log(1 + exp(x))."""
+    return make(Op.SOFTPLUS, [x])
+
+
+def pow_(x: Node, p: float) -> Node:
+    """x ** p for a constant exponent p."""
+    if not (isinstance(p, (int, float, np.floating, np.integer)) and np.isfinite(p)):
+        raise ValueError(f"pow: the exponent must be a finite number, got {p!r}")
+    return make(Op.POW, [x], p=float(p))
+
+
+def maximum(a: Any, b: Any) -> Node:
+    return binary(Op.MAXIMUM, a, b)
+
+
+def minimum(a: Any, b: Any) -> Node:
+    return binary(Op.MINIMUM, a, b)
+
+
 def matmul(a: Node, b: Node, transpose_b: bool = False) -> Node:
     return make(Op.MATMUL, [a, b], transpose_b=bool(transpose_b))
 

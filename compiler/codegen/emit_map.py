@@ -22,7 +22,8 @@ from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, LoweringEr
 
 from .irbuilder import FLAGS, I64, WIDTH, Emitter, Ref, elem_type
 from .strides import ONE, ZERO, Layout, collapse
-from .mathfns import emit_exp, emit_log, emit_sigmoid, emit_tanh
+from .mathfns import (emit_erf, emit_exp, emit_log, emit_pow, emit_sigmoid, emit_softplus,
+                      emit_tanh, intrinsic)
 from .tiling import vector_width
 
 ValueFn = Callable[[Emitter, list[ir.Value], int], ir.Value]
@@ -45,6 +46,29 @@ def _step(em: Emitter, x: ir.Value) -> ir.Value:
                     _like(em, x, 0.0))
 
 
+def _sign(em: Emitter, x: ir.Value) -> ir.Value:
+    # 0 and NaN fail both compares and return themselves, as np.sign does
+    b, zero = em.builder, _like(em, x, 0.0)
+    neg = b.select(b.fcmp_ordered("<", x, zero), _like(em, x, -1.0), x)
+    return b.select(b.fcmp_ordered(">", x, zero), _like(em, x, 1.0), neg)
+
+
+def _intrinsic(name: str) -> Callable[[Emitter, ir.Value], ir.Value]:
+    def emit(em: Emitter, x: ir.Value) -> ir.Value:
+        return em.builder.call(intrinsic(em.builder.module, name, x.type, 1), [x])
+    return emit
+
+
+def _extremum(pred: str) -> Callable[[Emitter, ir.Value, ir.Value], ir.Value]:
+    """maximum ('>') or minimum ('<') that returns NaN when either input is NaN, as
+    np.maximum and torch.maximum do (llvm.maxnum would return the other input)."""
+    def emit(em: Emitter, a: ir.Value, b: ir.Value) -> ir.Value:
+        bld = em.builder
+        r = bld.select(bld.fcmp_ordered(pred, b, a), b, a)     # a when a is NaN
+        return bld.select(bld.fcmp_unordered("uno", b, b), b, r)
+    return emit
+
+
 UNARY: dict[Op, Callable[[Emitter, ir.Value], ir.Value]] = {
     Op.NEG: lambda em, x: em.builder.fneg(x, flags=FLAGS),
     Op.EXP: lambda em, x: emit_exp(em.builder, x),
@@ -53,12 +77,19 @@ UNARY: dict[Op, Callable[[Emitter, ir.Value], ir.Value]] = {
     Op.SIGMOID: lambda em, x: emit_sigmoid(em.builder, x),
     Op.RELU: _relu,
     Op.STEP: _step,
+    Op.ABS: _intrinsic("fabs"),
+    Op.SIGN: _sign,
+    Op.SQRT: _intrinsic("sqrt"),
+    Op.ERF: lambda em, x: emit_erf(em.builder, x),
+    Op.SOFTPLUS: lambda em, x: emit_softplus(em.builder, x),
 }
 BINARY: dict[Op, Callable[[Emitter, ir.Value, ir.Value], ir.Value]] = {
     Op.ADD: lambda em, a, b: em.builder.fadd(a, b, flags=FLAGS),
     Op.SUB: lambda em, a, b: em.builder.fsub(a, b, flags=FLAGS),
     Op.MUL: lambda em, a, b: em.builder.fmul(a, b, flags=FLAGS),
     Op.DIV: lambda em, a, b: em.builder.fdiv(a, b, flags=FLAGS),
+    Op.MAXIMUM: _extremum(">"),
+    Op.MINIMUM: _extremum("<"),
 }
 
 
@@ -75,6 +106,8 @@ def apply_op(em: Emitter, n: Node, args: Sequence[ir.Value], width: int) -> ir.V
         return BINARY[n.op](em, args[0], args[1])
     if n.op == Op.WHERE:
         return _where(em, *args)
+    if n.op == Op.POW:
+        return emit_pow(em.builder, args[0], n.attrs["p"])
     if n.op in (Op.DROPOUT,):
         return args[0]
     raise LoweringError(f"{n.name} ({n.op.value}) is not an elementwise op")

@@ -72,7 +72,7 @@ def prepare_loops(graph: Graph) -> Graph:
 
 SUMS = frozenset({Op.ADD, Op.SUB})
 # unary ops whose gradient reads their output only: saving the output saves their input too
-BY_OUTPUT = frozenset({Op.SLICE, Op.NEG, Op.EXP, Op.TANH, Op.SIGMOID})
+BY_OUTPUT = frozenset({Op.SLICE, Op.NEG, Op.EXP, Op.TANH, Op.SIGMOID, Op.SQRT})
 
 
 def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:

@@ -13,6 +13,7 @@ from graphrnn import ops
 from graphrnn.ir import GraphError, Node, Op, TensorType, node_error
 
 Grads = tuple  # one Node | None per input
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
 def unbroadcast(g: Node, t: TensorType) -> Node:
@@ -113,6 +114,27 @@ def _assemble(n: Node, g: Node) -> Grads:
                  for x, off in zip(n.inputs, n.attrs["offsets"]))
 
 
+def _pow(n: Node, g: Node) -> Grads:
+    p = n.attrs["p"]
+    if p == 0.0:                              # x ** 0 is 1 everywhere (torch: a zero gradient)
+        return (None,)
+    return (ops.mul(g, ops.mul(p, ops.pow_(n.inputs[0], p - 1.0))),)
+
+
+def _extremum(sign: float) -> Callable:
+    """maximum (sign 1) or minimum (-1) as torch differentiates them: the larger (smaller)
+    input takes g, a tie gives g / 2 to each, and a NaN on either side passes g to both
+    (torch's masks compare false there). Equal infinities, whose difference is NaN, pass g
+    to both as well (torch halves it)."""
+    def rule(n: Node, g: Node) -> Grads:
+        a, b = n.inputs
+        d = ops.sub(a, b)      # != 0 for NaN too, which is what where's mask tests
+        wa = ops.where(d, ops.sub(1.0, ops.step(ops.mul(-sign, d))), 0.5)
+        wb = ops.where(d, ops.sub(1.0, ops.step(ops.mul(sign, d))), 0.5)
+        return unbroadcast(ops.mul(g, wa), a.type), unbroadcast(ops.mul(g, wb), b.type)
+    return rule
+
+
 def _no_grad(n: Node, g: Node) -> Grads:
     return (None,) * len(n.inputs)
 
@@ -131,6 +153,15 @@ VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.SIGMOID: lambda n, g: (ops.mul(g, ops.mul(n, ops.sub(1.0, n))),),
     Op.RELU: lambda n, g: (ops.mul(g, ops.step(n.inputs[0])),),
     Op.STEP: _no_grad,
+    Op.ABS: lambda n, g: (ops.mul(g, ops.sign(n.inputs[0])),),
+    Op.SIGN: _no_grad,
+    Op.SQRT: lambda n, g: (ops.div(g, ops.mul(2.0, n)),),
+    Op.ERF: lambda n, g: (ops.mul(g, ops.mul(_TWO_OVER_SQRT_PI, ops.exp(ops.neg(
+        ops.mul(n.inputs[0], n.inputs[0]))))),),
+    Op.SOFTPLUS: lambda n, g: (ops.mul(g, ops.sigmoid(n.inputs[0])),),
+    Op.POW: _pow,
+    Op.MAXIMUM: _extremum(1.0),
+    Op.MINIMUM: _extremum(-1.0),
     Op.ADD: _binary_rule(lambda n, g, a, b: g, lambda n, g, a, b: g),
     Op.SUB: _binary_rule(lambda n, g, a, b: g, lambda n, g, a, b: ops.neg(g)),
     Op.MUL: _binary_rule(lambda n, g, a, b: ops.mul(g, b), lambda n, g, a, b: ops.mul(g, a)),
