@@ -17,6 +17,7 @@ from .init import next_dropout_seed
 from .ir import GraphError, Node, Table
 from .losses import (ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion)
 from .module import Module, as_nodes
+from .nn_reduce import LayerNorm, LogSumExp, Max, Mean, Min, RMSNorm, Sum
 from .recurrent import Recurrent
 
 
@@ -299,4 +300,5 @@ __all__ = ["Module", "Identity", "Input", "Linear", "Tanh", "Sigmoid", "ReLU", "
            "LogSoftMax", "MulConstant", "AddConstant", "JoinTable", "SplitTable", "SelectTable",
            "Narrow", "Reshape", "CAddTable", "CSubTable", "CMulTable", "CMul", "Add",
            "LookupTable", "Dropout", "gModule", "Recurrent", "Criterion", "MSECriterion",
-           "ClassNLLCriterion", "CrossEntropyCriterion"]
+           "ClassNLLCriterion", "CrossEntropyCriterion",
+           "Sum", "Mean", "Max", "Min", "LogSumExp", "LayerNorm", "RMSNorm"]
