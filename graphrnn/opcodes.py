@@ -70,6 +70,7 @@ class Op(str, Enum):
     ASSEMBLE = "assemble"       # 1-D parts added into f32[size] at attrs["offsets"]
     ARG_ONEHOT = "arg_onehot"   # f32 like x: 1 at the first max along attrs["axis"] (the first
                                 # min with attrs["min"]), 0 elsewhere (the derivative of max)
+    NORMALIZE_GRAD = "normalize_grad"   # x, g -> the VJP of normalize at x (its attrs)
 
 
 ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID, Op.RELU, Op.STEP})

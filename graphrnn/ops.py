@@ -194,6 +194,11 @@ def normalize(x: Node, shape: Sequence[int], eps: float, center: bool = True) ->
     return make(Op.NORMALIZE, [x], shape=tuple(shape), eps=float(eps), center=center)
 
 
+def normalize_grad(x: Node, g: Node, shape: Sequence[int], eps: float,
+                   center: bool = True) -> Node:
+    return make(Op.NORMALIZE_GRAD, [x, g], shape=tuple(shape), eps=float(eps), center=center)
+
+
 def lookup(weight: Node, ids: Node) -> Node:
     return make(Op.LOOKUP, [weight, ids])
 

@@ -8,6 +8,9 @@ Each works along rows: one axis (max, min, logsumexp, arg_onehot) or the last di
     logsumexp:  m = max(x[i, :]) (0 when not finite); out[i] = m + log(sum(exp(x[i, :] - m)))
     normalize:  mu = mean(x[i, :]) (0 without center); v = mean((x[i, :] - mu) ** 2)
                 out[i, :] = (x[i, :] - mu) / sqrt(v + eps)
+    normalize_grad (x, g), with y = normalize(x) and r = 1 / sqrt(v + eps):
+                out[i, :] = r * (g[i, :] - mean(g[i, :]) - y[i, :] * mean(g[i, :] * y[i, :]))
+                (no mean(g) term without center)
     arg_onehot: out[i, :] = onehot(argmax(x[i, :]))         (the first of ties; argmin with min)
 """
 from __future__ import annotations
@@ -64,11 +67,17 @@ def _normalize(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
                "center": bool(node.attrs.get("center", True))}
 
 
+def _normalize_grad(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    if ts[1] != ts[0]:
+        raise node_error(node, f"expected a gradient of type {ts[0]}, got {ts[1]}", ShapeError)
+    return _normalize(node, ts[:1])
+
+
 ROW_OP_TYPES: dict[Op, Callable[[Node, list], Any]] = {
     Op.MAX: _along_axis, Op.MIN: _along_axis, Op.LOGSUMEXP: _along_axis,
-    Op.ARG_ONEHOT: _arg_onehot, Op.NORMALIZE: _normalize,
+    Op.ARG_ONEHOT: _arg_onehot, Op.NORMALIZE: _normalize, Op.NORMALIZE_GRAD: _normalize_grad,
 }
-ROW_OP_ARITY = {op: (1, 1) for op in ROW_OP_TYPES}
+ROW_OP_ARITY = {**{op: (1, 1) for op in ROW_OP_TYPES}, Op.NORMALIZE_GRAD: (2, 2)}
 
 
 # ----------------------------------------------------------------------------- reference
@@ -94,17 +103,26 @@ def _arg_onehot_eval(n: Node, a: list, ctx: Any) -> np.ndarray:
     return (np.expand_dims(idx, axis) == positions).astype(x.dtype)
 
 
-def _normalize_eval(n: Node, a: list, ctx: Any) -> np.ndarray:
-    x = a[0]
+def _normalized(n: Node, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """(normalize(x), 1 / sqrt(var + eps), the normalised axes)."""
     axes = tuple(range(x.ndim - len(n.attrs["shape"]), x.ndim))
     d = x - np.mean(x, axis=axes, keepdims=True) if n.attrs["center"] else x
     var = np.mean(np.square(d, dtype=np.float64), axis=axes, keepdims=True)
-    return (d / np.sqrt(var + n.attrs["eps"])).astype(x.dtype)
+    rstd = (1.0 / np.sqrt(var + n.attrs["eps"])).astype(x.dtype)
+    return d * rstd, rstd, axes
+
+
+def _normalize_grad_eval(n: Node, a: list, ctx: Any) -> np.ndarray:
+    (x, g), center = a, n.attrs["center"]
+    y, rstd, axes = _normalized(n, x)
+    inner = g - y * np.mean(g * y, axis=axes, keepdims=True)
+    return rstd * (inner - np.mean(g, axis=axes, keepdims=True) if center else inner)
 
 
 ROW_OP_EVAL: dict[Op, Callable[[Node, list, Any], Any]] = {
     Op.MAX: _extreme(np.max), Op.MIN: _extreme(np.min), Op.LOGSUMEXP: _logsumexp,
-    Op.ARG_ONEHOT: _arg_onehot_eval, Op.NORMALIZE: _normalize_eval,
+    Op.ARG_ONEHOT: _arg_onehot_eval, Op.NORMALIZE: lambda n, a, c: _normalized(n, a[0])[0],
+    Op.NORMALIZE_GRAD: _normalize_grad_eval,
 }
 
 __all__ = ["ROW_OP_TYPES", "ROW_OP_ARITY", "ROW_OP_EVAL"]

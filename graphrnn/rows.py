@@ -212,7 +212,7 @@ ROW_RULES: dict[Op, Callable[[Node, list, _Ctx], Any]] = {
     Op.CONCAT: _along_axis("axis"), Op.SLICE: _along_axis("axis"),
     Op.INDEX: _along_axis("axis"), Op.PAD: _along_axis("axis"),
     **{op: _along_axis("axis") for op in ROW_WISE - {Op.SOFTMAX, Op.LOG_SOFTMAX}},
-    Op.NORMALIZE: _normalize,
+    Op.NORMALIZE: _normalize, Op.NORMALIZE_GRAD: _normalize,
     Op.LOOKUP: _lookup, Op.PICK: lambda n, k, c: _rowwise(k),
     Op.SEQ_MASK: lambda n, k, c: _rowwise(k), Op.SAMPLE: lambda n, k, c: _rowwise(k),
     Op.ONEHOT: lambda n, k, c: _rowwise(k), Op.RESHAPE: _reshape,

@@ -9,6 +9,8 @@ need the extremum first), then written in one pass:
     normalize:  s1, s2 = sum(x[i, :]), sum(x[i, :] ** 2) in double
                 out[i, :] = (x[i, :] - s1 / n) / sqrt(s2 / n - (s1 / n) ** 2 + eps)
                 (s1 taken as 0 without centering)
+    normalize_grad: the same statistics, then sum(g[i, :]) and sum(g[i, :] * y[i, :]) with
+                y the normalised row, then out[i, :] = rstd * (g - mean(g) - y * mean(g * y))
 
 The double sums of normalize may be reassociated (vectorised): the tests compare them with
 numpy's and PyTorch's to 1e-5.
@@ -111,40 +113,79 @@ def _sqrt64(em: Emitter) -> ir.Function:
         em.module, ir.FunctionType(F64, [F64]), "llvm.sqrt.f64")
 
 
+def _row_stats(em: Emitter, xp: ir.Value, region: Layout, center: bool, eps: float,
+               count: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """(mean, 1 / sqrt(var + eps)) of one row, as float (mean 0 without centering)."""
+    bld = em.builder
+    s1 = em.alloca(F64, ir.Constant(F64, 0.0))
+    s2 = em.alloca(F64, ir.Constant(F64, 0.0))
+    with em.nest(region.shape, "norm_sum") as ridx:
+        v = bld.fpext(em.load(em.at(Ref(xp, region), ridx)), F64)
+        if center:
+            bld.store(bld.fadd(bld.load(s1), v, flags=SUM_FLAGS), s1)
+        bld.store(bld.fadd(bld.load(s2), bld.fmul(v, v, flags=FLAGS), flags=SUM_FLAGS), s2)
+    mean = bld.fdiv(bld.load(s1), count)
+    var = bld.fsub(bld.fdiv(bld.load(s2), count), bld.fmul(mean, mean))
+    var = bld.select(bld.fcmp_ordered("<", var, ir.Constant(F64, 0.0)),
+                     ir.Constant(F64, 0.0), var)   # rounding can make E[x^2] - mean^2 < 0
+    std = bld.call(_sqrt64(em), [bld.fadd(var, ir.Constant(F64, eps))])
+    return bld.fptrunc(mean, F32), bld.fptrunc(bld.fdiv(ir.Constant(F64, 1.0), std), F32)
+
+
+def _norm_rows(n: Node, refs: list[Ref]) -> tuple[list[Layout], list[Layout]]:
+    """(the leading dims, the normalised dims) of every ref, each collapsed together."""
+    rank, k = refs[0].layout.rank, len(n.attrs["shape"])
+    split = [_split(r.layout, tuple(range(rank - k, rank))) for r in refs]
+    return collapse([s[0] for s in split]), collapse([s[1] for s in split])
+
+
 def emit_normalize(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
     x = ins[0]
-    rank, k = x.layout.rank, len(n.attrs["shape"])
-    x_o, x_r = _split(x.layout, tuple(range(rank - k, rank)))
-    o_o, o_r = _split(out.layout, tuple(range(rank - k, rank)))
-    x_o, o_o = collapse([x_o, o_o])
-    x_r, o_r = collapse([x_r, o_r])
+    (x_o, o_o), (x_r, o_r) = _norm_rows(n, [x, out])
     bld = em.builder
-    center = n.attrs["center"]
     count = bld.sitofp(em.lin(product(x_r.shape)), F64)
     with em.nest(x_o.shape, "norm") as idx:
         xp, op = em.at(Ref(x.ptr, x_o), idx), em.at(Ref(out.ptr, o_o), idx)
-        s1 = em.alloca(F64, ir.Constant(F64, 0.0))
-        s2 = em.alloca(F64, ir.Constant(F64, 0.0))
-        with em.nest(x_r.shape, "norm_sum") as ridx:
-            v = bld.fpext(em.load(em.at(Ref(xp, x_r), ridx)), F64)
-            if center:
-                bld.store(bld.fadd(bld.load(s1), v, flags=SUM_FLAGS), s1)
-            bld.store(bld.fadd(bld.load(s2), bld.fmul(v, v, flags=FLAGS), flags=SUM_FLAGS), s2)
-        mean = bld.fdiv(bld.load(s1), count)
-        var = bld.fsub(bld.fdiv(bld.load(s2), count), bld.fmul(mean, mean))
-        var = bld.select(bld.fcmp_ordered("<", var, ir.Constant(F64, 0.0)),
-                         ir.Constant(F64, 0.0), var)   # rounding can make E[x^2] - mean^2 < 0
-        std = bld.call(_sqrt64(em), [bld.fadd(var, ir.Constant(F64, n.attrs["eps"]))])
-        rstd = bld.fptrunc(bld.fdiv(ir.Constant(F64, 1.0), std), F32)
-        mu = bld.fptrunc(mean, F32)
+        mu, rstd = _row_stats(em, xp, x_r, n.attrs["center"], n.attrs["eps"], count)
         with em.nest(x_r.shape, "norm_out") as ridx:
             v = em.load(em.at(Ref(xp, x_r), ridx))
             y = bld.fmul(bld.fsub(v, mu, flags=FLAGS), rstd, flags=FLAGS)
             em.store(y, em.at(Ref(op, o_r), ridx))
 
 
+def emit_normalize_grad(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    x, g = ins
+    (x_o, g_o, o_o), (x_r, g_r, o_r) = _norm_rows(n, [x, g, out])
+    bld = em.builder
+    center = n.attrs["center"]
+    count = bld.sitofp(em.lin(product(x_r.shape)), F64)
+    with em.nest(x_o.shape, "normg") as idx:
+        xp, gp = em.at(Ref(x.ptr, x_o), idx), em.at(Ref(g.ptr, g_o), idx)
+        op = em.at(Ref(out.ptr, o_o), idx)
+        mu, rstd = _row_stats(em, xp, x_r, center, n.attrs["eps"], count)
+        sg = em.alloca(F64, ir.Constant(F64, 0.0))
+        sgy = em.alloca(F64, ir.Constant(F64, 0.0))
+        with em.nest(x_r.shape, "normg_sum") as ridx:
+            y = bld.fmul(bld.fsub(em.load(em.at(Ref(xp, x_r), ridx)), mu, flags=FLAGS), rstd,
+                         flags=FLAGS)
+            gv = em.load(em.at(Ref(gp, g_r), ridx))
+            if center:
+                bld.store(bld.fadd(bld.load(sg), bld.fpext(gv, F64), flags=SUM_FLAGS), sg)
+            gy = bld.fpext(bld.fmul(gv, y, flags=FLAGS), F64)
+            bld.store(bld.fadd(bld.load(sgy), gy, flags=SUM_FLAGS), sgy)
+        mean_g = bld.fptrunc(bld.fdiv(bld.load(sg), count), F32)
+        mean_gy = bld.fptrunc(bld.fdiv(bld.load(sgy), count), F32)
+        with em.nest(x_r.shape, "normg_out") as ridx:
+            y = bld.fmul(bld.fsub(em.load(em.at(Ref(xp, x_r), ridx)), mu, flags=FLAGS), rstd,
+                         flags=FLAGS)
+            gv = bld.fsub(em.load(em.at(Ref(gp, g_r), ridx)), mean_g, flags=FLAGS)
+            dx = bld.fmul(bld.fsub(gv, bld.fmul(y, mean_gy, flags=FLAGS), flags=FLAGS), rstd,
+                          flags=FLAGS)
+            em.store(dx, em.at(Ref(op, o_r), ridx))
+
+
 ROW_KERNEL_RULES = {Op.MAX: emit_extremum, Op.MIN: emit_extremum,
                     Op.LOGSUMEXP: emit_logsumexp, Op.ARG_ONEHOT: emit_arg_onehot,
-                    Op.NORMALIZE: emit_normalize}
+                    Op.NORMALIZE: emit_normalize, Op.NORMALIZE_GRAD: emit_normalize_grad}
 
 __all__ = ["ROW_KERNEL_RULES"]

@@ -52,7 +52,7 @@ KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce",
         Op.LOOKUP: "index", Op.PICK: "index", Op.ONEHOT: "index", Op.SCATTER: "index",
         Op.SEQ_MASK: "index", Op.SAMPLE: "index", Op.LOOP: "loop",
         Op.MAX: "reduce", Op.MIN: "reduce", Op.LOGSUMEXP: "reduce", Op.ARG_ONEHOT: "reduce",
-        Op.NORMALIZE: "reduce"}
+        Op.NORMALIZE: "reduce", Op.NORMALIZE_GRAD: "reduce"}
 
 
 @dataclass

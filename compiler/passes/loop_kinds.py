@@ -126,7 +126,7 @@ SEQ_RULES: dict[Op, Callable[[Node, list[str], SeqContext], dict | None]] = {
     Op.PAD: _shift("axis"), Op.SOFTMAX: _shift("axis"), Op.LOG_SOFTMAX: _shift("axis"),
     Op.SUM: _reduce, Op.MEAN: _reduce, Op.RESHAPE: _reshape,
     Op.MAX: _shift("axis"), Op.MIN: _shift("axis"), Op.LOGSUMEXP: _shift("axis"),
-    Op.ARG_ONEHOT: _shift("axis"), Op.NORMALIZE: _normalize,
+    Op.ARG_ONEHOT: _shift("axis"), Op.NORMALIZE: _normalize, Op.NORMALIZE_GRAD: _normalize,
 }
 # ops with no SEQ_RULES entry: leaves and views of the parameters are invariant, dropout and
 # loops run every step (per_step), and the others have no version valid on the extra T axis

@@ -3,15 +3,15 @@ registered into vjp.VJP_RULES; built from primitives, like every other rule.
 
     max, min:   dx = g * arg_onehot(x)    (all of g to the first extremum, as torch's max(dim))
     logsumexp:  dx = g * exp(x - out)     (softmax(x))
-    normalize:  dx = rstd * (g - mean(g) - y * mean(g * y)), rstd = (var + eps) ** -0.5,
-                y the output (no mean(g) term without centering)
+    normalize:  dx = normalize_grad(x, g), one row kernel: rstd * (g - mean(g) - y * mean(g * y))
+                with rstd = (var + eps) ** -0.5 and y the output (no mean(g) without centering)
 """
 from __future__ import annotations
 
 from typing import Callable
 
 from graphrnn import ops
-from graphrnn.ir import Node, Op
+from graphrnn.ir import GraphError, Node, Op, node_error
 
 Grads = tuple
 
@@ -36,22 +36,18 @@ def _logsumexp(n: Node, g: Node) -> Grads:
 
 
 def _normalize(n: Node, g: Node) -> Grads:
-    x = n.inputs[0]
-    rank = x.type.rank
-    axes = list(range(rank - len(n.attrs["shape"]), rank))
-    centered = n.attrs["center"]
-    d = ops.sub(x, ops.mean(x, axes, keepdims=True)) if centered else x
-    var = ops.mean(ops.mul(d, d), axes, keepdims=True)
-    rstd = ops.exp(ops.mul(ops.log(ops.add(var, n.attrs["eps"])), -0.5))
-    inner = ops.sub(g, ops.mul(n, ops.mean(ops.mul(g, n), axes, keepdims=True)))
-    if centered:
-        inner = ops.sub(inner, ops.mean(g, axes, keepdims=True))
-    return (ops.mul(rstd, inner),)
+    return (ops.normalize_grad(n.inputs[0], g, n.attrs["shape"], n.attrs["eps"],
+                               n.attrs["center"]),)
+
+
+def _second_order(n: Node, g: Node) -> Grads:
+    raise node_error(n, "the gradient of a normalisation's gradient (a second derivative of "
+                     "LayerNorm / RMSNorm) is not supported", GraphError)
 
 
 ROW_VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.MAX: _extreme, Op.MIN: _extreme, Op.LOGSUMEXP: _logsumexp, Op.NORMALIZE: _normalize,
-    Op.ARG_ONEHOT: lambda n, g: (None,),
+    Op.ARG_ONEHOT: lambda n, g: (None,), Op.NORMALIZE_GRAD: _second_order,
 }
 
 __all__ = ["ROW_VJP_RULES"]
