@@ -82,15 +82,16 @@ ROW_OP_ARITY = {**{op: (1, 1) for op in ROW_OP_TYPES}, Op.NORMALIZE_GRAD: (2, 2)
 
 # ----------------------------------------------------------------------------- reference
 
-def _extreme(fn: Callable) -> Callable:
+def _extreme(fn: Callable, empty: float) -> Callable:
+    """max or min; over no entries (T = 0) -inf or inf, as the compiled kernel gives."""
     def rule(n: Node, a: list, ctx: Any) -> np.ndarray:
-        return fn(a[0], axis=n.attrs["axis"], keepdims=n.attrs["keepdims"])
+        return fn(a[0], axis=n.attrs["axis"], keepdims=n.attrs["keepdims"], initial=empty)
     return rule
 
 
 def _logsumexp(n: Node, a: list, ctx: Any) -> np.ndarray:
     x, axis = a[0], n.attrs["axis"]
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
     out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
     return out if n.attrs["keepdims"] else np.squeeze(out, axis)
@@ -120,7 +121,8 @@ def _normalize_grad_eval(n: Node, a: list, ctx: Any) -> np.ndarray:
 
 
 ROW_OP_EVAL: dict[Op, Callable[[Node, list, Any], Any]] = {
-    Op.MAX: _extreme(np.max), Op.MIN: _extreme(np.min), Op.LOGSUMEXP: _logsumexp,
+    Op.MAX: _extreme(np.max, -np.inf), Op.MIN: _extreme(np.min, np.inf),
+    Op.LOGSUMEXP: _logsumexp,
     Op.ARG_ONEHOT: _arg_onehot_eval, Op.NORMALIZE: lambda n, a, c: _normalized(n, a[0])[0],
     Op.NORMALIZE_GRAD: _normalize_grad_eval,
 }

@@ -182,3 +182,26 @@ def test_an_untyped_input_fails_when_its_type_is_known():
     model = gr.gModule([x], [nn.Max(2)(x)])
     with pytest.raises(gr.ShapeError, match=r"dim 2 is out of range"):
         model(randn(3, 4))
+
+
+def test_over_an_empty_time_axis_max_is_minus_infinity_compiled_and_interpreted():
+    x = gr.Input("B", "T", 3)
+    model = gr.gModule([x], [nn.Max(1)(x), nn.Min(1)(x), nn.LogSumExp(1)(x)])
+    empty = np.zeros((2, 0, 3), np.float32)
+    for outs in (model(empty), gr.compile(model)(empty)):
+        close(outs[0], np.full((2, 3), -np.inf))
+        close(outs[1], np.full((2, 3), np.inf))
+        close(outs[2], np.full((2, 3), -np.inf))
+
+
+def test_models_with_the_new_modules_save_and_load(tmp_path):
+    x = gr.Input("B", 4, 6)
+    model = gr.gModule([x], [nn.LayerNorm(6)(nn.Max(1, keepdim=True)(x)),
+                             nn.RMSNorm((4, 6), eps=1e-3)(x), nn.LogSumExp(-1)(x)])
+    for p in model.named_parameters().values():
+        p[...] = randn(*p.shape)
+    gr.save(model, tmp_path / "m.grnn")
+    loaded = gr.load(tmp_path / "m.grnn")
+    xs = randn(2, 4, 6)
+    for a, b in zip(model(xs), gr.compile(loaded)(xs)):
+        close(b, a)
