@@ -205,3 +205,24 @@ def test_models_with_the_new_modules_save_and_load(tmp_path):
     xs = randn(2, 4, 6)
     for a, b in zip(model(xs), gr.compile(loaded)(xs)):
         close(b, a)
+
+
+def test_row_modules_inside_a_loop_body_compiled_and_differentiated():
+    """h' = tanh(RMSNorm(Linear([h, x]))) + Max over x_t's features + LogSumExp of h."""
+    h, xt = nn.Identity()(), nn.Identity()()
+    lin = nn.Linear(5 + 3, 5)
+    z = nn.RMSNorm(5)(lin(nn.JoinTable(1)([h, xt])))
+    extra = nn.CAddTable()([nn.Max(1, keepdim=True)(xt), nn.LogSumExp(1, keepdim=True)(h)])
+    h_next = nn.CAddTable()([nn.Tanh()(z), nn.MulConstant(0.1)(extra)])
+    body = gr.gModule([h, xt], [h_next, h_next])
+    seq = gr.Input("B", "T", 3)
+    _, hs = gr.Loop(body, n_carry=1)(init=[gr.ops.fill((5,), batch_like=seq)], xs=[seq])
+    model = gr.gModule([seq], [hs])
+    xs = randn(2, 7, 3)
+    close(gr.compile(model)(xs), model(xs))
+    cot = randn(2, 7, 5)
+    (_,), (dx,) = gr.compile_vjp(model)(xs, [cot])
+    _, _, (want,) = gradients(model, xs, cotangents=[cot], dtype=np.float32)
+    close(dx, want)
+    result = gr.gradcheck(model, xs.astype(np.float64))
+    assert result.ok, str(result)
