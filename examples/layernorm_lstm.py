@@ -1,5 +1,5 @@
 """The layer-normalised LSTM (graphrnn.zoo) against the built-in LSTM at the same sizes:
-compiled forward and training step, one thread, interleaved medians.
+compiled forward and training step, one thread (gr.compile's default), interleaved medians.
 
     python examples/layernorm_lstm.py                 # (1, 100, 32, 64) and (32, 50, 256, 256)
     python examples/layernorm_lstm.py --repeats 50
@@ -8,17 +8,13 @@ compiled forward and training step, one thread, interleaved medians.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import graphrnn as gr  # noqa: E402
-from graphrnn import nn  # noqa: E402
-from graphrnn.zoo import layernorm_lstm  # noqa: E402
+import graphrnn as gr
+from graphrnn import nn
+from graphrnn.zoo import layernorm_lstm
 
 CONFIGS = ((1, 100, 32, 64), (32, 50, 256, 256))     # (B, T, I, H)
 
