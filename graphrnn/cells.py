@@ -23,6 +23,7 @@ class Cell(gModule):
     """One recurrent step as a graph. `gates` is the number of stacked gate blocks."""
     gates = 1
     n_states = 1
+    param_attrs = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")   # what Recurrent copies
 
     def __init__(self, input_size: int, hidden_size: int, *, name: str | None = None,
                  suffix: str = "", bias: bool = True, token: object | None = None):

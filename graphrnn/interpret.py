@@ -14,6 +14,7 @@ import numpy as np
 from .ir import Graph, InputError, Node, Op, TensorType, loop_operands, node_error
 from .module import graph_of
 from .ops import infer_graph
+from .row_ops import ROW_OP_EVAL
 from .store import value
 
 
@@ -275,6 +276,7 @@ EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.ONEHOT: lambda n, a, c: np.eye(n.attrs["n"], dtype=c.dtype)[a[0]],
     Op.ASSEMBLE: _assemble,
     Op.SAMPLE: _sample,
+    **ROW_OP_EVAL,
 }
 
 

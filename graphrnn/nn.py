@@ -21,6 +21,7 @@ from .nn_elementwise import (ELU, GELU, Abs, CDivTable, Clamp, CMaxTable, CMinTa
                              CosineDistance, DotProduct, Exp, HardTanh, Hardtanh, LeakyReLU, Log,
                              MaskedFill, MixtureTable, PairwiseDistance, Power, SoftPlus,
                              Softplus, SoftSign, Softsign, Sqrt, Square, Threshold)
+from .nn_reduce import LayerNorm, LogSumExp, Max, Mean, Min, RMSNorm, Sum
 from .recurrent import Recurrent
 
 
@@ -308,4 +309,6 @@ __all__ = ["Module", "Identity", "Input", "Linear", "Tanh", "Sigmoid", "ReLU", "
            "Abs", "Sqrt", "Square", "Power", "Exp", "Log", "Clamp", "HardTanh", "Hardtanh",
            "LeakyReLU", "ELU", "SoftPlus", "Softplus", "SoftSign", "Softsign", "GELU",
            "Threshold", "CDivTable", "CMaxTable", "CMinTable", "MixtureTable", "DotProduct",
-           "CosineDistance", "PairwiseDistance", "MaskedFill"]
+           "CosineDistance", "PairwiseDistance", "MaskedFill",
+           # reductions and normalisation (nn_reduce.py)
+           "Sum", "Mean", "Max", "Min", "LogSumExp", "LayerNorm", "RMSNorm"]

@@ -40,6 +40,12 @@ class Op(str, Enum):
     MEAN = "mean"
     SOFTMAX = "softmax"         # along attrs["axis"]
     LOG_SOFTMAX = "log_softmax"
+    MAX = "max"                 # along attrs["axis"] (attrs["keepdims"]); NaN wins, as in numpy
+    MIN = "min"
+    LOGSUMEXP = "logsumexp"     # log(sum(exp(x))) along attrs["axis"] (attrs["keepdims"])
+    NORMALIZE = "normalize"     # over the last len(attrs["shape"]) dims: (x - mean) /
+                                # sqrt(var + attrs["eps"]), or x / sqrt(mean(x^2) + eps)
+                                # without attrs["center"] (layer norm, RMS norm)
     # indexing
     LOOKUP = "lookup"           # weight[n, d], ids[...] -> [..., d]
     PICK = "pick"               # x[..., C], idx[...] -> x[..., idx]
@@ -70,6 +76,9 @@ class Op(str, Enum):
     SCATTER = "scatter"         # g[..., d], ids[...] -> f32[n, d]: rows added at ids
     ONEHOT = "onehot"           # idx[...] -> f32[..., n]
     ASSEMBLE = "assemble"       # 1-D parts added into f32[size] at attrs["offsets"]
+    ARG_ONEHOT = "arg_onehot"   # f32 like x: 1 at the first max along attrs["axis"] (the first
+                                # min with attrs["min"]), 0 elsewhere (the derivative of max)
+    NORMALIZE_GRAD = "normalize_grad"   # x, g -> the VJP of normalize at x (its attrs)
 
 
 ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID, Op.RELU, Op.STEP,

@@ -210,6 +210,31 @@ def log_softmax(x: Node, axis: int = -1) -> Node:
     return make(Op.LOG_SOFTMAX, [x], axis=axis)
 
 
+def max_(x: Node, axis: int, keepdims: bool = False) -> Node:
+    return make(Op.MAX, [x], axis=axis, keepdims=keepdims)
+
+
+def min_(x: Node, axis: int, keepdims: bool = False) -> Node:
+    return make(Op.MIN, [x], axis=axis, keepdims=keepdims)
+
+
+def logsumexp(x: Node, axis: int, keepdims: bool = False) -> Node:
+    return make(Op.LOGSUMEXP, [x], axis=axis, keepdims=keepdims)
+
+
+def arg_onehot(x: Node, axis: int, min: bool = False) -> Node:
+    return make(Op.ARG_ONEHOT, [x], axis=axis, min=min)
+
+
+def normalize(x: Node, shape: Sequence[int], eps: float, center: bool = True) -> Node:
+    return make(Op.NORMALIZE, [x], shape=tuple(shape), eps=float(eps), center=center)
+
+
+def normalize_grad(x: Node, g: Node, shape: Sequence[int], eps: float,
+                   center: bool = True) -> Node:
+    return make(Op.NORMALIZE_GRAD, [x, g], shape=tuple(shape), eps=float(eps), center=center)
+
+
 def lookup(weight: Node, ids: Node) -> Node:
     return make(Op.LOOKUP, [weight, ids])
 

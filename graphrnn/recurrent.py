@@ -62,7 +62,7 @@ class Recurrent(Module):
         if num_layers == 1 and dirs == 1:
             # keep the given cell's own weights (e.g. loaded from PyTorch) for the common case
             first = self.cells[0]
-            for a in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            for a in cell.param_attrs:
                 src, dst = getattr(cell, a), getattr(first, a)
                 if src is not None:
                     value(dst)[...] = value(src)

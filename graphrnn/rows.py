@@ -121,10 +121,21 @@ def _along_axis(attr: str) -> Callable[[Node, list, _Ctx], Kind]:
             return None
         if node.op == Op.CONCAT:
             return _rowwise(kinds)
-        if node.op in (Op.SOFTMAX, Op.LOG_SOFTMAX):
+        if node.op in ROW_WISE:
             return _rowwise(kinds)
         return kinds[0]         # slices, indexes and pads of a reduction are linear
     return rule
+
+
+# ops along one axis that mix its values non-linearly
+ROW_WISE = frozenset({Op.SOFTMAX, Op.LOG_SOFTMAX, Op.MAX, Op.MIN, Op.LOGSUMEXP, Op.ARG_ONEHOT})
+
+
+def _normalize(node: Node, kinds: list, ctx: _Ctx) -> Kind:
+    t = node.inputs[0].type
+    if any(a >= t.rank - len(node.attrs["shape"]) for a in _batch_axes(t, ctx.batch)):
+        return None
+    return _rowwise(kinds)
 
 
 def _lookup(node: Node, kinds: list, ctx: _Ctx) -> Kind:
@@ -200,6 +211,8 @@ ROW_RULES: dict[Op, Callable[[Node, list, _Ctx], Any]] = {
     Op.SOFTMAX: _along_axis("axis"), Op.LOG_SOFTMAX: _along_axis("axis"),
     Op.CONCAT: _along_axis("axis"), Op.SLICE: _along_axis("axis"),
     Op.INDEX: _along_axis("axis"), Op.PAD: _along_axis("axis"),
+    **{op: _along_axis("axis") for op in ROW_WISE - {Op.SOFTMAX, Op.LOG_SOFTMAX}},
+    Op.NORMALIZE: _normalize, Op.NORMALIZE_GRAD: _normalize,
     Op.LOOKUP: _lookup, Op.PICK: lambda n, k, c: _rowwise(k),
     Op.SEQ_MASK: lambda n, k, c: _rowwise(k), Op.SAMPLE: lambda n, k, c: _rowwise(k),
     Op.ONEHOT: lambda n, k, c: _rowwise(k), Op.RESHAPE: _reshape,

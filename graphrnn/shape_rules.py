@@ -12,6 +12,7 @@ import numpy as np
 
 from .ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Dim, Node, NodeType, Op, ShapeError,
                  TensorType, node_error, type_str)
+from .row_ops import ROW_OP_ARITY, ROW_OP_TYPES
 
 F32, I64 = "float32", "int64"
 
@@ -289,7 +290,7 @@ TENSOR_RULES: dict[Op, Callable[[Node, list], Any]] = {
     Op.DROPOUT: _dropout, Op.GET: _get, Op.VIEW: _view,
     Op.WHERE: _where, Op.SEQ_MASK: _seq_mask, Op.CONTRACT: _contract, Op.EXPAND: _expand,
     Op.PAD: _pad, Op.SCATTER: _scatter, Op.ONEHOT: _onehot, Op.ASSEMBLE: _assemble,
-    Op.SAMPLE: _sample,
+    Op.SAMPLE: _sample, **ROW_OP_TYPES,
 }
 
 # (fewest, most) inputs of each op; None: any number.
@@ -306,6 +307,7 @@ ARITY: dict[Op, tuple[int, int | None]] = {
     Op.FUSED: (0, None),
     Op.SEQ_MASK: (1, 2), Op.CONTRACT: (2, 2), Op.EXPAND: (2, 2), Op.PAD: (1, 1),
     Op.SCATTER: (2, 2), Op.ONEHOT: (1, 1), Op.ASSEMBLE: (0, None), Op.SAMPLE: (3, 3),
+    **ROW_OP_ARITY,
 }
 
 

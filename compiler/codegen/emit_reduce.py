@@ -18,6 +18,7 @@ from graphrnn.ir import Node, Op
 from .irbuilder import F32, FLAGS, I64, Emitter, Ref
 from .strides import ONE, ZERO, Layout, Lin, collapse, product
 from .mathfns import emit_exp, emit_log
+from .emit_rows import ROW_KERNEL_RULES
 
 F64 = ir.DoubleType()
 
@@ -302,6 +303,7 @@ def emit_contract(em: Emitter, node: Node, out: Ref, ins: list[Ref]) -> None:
 
 
 REDUCE_RULES = {Op.SUM: emit_sum, Op.MEAN: emit_sum,
-                Op.SOFTMAX: emit_softmax, Op.LOG_SOFTMAX: emit_softmax, Op.CONTRACT: emit_contract}
+                Op.SOFTMAX: emit_softmax, Op.LOG_SOFTMAX: emit_softmax, Op.CONTRACT: emit_contract,
+                **ROW_KERNEL_RULES}
 
 __all__ = ["REDUCE_RULES", "emit_sum", "emit_softmax"]

@@ -50,7 +50,9 @@ from .tiling import epilogue_layouts
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce",
         Op.SUM: "reduce", Op.MEAN: "reduce", Op.SOFTMAX: "reduce", Op.LOG_SOFTMAX: "reduce",
         Op.LOOKUP: "index", Op.PICK: "index", Op.ONEHOT: "index", Op.SCATTER: "index",
-        Op.SEQ_MASK: "index", Op.SAMPLE: "index", Op.LOOP: "loop"}
+        Op.SEQ_MASK: "index", Op.SAMPLE: "index", Op.LOOP: "loop",
+        Op.MAX: "reduce", Op.MIN: "reduce", Op.LOGSUMEXP: "reduce", Op.ARG_ONEHOT: "reduce",
+        Op.NORMALIZE: "reduce", Op.NORMALIZE_GRAD: "reduce"}
 
 
 @dataclass

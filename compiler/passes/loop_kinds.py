@@ -97,6 +97,11 @@ def _reduce(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
     return {"axes": tuple(a + 1 for a in axes)} if 0 not in axes else None
 
 
+def _normalize(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
+    """Over the last dims: valid on an extra T axis unless the batch axis is among them."""
+    return {} if n.inputs[0].type.rank > len(n.attrs["shape"]) and _all_seq(n, kinds) else None
+
+
 def _reshape(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
     shape = tuple(n.attrs["shape"])
     if not shape or shape[0] != n.inputs[0].type.shape[0]:
@@ -120,6 +125,8 @@ SEQ_RULES: dict[Op, Callable[[Node, list[str], SeqContext], dict | None]] = {
     Op.SLICE: _shift("axis"), Op.INDEX: _shift("axis"), Op.CONCAT: _shift("axis"),
     Op.PAD: _shift("axis"), Op.SOFTMAX: _shift("axis"), Op.LOG_SOFTMAX: _shift("axis"),
     Op.SUM: _reduce, Op.MEAN: _reduce, Op.RESHAPE: _reshape,
+    Op.MAX: _shift("axis"), Op.MIN: _shift("axis"), Op.LOGSUMEXP: _shift("axis"),
+    Op.ARG_ONEHOT: _shift("axis"), Op.NORMALIZE: _normalize, Op.NORMALIZE_GRAD: _normalize,
 }
 # ops with no SEQ_RULES entry: leaves and views of the parameters are invariant, dropout and
 # loops run every step (per_step), and the others have no version valid on the extra T axis

@@ -12,6 +12,8 @@ from typing import Callable
 from graphrnn import ops
 from graphrnn.ir import GraphError, Node, Op, TensorType, node_error
 
+from .vjp_rows import ROW_VJP_RULES
+
 Grads = tuple  # one Node | None per input
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
@@ -195,6 +197,7 @@ VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.ASSEMBLE: _assemble,
     Op.FUSED: _fused,
     Op.SAMPLE: _no_grad,
+    **ROW_VJP_RULES,
     # LOOP and GET are handled by backprop itself (a loop's value is a tuple)
 }
 

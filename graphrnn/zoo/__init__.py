@@ -16,6 +16,7 @@ from typing import Callable
 from ..gmodule import gModule
 from . import reference
 from .attention import bahdanau, bahdanau_step
+from .layernorm_lstm import LayerNormLSTM, layernorm_lstm
 from .recurrent_cells import indrnn, mlstm, peephole_lstm, rhn, sru
 
 
@@ -33,11 +34,13 @@ class ZooModel:
 MODELS = {m.name: m for m in [
     ZooModel("peephole_lstm", peephole_lstm, reference.peephole_lstm, 2,
              "Gers and Schmidhuber 2000"),
+    ZooModel("layernorm_lstm", layernorm_lstm, reference.layernorm_lstm, 2,
+             "Ba, Kiros and Hinton 2016"),
     ZooModel("indrnn", indrnn, reference.indrnn, 1, "Li et al. 2018"),
     ZooModel("sru", sru, reference.sru, 1, "Lei et al. 2018"),
     ZooModel("mlstm", mlstm, reference.mlstm, 2, "Krause et al. 2016"),
     ZooModel("rhn", rhn, reference.rhn, 1, "Zilly et al. 2017"),
 ]}
 
-__all__ = ["MODELS", "ZooModel", "bahdanau", "bahdanau_step", "indrnn", "mlstm",
-           "peephole_lstm", "reference", "rhn", "sru"]
+__all__ = ["MODELS", "ZooModel", "LayerNormLSTM", "bahdanau", "bahdanau_step", "indrnn",
+           "layernorm_lstm", "mlstm", "peephole_lstm", "reference", "rhn", "sru"]

@@ -20,6 +20,7 @@ def torch_namespace() -> SimpleNamespace:
                            cat=lambda xs, axis: torch.cat(xs, dim=axis),
                            softmax=lambda x, axis: torch.softmax(x, dim=axis),
                            sum=lambda x, axis: x.sum(dim=axis), zeros=torch.zeros,
+                           mean=lambda x, axis: x.mean(dim=axis, keepdim=True),
                            stack=lambda xs, axis: torch.stack(xs, dim=axis))
 
 
@@ -30,6 +31,7 @@ def jax_namespace() -> SimpleNamespace:
                            cat=lambda xs, axis: jnp.concatenate(xs, axis=axis),
                            softmax=lambda x, axis: jax.nn.softmax(x, axis=axis),
                            sum=lambda x, axis: x.sum(axis=axis), zeros=jnp.zeros,
+                           mean=lambda x, axis: x.mean(axis=axis, keepdims=True),
                            stack=lambda xs, axis: jnp.stack(xs, axis=axis))
 
 
@@ -84,6 +86,26 @@ def rhn(xp: Any, p: dict, carry: tuple, x: Any, depth: int = 2) -> tuple[tuple, 
         t = xp.sigmoid(zt)
         s = xp.tanh(zh) * t + s * (1.0 - t)
     return (s,), s
+
+
+def layer_norm(xp: Any, x: Any, weight: Any, bias: Any, eps: float = 1e-5) -> Any:
+    mu = xp.mean(x, -1)
+    var = xp.mean((x - mu) ** 2, -1)
+    return (x - mu) / (var + eps) ** 0.5 * weight + bias
+
+
+def layernorm_lstm(xp: Any, p: dict, carry: tuple, x: Any) -> tuple[tuple, Any]:
+    """`zoo.layernorm_lstm` (one layer): LN on each gate product and on the cell."""
+    h, c = carry
+    w = {k: p[f"lnlstm.{k}_l0"] for k in ("weight_ih", "weight_hh", "ln_ih_weight",
+                                           "ln_ih_bias", "ln_hh_weight", "ln_hh_bias",
+                                           "ln_c_weight", "ln_c_bias")}
+    z = (layer_norm(xp, x @ w["weight_ih"].T, w["ln_ih_weight"], w["ln_ih_bias"])
+         + layer_norm(xp, h @ w["weight_hh"].T, w["ln_hh_weight"], w["ln_hh_bias"]))
+    zi, zf, zg, zo = chunks(z, 4)
+    c2 = xp.sigmoid(zf) * c + xp.sigmoid(zi) * xp.tanh(zg)
+    h2 = xp.sigmoid(zo) * xp.tanh(layer_norm(xp, c2, w["ln_c_weight"], w["ln_c_bias"]))
+    return (h2, c2), h2
 
 
 def gru(xp: Any, p: dict, name: str, h: Any, x: Any, suffix: str = "") -> Any:

@@ -1,0 +1,191 @@
+"""Row kernels: max, min, logsumexp, arg_onehot along one axis, normalize over the last dims.
+
+Each row is read in one pass for its statistics (two for logsumexp and arg_onehot, which
+need the extremum first), then written in one pass:
+
+    max:        for i in ndindex(others): out[i] = max(x[i, :])   (llvm.maximum: NaN wins)
+    logsumexp:  m = max(x[i, :]) (0 when not finite); out[i] = m + log(sum(exp(x[i, :] - m)))
+    arg_onehot: k = first argmax(x[i, :]) (a NaN counts as the max); out[i, :] = (j == k)
+    normalize:  s1, s2 = sum(x[i, :]), sum(x[i, :] ** 2) in double
+                out[i, :] = (x[i, :] - s1 / n) / sqrt(s2 / n - (s1 / n) ** 2 + eps)
+                (s1 taken as 0 without centering)
+    normalize_grad: the same statistics, then sum(g[i, :]) and sum(g[i, :] * y[i, :]) with
+                y the normalised row, then out[i, :] = rstd * (g - mean(g) - y * mean(g * y))
+
+The double sums of normalize may be reassociated (vectorised): the tests compare them with
+numpy's and PyTorch's to 1e-5.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from graphrnn.ir import Node, Op
+
+from .irbuilder import F32, FLAGS, I64, Emitter, Ref
+from .mathfns import emit_exp, emit_log
+from .strides import Layout, collapse, product
+
+F64 = ir.DoubleType()
+SUM_FLAGS = FLAGS + ("reassoc",)
+
+
+def _split(layout: Layout, axes: tuple[int, ...]) -> tuple[Layout, Layout]:
+    """(layout over the dims not in axes, layout over the dims in axes)."""
+    keep = [i for i in range(layout.rank) if i not in axes]
+    return layout.permute(keep), layout.permute(list(axes))
+
+
+def _rows(x: Ref, out: Ref, axis: int) -> tuple[Ref, Ref]:
+    """The other dims of x and out, collapsed together (out has them alone, or also the axis:
+    at full size, or as 1 with keepdims)."""
+    x_o = _split(x.layout, (axis,))[0]
+    o_o = _split(out.layout, (axis,))[0] if out.layout.rank == x.layout.rank else out.layout
+    x_o, o_o = collapse([x_o, Layout(x_o.shape, o_o.strides, out.layout.dtype)])
+    return Ref(x.ptr, x_o), Ref(out.ptr, o_o)
+
+
+def _extremum(em: Emitter, xp: ir.Value, size, stride, low: bool) -> ir.Value:
+    bld = em.builder
+    m = em.alloca(F32, ir.Constant(F32, float("inf") if low else float("-inf")))
+    pick = em.intrinsic("minimum" if low else "maximum", F32, 2)
+    with em.loop(size, "row_max") as j:
+        v = em.load(em.gep(xp, em.mul(j, stride)))
+        bld.store(bld.call(pick, [bld.load(m), v]), m)
+    return bld.load(m)
+
+
+def emit_extremum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    x, axis = ins[0], n.attrs["axis"]
+    xs, os = _rows(x, out, axis)
+    with em.nest(xs.layout.shape, "rmax") as idx:
+        m = _extremum(em, em.at(xs, idx), x.layout.shape[axis], x.layout.strides[axis],
+                      n.op == Op.MIN)
+        em.store(m, em.at(os, idx))
+
+
+def emit_logsumexp(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    x, axis = ins[0], n.attrs["axis"]
+    size, sx = x.layout.shape[axis], x.layout.strides[axis]
+    xs, os = _rows(x, out, axis)
+    bld = em.builder
+    fabs = em.intrinsic("fabs", F32, 1)
+    with em.nest(xs.layout.shape, "lse") as idx:
+        xp = em.at(xs, idx)
+        m = _extremum(em, xp, size, sx, False)
+        finite = bld.fcmp_ordered("<", bld.call(fabs, [m]), ir.Constant(F32, float("inf")))
+        m = bld.select(finite, m, ir.Constant(F32, 0.0))
+        s = em.alloca(F32, ir.Constant(F32, 0.0))
+        with em.loop(size, "lse_exp") as j:
+            e = emit_exp(bld, bld.fsub(em.load(em.gep(xp, em.mul(j, sx))), m, flags=FLAGS))
+            bld.store(bld.fadd(bld.load(s), e, flags=FLAGS), s)
+        em.store(bld.fadd(m, emit_log(bld, bld.load(s)), flags=FLAGS), em.at(os, idx))
+
+
+def emit_arg_onehot(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    x, axis = ins[0], n.attrs["axis"]
+    size, sx, so = x.layout.shape[axis], x.layout.strides[axis], out.layout.strides[axis]
+    low = n.attrs["min"]
+    xs, os = _rows(x, out, axis)
+    bld = em.builder
+    with em.nest(xs.layout.shape, "argx") as idx:
+        xp, op = em.at(xs, idx), em.at(os, idx)
+        m = em.alloca(F32, ir.Constant(F32, float("inf") if low else float("-inf")))
+        k = em.alloca(I64, ir.Constant(I64, 0))
+        with em.loop(size, "argx_find") as j:
+            v, best = em.load(em.gep(xp, em.mul(j, sx))), bld.load(m)
+            better = bld.fcmp_ordered("<" if low else ">", v, best)
+            # the first NaN is the extremum, as numpy's argmax and torch's max(dim) say
+            nan_first = bld.and_(bld.fcmp_unordered("uno", v, v),
+                                 bld.fcmp_ordered("ord", best, best))
+            take = bld.or_(better, nan_first)
+            bld.store(bld.select(take, v, best), m)
+            bld.store(bld.select(take, j, bld.load(k)), k)
+        at = bld.load(k)
+        with em.loop(size, "argx_out") as j:
+            hot = bld.select(bld.icmp_signed("==", j, at), ir.Constant(F32, 1.0),
+                             ir.Constant(F32, 0.0))
+            em.store(hot, em.gep(op, em.mul(j, so)))
+
+
+def _sqrt64(em: Emitter) -> ir.Function:
+    found = em.module.globals.get("llvm.sqrt.f64")
+    return found if found is not None else ir.Function(
+        em.module, ir.FunctionType(F64, [F64]), "llvm.sqrt.f64")
+
+
+def _row_stats(em: Emitter, xp: ir.Value, region: Layout, center: bool, eps: float,
+               count: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """(mean, 1 / sqrt(var + eps)) of one row, as float (mean 0 without centering)."""
+    bld = em.builder
+    s1 = em.alloca(F64, ir.Constant(F64, 0.0))
+    s2 = em.alloca(F64, ir.Constant(F64, 0.0))
+    with em.nest(region.shape, "norm_sum") as ridx:
+        v = bld.fpext(em.load(em.at(Ref(xp, region), ridx)), F64)
+        if center:
+            bld.store(bld.fadd(bld.load(s1), v, flags=SUM_FLAGS), s1)
+        bld.store(bld.fadd(bld.load(s2), bld.fmul(v, v, flags=FLAGS), flags=SUM_FLAGS), s2)
+    mean = bld.fdiv(bld.load(s1), count)
+    var = bld.fsub(bld.fdiv(bld.load(s2), count), bld.fmul(mean, mean))
+    var = bld.select(bld.fcmp_ordered("<", var, ir.Constant(F64, 0.0)),
+                     ir.Constant(F64, 0.0), var)   # rounding can make E[x^2] - mean^2 < 0
+    std = bld.call(_sqrt64(em), [bld.fadd(var, ir.Constant(F64, eps))])
+    return bld.fptrunc(mean, F32), bld.fptrunc(bld.fdiv(ir.Constant(F64, 1.0), std), F32)
+
+
+def _norm_rows(n: Node, refs: list[Ref]) -> tuple[list[Layout], list[Layout]]:
+    """(the leading dims, the normalised dims) of every ref, each collapsed together."""
+    rank, k = refs[0].layout.rank, len(n.attrs["shape"])
+    split = [_split(r.layout, tuple(range(rank - k, rank))) for r in refs]
+    return collapse([s[0] for s in split]), collapse([s[1] for s in split])
+
+
+def emit_normalize(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    x = ins[0]
+    (x_o, o_o), (x_r, o_r) = _norm_rows(n, [x, out])
+    bld = em.builder
+    count = bld.sitofp(em.lin(product(x_r.shape)), F64)
+    with em.nest(x_o.shape, "norm") as idx:
+        xp, op = em.at(Ref(x.ptr, x_o), idx), em.at(Ref(out.ptr, o_o), idx)
+        mu, rstd = _row_stats(em, xp, x_r, n.attrs["center"], n.attrs["eps"], count)
+        with em.nest(x_r.shape, "norm_out") as ridx:
+            v = em.load(em.at(Ref(xp, x_r), ridx))
+            y = bld.fmul(bld.fsub(v, mu, flags=FLAGS), rstd, flags=FLAGS)
+            em.store(y, em.at(Ref(op, o_r), ridx))
+
+
+def emit_normalize_grad(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    x, g = ins
+    (x_o, g_o, o_o), (x_r, g_r, o_r) = _norm_rows(n, [x, g, out])
+    bld = em.builder
+    center = n.attrs["center"]
+    count = bld.sitofp(em.lin(product(x_r.shape)), F64)
+    with em.nest(x_o.shape, "normg") as idx:
+        xp, gp = em.at(Ref(x.ptr, x_o), idx), em.at(Ref(g.ptr, g_o), idx)
+        op = em.at(Ref(out.ptr, o_o), idx)
+        mu, rstd = _row_stats(em, xp, x_r, center, n.attrs["eps"], count)
+        sg = em.alloca(F64, ir.Constant(F64, 0.0))
+        sgy = em.alloca(F64, ir.Constant(F64, 0.0))
+        with em.nest(x_r.shape, "normg_sum") as ridx:
+            y = bld.fmul(bld.fsub(em.load(em.at(Ref(xp, x_r), ridx)), mu, flags=FLAGS), rstd,
+                         flags=FLAGS)
+            gv = em.load(em.at(Ref(gp, g_r), ridx))
+            if center:
+                bld.store(bld.fadd(bld.load(sg), bld.fpext(gv, F64), flags=SUM_FLAGS), sg)
+            gy = bld.fpext(bld.fmul(gv, y, flags=FLAGS), F64)
+            bld.store(bld.fadd(bld.load(sgy), gy, flags=SUM_FLAGS), sgy)
+        mean_g = bld.fptrunc(bld.fdiv(bld.load(sg), count), F32)
+        mean_gy = bld.fptrunc(bld.fdiv(bld.load(sgy), count), F32)
+        with em.nest(x_r.shape, "normg_out") as ridx:
+            y = bld.fmul(bld.fsub(em.load(em.at(Ref(xp, x_r), ridx)), mu, flags=FLAGS), rstd,
+                         flags=FLAGS)
+            gv = bld.fsub(em.load(em.at(Ref(gp, g_r), ridx)), mean_g, flags=FLAGS)
+            dx = bld.fmul(bld.fsub(gv, bld.fmul(y, mean_gy, flags=FLAGS), flags=FLAGS), rstd,
+                          flags=FLAGS)
+            em.store(dx, em.at(Ref(op, o_r), ridx))
+
+
+ROW_KERNEL_RULES = {Op.MAX: emit_extremum, Op.MIN: emit_extremum,
+                    Op.LOGSUMEXP: emit_logsumexp, Op.ARG_ONEHOT: emit_arg_onehot,
+                    Op.NORMALIZE: emit_normalize, Op.NORMALIZE_GRAD: emit_normalize_grad}
+
+__all__ = ["ROW_KERNEL_RULES"]
