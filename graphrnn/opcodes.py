@@ -40,6 +40,9 @@ class Op(str, Enum):
     SLICE = "slice"             # attrs["axis"], attrs["start"], attrs["length"]
     INDEX = "index"             # attrs["axis"], attrs["index"]; drops the axis
     RESHAPE = "reshape"         # attrs["shape"]
+    TRANSPOSE = "transpose"     # attrs["dim0"], attrs["dim1"]: the two axes swapped
+    SHIFT = "shift"             # attrs["axis"], attrs["by"]: y[.., t, ..] = x[.., t - by, ..],
+                                # zeros where t - by falls outside the axis
     DROPOUT = "dropout"         # attrs["p"], attrs["seed"]; identity unless training
     # higher order
     LOOP = "loop"               # the only node with a sub-graph: attrs["body"]

@@ -198,6 +198,16 @@ def reshape(x: Node, shape: Sequence[Dim]) -> Node:
     return make(Op.RESHAPE, [x], shape=tuple(shape))
 
 
+def transpose(x: Node, dim0: int, dim1: int) -> Node:
+    """x with axes dim0 and dim1 swapped (torch.transpose)."""
+    return make(Op.TRANSPOSE, [x], dim0=int(dim0), dim1=int(dim1))
+
+
+def shift(x: Node, axis: int, by: int) -> Node:
+    """y[..., t, ...] = x[..., t - by, ...] along `axis`, zero where t - by is outside it."""
+    return make(Op.SHIFT, [x], axis=int(axis), by=int(by))
+
+
 def dropout(x: Node, p: float, seed: int = 0) -> Node:
     return make(Op.DROPOUT, [x], p=float(p), seed=int(seed))
 

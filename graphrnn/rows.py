@@ -203,6 +203,7 @@ ROW_RULES: dict[Op, Callable[[Node, list, _Ctx], Any]] = {
     Op.LOOKUP: _lookup, Op.PICK: lambda n, k, c: _rowwise(k),
     Op.SEQ_MASK: lambda n, k, c: _rowwise(k), Op.SAMPLE: lambda n, k, c: _rowwise(k),
     Op.ONEHOT: lambda n, k, c: _rowwise(k), Op.RESHAPE: _reshape,
+    Op.TRANSPOSE: lambda n, k, c: k[0], Op.SHIFT: _along_axis("axis"),
     Op.LOOP: _loop, Op.GET: _get, Op.VIEW: _leaf, Op.FUSED: _fused,
     Op.CONTRACT: _gathered, Op.SCATTER: _gathered, Op.ASSEMBLE: _gathered,
 }

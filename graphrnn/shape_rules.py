@@ -167,6 +167,25 @@ def _reshape(node: Node, ts: list[TensorType]) -> TensorType:
     return TensorType(shape, t.dtype)
 
 
+def _transpose(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    if t.rank < 2:
+        raise node_error(node, f"transpose needs at least 2 dims, got {t}", ShapeError)
+    d0 = _axis(node, node.attrs["dim0"], t.rank)
+    d1 = _axis(node, node.attrs["dim1"], t.rank)
+    shape = list(t.shape)
+    shape[d0], shape[d1] = shape[d1], shape[d0]
+    return TensorType(tuple(shape), t.dtype), {"dim0": d0, "dim1": d1}
+
+
+def _shift(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    _need(node, t, F32)
+    if t.rank < 1:
+        raise node_error(node, f"cannot shift a scalar {t}", ShapeError)
+    return t, {"axis": _axis(node, node.attrs["axis"], t.rank), "by": int(node.attrs["by"])}
+
+
 def _dropout(node: Node, ts: list[TensorType]) -> TensorType:
     _need(node, ts[0], F32)
     return ts[0]
@@ -286,6 +305,7 @@ TENSOR_RULES: dict[Op, Callable[[Node, list], Any]] = {
     Op.SOFTMAX: _softmax, Op.LOG_SOFTMAX: _softmax,
     Op.LOOKUP: _lookup, Op.PICK: _pick,
     Op.CONCAT: _concat, Op.SLICE: _slice, Op.INDEX: _index, Op.RESHAPE: _reshape,
+    Op.TRANSPOSE: _transpose, Op.SHIFT: _shift,
     Op.DROPOUT: _dropout, Op.GET: _get, Op.VIEW: _view,
     Op.WHERE: _where, Op.SEQ_MASK: _seq_mask, Op.CONTRACT: _contract, Op.EXPAND: _expand,
     Op.PAD: _pad, Op.SCATTER: _scatter, Op.ONEHOT: _onehot, Op.ASSEMBLE: _assemble,
@@ -302,6 +322,7 @@ ARITY: dict[Op, tuple[int, int | None]] = {
     Op.SOFTMAX: (1, 1), Op.LOG_SOFTMAX: (1, 1),
     Op.LOOKUP: (2, 2), Op.PICK: (2, 2),
     Op.CONCAT: (1, None), Op.SLICE: (1, 1), Op.INDEX: (1, 1), Op.RESHAPE: (1, 1),
+    Op.TRANSPOSE: (1, 1), Op.SHIFT: (1, 1),
     Op.DROPOUT: (1, 1), Op.LOOP: (0, None), Op.GET: (1, 1), Op.VIEW: (1, 1),
     Op.FUSED: (0, None),
     Op.SEQ_MASK: (1, 2), Op.CONTRACT: (2, 2), Op.EXPAND: (2, 2), Op.PAD: (1, 1),

@@ -154,6 +154,8 @@ VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.PAD: lambda n, g: (ops.slice_(g, n.attrs["axis"], n.attrs["before"],
                                      n.inputs[0].type.shape[n.attrs["axis"]]),),
     Op.RESHAPE: lambda n, g: (ops.reshape(g, n.inputs[0].type.shape),),
+    Op.TRANSPOSE: lambda n, g: (ops.transpose(g, n.attrs["dim0"], n.attrs["dim1"]),),
+    Op.SHIFT: lambda n, g: (ops.shift(g, n.attrs["axis"], -n.attrs["by"]),),
     Op.EXPAND: lambda n, g: (unbroadcast(g, n.inputs[0].type), None),
     Op.DROPOUT: lambda n, g: (ops.dropout(g, n.attrs["p"], n.attrs["seed"]),),
     Op.WHERE: lambda n, g: (None,
