@@ -293,6 +293,8 @@ _REQUIRED: dict[Op, dict[str, Callable[[Any], bool]]] = {
     Op.FILL: {"shape": _is_shape, "value": _is_number},
     Op.CONCAT: {"axis": is_int}, Op.SLICE: {"axis": is_int, "start": is_int, "length": is_int},
     Op.INDEX: {"axis": is_int, "index": is_int}, Op.RESHAPE: {"shape": _is_shape},
+    Op.BMM: {"transpose_a": lambda v: isinstance(v, bool),
+             "transpose_b": lambda v: isinstance(v, bool)},
     Op.TRANSPOSE: {"dim0": is_int, "dim1": is_int}, Op.SHIFT: {"axis": is_int, "by": is_int},
     Op.DROPOUT: {"p": _is_number, "seed": is_int}, Op.GET: {"index": is_int},
     Op.VIEW: {"offset": is_int, "shape": _is_shape},

@@ -81,7 +81,7 @@ def apply_rule(node: Node, in_types: list[NodeType]) -> Node:
 
 _RULES_WITH_ATTRS = frozenset({Op.SUM, Op.MEAN, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.CONCAT,
                                Op.SLICE, Op.INDEX, Op.LOOP, Op.FUSED, Op.PAD,
-                               Op.TRANSPOSE, Op.SHIFT})
+                               Op.TRANSPOSE, Op.SHIFT, Op.BMM})
 
 
 def bind_input(x: Node, given: TensorType, sizes: dict[str, Dim]) -> TensorType:

@@ -186,6 +186,13 @@ def _contract(n: Node, a: list, ctx: Context) -> np.ndarray:
     return out.T if n.attrs.get("transpose_out") else out
 
 
+def _bmm(n: Node, a: list, ctx: Context) -> np.ndarray:
+    x, y = a
+    x = np.swapaxes(x, -1, -2) if n.attrs["transpose_a"] else x
+    y = np.swapaxes(y, -1, -2) if n.attrs["transpose_b"] else y
+    return np.matmul(x, y)
+
+
 def _shift(n: Node, a: list, ctx: Context) -> np.ndarray:
     x, axis, by = a[0], n.attrs["axis"], n.attrs["by"]
     out = np.zeros_like(x)
@@ -251,6 +258,7 @@ EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.MUL: lambda n, a, c: a[0] * a[1],
     Op.DIV: lambda n, a, c: a[0] / a[1],
     Op.MATMUL: _matmul,
+    Op.BMM: _bmm,
     Op.SUM: _reduce(np.sum),
     Op.MEAN: _reduce(np.mean),
     Op.SOFTMAX: _softmax,

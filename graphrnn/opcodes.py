@@ -28,6 +28,9 @@ class Op(str, Enum):
     DIV = "div"
     # products and reductions
     MATMUL = "matmul"           # a[..., K] @ b[K, N], or b[N, K] with attrs["transpose_b"]
+    BMM = "bmm"                 # a[..., n, k] @ b[..., k, m] per leading index (equal leading
+                                # dims); attrs["transpose_a"], attrs["transpose_b"] swap the
+                                # last two axes of an operand first
     SUM = "sum"                 # attrs["axes"], attrs["keepdims"]
     MEAN = "mean"
     SOFTMAX = "softmax"         # along attrs["axis"]

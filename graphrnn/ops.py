@@ -158,6 +158,12 @@ def matmul(a: Node, b: Node, transpose_b: bool = False) -> Node:
     return make(Op.MATMUL, [a, b], transpose_b=bool(transpose_b))
 
 
+def bmm(a: Node, b: Node, transpose_a: bool = False, transpose_b: bool = False) -> Node:
+    """a[..., n, k] @ b[..., k, m] for every leading index (torch.matmul without broadcasting);
+    `transpose_a` / `transpose_b` swap an operand's last two axes first."""
+    return make(Op.BMM, [a, b], transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
+
+
 def sum_(x: Node, axes: Sequence[int] | None = None, keepdims: bool = False) -> Node:
     return make(Op.SUM, [x], axes=None if axes is None else tuple(axes), keepdims=keepdims)
 

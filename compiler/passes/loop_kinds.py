@@ -125,7 +125,7 @@ SEQ_RULES: dict[Op, Callable[[Node, list[str], SeqContext], dict | None]] = {
 # loops run every step (per_step), and the others have no version valid on the extra T axis
 NO_SEQ_RULE = frozenset({Op.INPUT, Op.PARAM, Op.CONST, Op.FILL, Op.VIEW, Op.DROPOUT, Op.LOOP,
                          Op.GET, Op.FUSED, Op.SAMPLE, Op.SEQ_MASK, Op.CONTRACT, Op.SCATTER,
-                         Op.ASSEMBLE, Op.TRANSPOSE})
+                         Op.ASSEMBLE, Op.TRANSPOSE, Op.BMM})
 
 
 def classify(body: Graph, n_consts: int, n_carry: int, ctx: SeqContext) -> dict[int, str]:

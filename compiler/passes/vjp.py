@@ -96,6 +96,19 @@ def _index(n: Node, g: Node) -> Grads:
     return (ops.pad(ops.reshape(g, shape), axis, i, d - i - 1),)
 
 
+def _bmm(n: Node, g: Node) -> Grads:
+    """C = op(A) @ op(B): dA and dB as products of g with the other operand."""
+    a, b = n.inputs
+    ta, tb = n.attrs["transpose_a"], n.attrs["transpose_b"]
+    if not ta:
+        da = ops.bmm(g, b, transpose_b=not tb)
+        db = ops.bmm(a, g, transpose_a=True) if not tb else ops.bmm(g, a, transpose_a=True)
+    else:
+        da = ops.bmm(b, g, transpose_a=tb, transpose_b=True)
+        db = ops.bmm(a, g) if not tb else ops.bmm(g, a, transpose_a=True, transpose_b=True)
+    return da, db
+
+
 def _pick(n: Node, g: Node) -> Grads:
     x, idx = n.inputs
     hot = ops.onehot(idx, x.type.shape[-1])
@@ -137,6 +150,7 @@ VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.DIV: _binary_rule(lambda n, g, a, b: ops.div(g, b),
                          lambda n, g, a, b: ops.neg(ops.div(ops.mul(g, n), b))),
     Op.MATMUL: _matmul,
+    Op.BMM: _bmm,
     Op.CONTRACT: _contract,
     Op.SUM: _sum,
     Op.MEAN: _mean,
