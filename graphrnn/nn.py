@@ -17,6 +17,8 @@ from .init import next_dropout_seed
 from .ir import GraphError, Node, Table
 from .losses import (ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion)
 from .module import Module, as_nodes
+from .nn_shape import (MM, Bilinear, Index, Padding, Replicate, Reshape, Select, Squeeze,
+                       TemporalConvolution, Transpose, Unsqueeze, View)
 from .recurrent import Recurrent
 
 
@@ -184,20 +186,6 @@ class Narrow(Module):
         return ops.slice_(_one(self, x), self.axis, self.start, self.length)
 
 
-class Reshape(Module):
-    """Reshape every example: `[B, ...] -> [B, *shape]` (the batch axis is kept)."""
-
-    def __init__(self, *shape: int, name: str | None = None):
-        super().__init__(name)
-        self.shape = tuple(int(d) for d in shape)
-
-    def build(self, x: Any) -> Node:
-        x = _one(self, x)
-        if x.type is None:
-            raise GraphError(f"Reshape at {creation_site()}: the input's shape must be known")
-        return ops.reshape(x, x.type.shape[:1] + self.shape)
-
-
 class _Table(Module):
     op = staticmethod(ops.add)
 
@@ -298,5 +286,7 @@ class Dropout(Module):
 __all__ = ["Module", "Identity", "Input", "Linear", "Tanh", "Sigmoid", "ReLU", "SoftMax",
            "LogSoftMax", "MulConstant", "AddConstant", "JoinTable", "SplitTable", "SelectTable",
            "Narrow", "Reshape", "CAddTable", "CSubTable", "CMulTable", "CMul", "Add",
-           "LookupTable", "Dropout", "gModule", "Recurrent", "Criterion", "MSECriterion",
+           "LookupTable", "Dropout", "Transpose", "View", "Squeeze", "Unsqueeze",
+           "Replicate", "Padding", "Select", "Index", "MM", "Bilinear", "TemporalConvolution",
+           "gModule", "Recurrent", "Criterion", "MSECriterion",
            "ClassNLLCriterion", "CrossEntropyCriterion"]
