@@ -21,6 +21,7 @@ from .randloops import op_loop
 from .randops import (op_const, op_cwise, op_div, op_dropout, op_exp, op_join, op_linear,
                       op_log, op_lookup, op_map, op_narrow, op_pick, op_reduce, op_reshape,
                       op_scale, op_softmax, op_split, op_submodule)
+from .randshape import SHAPE_OPS, SHAPE_WEIGHTS
 from .randvalues import GenParams, Generated, InputSpec, Value, draw_inputs
 
 OPS: dict[str, Callable[..., Value | None]] = {
@@ -29,14 +30,14 @@ OPS: dict[str, Callable[..., Value | None]] = {
     "split": op_split, "join": op_join, "cwise": op_cwise, "div": op_div,
     "dropout": op_dropout, "const": op_const, "lookup": op_lookup, "pick": op_pick,
     "submodule": op_submodule, "cell_step": op_cell_step, "cell_loop": op_cell_loop,
-    "recurrent": op_recurrent, "loop": op_loop,
+    "recurrent": op_recurrent, "loop": op_loop, **SHAPE_OPS,
 }
 
 OP_WEIGHTS: dict[str, float] = {
     "linear": 3.0, "map": 3.0, "exp": 1.0, "log": 1.0, "scale": 1.5, "softmax": 1.0,
     "reduce": 1.0, "narrow": 1.0, "reshape": 1.0, "split": 1.0, "join": 1.5, "cwise": 2.0,
     "div": 0.8, "dropout": 0.5, "const": 1.0, "lookup": 0.8, "pick": 0.5, "submodule": 0.5,
-    "cell_step": 0.8, "cell_loop": 0.7, "recurrent": 0.8, "loop": 2.5,
+    "cell_step": 0.8, "cell_loop": 0.7, "recurrent": 0.8, "loop": 2.5, **SHAPE_WEIGHTS,
 }
 
 
