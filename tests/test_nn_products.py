@@ -53,6 +53,22 @@ def test_mm_attention_scores_one_program_for_every_batch_and_length():
     assert len(fast.programs) == 1
 
 
+@pytest.mark.parametrize("k", [5, 21, 40])
+def test_mm_dot_products_over_long_rows_and_over_symbolic_time(k):
+    """q @ K.T runs as dot products in vectors of k with a scalar tail; contracting over the
+    time axis makes k the symbolic T."""
+    q, keys = gr.Input("B", 2, k), gr.Input("B", "T", k)
+    model = gr.gModule([q, keys], [nn.MM(transB=True)([q, keys])])
+    fast = gr.compile(model)
+    for b, t in [(2, 3), (1, 17)]:
+        check(model, randn(b, 2, k), randn(b, t, k), fd=False, program=fast)
+    a, c = gr.Input("B", 2, "T"), gr.Input("B", 3, "T")
+    over_time = gr.gModule([a, c], [nn.MM(transB=True)([a, c])])
+    fast = gr.compile(over_time)
+    for t in (1, k, 2 * k + 3):
+        check(over_time, randn(2, 2, t), randn(2, 3, t), fd=False, program=fast)
+
+
 def test_mm_shape_errors_name_the_user_line():
     a, b = gr.Input("B", 3, 4), gr.Input("B", 5, 4)
     with pytest.raises(ShapeError, match=r"test_nn_products.py:\d+.*inner dims differ"):
