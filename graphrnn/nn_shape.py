@@ -175,8 +175,8 @@ class Padding(Module):
 
 
 class Select(Module):
-    """Entry `index` of axis `dim`, the axis removed; a negative index counts from the end
-    (the axis must then have a fixed size)."""
+    """Entry `index` of axis `dim`, the axis removed; a negative index counts from the end.
+    The axis must have a fixed size."""
 
     def __init__(self, dim: int, index: int, name: str | None = None):
         super().__init__(name)
@@ -186,12 +186,13 @@ class Select(Module):
         x = _typed(self, x)
         axis = _axis(self, self.dim, x.type.rank)
         d, i = x.type.shape[axis], self.index
-        if i < 0:
-            if not isinstance(d, int):
-                raise _fail(self, f"a negative index needs a fixed size, dim {self.dim} of "
-                                  f"{x.type} is {d!r}")
-            i += d
-        if i < 0 or (isinstance(d, int) and i >= d):
+        if not isinstance(d, int):
+            # a compiled call with fewer entries would read past the end
+            raise _fail(self, f"dim {self.dim} of {x.type} is the symbolic {d!r}: its size is "
+                              "known only at the call; give it a size, or take the entry "
+                              "inside a gr.Loop over it")
+        i = i + d if i < 0 else i
+        if not 0 <= i < d:
             raise _fail(self, f"index {self.index} is out of range for dim {self.dim} of "
                               f"{x.type}")
         return ops.index(x, axis, i)
@@ -213,6 +214,9 @@ class Index(Module):
         if ids.type.dtype != "int64" or ids.type.rank != 1:
             raise _fail(self, f"ids must be int64 [k], got {ids.type}")
         axis = _axis(self, self.dim, x.type.rank)
+        if not isinstance(x.type.shape[axis], int):
+            raise _fail(self, f"dim {self.dim} of {x.type} must have a fixed size to check the "
+                              "ids against")
         last = x.type.rank - 1
         xt = ops.transpose(x, axis, last) if axis != last else x          # [..., n]
         n = xt.type.shape[-1]
