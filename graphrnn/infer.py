@@ -82,7 +82,7 @@ def apply_rule(node: Node, in_types: list[NodeType]) -> Node:
 _RULES_WITH_ATTRS = frozenset({Op.SUM, Op.MEAN, Op.SOFTMAX, Op.LOG_SOFTMAX, Op.CONCAT,
                                Op.SLICE, Op.INDEX, Op.LOOP, Op.FUSED, Op.PAD, Op.MAX,
                                Op.MIN, Op.LOGSUMEXP, Op.ARG_ONEHOT, Op.NORMALIZE,
-                               Op.NORMALIZE_GRAD})
+                               Op.NORMALIZE_GRAD, Op.TRANSPOSE, Op.SHIFT, Op.BMM})
 
 
 def bind_input(x: Node, given: TensorType, sizes: dict[str, Dim]) -> TensorType:

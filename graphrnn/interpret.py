@@ -188,6 +188,26 @@ def _contract(n: Node, a: list, ctx: Context) -> np.ndarray:
     return out.T if n.attrs.get("transpose_out") else out
 
 
+def _bmm(n: Node, a: list, ctx: Context) -> np.ndarray:
+    x, y = a
+    x = np.swapaxes(x, -1, -2) if n.attrs["transpose_a"] else x
+    y = np.swapaxes(y, -1, -2) if n.attrs["transpose_b"] else y
+    return np.matmul(x, y)
+
+
+def _shift(n: Node, a: list, ctx: Context) -> np.ndarray:
+    x, axis, by = a[0], n.attrs["axis"], n.attrs["by"]
+    out = np.zeros_like(x)
+    d = x.shape[axis]
+    src = [slice(None)] * x.ndim
+    dst = [slice(None)] * x.ndim
+    src[axis] = slice(max(0, -by), max(0, d - max(by, 0)))
+    dst[axis] = slice(max(0, by), max(0, d + min(by, 0)))
+    if src[axis].stop > src[axis].start:
+        out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
 def _pad(n: Node, a: list, ctx: Context) -> np.ndarray:
     widths = [(0, 0)] * a[0].ndim
     widths[n.attrs["axis"]] = (n.attrs["before"], n.attrs["after"])
@@ -251,6 +271,7 @@ EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.MUL: lambda n, a, c: a[0] * a[1],
     Op.DIV: lambda n, a, c: a[0] / a[1],
     Op.MATMUL: _matmul,
+    Op.BMM: _bmm,
     Op.SUM: _reduce(np.sum),
     Op.MEAN: _reduce(np.mean),
     Op.SOFTMAX: _softmax,
@@ -261,6 +282,8 @@ EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.SLICE: _slice,
     Op.INDEX: _index,
     Op.RESHAPE: lambda n, a, c: a[0].reshape(n.type.shape),
+    Op.TRANSPOSE: lambda n, a, c: np.swapaxes(a[0], n.attrs["dim0"], n.attrs["dim1"]).copy(),
+    Op.SHIFT: _shift,
     Op.DROPOUT: _dropout,
     Op.LOOP: _loop,
     Op.GET: lambda n, a, c: a[0][n.attrs["index"]],

@@ -22,6 +22,8 @@ from .nn_elementwise import (ELU, GELU, Abs, CDivTable, Clamp, CMaxTable, CMinTa
                              MaskedFill, MixtureTable, PairwiseDistance, Power, SoftPlus,
                              Softplus, SoftSign, Softsign, Sqrt, Square, Threshold)
 from .nn_reduce import LayerNorm, LogSumExp, Max, Mean, Min, RMSNorm, Sum
+from .nn_shape import (MM, Bilinear, Index, Padding, Replicate, Reshape, Select, Squeeze,
+                       TemporalConvolution, Transpose, Unsqueeze, View)
 from .recurrent import Recurrent
 
 
@@ -189,20 +191,6 @@ class Narrow(Module):
         return ops.slice_(_one(self, x), self.axis, self.start, self.length)
 
 
-class Reshape(Module):
-    """Reshape every example: `[B, ...] -> [B, *shape]` (the batch axis is kept)."""
-
-    def __init__(self, *shape: int, name: str | None = None):
-        super().__init__(name)
-        self.shape = tuple(int(d) for d in shape)
-
-    def build(self, x: Any) -> Node:
-        x = _one(self, x)
-        if x.type is None:
-            raise GraphError(f"Reshape at {creation_site()}: the input's shape must be known")
-        return ops.reshape(x, x.type.shape[:1] + self.shape)
-
-
 class _Table(Module):
     op = staticmethod(ops.add)
 
@@ -305,6 +293,9 @@ __all__ = ["Module", "Identity", "Input", "Linear", "Tanh", "Sigmoid", "ReLU", "
            "Narrow", "Reshape", "CAddTable", "CSubTable", "CMulTable", "CMul", "Add",
            "LookupTable", "Dropout", "gModule", "Recurrent", "Criterion", "MSECriterion",
            "ClassNLLCriterion", "CrossEntropyCriterion",
+           # shapes, products and convolutions over time (nn_shape.py)
+           "Transpose", "View", "Squeeze", "Unsqueeze", "Replicate", "Padding", "Select",
+           "Index", "MM", "Bilinear", "TemporalConvolution",
            # elementwise math and table modules (nn_elementwise.py)
            "Abs", "Sqrt", "Square", "Power", "Exp", "Log", "Clamp", "HardTanh", "Hardtanh",
            "LeakyReLU", "ELU", "SoftPlus", "Softplus", "SoftSign", "Softsign", "GELU",

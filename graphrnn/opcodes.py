@@ -36,6 +36,9 @@ class Op(str, Enum):
     MINIMUM = "minimum"
     # products and reductions
     MATMUL = "matmul"           # a[..., K] @ b[K, N], or b[N, K] with attrs["transpose_b"]
+    BMM = "bmm"                 # a[..., n, k] @ b[..., k, m] per leading index (equal leading
+                                # dims); attrs["transpose_a"], attrs["transpose_b"] swap the
+                                # last two axes of an operand first
     SUM = "sum"                 # attrs["axes"], attrs["keepdims"]
     MEAN = "mean"
     SOFTMAX = "softmax"         # along attrs["axis"]
@@ -54,6 +57,9 @@ class Op(str, Enum):
     SLICE = "slice"             # attrs["axis"], attrs["start"], attrs["length"]
     INDEX = "index"             # attrs["axis"], attrs["index"]; drops the axis
     RESHAPE = "reshape"         # attrs["shape"]
+    TRANSPOSE = "transpose"     # attrs["dim0"], attrs["dim1"]: the two axes swapped
+    SHIFT = "shift"             # attrs["axis"], attrs["by"]: y[.., t, ..] = x[.., t - by, ..],
+                                # zeros where t - by falls outside the axis
     DROPOUT = "dropout"         # attrs["p"], attrs["seed"]; identity unless training
     # higher order
     LOOP = "loop"               # the only node with a sub-graph: attrs["body"]

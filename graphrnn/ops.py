@@ -194,6 +194,12 @@ def matmul(a: Node, b: Node, transpose_b: bool = False) -> Node:
     return make(Op.MATMUL, [a, b], transpose_b=bool(transpose_b))
 
 
+def bmm(a: Node, b: Node, transpose_a: bool = False, transpose_b: bool = False) -> Node:
+    """a[..., n, k] @ b[..., k, m] for every leading index (torch.matmul without broadcasting);
+    `transpose_a` / `transpose_b` swap an operand's last two axes first."""
+    return make(Op.BMM, [a, b], transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
+
+
 def sum_(x: Node, axes: Sequence[int] | None = None, keepdims: bool = False) -> Node:
     return make(Op.SUM, [x], axes=None if axes is None else tuple(axes), keepdims=keepdims)
 
@@ -257,6 +263,16 @@ def index(x: Node, axis: int, i: int) -> Node:
 
 def reshape(x: Node, shape: Sequence[Dim]) -> Node:
     return make(Op.RESHAPE, [x], shape=tuple(shape))
+
+
+def transpose(x: Node, dim0: int, dim1: int) -> Node:
+    """x with axes dim0 and dim1 swapped (torch.transpose)."""
+    return make(Op.TRANSPOSE, [x], dim0=int(dim0), dim1=int(dim1))
+
+
+def shift(x: Node, axis: int, by: int) -> Node:
+    """y[..., t, ...] = x[..., t - by, ...] along `axis`, zero where t - by is outside it."""
+    return make(Op.SHIFT, [x], axis=int(axis), by=int(by))
 
 
 def dropout(x: Node, p: float, seed: int = 0) -> Node:

@@ -105,6 +105,14 @@ def _matmul(node: Node, kinds: list, ctx: _Ctx) -> Kind:
     return a
 
 
+def _bmm(node: Node, kinds: list, ctx: _Ctx) -> Kind:
+    """Row by row when the batch is one of the leading dims, not a matrix dim."""
+    for x, k in zip(node.inputs, kinds):
+        if k == ROWS and any(a >= x.type.rank - 2 for a in _batch_axes(x.type, ctx.batch)):
+            return None
+    return _rowwise(kinds)
+
+
 def _reduce(node: Node, kinds: list, ctx: _Ctx) -> Kind:
     k = kinds[0]
     if k == ROWS:
@@ -207,7 +215,7 @@ ROW_RULES: dict[Op, Callable[[Node, list, _Ctx], Any]] = {
     Op.PARAM: _leaf, Op.CONST: _leaf, Op.FILL: _fill,
     **{op: _elementwise for op in ELEMENTWISE_UNARY | ELEMENTWISE_BINARY},
     Op.WHERE: _elementwise, Op.EXPAND: _elementwise, Op.DROPOUT: _dropout,
-    Op.MATMUL: _matmul, Op.SUM: _reduce, Op.MEAN: _reduce,
+    Op.MATMUL: _matmul, Op.BMM: _bmm, Op.SUM: _reduce, Op.MEAN: _reduce,
     Op.SOFTMAX: _along_axis("axis"), Op.LOG_SOFTMAX: _along_axis("axis"),
     Op.CONCAT: _along_axis("axis"), Op.SLICE: _along_axis("axis"),
     Op.INDEX: _along_axis("axis"), Op.PAD: _along_axis("axis"),
@@ -216,6 +224,7 @@ ROW_RULES: dict[Op, Callable[[Node, list, _Ctx], Any]] = {
     Op.LOOKUP: _lookup, Op.PICK: lambda n, k, c: _rowwise(k),
     Op.SEQ_MASK: lambda n, k, c: _rowwise(k), Op.SAMPLE: lambda n, k, c: _rowwise(k),
     Op.ONEHOT: lambda n, k, c: _rowwise(k), Op.RESHAPE: _reshape,
+    Op.TRANSPOSE: lambda n, k, c: k[0], Op.SHIFT: _along_axis("axis"),
     Op.LOOP: _loop, Op.GET: _get, Op.VIEW: _leaf, Op.FUSED: _fused,
     Op.CONTRACT: _gathered, Op.SCATTER: _gathered, Op.ASSEMBLE: _gathered,
 }

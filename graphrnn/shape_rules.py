@@ -75,6 +75,22 @@ def _matmul(node: Node, ts: list[TensorType]) -> TensorType:
     return TensorType(a.shape[:-1] + (n,), F32)
 
 
+def _bmm(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    a, b = ts
+    _need(node, a, F32)
+    _need(node, b, F32)
+    ta, tb = bool(node.attrs.get("transpose_a")), bool(node.attrs.get("transpose_b"))
+    if a.rank < 2 or b.rank != a.rank or a.shape[:-2] != b.shape[:-2]:
+        raise node_error(node, f"a batched matrix product needs a[..., n, k] and b[..., k, m] "
+                         f"with the same leading dims, got {a} and {b}", ShapeError)
+    n, k = (a.shape[-1], a.shape[-2]) if ta else a.shape[-2:]
+    k2, m = (b.shape[-1], b.shape[-2]) if tb else b.shape[-2:]
+    if not _dims_equal(k, k2):
+        raise node_error(node, f"inner dims differ: {a}{' transposed' if ta else ''} @ "
+                         f"{b}{' transposed' if tb else ''} ({k} against {k2})", ShapeError)
+    return TensorType(a.shape[:-2] + (n, m), F32), {"transpose_a": ta, "transpose_b": tb}
+
+
 def _reduce(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
     t = ts[0]
     _need(node, t, F32)
@@ -166,6 +182,25 @@ def _reshape(node: Node, ts: list[TensorType]) -> TensorType:
     if sym_in != sym_out or size_in != size_out:
         raise node_error(node, f"cannot reshape {t} to {list(shape)}", ShapeError)
     return TensorType(shape, t.dtype)
+
+
+def _transpose(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    if t.rank < 2:
+        raise node_error(node, f"transpose needs at least 2 dims, got {t}", ShapeError)
+    d0 = _axis(node, node.attrs["dim0"], t.rank)
+    d1 = _axis(node, node.attrs["dim1"], t.rank)
+    shape = list(t.shape)
+    shape[d0], shape[d1] = shape[d1], shape[d0]
+    return TensorType(tuple(shape), t.dtype), {"dim0": d0, "dim1": d1}
+
+
+def _shift(node: Node, ts: list[TensorType]) -> tuple[TensorType, dict]:
+    t = ts[0]
+    _need(node, t, F32)
+    if t.rank < 1:
+        raise node_error(node, f"cannot shift a scalar {t}", ShapeError)
+    return t, {"axis": _axis(node, node.attrs["axis"], t.rank), "by": int(node.attrs["by"])}
 
 
 def _dropout(node: Node, ts: list[TensorType]) -> TensorType:
@@ -283,10 +318,11 @@ TENSOR_RULES: dict[Op, Callable[[Node, list], Any]] = {
     Op.INPUT: _leaf, Op.PARAM: _param, Op.CONST: _const, Op.FILL: _fill,
     **{op: _unary for op in ELEMENTWISE_UNARY},
     **{op: _binary for op in ELEMENTWISE_BINARY},
-    Op.MATMUL: _matmul, Op.SUM: _reduce, Op.MEAN: _reduce,
+    Op.MATMUL: _matmul, Op.BMM: _bmm, Op.SUM: _reduce, Op.MEAN: _reduce,
     Op.SOFTMAX: _softmax, Op.LOG_SOFTMAX: _softmax,
     Op.LOOKUP: _lookup, Op.PICK: _pick,
     Op.CONCAT: _concat, Op.SLICE: _slice, Op.INDEX: _index, Op.RESHAPE: _reshape,
+    Op.TRANSPOSE: _transpose, Op.SHIFT: _shift,
     Op.DROPOUT: _dropout, Op.GET: _get, Op.VIEW: _view,
     Op.WHERE: _where, Op.SEQ_MASK: _seq_mask, Op.CONTRACT: _contract, Op.EXPAND: _expand,
     Op.PAD: _pad, Op.SCATTER: _scatter, Op.ONEHOT: _onehot, Op.ASSEMBLE: _assemble,
@@ -299,10 +335,11 @@ ARITY: dict[Op, tuple[int, int | None]] = {
     **{op: (1, 1) for op in ELEMENTWISE_UNARY},
     **{op: (2, 2) for op in ELEMENTWISE_BINARY},
     Op.WHERE: (3, 3),
-    Op.MATMUL: (2, 2), Op.SUM: (1, 1), Op.MEAN: (1, 1),
+    Op.MATMUL: (2, 2), Op.BMM: (2, 2), Op.SUM: (1, 1), Op.MEAN: (1, 1),
     Op.SOFTMAX: (1, 1), Op.LOG_SOFTMAX: (1, 1),
     Op.LOOKUP: (2, 2), Op.PICK: (2, 2),
     Op.CONCAT: (1, None), Op.SLICE: (1, 1), Op.INDEX: (1, 1), Op.RESHAPE: (1, 1),
+    Op.TRANSPOSE: (1, 1), Op.SHIFT: (1, 1),
     Op.DROPOUT: (1, 1), Op.LOOP: (0, None), Op.GET: (1, 1), Op.VIEW: (1, 1),
     Op.FUSED: (0, None),
     Op.SEQ_MASK: (1, 2), Op.CONTRACT: (2, 2), Op.EXPAND: (2, 2), Op.PAD: (1, 1),

@@ -235,6 +235,27 @@ def emit_pad(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
     emit_elementwise(em, em.view(out, offset, layout), ins, identity)
 
 
+def emit_transpose(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    """out = swapaxes(in): a copy that reads the input through its permuted strides."""
+    order = list(range(ins[0].layout.rank))
+    d0, d1 = n.attrs["dim0"], n.attrs["dim1"]
+    order[d0], order[d1] = d1, d0
+    emit_elementwise(em, out, [Ref(ins[0].ptr, ins[0].layout.permute(order))], identity)
+
+
+def emit_shift(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    """Zeros, then the overlapping part: out[by:] = in[:-by] (by > 0), out[:by] = in[-by:]."""
+    fill(em, out, 0.0)
+    axis, by = n.attrs["axis"], n.attrs["by"]
+    d = ins[0].layout.shape[axis]
+    length = d - abs(by)    # may be negative at run time: the copy loops then run no times
+    if length.const and length.c <= 0:
+        return
+    o_off, o_lay = out.layout.slice(axis, max(by, 0), length)
+    i_off, i_lay = ins[0].layout.slice(axis, max(-by, 0), length)
+    emit_elementwise(em, em.view(out, o_off, o_lay), [em.view(ins[0], i_off, i_lay)], identity)
+
+
 def emit_assemble(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
     fill(em, out, 0.0)
     for r, off in zip(ins, n.attrs["offsets"]):
@@ -250,6 +271,8 @@ MAP_RULES = {
     Op.PAD: emit_pad,
     Op.ASSEMBLE: emit_assemble,
     Op.RESHAPE: emit_copy,
+    Op.TRANSPOSE: emit_transpose,
+    Op.SHIFT: emit_shift,
 }
 
 __all__ = ["emit_elementwise", "emit_elementwise_multi", "eval_body", "apply_op", "emit_copy",

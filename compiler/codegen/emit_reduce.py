@@ -17,6 +17,7 @@ from graphrnn.ir import Node, Op
 
 from .irbuilder import F32, FLAGS, I64, Emitter, Ref
 from .strides import ONE, ZERO, Layout, Lin, collapse, product
+from .emit_bmm import emit_bmm
 from .mathfns import emit_exp, emit_log
 from .emit_rows import ROW_KERNEL_RULES
 
@@ -302,7 +303,7 @@ def emit_contract(em: Emitter, node: Node, out: Ref, ins: list[Ref]) -> None:
                 em.store(em.fma(x, y, em.load(dst)), dst)
 
 
-REDUCE_RULES = {Op.SUM: emit_sum, Op.MEAN: emit_sum,
+REDUCE_RULES = {Op.BMM: emit_bmm, Op.SUM: emit_sum, Op.MEAN: emit_sum,
                 Op.SOFTMAX: emit_softmax, Op.LOG_SOFTMAX: emit_softmax, Op.CONTRACT: emit_contract,
                 **ROW_KERNEL_RULES}
 

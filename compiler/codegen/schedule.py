@@ -47,7 +47,7 @@ from .strides import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
 from .tiling import epilogue_layouts
 
-KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce",
+KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce", Op.BMM: "reduce",
         Op.SUM: "reduce", Op.MEAN: "reduce", Op.SOFTMAX: "reduce", Op.LOG_SOFTMAX: "reduce",
         Op.LOOKUP: "index", Op.PICK: "index", Op.ONEHOT: "index", Op.SCATTER: "index",
         Op.SEQ_MASK: "index", Op.SAMPLE: "index", Op.LOOP: "loop",

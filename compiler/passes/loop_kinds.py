@@ -124,7 +124,7 @@ SEQ_RULES: dict[Op, Callable[[Node, list[str], SeqContext], dict | None]] = {
     Op.MATMUL: _matmul, Op.LOOKUP: _lookup, Op.PICK: _pick,
     Op.SLICE: _shift("axis"), Op.INDEX: _shift("axis"), Op.CONCAT: _shift("axis"),
     Op.PAD: _shift("axis"), Op.SOFTMAX: _shift("axis"), Op.LOG_SOFTMAX: _shift("axis"),
-    Op.SUM: _reduce, Op.MEAN: _reduce, Op.RESHAPE: _reshape,
+    Op.SUM: _reduce, Op.MEAN: _reduce, Op.RESHAPE: _reshape, Op.SHIFT: _shift("axis"),
     Op.MAX: _shift("axis"), Op.MIN: _shift("axis"), Op.LOGSUMEXP: _shift("axis"),
     Op.ARG_ONEHOT: _shift("axis"), Op.NORMALIZE: _normalize, Op.NORMALIZE_GRAD: _normalize,
 }
@@ -132,7 +132,7 @@ SEQ_RULES: dict[Op, Callable[[Node, list[str], SeqContext], dict | None]] = {
 # loops run every step (per_step), and the others have no version valid on the extra T axis
 NO_SEQ_RULE = frozenset({Op.INPUT, Op.PARAM, Op.CONST, Op.FILL, Op.VIEW, Op.DROPOUT, Op.LOOP,
                          Op.GET, Op.FUSED, Op.SAMPLE, Op.SEQ_MASK, Op.CONTRACT, Op.SCATTER,
-                         Op.ASSEMBLE})
+                         Op.ASSEMBLE, Op.TRANSPOSE, Op.BMM})
 
 
 def classify(body: Graph, n_consts: int, n_carry: int, ctx: SeqContext) -> dict[int, str]:

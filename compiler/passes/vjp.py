@@ -99,6 +99,19 @@ def _index(n: Node, g: Node) -> Grads:
     return (ops.pad(ops.reshape(g, shape), axis, i, d - i - 1),)
 
 
+def _bmm(n: Node, g: Node) -> Grads:
+    """C = op(A) @ op(B): dA and dB as products of g with the other operand."""
+    a, b = n.inputs
+    ta, tb = n.attrs["transpose_a"], n.attrs["transpose_b"]
+    if not ta:
+        da = ops.bmm(g, b, transpose_b=not tb)
+        db = ops.bmm(a, g, transpose_a=True) if not tb else ops.bmm(g, a, transpose_a=True)
+    else:
+        da = ops.bmm(b, g, transpose_a=tb, transpose_b=True)
+        db = ops.bmm(a, g) if not tb else ops.bmm(g, a, transpose_a=True, transpose_b=True)
+    return da, db
+
+
 def _pick(n: Node, g: Node) -> Grads:
     x, idx = n.inputs
     hot = ops.onehot(idx, x.type.shape[-1])
@@ -170,6 +183,7 @@ VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.DIV: _binary_rule(lambda n, g, a, b: ops.div(g, b),
                          lambda n, g, a, b: ops.neg(ops.div(ops.mul(g, n), b))),
     Op.MATMUL: _matmul,
+    Op.BMM: _bmm,
     Op.CONTRACT: _contract,
     Op.SUM: _sum,
     Op.MEAN: _mean,
@@ -187,6 +201,8 @@ VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.PAD: lambda n, g: (ops.slice_(g, n.attrs["axis"], n.attrs["before"],
                                      n.inputs[0].type.shape[n.attrs["axis"]]),),
     Op.RESHAPE: lambda n, g: (ops.reshape(g, n.inputs[0].type.shape),),
+    Op.TRANSPOSE: lambda n, g: (ops.transpose(g, n.attrs["dim0"], n.attrs["dim1"]),),
+    Op.SHIFT: lambda n, g: (ops.shift(g, n.attrs["axis"], -n.attrs["by"]),),
     Op.EXPAND: lambda n, g: (unbroadcast(g, n.inputs[0].type), None),
     Op.DROPOUT: lambda n, g: (ops.dropout(g, n.attrs["p"], n.attrs["seed"]),),
     Op.WHERE: lambda n, g: (None,

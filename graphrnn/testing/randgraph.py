@@ -23,6 +23,7 @@ from .randops import (op_const, op_cwise, op_div, op_dropout, op_exp, op_join, o
                       op_log, op_lookup, op_map, op_narrow, op_pick, op_reduce, op_reshape,
                       op_scale, op_softmax, op_split, op_submodule)
 from .randrows import op_extreme, op_logsumexp, op_norm
+from .randshape import SHAPE_OPS, SHAPE_WEIGHTS
 from .randvalues import GenParams, Generated, InputSpec, Value, draw_inputs
 
 OPS: dict[str, Callable[..., Value | None]] = {
@@ -32,7 +33,7 @@ OPS: dict[str, Callable[..., Value | None]] = {
     "dropout": op_dropout, "const": op_const, "lookup": op_lookup, "pick": op_pick,
     "submodule": op_submodule, "cell_step": op_cell_step, "cell_loop": op_cell_loop,
     "recurrent": op_recurrent, "loop": op_loop, "math": op_math, "pair": op_pair,
-    "extreme": op_extreme, "logsumexp": op_logsumexp, "norm": op_norm,
+    "extreme": op_extreme, "logsumexp": op_logsumexp, "norm": op_norm, **SHAPE_OPS,
 }
 
 OP_WEIGHTS: dict[str, float] = {
@@ -41,7 +42,7 @@ OP_WEIGHTS: dict[str, float] = {
     "div": 0.8, "dropout": 0.5, "const": 1.0, "lookup": 0.8, "pick": 0.5, "submodule": 0.5,
     "cell_step": 0.8, "cell_loop": 0.7, "recurrent": 0.8, "loop": 2.5, "math": 1.5,
     "pair": 1.0,
-    "extreme": 0.7, "logsumexp": 0.6, "norm": 0.8,
+    "extreme": 0.7, "logsumexp": 0.6, "norm": 0.8, **SHAPE_WEIGHTS,
 }
 
 
