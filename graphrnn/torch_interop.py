@@ -82,11 +82,12 @@ def to_torch_recurrent(layer: Recurrent) -> Any:
     weights = recurrent_weights(layer)
     cell = layer.cells[0]
     kw: dict[str, Any] = {}
-    if isinstance(cell, GRU):
+    # the exact class: a user cell derived from one (a layer-norm LSTM) is another network
+    if type(cell) is GRU:
         cls = torch.nn.GRU
-    elif isinstance(cell, LSTM):
+    elif type(cell) is LSTM:
         cls = torch.nn.LSTM
-    elif isinstance(cell, RNN):
+    elif type(cell) is RNN:
         cls, kw = torch.nn.RNN, {"nonlinearity": cell.nonlinearity}
     else:
         raise TypeError(f"no PyTorch module for cells of type {type(cell).__name__}")

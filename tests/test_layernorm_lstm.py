@@ -8,6 +8,7 @@ import pytest
 
 import graphrnn as gr
 from graphrnn.gradcheck import gradients
+from graphrnn.torch_interop import to_torch_recurrent
 from graphrnn.zoo import LayerNormLSTM, layernorm_lstm
 
 RNG = np.random.default_rng(5)
@@ -104,3 +105,17 @@ def test_a_given_cell_keeps_its_norm_weights_in_recurrent():
     rec = gr.nn.Recurrent(cell)
     model = gr.gModule([x], [rec(x)])
     np.testing.assert_allclose(model.named_parameters()[f"{rec.prefix}.ln_c_weight_l0"], 3.0)
+
+
+def test_the_layer_norm_lstm_is_not_exported_as_a_plain_torch_lstm():
+    pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="LayerNormLSTM"):
+        to_torch_recurrent(gr.nn.Recurrent(LayerNormLSTM(D, H)))
+
+
+def test_the_layer_norm_lstm_saves_and_loads(tmp_path):
+    model = layernorm_lstm(D, H)
+    random_weights(model)
+    gr.save(model, tmp_path / "ln.grnn")
+    x = randn(2, 5, D)
+    np.testing.assert_allclose(gr.load(tmp_path / "ln.grnn")(x), model(x), rtol=1e-6)
