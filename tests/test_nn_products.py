@@ -9,6 +9,7 @@ import pytest
 import graphrnn as gr
 from graphrnn import nn
 from graphrnn.ir import GraphError, ShapeError
+from graphrnn.rows import row_plan
 
 from shape_check import check, close, randn
 
@@ -187,3 +188,15 @@ def test_luong_attention_in_a_loop_gradients_reach_the_encoder_outputs():
         assert got.y.shape == (b, t, H)
         assert np.abs(got.dx[0]).max() > 0        # BPTT into the loop-invariant encoder
     assert len(fast.programs) == 1
+
+
+def test_attention_rows_split_across_threads():
+    """The batch is a leading dim of both products: calls may split rows across threads."""
+    q, enc = gr.Input("B", 1, 8), gr.Input("B", "T", 8)
+    weights = nn.SoftMax(-1)(nn.MM(transB=True)([q, enc]))
+    model = gr.gModule([q, enc], [nn.Transpose(1, 2)(nn.MM()([weights, enc]))])
+    plan = row_plan(model.graph, training=False)
+    assert plan.reason == "" and plan.outputs == ("rows",)
+    fast = gr.compile(model, threads=2)
+    qv, ev = randn(40, 1, 8), randn(40, 7, 8)
+    close(fast(qv, ev), model(qv, ev))
