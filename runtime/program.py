@@ -330,6 +330,11 @@ class Program:
             if not (flags.c_contiguous and flags.aligned):
                 arrays[k] = np.ascontiguousarray(a)
         for kind, k, limit in self.checks:
+            if kind == "steps":
+                if steps < limit:
+                    raise InputError(f"the model reads step {limit - 1} of its time axis: "
+                                     f"it needs at least {limit} steps, got {steps}")
+                continue
             a = arrays[k]
             if not a.size:
                 continue

@@ -32,20 +32,21 @@ from llvmlite import ir
 
 from graphrnn.executable import Contract, Executable
 from graphrnn.flat import ParamTable
-from graphrnn.ir import Graph, LoweringError, Node, Op, TensorType, loop_operands, split
+from graphrnn.ir import Graph, LoweringError, Node, Op, TensorType
 
 from .emit_dropout import emit_dropout
 from .emit_index import INDEX_RULES
 from .emit_context import Env, Frame, Rule
 from .emit_loop import emit_loop
 from .emit_map import MAP_RULES, emit_copy
+from .checks import value_checks
 from .emit_profile import Profiler, clock_function
 from .emit_reduce import REDUCE_RULES
 from .emit_gemm import emit_cluster_call, emit_gemm_call, emit_pack_call
 from .gemm import emit_matmul
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
 from .kernel_twins import KernelTwins
-from .strides import BATCH, Layout, lin
+from .strides import BATCH, Layout
 from .arena import Buffer
 from .schedule import Home, Kernel, Schedule, schedule
 
@@ -303,7 +304,7 @@ def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
         arena=(sched.arena.c, sched.arena.s),
         batch=BATCH if batched else None,
         arena_rows=(sched.arena.b, sched.arena.bs),
-        checks=tuple(index_checks(graph, sched.inputs)),
+        checks=tuple(value_checks(graph, sched.inputs, symbol)),
         pack=(pack, sched.persist_floats) if sched.persistent else None,
         profile=low.profiler.meta() if low.profiler is not None else None,
         clock=names[CLOCK] if profile else None,
@@ -340,61 +341,6 @@ def _symbols(graph: Graph, params: Node | None, strict: bool = False
                 raise LoweringError(f"{n.name} ({n.where or '?'}): {n.op.value} of symbolic "
                                     f"dim {d!r}: its size must be fixed")
     return symbol, batched
-
-
-def index_checks(graph: Graph, inputs: tuple[Node, ...]) -> list[tuple[str, int, Any]]:
-    """What the Program checks on int64 inputs before a call.
-
-    ("ids", i, n): every value of input i lies in [0, n) (it feeds a lookup or pick);
-    ("lengths", i, (c, s)): every value lies in [0, c + s * steps] (a loop's lengths, or a
-    sequence mask's: what a loop's lengths become in a training graph).
-    """
-    where = {x: k for k, x in enumerate(inputs)}
-    origin: dict[Node, Node] = {}
-    checks: list[tuple[str, int, Any]] = []
-
-    def trace(n: Node) -> Node:
-        while True:
-            if n in origin:
-                n = origin[n]
-            elif n.op in (Op.SLICE, Op.INDEX, Op.RESHAPE, Op.EXPAND, Op.DROPOUT):
-                n = n.inputs[0]
-            else:
-                return n
-
-    def add(kind: str, n: Node, limit: Any) -> None:
-        src = trace(n)
-        if src in where and (kind, where[src], limit) not in checks:
-            checks.append((kind, where[src], limit))
-        elif src.op == Op.CONST:
-            v = src.attrs["value"]
-            hi = limit if kind == "ids" else lin(limit[0]).c
-            if v.size and (v.min() < 0 or v.max() >= hi + (kind != "ids")):
-                raise LoweringError(f"{n.name} ({n.where or '?'}): constant {kind} out of "
-                                    f"range [0, {hi})")
-
-    def visit(g: Graph) -> None:
-        for n in g.nodes:
-            if n.op == Op.LOOP:
-                consts, carry, xs, lengths = loop_operands(n)
-                body = n.attrs["body"]
-                b_consts, _, b_xs = split(body.inputs, len(consts), len(carry))
-                origin.update(zip(b_consts, consts))
-                origin.update(zip(b_xs, xs))
-                if lengths is not None:
-                    steps = lin(xs[0].type.shape[1] if xs else n.attrs["length"])
-                    add("lengths", lengths, (steps.c, steps.s))
-                visit(body)
-            elif n.op == Op.SEQ_MASK and len(n.inputs) > 1:
-                # differentiation turns a loop's lengths into a mask: the same promise
-                steps = lin(n.type.shape[1])
-                add("lengths", n.inputs[1], (steps.c, steps.s))
-            elif n.op == Op.LOOKUP:
-                add("ids", n.inputs[1], n.inputs[0].type.shape[0])
-            elif n.op == Op.PICK:
-                add("ids", n.inputs[1], n.inputs[0].type.shape[-1])
-    visit(graph)
-    return checks
 
 
 __all__ = ["lower_graph", "EMIT_RULES", "VERSION", "EXTRAS", "Lowering"]

@@ -54,10 +54,11 @@ class NativeCall:
 
     @property
     def checks(self) -> tuple[tuple[str, int, int, int], ...]:
-        """("ids", k, n, 0): values in [0, n); ("lengths", k, c, s): values in [0, c + s*T]."""
+        """("ids", k, n, 0): values in [0, n); ("lengths", k, c, s): values in [0, c + s*T];
+        ("steps", -1, n, 0): T >= n."""
         out = []
         for kind, k, limit in self.contract.checks:
-            c, s = (limit, 0) if kind == "ids" else limit
+            c, s = (limit, 0) if kind in ("ids", "steps") else limit
             out.append((kind, int(k), int(c), int(s)))
         return tuple(out)
 

@@ -71,6 +71,13 @@ static int grnn_check_values(grnn_ctx *ctx, const grnn_program *p, const grnn_te
                              int64_t steps) {
     for (int i = 0; i < p->n_checks; i++) {
         const grnn_check *c = &p->checks[i];
+        if (c->kind == 2) {             /* an entry or range of the time axis is read */
+            if (steps < c->c)
+                return grnn_fail(ctx, GRNN_E_SHAPE, "the model reads step %lld of its time "
+                                 "axis: it needs at least %lld steps, got %lld",
+                                 (long long)(c->c - 1), (long long)c->c, (long long)steps);
+            continue;
+        }
         const grnn_tensor *t = &in[c->input];
         int64_t n = 1, hi = c->kind == 0 ? c->c - 1 : c->c + c->s * steps;
         for (int a = 0; a < t->rank; a++) n *= t->shape[a];

@@ -54,7 +54,7 @@ def _program_tables(i: int, po: ProgramObject, n_state: int) -> tuple[str, str]:
                  + ", ".join(map(_port, c.inputs)) + ("" if c.inputs else "{0}") + "};")
     lines.append(f"static const grnn_port grnn_p{i}_out[] = {{"
                  + ", ".join(map(_port, c.outputs)) + "};")
-    kinds = {"ids": 0, "lengths": 1}
+    kinds = {"ids": 0, "lengths": 1, "steps": 2}
     if c.checks:
         lines.append(f"static const grnn_check grnn_p{i}_checks[] = {{" + ", ".join(
             f"{{{kinds[k]}, {n}, {a}, {b}}}" for k, n, a, b in c.checks) + "};")
