@@ -71,8 +71,8 @@ def test_sequence_models_equal_pytorch(name: str) -> None:
     x = randn(2, 6, 3)
 
     def forward(p, xt):
-        carry = tuple(torch.zeros(xt.shape[0], 5, dtype=torch.float64)
-                      for _ in range(spec.n_carry))
+        carry = tuple(torch.zeros(xt.shape[0], w, dtype=torch.float64)
+                      for w in spec.carry(3, 5))
         return reference.scan_torch(spec.step, p, carry, xt)
     check_against_torch(model, forward, [x], 0)
 
@@ -89,14 +89,21 @@ def test_sequence_models_pass_gradcheck_and_run_any_shape(name: str) -> None:
         np.testing.assert_allclose(fast(x), gr.interpret(model, x), rtol=RTOL, atol=ATOL)
 
 
-def test_bahdanau_attention_equals_pytorch() -> None:
-    model = zoo.bahdanau(vocab=7, embedding=4, hidden=5, attention=3)
+ATTENTION = {"bahdanau": (lambda: zoo.bahdanau(vocab=7, embedding=4, hidden=5, attention=3),
+                          reference.bahdanau_forward),
+             "luong": (lambda: zoo.luong(vocab=7, embedding=4, hidden=5),
+                       reference.luong_forward)}
+
+
+@pytest.mark.parametrize("name", sorted(ATTENTION))
+def test_attention_models_equal_pytorch(name: str) -> None:
+    build, forward_ref = ATTENTION[name]
+    model = build()
     model.reset_parameters(seed=5)
-    src, tgt = RNG.integers(0, 7, (3, 6)), RNG.integers(0, 7, (3, 4))
+    src, tgt = RNG.integers(0, 7, (3, 6)), RNG.integers(0, 7, (3, 4))     # S != T
 
     def forward(p, s, t):
-        return reference.bahdanau_forward(reference.torch_namespace(), reference.scan_torch,
-                                          p, s, t)
+        return forward_ref(reference.torch_namespace(), reference.scan_torch, p, s, t)
     check_against_torch(model, forward, [src, tgt], None)
     result = gr.gradcheck(model, src[:2, :3], tgt[:2, :2])
     assert result.ok, str(result)

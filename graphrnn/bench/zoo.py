@@ -51,7 +51,7 @@ def _torch(spec: zoo.ZooModel, weights: dict, mode: str, x: np.ndarray,
     xt, yt, h = torch.tensor(x), torch.tensor(y), y.shape[-1]
 
     def forward() -> Any:
-        carry = tuple(torch.zeros(x.shape[0], h) for _ in range(spec.n_carry))
+        carry = tuple(torch.zeros(x.shape[0], w) for w in spec.carry(x.shape[-1], h))
         return reference.scan_torch(spec.step, p, carry, xt)
     if mode == "forward":
         def call() -> np.ndarray:
@@ -74,7 +74,7 @@ def _jax(spec: zoo.ZooModel, weights: dict, mode: str, x: np.ndarray, y: np.ndar
     xj, yj, h = jnp.asarray(x), jnp.asarray(y), y.shape[-1]
 
     def forward(p: dict, x: Any) -> Any:
-        carry = tuple(jnp.zeros((x.shape[0], h), x.dtype) for _ in range(spec.n_carry))
+        carry = tuple(jnp.zeros((x.shape[0], w), x.dtype) for w in spec.carry(x.shape[-1], h))
         return reference.scan_jax(spec.step, p, carry, x)
     if mode == "forward":
         fwd = jax.jit(forward)

@@ -15,9 +15,9 @@ from typing import Callable
 
 from ..gmodule import gModule
 from . import reference
-from .attention import bahdanau, bahdanau_step
+from .attention import bahdanau, bahdanau_step, luong, luong_step
 from .layernorm_lstm import LayerNormLSTM, layernorm_lstm
-from .recurrent_cells import indrnn, mlstm, peephole_lstm, rhn, sru
+from .recurrent_cells import indrnn, mlstm, peephole_lstm, qrnn, rhn, sru
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,13 @@ class ZooModel:
     step: reference.Step
     n_carry: int
     paper: str
+    carry_widths: Callable[[int, int], tuple[int, ...]] | None = None
+
+    def carry(self, input_size: int, hidden_size: int) -> tuple[int, ...]:
+        """The widths of the reference step's carried states (zeros at the start)."""
+        if self.carry_widths is not None:
+            return self.carry_widths(input_size, hidden_size)
+        return (hidden_size,) * self.n_carry
 
 
 MODELS = {m.name: m for m in [
@@ -40,7 +47,9 @@ MODELS = {m.name: m for m in [
     ZooModel("sru", sru, reference.sru, 1, "Lei et al. 2018"),
     ZooModel("mlstm", mlstm, reference.mlstm, 2, "Krause et al. 2016"),
     ZooModel("rhn", rhn, reference.rhn, 1, "Zilly et al. 2017"),
+    ZooModel("qrnn", qrnn, reference.qrnn, 2, "Bradbury et al. 2017", lambda d, h: (h, d)),
 ]}
 
 __all__ = ["MODELS", "ZooModel", "LayerNormLSTM", "bahdanau", "bahdanau_step", "indrnn",
-           "layernorm_lstm", "mlstm", "peephole_lstm", "reference", "rhn", "sru"]
+           "layernorm_lstm", "luong", "luong_step", "mlstm", "peephole_lstm", "qrnn",
+           "reference", "rhn", "sru"]

@@ -1,8 +1,8 @@
 """Encoder-decoder models with attention, trained with teacher forcing.
 
-`bahdanau(...)` is a gModule `(src i64[B, S], tgt_in i64[B, T]) -> logits[B, T, vocab]`: a GRU
-encoder over the embedded source, then a decoder loop whose body attends over every encoder
-step. The encoder outputs and their key projection enter the loop as loop-invariant inputs
+`bahdanau(...)` and `luong(...)` are gModules `(src i64[B, S], tgt_in i64[B, T]) ->
+logits[B, T, vocab]`: a GRU encoder over the embedded source, then a decoder loop whose body
+attends over every encoder step. The encoder outputs and their key projection enter the loop as loop-invariant inputs
 (computed once, their gradients accumulated over the steps).
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from ..gmodule import gModule
 from ..ir import Node
 from ..loop import Loop
 from ..nn import Input, JoinTable, Linear, LookupTable
+from ..nn_shape import MM, Squeeze, Unsqueeze
 from ..recurrent import Recurrent
 
 
@@ -51,3 +52,36 @@ def bahdanau(vocab: int, embedding: int = 32, hidden: int = 64,
     _, logits = Loop(step, n_carry=1, n_consts=2, name="decoder")(
         consts=[enc, keys], init=[h0], xs=[ys])
     return gModule([src, tgt_in], [logits], name="bahdanau")
+
+
+def luong_step(hidden: int, embedding: int, vocab: int) -> gModule:
+    """(enc[B, S, H], keys[B, S, H], h[B, H], feed[B, H], y_t[B, E]) -> (h', feed', logits_t):
+    h' = GRU([y_t, feed], h); scores = h' . keys (the "general" score, keys = enc W_a^T);
+    alpha = softmax over S; context = alpha @ enc; feed' = tanh(W_c [context, h']) (the
+    attentional state, fed to the next step: input feeding); logits = W_s feed'
+    (Luong, Pham and Manning 2015)."""
+    enc, keys = Input("B", "S", hidden, name="enc"), Input("B", "S", hidden, name="keys")
+    h, feed = Input("B", hidden, name="h"), Input("B", hidden, name="feed")
+    y = Input("B", embedding, name="y")
+    h2 = cells.GRU(embedding + hidden, hidden, name="dec")([h, JoinTable(1)([y, feed])])
+    scores = MM(transB=True)([Unsqueeze(1)(h2), keys])                     # [B, 1, S]
+    context = Squeeze(1)(MM()([ops.softmax(scores, axis=-1), enc]))       # [B, H]
+    feed2 = ops.tanh(Linear(2 * hidden, hidden, bias=False, name="combine")(
+        JoinTable(1)([context, h2])))
+    logits = Linear(hidden, vocab, name="out")(feed2)
+    return gModule([enc, keys, h, feed, y], [h2, feed2, logits], name="luong_step")
+
+
+def luong(vocab: int, embedding: int = 32, hidden: int = 64) -> gModule:
+    """A GRU encoder-decoder with multiplicative ("general") attention and input feeding,
+    teacher-forced like `bahdanau`."""
+    src = Input("B", "S", name="src", dtype="int64")
+    tgt_in = Input("B", "T", name="tgt_in", dtype="int64")
+    enc, h0 = Recurrent(cells.GRU(embedding, hidden), name="encoder", return_state=True)(
+        LookupTable(vocab, embedding, name="src_emb")(src))
+    keys = Linear(hidden, hidden, bias=False, name="keys")(enc)
+    ys = LookupTable(vocab, embedding, name="tgt_emb")(tgt_in)
+    feed0 = ops.fill((hidden,), batch_like=src)
+    _, _, logits = Loop(luong_step(hidden, embedding, vocab), n_carry=2, n_consts=2,
+                        name="decoder")(consts=[enc, keys], init=[h0, feed0], xs=[ys])
+    return gModule([src, tgt_in], [logits], name="luong")

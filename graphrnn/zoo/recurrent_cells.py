@@ -12,6 +12,7 @@ from ..gmodule import gModule
 from ..ir import Node
 from ..loop import Loop
 from ..nn import CMul, Input, Linear
+from ..nn_shape import TemporalConvolution
 
 
 def _gates(z: Node, hidden_size: int, n: int) -> list[Node]:
@@ -99,3 +100,20 @@ def rhn(input_size: int, hidden_size: int, depth: int = 2) -> gModule:
         s = ops.add(ops.mul(ops.tanh(zh), t), ops.mul(s, ops.sub(1.0, t)))
     body = gModule([s0, x], [s, s], name="rhn_cell")
     return _scan(body, Input("B", "T", input_size, name="x"), H, 1, "rhn")
+
+
+def qrnn(input_size: int, hidden_size: int, window: int = 2) -> gModule:
+    """Quasi-Recurrent Neural Network (Bradbury et al. 2017) with fo-pooling: a causal
+    convolution over time of width `window` gives every step's candidate, forget and output
+    gates at once (z, f, o = tanh, sigmoid, sigmoid of `conv`), then the only recurrence is
+    elementwise: c' = f * c + (1 - f) * z, h' = o * c'."""
+    H = hidden_size
+    x = Input("B", "T", input_size, name="x")
+    gates = TemporalConvolution(input_size, 3 * H, window, padding="causal", name="conv")(x)
+    c, g = Input("B", H, name="c"), Input("B", 3 * H, name="g")
+    zz, zf, zo = _gates(g, H, 3)
+    f = ops.sigmoid(zf)
+    c2 = ops.add(ops.mul(f, c), ops.mul(ops.sub(1.0, f), ops.tanh(zz)))
+    body = gModule([c, g], [c2, ops.mul(ops.sigmoid(zo), c2)], name="fo_pooling")
+    outs = Loop(body, n_carry=1, name="qrnn")(init=[ops.fill((H,), batch_like=x)], xs=[gates])
+    return gModule([x], [outs[1]], name="qrnn")

@@ -108,6 +108,16 @@ def layernorm_lstm(xp: Any, p: dict, carry: tuple, x: Any) -> tuple[tuple, Any]:
     return (h2, c2), h2
 
 
+def qrnn(xp: Any, p: dict, carry: tuple, x: Any) -> tuple[tuple, Any]:
+    """`zoo.qrnn` with window 2: the carry holds the previous input frame (zeros before the
+    first, the causal padding) besides c; conv weight [3H, 2D], frame t-1 first."""
+    c, x_prev = carry
+    zz, zf, zo = chunks(linear(p, "conv", xp.cat([x_prev, x], 1)), 3)
+    f = xp.sigmoid(zf)
+    c2 = f * c + (1.0 - f) * xp.tanh(zz)
+    return (c2, x), xp.sigmoid(zo) * c2
+
+
 def gru(xp: Any, p: dict, name: str, h: Any, x: Any, suffix: str = "") -> Any:
     """PyTorch's GRU cell (gates r, z, n; r multiplies the recurrent product with its bias)."""
     w = {k: p[f"{name}.{k}{suffix}"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
@@ -151,14 +161,38 @@ def scan_jax(step: Step, p: dict, carry: tuple, xs: Any) -> Any:
     return jnp.swapaxes(ys, 0, 1)
 
 
-def bahdanau_forward(xp: Any, scan: Callable, p: dict, src: Any, tgt_in: Any) -> Any:
-    """`zoo.bahdanau` on integer arrays with the given scan (`scan_torch` or `scan_jax`)."""
+def luong_decoder(enc: Any, keys: Any) -> Step:
+    """One decoder step of `zoo.luong`: carry (h, attentional state)."""
+    def step(xp: Any, p: dict, carry: tuple, y: Any) -> tuple[tuple, Any]:
+        h, feed = carry
+        h2 = gru(xp, p, "dec", h, xp.cat([y, feed], 1))
+        alpha = xp.softmax(xp.sum(keys * h2[:, None, :], 2), 1)
+        ctx = xp.sum(enc * alpha[:, :, None], 1)
+        feed2 = xp.tanh(linear(p, "combine", xp.cat([ctx, h2], 1)))
+        return (h2, feed2), linear(p, "out", feed2)
+    return step
+
+
+def encode(xp: Any, scan: Callable, p: dict, src: Any) -> Any:
+    """The GRU encoder of the attention models: every step's state, [B, S, H]."""
     emb = p["src_emb.weight"][src]
     h0 = xp.zeros((src.shape[0], p["encoder.weight_hh_l0"].shape[1]), dtype=emb.dtype)
 
-    def encode(xp: Any, p: dict, carry: tuple, x: Any) -> tuple[tuple, Any]:
+    def step(xp: Any, p: dict, carry: tuple, x: Any) -> tuple[tuple, Any]:
         h = gru(xp, p, "encoder", carry[0], x, suffix="_l0")
         return (h,), h
-    enc = scan(encode, p, (h0,), emb)
+    return scan(step, p, (h0,), emb)
+
+
+def luong_forward(xp: Any, scan: Callable, p: dict, src: Any, tgt_in: Any) -> Any:
+    """`zoo.luong` on integer arrays with the given scan (`scan_torch` or `scan_jax`)."""
+    enc = encode(xp, scan, p, src)
+    carry = (enc[:, -1], xp.zeros(enc[:, -1].shape, dtype=enc.dtype))
+    return scan(luong_decoder(enc, linear(p, "keys", enc)), p, carry, p["tgt_emb.weight"][tgt_in])
+
+
+def bahdanau_forward(xp: Any, scan: Callable, p: dict, src: Any, tgt_in: Any) -> Any:
+    """`zoo.bahdanau` on integer arrays with the given scan (`scan_torch` or `scan_jax`)."""
+    enc = encode(xp, scan, p, src)
     keys = linear(p, "keys", enc)
     return scan(bahdanau_decoder(enc, keys), p, (enc[:, -1],), p["tgt_emb.weight"][tgt_in])
