@@ -25,6 +25,7 @@ from .runtime.lru import cache_limits, set_cache_limits
 from .export import export_library, load_library
 from .torch_import import from_torch, load_torch_state
 from .torch_export import to_torch
+from . import onnx
 
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
@@ -33,4 +34,4 @@ __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "int
            "save", "load",
            "viz", "optim", "train", "gradcheck", "ModelFileError", "profile", "value",
            "cache_limits", "set_cache_limits", "export_library", "load_library",
-           "from_torch", "to_torch", "load_torch_state"]
+           "from_torch", "to_torch", "load_torch_state", "onnx"]

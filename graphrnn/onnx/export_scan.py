@@ -1,0 +1,80 @@
+"""A loop node as an ONNX `Scan` over the time axis (axis 1, batch-first), its body a subgraph.
+
+Consts are read from the outer scope, carried states are Scan's state variables, sequences its
+scan inputs. Per-row `lengths` become one more scan input, a bool mask `t < lengths[b]`, and
+the body keeps a finished row's state and emits zeros for it, as the interpreter does:
+
+    carry = where(live_t, carry_new, carry);  y_t = where(live_t, y_t, 0)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..ir import LoweringError, Node, loop_operands, node_error
+from .emitter import Emitter, emit_graph
+
+
+def live_mask(em: Emitter, seq: str, lengths: str) -> str:
+    """bool [B, T]: t < lengths[b], T read from the sequence `seq` [B, T, ...]."""
+    zero = em.const(np.int64(0), "zero")
+    steps = em.one("Gather", [em.one("Shape", [seq], "shape_of"), em.const(np.int64(1), "one")],
+                   "steps", axis=0)
+    t = em.one("Range", [zero, steps, em.const(np.int64(1), "one")], "t")
+    t_row = em.one("Unsqueeze", [t, em.const(np.array([0], np.int64), "axes")], "t_row")
+    col = em.one("Unsqueeze", [lengths, em.const(np.array([1], np.int64), "axes")], "len_col")
+    return em.one("Less", [t_row, col], "live")
+
+
+def _masked(sub: Emitter, live: str, rank: int, new: str, old: str) -> str:
+    mask = live if rank <= 1 else sub.one(
+        "Unsqueeze", [live, sub.const(np.arange(1, rank, dtype=np.int64), "axes")], "live_b")
+    return sub.one("Where", [mask, new, old], "kept")
+
+
+def emit_scan(em: Emitter, n: Node, args: list) -> list[str]:
+    """The loop as one Scan node; returns (*final carries, *ys) names."""
+    body = n.attrs["body"]
+    consts, carry, xs, lengths = loop_operands(n)
+    nc, nk, nx = len(consts), len(carry), len(xs)
+    if nx == 0:
+        raise node_error(n, "a loop without sequences (length=...) has no ONNX Scan form",
+                         LoweringError)
+    c_names, k_names = args[:nc], args[nc:nc + nk]
+    x_names = args[nc + nk:nc + nk + nx]
+    sub = Emitter(em)
+    b_in = body.inputs
+    state_in = [sub.fresh(f"{x.name or 'carry'}_in") for x in b_in[nc:nc + nk]]
+    xs_in = [sub.fresh(f"{x.name or 'x'}_t") for x in b_in[nc + nk:]]
+    outs = emit_graph(sub, body, list(c_names) + state_in + xs_in)
+    live = sub.fresh("live_t") if lengths is not None else None
+    results = []
+    for i, (y, out) in enumerate(zip(body.outputs, outs)):
+        rank = y.type.rank if y.type is not None else 1
+        if live is not None:
+            if i < nk:
+                out = _masked(sub, live, rank, out, state_in[i])
+            else:
+                zero = sub.const(np.zeros((), np.int64 if y.type and y.type.dtype == "int64"
+                                          else np.float32), "zero")
+                out = _masked(sub, live, rank, out, zero)
+        results.append(sub.one("Identity", [out], f"{y.name or 'out'}_next"))
+    helper, tp = em.helper, em.onnx.TensorProto
+    inputs: list[Any] = [sub.value_info(nm, x.type) for nm, x in zip(state_in, b_in[nc:nc + nk])]
+    inputs += [sub.value_info(nm, x.type) for nm, x in zip(xs_in, b_in[nc + nk:])]
+    scan_ins = list(k_names) + list(x_names)
+    if live is not None:
+        inputs.append(helper.make_tensor_value_info(live, tp.BOOL, None))
+        scan_ins.append(live_mask(em, x_names[0], args[-1]))
+    outputs = [sub.value_info(nm, y.type) for nm, y in zip(results, body.outputs)]
+    graph = helper.make_graph(sub.nodes, em.fresh(f"{n.name or 'loop'}_body"), inputs, outputs)
+    n_scan, n_ys = len(scan_ins) - nk, len(body.outputs) - nk
+    rev = int(bool(n.attrs.get("reverse")))
+    return em.add("Scan", scan_ins, n.name or "loop", nk + n_ys, body=graph,
+                  num_scan_inputs=n_scan, scan_input_axes=[1] * n_scan,
+                  scan_input_directions=[rev] * n_scan, scan_output_axes=[1] * n_ys,
+                  scan_output_directions=[rev] * n_ys)
+
+
+__all__ = ["emit_scan", "live_mask"]
