@@ -1,0 +1,33 @@
+"""`graphrnn export MODEL -o model.onnx`: the command-line door to `gr.onnx.export`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..ir import LoweringError
+from .export import export
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL",
+                        help="a saved model file, or module:function / file.py:function "
+                             "returning a gModule")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="the ONNX file to write (e.g. model.onnx)")
+
+
+def run(args: argparse.Namespace, model: Any) -> int:
+    """Write the ONNX file; prints what was written, or one error line (status 2)."""
+    try:
+        proto = export(model, args.output)
+    except (LoweringError, ImportError) as e:
+        print(f"graphrnn export: error: {e}", file=sys.stderr)
+        return 2
+    kinds = sorted({n.op_type for n in proto.graph.node})
+    print(f"{args.output}: ONNX opset {proto.opset_import[0].version}, "
+          f"{len(proto.graph.node)} nodes ({', '.join(kinds)})")
+    return 0
+
+
+__all__ = ["add_arguments", "run"]
