@@ -14,7 +14,6 @@ from typing import Any, Callable
 from . import nn
 from .gmodule import gModule
 from .module import Module
-from .recurrent import Recurrent
 from .torch_interop import (_torch, to_torch_embedding, to_torch_linear,
                             to_torch_recurrent)
 
@@ -28,27 +27,28 @@ def _simple(name: str) -> Callable[[Any, bool], Any]:
     return lambda m, batch_first: getattr(_torch().nn, name)()
 
 
-# graphrnn module class -> (module, batch_first) -> torch module; families add their rows here
-TO_TORCH_RULES: dict[type, Callable[[Any, bool], Any]] = {
-    Recurrent: lambda m, batch_first: to_torch_recurrent(m, batch_first),
-    nn.Linear: lambda m, batch_first: to_torch_linear(m),
-    nn.LookupTable: lambda m, batch_first: to_torch_embedding(m),
-    nn.Dropout: lambda m, batch_first: _torch().nn.Dropout(m.p),
-    nn.Identity: _simple("Identity"),
-    nn.Tanh: _simple("Tanh"),
-    nn.Sigmoid: _simple("Sigmoid"),
-    nn.ReLU: _simple("ReLU"),
-    nn.SoftMax: _softmax,
-    nn.LogSoftMax: _softmax,
+# graphrnn module class name -> (module, batch_first) -> torch module; keyed by name so a
+# family can register a module defined after this table
+TO_TORCH_RULES: dict[str, Callable[[Any, bool], Any]] = {
+    "Recurrent": lambda m, batch_first: to_torch_recurrent(m, batch_first),
+    "Linear": lambda m, batch_first: to_torch_linear(m),
+    "LookupTable": lambda m, batch_first: to_torch_embedding(m),
+    "Dropout": lambda m, batch_first: _torch().nn.Dropout(m.p),
+    "Identity": _simple("Identity"),
+    "Tanh": _simple("Tanh"),
+    "Sigmoid": _simple("Sigmoid"),
+    "ReLU": _simple("ReLU"),
+    "SoftMax": _softmax,
+    "LogSoftMax": _softmax,
 }
 
 
 def _one(m: Module, batch_first: bool) -> Any:
-    rule = TO_TORCH_RULES.get(type(m))
+    rule = TO_TORCH_RULES.get(type(m).__name__)
     if rule is None:
         raise TypeError(f"to_torch: graphrnn {type(m).__name__} ({m.prefix}) has no PyTorch "
                         f"counterpart here; supported: "
-                        f"{', '.join(sorted(c.__name__ for c in TO_TORCH_RULES))}")
+                        f"{', '.join(sorted(TO_TORCH_RULES))}")
     return rule(m, batch_first)
 
 

@@ -204,3 +204,28 @@ def test_load_torch_state_errors():
     gr.load_torch_state(model, {"weight_ih_l0": state["weight_ih_l0"]}, strict=False)
     np.testing.assert_array_equal(model.named_parameters()["gru.weight_ih_l0"],
                                   state["weight_ih_l0"].numpy())
+
+
+def test_to_torch_of_graphrnn_modules():
+    rec = gr.nn.Recurrent(gr.cells.LSTM(D, H, proj_size=P), num_layers=2, bidirectional=True)
+    x = gr.Input("B", "T", D)
+    model = gr.gModule([x], [rec(x)])
+    xs = randn(2, 5, D)
+    twin = gr.to_torch(rec)
+    assert twin.batch_first and twin.proj_size == P
+    with torch.no_grad():
+        np.testing.assert_allclose(twin(torch.tensor(xs))[0].numpy(), model(xs), rtol=1e-5,
+                                   atol=1e-6)
+    layers = [gr.nn.Linear(D, 4), gr.nn.ReLU(), gr.nn.Linear(4, 2)]
+    y = gr.Input("B", D)
+    h = y
+    for layer in layers:
+        h = layer(h)
+    mlp = gr.gModule([y], [h])
+    seq = gr.to_torch(layers)
+    assert isinstance(seq, torch.nn.Sequential) and len(seq) == 3
+    with torch.no_grad():
+        np.testing.assert_allclose(seq(torch.tensor(xs[:, 0])).numpy(), mlp(xs[:, 0]),
+                                   rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="CMul.*no PyTorch counterpart"):
+        gr.to_torch(gr.nn.CMul(3))
