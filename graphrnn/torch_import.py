@@ -144,8 +144,14 @@ def _default_input(first: Any, m: Any) -> Node:
                      "its first module; pass input_shape=(\"B\", ..., features)")
 
 
+def _state_inputs(rec: Recurrent) -> list[Node]:
+    n = rec.num_layers * rec.dirs
+    return [nn.Input(n, "B", size, name=k) for k, size in zip(("h0", "c0"), rec.state_sizes)]
+
+
 def from_torch(module: Any, input_shape: Sequence[Any] | None = None,
-               input_dtype: str = "float32", name: str | None = None) -> gModule:
+               input_dtype: str = "float32", name: str | None = None, *,
+               lengths: bool = False, initial_state: bool = False) -> gModule:
     """A gModule computing what the PyTorch `module` computes, with copies of its weights.
 
     `module`: `nn.RNN` (tanh, relu), `nn.LSTM` (with `proj_size`), `nn.GRU` (any `num_layers`,
@@ -157,22 +163,34 @@ def from_torch(module: Any, input_shape: Sequence[Any] | None = None,
     `[B, T]` for Embedding). A recurrent module last makes the model return torch's triple or
     pair flattened: `out, h_n` (RNN, GRU) or `out, h_n, c_n` (LSTM), states
     `[num_layers * num_directions, B, H]`.
+    `lengths=True` adds an int64 input `lengths [B]` after x (rows stop at their own length,
+    as a packed sequence in PyTorch), `initial_state=True` the inputs `h0` (and `c0`)
+    `[num_layers * num_directions, B, H]` after it (torch's `hx`; zeros otherwise).
     """
     layers = _convert(module, "")
     if input_shape is None:
         x = _default_input(layers[0], module)
     else:
         x = nn.Input(*input_shape, dtype=input_dtype, name="x")
+    recurrent = [layer for layer in layers if isinstance(layer, Recurrent)]
+    if (lengths or initial_state) and not recurrent:
+        raise ValueError("from_torch: lengths= and initial_state= need a recurrent module")
+    extra = [nn.Input("B", dtype="int64", name="lengths")] if lengths else []
+    states = _state_inputs(recurrent[0]) if initial_state else []
     y: Any = x
     for k, layer in enumerate(layers):
         if not isinstance(y, Node):
             raise TypeError(f"from_torch: {type(layers[k - 1]).__name__} returns (output, "
                             "state) and must be the last module of the Sequential")
-        y = layer(y)
+        if isinstance(layer, Recurrent):
+            hx = None if not states else states[0] if len(states) == 1 else tuple(states)
+            y = layer([y] + extra if extra else y, hx)
+        else:
+            y = layer(y)
     outs: list[Node] = []
     for part in (y if isinstance(y, (tuple, Table)) else (y,)):
         outs += list(part) if isinstance(part, tuple) else [part]
-    model = gModule([x], outs, name=name or type(module).__name__.lower())
+    model = gModule([x] + extra + states, outs, name=name or type(module).__name__.lower())
     model.torch_layers = layers
     model.eval()
     return model

@@ -229,3 +229,31 @@ def test_to_torch_of_graphrnn_modules():
                                    rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match="CMul.*no PyTorch counterpart"):
         gr.to_torch(gr.nn.CMul(3))
+
+
+@pytest.mark.parametrize("kind, kw", [CASES[1], CASES[3], CASES[6]])
+def test_lengths_and_initial_state_equal_packed_torch(kind, kw):
+    m = make(kind, kw, 2, True)
+    model = gr.from_torch(m, lengths=True, initial_state=True)
+    assert [x.name for x in model.inputs] == ["x", "lengths", "h0"] + (["c0"] if
+                                                                        kind == "LSTM" else [])
+    x, lengths = randn(4, 6, D), np.array([6, 2, 5, 1])
+    states = [randn(4, 4, s) for s in model_state_sizes(m)]
+    got = gr.compile(model)(x, lengths, *states)
+    xt = torch.tensor(x if m.batch_first else x.transpose(1, 0, 2))
+    packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths),
+                                                     batch_first=m.batch_first,
+                                                     enforce_sorted=False)
+    hx = [torch.tensor(s) for s in states]
+    with torch.no_grad():
+        out, st = m(packed, tuple(hx) if kind == "LSTM" else hx[0])
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=6)
+    want = [out] + (list(st) if isinstance(st, tuple) else [st])
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def model_state_sizes(m) -> list[int]:
+    if isinstance(m, torch.nn.LSTM):
+        return [m.proj_size or m.hidden_size, m.hidden_size]
+    return [m.hidden_size]
