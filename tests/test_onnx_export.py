@@ -154,9 +154,10 @@ def test_nngraph_toy_and_ops(tmp_path):
 
 
 def test_ops_without_counterpart_and_untyped_inputs_are_named(tmp_path):
-    x = gr.Input("B", 3, name="x")
-    model = gr.gModule([x], [gr.ops.step(x)])
-    with pytest.raises(gr.LoweringError, match=r"the op 'step' has no ONNX counterpart"):
+    x, u = gr.Input("B", 3, name="x"), gr.Input("B", name="u")
+    model = gr.gModule([x, u], [gr.ops.sample(x, u, gr.ops.const(1.0))])
+    with pytest.raises(gr.LoweringError, match=r"sample.*test_onnx_export.py:\d+.*the op "
+                                               r"'sample' has no ONNX counterpart"):
         gr.onnx.export(model, tmp_path / "m.onnx")
     y = nn.Identity()()
     with pytest.raises(gr.GraphError, match="no declared shape"):
@@ -175,7 +176,9 @@ def test_command_line_export_of_a_saved_model(tmp_path, capsys):
     xs = randn(2, 4, D)
     np.testing.assert_allclose(run_onnx(tmp_path / "reader.onnx", xs)[0], model(xs),
                                rtol=1e-5, atol=1e-5)
-    bad = gr.gModule([x], [gr.ops.step(x)], name="bad")
+    u = gr.Input("B", name="u")
+    bad = gr.gModule([x, u], [gr.ops.sample(gr.ops.index(x, 1, 0), u, gr.ops.const(0.0))],
+                     name="bad")
     gr.save(bad, tmp_path / "bad.grnn")
     assert cli_main(["export", str(tmp_path / "bad.grnn"), "-o", str(tmp_path / "b.onnx")]) == 2
     assert "no ONNX counterpart" in capsys.readouterr().err
@@ -189,3 +192,19 @@ def test_the_core_imports_without_onnx():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "ImportError" in out and "pip install" in out
+
+
+def test_the_ops_passes_introduce_have_counterparts_too(tmp_path):
+    """where, step, expand, pad, one-hot, contract, scatter and seq_mask (what gradients and
+    masks are made of) export as well."""
+    ops = gr.ops
+    x, ids = gr.Input("B", "T", 3, name="x"), gr.Input("B", "T", dtype="int64", name="ids")
+    lengths = gr.Input("B", dtype="int64", name="lengths")
+    gated = ops.where(ops.step(x), x, 0.5)
+    spread = ops.expand(ops.mean(x, axes=[1], keepdims=True), x)
+    outs = [gated, spread, ops.pad(x, 2, 1, 2), ops.onehot(ids, 5),
+            ops.contract(x, ops.onehot(ids, 4)), ops.contract(x, spread, transpose_out=True),
+            ops.scatter(x, ids, 5), ops.seq_mask(x, lengths, every=2), ops.seq_mask(x)]
+    model = gr.gModule([x, ids, lengths], outs)
+    roundtrip(model, tmp_path, [randn(4, 6, 3), RNG.integers(0, 4, (4, 6)), np.array([6, 0, 3, 5])],
+              [randn(1, 2, 3), RNG.integers(0, 4, (1, 2)), np.array([1])])

@@ -112,6 +112,71 @@ def _fill(em: Emitter, n: Node, a: list) -> str:
     return em.one("ConstantOfShape", [dims], _hint(n), value=fill)
 
 
+def _float(em: Emitter, x: str, hint: str) -> str:
+    return em.one("Cast", [x], hint, to=em.onnx.TensorProto.FLOAT)
+
+
+def _where(em: Emitter, n: Node, a: list) -> str:
+    zero = em.const(np.zeros((), np.int64 if n.inputs[0].type and
+                             n.inputs[0].type.dtype == "int64" else np.float32), "zero")
+    mask = em.one("Not", [em.one("Equal", [a[0], zero], "is_zero")], "mask")
+    return em.one("Where", [mask] + a[1:], _hint(n))
+
+
+def _pad(em: Emitter, n: Node, a: list) -> str:
+    rank = n.inputs[0].type.rank
+    pads = [0] * (2 * rank)
+    axis = n.attrs["axis"] % rank
+    pads[axis], pads[rank + axis] = n.attrs["before"], n.attrs["after"]
+    return em.one("Pad", [a[0], _ints(em, pads, "pads")], _hint(n))
+
+
+def _onehot(em: Emitter, n: Node, a: list) -> str:
+    values = em.const(np.array([0.0, 1.0], np.float32), "off_on")
+    return em.one("OneHot", [a[0], _ints(em, n.attrs["n"], "depth"), values], _hint(n), axis=-1)
+
+
+def _contract(em: Emitter, n: Node, a: list) -> str:
+    """a[..., K], b[..., N] -> a^T b summed over the leading dims: [K, N]."""
+    rows = [em.one("Reshape", [x, _ints(em, [-1, t.shape[-1]], "shape")], "rows")
+            for x, t in zip(a, (n.inputs[0].type, n.inputs[1].type))]
+    if n.attrs.get("transpose_out"):
+        rows = rows[::-1]
+    return em.one("MatMul", [em.one("Transpose", [rows[0]], "cols", perm=[1, 0]), rows[1]],
+                  _hint(n))
+
+
+def _scatter(em: Emitter, n: Node, a: list) -> str:
+    d = n.inputs[0].type.shape[-1]
+    rows = em.one("Reshape", [a[0], _ints(em, [-1, d], "shape")], "rows")
+    ids = em.one("Reshape", [a[1], _ints(em, [-1, 1], "shape")], "ids")
+    zeros = em.const(np.zeros((n.attrs["n"], d), np.float32), "zeros")
+    return em.one("ScatterND", [zeros, ids, rows], _hint(n), reduction="add")
+
+
+def _seq_mask(em: Emitter, n: Node, a: list) -> str:
+    """f32[B, T]: 1 where t < lengths[b] (and t % every != 0)."""
+    shape = em.one("Shape", [a[0]], "shape_of")
+    steps = em.one("Gather", [shape, em.const(np.int64(1), "one")], "steps", axis=0)
+    t = em.one("Range", [em.const(np.int64(0), "zero"), steps, em.const(np.int64(1), "one")],
+               "t")
+    t_row = em.one("Unsqueeze", [t, _ints(em, [0])], "t_row")
+    ones = em.one("ConstantOfShape", [em.one("Slice", [shape, _ints(em, [0], "starts"),
+                                                       _ints(em, [2], "ends")], "bt")],
+                  "ones", value=em.onnx.numpy_helper.from_array(np.ones(1, np.float32)))
+    keep = ones
+    if len(a) > 1:
+        col = em.one("Unsqueeze", [a[1], _ints(em, [1])], "len_col")
+        keep = em.one("Mul", [keep, _float(em, em.one("Less", [t_row, col], "live"), "livef")],
+                      "keep")
+    if n.attrs.get("every"):
+        mod = em.one("Mod", [t_row, em.const(np.int64(n.attrs["every"]), "every")], "phase")
+        border = em.one("Equal", [mod, em.const(np.int64(0), "zero")], "border")
+        keep = em.one("Mul", [keep, _float(em, em.one("Not", [border], "inner"), "innerf")],
+                      "keep")
+    return em.one("Identity", [keep], _hint(n))
+
+
 def _get(em: Emitter, n: Node, a: list) -> str:
     return a[0][n.attrs["index"]]
 
@@ -135,6 +200,16 @@ EXPORT_RULES.update({
     Op.RESHAPE: _reshape,
     Op.DROPOUT: lambda em, n, a: em.one("Identity", a, _hint(n)),   # inference
     Op.GET: _get,
+    Op.STEP: lambda em, n, a: _float(em, em.one("Greater", [a[0], em.const(np.float32(0))],
+                                               "positive"), _hint(n)),
+    Op.WHERE: _where,
+    Op.EXPAND: lambda em, n, a: em.one("Expand", [a[0], em.one("Shape", [a[1]], "shape_of")],
+                                       _hint(n)),
+    Op.PAD: _pad,
+    Op.ONEHOT: _onehot,
+    Op.CONTRACT: _contract,
+    Op.SCATTER: _scatter,
+    Op.SEQ_MASK: _seq_mask,
 })
 
 __all__ = ["UNARY", "BINARY"]
