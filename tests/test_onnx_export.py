@@ -184,7 +184,12 @@ def test_command_line_export_of_a_saved_model(tmp_path, capsys):
     assert "no ONNX counterpart" in capsys.readouterr().err
 
 
-def test_the_core_imports_without_onnx():
+def test_the_core_imports_without_onnx_or_torch():
+    code = ("import sys; import graphrnn\n"
+            "print([m for m in ('onnx', 'onnxruntime', 'torch') if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
     code = ("import sys; sys.modules['onnx'] = None; import graphrnn as gr\n"
             "x = gr.Input('B', 2); m = gr.gModule([x], [gr.nn.Tanh()(x)])\n"
             "try:\n    gr.onnx.export(m, 'never.onnx')\nexcept ImportError as e:\n"
