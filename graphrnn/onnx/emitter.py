@@ -40,6 +40,8 @@ class Emitter:
             self.params: dict[int, str] = {}       # id(Param root) -> initializer name
             self.used: set[str] = set()
             self.counter = 0
+            self.symbols: dict[str, tuple[str, int]] = {}   # "T" -> (model input, axis)
+            self.guard = True               # loops inside an If for empty batches/sequences
 
     def fresh(self, hint: str) -> str:
         """A graph-wide unique value name from a readable hint."""
@@ -70,6 +72,25 @@ class Emitter:
         name = self.fresh(hint)
         self.root.initializers.append(self.onnx.numpy_helper.from_array(arr, name))
         return name
+
+    def bind_symbols(self, names: Sequence[str], types: Sequence[TensorType]) -> None:
+        """Note where each symbolic dim of the model's inputs can be read at run time."""
+        for name, t in zip(names, types):
+            for axis, d in enumerate(t.shape):
+                if isinstance(d, str):
+                    self.root.symbols.setdefault(d, (name, axis))
+
+    def dim(self, n: Node, d: Any) -> str:
+        """An int64 scalar holding dim `d`: a constant, or a symbol read from a model input."""
+        if isinstance(d, (int, np.integer)):
+            return self.const(np.int64(d), "dim")
+        if d not in self.root.symbols:
+            raise node_error(n, f"the dim {d!r} is not a dim of any model input: no ONNX "
+                                "value for it", LoweringError)
+        source, axis = self.root.symbols[d]
+        shape = self.one("Shape", [source], "shape_of")
+        return self.one("Gather", [shape, self.const(np.int64(axis), "axis")], f"dim_{d}",
+                        axis=0)
 
     def param(self, node: Node) -> str:
         """The initializer holding a parameter's current value (one per tied parameter)."""

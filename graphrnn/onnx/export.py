@@ -22,8 +22,12 @@ RULE_MODULES = (export_ops, export_rnn)
 IR_VERSION = 8
 
 
-def to_onnx(model: Any, name: str | None = None) -> Any:
-    """The ONNX ModelProto of `model` (a gModule or Graph with typed inputs)."""
+def to_onnx(model: Any, name: str | None = None, *, guard_empty: bool = True) -> Any:
+    """The ONNX ModelProto of `model` (a gModule or Graph with typed inputs).
+
+    With `guard_empty` (the default) each recurrent node sits in an `If` that returns the
+    initial states and empty outputs for a batch of 0 rows or sequences of 0 steps, which
+    ONNX Runtime's own RNN and Scan kernels abort on; False gives bare top-level nodes."""
     graph = graph_of(model)
     untyped = [x.name or f"input {i}" for i, x in enumerate(graph.inputs) if x.type is None]
     if untyped:
@@ -31,7 +35,9 @@ def to_onnx(model: Any, name: str | None = None) -> Any:
                          "them with gr.Input(\"B\", \"T\", features, ...)")
     graph = infer_graph(graph, [x.type for x in graph.inputs])
     em = Emitter()
+    em.guard = guard_empty
     in_names = [em.fresh(x.name or f"input_{i}") for i, x in enumerate(graph.inputs)]
+    em.bind_symbols(in_names, [x.type for x in graph.inputs])
     outs = emit_graph(em, graph, in_names)
     out_names = [em.one("Identity", [got], f"output_{i}") for i, got in enumerate(outs)]
     h = em.helper
@@ -45,14 +51,16 @@ def to_onnx(model: Any, name: str | None = None) -> Any:
     return proto
 
 
-def export(model: Any, path: str | os.PathLike, *, check: bool = True) -> Any:
-    """Write `model` as an ONNX file at `path`; returns the ModelProto.
+def export(model: Any, path: str | os.PathLike, *, check: bool = True,
+           guard_empty: bool = True) -> Any:
+    """Write `model` as an ONNX file at `path`; returns the ModelProto (`guard_empty`: see
+    `to_onnx`).
 
     With `check`, the file is first validated by `onnx.checker.check_model(full_check=True)`.
     Raises LoweringError naming the node for an op without an ONNX counterpart, GraphError
     for inputs without a declared shape.
     """
-    proto = to_onnx(model)
+    proto = to_onnx(model, guard_empty=guard_empty)
     onnx = Emitter().onnx
     if check:
         onnx.checker.check_model(proto, full_check=True)

@@ -17,6 +17,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the ONNX file to write (e.g. model.onnx)")
 
 
+def op_types(graph: Any) -> list[str]:
+    """The op types of a graph's nodes and of those in its subgraphs (If, Scan, Loop)."""
+    kinds = []
+    for n in graph.node:
+        kinds.append(n.op_type)
+        for a in n.attribute:
+            if a.HasField("g"):
+                kinds += op_types(a.g)
+    return kinds
+
+
 def run(args: argparse.Namespace, model: Any) -> int:
     """Write the ONNX file; prints what was written, or one error line (status 2)."""
     try:
@@ -24,7 +35,7 @@ def run(args: argparse.Namespace, model: Any) -> int:
     except (LoweringError, ImportError) as e:
         print(f"graphrnn export: error: {e}", file=sys.stderr)
         return 2
-    kinds = sorted({n.op_type for n in proto.graph.node})
+    kinds = sorted(set(op_types(proto.graph)))
     print(f"{args.output}: ONNX opset {proto.opset_import[0].version}, "
           f"{len(proto.graph.node)} nodes ({', '.join(kinds)})")
     return 0

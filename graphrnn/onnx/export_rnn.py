@@ -5,10 +5,13 @@ A loop body is recognised by structure: it must be, node for node, the body nn.R
 builds for a cell of the same kind and sizes (so a model loaded from a file is recognised
 too); its parameters then give ONNX's weights, gates reordered (PyTorch's LSTM i,f,g,o to
 ONNX's i,o,f,c; GRU r,z,n to z,r,h with linear_before_reset=1). An LSTM with a projection
-has no ONNX node and goes through Scan.
+has no ONNX node and goes through Scan; a loop without sequences is an ONNX Loop. Each sits
+in an `If` that answers empty batches and sequences itself (export_guard.py), unless the
+export is asked for bare nodes.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,8 @@ from ..init import generator
 from ..ir import Graph, Node, Op, loop_operands
 from ..store import value
 from .emitter import EXPORT_RULES, Emitter
+from .export_guard import guard_empty
+from .export_loop import emit_counted
 from .export_scan import emit_scan
 
 # ONNX gate blocks, as indexes of PyTorch's blocks
@@ -143,10 +148,14 @@ def emit_cell(em: Emitter, n: Node, args: list, cell: Cell, w: dict[str, np.ndar
 
 
 def _loop(em: Emitter, n: Node, args: list) -> list[str]:
+    if not loop_operands(n)[2]:
+        return emit_counted(em, n, args)
     found = recognise(n)
+    emit: Any = emit_scan
     if found is not None and not getattr(found[0], "proj_size", 0):
-        return emit_cell(em, n, args, *found)
-    return emit_scan(em, n, args)
+        cell, weights = found
+        emit = partial(emit_cell, cell=cell, w=weights)
+    return guard_empty(em, n, args, emit) if em.root.guard else emit(em, n, args)
 
 
 EXPORT_RULES[Op.LOOP] = _loop

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import LoweringError, Node, loop_operands, node_error
+from ..ir import Graph, Node, loop_operands
 from .emitter import Emitter, emit_graph
 
 
@@ -27,10 +27,30 @@ def live_mask(em: Emitter, seq: str, lengths: str) -> str:
     return em.one("Less", [t_row, col], "live")
 
 
-def _masked(sub: Emitter, live: str, rank: int, new: str, old: str) -> str:
+def masked(sub: Emitter, live: str, rank: int, new: str, old: str) -> str:
+    """where(live, new, old), live [B] broadcast over the trailing dims of a rank-`rank` value."""
     mask = live if rank <= 1 else sub.one(
         "Unsqueeze", [live, sub.const(np.arange(1, rank, dtype=np.int64), "axes")], "live_b")
     return sub.one("Where", [mask, new, old], "kept")
+
+
+def body_results(sub: Emitter, body: Graph, outs: list[str], state_in: list[str],
+                 live: str | None) -> list[str]:
+    """The body's outputs under fresh names; with `live` [B], a finished row keeps its state
+    and emits zeros."""
+    results = []
+    nk = len(state_in)
+    for i, (y, out) in enumerate(zip(body.outputs, outs)):
+        rank = y.type.rank if y.type is not None else 1
+        if live is not None:
+            if i < nk:
+                out = masked(sub, live, rank, out, state_in[i])
+            else:
+                zero = sub.const(np.zeros((), np.int64 if y.type and y.type.dtype == "int64"
+                                          else np.float32), "zero")
+                out = masked(sub, live, rank, out, zero)
+        results.append(sub.one("Identity", [out], f"{y.name or 'out'}_next"))
+    return results
 
 
 def emit_scan(em: Emitter, n: Node, args: list) -> list[str]:
@@ -38,9 +58,6 @@ def emit_scan(em: Emitter, n: Node, args: list) -> list[str]:
     body = n.attrs["body"]
     consts, carry, xs, lengths = loop_operands(n)
     nc, nk, nx = len(consts), len(carry), len(xs)
-    if nx == 0:
-        raise node_error(n, "a loop without sequences (length=...) has no ONNX Scan form",
-                         LoweringError)
     c_names, k_names = args[:nc], args[nc:nc + nk]
     x_names = args[nc + nk:nc + nk + nx]
     sub = Emitter(em)
@@ -49,17 +66,7 @@ def emit_scan(em: Emitter, n: Node, args: list) -> list[str]:
     xs_in = [sub.fresh(f"{x.name or 'x'}_t") for x in b_in[nc + nk:]]
     outs = emit_graph(sub, body, list(c_names) + state_in + xs_in)
     live = sub.fresh("live_t") if lengths is not None else None
-    results = []
-    for i, (y, out) in enumerate(zip(body.outputs, outs)):
-        rank = y.type.rank if y.type is not None else 1
-        if live is not None:
-            if i < nk:
-                out = _masked(sub, live, rank, out, state_in[i])
-            else:
-                zero = sub.const(np.zeros((), np.int64 if y.type and y.type.dtype == "int64"
-                                          else np.float32), "zero")
-                out = _masked(sub, live, rank, out, zero)
-        results.append(sub.one("Identity", [out], f"{y.name or 'out'}_next"))
+    results = body_results(sub, body, outs, state_in, live)
     helper, tp = em.helper, em.onnx.TensorProto
     inputs: list[Any] = [sub.value_info(nm, x.type) for nm, x in zip(state_in, b_in[nc:nc + nk])]
     inputs += [sub.value_info(nm, x.type) for nm, x in zip(xs_in, b_in[nc + nk:])]
@@ -71,10 +78,11 @@ def emit_scan(em: Emitter, n: Node, args: list) -> list[str]:
     graph = helper.make_graph(sub.nodes, em.fresh(f"{n.name or 'loop'}_body"), inputs, outputs)
     n_scan, n_ys = len(scan_ins) - nk, len(body.outputs) - nk
     rev = int(bool(n.attrs.get("reverse")))
+    ys_axes = {"scan_output_axes": [1] * n_ys, "scan_output_directions": [rev] * n_ys} \
+        if n_ys else {}
     return em.add("Scan", scan_ins, n.name or "loop", nk + n_ys, body=graph,
                   num_scan_inputs=n_scan, scan_input_axes=[1] * n_scan,
-                  scan_input_directions=[rev] * n_scan, scan_output_axes=[1] * n_ys,
-                  scan_output_directions=[rev] * n_ys)
+                  scan_input_directions=[rev] * n_scan, **ys_axes)
 
 
-__all__ = ["emit_scan", "live_mask"]
+__all__ = ["emit_scan", "live_mask", "masked", "body_results"]
