@@ -5,21 +5,35 @@ time order (reversed for `reverse=True`) and batch-first `[B, T, ...]`.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from ..ir import Node, loop_operands
 from .emitter import Emitter, emit_graph
+from .export_guard import counted_batch_steps, empty_outputs, guard_empty
 from .export_scan import body_results
 
 INT64_MIN = np.iinfo(np.int64).min
 
 
 def emit_counted(em: Emitter, n: Node, args: list) -> list[str]:
-    """The loop as one ONNX Loop node; returns (*final carries, *ys) names."""
+    """The loop as an ONNX Loop node (in an If answering 0 steps or rows: ONNX Runtime gives
+    per-step outputs of unknown shape for 0 iterations); returns (*final carries, *ys)."""
+    length = n.attrs["length"]
+    steps = em.dim(n, length)
+    batch_steps = counted_batch_steps(em, n, steps)
+    if batch_steps is None or (isinstance(length, int) and length > 0):
+        return _loop(em, n, args, steps)
+    if isinstance(length, int):
+        return empty_outputs(em, n, args, batch_steps)
+    return guard_empty(em, n, args, partial(_loop, steps=steps), batch_steps)
+
+
+def _loop(em: Emitter, n: Node, args: list, steps: str) -> list[str]:
     body = n.attrs["body"]
     consts, carry, _, lengths = loop_operands(n)
     nc, nk = len(consts), len(carry)
-    steps = em.dim(n, n.attrs["length"])
     sub = Emitter(em)
     t, cond = sub.fresh("t"), sub.fresh("cond")
     state_in = [sub.fresh(f"{x.name or 'carry'}_in") for x in body.inputs[nc:nc + nk]]

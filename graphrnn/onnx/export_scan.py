@@ -54,35 +54,43 @@ def body_results(sub: Emitter, body: Graph, outs: list[str], state_in: list[str]
 
 
 def emit_scan(em: Emitter, n: Node, args: list) -> list[str]:
-    """The loop as one Scan node; returns (*final carries, *ys) names."""
+    """The loop as one Scan node; returns (*final carries, *ys) names.
+
+    Consts enter as state variables handed on unchanged, not as outer-scope names: ONNX
+    Runtime 1.32 loses an outer node's output that a Scan body nested in an If passes on."""
     body = n.attrs["body"]
     consts, carry, xs, lengths = loop_operands(n)
     nc, nk, nx = len(consts), len(carry), len(xs)
-    c_names, k_names = args[:nc], args[nc:nc + nk]
     x_names = args[nc + nk:nc + nk + nx]
     sub = Emitter(em)
     b_in = body.inputs
+    const_in = [sub.fresh(f"{x.name or 'const'}_in") for x in b_in[:nc]]
     state_in = [sub.fresh(f"{x.name or 'carry'}_in") for x in b_in[nc:nc + nk]]
     xs_in = [sub.fresh(f"{x.name or 'x'}_t") for x in b_in[nc + nk:]]
-    outs = emit_graph(sub, body, list(c_names) + state_in + xs_in)
+    outs = emit_graph(sub, body, const_in + state_in + xs_in)
     live = sub.fresh("live_t") if lengths is not None else None
-    results = body_results(sub, body, outs, state_in, live)
+    results = [sub.one("Identity", [c], "const_next") for c in const_in]
+    results += body_results(sub, body, outs, state_in, live)
     helper, tp = em.helper, em.onnx.TensorProto
-    inputs: list[Any] = [sub.value_info(nm, x.type) for nm, x in zip(state_in, b_in[nc:nc + nk])]
+    inputs: list[Any] = [sub.value_info(nm, x.type) for nm, x in zip(const_in + state_in,
+                                                                        b_in[:nc + nk])]
     inputs += [sub.value_info(nm, x.type) for nm, x in zip(xs_in, b_in[nc + nk:])]
-    scan_ins = list(k_names) + list(x_names)
+    scan_ins = list(args[:nc + nk]) + list(x_names)
     if live is not None:
         inputs.append(helper.make_tensor_value_info(live, tp.BOOL, None))
         scan_ins.append(live_mask(em, x_names[0], args[-1]))
-    outputs = [sub.value_info(nm, y.type) for nm, y in zip(results, body.outputs)]
+    outputs = [sub.value_info(nm, x.type) for nm, x in zip(results[:nc], b_in[:nc])]
+    outputs += [sub.value_info(nm, y.type) for nm, y in zip(results[nc:], body.outputs)]
     graph = helper.make_graph(sub.nodes, em.fresh(f"{n.name or 'loop'}_body"), inputs, outputs)
-    n_scan, n_ys = len(scan_ins) - nk, len(body.outputs) - nk
+    n_state = nc + nk
+    n_scan, n_ys = len(scan_ins) - n_state, len(body.outputs) - nk
     rev = int(bool(n.attrs.get("reverse")))
     ys_axes = {"scan_output_axes": [1] * n_ys, "scan_output_directions": [rev] * n_ys} \
         if n_ys else {}
-    return em.add("Scan", scan_ins, n.name or "loop", nk + n_ys, body=graph,
-                  num_scan_inputs=n_scan, scan_input_axes=[1] * n_scan,
-                  scan_input_directions=[rev] * n_scan, **ys_axes)
+    got = em.add("Scan", scan_ins, n.name or "loop", n_state + n_ys, body=graph,
+                 num_scan_inputs=n_scan, scan_input_axes=[1] * n_scan,
+                 scan_input_directions=[rev] * n_scan, **ys_axes)
+    return got[nc:]
 
 
 __all__ = ["emit_scan", "live_mask", "masked", "body_results"]
