@@ -115,6 +115,15 @@ def test_from_torch_models_export(tmp_path):
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_from_torch_with_lengths_and_initial_state_exports(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    model = gr.from_torch(torch.nn.GRU(D, H, num_layers=2, bidirectional=True),
+                          lengths=True, initial_state=True)
+    roundtrip(model, tmp_path, [randn(3, 5, D), np.array([5, 2, 4]), randn(4, 3, H)],
+              [randn(1, 2, D), np.array([1]), randn(4, 1, H)])
+
+
 def test_lstm_projection_goes_through_scan(tmp_path):
     rec = nn.Recurrent(gr.cells.LSTM(D, H, proj_size=2), bidirectional=True, return_state=True)
     x, lengths = gr.Input("B", "T", D), gr.Input("B", dtype="int64")
