@@ -14,8 +14,8 @@ from typing import Any, Callable
 from . import nn
 from .gmodule import gModule
 from .module import Module
-from .torch_interop import (_torch, to_torch_embedding, to_torch_linear,
-                            to_torch_recurrent)
+from .torch_interop import (_copy_into, _torch, _value, to_torch_embedding,
+                            to_torch_linear, to_torch_recurrent)
 
 
 def _softmax(m: Any, batch_first: bool) -> Any:
@@ -25,6 +25,18 @@ def _softmax(m: Any, batch_first: bool) -> Any:
 
 def _simple(name: str) -> Callable[[Any, bool], Any]:
     return lambda m, batch_first: getattr(_torch().nn, name)()
+
+
+def _layer_norm(m: Any, batch_first: bool) -> Any:
+    values = {k: _value(p) for k, p in m.params().items()}
+    shape = getattr(m, "normalized_shape", None)
+    if shape is None and "weight" in values:
+        shape = values["weight"].shape
+    if shape is None:
+        raise TypeError(f"to_torch: {m.prefix} does not say its normalized_shape")
+    twin = _torch().nn.LayerNorm(tuple(shape), eps=getattr(m, "eps", 1e-5),
+                                 elementwise_affine=bool(values))
+    return _copy_into(twin, values)
 
 
 # graphrnn module class name -> (module, batch_first) -> torch module; keyed by name so a
@@ -38,6 +50,7 @@ TO_TORCH_RULES: dict[str, Callable[[Any, bool], Any]] = {
     "Tanh": _simple("Tanh"),
     "Sigmoid": _simple("Sigmoid"),
     "ReLU": _simple("ReLU"),
+    "LayerNorm": _layer_norm,
     "SoftMax": _softmax,
     "LogSoftMax": _softmax,
 }

@@ -98,6 +98,15 @@ def _softmax(cls: type) -> Callable[[Any, str], Module]:
     return convert
 
 
+def _layer_norm(m: Any, name: str) -> Module:
+    if m.elementwise_affine and getattr(m, "bias", None) is None:
+        raise ValueError("from_torch: nn.LayerNorm(bias=False) has no graphrnn counterpart; "
+                         "only bias=True (or elementwise_affine=False) is supported")
+    ln = nn.LayerNorm(tuple(m.normalized_shape), eps=m.eps,
+                      elementwise_affine=m.elementwise_affine, name=name)
+    return _fill(ln, ln.params(), dict(m.named_parameters()))
+
+
 # torch class name -> (module, name) -> graphrnn module; families of ops add their rows here
 FROM_TORCH_RULES: dict[str, Callable[[Any, str], Module]] = {
     "RNN": _recurrent,
@@ -105,6 +114,7 @@ FROM_TORCH_RULES: dict[str, Callable[[Any, str], Module]] = {
     "GRU": _recurrent,
     "Linear": _linear,
     "Embedding": _embedding,
+    "LayerNorm": _layer_norm,
     "Dropout": lambda m, name: nn.Dropout(m.p, name=name),
     "Identity": lambda m, name: nn.Identity(name=name),
     "Tanh": lambda m, name: nn.Tanh(name=name),
@@ -137,7 +147,10 @@ def _default_input(first: Any, m: Any) -> Node:
         return nn.Input("B", "T", dtype="int64", name="ids")
     if isinstance(first, nn.Linear):
         return nn.Input("B", first.in_features, name="x")
-    shape = getattr(first, "normalized_shape", None)
+    leaf = m
+    while type(leaf).__name__ == "Sequential" and len(leaf):
+        leaf = leaf[0]
+    shape = getattr(leaf, "normalized_shape", None)
     if shape is not None:
         return nn.Input("B", *shape, name="x")
     raise ValueError(f"from_torch: the input shape of {type(m).__name__} cannot be told from "
