@@ -23,6 +23,9 @@ from .profile import profile
 from . import viz, zoo
 from .runtime.lru import cache_limits, set_cache_limits
 from .export import export_library, load_library
+from .torch_import import from_torch, load_torch_state
+from .torch_export import to_torch
+from . import onnx
 
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
@@ -30,4 +33,5 @@ __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "int
            "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "compile_vjp",
            "save", "load",
            "viz", "zoo", "optim", "train", "gradcheck", "ModelFileError", "profile", "value",
-           "cache_limits", "set_cache_limits", "export_library", "load_library"]
+           "cache_limits", "set_cache_limits", "export_library", "load_library",
+           "from_torch", "to_torch", "load_torch_state", "onnx"]

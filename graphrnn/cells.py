@@ -23,7 +23,8 @@ class Cell(gModule):
     """One recurrent step as a graph. `gates` is the number of stacked gate blocks."""
     gates = 1
     n_states = 1
-    param_attrs = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")   # what Recurrent copies
+    param_attrs = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")  # Recurrent copies
+    weight_hr: Param | None = None
 
     def __init__(self, input_size: int, hidden_size: int, *, name: str | None = None,
                  suffix: str = "", bias: bool = True, token: object | None = None):
@@ -34,14 +35,26 @@ class Cell(gModule):
         g = self.gates * hidden_size
         init = f"uniform({-k},{k})"
         self.weight_ih = self._new("weight_ih", (g, input_size), init)
-        self.weight_hh = self._new("weight_hh", (g, hidden_size), init)
+        self.weight_hh = self._new("weight_hh", (g, self.output_size), init)
         self.bias_ih = self._new("bias_ih", (g,), init) if bias else None
         self.bias_hh = self._new("bias_hh", (g,), init) if bias else None
-        states = [Input("B", hidden_size, name=s) for s in ("h", "c")[:self.n_states]]
+        if self.output_size != hidden_size:
+            self.weight_hr = self._new("weight_hr", (self.output_size, hidden_size), init)
+        states = [Input("B", n, name=s) for s, n in zip(("h", "c"), self.state_sizes)]
         x = Input("B", input_size, name="x")
         with ops.scope(self.owner):
             outs = self.step(x, *states)
         super().__init__(states + [x], list(outs), name=name or type(self).__name__.lower())
+
+    @property
+    def output_size(self) -> int:
+        """The size of h (the hidden size, or an LSTM's proj_size)."""
+        return self.hidden_size
+
+    @property
+    def state_sizes(self) -> tuple[int, ...]:
+        """The sizes of the carried states, h first."""
+        return (self.output_size, self.hidden_size)[:self.n_states]
 
     def _new(self, name: str, shape: tuple[int, ...], init: str) -> Param:
         p = Param(name + self.suffix, shape, init, owner=self.owner, token=self.token)
@@ -82,9 +95,22 @@ class RNN(Cell):
 
 class LSTM(Cell):
     """Gates i, f, g, o (PyTorch order):
-    i = σ(.), f = σ(.), g = tanh(.), o = σ(.);  c' = f*c + i*g;  h' = o * tanh(c')."""
+    i = σ(.), f = σ(.), g = tanh(.), o = σ(.);  c' = f*c + i*g;  h' = o * tanh(c').
+    With `proj_size=P > 0` (PyTorch's projection): h' = (o * tanh(c')) @ weight_hr.T,
+    weight_hr [P, H]; h is [B, P] and weight_hh [4H, P]."""
     gates = 4
     n_states = 2
+
+    def __init__(self, input_size: int, hidden_size: int, proj_size: int = 0, **kw):
+        if proj_size < 0 or proj_size >= hidden_size and proj_size:
+            raise ValueError(f"proj_size must be in [0, hidden_size={hidden_size}), got "
+                             f"{proj_size}")
+        self.proj_size = proj_size
+        super().__init__(input_size, hidden_size, **kw)
+
+    @property
+    def output_size(self) -> int:
+        return self.proj_size or self.hidden_size
 
     def step(self, x: Node, h: Node, c: Node) -> tuple[Node, Node]:
         xi, hh = self.projections(x, h)
@@ -94,8 +120,10 @@ class LSTM(Cell):
         g = ops.tanh(self.gate(z, 2)).annotate(name="cell_input")
         o = ops.sigmoid(self.gate(z, 3)).annotate(name="out_gate")
         c_next = ops.add(ops.mul(f, c), ops.mul(i, g)).annotate(name="c_next")
-        h_next = ops.mul(o, ops.tanh(c_next)).annotate(name="h_next")
-        return h_next, c_next
+        h_next = ops.mul(o, ops.tanh(c_next))
+        if self.weight_hr is not None:
+            h_next = ops.matmul(h_next, ops.param(self.weight_hr), transpose_b=True)
+        return h_next.annotate(name="h_next"), c_next
 
 
 class GRU(Cell):

@@ -6,6 +6,7 @@
     graphrnn ir MODEL [--after PASS]        the graph after each compiler pass (--llvm, --asm)
     graphrnn profile MODEL [--batch B ...]  time each kernel of the compiled model
     graphrnn export-c MODEL -o OUT          the model as a C library (export/command.py)
+    graphrnn export MODEL -o model.onnx     the model as an ONNX file (onnx/export.py)
 
 MODEL is a file written by `graphrnn.save`, or `module:function` / `path/to/file.py:function`
 naming a function that returns a gModule (or a gModule itself). A missing or broken model is
@@ -30,6 +31,7 @@ from .bench import run as bench
 from .compile import compile as compile_model
 from .compiler.pipeline import OPTIMISATIONS, STEPS, Trace, expose, prepare, prepare_training
 from .export import command as export_c
+from .onnx import export_command as export_onnx
 from .ir import GraphError, LoweringError, TensorType
 from .module import graph_of
 from .profile import profile
@@ -295,6 +297,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "export-c": Subcommand("write a model as a C library (lib<name>.so/.a and <name>.h): "
                            "forward, streaming step, training step", export_c.add_arguments,
                            lambda a: export_c.run(a, load_model(a.model))),
+    "export": Subcommand("write a model as an ONNX file (built-in recurrent layers as ONNX "
+                         "RNN/LSTM/GRU, other loops as Scan)", export_onnx.add_arguments,
+                         lambda a: export_onnx.run(a, load_model(a.model))),
 }
 
 

@@ -36,11 +36,12 @@ def sampler(embed: Any, layer: Any, head: Any) -> gModule:
     """The generation graph of a LookupTable -> Recurrent -> Linear language model."""
     if layer.dirs != 1:
         raise GraphError("generation needs a unidirectional recurrent layer")
-    n_vocab, hidden = embed.n, layer.hidden_size
-    n_states = layer.n_states * len(layer.cells)
+    n_vocab = embed.n
+    sizes = list(layer.state_sizes) * len(layer.cells)     # h (proj_size wide) before c
+    n_states = len(sizes)
 
     def state_inputs() -> list[Node]:
-        return [ops.input_(("B", hidden), name=f"s{i}") for i in range(n_states)]
+        return [ops.input_(("B", size), name=f"s{i}") for i, size in enumerate(sizes)]
 
     # phase 1: read the priming ids, carrying the states and the last logits
     states, logits, x_id = state_inputs(), ops.input_(("B", n_vocab)), ops.input_(
@@ -58,7 +59,7 @@ def sampler(embed: Any, layer: Any, head: Any) -> gModule:
     prime = Input("B", "P", dtype="int64", name="prime")
     uniforms = Input("B", "N", name="uniforms")
     temperature = Input(name="temperature")
-    init = [ops.fill((hidden,), 0.0, batch_like=uniforms) for _ in range(n_states)]
+    init = [ops.fill((size,), 0.0, batch_like=uniforms) for size in sizes]
     init.append(ops.fill((n_vocab,), 0.0, batch_like=uniforms))
     primed = Loop(prime_body, n_carry=n_states + 1)(init=init, xs=[prime])
     generated = Loop(gen_body, n_carry=n_states + 1, n_consts=1)(

@@ -99,20 +99,26 @@ class gModule(Module):
         return {k: value(p).copy() for k, p in self.store.params.items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Copy values in by parameter key (numpy arrays or torch tensors); with `strict`, the
+        keys must be exactly the model's (`gr.load_torch_state` also takes torch's own)."""
         params = self.store.params
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params]
         if strict and (missing or unexpected):
             raise KeyError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
-        self.store.claim()
-        views = self.store.views()
+        values = {}
         for k, v in state.items():
             if k in params:
-                v = np.asarray(v)
-                if v.shape != params[k].shape:
+                if hasattr(v, "detach"):        # a torch tensor, maybe on a device or in a graph
+                    v = v.detach().cpu().numpy()
+                values[k] = v = np.asarray(v)
+                if v.shape != params[k].shape:  # checked before any write: all or nothing
                     raise ValueError(f"{k}: expected shape {list(params[k].shape)}, got "
                                      f"{list(v.shape)}")
-                views[k][...] = v
+        self.store.claim()
+        views = self.store.views()
+        for k, v in values.items():
+            views[k][...] = v
         self.store.changed()
 
     def reset_parameters(self, seed: int = 0, scheme: str | None = None) -> None:

@@ -48,13 +48,17 @@ class Recurrent(Module):
         kind = type(cell)
         extra = {"nonlinearity": cell.nonlinearity} if hasattr(cell, "nonlinearity") else {}
         extra["bias"] = cell.bias_ih is not None
+        if getattr(cell, "proj_size", 0):
+            extra["proj_size"] = cell.proj_size
+        self.proj_size = getattr(cell, "proj_size", 0)
+        self.state_sizes: tuple[int, ...] = cell.state_sizes
         dirs = 2 if bidirectional else 1
         self.hidden_size, self.dirs = cell.hidden_size, dirs
         self.num_layers, self.return_sequences = num_layers, return_sequences
         self.return_state, self.n_states = return_state, cell.n_states
         self.cells = []
         for layer in range(num_layers):
-            d_in = cell.input_size if layer == 0 else dirs * cell.hidden_size
+            d_in = cell.input_size if layer == 0 else dirs * cell.output_size
             for d in range(dirs):
                 suffix = f"_l{layer}" + ("_reverse" if d else "")
                 self.cells.append(kind(d_in, cell.hidden_size, name=self.prefix, suffix=suffix,
@@ -69,7 +73,7 @@ class Recurrent(Module):
 
     def _body(self, cell: Any) -> Any:
         """The loop body: the cell's new states, and h' again as the per-step output."""
-        states = [ops.input_(("B", cell.hidden_size), name=s) for s in ("h", "c")[:self.n_states]]
+        states = [ops.input_(("B", size), name=s) for s, size in zip(("h", "c"), cell.state_sizes)]
         x = ops.input_(("B", cell.input_size), name="x")
         outs = cell(states + [x])
         outs = [outs] if isinstance(outs, Node) else list(outs)
@@ -89,24 +93,25 @@ class Recurrent(Module):
             if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
                 raise GraphError(f"{self.prefix}: an LSTM takes its initial states as "
                                  "(h0, c0)")
-            return [self._one_state(s, what) for s, what in zip(hx, ("h0", "c0"))]
-        return [self._one_state(hx, "h0")]
+            return [self._one_state(s, what, size)
+                    for s, what, size in zip(hx, ("h0", "c0"), self.state_sizes)]
+        return [self._one_state(hx, "h0", self.hidden_size)]
 
-    def _one_state(self, s: Any, what: str) -> list[Node]:
+    def _one_state(self, s: Any, what: str, size: int) -> list[Node]:
         n = self.num_layers * self.dirs
         if isinstance(s, Node):
             t = s.type
             if t is not None and t.rank == 2 and n == 1:
                 return [s]
-            if t is not None and (t.rank != 3 or t.shape[0] != n or t.shape[2] != self.hidden_size):
+            if t is not None and (t.rank != 3 or t.shape[0] != n or t.shape[2] != size):
                 raise GraphError(f"{self.prefix} at {ops.creation_site()}: {what} must be "
-                                 f"[{n}, B, {self.hidden_size}] (num_layers * num_directions, "
+                                 f"[{n}, B, {size}] (num_layers * num_directions, "
                                  f"batch, hidden), got {t}")
             return [ops.index(s, 0, k) for k in range(n)]
         states = as_nodes(s)
         if len(states) != n:
             raise GraphError(f"{self.prefix} at {ops.creation_site()}: {what} must be {n} "
-                             f"nodes [B, {self.hidden_size}] (one per layer and direction), "
+                             f"nodes [B, {size}] (one per layer and direction), "
                              f"got {len(states)}")
         return states
 
@@ -128,8 +133,8 @@ class Recurrent(Module):
             for d in range(self.dirs):
                 k = layer * self.dirs + d
                 cell = self.cells[k]
-                init = [ops.fill((cell.hidden_size,), 0.0, batch_like=seq)
-                        for _ in range(self.n_states)] if given is None else \
+                init = [ops.fill((size,), 0.0, batch_like=seq)
+                        for size in cell.state_sizes] if given is None else \
                     [states[k] for states in given]
                 loop = Loop(self._body(cell), n_carry=self.n_states, reverse=bool(d))
                 parts = loop(init=init, xs=[seq], lengths=lengths)

@@ -24,7 +24,7 @@ from .nn import Linear, LookupTable
 from .recurrent import Recurrent
 from .store import value
 
-WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
 def _torch() -> Any:
@@ -61,7 +61,7 @@ def recurrent_weights(layer: Recurrent) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for cell in layer.cells:
         for attr in WEIGHTS:
-            param = getattr(cell, attr)
+            param = getattr(cell, attr, None)
             if param is not None:
                 out[attr + cell.suffix] = _value(param)
     return out
@@ -75,9 +75,9 @@ def to_torch_embedding(embed: LookupTable) -> Any:
     return _copy_into(torch.nn.Embedding(embed.n, embed.dim), {"weight": _value(embed.weight)})
 
 
-def to_torch_recurrent(layer: Recurrent) -> Any:
-    """`torch.nn.GRU/LSTM/RNN(..., num_layers, bidirectional, batch_first=True)` with copies
-    of the Recurrent's weights."""
+def to_torch_recurrent(layer: Recurrent, batch_first: bool = True) -> Any:
+    """`torch.nn.GRU/LSTM/RNN(..., num_layers, bidirectional, dropout, batch_first)` (LSTM with
+    its proj_size) with copies of the Recurrent's weights."""
     torch = _torch()
     weights = recurrent_weights(layer)
     cell = layer.cells[0]
@@ -87,13 +87,14 @@ def to_torch_recurrent(layer: Recurrent) -> Any:
         cls = torch.nn.GRU
     elif type(cell) is LSTM:
         cls = torch.nn.LSTM
+        kw = {"proj_size": cell.proj_size}
     elif type(cell) is RNN:
         cls, kw = torch.nn.RNN, {"nonlinearity": cell.nonlinearity}
     else:
         raise TypeError(f"no PyTorch module for cells of type {type(cell).__name__}")
     module = cls(cell.input_size, layer.hidden_size, num_layers=layer.num_layers,
-                 bias=cell.bias_ih is not None, batch_first=True,
-                 bidirectional=layer.dirs == 2, **kw)
+                 bias=cell.bias_ih is not None, batch_first=batch_first,
+                 bidirectional=layer.dirs == 2, dropout=layer.dropout, **kw)
     return _copy_into(module, weights)
 
 

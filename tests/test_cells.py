@@ -6,6 +6,7 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn
+from graphrnn.generate import sample_ids, sampler
 
 D, H = 3, 4
 RNG = np.random.default_rng(21)
@@ -224,3 +225,31 @@ def test_recurrent_call_shape():
     with pytest.raises(gr.GraphError):
         x = gr.Input("B", "T", D)
         nn.Recurrent(gr.cells.GRU(D, H))([x, x, x])
+
+
+def test_lstm_projection_cell_and_layer():
+    """proj_size=P: h' = (o * tanh(c')) @ weight_hr.T, h is [B, P], weight_hh [4H, P]."""
+    cell = gr.cells.LSTM(D, H, proj_size=2)
+    p = local(cell.named_parameters())
+    assert p["weight_hh"].shape == (4 * H, 2) and p["weight_hr"].shape == (2, H)
+    h, c, x = randn(5, 2), randn(5, H), randn(5, D)
+    got_h, got_c = cell(h, c, x)
+    want_h, want_c = lstm_step(p, x, h, c)
+    np.testing.assert_allclose(got_h, want_h @ p["weight_hr"].T, atol=1e-6)
+    np.testing.assert_allclose(got_c, want_c, atol=1e-6)
+    with pytest.raises(ValueError, match="proj_size"):
+        gr.cells.LSTM(D, H, proj_size=H)
+    rec = nn.Recurrent(gr.cells.LSTM(D, H, proj_size=2), num_layers=2, bidirectional=True,
+                       return_state="stacked")
+    xs = gr.Input("B", "T", D)
+    out, (h_n, c_n) = rec(xs)
+    assert out.type.shape[-1] == 4 and h_n.type.shape[-1] == 2 and c_n.type.shape[-1] == H
+    assert rec.cells[2].weight_ih.shape == (4 * H, 4)          # layer 2 reads [B, 2P]
+
+
+def test_sampler_of_a_projected_lstm():
+    rec = nn.Recurrent(gr.cells.LSTM(3, 6, proj_size=2), num_layers=2)
+    model = sampler(nn.LookupTable(7, 3), rec, nn.Linear(2, 7))
+    prime = np.array([[1, 2, 3], [4, 0, 6]])
+    want = sample_ids(model, prime, 5, 0.5, seed=3)
+    np.testing.assert_array_equal(sample_ids(gr.compile(model), prime, 5, 0.5, seed=3), want)
