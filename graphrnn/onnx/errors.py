@@ -1,0 +1,18 @@
+"""The one error an ONNX import raises: what was wrong, and which node or tensor said so."""
+from __future__ import annotations
+
+from ..ir import GraphError
+
+
+class OnnxImportError(GraphError):
+    """An ONNX file that graphrnn cannot (or will not) import: unreadable, hostile, or using an
+    operator or attribute the language does not have."""
+
+
+def node_label(node: object) -> str:
+    """`Op 'name'` for an onnx NodeProto, the way errors name it."""
+    name = getattr(node, "name", "") or (list(getattr(node, "output", [])) or ["?"])[0]
+    return f"{getattr(node, 'op_type', '?')} node {name!r}"
+
+
+__all__ = ["OnnxImportError", "node_label"]

@@ -1,0 +1,50 @@
+"""`load`: an ONNX model as a gModule, its initializers the parameters of the flat vector.
+
+The driver: check and read the file (proto.py), declare the graph inputs (symbolic dims stay
+symbolic: one program for every batch size and length), import the nodes through the rule
+table (importer.py) and close the outputs into a gModule.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..gmodule import gModule
+from . import load_ops, load_rnn, load_scan, load_shape
+from .importer import Importer, build_graph
+from .proto import opset_version, read_model, tensor_to_array
+from .values import lazy
+
+# importing these registers their rules in IMPORT_RULES
+RULE_MODULES = (load_ops, load_rnn, load_scan, load_shape)
+
+
+def load(source: Any, name: str | None = None) -> gModule:
+    """An ONNX model (a path, bytes or an `onnx.ModelProto`) as a gModule.
+
+    Inputs and outputs are the ONNX graph's, in its order and axis layout (float inputs are
+    float32, integer inputs int64); symbolic dims stay symbolic, so `gr.compile` makes one
+    program for every batch size and sequence length. Float initializers become parameters
+    of the flat vector under their initializer names (`named_parameters()`); a recurrent
+    op's weights are stored per direction (`W.forward`, `W.reverse`) when it has two.
+    Raises OnnxImportError naming the node for anything unsupported or malformed.
+    """
+    model = read_model(source)
+    g = model.graph
+    inits = {}
+    for t in g.initializer:
+        inits[t.name] = tensor_to_array(t, "initializer")
+    imp = Importer(opset_version(model), inits)
+    inputs = []
+    for vi in g.input:
+        if vi.name in inits:
+            continue          # an initializer listed as an input (old exporters): a weight
+        node = imp.declare_input(vi)
+        imp.values[vi.name] = lazy(node)
+        inputs.append(node)
+    outputs = build_graph(imp, g, inputs)
+    for o, node in zip(g.output, outputs):
+        node.annotate(name=o.name)
+    return gModule(inputs, outputs, name=name or (g.name or "onnx"))
+
+
+__all__ = ["load"]
