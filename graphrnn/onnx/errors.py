@@ -6,7 +6,11 @@ from ..ir import GraphError
 
 class OnnxImportError(GraphError):
     """An ONNX file that graphrnn cannot (or will not) import: unreadable, hostile, or using an
-    operator or attribute the language does not have."""
+    operator or attribute the language does not have.
+
+    `needs_constant` names a graph input whose value the import needs (a shape, axes), so
+    that a caller holding the value can bind it with `load(..., constants=...)`."""
+    needs_constant: str | None = None
 
 
 def node_label(node: object) -> str:

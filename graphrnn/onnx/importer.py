@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from .. import ops
-from ..ir import Dim, Node, Param
+from ..ir import Dim, Node, Op, Param
 from ..store import adopt
 from .errors import OnnxImportError, node_label
 from .proto import sorted_nodes
@@ -66,7 +66,12 @@ class Importer:
         """Input i, which must be known at import time (a constant or a shape)."""
         v = self.get(i)
         if isinstance(v, Lazy):
-            raise self.error(f"{what} (input {i}) must be a constant, not computed from inputs")
+            error = self.error(f"{what} (input {i}) must be a constant, not computed from "
+                               "inputs (gr.onnx.load(..., constants={name: value}) fixes a "
+                               "graph input)")
+            if v.node.op == Op.INPUT:
+                error.needs_constant = self.node.input[i]
+            raise error
         return v
 
     def lazy(self, i: int, what: str = "input") -> Lazy:
@@ -142,14 +147,10 @@ class Importer:
                 shape.append(int(d.dim_value))
             else:
                 shape.append(d.dim_param or f"{vi.name}_{k}")
-        node = ops.input_(tuple(shape), dtype, name=_safe(vi.name))
+        node = ops.input_(tuple(shape), dtype, name=vi.name)
         if shape and isinstance(shape[0], str):
             self.batch_nodes.setdefault(shape[0], node)
         return node
-
-
-def _safe(name: str) -> str:
-    return name
 
 
 def build_graph(imp: Importer, graph: onnx.GraphProto, inputs: list[Node]) -> list[Node]:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..gmodule import gModule
 from . import load_ops, load_rnn, load_scan, load_shape
 from .importer import Importer, build_graph
+from .errors import OnnxImportError
 from .proto import opset_version, read_model, tensor_to_array
 from .values import lazy
 
@@ -18,7 +21,8 @@ from .values import lazy
 RULE_MODULES = (load_ops, load_rnn, load_scan, load_shape)
 
 
-def load(source: Any, name: str | None = None) -> gModule:
+def load(source: Any, name: str | None = None,
+         constants: dict[str, Any] | None = None) -> gModule:
     """An ONNX model (a path, bytes or an `onnx.ModelProto`) as a gModule.
 
     Inputs and outputs are the ONNX graph's, in its order and axis layout (float inputs are
@@ -26,6 +30,8 @@ def load(source: Any, name: str | None = None) -> gModule:
     program for every batch size and sequence length. Float initializers become parameters
     of the flat vector under their initializer names (`named_parameters()`); a recurrent
     op's weights are stored per direction (`W.forward`, `W.reverse`) when it has two.
+    `constants` binds graph inputs to fixed values (numpy arrays): they are no longer inputs
+    of the gModule, and ops that need known values (a Reshape's shape) can read them.
     Raises OnnxImportError naming the node for anything unsupported or malformed.
     """
     model = read_model(source)
@@ -34,9 +40,14 @@ def load(source: Any, name: str | None = None) -> gModule:
     for t in g.initializer:
         inits[t.name] = tensor_to_array(t, "initializer")
     imp = Importer(opset_version(model), inits)
+    for k, v in (constants or {}).items():
+        if k not in {vi.name for vi in g.input}:
+            raise OnnxImportError(f"constants: {k!r} is not an input of the graph")
+        v = np.asarray(v)
+        imp.values[k] = v.astype(np.int64 if v.dtype.kind in "iub" else np.float32)
     inputs = []
     for vi in g.input:
-        if vi.name in inits:
+        if vi.name in imp.values:
             continue          # an initializer listed as an input (old exporters): a weight
         node = imp.declare_input(vi)
         imp.values[vi.name] = lazy(node)

@@ -221,7 +221,7 @@ def _slice(imp: Importer, n: Any) -> list:
         steps = None if st is None else imp.concrete(st, "steps").reshape(-1)
     axes = list(range(len(starts))) if axes is None else axes
     if steps is not None and any(int(s) != 1 for s in steps):
-        raise imp.error(f"steps {list(steps)} are not supported (only 1)")
+        raise imp.error(f"steps {[int(s) for s in steps]} are not supported (only 1)")
     for a, s, e in zip(axes, starts, ends):
         a %= len(shape)
         d = shape[a]
@@ -260,7 +260,8 @@ def _split(imp: Importer, n: Any) -> list:
     for s in sizes:
         s = int(s)
         if s <= 0:
-            raise imp.error(f"split sizes {list(sizes)}: graphrnn has no empty tensors")
+            raise imp.error(f"split sizes {[int(x) for x in sizes]}: graphrnn has no empty "
+                            "tensors")
         out.append(_slice_static(imp, v, axis, start, s))
         start += s
     return out
