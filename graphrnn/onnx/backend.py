@@ -65,7 +65,14 @@ class GraphrnnRep(BackendRep):
         model, fn = self._model(given)
         out = fn(*[given[x.name] for x in model.inputs])
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
-        return tuple(np.asarray(o) for o in outs)
+        return tuple(np.asarray(o).astype(_np_type(vi, o), copy=False)
+                     for vi, o in zip(self.proto.graph.output, outs))
+
+
+def _np_type(vi: Any, value: Any) -> Any:
+    """The numpy dtype the graph declares for an output (int32 stays int32)."""
+    elem = vi.type.tensor_type.elem_type
+    return onnx.helper.tensor_dtype_to_np_dtype(elem) if elem else np.asarray(value).dtype
 
 
 class InterpretedBackend(Backend):

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..gmodule import gModule
+from ..ir import toposort
 from . import load_ops, load_rnn, load_scan, load_shape
 from .importer import Importer, build_graph
 from .errors import OnnxImportError
@@ -26,7 +27,8 @@ def load(source: Any, name: str | None = None,
     """An ONNX model (a path, bytes or an `onnx.ModelProto`) as a gModule.
 
     Inputs and outputs are the ONNX graph's, in its order and axis layout (float inputs are
-    float32, integer inputs int64); symbolic dims stay symbolic, so `gr.compile` makes one
+    float32, integer inputs int64; an input no output depends on, as one read only by Shape,
+    is dropped); symbolic dims stay symbolic, so `gr.compile` makes one
     program for every batch size and sequence length. Float initializers become parameters
     of the flat vector under their initializer names (`named_parameters()`); a recurrent
     op's weights are stored per direction (`W.forward`, `W.reverse`) when it has two.
@@ -53,6 +55,8 @@ def load(source: Any, name: str | None = None,
         imp.values[vi.name] = lazy(node)
         inputs.append(node)
     outputs = build_graph(imp, g, inputs)
+    reached = {id(n) for n in toposort(outputs)}
+    inputs = [x for x in inputs if id(x) in reached]   # e.g. read by Shape only
     for o, node in zip(g.output, outputs):
         node.annotate(name=o.name)
     return gModule(inputs, outputs, name=name or (g.name or "onnx"))
