@@ -63,8 +63,13 @@ class GraphrnnRep(BackendRep):
             inputs = dict(zip(self.names, inputs))
         given = {k: np.asarray(v) for k, v in inputs.items()}
         model, fn = self._model(given)
-        out = fn(*[given[x.name] for x in model.inputs])
+        layouts = model.onnx_layouts
+        out = fn(*[np.transpose(given[x.name], layouts["inputs"][x.name])
+                   if x.name in layouts["inputs"] else given[x.name] for x in model.inputs])
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        outs = [np.transpose(o, layouts["outputs"][vi.name])
+                if vi.name in layouts["outputs"] else o
+                for vi, o in zip(self.proto.graph.output, outs)]
         return tuple(np.asarray(o).astype(_np_type(vi, o), copy=False)
                      for vi, o in zip(self.proto.graph.output, outs))
 

@@ -9,8 +9,11 @@ class OnnxImportError(GraphError):
     operator or attribute the language does not have.
 
     `needs_constant` names a graph input whose value the import needs (a shape, axes), so
-    that a caller holding the value can bind it with `load(..., constants=...)`."""
+    that a caller holding the value can bind it with `load(..., constants=...)`;
+    `needs_layout` (input name, axis order) a graph input that must be declared transposed.
+    """
     needs_constant: str | None = None
+    needs_layout: tuple[str, tuple[int, ...]] | None = None
 
 
 def node_label(node: object) -> str:

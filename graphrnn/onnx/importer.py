@@ -17,7 +17,7 @@ from ..ir import Dim, Node, Op, Param
 from ..store import adopt
 from .errors import OnnxImportError, node_label
 from .proto import sorted_nodes
-from .values import Lazy, lazy, materialize
+from .values import Lazy, identity, lazy, materialize
 
 Value = Any            # np.ndarray (known at import time) or Lazy
 Rule = Callable[["Importer", Any], list]
@@ -43,9 +43,12 @@ class Importer:
         self.initializers = initializers
         self.prefix = prefix
         self.params: dict[tuple, Node] = {}
+        self.tokens: dict[str, object] = {}
         self.batch_nodes: dict[str, Node] = {}    # symbol -> an input with it on axis 0
         self.node: Any = None                    # the ONNX node being imported
-        self.symbols = 0
+        self.outer: Importer | None = None      # the enclosing graph's, inside a body
+        self.output_layouts: dict[str, tuple[int, ...]] = {}
+        self.graph_inputs: dict[str, Lazy] = {}
 
     # -- names and values
     @property
@@ -102,14 +105,20 @@ class Importer:
         if key not in self.params:
             full = f"{name}.{part}" if part else name
             owner, local = full.rsplit(".", 1) if "." in full else (self.prefix, full)
-            p = Param(local, tuple(value.shape), "zeros", owner=owner, token=("onnx", owner))
+            token = self.tokens.setdefault(owner, object())    # one owner, one key prefix
+            p = Param(local, tuple(value.shape), "zeros", owner=owner, token=token)
             adopt(p, np.ascontiguousarray(value, dtype=np.float32))
             self.params[key] = ops.param(p)
         return self.params[key]
 
     def node_of(self, v: Lazy) -> Node:
         """`v` in ONNX axis order."""
-        return materialize(v, self.where)
+        try:
+            return materialize(v, self.where)
+        except OnnxImportError as error:
+            if v.node.op == Op.INPUT and self.outer is None:
+                error.needs_layout = (v.node.name, v.perm)
+            raise
 
     def concrete(self, v: np.ndarray, what: str) -> np.ndarray:
         if v.dtype == object:
@@ -126,7 +135,9 @@ class Importer:
         return default
 
     # -- inputs
-    def declare_input(self, vi: Any) -> Node:
+    def declare_input(self, vi: Any, layout: tuple[int, ...] | None = None) -> Lazy:
+        """The graph input `vi` as a value; with `layout`, declared with its axes in that
+        order (the node's axis i is the ONNX input's axis layout[i])."""
         t = vi.type
         if not t.HasField("tensor_type"):
             raise OnnxImportError(f"graph input {vi.name!r}: only tensors are supported")
@@ -147,10 +158,31 @@ class Importer:
                 shape.append(int(d.dim_value))
             else:
                 shape.append(d.dim_param or f"{vi.name}_{k}")
-        node = ops.input_(tuple(shape), dtype, name=vi.name)
-        if shape and isinstance(shape[0], str):
-            self.batch_nodes.setdefault(shape[0], node)
-        return node
+        perm = tuple(range(len(shape))) if layout is None else tuple(layout)
+        if sorted(perm) != list(range(len(shape))):
+            raise OnnxImportError(f"graph input {vi.name!r}: layout {list(perm)} does not fit "
+                                  f"rank {len(shape)}")
+        declared = tuple(shape[p] for p in perm)
+        node = ops.input_(declared, dtype, name=vi.name)
+        if declared and isinstance(declared[0], str):
+            self.batch_nodes.setdefault(declared[0], node)
+        value = Lazy(node, tuple(perm.index(i) for i in range(len(perm))))
+        self.graph_inputs[vi.name] = value
+        return value
+
+    def batch_like(self, symbol: str) -> Node:
+        """A graph input with `symbol` on axis 0, to size a FILL by; when only a transposed
+        input has it, the import restarts with that input declared with it first."""
+        if symbol in self.batch_nodes:
+            return self.batch_nodes[symbol]
+        error = self.error(f"no graph input has the dim {symbol!r} on axis 0")
+        for name, v in self.graph_inputs.items():
+            shape = v.node.type.shape
+            if symbol in shape and self.outer is None:
+                k = shape.index(symbol)
+                error.needs_layout = (name, (k,) + tuple(i for i in range(len(shape)) if i != k))
+                break
+        raise error
 
 
 def build_graph(imp: Importer, graph: onnx.GraphProto, inputs: list[Node]) -> list[Node]:
@@ -172,8 +204,16 @@ def build_graph(imp: Importer, graph: onnx.GraphProto, inputs: list[Node]) -> li
     for o in graph.output:
         if o.name not in imp.values:
             raise OnnxImportError(f"graph output {o.name!r} is computed by no node")
-        v = imp.values[o.name]
-        node = imp.node_of(imp.as_lazy(v, o.name))
+        v = imp.as_lazy(imp.values[o.name], o.name)
+        if imp.outer is None and not identity(v.perm) and any(
+                isinstance(d, str) for d in v.node.type.shape):
+            try:
+                node = imp.node_of(v)
+            except OnnxImportError:     # a transpose of symbolic axes: hand out the node
+                node = v.node
+                imp.output_layouts[o.name] = v.perm
+        else:
+            node = imp.node_of(v)
         if any(node is x for x in inputs) or node.op in (ops.Op.PARAM, ops.Op.CONST):
             node = ops.reshape(node, node.type.shape)   # an output of its own
         result.append(node)

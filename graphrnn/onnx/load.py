@@ -16,7 +16,6 @@ from . import load_ops, load_rnn, load_scan, load_shape
 from .importer import Importer, build_graph
 from .errors import OnnxImportError
 from .proto import opset_version, read_model, tensor_to_array
-from .values import lazy
 
 # importing these registers their rules in IMPORT_RULES
 RULE_MODULES = (load_ops, load_rnn, load_scan, load_shape)
@@ -34,15 +33,33 @@ def load(source: Any, name: str | None = None,
     op's weights are stored per direction (`W.forward`, `W.reverse`) when it has two.
     `constants` binds graph inputs to fixed values (numpy arrays): they are no longer inputs
     of the gModule, and ops that need known values (a Reshape's shape) can read them.
+    Layouts: graphrnn has no transpose of symbolic axes yet, so a time-major input that a
+    recurrent op reads batch-first (ONNX's default layout, dynamic [T, B, F]) is declared
+    batch-first, and such an output handed out as computed: `model.onnx_layouts` holds
+    `{"inputs": {name: perm}, "outputs": {name: perm}}`, where the model's input is
+    `np.transpose(onnx_input, perm)` and the ONNX output `np.transpose(model_output, perm)`
+    (empty dicts for models that need none, as PyTorch's batch_first exports).
     Raises OnnxImportError naming the node for anything unsupported or malformed.
     """
     model = read_model(source)
+    layouts: dict[str, tuple[int, ...]] = {}
+    while True:
+        try:
+            return _import(model, name, constants or {}, layouts)
+        except OnnxImportError as error:
+            if error.needs_layout is None or error.needs_layout[0] in layouts:
+                raise
+            layouts[error.needs_layout[0]] = error.needs_layout[1]
+
+
+def _import(model: Any, name: str | None, constants: dict[str, Any],
+            layouts: dict[str, tuple[int, ...]]) -> gModule:
     g = model.graph
     inits = {}
     for t in g.initializer:
         inits[t.name] = tensor_to_array(t, "initializer")
     imp = Importer(opset_version(model), inits)
-    for k, v in (constants or {}).items():
+    for k, v in constants.items():
         if k not in {vi.name for vi in g.input}:
             raise OnnxImportError(f"constants: {k!r} is not an input of the graph")
         v = np.asarray(v)
@@ -51,15 +68,19 @@ def load(source: Any, name: str | None = None,
     for vi in g.input:
         if vi.name in imp.values:
             continue          # an initializer listed as an input (old exporters): a weight
-        node = imp.declare_input(vi)
-        imp.values[vi.name] = lazy(node)
-        inputs.append(node)
+        v = imp.declare_input(vi, layouts.get(vi.name))
+        imp.values[vi.name] = v
+        inputs.append(v.node)
     outputs = build_graph(imp, g, inputs)
     reached = {id(n) for n in toposort(outputs)}
     inputs = [x for x in inputs if id(x) in reached]   # e.g. read by Shape only
     for o, node in zip(g.output, outputs):
         node.annotate(name=o.name)
-    return gModule(inputs, outputs, name=name or (g.name or "onnx"))
+    model = gModule(inputs, outputs, name=name or (g.name or "onnx"))
+    model.onnx_layouts = {"inputs": {k: p for k, p in layouts.items()
+                                     if any(x.name == k for x in inputs)},
+                          "outputs": dict(imp.output_layouts)}
+    return model
 
 
 __all__ = ["load"]

@@ -37,7 +37,7 @@ def _scan_loop(imp: Importer, body: Any, states: list[Node], xs: list[Node], rev
                lengths: Node | None = None) -> tuple[list[Node], list[Node]]:
     """Run `body` over xs ([T, ...] each): (final states, scan outputs [T, ...])."""
     child = Importer(imp.opset, imp.initializers, imp.prefix)
-    child.params = imp.params
+    child.params, child.tokens, child.outer = imp.params, imp.tokens, imp
     for t in body.initializer:
         raise imp.error(f"the body's initializer {t.name!r}: give it in the outer graph")
     consts, inner = [], []

@@ -86,12 +86,12 @@ def _constant_of_shape(imp: Importer, n: Any) -> list:
     symbols = [i for i, d in enumerate(shape) if isinstance(d, str)]
     if not symbols:
         return [np.full([int(d) for d in shape], value[0], dtype=value.dtype)]
-    if len(symbols) > 1 or shape[symbols[0]] not in imp.batch_nodes or value.dtype.kind != "f":
+    if len(symbols) > 1 or value.dtype.kind != "f":
         raise imp.error(f"a float tensor of shape {shape} needs one symbolic dim, the batch "
                         "dim of an input")
     s = symbols[0]
     rest = tuple(int(d) for i, d in enumerate(shape) if i != s)
-    node = ops.fill(rest, float(value[0]), batch_like=imp.batch_nodes[shape[s]])
+    node = ops.fill(rest, float(value[0]), batch_like=imp.batch_like(shape[s]))
     perm = tuple(0 if i == s else i + (i < s) for i in range(len(shape)))
     return [Lazy(node, perm)]
 
