@@ -177,9 +177,9 @@ def _transpose(imp: Importer, n: Any) -> list:
     perm = imp.attr("perm")
     rank = v.ndim if not isinstance(v, Lazy) else v.rank
     perm = list(range(rank))[::-1] if perm is None else [int(p) for p in perm]
-    if not isinstance(v, Lazy):
+    if not isinstance(v, Lazy) and not (n.input[0] in imp.initializers and v.dtype.kind == "f"):
         return [np.transpose(v, perm)]
-    return [v.transposed(perm)]
+    return [imp.lazy(0).transposed(perm)]      # a weight stays a parameter, read transposed
 
 
 @rule("Concat")
