@@ -8,9 +8,10 @@
     graphrnn export-c MODEL -o OUT          the model as a C library (export/command.py)
     graphrnn convert MODEL -o OUT.grnn      a model (an ONNX file) as a graphrnn model file
 
-MODEL is a file written by `graphrnn.save`, an ONNX file (`.onnx`, needs the onnx package), or `module:function` / `path/to/file.py:function`
-naming a function that returns a gModule (or a gModule itself). A missing or broken model is
-reported as one line on stderr, with exit status 2.
+MODEL is a file written by `graphrnn.save`, an ONNX file (`.onnx`, needs the onnx package),
+or `module:function` / `path/to/file.py:function` naming a function that returns a gModule
+(or a gModule itself). A missing or broken model is reported as one line on stderr, with
+exit status 2.
 
 Each subcommand is one entry of SUBCOMMANDS: (help, add_arguments(parser), run(args) -> int).
 """

@@ -17,8 +17,8 @@ from onnx.backend.test import BackendTest  # noqa: E402
 
 from graphrnn.onnx.backend import CompiledBackend, InterpretedBackend  # noqa: E402
 
-CLAIMED = ("rnn", "simple_rnn", "lstm", "gru", "scan", "scan9", "gemm", "matmul", "add", "sub", "mul",
-           "div", "sigmoid", "tanh", "relu", "softmax", "logsoftmax", "concat", "split",
+CLAIMED = ("rnn", "simple_rnn", "lstm", "gru", "scan", "scan9", "gemm", "matmul", "add", "sub",
+           "mul", "div", "sigmoid", "tanh", "relu", "softmax", "logsoftmax", "concat", "split",
            "slice", "squeeze", "unsqueeze", "transpose", "reshape", "gather", "identity",
            "constant", "constantofshape", "cast", "shape")
 

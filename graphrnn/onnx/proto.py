@@ -140,8 +140,9 @@ def sorted_nodes(graph: onnx.GraphProto, known: Sequence[str]) -> list[Any]:
                 j = deps[k]
                 if state[j] == 1:
                     cycle = [graph.node[s].name or graph.node[s].op_type for s, _ in stack]
-                    raise OnnxImportError(f"the graph has a cycle through {node_label(graph.node[j])}"
-                                          f" (nodes {', '.join(cycle)})")
+                    raise OnnxImportError(f"the graph has a cycle through "
+                                          f"{node_label(graph.node[j])} (nodes "
+                                          f"{', '.join(cycle)})")
                 if state[j] == 0:
                     stack.append((j, 0))
                 continue
