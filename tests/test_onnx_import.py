@@ -189,3 +189,44 @@ def test_cli_summary_show_convert(tmp_path, capsys):
     (tmp_path / "bad.onnx").write_bytes(b"\x00garbage")
     assert main(["convert", str(tmp_path / "bad.onnx"), "-o", str(out)]) == 2
     assert "not an ONNX model" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- Loop
+
+def _for_loop(cond_from_body: bool = False) -> onnx.ModelProto:
+    """for i in range(4): h = tanh(h @ W + x), every h stacked; or a computed condition."""
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32) * .5, "W")
+    cond = (helper.make_node("Less", ["i", "M"], ["cond_out"]) if cond_from_body else
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]))
+    body = helper.make_graph(
+        [cond, helper.make_node("MatMul", ["h_in", "W"], ["m"]),
+         helper.make_node("Add", ["m", "x"], ["a"]), helper.make_node("Tanh", ["a"], ["h_out"]),
+         helper.make_node("Identity", ["h_out"], ["scan"])], "body",
+        [_vi("i", [], TensorProto.INT64), _vi("cond_in", [], TensorProto.BOOL),
+         _vi("h_in", ["N", 3])],
+        [_vi("cond_out", [], TensorProto.BOOL), _vi("h_out", ["N", 3]), _vi("scan", ["N", 3])])
+    trips = numpy_helper.from_array(np.array(4, np.int64), "M")
+    node = helper.make_node("Loop", ["M", "", "h0"], ["hT", "hs"], body=body, name="for")
+    return _graph([node], [_vi("h0", ["N", 3]), _vi("x", ["N", 3])],
+                  [_vi("hT", ["N", 3]), _vi("hs", [4, "N", 3])], [w, trips])
+
+
+def test_a_for_loop_is_a_graphrnn_loop():
+    proto = _for_loop()
+    rng = np.random.default_rng(1)
+    feed = {k: rng.standard_normal((2, 3)).astype(np.float32) for k in ("h0", "x")}
+    want = ort.InferenceSession(proto.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feed)
+    model = load(proto)
+    assert sum(n.op.value == "loop" for n in model.graph.nodes) == 1
+    args = [feed[x.name] for x in model.inputs]
+    for got in (model(*args), gr.compile(model)(*args)):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_a_while_loop_is_refused_by_name():
+    with pytest.raises(OnnxImportError, match="Loop node 'for'.*condition 'cond_out' is "
+                                              "computed: a while-loop"):
+        load(_for_loop(cond_from_body=True))

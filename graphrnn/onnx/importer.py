@@ -146,6 +146,11 @@ class Importer:
             dtype = "float32"
         elif elem in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
             dtype = "int64"
+        elif elem == onnx.TensorProto.BOOL:
+            error = OnnxImportError(f"graph input {vi.name!r}: a bool input can only be a "
+                                    "fixed value (load(..., constants={name: value}))")
+            error.needs_constant = vi.name
+            raise error
         else:
             raise OnnxImportError(f"graph input {vi.name!r}: element type "
                                   f"{onnx.TensorProto.DataType.Name(elem)} is not supported "

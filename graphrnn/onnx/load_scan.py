@@ -1,4 +1,4 @@
-"""Import rules for ONNX's control flow: Scan as a graphrnn loop; Loop refused clearly.
+"""Import rules for ONNX's control flow, Scan and Loop (its for-loops), as graphrnn loops.
 
 ONNX's Scan (opset 9 on) has no batch axis: states and scanned slices are whatever shape the
 body says. It becomes one `loop` node on a batch of one row: states enter as [1, *S] carries,
@@ -8,15 +8,20 @@ body's own ops see exactly the shapes ONNX gives them. Outer values the body rea
 loop consts (the body stays closed). Opset 8's Scan, batched on axis 0, runs one such loop per
 batch row (a static batch). The loop's `reverse` is the scan direction, so per-input
 directions must agree, and an output's direction must equal the inputs' (graphrnn keeps ys in
-element order).
+element order). A Loop is imported when it is a for-loop: a known trip count and a condition
+that is known true and that the body passes through; the iteration number enters as a
+sequence. A computed condition (a while-loop) is refused naming the node.
 """
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .. import ops
 from ..ir import Node
 from .importer import Importer, build_graph, rule
+from .proto import tensor_to_array
 from .values import Lazy, lazy
 
 
@@ -34,8 +39,15 @@ def _outer_names(body: Any) -> list[str]:
 
 
 def _scan_loop(imp: Importer, body: Any, states: list[Node], xs: list[Node], reverse: bool,
-               lengths: Node | None = None) -> tuple[list[Node], list[Node]]:
-    """Run `body` over xs ([T, ...] each): (final states, scan outputs [T, ...])."""
+               lengths: Node | None = None, fixed: dict[int, Any] | None = None,
+               skip_outputs: int = 0, xs_first: bool = False
+               ) -> tuple[list[Node], list[Node]]:
+    """Run `body` over xs ([T, ...] each): (final states, scan outputs [T, ...]).
+
+    The body's inputs are the states then the xs (the xs first with `xs_first`), after the
+    inputs `fixed` gives known values (by position); its first `skip_outputs` outputs are not loop values (Loop's condition).
+    """
+    fixed = fixed or {}
     child = Importer(imp.opset, imp.initializers, imp.prefix)
     child.params, child.tokens, child.outer = imp.params, imp.tokens, imp
     for t in body.initializer:
@@ -54,16 +66,21 @@ def _scan_loop(imp: Importer, body: Any, states: list[Node], xs: list[Node], rev
         else:
             child.values[name] = v
     n_states = len(states)
-    if len(body.input) != n_states + len(xs):
+    if len(body.input) != len(fixed) + n_states + len(xs):
         raise imp.error(f"the body takes {len(body.input)} inputs, expected {n_states} states "
                         f"+ {len(xs)} scanned inputs")
+    for i, v in fixed.items():
+        child.values[body.input[i].name] = v
+    free = [vi for i, vi in enumerate(body.input) if i not in fixed]
     body_inputs = []
-    for k, (vi, outer) in enumerate(zip(body.input, states + xs)):
-        shape = outer.type.shape if k < n_states else outer.type.shape[1:]
+    outers = [(x, False) for x in xs] + [(x, True) for x in states] if xs_first else \
+        [(x, True) for x in states] + [(x, False) for x in xs]
+    for vi, (outer, is_state) in zip(free, outers):
+        shape = outer.type.shape if is_state else outer.type.shape[1:]
         x = ops.input_((1,) + tuple(shape), outer.type.dtype, name=f"{vi.name}_row")
         body_inputs.append(x)
         child.values[vi.name] = lazy(ops.reshape(x, tuple(shape)))
-    outs = build_graph(child, body, body_inputs)
+    outs = build_graph(child, body, body_inputs)[skip_outputs:]
     if len(outs) < n_states:
         raise imp.error(f"the body returns {len(outs)} values, fewer than its {n_states} states")
     for k, (o, s) in enumerate(zip(outs, states)):
@@ -71,6 +88,8 @@ def _scan_loop(imp: Importer, body: Any, states: list[Node], xs: list[Node], rev
             raise imp.error(f"body output {k} has shape {list(o.type.shape)}, its state "
                             f"{list(s.type.shape)}")
     rows = [ops.reshape(o, (1,) + o.type.shape) for o in outs]
+    if xs_first:       # the loop node takes its carries before its sequences
+        body_inputs = body_inputs[len(xs):] + body_inputs[:len(xs)]
     graph = ops.internal_graph(inner + body_inputs, rows)
     init = [ops.reshape(s, (1,) + s.type.shape) for s in states]
     seqs = [ops.reshape(x, (1,) + x.type.shape) for x in xs]
@@ -149,8 +168,40 @@ def _scan_batched(imp: Importer, body: Any, n_states: int, m: int) -> list:
 
 @rule("Loop")
 def _loop(imp: Importer, n: Any) -> list:
-    raise imp.error("Loop is not supported yet: its trip count and condition make a "
-                    "while-loop, which graphrnn's scan cannot express")
+    """A for-loop: a known trip count, a condition that is (and stays) true."""
+    body = imp.attr("body")
+    trips = imp.static(0, "the trip count")
+    if trips is None:
+        raise imp.error("a Loop without a trip count is a while-loop, which graphrnn's scan "
+                        "cannot express yet")
+    trips = int(imp.concrete(trips, "trip count").reshape(-1)[0])
+    cond = imp.static(1, "the condition")
+    if cond is not None and not bool(cond.reshape(-1)[0]):
+        raise imp.error("the Loop's condition must be a known true value (a for-loop)")
+    if trips < 1:
+        raise imp.error(f"a trip count of {trips}: graphrnn has no empty tensors")
+    cond_out = body.output[0].name
+    # the body's condition must be known true at import: a computed one makes a while-loop
+    if not _known_true(body, cond_out):
+        raise imp.error(f"the body's condition {cond_out!r} is computed: a while-loop, which "
+                        "graphrnn's scan cannot express yet")
+    states = [imp.node_of(imp.lazy(i, "loop-carried value")) for i in range(2, len(n.input))]
+    steps = ops.const(np.arange(trips, dtype=np.int64))      # the iteration number
+    finals, ys = _scan_loop(imp, body, states, [steps], False,
+                            fixed={1: np.asarray(True)}, skip_outputs=1, xs_first=True)
+    return [lazy(f) for f in finals] + [lazy(y) for y in ys]
+
+
+def _known_true(body: Any, name: str) -> bool:
+    """Whether `name` is the body's condition input passed through, or a true constant."""
+    for node in body.node:
+        if name in node.output:
+            if node.op_type == "Identity":
+                return _known_true(body, node.input[0])
+            if node.op_type == "Constant" and node.attribute[0].name == "value":
+                return bool(np.all(tensor_to_array(node.attribute[0].t, "condition")))
+            return False
+    return name == body.input[1].name
 
 
 __all__: list[str] = []
