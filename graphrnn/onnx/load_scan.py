@@ -45,7 +45,8 @@ def _scan_loop(imp: Importer, body: Any, states: list[Node], xs: list[Node], rev
     """Run `body` over xs ([T, ...] each): (final states, scan outputs [T, ...]).
 
     The body's inputs are the states then the xs (the xs first with `xs_first`), after the
-    inputs `fixed` gives known values (by position); its first `skip_outputs` outputs are not loop values (Loop's condition).
+    inputs `fixed` gives known values (by position); its first `skip_outputs` outputs are
+    not loop values (Loop's condition).
     """
     fixed = fixed or {}
     child = Importer(imp.opset, imp.initializers, imp.prefix)
