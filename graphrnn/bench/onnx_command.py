@@ -10,9 +10,14 @@ from .child import ONE_THREAD, in_child
 
 
 def format_result(r: dict[str, Any]) -> str:
-    return (f"{r['file']}  B={r['batch']} T={r['steps']}: graphrnn {r['ms']['graphrnn']:.3f} ms,"
-            f" onnxruntime {r['ms']['onnxruntime']:.3f} ms ({r['ratio']:.2f}x), max |diff| "
-            f"{r['max_abs_diff']:.1e}, {r['rounds']['graphrnn']} rounds, one thread each")
+    wall, cpu = r["ms"], r["cpu_ms"]
+    return (f"{r['file']}  B={r['batch']} T={r['steps']}, one thread each, "
+            f"{r['rounds']['graphrnn']} rounds, medians:\n"
+            f"  wall: graphrnn {wall['graphrnn']:.3f} ms, onnxruntime {wall['onnxruntime']:.3f} ms"
+            f" ({r['ratio']:.2f}x)\n"
+            f"  cpu:  graphrnn {cpu['graphrnn']:.3f} ms, onnxruntime {cpu['onnxruntime']:.3f} ms"
+            f" ({r['cpu_ratio']:.2f}x)\n"
+            f"  max |graphrnn - onnxruntime| {r['max_abs_diff']:.1e}")
 
 
 def run_command(args: argparse.Namespace) -> int:

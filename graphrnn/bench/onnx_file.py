@@ -4,7 +4,9 @@ against ONNX Runtime running the same file.
 Both run on one thread in one child process pinned to one CPU (ONNX Runtime with one intra-
 and one inter-op thread), on the same random inputs, checked against each other first; the
 samples are interleaved rounds in a shuffled order (`run.interleaved`), each sample calls
-back to back until it lasts 10 ms, and the report gives medians. Symbolic dims are bound
+back to back until it lasts 10 ms, and the report gives medians of the wall time and of the
+process CPU time (the steadier figure on a loaded machine, where waiting for the CPU counts
+in the wall time). Symbolic dims are bound
 to `--batch` (the dims graphrnn reads as batch: axis 0 of its inputs) and `--steps` (the
 others); integer inputs of rank 1 are lengths (all `--steps`), other integer inputs zeros.
 """
@@ -21,6 +23,7 @@ import onnxruntime as ort
 
 import graphrnn as gr
 from .. import onnx as gr_onnx
+from ..onnx.proto import read_model
 from .child import pin_to_cpus, write_result
 from .run import MIN_SAMPLE_S, interleaved
 
@@ -51,7 +54,7 @@ def make_inputs(model: Any, proto: onnx.ModelProto, batch: int, steps: int,
 def bench_file(path: str, batch: int, steps: int, repeats: int = 7,
                budget_s: float = 30.0) -> dict[str, Any]:
     """Times (ms, medians) of graphrnn and ONNX Runtime on one file, and their difference."""
-    proto = onnx.load(path, load_external_data=False)
+    proto = read_model(path)
     model = gr_onnx.load(proto)
     fast = gr.compile(model)
     feed = make_inputs(model, proto, batch, steps)
@@ -72,8 +75,10 @@ def bench_file(path: str, batch: int, steps: int, repeats: int = 7,
                            "onnxruntime": lambda: session.run(None, feed)},
                           repeats, budget_s, min_sample_s=MIN_SAMPLE_S)
     ms = {k: 1e3 * statistics.median(w for w, _ in v) for k, v in samples.items()}
-    return {"file": path, "batch": batch, "steps": steps, "ms": ms,
-            "ratio": ms["onnxruntime"] / ms["graphrnn"], "max_abs_diff": diff,
+    cpu_ms = {k: 1e3 * statistics.median(c for _, c in v) for k, v in samples.items()}
+    return {"file": path, "batch": batch, "steps": steps, "ms": ms, "cpu_ms": cpu_ms,
+            "ratio": ms["onnxruntime"] / ms["graphrnn"],
+            "cpu_ratio": cpu_ms["onnxruntime"] / cpu_ms["graphrnn"], "max_abs_diff": diff,
             "rounds": {k: len(v) for k, v in samples.items()}}
 
 
@@ -88,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child-out")
     a = p.parse_args(argv)
     pin_to_cpus(1)
-    write_result(bench_file(a.onnx, a.batch, a.steps, a.repeats, a.budget), a.child_out)
+    try:
+        result = bench_file(a.onnx, a.batch, a.steps, a.repeats, a.budget)
+    except gr_onnx.OnnxImportError as e:
+        print(f"graphrnn bench --onnx: error: {e}", file=sys.stderr)
+        return 2
+    write_result(result, a.child_out)
     return 0
 
 
