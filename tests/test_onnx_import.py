@@ -230,3 +230,25 @@ def test_a_while_loop_is_refused_by_name():
     with pytest.raises(OnnxImportError, match="Loop node 'for'.*condition 'cond_out' is "
                                               "computed: a while-loop"):
         load(_for_loop(cond_from_body=True))
+
+
+def test_folded_values_are_sized_before_they_are_allocated():
+    shape = numpy_helper.from_array(np.array([10 ** 6, 10 ** 6], np.int64), "shape")
+    m = _graph([helper.make_node("ConstantOfShape", ["shape"], ["c"], name="zeros"),
+                helper.make_node("Add", ["x", "c"], ["y"])], [_vi("x", [3])], [_vi("y", [3])],
+               [shape])
+    with pytest.raises(OnnxImportError, match="ConstantOfShape node 'zeros': a constant of "
+                                              "shape \\[1000000, 1000000\\]"):
+        load(m)
+    m = _for_loop()
+    m.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array(10 ** 15, np.int64), "M"))
+    with pytest.raises(OnnxImportError, match="the trip count of shape"):
+        load(m)
+    data = numpy_helper.from_array(np.arange(4, dtype=np.int64), "d")
+    idx = numpy_helper.from_array(np.array([7], np.int64), "i")
+    m = _graph([helper.make_node("Gather", ["d", "i"], ["g"], name="pick"),
+                helper.make_node("Reshape", ["x", "g"], ["y"])], [_vi("x", [7])],
+               [_vi("y", [7])], [data, idx])
+    with pytest.raises(OnnxImportError, match="Gather node 'pick': indices 7..7 are out of "
+                                              "range"):
+        load(m)

@@ -16,7 +16,7 @@ from .. import ops
 from ..ir import Dim, Node, Op, Param
 from ..store import adopt
 from .errors import OnnxImportError, node_label
-from .proto import sorted_nodes
+from .proto import MAX_TENSOR_BYTES, sorted_nodes
 from .values import Lazy, identity, lazy, materialize
 
 Value = Any            # np.ndarray (known at import time) or Lazy
@@ -126,6 +126,17 @@ class Importer:
                 raise self.error(f"{what} depends on a symbolic dimension {list(v.flat)}")
             return v.astype(np.int64)
         return v
+
+    def check_size(self, shape: Any, what: str, limit: int = MAX_TENSOR_BYTES // 4) -> None:
+        """Refuse to build a value of `shape` (a folded constant, a run of nodes) when it holds
+        more than `limit` elements: checked before anything is allocated."""
+        dims = [int(d) for d in shape]
+        count = 1
+        for d in dims:
+            count *= max(d, 0)
+        if count > limit:
+            raise self.error(f"{what} of shape {dims} has {count} elements, more than the "
+                             f"{limit} allowed")
 
     def attr(self, name: str, default: Any = None) -> Any:
         for a in self.node.attribute:

@@ -26,6 +26,7 @@ def _binary(imp: Importer, n: Any) -> list:
     a, b = imp.get(0), imp.get(1)
     if not isinstance(a, Lazy) and not isinstance(b, Lazy):
         a, b = imp.concrete(a, "operand"), imp.concrete(b, "operand")
+        imp.check_size(np.broadcast_shapes(a.shape, b.shape), "a folded result")
         if a.dtype.kind in "iu" and b.dtype.kind in "iu" and n.op_type == "Div":
             return [np.asarray(np.trunc(a / b)).astype(np.int64)]
         return [np.asarray(_NUMPY_BINARY[n.op_type](a, b))]

@@ -155,6 +155,7 @@ def _scan_batched(imp: Importer, body: Any, n_states: int, m: int) -> list:
     lens = imp.get(0)
     lens = None if lens is None else imp.node_of(imp.lazy(0, "sequence_lens"))
     per_row = []
+    imp.check_size([batch], "the batch of an opset-8 Scan (one loop per row)", limit=256)
     for b in range(batch):
         row = [ops.index(x, 0, b) for x in ins]
         lb = None if lens is None else ops.slice_(lens, 0, b, 1)
@@ -187,6 +188,7 @@ def _loop(imp: Importer, n: Any) -> list:
         raise imp.error(f"the body's condition {cond_out!r} is computed: a while-loop, which "
                         "graphrnn's scan cannot express yet")
     states = [imp.node_of(imp.lazy(i, "loop-carried value")) for i in range(2, len(n.input))]
+    imp.check_size([trips], "the trip count")
     steps = ops.const(np.arange(trips, dtype=np.int64))      # the iteration number
     finals, ys = _scan_loop(imp, body, states, [steps], False,
                             fixed={1: np.asarray(True)}, skip_outputs=1, xs_first=True)

@@ -14,6 +14,7 @@ from .. import ops
 from ..ir import Dim
 from .importer import Importer, rule
 from .proto import tensor_to_array
+from .values import MAX_TRANSPOSE_PIECES as MAX_PIECES
 from .values import Lazy, lazy, same_layout
 
 
@@ -85,6 +86,7 @@ def _constant_of_shape(imp: Importer, n: Any) -> list:
         else np.zeros(1, np.float32)
     symbols = [i for i, d in enumerate(shape) if isinstance(d, str)]
     if not symbols:
+        imp.check_size(shape, "a constant")
         return [np.full([int(d) for d in shape], value[0], dtype=value.dtype)]
     if len(symbols) > 1 or value.dtype.kind != "f":
         raise imp.error(f"a float tensor of shape {shape} needs one symbolic dim, the batch "
@@ -101,7 +103,13 @@ def _gather(imp: Importer, n: Any) -> list:
     data, idx = imp.get(0), imp.get(1)
     axis = int(imp.attr("axis", 0))
     if not isinstance(data, Lazy) and not isinstance(idx, Lazy):
-        return [np.asarray(np.take(data, imp.concrete(idx, "indices"), axis=axis), data.dtype)]
+        ids = imp.concrete(idx, "indices")
+        axis %= max(data.ndim, 1)
+        imp.check_size(data.shape[:axis] + ids.shape + data.shape[axis + 1:], "a folded Gather")
+        n = data.shape[axis] if data.ndim else 0
+        if ids.size and (ids.min() < -n or ids.max() >= n):
+            raise imp.error(f"indices {ids.min()}..{ids.max()} are out of range for dim {n}")
+        return [np.asarray(np.take(data, ids, axis=axis), data.dtype)]
     if isinstance(idx, Lazy):
         x = imp.lazy(0, "data")
         if axis % x.rank != 0 or idx.dtype != "int64":
@@ -121,6 +129,9 @@ def _gather(imp: Importer, n: Any) -> list:
     if isinstance(size, int):
         ids = np.where(ids < 0, ids + size, ids)
     ua = x.under_axis(axis)
+    imp.check_size(ids.shape, "indices", limit=MAX_PIECES)
+    if isinstance(size, int) and ids.size and (ids.min() < 0 or ids.max() >= size):
+        raise imp.error(f"indices {ids.min()}..{ids.max()} are out of range for dim {size}")
     picks = [ops.index(x.node, ua, int(i)) for i in ids.reshape(-1)]
     rest = tuple(p - (p > ua) for p in x.perm if p != ua)
     if ids.ndim == 0:
