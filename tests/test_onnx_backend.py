@@ -20,7 +20,8 @@ from graphrnn.onnx.backend import CompiledBackend, InterpretedBackend  # noqa: E
 CLAIMED = ("rnn", "simple_rnn", "lstm", "gru", "scan", "scan9", "gemm", "matmul", "add", "sub",
            "mul", "div", "sigmoid", "tanh", "relu", "softmax", "logsoftmax", "concat", "split",
            "slice", "squeeze", "unsqueeze", "transpose", "reshape", "gather", "identity",
-           "constant", "constantofshape", "cast", "shape", "loop11", "loop13", "loop16")
+           "constant", "constantofshape", "cast", "shape", "dropout", "loop11", "loop13",
+           "loop16")
 
 # pattern -> why the case is left out
 EXCLUDED = {

@@ -54,6 +54,7 @@ def test_batch_first_export_matches_pytorch(tmp_path, kind):
         want = m(torch.from_numpy(x)).detach().numpy()
         np.testing.assert_allclose(fast(x), want, atol=1e-5, rtol=0)
         np.testing.assert_allclose(model(x), want, atol=1e-5, rtol=0)
+    assert len(fast.programs) == 1          # one program for every batch size and length
     # the initializers are the parameters, under their names
     names = {t.name for t in onnx.load(str(path)).graph.initializer}
     for key in model.named_parameters():        # W.forward, B.reverse.Wb, ...

@@ -329,4 +329,21 @@ def _reshape(imp: Importer, n: Any) -> list:
     return [lazy(ops.reshape(imp.node_of(v), target))]
 
 
+@rule("Dropout")
+def _dropout(imp: Importer, n: Any) -> list:
+    """Inference: the identity (a model imported for training gets graphrnn's dropout from
+    `nn.Dropout`, not from the file)."""
+    training = imp.static(2, "training_mode")
+    if training is not None and bool(np.asarray(training).reshape(-1)[0]):
+        raise imp.error("training_mode = true is not supported: the import is for inference")
+    x = imp.get(0)
+    if len(n.output) < 2 or not n.output[1]:
+        return [x]
+    shape = list(x.shape)
+    if not all(isinstance(d, int) for d in shape):
+        raise imp.error(f"the mask output of symbolic shape {shape} is not supported")
+    imp.check_size(shape, "the mask")
+    return [x, np.ones(shape, np.int64)]          # inference keeps every element
+
+
 __all__ = ["reshape_dims"]
