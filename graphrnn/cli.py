@@ -293,6 +293,11 @@ def _run_convert(args: argparse.Namespace) -> int:
     save(model, args.output)
     print(f"{args.output}: {len(model.inputs)} inputs, {len(model.outputs)} outputs, "
           f"{model.param_count()} parameters")
+    layouts = getattr(model, "onnx_layouts", {})
+    for name, perm in layouts.get("inputs", {}).items():
+        print(f"note: input {name!r} is np.transpose(onnx_input, {list(perm)}) (batch-first)")
+    for name, perm in layouts.get("outputs", {}).items():
+        print(f"note: the ONNX output {name!r} is np.transpose(output, {list(perm)})")
     return 0
 
 
