@@ -7,10 +7,12 @@
     graphrnn profile MODEL [--batch B ...]  time each kernel of the compiled model
     graphrnn export-c MODEL -o OUT          the model as a C library (export/command.py)
     graphrnn export MODEL -o model.onnx     the model as an ONNX file (onnx/export.py)
+    graphrnn convert MODEL -o OUT.grnn      a model (an ONNX file) as a graphrnn model file
 
-MODEL is a file written by `graphrnn.save`, or `module:function` / `path/to/file.py:function`
-naming a function that returns a gModule (or a gModule itself). A missing or broken model is
-reported as one line on stderr, with exit status 2.
+MODEL is a file written by `graphrnn.save`, an ONNX file (`.onnx`, needs the onnx package),
+or `module:function` / `path/to/file.py:function` naming a function that returns a gModule
+(or a gModule itself). A missing or broken model is reported as one line on stderr, with
+exit status 2.
 
 Each subcommand is one entry of SUBCOMMANDS: (help, add_arguments(parser), run(args) -> int).
 """
@@ -35,7 +37,7 @@ from .onnx import export_command as export_onnx
 from .ir import GraphError, LoweringError, TensorType
 from .module import graph_of
 from .profile import profile
-from .serialize import load
+from .serialize import load, save
 from .testing import fuzz
 from .version import __version__
 from .viz import render, summary, to_dot
@@ -55,7 +57,10 @@ class Subcommand(NamedTuple):
 # ----------------------------------------------------------------------------- models
 
 def load_model(spec: str) -> Any:
-    """A gModule from a saved file, or from `module:function` / `file.py:function`."""
+    """A gModule from a saved file, an ONNX file (`.onnx`), or `module:function` /
+    `file.py:function`."""
+    if os.path.isfile(spec) and spec.lower().endswith(".onnx"):
+        return _onnx().load(spec)
     if os.path.isfile(spec):
         return load(spec)
     if ":" not in spec:
@@ -77,6 +82,15 @@ def load_model(spec: str) -> Any:
         raise CLIError(f"{spec}: returned an object of type {type(model).__name__}, "
                        "expected a gModule")
     return model
+
+
+def _onnx() -> Any:
+    """graphrnn.onnx, imported when an ONNX file is named (the onnx package is optional)."""
+    try:
+        return importlib.import_module("graphrnn.onnx")
+    except ModuleNotFoundError as e:
+        raise CLIError(f"reading ONNX files needs the onnx package ({e.name!r} is missing): "
+                       "pip install 'graphrnn[onnx]'") from None
 
 
 def _import_module(name: str) -> Any:
@@ -270,6 +284,25 @@ def _run_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert(parser: argparse.ArgumentParser) -> None:
+    _add_model(parser)
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.grnn",
+                        help="the model file to write (graphrnn.save)")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    save(model, args.output)
+    print(f"{args.output}: {len(model.inputs)} inputs, {len(model.outputs)} outputs, "
+          f"{model.param_count()} parameters")
+    layouts = getattr(model, "onnx_layouts", {})
+    for name, perm in layouts.get("inputs", {}).items():
+        print(f"note: input {name!r} is np.transpose(onnx_input, {list(perm)}) (batch-first)")
+    for name, perm in layouts.get("outputs", {}).items():
+        print(f"note: the ONNX output {name!r} is np.transpose(output, {list(perm)})")
+    return 0
+
+
 def _pass_through(parser: argparse.ArgumentParser) -> None:
     """Hand every argument after the subcommand (--help too) to the module's own main(argv)."""
     parser.prefix_chars = "\0"      # no option is this parser's: they all reach main(argv)
@@ -294,6 +327,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                        _pass_through, lambda a: demo.main(a.argv)),
     "profile": Subcommand("time each kernel of a compiled model: where the time goes, by IR "
                           "node", _add_profile, _run_profile),
+    "convert": Subcommand("convert a model (an ONNX file) to a graphrnn model file",
+                          _add_convert, _run_convert),
     "export-c": Subcommand("write a model as a C library (lib<name>.so/.a and <name>.h): "
                            "forward, streaming step, training step", export_c.add_arguments,
                            lambda a: export_c.run(a, load_model(a.model))),

@@ -44,6 +44,7 @@ from .compile_times import bench_compile_section, format_compile_section
 from .configs import (CELLS, CONFIGS, FORWARD_ONLY, GATES, HAND, IMPLS, MODES, PEER_NAMES,
                       QUICK_CONFIGS, Config, flops, parse_config)
 from .host import compile_times, host
+from .onnx_command import run_command as in_child_onnx
 from .memory import memory_section
 from .peak import format_peak, measure_peak
 from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl,
@@ -233,6 +234,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoints", nargs="+", type=_steps, metavar="K",
                         help="the memory section's checkpoint intervals (default 10 25 100; "
                              "quick 10 20 40)")
+    parser.add_argument("--onnx", metavar="FILE", help="time one ONNX file, imported and "
+                        "compiled, against ONNX Runtime on the same file (with --batch, --steps)")
+    parser.add_argument("--batch", type=int, default=1, help="with --onnx: the batch size")
+    parser.add_argument("--steps", type=int, default=100, help="with --onnx: other dims")
     parser.add_argument("--child-threads", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-extras", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -254,6 +259,8 @@ def _child_argv(args: argparse.Namespace, threads: int, configs: list[Config],
 def run_command(args: argparse.Namespace) -> int:
     """`graphrnn bench`: measure in child processes, then print the table or the JSON."""
     args.repeats = args.repeats or (3 if args.quick else 7)
+    if getattr(args, "onnx", None):
+        return in_child_onnx(args)
     if getattr(args, "target", None):
         resolve_isa(args.target)                # a bad name fails here, not in a child
         os.environ["GRAPHRNN_TARGET_FEATURES"] = args.target

@@ -1,9 +1,12 @@
-"""ONNX interop: `export(model, path)` writes a graphrnn model as an ONNX file (export.py).
+"""ONNX interop: `export(model, path)` writes a graphrnn model as an ONNX file (export.py);
+`load(path)` imports an ONNX model as a gModule (load.py).
 
-onnx is imported only when a function here runs (`pip install -e '.[onnx]'`).
+Needs the `onnx` package (`pip install graphrnn[onnx]`); the core never imports it.
 """
 from __future__ import annotations
 
+from .errors import OnnxImportError
 from .export import export, to_onnx
+from .load import load
 
-__all__ = ["export", "to_onnx"]
+__all__ = ["export", "to_onnx", "load", "OnnxImportError"]
