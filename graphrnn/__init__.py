@@ -12,6 +12,7 @@ from .flat import ParamTable
 from .ir import (Graph, GraphError, InputError, LoweringError, Node, Op, Param, ShapeError,
                  TensorType)
 from .loop import Loop
+from .while_loop import is_token
 from .losses import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .nn import Input
 from .serialize import ModelFileError, load, save
@@ -24,7 +25,8 @@ from . import viz
 from .runtime.lru import cache_limits, set_cache_limits
 from .export import export_library, load_library
 
-__all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
+__all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "is_token", "Input",
+           "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
            "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "compile_vjp",

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 from . import ops
 from .ir import Dim, Graph, GraphError, Node, Table
 from .module import Module, as_nodes, graph_of
+from .while_loop import check_while_options, while_loop
 
 
 class Loop(Module):
@@ -46,8 +47,11 @@ class Loop(Module):
 
     def __init__(self, body: Any, n_carry: int, n_consts: int = 0, *, reverse: bool = False,
                  unroll: int | None = None, length: Dim | None = None,
+                 stop: bool = False, max_steps: Dim | None = None, pad: float = 0.0,
                  name: str | None = None):
         super().__init__(name)
+        check_while_options(stop, reverse, max_steps)
+        self.stop, self.max_steps, self.pad = stop, max_steps, float(pad)
         self.body: Graph = graph_of(body)
         if not isinstance(self.body, Graph):
             raise TypeError(f"Loop body must be a gModule or a Graph, got {type(body).__name__}")
@@ -60,7 +64,7 @@ class Loop(Module):
         self.n_carry, self.n_consts = n_carry, n_consts
         self.reverse, self.unroll, self.length = reverse, unroll, length
         self.n_xs = len(self.body.inputs) - n_carry - n_consts
-        self.n_ys = len(self.body.outputs) - n_carry
+        self.n_ys = len(self.body.outputs) - n_carry - (1 if stop else 0)
 
     @property
     def prefix(self) -> str:
@@ -82,6 +86,13 @@ class Loop(Module):
             raise GraphError(f"Loop: the body takes {self.n_consts} consts, {self.n_carry} "
                              f"carried states and {self.n_xs} sequences; got {len(consts)}, "
                              f"{len(init)} and {len(xs)}")
+        if self.stop:
+            if lengths is not None:
+                raise GraphError("Loop(stop=True): a while loop finds its rows' lengths "
+                                 "itself; it takes no lengths=")
+            with ops.scope(self.prefix):
+                return Table(while_loop(self.body, consts, init, xs, max_steps=self.max_steps,
+                                        pad=self.pad, name=self.name or ""))
         with ops.scope(self.prefix):
             node = ops.loop(self.body, consts, init, xs, lengths, reverse=self.reverse,
                             unroll=self.unroll, length=self.length, name=self.name or "")

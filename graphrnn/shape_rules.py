@@ -202,10 +202,13 @@ def _view(node: Node, ts: list[TensorType]) -> TensorType:
 
 
 def _where(node: Node, ts: list[TensorType]) -> TensorType:
-    for t in ts:
-        _need(node, t, F32)
+    """A float mask choosing between two float values, or two int64 values (ids)."""
+    _need(node, ts[0], F32)
+    dtype = ts[1].dtype
+    for t in ts[1:]:
+        _need(node, t, dtype)
     shape = broadcast_shapes(broadcast_shapes(ts[0].shape, ts[1].shape, node), ts[2].shape, node)
-    return TensorType(shape, F32)
+    return TensorType(shape, dtype)
 
 
 def _seq_mask(node: Node, ts: list[TensorType]) -> TensorType:
