@@ -30,6 +30,40 @@ The reference semantics, exactly as the interpreter runs them:
   then starts at its own last valid step, as PyTorch packed sequences do.
 - Parameters used in the body are shared by every step (tied by construction).
 - `unroll=k` asks the compiler to unroll; by default the loop stays a loop in native code.
+
+**While loops** (`stop=True`): the body returns `(*carry, *y_t, stop)`, `stop` one value per
+row (f32[B] or f32[B, 1]; `gr.is_token(ids, eos, num_classes)` makes it from token ids), and
+row b stops after the first step where stop[b] > 0. The loop runs at most `max_steps` steps
+(or the length of its sequences) and returns `(*carry_final, *ys, lengths)`:
+
+    live, lengths = ones(B), zeros(B)
+    for t in range(max_steps):
+        carry_new, y, stop = body(*consts, *carry, *[x[:, t] for x in xs])
+        carry = where(live, carry_new, carry)     # a stopped row keeps its state
+        ys[:, t] = where(live, y, pad)            # and emits `pad` (int64 ys: int(pad))
+        lengths += live                           # the step where it stops counts
+        live = live and not stop > 0
+    return (*carry, *ys, lengths)                 # lengths f32[B], whole numbers
+
+Compiled, the native loop leaves as soon as every row has stopped (and writes `pad` into the
+steps left), so a greedy or sampling decoder (embedding -> cell -> Linear -> `ops.sample`,
+fed back) is one native call however early it ends. Gradients: a while loop differentiates
+like the masked loop above, so BPTT runs over the steps each row actually took; the stop
+decision itself (a comparison) has no gradient, nor have sampled ids. A while loop runs
+forward (no `reverse`) and takes no `lengths=` (it finds them).
+
+**Nested loops**: a body may hold loops of its own (a word-level RNN reading each word with a
+character RNN, a decoder step attending over every encoder step). The inner loop is a native
+loop inside the outer one; gradients run BPTT through both levels; its carry must keep its
+type like any other (a carry that changes shape is an error at the line that made it).
+Sizes are linear in the batch and one time dim, so one program serves every batch size and
+length of that time dim; a second sequence axis (the characters of each word, [B, T, L])
+is fixed per program: pad it to a maximum and pass the per-row counts as the inner loop's
+`lengths=` (from a sequence i64[B, T] of the outer loop).
+
+**Loop-invariant memory**: a const (neither carry nor sequence) is the same value at every
+step, e.g. encoder outputs [B, T, H] an attention reads at each decoder step; its gradient
+is the sum over every step of what each sends it.
 """
 from __future__ import annotations
 
@@ -43,7 +77,11 @@ from .while_loop import check_while_options, while_loop
 
 class Loop(Module):
     """Scan `body` (a gModule or Graph taking `(*consts, *carry, *x_t)` and returning
-    `(*carry, *y_t)`) over sequences. Calling it returns a table `(*carry_final, *ys)`."""
+    `(*carry, *y_t)`) over sequences. Calling it returns a table `(*carry_final, *ys)`.
+
+    With `stop=True` a while loop: the body also returns a per-row stop value last, the loop
+    runs at most `max_steps` steps (without sequences) and returns `(*carry_final, *ys,
+    lengths)`, stopped rows emitting `pad` (see the module docstring)."""
 
     def __init__(self, body: Any, n_carry: int, n_consts: int = 0, *, reverse: bool = False,
                  unroll: int | None = None, length: Dim | None = None,
