@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import ops
+from .infer import infer_graph
 from .ir import Dim, Graph, GraphError, Node, Op, ShapeError, TensorType, node_error, type_str
 
 
@@ -106,7 +107,7 @@ def while_loop(body: Graph, consts: Sequence[Node], init: Sequence[Node], xs: Se
     if max_steps is None and not xs:
         raise GraphError("Loop(stop=True): a while loop without sequences needs max_steps=")
     n_h = len(init)
-    wrapped = while_body(body, len(consts), n_h, pad)
+    wrapped = while_body(_typed(body, consts, init, xs), len(consts), n_h, pad)
     live0 = ops.fill((), 1.0, batch_like=ref[0])
     count0 = ops.fill((), 0.0, batch_like=ref[0])
     node = ops.loop(wrapped, consts, list(init) + [live0, count0], xs, None,
@@ -116,6 +117,21 @@ def while_loop(body: Graph, consts: Sequence[Node], init: Sequence[Node], xs: Se
     parts = [ops.get(node, i) for i in range(n_h)]
     parts += [ops.get(node, n_h + 2 + j) for j in range(n_ys)]
     return tuple(parts) + (ops.get(node, n_h + 1),)
+
+
+def _typed(body: Graph, consts: Sequence[Node], init: Sequence[Node],
+           xs: Sequence[Node]) -> Graph:
+    """The body typed from the loop's operands when its own inputs are untyped (nngraph's
+    `nn.Identity()()`), so that its stop value can be checked here."""
+    if all(isinstance(x.type, TensorType) for x in body.inputs):
+        return body
+    ts = [x.type for x in (*consts, *init)] + \
+        [TensorType(x.type.shape[:1] + x.type.shape[2:], x.type.dtype)
+         if isinstance(x.type, TensorType) and x.type.rank >= 2 else None for x in xs]
+    if any(t is None for t in ts):
+        raise GraphError("Loop(stop=True): the body's inputs are untyped and so are some of "
+                         "the loop's operands; type one or the other (gr.Input(\"B\", ...))")
+    return infer_graph(body, ts)
 
 
 def check_while_options(stop: bool, reverse: bool, max_steps: Any) -> None:

@@ -243,3 +243,21 @@ def test_while_loop_option_errors():
     with pytest.raises(gr.GraphError, match="no lengths"):
         gr.Loop(body, n_carry=1, stop=True, max_steps=3)(
             init=[gr.Input("B", 3)], lengths=gr.Input("B", dtype="int64"))
+
+
+def test_an_untyped_body_is_typed_from_the_loop_operands():
+    h, xt = nn.Identity()(), nn.Identity()()
+    h2 = nn.Tanh()(nn.Linear(4, 3)(nn.JoinTable(1)([h, xt])))
+    body = gr.gModule([h, xt], [h2, h2, ops.sum_(h2, axes=(1,))])
+    seq, h0 = gr.Input("B", "T", 1), gr.Input("B", 3)
+    h_t, ys, lengths = gr.Loop(body, n_carry=1, stop=True)(init=[h0], xs=[seq])
+    model = gr.gModule([seq, h0], [h_t, ys, lengths])
+    rng = np.random.default_rng(8)
+    x, h_0 = rng.standard_normal((5, 6, 1)).astype(np.float32), \
+        rng.standard_normal((5, 3)).astype(np.float32)
+    want = model(x, h_0)
+    for g, w in zip(gr.compile(model)(x, h_0), want):
+        np.testing.assert_allclose(g, w, atol=1e-5)
+    bad = gr.gModule([h, xt], [h2, h2, h2])
+    with pytest.raises(gr.ShapeError, match="one value per row"):
+        gr.Loop(bad, n_carry=1, stop=True)(init=[h0], xs=[seq])
