@@ -15,7 +15,7 @@ from graphrnn.gradcheck import gradients
 
 torch = pytest.importorskip("torch")
 
-N_CHARS, E, W, H, L = 7, 3, 4, 5, 4     # chars, char embedding, word and sentence width, chars a word
+N_CHARS, E, W, H, L = 7, 3, 4, 5, 4     # chars, char width, word width, hidden, chars a word
 
 
 def hierarchical():
