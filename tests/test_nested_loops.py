@@ -207,3 +207,34 @@ def test_a_nested_carry_that_changes_shape_is_an_error_at_the_users_line():
     h, word = gr.Input("B", W), gr.Input("B", L, E)
     with pytest.raises(gr.ShapeError, match=r"test_nested_loops.py:\d+.*carried state 0"):
         gr.Loop(inner, n_carry=1)(init=[h], xs=[word])
+
+
+def test_a_while_loop_inside_a_loop_body():
+    """Each outer step iterates g' = tanh(g W + x_t) until sum(g') > 0.5 (at most 5 times)."""
+    g, c = gr.Input("B", 3), gr.Input("B", 3)
+    g2 = nn.Tanh()(nn.CAddTable()([nn.Linear(3, 3)(g), c]))
+    inner = gr.gModule([c, g], [g2, g2, ops.sub(ops.sum_(g2, axes=(1,)), 0.5)])
+    h, x = gr.Input("B", 3), gr.Input("B", 3)
+    g_t, gs, n = gr.Loop(inner, n_carry=1, n_consts=1, stop=True, max_steps=5, pad=9.0)(
+        consts=[x], init=[h])
+    h2 = nn.Tanh()(nn.CAddTable()([g_t, nn.Linear(3, 3)(h)]))
+    outer = gr.gModule([h, x], [h2, h2, gs, n])
+    xs, h0 = gr.Input("B", "T", 3, name="x"), gr.Input("B", 3, name="h0")
+    model = gr.gModule([xs, h0], list(gr.Loop(outer, n_carry=1)(init=[h0], xs=[xs])))
+    rng = np.random.default_rng(0)
+    for p in model.graph.params():
+        gr.value(p)[...] = rng.standard_normal(p.shape).astype(np.float32)
+    fast = gr.compile(model)
+    counts = set()
+    for b, t in [(3, 4), (6, 2), (1, 5)]:
+        args = (rng.standard_normal((b, t, 3)).astype(np.float32),
+                rng.standard_normal((b, 3)).astype(np.float32))
+        want = model(*args)
+        for g_, w in zip(fast(*args), want):
+            np.testing.assert_allclose(g_, w, rtol=1e-5, atol=1e-5)
+        assert want[2].shape == (b, t, 5, 3) and want[3].shape == (b, t)
+        np.testing.assert_array_equal(want[2][np.arange(5) >= want[3][..., None]], 9.0)
+        counts.update(want[3].ravel().tolist())
+    assert len(counts) > 1 and len(fast.programs) == 1
+    result = gr.gradcheck(model, *[a.astype(np.float64) for a in args], rtol=1e-5)
+    assert result.ok, str(result)
