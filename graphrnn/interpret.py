@@ -222,6 +222,17 @@ def _sample(n: Node, a: list, ctx: Context) -> np.ndarray:
     return np.minimum(idx, logits.shape[1] - 1).astype(np.int64)
 
 
+def _astype(n: Node, a: list, ctx: Context) -> np.ndarray:
+    x = a[0]
+    if n.attrs["dtype"] != "int64":
+        return x.astype(ctx.dtype)
+    x = x.astype(np.float64)
+    big, small = x >= 2.0 ** 63, x < -(2.0 ** 63)      # saturate, as the native code does
+    out = np.where(np.isnan(x) | big | small, 0.0, x).astype(np.int64)
+    info = np.iinfo(np.int64)
+    return np.where(big, info.max, np.where(small, info.min, out)).astype(np.int64)
+
+
 EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.INPUT: _input,                 # inputs are given; reaching this rule is an error
     Op.PARAM: _param,
@@ -263,6 +274,7 @@ EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.ONEHOT: lambda n, a, c: np.eye(n.attrs["n"], dtype=c.dtype)[a[0]],
     Op.ASSEMBLE: _assemble,
     Op.SAMPLE: _sample,
+    Op.ASTYPE: _astype,
 }
 
 

@@ -43,7 +43,7 @@ row b stops after the first step where stop[b] > 0. The loop runs at most `max_s
         ys[:, t] = where(live, y, pad)            # and emits `pad` (int64 ys: int(pad))
         lengths += live                           # the step where it stops counts
         live = live and not stop > 0
-    return (*carry, *ys, lengths)                 # lengths f32[B], whole numbers
+    return (*carry, *ys, lengths)                 # lengths i64[B], as `lengths=` takes
 
 Compiled, the native loop leaves as soon as every row has stopped (and writes `pad` into the
 steps left), so a greedy or sampling decoder (embedding -> cell -> Linear -> `ops.sample`,

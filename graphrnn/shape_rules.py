@@ -280,6 +280,14 @@ def _sample(node: Node, ts: list[TensorType]) -> TensorType:
     return TensorType(logits.shape[:1], I64)
 
 
+def _astype(node: Node, ts: list[TensorType]) -> TensorType:
+    dtype = node.attrs["dtype"]
+    if dtype not in (F32, I64) or dtype == ts[0].dtype:
+        raise node_error(node, f"astype turns float32 into int64 or back, not {ts[0]} into "
+                         f"{dtype}", ShapeError)
+    return TensorType(ts[0].shape, dtype)
+
+
 # The rules of the ops without a body; infer.py adds LOOP and FUSED, whose rules type the body.
 TENSOR_RULES: dict[Op, Callable[[Node, list], Any]] = {
     Op.INPUT: _leaf, Op.PARAM: _param, Op.CONST: _const, Op.FILL: _fill,
@@ -292,7 +300,7 @@ TENSOR_RULES: dict[Op, Callable[[Node, list], Any]] = {
     Op.DROPOUT: _dropout, Op.GET: _get, Op.VIEW: _view,
     Op.WHERE: _where, Op.SEQ_MASK: _seq_mask, Op.CONTRACT: _contract, Op.EXPAND: _expand,
     Op.PAD: _pad, Op.SCATTER: _scatter, Op.ONEHOT: _onehot, Op.ASSEMBLE: _assemble,
-    Op.SAMPLE: _sample,
+    Op.SAMPLE: _sample, Op.ASTYPE: _astype,
 }
 
 # (fewest, most) inputs of each op; None: any number.
@@ -309,6 +317,7 @@ ARITY: dict[Op, tuple[int, int | None]] = {
     Op.FUSED: (0, None),
     Op.SEQ_MASK: (1, 2), Op.CONTRACT: (2, 2), Op.EXPAND: (2, 2), Op.PAD: (1, 1),
     Op.SCATTER: (2, 2), Op.ONEHOT: (1, 1), Op.ASSEMBLE: (0, None), Op.SAMPLE: (3, 3),
+    Op.ASTYPE: (1, 1),
 }
 
 

@@ -4,7 +4,7 @@
 pass, the interpreter and differentiation see the scan they already know:
 
     live  f32[B]   1 while the row runs, 0 once it has stopped
-    count f32[B]   the steps the row has taken
+    count f32[B]   the steps the row has taken (returned as i64[B], `ops.astype`)
 
 and a body that freezes a stopped row's state and pads its outputs:
 
@@ -98,7 +98,7 @@ def while_body(body: Graph, n_consts: int, n_carry: int, pad: float) -> Graph:
 
 def while_loop(body: Graph, consts: Sequence[Node], init: Sequence[Node], xs: Sequence[Node],
                *, max_steps: Dim | None, pad: float, name: str = "") -> tuple[Node, ...]:
-    """`(*carry_final, *ys, lengths)` of the while loop; `lengths` f32[B] counts the steps
+    """`(*carry_final, *ys, lengths)` of the while loop; `lengths` i64[B] counts the steps
     each row took (the one where it stopped included)."""
     ref = _batch_dim(list(init) + list(xs))
     if ref is None:
@@ -116,7 +116,7 @@ def while_loop(body: Graph, consts: Sequence[Node], init: Sequence[Node], xs: Se
     n_ys = len(wrapped.outputs) - n_h - 2
     parts = [ops.get(node, i) for i in range(n_h)]
     parts += [ops.get(node, n_h + 2 + j) for j in range(n_ys)]
-    return tuple(parts) + (ops.get(node, n_h + 1),)
+    return tuple(parts) + (ops.astype(ops.get(node, n_h + 1), "int64"),)
 
 
 def _typed(body: Graph, consts: Sequence[Node], init: Sequence[Node],

@@ -93,6 +93,7 @@ def test_greedy_decoder_matches_torch_interpreted_and_compiled():
             tokens, lengths, h_t = run(h0, t0, np.float32(0))
             np.testing.assert_array_equal(tokens, want_tok)
             np.testing.assert_array_equal(lengths, want_len)
+            assert lengths.dtype == np.int64 and tokens.dtype == np.int64
             np.testing.assert_allclose(h_t, want_h, atol=1e-5)
         seen_lengths.update(want_len.tolist())
     assert len(fast.programs) == 1

@@ -142,7 +142,7 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     ivs = [(h.lo, h.hi) for h in h_in] + [
         hull((lo, hi), (0.0, 0.0)) if lengths else (lo, hi) for _, lo, hi in ys]
     if until:
-        ivs.append((0.0, float(steps)))          # the rows' lengths
+        ivs.append((0.0, float(steps), steps))   # the rows' lengths, int64 in [0, steps]
     kept = [i for i in range(len(parts)) if b.chance(0.85)] or [b.int(0, len(parts) - 1)]
     return [lv.add(parts[i], *ivs[i]) for i in kept][0]
 
