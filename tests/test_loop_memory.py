@@ -162,3 +162,73 @@ def test_memory_gradient_sums_over_every_step():
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
     assert len(vjp.programs) == 1
+
+
+V, EOS = 7, 0
+
+
+def greedy_seq2seq():
+    """x [B, T, D] -> encoder RNN -> memory; a while decoder from the encoder's last state:
+    embedding + attention context -> GRU -> Linear -> argmax, fed back, until EOS."""
+    encoder = nn.Recurrent(gr.cells.RNN(D, H), return_state=True)
+    emb, query, cell, head = nn.LookupTable(V, D), nn.Linear(H, H), gr.cells.GRU(D + H, H), \
+        nn.Linear(H, V)
+    mem, h, tok = gr.Input("B", "T", H), gr.Input("B", H), gr.Input("B", dtype="int64")
+    a = ops.reshape(ops.softmax(ops.sum_(ops.mul(mem, ops.reshape(query(h), ("B", 1, H))),
+                                         axes=(2,)), axis=1), ("B", "T", 1))
+    context = ops.sum_(ops.mul(mem, a), axes=(1,))
+    h2 = cell([h, nn.JoinTable(1)([emb(tok), context])])
+    nxt = ops.sample(head(h2), ops.fill((), 0.0, batch_like=h2), ops.const(np.float32(0)))
+    body = gr.gModule([mem, h, tok], [h2, nxt, nxt, gr.is_token(nxt, EOS, V)])
+    x, start = gr.Input("B", "T", D, name="x"), gr.Input("B", dtype="int64", name="start")
+    memory, h_n = encoder(x)
+    h_n = h_n[0] if isinstance(h_n, (list, tuple)) else h_n
+    _, _, tokens, lengths = gr.Loop(body, n_carry=2, n_consts=1, stop=True, max_steps=9,
+                                    pad=-1)(consts=[memory], init=[h_n, start])
+    model = gr.gModule([x, start], [tokens, lengths])
+    rng = np.random.default_rng(12)
+    for p in model.graph.params():
+        gr.value(p)[...] = rng.standard_normal(p.shape).astype(np.float32)
+    return model, (encoder, emb, query, cell, head)
+
+
+def torch_greedy_seq2seq(parts, x, start, steps=9):
+    encoder, emb, query, cell, head = parts
+    t_enc, t_query, t_head = to_torch_recurrent(encoder), to_torch_linear(query), \
+        to_torch_linear(head)
+    t_emb, t_cell = torch.nn.Embedding(V, D), torch.nn.GRUCell(D + H, H)
+    with torch.no_grad():
+        t_emb.weight.copy_(torch.tensor(gr.value(emb.weight)))
+        for k, p in cell.named_parameters().items():
+            getattr(t_cell, k.split(".")[-1]).copy_(torch.tensor(p))
+        memory, h_n = t_enc(torch.tensor(x))
+        h, tok = h_n[0], torch.tensor(start)
+        tokens = np.full((len(x), steps), -1, np.int64)
+        lengths, live = np.zeros(len(x), np.int64), np.ones(len(x), bool)
+        for t in range(steps):
+            a = torch.softmax((memory * t_query(h)[:, None]).sum(2), 1)
+            context = (memory * a[:, :, None]).sum(1)
+            h_new = t_cell(torch.cat([t_emb(tok), context], 1), h)
+            nxt = t_head(h_new).argmax(-1)
+            rows = torch.tensor(live)
+            h, tok = torch.where(rows[:, None], h_new, h), torch.where(rows, nxt, tok)
+            tokens[live, t] = nxt.numpy()[live]
+            lengths += live
+            live &= nxt.numpy() != EOS
+    return tokens, lengths
+
+
+def test_greedy_seq2seq_with_attention_matches_torch():
+    model, parts = greedy_seq2seq()
+    fast = gr.compile(model)
+    seen = set()
+    for b, t, seed in [(4, 3, 0), (9, 6, 1), (1, 2, 2), (12, 5, 3)]:
+        rng = np.random.default_rng(seed)
+        x, start = rng.standard_normal((b, t, D)).astype(np.float32), rng.integers(1, V, b)
+        want_tokens, want_lengths = torch_greedy_seq2seq(parts, x, start)
+        for run in (model, fast):
+            tokens, lengths = run(x, start)
+            np.testing.assert_array_equal(tokens, want_tokens)
+            np.testing.assert_array_equal(lengths, want_lengths)
+        seen.update(want_lengths.tolist())
+    assert len(seen) > 2 and len(fast.programs) == 1
