@@ -84,6 +84,11 @@ def while_body(body: Graph, n_consts: int, n_carry: int, pad: float) -> Graph:
         raise GraphError("Loop(stop=True): the body needs a carried state or a sequence with "
                          "a batch axis, to know the rows that stop")
     batch = found[1]
+    for h in h_in:
+        if not (isinstance(h.type, TensorType) and h.type.rank and h.type.shape[0] == batch):
+            raise node_error(h, f"a while loop's carried states need the batch axis {batch} "
+                             f"first (each row stops on its own), got {type_str(h.type)}",
+                             ShapeError)
     stop = _stop_value(outs[-1], batch)
     live = ops.input_((batch,), name="live")
     count = ops.input_((batch,), name="count")

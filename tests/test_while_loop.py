@@ -262,3 +262,10 @@ def test_an_untyped_body_is_typed_from_the_loop_operands():
     bad = gr.gModule([h, xt], [h2, h2, h2])
     with pytest.raises(gr.ShapeError, match="one value per row"):
         gr.Loop(bad, n_carry=1, stop=True)(init=[h0], xs=[seq])
+
+
+def test_a_carry_without_the_batch_axis_is_refused():
+    h, s = gr.Input("B", 3), gr.Input(2)
+    body = gr.gModule([h, s], [h, s, ops.sum_(h, axes=(1,))])
+    with pytest.raises(gr.ShapeError, match="need the batch axis"):
+        gr.Loop(body, n_carry=2, stop=True, max_steps=3)(init=[gr.Input("B", 3), gr.Input(2)])
