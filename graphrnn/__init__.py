@@ -14,6 +14,7 @@ from .flat import ParamTable
 from .ir import (Graph, GraphError, InputError, LoweringError, Node, Op, Param, ShapeError,
                  TensorType)
 from .loop import Loop
+from .while_loop import is_token
 from .losses import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .nn import Input
 from .serialize import ModelFileError, load, save
@@ -36,7 +37,8 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'graphrnn' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "Input", "interpret",
+__all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "is_token", "Input",
+           "interpret",
            "manual_seed", "MSECriterion", "ClassNLLCriterion", "CrossEntropyCriterion",
            "Graph", "Node", "Op", "Param", "ParamTable", "TensorType",
            "GraphError", "ShapeError", "InputError", "LoweringError", "compile", "compile_vjp",

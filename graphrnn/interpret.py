@@ -247,6 +247,17 @@ def _sample(n: Node, a: list, ctx: Context) -> np.ndarray:
 _ERF = np.frompyfunc(math.erf, 1, 1)      # numpy has no erf; math.erf works in double
 
 
+def _astype(n: Node, a: list, ctx: Context) -> np.ndarray:
+    x = a[0]
+    if n.attrs["dtype"] != "int64":
+        return x.astype(ctx.dtype)
+    x = x.astype(np.float64)
+    big, small = x >= 2.0 ** 63, x < -(2.0 ** 63)      # saturate, as the native code does
+    out = np.where(np.isnan(x) | big | small, 0.0, x).astype(np.int64)
+    info = np.iinfo(np.int64)
+    return np.where(big, info.max, np.where(small, info.min, out)).astype(np.int64)
+
+
 EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.INPUT: _input,                 # inputs are given; reaching this rule is an error
     Op.PARAM: _param,
@@ -300,6 +311,7 @@ EVAL_RULES: dict[Op, Callable[[Node, list, Context], Any]] = {
     Op.ASSEMBLE: _assemble,
     Op.SAMPLE: _sample,
     **ROW_OP_EVAL,
+    Op.ASTYPE: _astype,
 }
 
 

@@ -30,6 +30,40 @@ The reference semantics, exactly as the interpreter runs them:
   then starts at its own last valid step, as PyTorch packed sequences do.
 - Parameters used in the body are shared by every step (tied by construction).
 - `unroll=k` asks the compiler to unroll; by default the loop stays a loop in native code.
+
+**While loops** (`stop=True`): the body returns `(*carry, *y_t, stop)`, `stop` one value per
+row (f32[B] or f32[B, 1]; `gr.is_token(ids, eos, num_classes)` makes it from token ids), and
+row b stops after the first step where stop[b] > 0. The loop runs at most `max_steps` steps
+(or the length of its sequences) and returns `(*carry_final, *ys, lengths)`:
+
+    live, lengths = ones(B), zeros(B)
+    for t in range(max_steps):
+        carry_new, y, stop = body(*consts, *carry, *[x[:, t] for x in xs])
+        carry = where(live, carry_new, carry)     # a stopped row keeps its state
+        ys[:, t] = where(live, y, pad)            # and emits `pad` (int64 ys: int(pad))
+        lengths += live                           # the step where it stops counts
+        live = live and not stop > 0
+    return (*carry, *ys, lengths)                 # lengths i64[B], as `lengths=` takes
+
+Compiled, the native loop leaves as soon as every row has stopped (and writes `pad` into the
+steps left), so a greedy or sampling decoder (embedding -> cell -> Linear -> `ops.sample`,
+fed back) is one native call however early it ends. Gradients: a while loop differentiates
+like the masked loop above, so BPTT runs over the steps each row actually took; the stop
+decision itself (a comparison) has no gradient, nor have sampled ids. A while loop runs
+forward (no `reverse`) and takes no `lengths=` (it finds them).
+
+**Nested loops**: a body may hold loops of its own (a word-level RNN reading each word with a
+character RNN, a decoder step attending over every encoder step). The inner loop is a native
+loop inside the outer one; gradients run BPTT through both levels; its carry must keep its
+type like any other (a carry that changes shape is an error at the line that made it).
+Sizes are linear in the batch and one time dim, so one program serves every batch size and
+length of that time dim; a second sequence axis (the characters of each word, [B, T, L])
+is fixed per program: pad it to a maximum and pass the per-row counts as the inner loop's
+`lengths=` (from a sequence i64[B, T] of the outer loop).
+
+**Loop-invariant memory**: a const (neither carry nor sequence) is the same value at every
+step, e.g. encoder outputs [B, T, H] an attention reads at each decoder step; its gradient
+is the sum over every step of what each sends it.
 """
 from __future__ import annotations
 
@@ -38,16 +72,24 @@ from typing import Any, Sequence
 from . import ops
 from .ir import Dim, Graph, GraphError, Node, Table
 from .module import Module, as_nodes, graph_of
+from .while_loop import check_while_options, while_loop
 
 
 class Loop(Module):
     """Scan `body` (a gModule or Graph taking `(*consts, *carry, *x_t)` and returning
-    `(*carry, *y_t)`) over sequences. Calling it returns a table `(*carry_final, *ys)`."""
+    `(*carry, *y_t)`) over sequences. Calling it returns a table `(*carry_final, *ys)`.
+
+    With `stop=True` a while loop: the body also returns a per-row stop value last, the loop
+    runs at most `max_steps` steps (without sequences) and returns `(*carry_final, *ys,
+    lengths)`, stopped rows emitting `pad` (see the module docstring)."""
 
     def __init__(self, body: Any, n_carry: int, n_consts: int = 0, *, reverse: bool = False,
                  unroll: int | None = None, length: Dim | None = None,
+                 stop: bool = False, max_steps: Dim | None = None, pad: float = 0.0,
                  name: str | None = None):
         super().__init__(name)
+        check_while_options(stop, reverse, max_steps)
+        self.stop, self.max_steps, self.pad = stop, max_steps, float(pad)
         self.body: Graph = graph_of(body)
         if not isinstance(self.body, Graph):
             raise TypeError(f"Loop body must be a gModule or a Graph, got {type(body).__name__}")
@@ -60,7 +102,7 @@ class Loop(Module):
         self.n_carry, self.n_consts = n_carry, n_consts
         self.reverse, self.unroll, self.length = reverse, unroll, length
         self.n_xs = len(self.body.inputs) - n_carry - n_consts
-        self.n_ys = len(self.body.outputs) - n_carry
+        self.n_ys = len(self.body.outputs) - n_carry - (1 if stop else 0)
 
     @property
     def prefix(self) -> str:
@@ -82,6 +124,13 @@ class Loop(Module):
             raise GraphError(f"Loop: the body takes {self.n_consts} consts, {self.n_carry} "
                              f"carried states and {self.n_xs} sequences; got {len(consts)}, "
                              f"{len(init)} and {len(xs)}")
+        if self.stop:
+            if lengths is not None:
+                raise GraphError("Loop(stop=True): a while loop finds its rows' lengths "
+                                 "itself; it takes no lengths=")
+            with ops.scope(self.prefix):
+                return Table(while_loop(self.body, consts, init, xs, max_steps=self.max_steps,
+                                        pad=self.pad, name=self.name or ""))
         with ops.scope(self.prefix):
             node = ops.loop(self.body, consts, init, xs, lengths, reverse=self.reverse,
                             unroll=self.unroll, length=self.length, name=self.name or "")

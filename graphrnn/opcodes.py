@@ -70,6 +70,8 @@ class Op(str, Enum):
     SAMPLE = "sample"           # logits[B, C], u[B] in [0, 1), temperature[] -> i64[B]: the
                                 # class where the cumulative softmax(logits / T) passes u;
                                 # argmax when T <= 0
+    ASTYPE = "astype"           # x as attrs["dtype"] (float32 <-> int64): a float becomes the
+                                # int64 it truncates to (NaN 0, out of range saturates)
     # introduced by differentiation
     STEP = "step"               # 1 where x > 0, else 0 (the derivative of relu)
     WHERE = "where"             # where(mask != 0, a, b), numpy broadcasting

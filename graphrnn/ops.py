@@ -335,6 +335,14 @@ def assemble(parts: Sequence[Node], offsets: Sequence[int], size: int) -> Node:
 
 
 
+def astype(x: Node, dtype: str) -> Node:
+    """`x` as float32 or int64 (numpy's astype: a float truncates toward zero); `x` itself
+    when it already has that dtype."""
+    if isinstance(x.type, TensorType) and x.type.dtype == dtype:
+        return x
+    return make(Op.ASTYPE, [x], dtype=str(dtype))
+
+
 def sample(logits: Node, u: Node, temperature: Node) -> Node:
     """Draw a class per row from softmax(logits / temperature) using the uniforms `u`."""
     return make(Op.SAMPLE, [logits, u, temperature])

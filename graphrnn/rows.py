@@ -214,7 +214,8 @@ def _gathered(node: Node, kinds: list, ctx: _Ctx) -> Kind:
 ROW_RULES: dict[Op, Callable[[Node, list, _Ctx], Any]] = {
     Op.PARAM: _leaf, Op.CONST: _leaf, Op.FILL: _fill,
     **{op: _elementwise for op in ELEMENTWISE_UNARY | ELEMENTWISE_BINARY},
-    Op.WHERE: _elementwise, Op.EXPAND: _elementwise, Op.DROPOUT: _dropout,
+    Op.WHERE: _elementwise, Op.ASTYPE: _elementwise, Op.EXPAND: _elementwise,
+    Op.DROPOUT: _dropout,
     Op.MATMUL: _matmul, Op.BMM: _bmm, Op.SUM: _reduce, Op.MEAN: _reduce,
     Op.SOFTMAX: _along_axis("axis"), Op.LOG_SOFTMAX: _along_axis("axis"),
     Op.CONCAT: _along_axis("axis"), Op.SLICE: _along_axis("axis"),

@@ -238,10 +238,13 @@ def _view(node: Node, ts: list[TensorType]) -> TensorType:
 
 
 def _where(node: Node, ts: list[TensorType]) -> TensorType:
-    for t in ts:
-        _need(node, t, F32)
+    """A float mask choosing between two float values, or two int64 values (ids)."""
+    _need(node, ts[0], F32)
+    dtype = ts[1].dtype
+    for t in ts[1:]:
+        _need(node, t, dtype)
     shape = broadcast_shapes(broadcast_shapes(ts[0].shape, ts[1].shape, node), ts[2].shape, node)
-    return TensorType(shape, F32)
+    return TensorType(shape, dtype)
 
 
 def _seq_mask(node: Node, ts: list[TensorType]) -> TensorType:
@@ -313,6 +316,14 @@ def _sample(node: Node, ts: list[TensorType]) -> TensorType:
     return TensorType(logits.shape[:1], I64)
 
 
+def _astype(node: Node, ts: list[TensorType]) -> TensorType:
+    dtype = node.attrs["dtype"]
+    if dtype not in (F32, I64) or dtype == ts[0].dtype:
+        raise node_error(node, f"astype turns float32 into int64 or back, not {ts[0]} into "
+                         f"{dtype}", ShapeError)
+    return TensorType(ts[0].shape, dtype)
+
+
 # The rules of the ops without a body; infer.py adds LOOP and FUSED, whose rules type the body.
 TENSOR_RULES: dict[Op, Callable[[Node, list], Any]] = {
     Op.INPUT: _leaf, Op.PARAM: _param, Op.CONST: _const, Op.FILL: _fill,
@@ -326,7 +337,7 @@ TENSOR_RULES: dict[Op, Callable[[Node, list], Any]] = {
     Op.DROPOUT: _dropout, Op.GET: _get, Op.VIEW: _view,
     Op.WHERE: _where, Op.SEQ_MASK: _seq_mask, Op.CONTRACT: _contract, Op.EXPAND: _expand,
     Op.PAD: _pad, Op.SCATTER: _scatter, Op.ONEHOT: _onehot, Op.ASSEMBLE: _assemble,
-    Op.SAMPLE: _sample, **ROW_OP_TYPES,
+    Op.SAMPLE: _sample, **ROW_OP_TYPES, Op.ASTYPE: _astype,
 }
 
 # (fewest, most) inputs of each op; None: any number.
@@ -345,6 +356,7 @@ ARITY: dict[Op, tuple[int, int | None]] = {
     Op.SEQ_MASK: (1, 2), Op.CONTRACT: (2, 2), Op.EXPAND: (2, 2), Op.PAD: (1, 1),
     Op.SCATTER: (2, 2), Op.ONEHOT: (1, 1), Op.ASSEMBLE: (0, None), Op.SAMPLE: (3, 3),
     **ROW_OP_ARITY,
+    Op.ASTYPE: (1, 1),
 }
 
 

@@ -45,7 +45,8 @@ def test_the_same_seed_builds_the_same_model_parameters_and_inputs():
 
 def test_generated_models_cover_the_api():
     """Over a few dozen seeds the generator uses every op the modules emit, nested loops,
-    lengths, reverse, unroll requests, consts, loops without sequences, tied parameters."""
+    lengths, reverse, unroll requests, consts, loops without sequences, tied parameters,
+    while loops (nested ones too)."""
     ops, loops, nested, tied = set(), [], 0, 0
     for seed in range(80):
         g = generate_seeded(seed)
@@ -69,6 +70,8 @@ def test_generated_models_cover_the_api():
     for key in ("has_lengths", "reverse", "unroll", "n_consts"):
         assert any(a[key] for a in loops), key
     assert any(a["n_xs"] == 0 for a in loops) and any(a["n_carry"] == 0 for a in loops)
+    whiles = [a for a in loops if a.get("until") is not None]
+    assert whiles and any(any(n.op == Op.LOOP for n in a["body"].nodes) for a in whiles)
 
 
 @given(cases(Checks(passes=False, grads=False, compiled=False, train=False), max_ops=8))

@@ -125,25 +125,31 @@ def emit_sample(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
                 bld.store(j, best)
             z = bld.fdiv(v, tv, flags=FLAGS)
             bld.store(bld.call(maximum, [bld.load(zmax), z]), zmax)
-        m = bld.load(zmax)
-        total = em.alloca(F32, ir.Constant(F32, 0.0))
-        with em.loop(classes, "sample_sum") as j:
-            e = emit_exp(bld, bld.fsub(bld.fdiv(at(j), tv, flags=FLAGS), m, flags=FLAGS))
-            bld.store(bld.fadd(bld.load(total), e, flags=FLAGS), total)
-        target = bld.fmul(em.load(em.at(u, [b])), bld.load(total), flags=FLAGS)
-        cdf = em.alloca(F32, ir.Constant(F32, 0.0))
-        count = em.alloca(I64, ir.Constant(I64, 0))
-        with em.loop(classes, "sample_cdf") as j:
-            e = emit_exp(bld, bld.fsub(bld.fdiv(at(j), tv, flags=FLAGS), m, flags=FLAGS))
-            c = bld.fadd(bld.load(cdf), e, flags=FLAGS)
-            bld.store(c, cdf)
-            below = bld.zext(bld.fcmp_ordered("<", c, target), I64)
-            bld.store(bld.add(bld.load(count), below, flags=["nsw"]), count)
-        last = em.lin(classes - 1)
-        drawn = bld.load(count)
-        drawn = bld.select(bld.icmp_signed("<", drawn, last), drawn, last)
-        em.store(bld.select(greedy, bld.load(best), drawn), em.at(out, [b]))
+        with em.if_then(bld.not_(greedy)):     # the argmax alone needs no exponentials
+            bld.store(_drawn(em, at, classes, tv, bld.load(zmax), em.load(em.at(u, [b]))),
+                      best)
+        em.store(bld.load(best), em.at(out, [b]))
 
+
+def _drawn(em: Emitter, at, classes, tv: ir.Value, m: ir.Value, u: ir.Value) -> ir.Value:
+    """The first class whose cumulative softmax(logits / tv) reaches u (of one row)."""
+    bld = em.builder
+    total = em.alloca(F32, ir.Constant(F32, 0.0))
+    with em.loop(classes, "sample_sum") as j:
+        e = emit_exp(bld, bld.fsub(bld.fdiv(at(j), tv, flags=FLAGS), m, flags=FLAGS))
+        bld.store(bld.fadd(bld.load(total), e, flags=FLAGS), total)
+    target = bld.fmul(u, bld.load(total), flags=FLAGS)
+    cdf = em.alloca(F32, ir.Constant(F32, 0.0))
+    count = em.alloca(I64, ir.Constant(I64, 0))
+    with em.loop(classes, "sample_cdf") as j:
+        e = emit_exp(bld, bld.fsub(bld.fdiv(at(j), tv, flags=FLAGS), m, flags=FLAGS))
+        c = bld.fadd(bld.load(cdf), e, flags=FLAGS)
+        bld.store(c, cdf)
+        below = bld.zext(bld.fcmp_ordered("<", c, target), I64)
+        bld.store(bld.add(bld.load(count), below, flags=["nsw"]), count)
+    last = em.lin(classes - 1)
+    drawn = bld.load(count)
+    return bld.select(bld.icmp_signed("<", drawn, last), drawn, last)
 
 INDEX_RULES = {Op.LOOKUP: emit_lookup, Op.PICK: emit_pick, Op.ONEHOT: emit_onehot,
                Op.SCATTER: emit_scatter, Op.SEQ_MASK: emit_seq_mask, Op.SAMPLE: emit_sample}

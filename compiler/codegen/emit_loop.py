@@ -9,7 +9,12 @@
         carry[b] = new_carry[b]   for rows b with t < lengths[b] (all rows without lengths)
         ys[b, t] = 0              for rows b with t >= lengths[b]
 
-exactly the interpreter's semantics: a finished row keeps its state and emits zeros. The
+exactly the interpreter's semantics: a finished row keeps its state and emits zeros. A while
+loop (attrs["until"]: the index of its `live` carry, see graphrnn/while_loop.py) checks
+before each step that a row still runs, and pads the steps it leaves out:
+
+    for s in range(steps) while any(live[b] != 0 for b in rows): ...
+    ys[:, s:] = pad The
 new carry is computed into separate buffers and copied at the end of the step, since the
 body may still read the old one; a carry that only depends on the old carry through a view
 (a pass-through, a swap) was copied to a temporary by the schedule first.
@@ -48,7 +53,9 @@ def emit_loop(low: Lowerer, k: Kernel, env: Env, frame: Frame | None) -> None:
     total = em.lin(count)
     seqs = [env[x] for x in xs]
     len_ref = env[lengths] if lengths is not None else None
-    with em.loop(total, f"loop_{n.name}") as s:
+    until = n.attrs.get("until")
+    live = None if until is None else (lambda s: _any_live(em, parts[until]))
+    with em.loop(total, f"loop_{n.name}", until=live) as s:
         if n.attrs.get("reverse"):
             t = bld.sub(bld.sub(total, ir.Constant(I64, 1), flags=["nsw"]), s, flags=["nsw"])
         else:
@@ -75,7 +82,37 @@ def emit_loop(low: Lowerer, k: Kernel, env: Env, frame: Frame | None) -> None:
                 row = low.home_ref(Home(home.layout.drop(1), home.buffer, slot=j), step)
                 low.call(low.helper(f"{k.name}_zero{j}"), n, _masked(keep_live=False), row,
                          [len_ref], (t,), kind="mask")
+    if until is not None:
+        _pad_rest(low, k, s, total, parts)
     env[n] = tuple(parts)
+
+
+def _any_live(em: Emitter, live: Ref) -> ir.Value:
+    """Whether a row of a while loop still runs: any(live[b] != 0), an i1."""
+    bld = em.builder
+    found = em.alloca(ir.IntType(1), ir.Constant(ir.IntType(1), 0))
+    with em.loop(live.layout.shape[0], "live") as b:
+        with em.if_then(bld.fcmp_unordered("!=", em.load(em.at(live, [b])), em.const(0.0))):
+            bld.store(ir.Constant(ir.IntType(1), 1), found)
+    return bld.load(found)
+
+
+def _pad_rest(low: Lowerer, k: Kernel, reached: ir.Value, total: ir.Value,
+              parts: list[Ref]) -> None:
+    """ys[:, t] = pad for the steps t >= reached that a while loop left out: every row had
+    stopped, so each would have emitted padding."""
+    n = k.node
+    n_h = len(loop_operands(n)[1])
+    pad = n.attrs.get("pad", 0.0)
+
+    def rule(em: Emitter, node: Node, out: Ref, ins: list[Ref]) -> None:
+        fill(em, out, pad)
+    with low.em.loop(total, f"pad_{n.name}", start=reached) as t:
+        step = Frame(n, t, parts)
+        for j in range(len(parts) - n_h):
+            home = k.homes[n_h + j]
+            row = low.home_ref(Home(home.layout.drop(1), home.buffer, slot=j), step)
+            low.call(low.helper(f"{k.name}_pad{j}"), n, rule, row, [], kind="mask")
 
 
 def _masked(keep_live: bool):

@@ -264,6 +264,17 @@ def emit_assemble(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
         emit_elementwise(em, dst, [dst, r], lambda e, v, w: BINARY[Op.ADD](e, v[0], v[1]))
 
 
+def emit_astype(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+    """float32 -> int64 truncating (saturating, NaN 0: never poison) or int64 -> float32."""
+    if n.attrs["dtype"] == "float32":
+        emit_elementwise(em, out, ins, lambda e, v, w: e.builder.sitofp(v[0], ir.FloatType()))
+        return
+    name = "llvm.fptosi.sat.i64.f32"
+    fn = em.function.module.globals.get(name) or \
+        ir.Function(em.function.module, ir.FunctionType(I64, [ir.FloatType()]), name)
+    emit_elementwise(em, out, ins, lambda e, v, w: e.builder.call(fn, [v[0]]))
+
+
 MAP_RULES = {
     **{op: emit_map for op in ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE}},
     Op.FUSED: emit_fused,
@@ -273,6 +284,7 @@ MAP_RULES = {
     Op.RESHAPE: emit_copy,
     Op.TRANSPOSE: emit_transpose,
     Op.SHIFT: emit_shift,
+    Op.ASTYPE: emit_astype,
 }
 
 __all__ = ["emit_elementwise", "emit_elementwise_multi", "eval_body", "apply_op", "emit_copy",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from llvmlite import ir
@@ -114,8 +114,11 @@ class Emitter:
     # -- loops
     @contextlib.contextmanager
     def loop(self, count: ir.Value | Lin | int, name: str, start: ir.Value | int = 0,
-             step: int = 1) -> Iterator[ir.Value]:
-        """for i in range(start, count, step): the body is what the caller emits inside."""
+             step: int = 1, until: Callable[[ir.Value], ir.Value] | None = None
+             ) -> Iterator[ir.Value]:
+        """for i in range(start, count, step): the body is what the caller emits inside;
+        with `until`, the loop also leaves before step i when `until(i)` (an i1) is false.
+        The index yielded is, after the loop, the step it stopped at."""
         b = self.builder
         count = self.lin(count) if isinstance(count, (Lin, int)) else count
         start = ir.Constant(I64, start) if isinstance(start, int) else start
@@ -128,7 +131,13 @@ class Emitter:
         i = b.phi(I64, name=name)
         i.add_incoming(start, pre)
         last = b.add(i, ir.Constant(I64, step - 1), flags=["nsw"]) if step > 1 else i
-        b.cbranch(b.icmp_signed("<", last, count), body, done)
+        if until is None:
+            b.cbranch(b.icmp_signed("<", last, count), body, done)
+        else:
+            check = self.function.append_basic_block(f"{name}.until")
+            b.cbranch(b.icmp_signed("<", last, count), check, done)
+            b.position_at_end(check)
+            b.cbranch(until(i), body, done)
         b.position_at_end(body)
         yield i
         i.add_incoming(b.add(i, ir.Constant(I64, step), flags=["nsw"]), b.block)

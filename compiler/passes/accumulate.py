@@ -25,7 +25,8 @@ Operands the loop already has as sequences (x_t, the saved carries) are read fro
 sequence inputs instead of being emitted again, and a value is emitted once. Exact up to the
 order of the float additions (the loop's direction does not matter). Loops with lengths are
 left alone: a step past a row's length must add nothing, which stacked operands do not
-guarantee (differentiate turns lengths into masks, so gradient loops have none). Nested
+guarantee (differentiate turns lengths into masks, so gradient loops have none); so are
+while loops, whose early exit pads the per-step outputs of the steps it skips. Nested
 loops: inner bodies first, so a sum can leave several levels.
 """
 from __future__ import annotations
@@ -237,7 +238,8 @@ def _rewrite_loop(loop: Node, min_input_size: int, taken: set[str],
     """(the loop without its accumulators and sunk outputs, what replaces each old part)."""
     body: Graph = loop.attrs["body"]
     consts_n, carry_n, xs_n, lengths = loop_operands(loop)
-    if lengths is not None or any(n.type is None for n in (*loop.inputs, *body.nodes)):
+    if lengths is not None or loop.attrs.get("until") is not None or \
+            any(n.type is None for n in (*loop.inputs, *body.nodes)):
         return None
     steps = xs_n[0].type.shape[1] if xs_n else loop.attrs.get("length")
     ctx = SeqContext(min_input_size, steps)

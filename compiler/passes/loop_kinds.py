@@ -120,7 +120,7 @@ def _onehot(n: Node, kinds: list[str], ctx: SeqContext) -> dict | None:
 
 SEQ_RULES: dict[Op, Callable[[Node, list[str], SeqContext], dict | None]] = {
     **{op: _elementwise for op in ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE}},
-    Op.EXPAND: _expand, Op.ONEHOT: _onehot,
+    Op.EXPAND: _expand, Op.ONEHOT: _onehot, Op.ASTYPE: _elementwise,
     Op.MATMUL: _matmul, Op.LOOKUP: _lookup, Op.PICK: _pick,
     Op.SLICE: _shift("axis"), Op.INDEX: _shift("axis"), Op.CONCAT: _shift("axis"),
     Op.PAD: _shift("axis"), Op.SOFTMAX: _shift("axis"), Op.LOG_SOFTMAX: _shift("axis"),

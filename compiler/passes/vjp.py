@@ -195,6 +195,7 @@ VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.SCATTER: lambda n, g: (ops.lookup(g, n.inputs[1]), None),
     Op.PICK: _pick,
     Op.ONEHOT: _no_grad,
+    Op.ASTYPE: _no_grad,                # an int64 value on one side: nothing to differentiate
     Op.CONCAT: _concat,
     Op.SLICE: _slice,
     Op.INDEX: _index,

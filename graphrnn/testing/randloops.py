@@ -61,7 +61,8 @@ def _carry_out(b: Builder, body: Level, h: Value, srcs: list[Value]) -> Node:
 
 def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     """gr.Loop with random consts, carries, sequences (float or ids), lengths, reverse,
-    an unroll request, and a random body (which may hold loops of its own)."""
+    an unroll request, and a random body (which may hold loops of its own); or a while loop
+    (stop=True) whose rows stop where a random body value passes a threshold."""
     groups: dict[Dim, list[Value]] = {}
     for u in lv.values:
         if u.rank >= 2:
@@ -78,13 +79,14 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
         length = "T" if top_t else b.int(0, 3)
         steps = b.size(length)
     lengths = lv.int_value((b.bdim,), xs[0].shape[1]) if xs and b.chance(0.35) else None
+    until = lengths is None and b.chance(0.25)      # a while loop: rows stop on their own
     over_t = isinstance(xs[0].shape[1] if xs else length, str)
     # a const with the time dim inside a loop over time would make ys of T*T entries, which
     # the compiler does not support (sizes must be linear in T)
     pool = lv.floats(lambda u: not over_t or all(isinstance(d, int) for d in u.shape[1:]))
     consts = [b.pick(pool) for _ in range(b.int(0 if xs or not pool else 1, 2))] if pool else []
     inits = []
-    for _ in range(b.int(0 if xs or consts else 1, 2)):
+    for _ in range(b.int(0 if xs or (consts and not until) else 1, 2)):
         ready = lv.floats(lambda u: u.rank >= 2 and all(_solid(d) for d in u.shape[1:]))
         if ready and b.chance(0.4):
             inits.append(b.pick(ready))
@@ -115,21 +117,40 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
         ys.append((outs[0], h_in[0].lo, h_in[0].hi))
     for u in body.unused():
         u.used = True
+    pad = b.pick([0.0, 0.0, -0.5, 2.0])
+    if until:
+        ys = [(y, *hull((lo, hi), (pad, pad))) for y, lo, hi in ys]
+        out_nodes_stop = [_stop(b, body)]
     ext = body.resolve_externs()
     ins = [c.node for c in c_in] + [x for x, _, _ in body.externs] + \
         [h.node for h in h_in] + [x.node for x in x_in]
-    out_nodes = outs + [y[0] for y in ys]
+    out_nodes = outs + [y[0] for y in ys] + (out_nodes_stop if until else [])
     graph = gModule(ins, out_nodes) if b.chance(0.6) else close_graph(ins, out_nodes)
 
     unroll: Any = None
     if steps >= 2 and b.chance(0.15):
         unroll = b.pick([True] + [k for k in range(2, steps) if steps % k == 0])
         b.t_fixed |= isinstance(xs[0].shape[1] if xs else length, str)
-    loop = Loop(graph, n_carry=len(h_in), n_consts=len(consts) + len(ext),
-                reverse=b.chance(0.3), unroll=unroll, length=length)
+    if until:
+        loop = Loop(graph, n_carry=len(h_in), n_consts=len(consts) + len(ext), unroll=unroll,
+                    stop=True, max_steps=length, pad=pad)
+    else:
+        loop = Loop(graph, n_carry=len(h_in), n_consts=len(consts) + len(ext),
+                    reverse=b.chance(0.3), unroll=unroll, length=length)
     parts = loop(consts=_nodes(lv, consts + ext), init=_nodes(lv, inits), xs=_nodes(lv, xs),
                  lengths=lv.take(lengths) if lengths else None)
     ivs = [(h.lo, h.hi) for h in h_in] + [
         hull((lo, hi), (0.0, 0.0)) if lengths else (lo, hi) for _, lo, hi in ys]
+    if until:
+        ivs.append((0.0, float(steps), steps))   # the rows' lengths, int64 in [0, steps]
     kept = [i for i in range(len(parts)) if b.chance(0.85)] or [b.int(0, len(parts) - 1)]
     return [lv.add(parts[i], *ivs[i]) for i in kept][0]
+
+
+def _stop(b: Builder, body: Level) -> Node:
+    """A per-row stop value [B] (a row stops where it is > 0) from a random body value."""
+    u = b.pick(body.floats(lambda v: v.rank >= 1) or body.floats())
+    node, _, _ = _flatten(b, body, u)
+    total = ops.sum_(node, axes=(1,))
+    mid = 0.5 * (u.lo + u.hi) * node.type.shape[1]
+    return ops.sub(total, float(mid) + b.pick([-0.5, 0.0, 0.5]))
