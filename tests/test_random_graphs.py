@@ -44,11 +44,11 @@ def test_the_same_seed_builds_the_same_model_parameters_and_inputs():
 
 
 def test_generated_models_cover_the_api():
-    """Over a few dozen seeds the generator uses every op the modules emit, nested loops,
+    """Over a few hundred seeds the generator uses every op the modules emit, nested loops,
     lengths, reverse, unroll requests, consts, loops without sequences, tied parameters,
     while loops (nested ones too)."""
     ops, loops, nested, tied = set(), [], 0, 0
-    for seed in range(80):
+    for seed in range(200):
         g = generate_seeded(seed)
         for n, graph in g.model.graph.walk():
             ops.add(n.op)
