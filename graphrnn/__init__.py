@@ -1,7 +1,6 @@
 """graphrnn: declare recurrent nets as nngraph-style graphs, compile them to native code."""
 from __future__ import annotations
 
-import importlib
 
 from .version import __version__
 
@@ -28,13 +27,7 @@ from .runtime.lru import cache_limits, set_cache_limits
 from .export import export_library, load_library
 from .torch_import import from_torch, load_torch_state
 from .torch_export import to_torch
-
-
-def __getattr__(name: str) -> object:
-    """`gr.onnx`, imported on first use: the onnx package is optional."""
-    if name == "onnx":
-        return importlib.import_module("graphrnn.onnx")
-    raise AttributeError(f"module 'graphrnn' has no attribute {name!r}")
+from . import onnx
 
 
 __all__ = ["__version__", "nn", "cells", "ops", "gModule", "Loop", "is_token", "Input",

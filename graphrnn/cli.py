@@ -33,7 +33,6 @@ from .bench import run as bench
 from .compile import compile as compile_model
 from .compiler.pipeline import OPTIMISATIONS, STEPS, Trace, expose, prepare, prepare_training
 from .export import command as export_c
-from .onnx import export_command as export_onnx
 from .ir import GraphError, LoweringError, TensorType
 from .module import graph_of
 from .profile import profile
@@ -85,12 +84,26 @@ def load_model(spec: str) -> Any:
 
 
 def _onnx() -> Any:
-    """graphrnn.onnx, imported when an ONNX file is named (the onnx package is optional)."""
+    """graphrnn.onnx, imported when an ONNX file is read or written (the onnx package is
+    optional)."""
     try:
         return importlib.import_module("graphrnn.onnx")
     except ModuleNotFoundError as e:
-        raise CLIError(f"reading ONNX files needs the onnx package ({e.name!r} is missing): "
+        raise CLIError(f"ONNX files need the onnx package ({e.name!r} is missing): "
                        "pip install 'graphrnn[onnx]'") from None
+
+
+def _onnx_command() -> Any:
+    _onnx()
+    return importlib.import_module("graphrnn.onnx.export_command")
+
+
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL",
+                        help="a saved model file, or module:function / file.py:function "
+                             "returning a gModule")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="the ONNX file to write (e.g. model.onnx)")
 
 
 def _import_module(name: str) -> Any:
@@ -333,8 +346,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                            "forward, streaming step, training step", export_c.add_arguments,
                            lambda a: export_c.run(a, load_model(a.model))),
     "export": Subcommand("write a model as an ONNX file (built-in recurrent layers as ONNX "
-                         "RNN/LSTM/GRU, other loops as Scan)", export_onnx.add_arguments,
-                         lambda a: export_onnx.run(a, load_model(a.model))),
+                         "RNN/LSTM/GRU, other loops as Scan)", _add_export,
+                         lambda a: _onnx_command().run(a, load_model(a.model))),
 }
 
 

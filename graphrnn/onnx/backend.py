@@ -14,7 +14,7 @@ from onnx.backend.base import Backend, BackendRep
 from ..gradients import compile as compile_model
 from ..gmodule import gModule
 from .errors import OnnxImportError
-from .load import load
+from .reader import load
 from .proto import read_model
 
 

@@ -9,14 +9,6 @@ from ..ir import LoweringError
 from .export import export
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL",
-                        help="a saved model file, or module:function / file.py:function "
-                             "returning a gModule")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE",
-                        help="the ONNX file to write (e.g. model.onnx)")
-
-
 def op_types(graph: Any) -> list[str]:
     """The op types of a graph's nodes and of those in its subgraphs (If, Scan, Loop)."""
     kinds = []
@@ -41,4 +33,4 @@ def run(args: argparse.Namespace, model: Any) -> int:
     return 0
 
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["run"]
