@@ -52,6 +52,7 @@ from .peak import format_peak, measure_peak
 from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl,
                     interpreter_impl, load_builtin_weights, make_peer, peer_impl)
 from .report import format_table
+from . import scaling
 from .tiles import products, step_tile
 
 MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts this long
@@ -286,6 +287,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoints", nargs="+", type=_steps, metavar="K",
                         help="the memory section's checkpoint intervals (default 10 25 100; "
                              "quick 10 20 40)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="instead: training over 1 and 2 MPI ranks and inference on 1 and "
+                             "2 Dask workers, the scaling ratios (--no-bind: ranks unbound)")
+    parser.add_argument("--no-bind", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-threads", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-extras", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -306,6 +311,8 @@ def _child_argv(args: argparse.Namespace, threads: int, configs: list[Config],
 
 def run_command(args: argparse.Namespace) -> int:
     """`graphrnn bench`: measure in child processes, then print the table or the JSON."""
+    if args.distributed:
+        return scaling.run_command(args)
     args.repeats = args.repeats or (3 if args.quick else 7)
     if getattr(args, "target", None):
         resolve_isa(args.target)                # a bad name fails here, not in a child

@@ -32,6 +32,7 @@ from ..serialize import load
 _MODELS: dict[str, CompiledModel] = {}      # per worker process: sha256 of the file -> model
 _LOADS: dict[str, int] = {}
 _LOCK = threading.Lock()
+_CHECKED: set[str] = set()                  # on the client: files already found loadable
 
 
 def predict(model: str | os.PathLike | bytes, data: Any, *, client: Any = None,
@@ -47,7 +48,9 @@ def predict(model: str | os.PathLike | bytes, data: Any, *, client: Any = None,
     import dask
     blob = model if isinstance(model, bytes) else _read(model)
     key = hashlib.sha256(blob).hexdigest()
-    load(io.BytesIO(blob))              # a bad file fails here, before the cluster starts
+    if key not in _CHECKED:             # a bad file fails here, before the cluster starts
+        load(io.BytesIO(blob))
+        _CHECKED.add(key)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size!r}")
     parts, rows = _partitions(data)
