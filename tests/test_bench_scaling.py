@@ -66,5 +66,10 @@ def test_bench_distributed_reports_both_scalings(monkeypatch, capsys):
         runs = result["cpu_ms_per_step"][label]
         assert len(runs) == TINY.rounds
         assert all(len(run) == ranks and all(p["native"] > 0 for p in run) for run in runs)
+    for name in ("infer1", "infer2"):
+        calls = result["cpu_s_per_predict"][name]
+        assert len(calls) == TINY.rounds and all(c["workers"] > 0 for c in calls)
     text = scaling.format_scaling(result)
     assert "scaling 1 -> 2: training" in text and "inference" in text and "control" in text
+    assert "ms per step, 2 rank(s), rank 1: CPU native" in text
+    assert "CPU s per predict call, 2 worker(s): workers" in text

@@ -42,6 +42,9 @@ from .child import ONE_THREAD, write_result
 from .scaling_rank import PhaseClock
 
 
+_CPU_PHASES = ("native", "waits", "rest", "other threads")     # as PhaseClock reports them
+
+
 @dataclass(frozen=True)
 class ScalingConfig:
     """What `graphrnn bench --distributed` runs (the defaults are the issue's setting)."""
@@ -134,7 +137,8 @@ def measure(cfg: ScalingConfig, log: Callable[[str], None] = lambda s: None) -> 
     rng = random.Random(0)
     samples: dict[str, list[float]] = {k: [] for k in ("train1", "train2", "control",
                                                        "infer1", "infer2")}
-    phases: dict[str, Any] = {}
+    phases: dict[str, Any] = {}         # training: per run, per rank, ms per step by phase
+    calls: dict[str, Any] = {}          # inference: per call, CPU seconds by process
     cases: dict[str, Callable[[], float]] = {
         "train1": lambda: _train(cfg, 1, phases),
         "train2": lambda: _train(cfg, 2, phases),
@@ -155,9 +159,9 @@ def measure(cfg: ScalingConfig, log: Callable[[str], None] = lambda s: None) -> 
                 predict(path, data, client=c)                       # loads and compiles
             for r in range(cfg.rounds):
                 for name in rng.sample(sorted(clients), 2):
-                    t0 = time.perf_counter()
-                    predict(path, data, client=clients[name])
-                    samples[name].append(cfg.infer_rows / (time.perf_counter() - t0))
+                    seconds, cpu = _timed_predict(path, data, clients[name])
+                    samples[name].append(cfg.infer_rows / seconds)
+                    calls.setdefault(name, []).append(cpu)
                     log(f"round {r + 1}: {name} {samples[name][-1]:.0f} sequences/s")
     med = {k: statistics.median(v) for k, v in samples.items()}
     isa = current_isa()
@@ -165,7 +169,8 @@ def measure(cfg: ScalingConfig, log: Callable[[str], None] = lambda s: None) -> 
             "training_scaling": med["train2"] / med["train1"],
             "inference_scaling": med["infer2"] / med["infer1"],
             "control_capacity": med["control"] / med["train1"],
-            "cpu_ms_per_step": phases, "isa": {"name": isa.name, "cpu": isa.cpu},
+            "cpu_ms_per_step": phases, "cpu_s_per_predict": calls,
+            "isa": {"name": isa.name, "cpu": isa.cpu},
             "cores": os.cpu_count(), "loadavg": list(os.getloadavg())}
 
 
@@ -173,6 +178,18 @@ def _train(cfg: ScalingConfig, ranks: int, phases: dict[str, Any]) -> float:
     got = launch_training(cfg, ranks)[0]
     phases.setdefault(f"{ranks} rank(s)", []).append(got["cpu_ms_per_step"])
     return got["seq_per_s"]
+
+
+def _timed_predict(path: str, data: Any, client: Any) -> tuple[float, dict[str, float]]:
+    """Wall seconds of one predict call, and the CPU seconds it took: in the workers, and in
+    this process (the client and, for a LocalCluster, the scheduler)."""
+    before = client.run(time.process_time)
+    here, t0 = time.process_time(), time.perf_counter()
+    predict(path, data, client=client)
+    seconds, here = time.perf_counter() - t0, time.process_time() - here
+    after = client.run(time.process_time)
+    return seconds, {"workers": sum(after[w] - before[w] for w in after),
+                     "client and scheduler": here}
 
 
 def format_scaling(result: dict[str, Any]) -> str:
@@ -188,9 +205,14 @@ def format_scaling(result: dict[str, Any]) -> str:
              f"  inference, 1 Dask worker:     {med['infer1']:9.0f} sequences/s",
              f"  inference, 2 Dask workers:    {med['infer2']:9.0f} sequences/s"]
     for label, runs in result["cpu_ms_per_step"].items():
-        last = runs[len(runs) // 2]
-        per_rank = "; ".join(", ".join(f"{k} {v:.2f}" for k, v in p.items()) for p in last)
-        lines.append(f"  CPU ms per step, {label}: {per_rank}")
+        run = sorted(runs, key=lambda r: r[0]["wall"])[len(runs) // 2]      # the median run
+        for rank, p in enumerate(run):
+            cpu = ", ".join(f"{k} {max(p[k], 0.0) + 0.0:.2f}" for k in _CPU_PHASES)
+            lines.append(f"  ms per step, {label}, rank {rank}: CPU {cpu}; wall {p['wall']:.2f} "
+                         f"(native {p['native wall']:.2f}, waits {p['waits wall']:.2f})")
+    for label, runs in sorted(result["cpu_s_per_predict"].items()):
+        cpu = ", ".join(f"{k} {statistics.median(r[k] for r in runs):.3f}" for k in runs[0])
+        lines.append(f"  CPU s per predict call, {label[5:]} worker(s): {cpu}")
     lines.append(f"scaling 1 -> 2: training {result['training_scaling']:.2f}x, inference "
                  f"{result['inference_scaling']:.2f}x; control (two-process capacity) "
                  f"{result['control_capacity']:.2f}x")
