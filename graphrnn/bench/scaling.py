@@ -7,10 +7,12 @@ compiles. The control is two independent `mpiexec -n 1` trainings at once: what 
 give the same step right now, without any collective (the machine's two-process capacity,
 which load from other tenants lowers). Inference: the model's forward pass over sequences
 made on the workers as a dask array, `graphrnn.distributed.predict` on a LocalCluster of 1
-and of 2 single-threaded worker processes (both clusters up and warm throughout). Each round
-measures every case once, in a shuffled order; the report gives medians over the rounds,
-the two scaling ratios (2 / 1) and the control ratio, the ISA and the load average, and each
-rank's CPU milliseconds per step (the native step, the waits in collectives, the rest).
+and of 2 single-threaded worker processes (both up and warm throughout, their housekeeping
+slowed: `dask_predict.local_cluster`). Each round measures every case once, in a shuffled
+order; the report gives medians over the rounds, the two scaling ratios (2 / 1) and the
+control ratio, the ISA and the load average, each rank's milliseconds per step (CPU: the
+native step, the waits in collectives, the rest; wall) and each predict call's CPU seconds
+(workers; client and scheduler).
 Needs the `distributed` extra (mpi4py, mpich, dask[distributed]); mpiexec is the one next to
 the running Python.
 """
@@ -35,6 +37,7 @@ import graphrnn as gr
 from .. import nn
 from ..datasets import adding_problem
 from ..distributed import predict
+from ..distributed.dask_predict import local_cluster
 from ..isa import current_isa
 from ..optim import Adam
 from ..train import fit
@@ -133,7 +136,6 @@ def infer_data(cfg: ScalingConfig) -> Any:
 
 def measure(cfg: ScalingConfig, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Every case `cfg.rounds` times, interleaved; the medians, ratios and phases."""
-    from distributed import Client, LocalCluster
     rng = random.Random(0)
     samples: dict[str, list[float]] = {k: [] for k in ("train1", "train2", "control",
                                                        "infer1", "infer2")}
@@ -151,9 +153,7 @@ def measure(cfg: ScalingConfig, log: Callable[[str], None] = lambda s: None) -> 
         path = os.path.join(tmp, "lstm.grnn")
         gr.save(build_model(cfg), path)
         data = infer_data(cfg)
-        kw = dict(threads_per_worker=1, processes=True, dashboard_address=":0")
-        with LocalCluster(n_workers=1, **kw) as one, Client(one) as c1, \
-                LocalCluster(n_workers=2, **kw) as two, Client(two) as c2:
+        with local_cluster(1) as c1, local_cluster(2) as c2:
             clients = {"infer1": c1, "infer2": c2}
             for c in clients.values():
                 predict(path, data, client=c)                       # loads and compiles
