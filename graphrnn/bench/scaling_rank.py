@@ -21,6 +21,7 @@ class PhaseClock:
     def __init__(self) -> None:
         self.seconds = {phase: 0.0 for _, _, phase in _TIMED}
         self.wall_seconds = {phase: 0.0 for _, _, phase in _TIMED}
+        self.waits_by_what: dict[str, float] = {}       # wall seconds in each collective
         self._saved: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> "PhaseClock":
@@ -47,18 +48,22 @@ class PhaseClock:
                 return fn(*args, **kw)
             finally:
                 self.seconds[phase] += time.thread_time() - t0
-                self.wall_seconds[phase] += time.perf_counter() - w0
+                wall = time.perf_counter() - w0
+                self.wall_seconds[phase] += wall
+                if phase == "waits" and len(args) > 2:      # wait(self, request, what)
+                    self.waits_by_what[args[2]] = self.waits_by_what.get(args[2], 0.0) + wall
         return timed
 
     def per_step_ms(self, steps: int) -> dict[str, float]:
         """Milliseconds per step: CPU by phase (the rest of the main thread, other threads),
-        then wall time, in all and by phase."""
+        then wall time, in all, by phase and in each collective waited for."""
         k = 1e3 / max(steps, 1)
         out = {phase: s * k for phase, s in self.seconds.items()}
         out["rest"] = (self.cpu - sum(self.seconds.values())) * k
         out["other threads"] = (self.proc - self.cpu) * k
         out["wall"] = self.wall * k
         out.update({f"{phase} wall": s * k for phase, s in self.wall_seconds.items()})
+        out.update({f"wall in {what}": s * k for what, s in self.waits_by_what.items()})
         return out
 
 
