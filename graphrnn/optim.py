@@ -64,6 +64,12 @@ class Optimizer:
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         raise NotImplementedError
 
+    def _scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two work arrays the size of the parameters, made once (not optimiser state)."""
+        if getattr(self, "_work", None) is None:
+            self._work = (np.empty_like(self.params), np.empty_like(self.params))
+        return self._work
+
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, **{k: v.copy() for k, v in vars(self).items()
                                          if isinstance(v, np.ndarray)
@@ -106,13 +112,20 @@ class Adam(Optimizer):
         self.v = np.zeros_like(self.params)
 
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
+        # the same operations in the same order as the textbook expressions, in place: each
+        # temporary would be a fresh mapping (and its page faults) at every step
         t = self.steps + 1
+        a, b = self._scratch()
         self.m *= self.b1
-        self.m += (1 - self.b1) * g
+        self.m += np.multiply(g, 1 - self.b1, out=a)
         self.v *= self.b2
-        self.v += (1 - self.b2) * g * g
+        np.multiply(g, 1 - self.b2, out=a)
+        self.v += np.multiply(a, g, out=a)
         step = lr * math.sqrt(1 - float(self.b2) ** t) / (1 - float(self.b1) ** t)
-        self.params -= np.float32(step) * self.m / (np.sqrt(self.v) + self.eps)
+        np.sqrt(self.v, out=a)
+        a += self.eps
+        np.multiply(self.m, np.float32(step), out=b)
+        self.params -= np.divide(b, a, out=b)
 
 
 class RMSProp(Optimizer):

@@ -105,3 +105,19 @@ def test_default_local_cluster_and_bad_inputs(saved):
         predict(path, {"x": x})
     with pytest.raises(gr.ModelFileError):
         predict(b"not a model file", x)
+
+
+def _housekeeping(dask_worker) -> tuple[list[str], float]:
+    cb = dask_worker.periodic_callbacks
+    return sorted(cb), cb["tick"].callback_time
+
+
+def test_the_local_cluster_keeps_its_housekeeping_low(saved):
+    path, model = saved
+    with dask_predict.local_cluster(1) as c:
+        (names, tick_ms), = c.run(_housekeeping).values()
+        # no statistical profiler sampling the worker every 10 ms; the event loop ticks slow
+        assert "profile" not in names and "tick" in names and tick_ms >= 1000
+        x = np.random.default_rng(4).standard_normal((20, 3, 2)).astype(np.float32)
+        np.testing.assert_allclose(predict(path, x, client=c), gr.compile(model)(x),
+                                   rtol=1e-5, atol=1e-6)

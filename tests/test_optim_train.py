@@ -1,4 +1,6 @@
 """Optimisers on flat vectors, and the fit loop."""
+import math
+
 import numpy as np
 
 import graphrnn as gr
@@ -35,6 +37,27 @@ def test_adam_matches_reference_and_updates_in_place():
         ref -= 0.01 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
     np.testing.assert_allclose(p, ref, rtol=1e-5)
     assert np.shares_memory(view, p)
+
+
+def test_adam_in_place_is_bit_for_bit_the_float32_expressions():
+    # its in-place update must not change a single bit against the textbook float32 code,
+    # so that runs (and the MPI-vs-one-process comparison) stay as they were
+    rng = np.random.default_rng(3)
+    p, g = rng.standard_normal(1000).astype(np.float32), np.zeros(1000, np.float32)
+    ref, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    b1, b2, eps, lr = np.float32(0.9), np.float32(0.999), np.float32(1e-8), np.float32(0.01)
+    opt = optim.Adam((p, g), lr=0.01)
+    for t in range(1, 6):
+        g[...] = rng.standard_normal(1000).astype(np.float32)
+        opt.step()
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        step = lr * math.sqrt(1 - float(b2) ** t) / (1 - float(b1) ** t)
+        ref -= np.float32(step) * m / (np.sqrt(v) + eps)
+    np.testing.assert_array_equal(p, ref)
+    assert set(opt.state_dict()) == {"steps", "m", "v"}
 
 
 def test_rmsprop_adagrad_weight_decay_and_clipping():

@@ -50,6 +50,7 @@ from .peak import format_peak, measure_peak
 from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl,
                     interpreter_impl, load_builtin_weights, make_peer, peer_impl)
 from .report import format_table
+from . import scaling
 from .tiles import products, step_tile
 from .timing import MIN_SAMPLE_S, interleaved
 from .zoo import format_zoo, zoo_section
@@ -238,6 +239,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "compiled, against ONNX Runtime on the same file (with --batch, --steps)")
     parser.add_argument("--batch", type=int, default=1, help="with --onnx: the batch size")
     parser.add_argument("--steps", type=int, default=100, help="with --onnx: other dims")
+    parser.add_argument("--distributed", action="store_true",
+                        help="instead: training over 1 and 2 MPI ranks and inference on 1 and "
+                             "2 Dask workers, the scaling ratios (--no-bind: ranks unbound)")
+    parser.add_argument("--no-bind", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-threads", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-extras", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -258,6 +263,8 @@ def _child_argv(args: argparse.Namespace, threads: int, configs: list[Config],
 
 def run_command(args: argparse.Namespace) -> int:
     """`graphrnn bench`: measure in child processes, then print the table or the JSON."""
+    if args.distributed:
+        return scaling.run_command(args)
     args.repeats = args.repeats or (3 if args.quick else 7)
     if getattr(args, "onnx", None):
         return in_child_onnx(args)

@@ -22,6 +22,7 @@ mpi4py is imported only when a collective runs; this module imports no third-par
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -34,10 +35,16 @@ import numpy as np
 # Long enough for a compile on the first step, a validation pass and an `on_epoch` callback
 # on rank 0 while the others wait; short enough that a dead job gives its nodes back.
 DEFAULT_TIMEOUT = 300.0
-# Poll without sleeping this long first: ranks that finish a balanced step together then
-# meet without a sleep's delay; after it, sleeping leaves the core to a rank still computing.
-SPIN_SECONDS = 0.002
+# Poll this long first, yielding the core between polls instead of sleeping: ranks that end
+# a step close together meet without a sleep's late wake-up (up to MAX_SLEEP, plus timer
+# slack, each time), while a rank or another process waiting for this core gets it at once
+# (a bare spin held it for its whole time slice). Steps of a balanced job on a loaded machine
+# drift apart by several milliseconds, so the window is wide; waits longer than that (a
+# compile on the first step, `on_epoch` on rank 0) sleep, so an idle rank costs no CPU.
+YIELD_SECONDS = 0.05
 MAX_SLEEP = 0.001
+# lets a thread that is ready to run on this core run (a no-op without one)
+_yield = getattr(os, "sched_yield", lambda: None)
 ABORT_GRACE_SECONDS = 1.0      # between printing why a rank aborts and aborting
 
 
@@ -95,7 +102,9 @@ class Collectives:
                 if now > deadline:
                     self.fail(f"{what} did not complete within {self.timeout:g} s: another "
                               f"rank has died or hung")
-                if now - start > SPIN_SECONDS:
+                if now - start < YIELD_SECONDS:
+                    _yield()
+                else:
                     nap = min(MAX_SLEEP, max(2 * nap, 5e-5))
                     time.sleep(nap)
         except CollectiveTimeout:
