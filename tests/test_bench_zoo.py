@@ -10,11 +10,10 @@ pytest.importorskip("torch")
 
 
 def test_zoo_rows_time_graphrnn_and_check_the_peers() -> None:
-    result = run_zoo([(2, 5, 3, 4)], [BUILTIN, "sru", "peephole_lstm"], repeats=1,
-                     budget_s=0.0, min_rounds=1)
+    names = [BUILTIN, "sru", "peephole_lstm", "luong"]
+    result = run_zoo([(2, 5, 3, 4)], names, repeats=1, budget_s=0.0, min_rounds=1)
     rows = {(r["model"], r["mode"]): r for r in result["rows"]}
-    assert set(rows) == {(m, mode) for m in (BUILTIN, "sru", "peephole_lstm")
-                         for mode in ("forward", "train")}
+    assert set(rows) == {(m, mode) for m in names for mode in ("forward", "train")}
     for (model, mode), r in rows.items():
         assert r["ms"]["graphrnn"] > 0
         if model == BUILTIN:
@@ -27,4 +26,4 @@ def test_zoo_rows_time_graphrnn_and_check_the_peers() -> None:
         else:
             assert "jax" in r["missing"]
     table = format_zoo(result)
-    assert "sru" in table and "peephole_lstm" in table and "(B, T, D, H)" in table
+    assert "sru" in table and "luong" in table and "(B, T, D, H)" in table

@@ -3,7 +3,8 @@ the same model in PyTorch eager and in JAX (`lax.scan` under `jit`), one thread 
 
 The peers run the zoo's reference step functions (graphrnn/zoo/reference.py) with the graphrnn
 model's own weights, and their results are checked against graphrnn's (max abs diff). The
-training step is forward, `mean((hs - target)^2)` and the gradient of every weight. The
+training step is forward, `mean((hs - target)^2)` and the gradient of every weight (for the
+attention encoder-decoders, bench/zoo_attention.py, the cross-entropy of the logits). The
 built-in LSTM (`gr.cells.LSTM`) is timed at the same sizes as the baseline user-written cells
 are held to. Measured in a child process bound to one CPU, interleaved, medians.
 """
@@ -23,6 +24,7 @@ from .child import ONE_THREAD, in_child, pin_to_cpus, write_result
 from .host import host
 from ..isa import current_isa
 from .timing import MIN_SAMPLE_S, interleaved
+from .zoo_attention import ATTENTION, attention_impls
 
 ZOO_CONFIGS = [(1, 100, 32, 64), (32, 50, 256, 256)]
 QUICK_ZOO_CONFIGS = [(1, 20, 8, 16), (4, 10, 8, 16)]
@@ -93,14 +95,19 @@ def zoo_row(name: str, config: tuple, mode: str, *, repeats: int, budget_s: floa
     """One (model, configuration, mode): median ms per implementation, ratios peer/graphrnn."""
     b, t, d, h = config
     spec = zoo.MODELS.get(name)
-    model = builtin_lstm(d, h) if name == BUILTIN else spec.build(d, h)
-    model.reset_parameters(seed=0)
+    model = builtin_lstm(d, h) if name == BUILTIN else spec.build(d, h) if spec else None
+    if model is not None:
+        model.reset_parameters(seed=0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((b, t, d)).astype(np.float32)
     y = rng.standard_normal((b, t, h)).astype(np.float32)
-    fns = {"graphrnn": _graphrnn(model, mode, x, y)}
     row: dict[str, Any] = {"model": name, "config": list(config), "mode": mode, "ms": {},
                            "missing": {}, "max_abs_diff": {}}
+    if name in ATTENTION:
+        fns = attention_impls(name, config, mode)
+        row["missing"] = {k: "not installed" for k in PEERS if k not in fns}
+    else:
+        fns = {"graphrnn": _graphrnn(model, mode, x, y)}
     if spec is not None:
         weights = model.state_dict()
         for peer, make in (("pytorch", _torch), ("jax", _jax)):
@@ -173,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pin_to_cpus(1)
     configs = QUICK_ZOO_CONFIGS if args.quick else ZOO_CONFIGS
-    result = run_zoo(configs, [BUILTIN, *zoo.MODELS], repeats=args.repeats,
+    result = run_zoo(configs, [BUILTIN, *zoo.MODELS, *ATTENTION], repeats=args.repeats,
                      budget_s=args.budget, min_rounds=1 if args.quick else 3,
                      log=lambda s: print(f"[zoo] {s}", file=sys.stderr, flush=True))
     write_result(result, args.child_out)
