@@ -97,3 +97,27 @@ def graph_of(model: Any) -> Graph:
 
 
 __all__ = ["Module", "as_nodes", "is_graph_value", "graph_of"]
+
+
+def one_node(module: Module, x: Any) -> Node:
+    """`x`, the one node a module takes; a TypeError naming the module otherwise."""
+    if not isinstance(x, Node):
+        raise TypeError(f"{type(module).__name__} takes one node, got {type(x).__name__}")
+    return x
+
+
+def node_pair(module: Module, x: Any) -> tuple[Node, Node]:
+    """The two nodes of a table a module takes; a TypeError naming the module otherwise."""
+    xs = as_nodes(x)
+    if len(xs) != 2:
+        raise TypeError(f"{type(module).__name__} takes a list of two nodes, got {len(xs)}")
+    return xs[0], xs[1]
+
+
+class Map(Module):
+    """A module applying one elementwise op: subclasses set `fn`."""
+    fn = staticmethod(ops.tanh)
+
+    def build(self, x: Any) -> Node:
+        return type(self).fn(one_node(self, x))
+

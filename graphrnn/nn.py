@@ -16,7 +16,7 @@ from .gmodule import gModule
 from .init import next_dropout_seed
 from .ir import GraphError, Node, Table
 from .losses import (ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion)
-from .module import Module, as_nodes
+from .module import Map, Module, as_nodes, one_node
 from .nn_elementwise import (ELU, GELU, Abs, CDivTable, Clamp, CMaxTable, CMinTable,
                              CosineDistance, DotProduct, Exp, HardTanh, Hardtanh, LeakyReLU, Log,
                              MaskedFill, MixtureTable, PairwiseDistance, Power, SoftPlus,
@@ -25,12 +25,6 @@ from .nn_reduce import LayerNorm, LogSumExp, Max, Mean, Min, RMSNorm, Sum
 from .nn_shape import (MM, Bilinear, Index, Padding, Replicate, Reshape, Select, Squeeze,
                        TemporalConvolution, Transpose, Unsqueeze, View)
 from .recurrent import Recurrent
-
-
-def _one(module: Module, x: Any) -> Node:
-    if not isinstance(x, Node):
-        raise TypeError(f"{type(module).__name__} takes one node, got {type(x).__name__}")
-    return x
 
 
 class Identity(Module):
@@ -61,7 +55,7 @@ class Linear(Module):
         self.bias = self._param("bias", (out_features,), f"uniform({-k},{k})") if bias else None
 
     def build(self, x: Any) -> Node:
-        y = ops.matmul(_one(self, x), ops.param(self.weight), transpose_b=True)
+        y = ops.matmul(one_node(self, x), ops.param(self.weight), transpose_b=True)
         return ops.add(y, ops.param(self.bias)) if self.bias is not None else y
 
     def _twin(self) -> "Linear":
@@ -71,22 +65,15 @@ class Linear(Module):
         return f"nn.Linear({self.in_features} -> {self.out_features})"
 
 
-class _Map(Module):
-    fn = staticmethod(ops.tanh)
-
-    def build(self, x: Any) -> Node:
-        return type(self).fn(_one(self, x))
-
-
-class Tanh(_Map):
+class Tanh(Map):
     fn = staticmethod(ops.tanh)
 
 
-class Sigmoid(_Map):
+class Sigmoid(Map):
     fn = staticmethod(ops.sigmoid)
 
 
-class ReLU(_Map):
+class ReLU(Map):
     fn = staticmethod(ops.relu)
 
 
@@ -96,12 +83,12 @@ class SoftMax(Module):
         self.axis = axis
 
     def build(self, x: Any) -> Node:
-        return ops.softmax(_one(self, x), self.axis)
+        return ops.softmax(one_node(self, x), self.axis)
 
 
 class LogSoftMax(SoftMax):
     def build(self, x: Any) -> Node:
-        return ops.log_softmax(_one(self, x), self.axis)
+        return ops.log_softmax(one_node(self, x), self.axis)
 
 
 class MulConstant(Module):
@@ -110,12 +97,12 @@ class MulConstant(Module):
         self.c = float(c)
 
     def build(self, x: Any) -> Node:
-        return ops.mul(_one(self, x), self.c)
+        return ops.mul(one_node(self, x), self.c)
 
 
 class AddConstant(MulConstant):
     def build(self, x: Any) -> Node:
-        return ops.add(_one(self, x), self.c)
+        return ops.add(one_node(self, x), self.c)
 
 
 class JoinTable(Module):
@@ -154,7 +141,7 @@ class SplitTable(Module):
         self.axis = axis
 
     def build(self, x: Any) -> Table:
-        x = _one(self, x)
+        x = one_node(self, x)
         if x.type is None:
             raise GraphError(f"SplitTable at {creation_site()}: the input's shape must be known; "
                              "declare it with gr.Input(...)")
@@ -188,7 +175,7 @@ class Narrow(Module):
         self.axis, self.start, self.length = axis, start, length
 
     def build(self, x: Any) -> Node:
-        return ops.slice_(_one(self, x), self.axis, self.start, self.length)
+        return ops.slice_(one_node(self, x), self.axis, self.start, self.length)
 
 
 class _Table(Module):
@@ -227,7 +214,7 @@ class CMul(Module):
         self.weight = self._param("weight", self.size, f"uniform({-k},{k})")
 
     def build(self, x: Any) -> Node:
-        return ops.mul(_one(self, x), ops.param(self.weight))
+        return ops.mul(one_node(self, x), ops.param(self.weight))
 
     def _twin(self) -> "CMul":
         return CMul(*self.size, name=self.name)
@@ -245,7 +232,7 @@ class Add(Module):
                                 f"uniform({-k},{k})")
 
     def build(self, x: Any) -> Node:
-        return ops.add(_one(self, x), ops.param(self.bias))
+        return ops.add(one_node(self, x), ops.param(self.bias))
 
     def _twin(self) -> "Add":
         return Add(self.input_size, self.scalar, name=self.name)
@@ -268,7 +255,7 @@ class LookupTable(Module):
         self.weight = self._param("weight", (n, dim), "normal(0,1)")
 
     def build(self, x: Any) -> Node:
-        return ops.lookup(ops.param(self.weight), _one(self, x))
+        return ops.lookup(ops.param(self.weight), one_node(self, x))
 
     def _twin(self) -> "LookupTable":
         return LookupTable(self.n, self.dim, self.name)
@@ -285,7 +272,7 @@ class Dropout(Module):
         self.seed = next_dropout_seed() if seed is None else seed
 
     def build(self, x: Any) -> Node:
-        return ops.dropout(_one(self, x), self.p, self.seed)
+        return ops.dropout(one_node(self, x), self.p, self.seed)
 
 
 __all__ = ["Module", "Identity", "Input", "Linear", "Tanh", "Sigmoid", "ReLU", "SoftMax",

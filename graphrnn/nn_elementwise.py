@@ -13,21 +13,8 @@ from typing import Any
 
 from . import ops
 from .ir import GraphError, Node
-from .module import Module, as_nodes
+from .module import Map, Module, as_nodes, node_pair, one_node
 from .ops import creation_site
-
-
-def _node(module: Module, x: Any) -> Node:
-    if not isinstance(x, Node):
-        raise TypeError(f"{type(module).__name__} takes one node, got {type(x).__name__}")
-    return x
-
-
-def _pair(module: Module, x: Any) -> tuple[Node, Node]:
-    xs = as_nodes(x)
-    if len(xs) != 2:
-        raise TypeError(f"{type(module).__name__} takes a list of two nodes, got {len(xs)}")
-    return xs[0], xs[1]
 
 
 def _finite(module: str, **values: float | None) -> None:
@@ -55,33 +42,26 @@ def _last_axis(x: Node, what: str) -> int:
 
 # ----------------------------------------------------------------------------- elementwise
 
-class _Map(Module):
-    fn = staticmethod(ops.abs_)
-
-    def build(self, x: Any) -> Node:
-        return type(self).fn(_node(self, x))
-
-
-class Abs(_Map):
+class Abs(Map):
     """|x|; the gradient at 0 is 0 (torch)."""
     fn = staticmethod(ops.abs_)
 
 
-class Sqrt(_Map):
+class Sqrt(Map):
     fn = staticmethod(ops.sqrt)
 
 
-class Exp(_Map):
+class Exp(Map):
     fn = staticmethod(ops.exp)
 
 
-class Log(_Map):
+class Log(Map):
     fn = staticmethod(ops.log)
 
 
 class Square(Module):
     def build(self, x: Any) -> Node:
-        x = _node(self, x)
+        x = one_node(self, x)
         return ops.mul(x, x)
 
 
@@ -95,7 +75,7 @@ class Power(Module):
         self.p = float(p)
 
     def build(self, x: Any) -> Node:
-        return ops.pow_(_node(self, x), self.p)
+        return ops.pow_(one_node(self, x), self.p)
 
 
 class Clamp(Module):
@@ -111,7 +91,7 @@ class Clamp(Module):
         self.min, self.max = min, max
 
     def build(self, x: Any) -> Node:
-        x = _node(self, x)
+        x = one_node(self, x)
         y = x
         if self.max is not None:
             y = ops.where(greater(x, self.max), self.max, y)
@@ -132,7 +112,7 @@ class HardTanh(Module):
         self.min_val, self.max_val = float(min_val), float(max_val)
 
     def build(self, x: Any) -> Node:
-        x = _node(self, x)
+        x = one_node(self, x)
         lo, hi = self.min_val, self.max_val
         inside = ops.mul(ops.sub(1.0, greater_equal(lo, x)), ops.sub(1.0, greater_equal(x, hi)))
         # outside: x <= lo or x >= hi; a mask of its own keeps one reader per mask (one kernel)
@@ -148,7 +128,7 @@ class LeakyReLU(Module):
         self.negative_slope = float(negative_slope)
 
     def build(self, x: Any) -> Node:
-        x = _node(self, x)
+        x = one_node(self, x)
         return ops.where(greater(x, 0.0), x, ops.mul(x, self.negative_slope))
 
 
@@ -161,7 +141,7 @@ class ELU(Module):
         self.alpha = float(alpha)
 
     def build(self, x: Any) -> Node:
-        x = _node(self, x)
+        x = one_node(self, x)
         # exp of the clipped x: exp(x) of a large x is inf, and inf * 0 in the unused
         # branch's gradient would be NaN. The clip has its own mask (x > 0, not x <= 0
         # negated) so that each mask has one reader and the module fuses into one kernel.
@@ -180,7 +160,7 @@ class SoftPlus(Module):
         self.beta, self.threshold = float(beta), float(threshold)
 
     def build(self, x: Any) -> Node:
-        x = _node(self, x)
+        x = one_node(self, x)
         beta = self.beta
         soft = ops.softplus(x) if beta == 1.0 else ops.div(ops.softplus(ops.mul(x, beta)), beta)
         # x > threshold / beta rather than beta x > threshold, so that beta x has one reader
@@ -195,7 +175,7 @@ class SoftSign(Module):
     """x / (1 + |x|)."""
 
     def build(self, x: Any) -> Node:
-        x = _node(self, x)
+        x = one_node(self, x)
         return ops.div(x, ops.add(1.0, ops.abs_(x)))
 
 
@@ -213,7 +193,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def build(self, x: Any) -> Node:
-        x = _node(self, x)
+        x = one_node(self, x)
         if self.approximate == "tanh":
             inner = ops.mul(_SQRT_2_OVER_PI, ops.add(x, ops.mul(0.044715, ops.pow_(x, 3.0))))
             phi = ops.tanh(inner)
@@ -231,7 +211,7 @@ class Threshold(Module):
         self.threshold, self.value = float(threshold), float(value)
 
     def build(self, x: Any) -> Node:
-        x = _node(self, x)
+        x = one_node(self, x)
         return ops.where(greater_equal(self.threshold, x), self.value, x)
 
 
@@ -244,7 +224,7 @@ class CDivTable(Module):
     """{a, b} -> a / b."""
 
     def build(self, x: Any) -> Node:
-        return ops.div(*_pair(self, x))
+        return ops.div(*node_pair(self, x))
 
 
 class CMaxTable(Module):
@@ -271,7 +251,7 @@ class DotProduct(Module):
     """{a, b} -> the sum over the last axis of a * b ([B, D] -> [B])."""
 
     def build(self, x: Any) -> Node:
-        a, b = _pair(self, x)
+        a, b = node_pair(self, x)
         prod = ops.mul(a, b)
         return ops.sum_(prod, [_last_axis(prod, "DotProduct")])
 
@@ -288,7 +268,7 @@ class CosineDistance(Module):
         self.eps = float(eps)
 
     def build(self, x: Any) -> Node:
-        a, b = _pair(self, x)
+        a, b = node_pair(self, x)
         axis = [_last_axis(ops.mul(a, b), "CosineDistance")]
         eps2 = self.eps * self.eps
 
@@ -311,7 +291,7 @@ class PairwiseDistance(Module):
         self.p, self.eps, self.keepdim = float(p), float(eps), bool(keepdim)
 
     def build(self, x: Any) -> Node:
-        a, b = _pair(self, x)
+        a, b = node_pair(self, x)
         d = ops.add(ops.sub(a, b), self.eps)
         axis = [_last_axis(d, "PairwiseDistance")]
         if self.p == 2.0:
@@ -374,7 +354,7 @@ class MaskedFill(Module):
         self.value = float(value)       # -inf included, as attention masks use it
 
     def build(self, x: Any) -> Node:
-        x, mask = _pair(self, x)
+        x, mask = node_pair(self, x)
         return ops.where(mask, self.value, x)
 
 
