@@ -22,6 +22,17 @@ def unsqueeze(x: Node, axis: int) -> Node:
     return ops.reshape(x, tuple(shape))
 
 
+def _encoded(vocab: int, embedding: int, hidden: int, keys: int) -> tuple[Node, ...]:
+    """The inputs src i64[B, S] and tgt_in i64[B, T], the GRU encoder's outputs [B, S, H] and
+    final state, their key projection [B, S, keys] and the embedded target [B, T, E]."""
+    src = Input("B", "S", name="src", dtype="int64")
+    tgt_in = Input("B", "T", name="tgt_in", dtype="int64")
+    enc, h0 = Recurrent(cells.GRU(embedding, hidden), name="encoder", return_state=True)(
+        LookupTable(vocab, embedding, name="src_emb")(src))
+    projected = Linear(hidden, keys, bias=False, name="keys")(enc)
+    return src, tgt_in, enc, h0, projected, LookupTable(vocab, embedding, name="tgt_emb")(tgt_in)
+
+
 def bahdanau_step(hidden: int, attention: int, embedding: int, vocab: int) -> gModule:
     """(enc[B, S, H], keys[B, S, A], h[B, H], y_t[B, E]) -> (h', logits_t[B, vocab]):
     e = v^T tanh(keys + W_q h), alpha = softmax over S, context = sum alpha * enc,
@@ -42,12 +53,7 @@ def bahdanau(vocab: int, embedding: int = 32, hidden: int = 64,
     """A GRU encoder-decoder with additive attention; the decoder reads the target shifted
     right (teacher forcing): logits[:, t] predicts tgt[:, t] from tgt_in[:, :t + 1]."""
     attention = attention or hidden
-    src = Input("B", "S", name="src", dtype="int64")
-    tgt_in = Input("B", "T", name="tgt_in", dtype="int64")
-    enc, h0 = Recurrent(cells.GRU(embedding, hidden), name="encoder", return_state=True)(
-        LookupTable(vocab, embedding, name="src_emb")(src))
-    keys = Linear(hidden, attention, bias=False, name="keys")(enc)
-    ys = LookupTable(vocab, embedding, name="tgt_emb")(tgt_in)
+    src, tgt_in, enc, h0, keys, ys = _encoded(vocab, embedding, hidden, attention)
     step = bahdanau_step(hidden, attention, embedding, vocab)
     _, logits = Loop(step, n_carry=1, n_consts=2, name="decoder")(
         consts=[enc, keys], init=[h0], xs=[ys])
@@ -75,12 +81,7 @@ def luong_step(hidden: int, embedding: int, vocab: int) -> gModule:
 def luong(vocab: int, embedding: int = 32, hidden: int = 64) -> gModule:
     """A GRU encoder-decoder with multiplicative ("general") attention and input feeding,
     teacher-forced like `bahdanau`."""
-    src = Input("B", "S", name="src", dtype="int64")
-    tgt_in = Input("B", "T", name="tgt_in", dtype="int64")
-    enc, h0 = Recurrent(cells.GRU(embedding, hidden), name="encoder", return_state=True)(
-        LookupTable(vocab, embedding, name="src_emb")(src))
-    keys = Linear(hidden, hidden, bias=False, name="keys")(enc)
-    ys = LookupTable(vocab, embedding, name="tgt_emb")(tgt_in)
+    src, tgt_in, enc, h0, keys, ys = _encoded(vocab, embedding, hidden, hidden)
     feed0 = ops.fill((hidden,), batch_like=src)
     _, _, logits = Loop(luong_step(hidden, embedding, vocab), n_carry=2, n_consts=2,
                         name="decoder")(consts=[enc, keys], init=[h0, feed0], xs=[ys])
