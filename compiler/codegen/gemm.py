@@ -105,8 +105,9 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | Non
     count: K at run time (the panels hold `count` rows). a_tiles: `a` is packed as row tiles
     of p.mr rows (emit_pack_tiles, `count` k each) instead of a strided [rows, K] view.
     step: a loop's step index (i64), for a product of one row (a GEMV, whose panels stream
-    from L2 every step): odd steps walk the full panels and k in reverse order, so that a
-    step starts on the panel rows the previous one read last, still in L1."""
+    from L2 every step; or rows known at run time, when they are one): odd steps walk the
+    full panels and k in reverse order, so that a step starts on the panel rows the previous
+    one read last, still in L1."""
     epi = epilogue or Epilogue()
     lead = a.layout.shape[:-1]
     n_last, l_last = lin(p.n), lin(p.seg_len)
@@ -127,8 +128,11 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | Non
         ops = [_Operand(b, lay.strides[-1], w.strides[-1])
                for b, lay, w in zip(bases[1:], rows[1:], wide)]
         tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], None, count)
-        if step is not None and p.mr == 1 and count is None and p.k.const:
+        if step is not None and count is None and p.k.const and (p.mr == 1 or not p.kc):
             tile.flip = em.builder.trunc(step, ir.IntType(1))
+            if p.mr > 1:        # rows known at run time: a GEMV's walk when there is one row
+                one = em.builder.icmp_signed("==", em.lin(rows[0].shape[-1]), em.lin(ONE))
+                tile.flip = em.builder.and_(tile.flip, one)
         if a_tiles:
             tile.a, tile.ak = a.ptr, Lin(p.mr)
             tile.a_step = em.builder.mul(count, ir.Constant(I64, p.mr), flags=["nsw"])
