@@ -274,7 +274,8 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
             a_rows = [em.gep(a, em.mul(k0, tile.ak)) for a in a_rows]
             panel = em.gep(panel, bld.mul(k0, ir.Constant(I64, nvec * vw), flags=["nsw"]))
             count = ir.Constant(I64, part.klen)
-        flip = (tile.flip, p.k.c) if tile.flip is not None else None
+        # (set with more rows per tile only when the rows are one: these tiles do not run)
+        flip = (tile.flip, p.k.c) if tile.flip is not None and mr == 1 else None
         acc = emit_kloop(em, a_rows, tile.ak, panel, nvec, vw, count, acc,
                          may_be_empty=not static, flip=flip)
     if part is not None and part.store:
