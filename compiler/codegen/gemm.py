@@ -42,7 +42,7 @@ from .emit_pack import emit_pack, masked_load, masked_store
 from .irbuilder import F32, FLAGS, I32, I64, Emitter, Ref
 from .kloop import emit_kloop
 from .strides import ONE, ZERO, Layout, Lin, collapse, lin
-from .tiling import GemmPlan, operand_layouts, plan
+from .tiling import GemmPlan, k_chains, operand_layouts, plan
 
 # ----------------------------------------------------------------------------- epilogues
 
@@ -95,6 +95,7 @@ class _Tile:
     stage_refs: list[_Operand] = field(default_factory=list)
     stores: list[_Operand | None] = field(default_factory=list)
     flip: ir.Value | None = None        # i1: panels and k in reverse order (see emit_gemm)
+    one: ir.Value | None = None         # i1: the rows (known at run time) are one
 
 
 def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | None,
@@ -131,8 +132,9 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | Non
         if step is not None and count is None and p.k.const and (p.mr == 1 or not p.kc):
             tile.flip = em.builder.trunc(step, ir.IntType(1))
             if p.mr > 1:        # rows known at run time: a GEMV's walk when there is one row
-                one = em.builder.icmp_signed("==", em.lin(rows[0].shape[-1]), em.lin(ONE))
-                tile.flip = em.builder.and_(tile.flip, one)
+                tile.one = em.builder.icmp_signed("==", em.lin(rows[0].shape[-1]),
+                                                  em.lin(ONE))
+                tile.flip = em.builder.and_(tile.flip, tile.one)
         if a_tiles:
             tile.a, tile.ak = a.ptr, Lin(p.mr)
             tile.a_step = em.builder.mul(count, ir.Constant(I64, p.mr), flags=["nsw"])
@@ -276,8 +278,10 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
             count = ir.Constant(I64, part.klen)
         # (set with more rows per tile only when the rows are one: these tiles do not run)
         flip = (tile.flip, p.k.c) if tile.flip is not None and mr == 1 else None
+        chains = k_chains(mr, nvec) if p.mr == 1 or (mr == 1 and tile.one is not None) else 1
         acc = emit_kloop(em, a_rows, tile.ak, panel, nvec, vw, count, acc,
-                         may_be_empty=not static, flip=flip)
+                         may_be_empty=not static, flip=flip, chains=chains,
+                         when=tile.one if p.mr > 1 and mr == 1 else None)
     if part is not None and part.store:
         for s, v in zip(slot, acc):
             bld.store(v, s)

@@ -8,11 +8,12 @@ The order of a k-step's operations decides the registers it needs beside the MR 
 accumulators (tiling.vectors_first): the MR broadcasts first, then one panel vector at a time
 (MR + 1), or the NV panel vectors first, then one broadcast at a time (NV + 1).
 
-A tile of few accumulators (one row against a panel of 4 vectors: the last row of a batch,
-or the only one at B = 1) would wait on the FMA latency, each accumulator a chain of
-dependent FMAs. It then runs C chains (tiling.k_chains): C consecutive k-steps per
-iteration, each into its own set of accumulators, summed after the loop; the k-steps left
-over (count % C) run one at a time.
+A tile of few accumulators (one row against a panel of 4 vectors: a GEMV, or the only row at
+B = 1) would wait on the FMA latency, each accumulator a chain of dependent FMAs. It then
+runs C chains (tiling.k_chains): C consecutive k-steps per iteration, each into its own set
+of accumulators, summed after the loop; the k-steps left over (count % C) run one at a time.
+That sums in another order, so a product whose other tiles may hold the same row (the last
+row of a batch) takes the chains only under a run-time test that there is one row.
 """
 from __future__ import annotations
 
@@ -21,40 +22,56 @@ from typing import Callable
 from llvmlite import ir
 
 from .irbuilder import FLAGS, I64, Emitter
-from .tiling import k_chains, vectors_first
+from .tiling import vectors_first
 
 
 def emit_kloop(em: Emitter, a_rows: list[ir.Value], ak, panel: ir.Value, nvec: int, vw: int,
                count: ir.Value, init: list[ir.Value], *, may_be_empty: bool,
-               flip: tuple[ir.Value, int] | None = None) -> list[ir.Value]:
+               flip: tuple[ir.Value, int] | None = None, chains: int = 1,
+               when: ir.Value | None = None) -> list[ir.Value]:
     """The accumulators after `count` k-steps (see the docstring). a_rows: the MR rows'
     first elements; ak: the stride of k in `a` (Lin); panel: its first k-row. With
-    may_be_empty, count may be 0. flip = (i1, K): k runs from K - 1 down to 0 when set."""
-    bld = em.builder
+    may_be_empty, count may be 0. flip = (i1, K): k runs from K - 1 down to 0 when set.
+    chains: k-steps side by side (tiling.k_chains). With `when` (i1), flip and chains apply
+    only when it is set, else one chain in order: the summation order of every other tile,
+    so that a row's result does not depend on the tile it falls in."""
+    def run(back: int | None, c: int) -> Callable[[], list[ir.Value]]:
+        return lambda: _kloop(em, a_rows, ak, panel, nvec, vw, count, init, may_be_empty,
+                              back, c)
+    if when is not None:
+        return _either(em, when, lambda: emit_kloop(
+            em, a_rows, ak, panel, nvec, vw, count, init, may_be_empty=may_be_empty,
+            flip=flip, chains=chains), run(None, 1))
     if flip is None:
-        return _kloop(em, a_rows, ak, panel, nvec, vw, count, init, may_be_empty, None)
+        return run(None, chains)()
     # two loops, each with a plain induction (a select of k in the loop costs more
     # integer work than its FMAs at one row)
-    with bld.if_else(flip[0]) as (backward, forward):
-        with backward:
-            back = _kloop(em, a_rows, ak, panel, nvec, vw, count, init, may_be_empty,
-                          flip[1])
-            back_end = bld.block
-        with forward:
-            fwd = _kloop(em, a_rows, ak, panel, nvec, vw, count, init, may_be_empty, None)
-            fwd_end = bld.block
+    return _either(em, flip[0], run(flip[1], chains), run(None, chains))
+
+
+def _either(em: Emitter, cond: ir.Value, then: Callable[[], list[ir.Value]],
+            otherwise: Callable[[], list[ir.Value]]) -> list[ir.Value]:
+    """The values of `then` when cond is set, else of `otherwise` (each emitted once)."""
+    bld = em.builder
+    with bld.if_else(cond) as (yes, no):
+        with yes:
+            a = then()
+            a_end = bld.block
+        with no:
+            b = otherwise()
+            b_end = bld.block
     out = []
-    for b, f in zip(back, fwd):
-        merge = bld.phi(b.type)
-        merge.add_incoming(b, back_end)
-        merge.add_incoming(f, fwd_end)
+    for x, y in zip(a, b):
+        merge = bld.phi(x.type)
+        merge.add_incoming(x, a_end)
+        merge.add_incoming(y, b_end)
         out.append(merge)
     return out
 
 
 def _kloop(em: Emitter, a_rows: list[ir.Value], ak, panel: ir.Value, nvec: int, vw: int,
            count: ir.Value, init: list[ir.Value], may_be_empty: bool,
-           reverse: int | None) -> list[ir.Value]:
+           reverse: int | None, chains: int) -> list[ir.Value]:
     """emit_kloop in one order: k from 0 up, or from `reverse` - 1 down to 0."""
     bld = em.builder
     mr = len(a_rows)
@@ -81,7 +98,6 @@ def _kloop(em: Emitter, a_rows: list[ir.Value], ak, panel: ir.Value, nvec: int, 
                     new[i * nvec + v] = em.fma(bs[i], bv, new[i * nvec + v])
         return new
 
-    chains = k_chains(mr, nvec)
     if chains == 1:
         return _counted(em, ir.Constant(I64, 0), count, init, step, may_be_empty)
     n = len(init)
