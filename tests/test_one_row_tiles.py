@@ -1,11 +1,11 @@
 """The general program (one for every batch size) at one row: the GEMV's walk, and k-loops
 with enough independent FMA chains.
 
-A tile of one row against a panel of few vectors (the last row of a batch, the only one at
-B = 1) runs several k-steps side by side into separate accumulators, summed after the loop,
-with the odd k-steps left over one at a time. In a loop, a product whose rows are known at run
-time only walks its panels and k in reverse order on odd steps when the rows are one, as a
-GEMV does; each order is its own k-loop. Results must equal the interpreter for every batch
+When a product's rows, known at run time only, are one (B = 1), its one-row tile runs as a
+GEMV does: several k-steps side by side into separate accumulators, summed after the loop,
+the k-steps left over one at a time, and (in a loop) the panels and k in reverse order on odd
+steps, each order its own k-loop. With more rows the one-row tile (the last row of a batch)
+keeps the summation order of the other tiles. Results must equal the interpreter for every batch
 size from 1 to 9 (every remainder of the row tiles), odd and even K, forward and training
 step, with one program.
 """
