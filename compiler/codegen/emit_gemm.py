@@ -25,7 +25,7 @@ from .emit_map import emit_elementwise_multi, eval_body
 from .gemm import Arg, Epilogue, Stage, emit_gemm, emit_pack_rule
 from .irbuilder import Emitter, Ref
 from .kernel import Kernel
-from .strides import Layout
+from .strides import Layout, Lin, product
 from .tiling import GemmPlan, plan
 
 
@@ -60,7 +60,7 @@ def emit_gemm_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
         first, slot = n.attrs["body"], n.inputs.index(mm)
         extra = [env[x] for x in n.inputs if x is not mm]
 
-    scalars = _step(p, frame)
+    scalars = _step(p, frame, _rows(mm))
 
     def rule(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
         epilogue = Epilogue(first, slot, tuple(refs[2:])) if first is not None else None
@@ -103,7 +103,7 @@ def _group_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
             stores.append(ref)
             env[m] = ref
     n_first, n_stage = len(first_refs), len(stage_refs)
-    scalars = _step(p, frame)
+    scalars = _step(p, frame, _rows(mm))
 
     def rule(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
         a, packed = refs[0], refs[1]
@@ -119,9 +119,16 @@ def _group_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
              nodes=tuple(x.name for x in (mm, *g.members)))
 
 
-def _step(p: GemmPlan, frame: Any) -> tuple[Any, ...]:
-    """The loop step a one-row product inside a loop takes (gemm.emit_gemm's `step`)."""
-    return (frame.t,) if frame is not None and p.mr == 1 else ()
+def _step(p: GemmPlan, frame: Any, rows: Lin | None = None) -> tuple[Any, ...]:
+    """The loop step a product inside a loop takes (gemm.emit_gemm's `step`): one of one
+    row, or of `rows` known at run time only (one at B = 1), whose panels are walked whole."""
+    if frame is None:
+        return ()
+    return (frame.t,) if p.mr == 1 or (rows is not None and not rows.const and not p.kc) else ()
+
+
+def _rows(mm: Node) -> Lin:
+    return product(mm.inputs[0].type.shape[:-1])
 
 
 def emit_cluster_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:

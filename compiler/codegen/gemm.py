@@ -42,7 +42,7 @@ from .emit_pack import emit_pack, masked_load, masked_store
 from .irbuilder import F32, FLAGS, I32, I64, Emitter, Ref
 from .kloop import emit_kloop
 from .strides import ONE, ZERO, Layout, Lin, collapse, lin
-from .tiling import GemmPlan, operand_layouts, plan
+from .tiling import GemmPlan, k_chains, operand_layouts, plan
 
 # ----------------------------------------------------------------------------- epilogues
 
@@ -95,6 +95,7 @@ class _Tile:
     stage_refs: list[_Operand] = field(default_factory=list)
     stores: list[_Operand | None] = field(default_factory=list)
     flip: ir.Value | None = None        # i1: panels and k in reverse order (see emit_gemm)
+    one: ir.Value | None = None         # i1: the rows (known at run time) are one
 
 
 def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | None,
@@ -105,8 +106,9 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | Non
     count: K at run time (the panels hold `count` rows). a_tiles: `a` is packed as row tiles
     of p.mr rows (emit_pack_tiles, `count` k each) instead of a strided [rows, K] view.
     step: a loop's step index (i64), for a product of one row (a GEMV, whose panels stream
-    from L2 every step): odd steps walk the full panels and k in reverse order, so that a
-    step starts on the panel rows the previous one read last, still in L1."""
+    from L2 every step; or rows known at run time, when they are one): odd steps walk the
+    full panels and k in reverse order, so that a step starts on the panel rows the previous
+    one read last, still in L1."""
     epi = epilogue or Epilogue()
     lead = a.layout.shape[:-1]
     n_last, l_last = lin(p.n), lin(p.seg_len)
@@ -127,8 +129,12 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | Non
         ops = [_Operand(b, lay.strides[-1], w.strides[-1])
                for b, lay, w in zip(bases[1:], rows[1:], wide)]
         tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], None, count)
-        if step is not None and p.mr == 1 and count is None and p.k.const:
+        if step is not None and count is None and p.k.const and (p.mr == 1 or not p.kc):
             tile.flip = em.builder.trunc(step, ir.IntType(1))
+            if p.mr > 1:        # rows known at run time: a GEMV's walk when there is one row
+                tile.one = em.builder.icmp_signed("==", em.lin(rows[0].shape[-1]),
+                                                  em.lin(ONE))
+                tile.flip = em.builder.and_(tile.flip, tile.one)
         if a_tiles:
             tile.a, tile.ak = a.ptr, Lin(p.mr)
             tile.a_step = em.builder.mul(count, ir.Constant(I64, p.mr), flags=["nsw"])
@@ -270,9 +276,12 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
             a_rows = [em.gep(a, em.mul(k0, tile.ak)) for a in a_rows]
             panel = em.gep(panel, bld.mul(k0, ir.Constant(I64, nvec * vw), flags=["nsw"]))
             count = ir.Constant(I64, part.klen)
-        flip = (tile.flip, p.k.c) if tile.flip is not None else None
+        # (set with more rows per tile only when the rows are one: these tiles do not run)
+        flip = (tile.flip, p.k.c) if tile.flip is not None and mr == 1 else None
+        chains = k_chains(mr, nvec) if p.mr == 1 or (mr == 1 and tile.one is not None) else 1
         acc = emit_kloop(em, a_rows, tile.ak, panel, nvec, vw, count, acc,
-                         may_be_empty=not static, flip=flip)
+                         may_be_empty=not static, flip=flip, chains=chains,
+                         when=tile.one if p.mr > 1 and mr == 1 else None)
     if part is not None and part.store:
         for s, v in zip(slot, acc):
             bld.store(v, s)

@@ -7,71 +7,156 @@
 The order of a k-step's operations decides the registers it needs beside the MR * NV
 accumulators (tiling.vectors_first): the MR broadcasts first, then one panel vector at a time
 (MR + 1), or the NV panel vectors first, then one broadcast at a time (NV + 1).
+
+A tile of few accumulators (one row against a panel of 4 vectors: a GEMV, or the only row at
+B = 1) would wait on the FMA latency, each accumulator a chain of dependent FMAs. It then
+runs C chains (tiling.k_chains): C consecutive k-steps per iteration, each into its own set
+of accumulators, summed after the loop; the k-steps left over (count % C) run one at a time.
+That sums in another order, so a product whose other tiles may hold the same row (the last
+row of a batch) takes the chains only under a run-time test that there is one row.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from llvmlite import ir
 
-from .irbuilder import I64, Emitter
+from .irbuilder import FLAGS, I64, Emitter
 from .tiling import vectors_first
 
 
 def emit_kloop(em: Emitter, a_rows: list[ir.Value], ak, panel: ir.Value, nvec: int, vw: int,
                count: ir.Value, init: list[ir.Value], *, may_be_empty: bool,
-               flip: tuple[ir.Value, int] | None = None) -> list[ir.Value]:
+               flip: tuple[ir.Value, int] | None = None, chains: int = 1,
+               when: ir.Value | None = None) -> list[ir.Value]:
     """The accumulators after `count` k-steps (see the docstring). a_rows: the MR rows'
     first elements; ak: the stride of k in `a` (Lin); panel: its first k-row. With
-    may_be_empty, count may be 0. flip = (i1, K): k runs from K - 1 down to 0 when set."""
+    may_be_empty, count may be 0. flip = (i1, K): k runs from K - 1 down to 0 when set.
+    chains: k-steps side by side (tiling.k_chains). With `when` (i1), flip and chains apply
+    only when it is set, else one chain in order: the summation order of every other tile,
+    so that a row's result does not depend on the tile it falls in."""
+    def run(back: int | None, c: int) -> Callable[[], list[ir.Value]]:
+        return lambda: _kloop(em, a_rows, ak, panel, nvec, vw, count, init, may_be_empty,
+                              back, c)
+    if when is not None:
+        return _either(em, when, lambda: emit_kloop(
+            em, a_rows, ak, panel, nvec, vw, count, init, may_be_empty=may_be_empty,
+            flip=flip, chains=chains), run(None, 1))
+    if flip is None:
+        return run(None, chains)()
+    # two loops, each with a plain induction (a select of k in the loop costs more
+    # integer work than its FMAs at one row)
+    return _either(em, flip[0], run(flip[1], chains), run(None, chains))
+
+
+def _either(em: Emitter, cond: ir.Value, then: Callable[[], list[ir.Value]],
+            otherwise: Callable[[], list[ir.Value]]) -> list[ir.Value]:
+    """The values of `then` when cond is set, else of `otherwise` (each emitted once)."""
+    bld = em.builder
+    with bld.if_else(cond) as (yes, no):
+        with yes:
+            a = then()
+            a_end = bld.block
+        with no:
+            b = otherwise()
+            b_end = bld.block
+    out = []
+    for x, y in zip(a, b):
+        merge = bld.phi(x.type)
+        merge.add_incoming(x, a_end)
+        merge.add_incoming(y, b_end)
+        out.append(merge)
+    return out
+
+
+def _kloop(em: Emitter, a_rows: list[ir.Value], ak, panel: ir.Value, nvec: int, vw: int,
+           count: ir.Value, init: list[ir.Value], may_be_empty: bool,
+           reverse: int | None, chains: int) -> list[ir.Value]:
+    """emit_kloop in one order: k from 0 up, or from `reverse` - 1 down to 0."""
     bld = em.builder
     mr = len(a_rows)
+
+    def step(k: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
+        kk = k if reverse is None else bld.sub(ir.Constant(I64, reverse - 1), k, flags=["nsw"])
+        kp = em.gep(panel, bld.mul(kk, ir.Constant(I64, nvec * vw), flags=["nsw"]))
+        new = list(acc)
+
+        def bcast(i: int) -> ir.Value:
+            return em.splat(em.load(em.gep(a_rows[i], em.mul(kk, ak))), vw)
+        if vectors_first(mr, nvec):
+            # e.g. a GRU's 4 x 3 tile in 16 ymm: 12 accumulators, 3 panel vectors, 1 broadcast
+            bvs = [em.load(em.gep(kp, v * vw), vw) for v in range(nvec)]
+            for i in range(mr):
+                b = bcast(i)
+                for v in range(nvec):
+                    new[i * nvec + v] = em.fma(b, bvs[v], new[i * nvec + v])
+        else:
+            bs = [bcast(i) for i in range(mr)]
+            for v in range(nvec):
+                bv = em.load(em.gep(kp, v * vw), vw)
+                for i in range(mr):
+                    new[i * nvec + v] = em.fma(bs[i], bv, new[i * nvec + v])
+        return new
+
+    if chains == 1:
+        return _counted(em, ir.Constant(I64, 0), count, init, step, may_be_empty)
+    n = len(init)
+    lanes = init[0].type.count
+    zero = ir.Constant(init[0].type, [0.0] * lanes)
+    rounds = bld.sdiv(count, ir.Constant(I64, chains))
+
+    def round_(j: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
+        k0 = bld.mul(j, ir.Constant(I64, chains), flags=["nsw"])
+        out = []
+        for c in range(chains):
+            k = bld.add(k0, ir.Constant(I64, c), flags=["nsw"])
+            out += step(k, acc[c * n:(c + 1) * n])
+        return out
+    acc = _counted(em, ir.Constant(I64, 0), rounds, list(init) + [zero] * (n * (chains - 1)),
+                   round_, True)
+    total = acc[:n]
+    for c in range(1, chains):
+        total = [bld.fadd(t, a, flags=FLAGS) for t, a in zip(total, acc[c * n:(c + 1) * n])]
+    done = bld.mul(rounds, ir.Constant(I64, chains), flags=["nsw"])
+    return _counted(em, done, count, total, step, True)
+
+
+def _counted(em: Emitter, start: ir.Value, count: ir.Value, init: list[ir.Value],
+             body: Callable[[ir.Value, list[ir.Value]], list[ir.Value]],
+             may_be_empty: bool) -> list[ir.Value]:
+    """for k in range(start, count): values = body(k, values), the values in registers
+    (phis); with may_be_empty, start may be >= count."""
+    bld = em.builder
     pre = bld.block
-    body = em.function.append_basic_block("mm_k.body")
-    done = em.function.append_basic_block("mm_k.exit")
+    loop = em.function.append_basic_block("mm_k.body")
+    exit_ = em.function.append_basic_block("mm_k.exit")
     if may_be_empty:
-        bld.cbranch(bld.icmp_signed(">", count, ir.Constant(I64, 0)), body, done)
+        bld.cbranch(bld.icmp_signed("<", start, count), loop, exit_)
     else:
-        bld.branch(body)
-    bld.position_at_end(body)
+        bld.branch(loop)
+    bld.position_at_end(loop)
     k = bld.phi(I64, name="k")
-    k.add_incoming(ir.Constant(I64, 0), pre)
+    k.add_incoming(start, pre)
     phis = [bld.phi(v.type) for v in init]
     for ph, v in zip(phis, init):
         ph.add_incoming(v, pre)
-    kk = k if flip is None else bld.select(
-        flip[0], bld.sub(ir.Constant(I64, flip[1] - 1), k, flags=["nsw"]), k)
-    kp = em.gep(panel, bld.mul(kk, ir.Constant(I64, nvec * vw), flags=["nsw"]))
-    new = list(phis)
-
-    def bcast(i: int) -> ir.Value:
-        return em.splat(em.load(em.gep(a_rows[i], em.mul(kk, ak))), vw)
-    if vectors_first(mr, nvec):
-        # e.g. a GRU's 4 x 3 tile in 16 ymm: 12 accumulators, 3 panel vectors, 1 broadcast
-        bvs = [em.load(em.gep(kp, v * vw), vw) for v in range(nvec)]
-        for i in range(mr):
-            b = bcast(i)
-            for v in range(nvec):
-                new[i * nvec + v] = em.fma(b, bvs[v], new[i * nvec + v])
-    else:
-        bs = [bcast(i) for i in range(mr)]
-        for v in range(nvec):
-            bv = em.load(em.gep(kp, v * vw), vw)
-            for i in range(mr):
-                new[i * nvec + v] = em.fma(bs[i], bv, new[i * nvec + v])
+    new = body(k, list(phis))
+    end = bld.block
     nxt = bld.add(k, ir.Constant(I64, 1), flags=["nsw"])
-    k.add_incoming(nxt, body)
+    k.add_incoming(nxt, end)
     for ph, val in zip(phis, new):
-        ph.add_incoming(val, body)
-    bld.cbranch(bld.icmp_signed("<", nxt, count), body, done)
-    bld.position_at_end(done)
+        ph.add_incoming(val, end)
+    bld.cbranch(bld.icmp_signed("<", nxt, count), loop, exit_)
+    bld.position_at_end(exit_)
     if not may_be_empty:
         return new
-    acc = []
+    out = []
     for v, val in zip(init, new):
         merge = bld.phi(v.type)
         merge.add_incoming(v, pre)
-        merge.add_incoming(val, body)
-        acc.append(merge)
-    return acc
+        merge.add_incoming(val, end)
+        out.append(merge)
+    return out
 
 
 __all__ = ["emit_kloop"]

@@ -25,6 +25,7 @@ A_BLOCK_BYTES = 96 * 1024        # rows of `a` per block: MC * K * 4 bytes stays
 # AVX2 tiles; AVX-512 tiles were tuned walking their panels whole and measured no better
 PANEL_BLOCK_BYTES = 24 * 1024
 MAX_SEGMENTS = 8
+FMA_CHAINS = 8                   # independent FMAs in flight: latency 4 x 2 pipes (Zen 3-5)
 
 
 def vector_width() -> int:
@@ -48,6 +49,13 @@ def vectors_first(mr: int, nvec: int) -> bool:
     vector at a time (MR + 1): the order that keeps the tile within the registers, the
     broadcasts first when both do."""
     return mr * nvec + mr + 1 > registers() and mr * nvec + nvec + 1 <= registers()
+
+
+def k_chains(mr: int, nvec: int) -> int:
+    """How many k-steps a tile of mr x nvec accumulators runs side by side (kloop.py): enough
+    independent FMA chains to cover the FMA latency on both FMA pipes (4 cycles x 2 = 8),
+    at most 4."""
+    return max(1, min(4, FMA_CHAINS // (mr * nvec)))
 
 
 def narrow(columns: int, vw: int) -> int:
@@ -191,6 +199,6 @@ def epilogue_layouts(a: Layout, out: Layout, extra: list[Layout]) -> list[Layout
 
 
 __all__ = ["GemmPlan", "make_plan", "plan", "packed_floats", "vector_width", "accumulators",
-           "registers", "vectors_first",
+           "registers", "vectors_first", "k_chains",
            "narrow", "operand_layouts", "epilogue_layouts", "MAX_SEGMENTS", "A_BLOCK_BYTES",
            "PANEL_BLOCK_BYTES"]
