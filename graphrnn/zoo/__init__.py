@@ -16,6 +16,8 @@ from typing import Callable
 from ..gmodule import gModule
 from . import reference
 from .attention import bahdanau, bahdanau_step, luong, luong_step
+from .decoding import greedy_decoder
+from .hierarchical import hierarchical
 from .layernorm_lstm import LayerNormLSTM, layernorm_lstm
 from .recurrent_cells import indrnn, mlstm, peephole_lstm, qrnn, rhn, sru
 
@@ -50,6 +52,7 @@ MODELS = {m.name: m for m in [
     ZooModel("qrnn", qrnn, reference.qrnn, 2, "Bradbury et al. 2017", lambda d, h: (h, d)),
 ]}
 
-__all__ = ["MODELS", "ZooModel", "LayerNormLSTM", "bahdanau", "bahdanau_step", "indrnn",
+__all__ = ["MODELS", "ZooModel", "LayerNormLSTM", "bahdanau", "bahdanau_step", "greedy_decoder",
+           "hierarchical", "indrnn",
            "layernorm_lstm", "luong", "luong_step", "mlstm", "peephole_lstm", "qrnn",
            "reference", "rhn", "sru"]
