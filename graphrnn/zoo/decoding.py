@@ -47,8 +47,9 @@ def greedy_decoder(model: gModule, bos: int, eos: int, max_steps: int, pad: int 
     if not (0 <= bos < vocab and 0 <= eos < vocab):
         raise ValueError(f"bos={bos} and eos={eos} must be token ids in [0, {vocab})")
 
-    consts = [Input(*x.type.shape, dtype=x.type.dtype) for x in body.inputs[:n_consts]]
-    carries = [Input(*x.type.shape, dtype=x.type.dtype)
+    consts = [Input(*x.type.shape, dtype=x.type.dtype, name=x.name)
+              for x in body.inputs[:n_consts]]
+    carries = [Input(*x.type.shape, dtype=x.type.dtype, name=x.name)
                for x in body.inputs[n_consts:n_consts + n_carry]]
     token = Input("B", dtype="int64", name="token")
     y = ops.lookup(ops.param(table.param), token)
