@@ -90,6 +90,9 @@ def test_a_model_without_a_decoder_loop_is_refused():
         zoo.greedy_decoder(zoo.sru(3, 4), bos=1, eos=0, max_steps=4)
     with pytest.raises(ValueError, match=r"token ids in \[0, 7\)"):
         zoo.greedy_decoder(BUILD["luong"](), bos=7, eos=0, max_steps=4)
+    for bad in (0, 2.5, None):
+        with pytest.raises(ValueError, match="max_steps must be a positive number"):
+            zoo.greedy_decoder(BUILD["luong"](), bos=1, eos=0, max_steps=bad)
 
 
 def test_seq2seq_example_quick_run_reverses_held_out_strings():

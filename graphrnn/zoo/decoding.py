@@ -32,6 +32,8 @@ def greedy_decoder(model: gModule, bos: int, eos: int, max_steps: int, pad: int 
     """`src i64[B, S] -> (tokens i64[B, max_steps], lengths i64[B])`: greedy decoding from
     `bos` with the weights of `model` (a `zoo.bahdanau` / `zoo.luong` gModule, inputs
     `(src, tgt_in)`); a row's tokens end with its `eos` (counted in `lengths`), then `pad`."""
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive number of steps, got {max_steps!r}")
     loop = decoder_loop(model)
     n_consts, n_carry = loop.attrs["n_consts"], loop.attrs["n_carry"]
     src_in, tgt_in = model.graph.inputs[:2]
