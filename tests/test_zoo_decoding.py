@@ -14,6 +14,8 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import zoo
+from graphrnn.optim import Adam
+from graphrnn.train import fit
 from graphrnn.zoo import reference
 
 torch = pytest.importorskip("torch")
@@ -83,6 +85,14 @@ def test_the_decoder_reads_the_trained_models_parameters():
     got = fast(src)[0]
     np.testing.assert_array_equal(got, want)
     assert not np.array_equal(got, before)
+    # training moves the weights the decoder reads (an optimiser over the model's vector)
+    rng = np.random.default_rng(2)
+    data = [rng.integers(0, 7, (64, 5)), rng.integers(0, 7, (64, 4))]
+    fit(model, gr.CrossEntropyCriterion(), data, rng.integers(0, 7, (64, 4)), epochs=2,
+        batch_size=16, optimizer=Adam(model.parameters(), lr=0.05), progress=False)
+    want, _ = reference.greedy_torch("bahdanau", torch_state(model), src, BOS, 0, STEPS, PAD)
+    np.testing.assert_array_equal(fast(src)[0], want)
+    assert not np.array_equal(want, got)
 
 
 def test_a_model_without_a_decoder_loop_is_refused():
