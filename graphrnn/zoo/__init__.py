@@ -3,6 +3,8 @@
     from graphrnn import zoo
     model = zoo.sru(32, 64)                  # x[B, T, 32] -> hs[B, T, 64]
     print(zoo.MODELS)                        # name -> ZooModel (builder, paper)
+    words = zoo.hierarchical(96, 64)         # chars[B, T, L], lengths[B, T] -> hs[B, T, 64]
+    decode = zoo.greedy_decoder(zoo.bahdanau(12), bos=1, eos=2, max_steps=20)
 
 Every model is written with the public language only (`gr.nn` modules, `gr.ops`, `gr.Loop`);
 `zoo/reference.py` holds the same models as step functions for PyTorch and JAX, which the tests
@@ -53,6 +55,5 @@ MODELS = {m.name: m for m in [
 ]}
 
 __all__ = ["MODELS", "ZooModel", "LayerNormLSTM", "bahdanau", "bahdanau_step", "greedy_decoder",
-           "hierarchical", "indrnn",
-           "layernorm_lstm", "luong", "luong_step", "mlstm", "peephole_lstm", "qrnn",
-           "reference", "rhn", "sru"]
+           "hierarchical", "indrnn", "layernorm_lstm", "luong", "luong_step", "mlstm",
+           "peephole_lstm", "qrnn", "reference", "rhn", "sru"]
