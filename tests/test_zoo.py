@@ -107,3 +107,39 @@ def test_attention_models_equal_pytorch(name: str) -> None:
     check_against_torch(model, forward, [src, tgt], None)
     result = gr.gradcheck(model, src[:2, :3], tgt[:2, :2])
     assert result.ok, str(result)
+
+
+def hierarchical_batch(b: int, t: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 7, (b, t, 4)), rng.integers(1, 5, (b, t))
+
+
+def test_hierarchical_rnn_equals_pytorch():
+    """Each word's char GRU stops at the word's own length: PyTorch masks the steps past it."""
+    model = zoo.hierarchical(7, 5, char_embedding=3, char_hidden=4, word_length=4)
+    model.reset_parameters(seed=6)
+    chars, lengths = hierarchical_batch(3, 5, 0)
+    assert len(set(lengths.ravel().tolist())) == 4
+
+    def forward(p, c, n):
+        return reference.hierarchical_forward(reference.torch_namespace(), p, c, n.numpy())
+    check_against_torch(model, forward, [chars, lengths], None)
+    result = gr.gradcheck(model, *hierarchical_batch(2, 3, 1))
+    assert result.ok, str(result)
+
+
+def test_hierarchical_rnn_one_program_for_every_batch_and_sentence_length():
+    model = zoo.hierarchical(7, 5, char_embedding=3, char_hidden=4, word_length=4)
+    model.reset_parameters(seed=7)
+    fast = gr.compile(model)
+    p = torch_params(model)
+    for b, t, seed in [(1, 1, 2), (4, 7, 3), (2, 3, 4)]:
+        chars, lengths = hierarchical_batch(b, t, seed)
+        want = reference.hierarchical_forward(reference.torch_namespace(), p,
+                                              torch.tensor(chars), lengths)
+        close(fast(chars, lengths), want, f"compiled B={b} T={t}")
+    assert len(fast.programs) == 1
+    # characters past a word's length do not count
+    chars, lengths = hierarchical_batch(3, 4, 5)
+    noise = np.where(np.arange(4) >= lengths[..., None], (chars + 3) % 7, chars)
+    np.testing.assert_allclose(fast(noise, lengths), fast(chars, lengths), rtol=0, atol=0)

@@ -92,11 +92,14 @@ def drawn_nodes(g: Graph) -> list[Node]:
 
 
 def loop_title(n: Node) -> str:
-    """A loop or fused node's title: `loop_0: loop (reverse, lengths, unroll=2)`."""
+    """A loop or fused node's title: `loop_0: loop (reverse, lengths, unroll=2)`, or
+    `decoder: while loop (max_steps=50)` for a loop with a stop value."""
     a = n.attrs
     flags = [f for f, on in (("reverse", a.get("reverse")), ("lengths", a.get("has_lengths")),
+                             (f"max_steps={a.get('length')}", "until" in a),
                              (f"unroll={a.get('unroll')}", a.get("unroll"))) if on]
-    return f"{n.name}: {n.op.value}" + (f" ({', '.join(flags)})" if flags else "")
+    kind = f"while {n.op.value}" if "until" in a else n.op.value
+    return f"{n.name}: {kind}" + (f" ({', '.join(flags)})" if flags else "")
 
 
 def check_unroll(unroll: int | None) -> None:

@@ -3,8 +3,9 @@
 Every drawn thing is a `<g>` with a class and `data-*` attributes, so a picture can be read
 back: `g.node` (also `input`, `output`, `param`, `body-input`, `header`, `results`,
 `highlight`) with `data-path`, `data-op` and, for parameters, `data-key`, `data-offset`,
-`data-size`, `data-storage`; `g.cluster` (`loop`, `fused`, `step`); `g.edge` (`carry`) with
-`data-src` and `data-dst`. The `<title>` of each group is what a browser shows on hover.
+`data-size`, `data-storage`; `g.cluster` (`loop`, `fused`, `step`; the group of a loop inside
+a loop body sits inside its loop's group); `g.edge` (`carry`) with `data-src` and `data-dst`.
+The `<title>` of each group is what a browser shows on hover.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def scene_svg(scene: Scene) -> str:
         out.append(f'<text class="caption" x="{_n(scene.root.x)}" '
                    f'y="{_n(scene.root.y - 8 - (len(scene.caption) - 1 - i) * LINE_H)}" '
                    f'fill="{scene.caption_color}">{escape(line)}</text>')
-    for c in scene.root.walk()[1:]:
+    for c in scene.root.clusters:
         out += _cluster(c)
     for e in scene.edges:
         out += _edge(e)
@@ -72,6 +73,8 @@ def _cluster(c: Cluster) -> list[str]:
         cls = "bold" if i == 0 else "small"
         out.append(f'<text class="{cls}" x="{_n(c.x + 10)}" y="{_n(c.y + 16 + i * LINE_H)}">'
                    f"{escape(line)}</text>")
+    for inner in c.clusters:            # a loop inside a loop body: a group inside the group
+        out += _cluster(inner)
     return out + ["</g>"]
 
 

@@ -3,6 +3,8 @@
     from graphrnn import zoo
     model = zoo.sru(32, 64)                  # x[B, T, 32] -> hs[B, T, 64]
     print(zoo.MODELS)                        # name -> ZooModel (builder, paper)
+    words = zoo.hierarchical(96, 64)         # chars[B, T, L], lengths[B, T] -> hs[B, T, 64]
+    decode = zoo.greedy_decoder(zoo.bahdanau(12), bos=1, eos=2, max_steps=20)
 
 Every model is written with the public language only (`gr.nn` modules, `gr.ops`, `gr.Loop`);
 `zoo/reference.py` holds the same models as step functions for PyTorch and JAX, which the tests
@@ -16,6 +18,8 @@ from typing import Callable
 from ..gmodule import gModule
 from . import reference
 from .attention import bahdanau, bahdanau_step, luong, luong_step
+from .decoding import greedy_decoder
+from .hierarchical import hierarchical
 from .layernorm_lstm import LayerNormLSTM, layernorm_lstm
 from .recurrent_cells import indrnn, mlstm, peephole_lstm, qrnn, rhn, sru
 
@@ -50,6 +54,6 @@ MODELS = {m.name: m for m in [
     ZooModel("qrnn", qrnn, reference.qrnn, 2, "Bradbury et al. 2017", lambda d, h: (h, d)),
 ]}
 
-__all__ = ["MODELS", "ZooModel", "LayerNormLSTM", "bahdanau", "bahdanau_step", "indrnn",
-           "layernorm_lstm", "luong", "luong_step", "mlstm", "peephole_lstm", "qrnn",
-           "reference", "rhn", "sru"]
+__all__ = ["MODELS", "ZooModel", "LayerNormLSTM", "bahdanau", "bahdanau_step", "greedy_decoder",
+           "hierarchical", "indrnn", "layernorm_lstm", "luong", "luong_step", "mlstm",
+           "peephole_lstm", "qrnn", "reference", "rhn", "sru"]

@@ -21,7 +21,8 @@ def torch_namespace() -> SimpleNamespace:
                            softmax=lambda x, axis: torch.softmax(x, dim=axis),
                            sum=lambda x, axis: x.sum(dim=axis), zeros=torch.zeros,
                            mean=lambda x, axis: x.mean(dim=axis, keepdim=True),
-                           stack=lambda xs, axis: torch.stack(xs, dim=axis))
+                           stack=lambda xs, axis: torch.stack(xs, dim=axis),
+                           where=torch.where, as_array=torch.as_tensor)
 
 
 def jax_namespace() -> SimpleNamespace:
@@ -32,7 +33,8 @@ def jax_namespace() -> SimpleNamespace:
                            softmax=lambda x, axis: jax.nn.softmax(x, axis=axis),
                            sum=lambda x, axis: x.sum(axis=axis), zeros=jnp.zeros,
                            mean=lambda x, axis: x.mean(axis=axis, keepdims=True),
-                           stack=lambda xs, axis: jnp.stack(xs, axis=axis))
+                           stack=lambda xs, axis: jnp.stack(xs, axis=axis),
+                           where=jnp.where, as_array=jnp.asarray)
 
 
 def linear(p: dict, name: str, x: Any) -> Any:
@@ -196,3 +198,50 @@ def bahdanau_forward(xp: Any, scan: Callable, p: dict, src: Any, tgt_in: Any) ->
     enc = encode(xp, scan, p, src)
     keys = linear(p, "keys", enc)
     return scan(bahdanau_decoder(enc, keys), p, (enc[:, -1],), p["tgt_emb.weight"][tgt_in])
+
+
+def hierarchical_forward(xp: Any, p: dict, chars: Any, lengths: Any) -> Any:
+    """`zoo.hierarchical` on integer arrays chars[B, T, L], lengths[B, T]: a GRU over each
+    word's first lengths[:, t] characters (from zeros), a GRU over the word encodings."""
+    emb = p["char_emb.weight"][chars]                                   # [B, T, L, E]
+    b, t_len, n_chars = chars.shape
+    char_h = p["char_rnn.weight_hh"].shape[1]
+    h = xp.zeros((b, p["word_rnn.weight_hh"].shape[1]), dtype=emb.dtype)
+    hs = []
+    for t in range(t_len):
+        hc = xp.zeros((b, char_h), dtype=emb.dtype)
+        for k in range(n_chars):
+            live = xp.as_array(lengths[:, t] > k)[:, None]
+            hc = xp.where(live, gru(xp, p, "char_rnn", hc, emb[:, t, k]), hc)
+        h = gru(xp, p, "word_rnn", h, hc)
+        hs.append(h)
+    return xp.stack(hs, 1)
+
+
+def greedy_torch(name: str, p: dict, src: Any, bos: int, eos: int, max_steps: int,
+                 pad: int = -1) -> tuple:
+    """`zoo.greedy_decoder` of a `zoo.bahdanau` / `zoo.luong` model ("bahdanau" / "luong")
+    in PyTorch, a Python loop over steps: (tokens [B, max_steps], lengths [B]) as numpy."""
+    import numpy as np
+    import torch
+    xp = torch_namespace()
+    src = torch.as_tensor(src)
+    enc = encode(xp, scan_torch, p, src)
+    keys = linear(p, "keys", enc)
+    if name == "bahdanau":
+        step, carry = bahdanau_decoder(enc, keys), (enc[:, -1],)
+    else:
+        step, carry = luong_decoder(enc, keys), (enc[:, -1], torch.zeros_like(enc[:, -1]))
+    tok = torch.full((src.shape[0],), bos, dtype=torch.int64)
+    tokens = np.full((src.shape[0], max_steps), pad, np.int64)
+    lengths = np.zeros(src.shape[0], np.int64)
+    live = np.ones(src.shape[0], bool)
+    for t in range(max_steps):
+        if not live.any():
+            break
+        carry, logits = step(xp, p, carry, p["tgt_emb.weight"][tok])
+        tok = logits.argmax(-1)
+        tokens[live, t] = tok.numpy()[live]
+        lengths[live] += 1
+        live &= tok.numpy() != eos
+    return tokens, lengths
