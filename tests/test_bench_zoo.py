@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 
 
 def test_zoo_rows_time_graphrnn_and_check_the_peers() -> None:
-    names = [BUILTIN, "sru", "peephole_lstm", "luong"]
+    names = [BUILTIN, "sru", "peephole_lstm", "luong", "hierarchical"]
     result = run_zoo([(2, 5, 3, 4)], names, repeats=1, budget_s=0.0, min_rounds=1)
     rows = {(r["model"], r["mode"]): r for r in result["rows"]}
     assert set(rows) == {(m, mode) for m in names for mode in ("forward", "train")}

@@ -25,10 +25,12 @@ from .host import host
 from ..isa import current_isa
 from .timing import MIN_SAMPLE_S, interleaved
 from .zoo_attention import ATTENTION, attention_impls
+from .zoo_nested import hierarchical_impls
 
 ZOO_CONFIGS = [(1, 100, 32, 64), (32, 50, 256, 256)]
 QUICK_ZOO_CONFIGS = [(1, 20, 8, 16), (4, 10, 8, 16)]
 BUILTIN = "lstm (built-in)"
+HIERARCHICAL = "hierarchical"
 PEERS = ("pytorch", "jax")
 
 
@@ -103,8 +105,9 @@ def zoo_row(name: str, config: tuple, mode: str, *, repeats: int, budget_s: floa
     y = rng.standard_normal((b, t, h)).astype(np.float32)
     row: dict[str, Any] = {"model": name, "config": list(config), "mode": mode, "ms": {},
                            "missing": {}, "max_abs_diff": {}}
-    if name in ATTENTION:
-        fns = attention_impls(name, config, mode)
+    if name in ATTENTION or name == HIERARCHICAL:
+        fns = (attention_impls(name, config, mode) if name in ATTENTION
+               else hierarchical_impls(config, mode))
         row["missing"] = {k: "not installed" for k in PEERS if k not in fns}
     else:
         fns = {"graphrnn": _graphrnn(model, mode, x, y)}
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pin_to_cpus(1)
     configs = QUICK_ZOO_CONFIGS if args.quick else ZOO_CONFIGS
-    result = run_zoo(configs, [BUILTIN, *zoo.MODELS, *ATTENTION], repeats=args.repeats,
+    result = run_zoo(configs, [BUILTIN, *zoo.MODELS, *ATTENTION, HIERARCHICAL], repeats=args.repeats,
                      budget_s=args.budget, min_rounds=1 if args.quick else 3,
                      log=lambda s: print(f"[zoo] {s}", file=sys.stderr, flush=True))
     write_result(result, args.child_out)
