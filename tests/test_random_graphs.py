@@ -64,7 +64,7 @@ def test_generated_models_cover_the_api():
                Op.SIGMOID, Op.RELU, Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MATMUL, Op.SUM, Op.MEAN,
                Op.SOFTMAX, Op.LOG_SOFTMAX, Op.LOOKUP, Op.PICK, Op.CONCAT, Op.SLICE, Op.INDEX,
                Op.RESHAPE, Op.DROPOUT, Op.LOOP, Op.GET, Op.MAX, Op.MIN, Op.LOGSUMEXP,
-               Op.NORMALIZE, Op.TRANSPOSE, Op.SHIFT, Op.BMM, Op.PAD}
+               Op.NORMALIZE, Op.TRANSPOSE, Op.SHIFT, Op.BMM, Op.PAD, Op.ASTYPE}
     assert emitted <= ops
     assert nested > 0 and tied > 0
     for key in ("has_lengths", "reverse", "unroll", "n_consts"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .. import nn
+from .. import nn, ops
 from ..ir import Op
 from ..nn_elementwise import greater
 from .randbuilder import Builder, Level
@@ -44,7 +44,11 @@ def _shifted(lv: Level, v: Value, c: float = 0.5) -> tuple:
 
 
 def op_math(b: Builder, lv: Level, v: Value) -> Value | None:
-    kind = b.pick(list(MONOTONE) + ["abs", "square", "sqrt", "power", "gelu", "threshold"])
+    kind = b.pick(list(MONOTONE) + ["abs", "square", "sqrt", "power", "gelu", "threshold",
+                                    "ids"])
+    if kind == "ids":                   # integer ids as floats: astype, smooth in v
+        ids = ops.astype(lv.take(lv.int_value(v.shape, 3)), "float32")
+        return lv.add(ops.add(lv.take(v), ops.mul(ids, 0.25)), v.lo, v.hi + 0.75)
     if kind in MONOTONE:
         module, f = MONOTONE[kind]
         return lv.add(module()(lv.take(v)), f(v.lo), f(v.hi))
