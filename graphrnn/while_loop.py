@@ -89,6 +89,11 @@ def while_body(body: Graph, n_consts: int, n_carry: int, pad: float) -> Graph:
             raise node_error(h, f"a while loop's carried states need the batch axis {batch} "
                              f"first (each row stops on its own), got {type_str(h.type)}",
                              ShapeError)
+    for y in outs[n_carry:-1]:
+        if not (isinstance(y.type, TensorType) and y.type.rank and y.type.shape[0] == batch):
+            raise node_error(y, f"a while loop's per-step outputs need the batch axis {batch} "
+                             f"first (a stopped row emits the pad value), got "
+                             f"{type_str(y.type)}", ShapeError)
     stop = _stop_value(outs[-1], batch)
     live = ops.input_((batch,), name="live")
     count = ops.input_((batch,), name="count")

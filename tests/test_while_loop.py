@@ -224,6 +224,15 @@ def test_a_stop_value_not_per_row_is_an_error_at_the_users_line(shape):
         gr.Loop(body, n_carry=1, stop=True, max_steps=4)(init=[gr.Input("B", 3)])
 
 
+def test_a_per_step_output_without_the_batch_axis_is_an_error_at_the_users_line():
+    h = gr.Input("B", 3)
+    summary = ops.sum_(h, axes=(0,))                       # [3]: no rows to pad
+    body = gr.gModule([h], [h, summary, ops.sum_(h, axes=(1,))])
+    with pytest.raises(gr.ShapeError, match=r"test_while_loop.py:\d+.*per-step outputs need "
+                                            r"the batch axis"):
+        gr.Loop(body, n_carry=1, stop=True, max_steps=4)(init=[gr.Input("B", 3)])
+
+
 def test_an_integer_stop_value_points_to_is_token():
     h = gr.Input("B", 3)
     ids = ops.sample(h, ops.fill((), 0.5, batch_like=h), ops.const(np.float32(0)))

@@ -118,8 +118,9 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     for u in body.unused():
         u.used = True
     pad = b.pick([0.0, 0.0, -0.5, 2.0])
-    if until:
-        ys = [(y, *hull((lo, hi), (pad, pad))) for y, lo, hi in ys]
+    if until:                   # a stopped row emits pad: per-step outputs need the rows
+        ys = [(y, *hull((lo, hi), (pad, pad))) for y, lo, hi in ys
+              if y.type.rank and y.type.shape[0] == b.bdim]
         out_nodes_stop = [_stop(b, body)]
     ext = body.resolve_externs()
     ins = [c.node for c in c_in] + [x for x, _, _ in body.externs] + \
