@@ -86,6 +86,34 @@ def test_new_primitives():
             gr.Op.SQRT, gr.Op.ABS, gr.Op.NORMALIZE, gr.Op.LOGSUMEXP, gr.Op.ASTYPE} <= kinds
 
 
+def test_nan_guarded_max_and_int_casts_come_back():
+    """max/min reductions and float -> int64 casts export with IsNaN/Where guards (ONNX Runtime
+    skips NaNs; ONNX leaves such casts open); the import reads the guards back."""
+    x = gr.Input("B", "T", 4, name="x")
+    ids = ops.astype(ops.mul(x, 1e19), "int64")
+    model = gr.gModule([x], [ops.max_(x, -1), ops.min_(x, 1, True), ids])
+    special = randn(2, 3, 4)
+    special[0, 1, 2], special[1, 0, 0], special[1, 2, 3] = np.nan, np.inf, -1e-19
+    back = through_onnx(model, [special], [randn(1, 2, 4)])
+    got = back(special)
+    assert np.isnan(got[0][0, 1]) and np.isnan(got[1][0, 0, 2]) and got[2][0, 1, 2] == 0
+    assert got[2][1, 0, 0] == np.iinfo(np.int64).max
+    fast = gr.compile(back)(special)
+    for f, g in zip(fast, got):
+        np.testing.assert_array_equal(f, g)
+
+
+def test_while_loop():
+    h = gr.Input("B", 4)
+    h2 = ops.tanh(ops.add(h, 0.5))
+    body = gr.gModule([h], [h2, h2, ops.index(h2, 1, 0)])
+    h0 = gr.Input("B", 4, name="h0")
+    h_t, ys, lengths = gr.Loop(body, n_carry=1, stop=True, max_steps=6, pad=-1)(init=[h0])
+    start = randn(4, 4)
+    start[:, 0] = [-3.0, -1.0, 0.2, -6.0]
+    through_onnx(gr.gModule([h0], [h_t, ys, lengths]), [start])
+
+
 def test_reductions_are_read_back_as_primitives():
     """ReduceMax/Min/LogSumExp from another producer (attribute axes, opset 17)."""
     h = onnx.helper

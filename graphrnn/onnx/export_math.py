@@ -123,8 +123,8 @@ def _astype(em: Emitter, n: Node, a: list) -> str:
         return em.one("Cast", a, _hint(n), to=tp.FLOAT)
     x = em.one("Where", [em.one("IsNaN", a, "is_nan"), em.const(np.float32(0), "zero"), a[0]],
                "not_nan")
-    big = em.one("GreaterOrEqual", [x, em.const(np.float32(2.0 ** 63), "int64_limit")],
-                 "too_big")
+    below = np.nextafter(np.float32(2.0 ** 63), np.float32(0))     # x >= 2^63: x > this
+    big = em.one("Greater", [x, em.const(below, "int64_limit")], "too_big")
     small = em.one("Less", [x, em.const(np.float32(-(2.0 ** 63)), "int64_low")], "too_small")
     zero = em.const(np.float32(0), "zero")
     safe = em.one("Where", [em.one("Or", [big, small], "out_of_range"), zero, x], "in_range")
