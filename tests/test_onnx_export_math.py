@@ -65,7 +65,7 @@ def test_softplus_is_stable_for_large_inputs(tmp_path):
 def test_nan_wins_in_maximum_and_max(tmp_path):
     x, y = gr.Input("B", F, name="x"), gr.Input("B", F, name="y")
     model = gr.gModule([x, y], [ops.maximum(x, y), ops.minimum(x, y), ops.max_(x, 1),
-                                ops.min_(x, 0)])
+                                ops.min_(x, 0), ops.arg_onehot(x, 1), ops.arg_onehot(x, 0, True)])
     a = randn(3, F)
     a[1, 2] = np.nan
     b = randn(3, F)
@@ -78,6 +78,7 @@ def test_nan_wins_in_maximum_and_max(tmp_path):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
     assert np.isnan(got[2][1]) and np.isnan(got[3][2])
+    assert got[4][1, 2] == 1 and got[5][1, 2] == 1          # the first NaN, as numpy
 
 
 REDUCE = {

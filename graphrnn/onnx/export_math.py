@@ -31,15 +31,19 @@ def _pow(em: Emitter, n: Node, a: list) -> str:
     return em.one("Pow", [a[0], em.const(np.float32(n.attrs["p"]), "exponent")], _hint(n))
 
 
+def _nan_rows(em: Emitter, x: str, axis: int, keep: int) -> tuple[str, str]:
+    """(x's NaN mask as 0/1 floats, bool: the rows along `axis` that hold a NaN)."""
+    nan = em.one("Cast", [em.one("IsNaN", [x], "is_nan")], "nan_f", to=em.onnx.TensorProto.FLOAT)
+    rows = em.one("ReduceMax", [nan], "nan_rows", axes=[axis], keepdims=keep)
+    return nan, em.one("Greater", [rows, em.const(np.float32(0), "zero")], "has_nan")
+
+
 def _extreme(em: Emitter, n: Node, a: list) -> str:
     """ReduceMax/ReduceMin; a row holding a NaN gives NaN (ONNX Runtime skips NaNs)."""
-    axes, keep = [_axis(n)], int(bool(n.attrs["keepdims"]))
+    axis, keep = _axis(n), int(bool(n.attrs["keepdims"]))
     kind = "ReduceMin" if n.op == Op.MIN else "ReduceMax"
-    got = em.one(kind, a, f"{_hint(n)}_value", axes=axes, keepdims=keep)
-    nan = em.one("Cast", [em.one("IsNaN", a, "is_nan")], "nan_f", to=em.onnx.TensorProto.FLOAT)
-    has_nan = em.one("Greater", [em.one("ReduceMax", [nan], "nan_rows", axes=axes,
-                                        keepdims=keep), em.const(np.float32(0), "zero")],
-                     "has_nan")
+    got = em.one(kind, a, f"{_hint(n)}_value", axes=[axis], keepdims=keep)
+    has_nan = _nan_rows(em, a[0], axis, keep)[1]
     return em.one("Where", [has_nan, em.const(np.float32(np.nan), "nan"), got], _hint(n))
 
 
@@ -53,6 +57,10 @@ def _arg_onehot(em: Emitter, n: Node, a: list) -> str:
     axis = _axis(n)
     kind = "ArgMin" if n.attrs.get("min") else "ArgMax"
     idx = em.one(kind, a, "arg", axis=axis, keepdims=0, select_last_index=0)
+    # graphrnn (numpy) takes the first NaN of a row that has one; ONNX Runtime skips NaNs
+    nan, has_nan = _nan_rows(em, a[0], axis, 0)
+    first_nan = em.one("ArgMax", [nan], "first_nan", axis=axis, keepdims=0, select_last_index=0)
+    idx = em.one("Where", [has_nan, first_nan, idx], "arg_nan")
     size = em.one("Gather", [em.one("Shape", a, "shape_of"), _ints(em, [axis], "at")], "depth",
                   axis=0)
     values = em.const(np.array([0.0, 1.0], np.float32), "off_on")
