@@ -138,3 +138,33 @@ def test_reductions_are_read_back_as_primitives():
     np.testing.assert_array_equal(d, np.maximum(x, s))
     assert e.dtype == np.int64
     np.testing.assert_array_equal(e, np.trunc(c).astype(np.int64))
+
+
+def test_logic_ops_are_read_as_masks():
+    """Bool ONNX values as float masks, exact for NaN, inf and neighbouring floats."""
+    h, tp = onnx.helper, onnx.TensorProto
+    c = onnx.numpy_helper.from_array(np.float32(0.5), "c")
+    nodes = [h.make_node("Greater", ["x", "y"], ["gt"]), h.make_node("Less", ["x", "y"], ["lt"]),
+             h.make_node("Equal", ["x", "c"], ["eq"]), h.make_node("IsNaN", ["x"], ["nan"]),
+             h.make_node("Or", ["gt", "nan"], ["either"]), h.make_node("Not", ["lt"], ["ge"]),
+             h.make_node("And", ["ge", "either"], ["both"]),
+             h.make_node("Where", ["both", "x", "y"], ["w"])]
+    nodes += [h.make_node("Cast", [v], [f"{v}_f"], to=tp.FLOAT)
+              for v in ("gt", "lt", "eq", "nan", "both")]
+    outs = ["gt_f", "lt_f", "eq_f", "nan_f", "both_f", "w"]
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info(v, tp.FLOAT, ["N"])
+                                      for v in "xy"],
+                         [h.make_tensor_value_info(v, tp.FLOAT, None) for v in outs],
+                         initializer=[c])
+    model = gr.onnx.load(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]))
+    big = np.finfo(np.float32).max
+    x = np.array([1, np.nan, np.inf, -np.inf, 0.5, big, np.inf, 0.5, -0.0], np.float32)
+    y = np.array([2, 1, np.inf, 0, np.nan, -big, 1, np.nextafter(np.float32(0.5), 1), 0],
+                 np.float32)
+    with np.errstate(invalid="ignore"):
+        gt, lt = x > y, x < y
+        both = ~lt & (gt | np.isnan(x))
+        want = [gt, lt, x == 0.5, np.isnan(x), both, np.where(both, x, y)]
+    for got in (model(x, y), gr.compile(model)(x, y)):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, np.asarray(w, np.float32))
