@@ -150,3 +150,10 @@ def test_normalize_grad_is_refused_by_name(tmp_path):
     model = gr.gModule([x, g], [ops.normalize_grad(x, g, (F,), 1e-5)])
     with pytest.raises(gr.LoweringError, match="normalize_grad only appears in training"):
         gr.onnx.export(model, tmp_path / "m.onnx")
+
+
+def test_reshape_to_a_zero_dim(tmp_path):
+    """ONNX reads a 0 in Reshape's shape as "the input's dim" unless allowzero is set."""
+    x = gr.Input("B", 3, name="x")
+    empty = ops.reshape(ops.fill((0, 2), 1.0, batch_like=x), ("B", 2, 0))
+    check(gr.gModule([x], [empty, ops.add(x, 1.0)]), tmp_path, [randn(2, 3)], [randn(5, 3)])
