@@ -157,3 +157,11 @@ def test_reshape_to_a_zero_dim(tmp_path):
     x = gr.Input("B", 3, name="x")
     empty = ops.reshape(ops.fill((0, 2), 1.0, batch_like=x), ("B", 2, 0))
     check(gr.gModule([x], [empty, ops.add(x, 1.0)]), tmp_path, [randn(2, 3)], [randn(5, 3)])
+
+
+def test_empty_batch_and_sequence(tmp_path):
+    """Over 0 steps max is -inf, min inf, logsumexp -inf, as graphrnn; 0 rows give 0 rows."""
+    x = gr.Input("B", "T", 3, name="x")
+    model = gr.gModule([x], [ops.max_(x, 1), ops.min_(x, 1), ops.logsumexp(x, 1),
+                             ops.shift(x, 1, 2), ops.arg_onehot(x, -1)])
+    check(model, tmp_path, [np.zeros((2, 0, 3), np.float32)], [np.zeros((0, 4, 3), np.float32)])

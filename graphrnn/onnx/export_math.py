@@ -10,13 +10,20 @@ import numpy as np
 
 from ..ir import LoweringError, Node, Op, node_error
 from .emitter import EXPORT_RULES, Emitter
-from .export_ops import _hint, _ints
 
 UNARY = {Op.ABS: "Abs", Op.SIGN: "Sign", Op.SQRT: "Sqrt", Op.ERF: "Erf",
          Op.SOFTPLUS: "Softplus"}
 # ONNX Runtime's Max/Min return NaN when either operand is NaN, as torch.maximum does
 BINARY = {Op.MAXIMUM: "Max", Op.MINIMUM: "Min"}
 INT64 = np.iinfo(np.int64)
+
+
+def _hint(n: Node) -> str:
+    return n.name or n.op.value
+
+
+def _ints(em: Emitter, values: list[int], hint: str = "axes") -> str:
+    return em.const(np.asarray(values, np.int64).reshape(-1), hint)
 
 
 def _rank(n: Node) -> int:
