@@ -165,3 +165,26 @@ def test_empty_batch_and_sequence(tmp_path):
     model = gr.gModule([x], [ops.max_(x, 1), ops.min_(x, 1), ops.logsumexp(x, 1),
                              ops.shift(x, 1, 2), ops.arg_onehot(x, -1)])
     check(model, tmp_path, [np.zeros((2, 0, 3), np.float32)], [np.zeros((0, 4, 3), np.float32)])
+
+
+def test_onnx_runtime_agrees_with_torch(tmp_path):
+    """PyTorch as the second oracle for the ops it also has."""
+    torch = pytest.importorskip("torch")
+    x = gr.Input("B", "T", F, name="x")
+    outs = [ops.softplus(ops.mul(x, 40.0)), ops.erf(x), ops.logsumexp(x, -1),
+            ops.normalize(x, (F,), 1e-5), ops.normalize(x, (F,), 1e-6, center=False),
+            ops.maximum(x, ops.sign(x)), ops.max_(x, 1), ops.bmm(x, x, transpose_b=True),
+            ops.transpose(x, 1, 2), ops.pow_(ops.abs_(x), 1.5)]
+    path = tmp_path / "m.onnx"
+    gr.onnx.export(gr.gModule([x], outs), path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    xv = randn(3, 5, F)
+    got = sess.run(None, {"x": xv})
+    t = torch.from_numpy(xv)
+    f = torch.nn.functional
+    want = [f.softplus(t * 40.0), torch.erf(t), torch.logsumexp(t, -1),
+            f.layer_norm(t, (F,), eps=1e-5), f.rms_norm(t, (F,), eps=1e-6),
+            torch.maximum(t, torch.sign(t)), t.max(1).values, t @ t.transpose(1, 2),
+            t.transpose(1, 2), t.abs() ** 1.5]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-5)
