@@ -13,11 +13,11 @@ from typing import Any
 from ..ir import GraphError
 from ..module import graph_of
 from ..infer import infer_graph
-from . import export_ops, export_rnn
+from . import export_math, export_ops, export_rnn
 from .emitter import OPSET, Emitter, emit_graph
 
 # the modules whose import fills EXPORT_RULES
-RULE_MODULES = (export_ops, export_rnn)
+RULE_MODULES = (export_ops, export_math, export_rnn)
 
 IR_VERSION = 8
 

@@ -92,8 +92,10 @@ def _dims(em: Emitter, n: Node, x: str, dims: tuple, source: tuple) -> str:
 
 def _reshape(em: Emitter, n: Node, a: list) -> str:
     source = n.inputs[0].type.shape if n.inputs[0].type is not None else ()
-    return em.one("Reshape", [a[0], _dims(em, n, a[0], tuple(n.attrs["shape"]), source)],
-                  _hint(n))
+    shape = tuple(n.attrs["shape"])
+    # a 0 in ONNX's shape means "as the input" unless allowzero
+    zero = {"allowzero": 1} if 0 in shape else {}
+    return em.one("Reshape", [a[0], _dims(em, n, a[0], shape, source)], _hint(n), **zero)
 
 
 def _fill(em: Emitter, n: Node, a: list) -> str:

@@ -12,13 +12,13 @@ import numpy as np
 
 from ..gmodule import gModule
 from ..ir import toposort
-from . import load_ops, load_rnn, load_scan, load_shape
+from . import load_logic, load_math, load_ops, load_rnn, load_scan, load_shape
 from .importer import Importer, build_graph
 from .errors import OnnxImportError
 from .proto import opset_version, read_model, tensor_to_array
 
 # importing these registers their rules in IMPORT_RULES
-RULE_MODULES = (load_ops, load_rnn, load_scan, load_shape)
+RULE_MODULES = (load_logic, load_math, load_ops, load_rnn, load_scan, load_shape)
 
 
 def load(source: Any, name: str | None = None,
