@@ -104,3 +104,11 @@ def test_lengths_must_be_int64_vector():
     with pytest.raises(gr.ShapeError, match="lengths must be i64"):
         gr.Loop(body, n_carry=1)(init=[gr.Input("B", 2)], xs=[gr.Input("B", "T", 2)],
                                  lengths=gr.Input("B"))
+
+
+def test_with_lengths_every_output_needs_the_batch_axis_at_the_users_line():
+    h, x = gr.Input("B", 3), gr.Input("B", 3)
+    body = gr.gModule([h, x], [h, gr.ops.sum_(x, axes=(0,))])         # [3]: no rows
+    seq, n = gr.Input("B", "T", 3), gr.Input("B", dtype="int64")
+    with pytest.raises(gr.ShapeError, match=r"test_loop_lengths.py:\d+.*needs the batch axis"):
+        gr.Loop(body, n_carry=1)(init=[gr.Input("B", 3)], xs=[seq], lengths=n)

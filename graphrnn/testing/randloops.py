@@ -118,9 +118,10 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     for u in body.unused():
         u.used = True
     pad = b.pick([0.0, 0.0, -0.5, 2.0])
-    if until:                   # a stopped row emits pad: per-step outputs need the rows
-        ys = [(y, *hull((lo, hi), (pad, pad))) for y, lo, hi in ys
-              if y.type.rank and y.type.shape[0] == b.bdim]
+    if until or lengths is not None:    # rows finish on their own: outputs need the rows
+        ys = [y for y in ys if y[0].type.rank and y[0].type.shape[0] == b.bdim]
+    if until:                           # a stopped row emits pad
+        ys = [(y, *hull((lo, hi), (pad, pad))) for y, lo, hi in ys]
         out_nodes_stop = [_stop(b, body)]
     ext = body.resolve_externs()
     ins = [c.node for c in c_in] + [x for x, _, _ in body.externs] + \
