@@ -121,3 +121,18 @@ class Map(Module):
     def build(self, x: Any) -> Node:
         return type(self).fn(one_node(self, x))
 
+
+class Fold(Module):
+    """A module folding one binary elementwise op over a table of two or more nodes, left
+    to right: subclasses set `op`."""
+    op = staticmethod(ops.add)
+
+    def build(self, x: Any) -> Node:
+        xs = as_nodes(x)
+        if len(xs) < 2:
+            raise TypeError(f"{type(self).__name__} takes a list of at least two nodes")
+        out = xs[0]
+        for y in xs[1:]:
+            out = type(self).op(out, y)
+        return out
+

@@ -16,7 +16,7 @@ from .gmodule import gModule
 from .init import next_dropout_seed
 from .ir import GraphError, Node, Table
 from .losses import (ClassNLLCriterion, Criterion, CrossEntropyCriterion, MSECriterion)
-from .module import Map, Module, as_nodes, one_node
+from .module import Fold, Map, Module, as_nodes, one_node
 from .nn_elementwise import (ELU, GELU, Abs, CDivTable, Clamp, CMaxTable, CMinTable,
                              CosineDistance, DotProduct, Exp, HardTanh, Hardtanh, LeakyReLU, Log,
                              MaskedFill, MixtureTable, PairwiseDistance, Power, SoftPlus,
@@ -178,28 +178,15 @@ class Narrow(Module):
         return ops.slice_(one_node(self, x), self.axis, self.start, self.length)
 
 
-class _Table(Module):
-    op = staticmethod(ops.add)
-
-    def build(self, x: Any) -> Node:
-        xs = as_nodes(x)
-        if len(xs) < 2:
-            raise TypeError(f"{type(self).__name__} takes a list of at least two nodes")
-        out = xs[0]
-        for y in xs[1:]:
-            out = type(self).op(out, y)
-        return out
-
-
-class CAddTable(_Table):
+class CAddTable(Fold):
     op = staticmethod(ops.add)
 
 
-class CSubTable(_Table):
+class CSubTable(Fold):
     op = staticmethod(ops.sub)
 
 
-class CMulTable(_Table):
+class CMulTable(Fold):
     op = staticmethod(ops.mul)
 
 

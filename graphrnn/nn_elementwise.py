@@ -13,7 +13,7 @@ from typing import Any
 
 from . import ops
 from .ir import GraphError, Node
-from .module import Map, Module, as_nodes, node_pair, one_node
+from .module import Fold, Map, Module, as_nodes, node_pair, one_node
 from .ops import creation_site
 
 
@@ -227,19 +227,10 @@ class CDivTable(Module):
         return ops.div(*node_pair(self, x))
 
 
-class CMaxTable(Module):
+class CMaxTable(Fold):
     """The elementwise maximum of a list of nodes, as torch.maximum folded left to right
     (NaN wins; a tie of two splits the gradient in halves)."""
     op = staticmethod(ops.maximum)
-
-    def build(self, x: Any) -> Node:
-        xs = as_nodes(x)
-        if len(xs) < 2:
-            raise TypeError(f"{type(self).__name__} takes a list of at least two nodes")
-        out = xs[0]
-        for y in xs[1:]:
-            out = type(self).op(out, y)
-        return out
 
 
 class CMinTable(CMaxTable):
