@@ -62,13 +62,13 @@ def _loop(node: Node, ts: list[TensorType]) -> tuple[tuple, dict]:
             raise node_error(out, f"a per-step output needs a batch axis, got {type_str(t)}",
                              ShapeError)
         ys_t.append(TensorType(t.shape[:1] + (steps,) + t.shape[1:], t.dtype))
-    if a.get("has_lengths"):        # a finished row keeps its state and emits zeros
+    if a.get("has_lengths"):        # a finished row emits zeros
         rows = ts[-1].shape[0]
-        for out in typed.outputs:
+        for out in typed.outputs[n_h:]:
             if out.type.rank < 1 or out.type.shape[0] != rows:
-                raise node_error(out, f"with lengths, every carried state and per-step "
-                                 f"output needs the batch axis {rows} first (rows finish on "
-                                 f"their own), got {type_str(out.type)}", ShapeError)
+                raise node_error(out, f"with lengths, a per-step output needs the batch axis "
+                                 f"{rows} first (rows finish on their own), got "
+                                 f"{type_str(out.type)}", ShapeError)
     return tuple(carry_t) + tuple(ys_t), {"body": typed}
 
 

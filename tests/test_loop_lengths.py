@@ -106,7 +106,7 @@ def test_lengths_must_be_int64_vector():
                                  lengths=gr.Input("B"))
 
 
-def test_with_lengths_every_output_needs_the_batch_axis_at_the_users_line():
+def test_with_lengths_a_per_step_output_needs_the_batch_axis_at_the_users_line():
     h, x = gr.Input("B", 3), gr.Input("B", 3)
     body = gr.gModule([h, x], [h, gr.ops.sum_(x, axes=(0,))])         # [3]: no rows
     seq, n = gr.Input("B", "T", 3), gr.Input("B", dtype="int64")
