@@ -48,7 +48,7 @@ from .passes.fold import fold_constants
 from .passes.fuse_elementwise import fuse_elementwise
 from .passes.hoist import hoist_invariants
 from .passes.join import join_loops
-from .passes.merge import merge_matmuls
+from .passes.merge import merge_matmuls, reuse_merged_products
 from .passes.reroll import reroll_steps
 from .passes.shapes import infer_shapes
 from .passes.state import StatefulGraph, expose_state
@@ -65,6 +65,7 @@ OPTIMISATIONS: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("merge", merge_matmuls),                       # matmuls sharing their left operand
     ("join", join_loops),                           # x_t and h in one step product (many rows)
     ("hoist", hoist_invariants),                    # W_x x_t for all t as one GEMM
+    ("reuse", reuse_merged_products),               # a hoisted product a merged one has
     ("cse", eliminate_common_subexpressions),       # projections hoisted twice (fwd and bwd)
     ("fuse", fuse_elementwise),                     # map/zip chains -> FUSED
     ("dce", eliminate_dead_code),                   # again, for what those leave behind

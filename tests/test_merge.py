@@ -8,7 +8,7 @@ import graphrnn as gr
 from graphrnn import nn, ops
 from graphrnn.compiler.passes.flatten import flatten_params
 from graphrnn.compiler.passes.hoist import hoist_invariants
-from graphrnn.compiler.passes.merge import merge_matmuls
+from graphrnn.compiler.passes.merge import merge_matmuls, reuse_merged_products
 from graphrnn.compiler.passes.validate import verify
 from graphrnn.ir import Graph, Op
 from graphrnn.store import adopt
@@ -158,3 +158,22 @@ def test_hand_gru_merges_and_the_joined_weights_leave_the_loop() -> None:
     body = body_of(g)
     assert count(body, Op.CONCAT) == 0 and count(body, Op.MATMUL) == 1
     assert count(g, Op.CONCAT) == 4 and count(g, Op.MATMUL) == 1
+
+
+def test_a_product_a_merged_product_already_computes_becomes_its_slice():
+    """SRU's shape after accumulate, merge and hoist: x @ [W; S] merged, and the loop's own
+    x @ W hoisted next to it: one GEMM, the copy a slice of it."""
+    x = gr.Input("B", "T", D, name="x")
+    w, s = nn.Linear(D, 3 * H, bias=False), nn.Linear(D, H, bias=False)
+    both = ops.matmul(x, ops.concat([ops.param(w.weight), ops.param(s.weight)], 0),
+                      transpose_b=True)
+    again = ops.matmul(x, ops.param(w.weight), transpose_b=True)
+    g = gr.gModule([x], [ops.tanh(both), ops.sigmoid(again)]).graph
+    out = reuse_merged_products(g)
+    verify(out)
+    assert count(g, Op.MATMUL) == 2 and count(out, Op.MATMUL) == 1
+    xv = RNG.standard_normal((B, T, D)).astype(np.float32)
+    for a, b in zip(gr.interpret(out, xv), gr.interpret(g, xv)):
+        close(a, b)
+    assert reuse_merged_products(out) is out
+

@@ -117,3 +117,34 @@ def _merge(group: list[Node], users: dict[int, list[Node]], outputs: tuple[Node,
         axis = rank - 1 if rank is not None else -1
         new[id(r)] = _make(r, Op.SLICE, [y], r.name, axis=axis, start=start, length=width)
         start += width
+
+
+def reuse_merged_products(graph: Graph) -> Graph:
+    """`graph` where a product `x @ W` that a merged product `x @ concat(..., W, ...)` already
+    computes is a slice of it (hoist can move a loop's own copy of a product next to the
+    merged one that accumulate and merge made of it); `graph` itself if there is none."""
+    parts: dict[tuple, tuple[Node, int, int]] = {}
+    for n in graph.nodes:
+        if n.op != Op.MATMUL or n.inputs[1].op != Op.CONCAT or n.type is None:
+            continue
+        transpose, w = bool(n.attrs.get("transpose_b")), n.inputs[1]
+        if w.attrs["axis"] != (0 if transpose else 1) or not all(map(param_like, w.inputs)):
+            continue
+        start = 0
+        for p in w.inputs:
+            width = _shape(p)[0 if transpose else 1]
+            parts.setdefault((id(n.inputs[0]), id(p), transpose), (n, start, width))
+            start += width
+    if not parts:
+        return graph
+
+    def visit(n: Node, ins: tuple[Node, ...]) -> Node:
+        key = (id(n.inputs[0]), id(n.inputs[1]), bool(n.attrs.get("transpose_b"))) \
+            if n.op == Op.MATMUL and len(n.inputs) == 2 else None
+        hit = parts.get(key) if key is not None and n.type is not None else None
+        if hit is None or hit[0] is n:
+            return with_inputs(n, ins)
+        merged, start, width = hit
+        return _make(n, Op.SLICE, [merged], n.name, axis=len(n.type.shape) - 1, start=start,
+                     length=width)
+    return graph.remapped(map_nodes(graph.nodes, visit))
