@@ -177,3 +177,19 @@ def test_a_product_a_merged_product_already_computes_becomes_its_slice():
         close(a, b)
     assert reuse_merged_products(out) is out
 
+
+def test_matmuls_of_one_weight_in_a_group_share_one_part_of_the_product():
+    """A forward product and its recomputed copy (a training step's) read one weight: the
+    merged product holds it once."""
+    x = gr.Input("B", D, name="x")
+    w, s = nn.Linear(D, H, bias=False), nn.Linear(D, H, bias=False)
+    a, b = (ops.matmul(x, ops.param(w.weight), transpose_b=True) for _ in range(2))
+    c = ops.matmul(x, ops.param(s.weight), transpose_b=True)
+    g = gr.gModule([x], [ops.tanh(a), ops.sigmoid(b), ops.exp(c)]).graph
+    out = merged(g)
+    (m,) = [n for n in out.nodes if n.op == Op.MATMUL]
+    assert m.type.shape[-1] == 2 * H
+    xv = RNG.standard_normal((B, D)).astype(np.float32)
+    for p, q in zip(gr.interpret(out, xv), gr.interpret(g, xv)):
+        close(p, q)
+

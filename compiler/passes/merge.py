@@ -98,25 +98,32 @@ def _merge(group: list[Node], users: dict[int, list[Node]], outputs: tuple[Node,
     """Build the merged product and map each old result (matmul, or its bias add) to a slice."""
     head = group[0]
     transpose = bool(head.attrs.get("transpose_b"))
-    weights = [new.get(id(m.inputs[1]), m.inputs[1]) for m in group]
+    adds = _bias_adds(group, users, outputs)
+    # one product per distinct weight (a forward copy and a recomputed one read one weight);
+    # with bias adds each keeps its own columns
+    offsets: dict[int, int] = {}
+    parts: list[Node] = []
+    for k, m in enumerate(group):
+        key = id(m.inputs[1]) if adds is None else k
+        if key not in offsets:
+            offsets[key] = sum(_width(p) for p in parts)
+            parts.append(m)
+    weights = [new.get(id(m.inputs[1]), m.inputs[1]) for m in parts]
     w = _make(head, Op.CONCAT, weights, fresh_name("merged_weight", taken),
               axis=0 if transpose else 1)
     y = _make(head, Op.MATMUL, [new[id(head.inputs[0])], w], fresh_name("merged_matmul", taken),
               transpose_b=transpose)
     results = list(group)
-    adds = _bias_adds(group, users, outputs)
     if adds is not None:
         biases = [new.get(id(b), b) for _, b in adds]
         b = _make(head, Op.CONCAT, biases, fresh_name("merged_bias", taken), axis=0)
         y = _make(head, Op.ADD, [y, b], fresh_name("merged_add", taken))
         results = [a for a, _ in adds]
     rank = len(head.type.shape) if head.type is not None else None
-    start = 0
-    for m, r in zip(group, results):
-        width = _width(m)
-        axis = rank - 1 if rank is not None else -1
-        new[id(r)] = _make(r, Op.SLICE, [y], r.name, axis=axis, start=start, length=width)
-        start += width
+    axis = rank - 1 if rank is not None else -1
+    for k, (m, r) in enumerate(zip(group, results)):
+        start = offsets[id(m.inputs[1]) if adds is None else k]
+        new[id(r)] = _make(r, Op.SLICE, [y], r.name, axis=axis, start=start, length=_width(m))
 
 
 def reuse_merged_products(graph: Graph) -> Graph:
