@@ -159,6 +159,14 @@ def _fused(n: Node, g: Node) -> Grads:
                      GraphError)
 
 
+
+def _unpad(n: Node, g: Node) -> Node:
+    """The part of `g` the padded input gave; an empty input's gradient is empty too."""
+    width = n.inputs[0].type.shape[n.attrs["axis"]]
+    if width == 0:
+        return ops.mul(n.inputs[0], 0.0)
+    return ops.slice_(g, n.attrs["axis"], n.attrs["before"], width)
+
 VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.INPUT: _no_grad, Op.PARAM: _no_grad, Op.CONST: _no_grad, Op.FILL: _no_grad,
     Op.NEG: lambda n, g: (ops.neg(g),),
@@ -199,8 +207,7 @@ VJP_RULES: dict[Op, Callable[[Node, Node], Grads]] = {
     Op.CONCAT: _concat,
     Op.SLICE: _slice,
     Op.INDEX: _index,
-    Op.PAD: lambda n, g: (ops.slice_(g, n.attrs["axis"], n.attrs["before"],
-                                     n.inputs[0].type.shape[n.attrs["axis"]]),),
+    Op.PAD: lambda n, g: (_unpad(n, g),),
     Op.RESHAPE: lambda n, g: (ops.reshape(g, n.inputs[0].type.shape),),
     Op.TRANSPOSE: lambda n, g: (ops.transpose(g, n.attrs["dim0"], n.attrs["dim1"]),),
     Op.SHIFT: lambda n, g: (ops.shift(g, n.attrs["axis"], -n.attrs["by"]),),
