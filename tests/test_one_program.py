@@ -9,29 +9,14 @@ build one program per batch size.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import graphrnn as gr
 from graphrnn import nn
-from graphrnn.compile import CompiledModel
 from graphrnn.runtime.cache import KernelCache
 from graphrnn.train import InterpretedStep, fit
 
 RNG = np.random.default_rng(13)
 SIZES = [(b, t) for b in (1, 3, 64, 5) for t in (5, 6, 7)]
-
-
-@pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Every program a compiled model builds (from the passes or from the kernel cache)."""
-    built: list = []
-    original = CompiledModel._build
-
-    def counted(self, types):
-        built.append(types)
-        return original(self, types)
-    monkeypatch.setattr(CompiledModel, "_build", counted)
-    return built
 
 
 def randn(*shape: int) -> np.ndarray:

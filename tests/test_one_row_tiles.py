@@ -19,7 +19,6 @@ import pytest
 import graphrnn as gr
 from graphrnn import nn
 from graphrnn.bench.peers import build_hand_lstm
-from graphrnn.compile import CompiledModel
 from graphrnn.compiler.codegen.tiling import (accumulators, k_chains, make_plan,
                                                registers)
 from graphrnn.compiler.pipeline import compile_graph
@@ -29,19 +28,6 @@ from graphrnn.train import InterpretedStep
 
 RNG = np.random.default_rng(17)
 BATCHES = range(1, 10)
-
-
-@pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Every program a compiled model builds."""
-    built: list = []
-    original = CompiledModel._build
-
-    def counted(self, types):
-        built.append(types)
-        return original(self, types)
-    monkeypatch.setattr(CompiledModel, "_build", counted)
-    return built
 
 
 def randn(*shape: int) -> np.ndarray:
