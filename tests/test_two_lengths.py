@@ -1,0 +1,138 @@
+"""One compiled program for every batch size and every length of each of two time dims.
+
+A seq2seq model (the zoo's teacher-forced Bahdanau model: source length S, target length U)
+and a model with two sequence inputs of different lengths whose attention matrix is
+[B, U, S] (a value sized by both lengths) are called with several (B, S, U), U != S and
+U = 0 or 1 among them: the compiled forward and training step equal the interpreter, and
+one program serves every call. Lengths of the second time dim are checked against it, and
+sizes whose product overflows the arena limit are refused before the native call.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphrnn as gr
+from graphrnn import nn, zoo
+from graphrnn.ir import InputError
+from graphrnn.nn_shape import MM
+from graphrnn.runtime.cache import KernelCache
+from graphrnn.train import InterpretedStep
+
+RNG = np.random.default_rng(21)
+VOCAB = 7
+SIZES = [(2, 3, 4), (3, 5, 1), (1, 4, 4), (4, 2, 6), (2, 6, 0), (5, 1, 3)]
+
+
+def randn(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def close(got: np.ndarray, want: np.ndarray, rtol: float = 1e-4) -> None:
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=2e-5)
+
+
+def seq2seq() -> gr.gModule:
+    model = zoo.bahdanau(vocab=VOCAB, embedding=4, hidden=6)
+    model.reset_parameters(seed=2)
+    return model
+
+
+def two_sequences(d: int = 3, e: int = 2, h: int = 5) -> gr.gModule:
+    """(x[B, S, d], y[B, U, e], n[B] lengths of y) -> [B, U, h + 2]: an LSTM over x, a GRU
+    over y stopping at each row's length, and each decoder step's attention over the
+    encoder (scores [B, U, S]: both lengths in one value)."""
+    gr.manual_seed(7)
+    x = gr.Input("B", "S", d, name="x")
+    y = gr.Input("B", "U", e, name="y")
+    n = gr.Input("B", dtype="int64", name="n")
+    enc = nn.Recurrent(gr.cells.LSTM(d, h), name="enc")(x)
+    dec = nn.Recurrent(gr.cells.GRU(e, h), name="dec")([y, n])
+    scores = MM(transB=True)([dec, enc])                  # [B, U, S]
+    context = MM()([nn.SoftMax()(scores), enc])           # [B, U, h]
+    out = nn.JoinTable(2)([context, nn.Linear(h, 2)(dec)])
+    return gr.gModule([x, y, n], [out])
+
+
+def sequences(b: int, s: int, u: int) -> tuple[np.ndarray, ...]:
+    return randn(b, s, 3), randn(b, u, 2), RNG.integers(0, u + 1, b)
+
+
+def test_seq2seq_forward_one_program(builds: list, cache: KernelCache) -> None:
+    model = seq2seq()
+    fast = gr.compile(model, cache=cache)
+    for b, s, u in SIZES:
+        src, tgt_in = RNG.integers(0, VOCAB, (b, s)), RNG.integers(0, VOCAB, (b, u))
+        got = fast(src, tgt_in)
+        assert got.shape == (b, u, VOCAB)
+        close(got, gr.interpret(model, src, tgt_in))
+    assert len(fast.programs) == 1 and len(builds) == 1
+
+
+def test_seq2seq_training_step_one_program(builds: list, cache: KernelCache) -> None:
+    model = seq2seq()
+    loss = gr.CrossEntropyCriterion()
+    step = gr.compile(model, loss=loss, train=True, cache=cache)
+    oracle = InterpretedStep(model, loss)
+    grad = model.parameters()[1]
+    for b, s, u in SIZES:
+        if u == 0:
+            continue            # a mean over no target tokens: no loss to train on
+        src, tgt_in = RNG.integers(0, VOCAB, (b, s)), RNG.integers(0, VOCAB, (b, u))
+        tgt = RNG.integers(0, VOCAB, (b, u))
+        got_loss = step(src, tgt_in, target=tgt)
+        got = grad.copy()
+        np.testing.assert_allclose(got_loss, oracle(src, tgt_in, target=tgt), rtol=1e-4)
+        np.testing.assert_allclose(got, grad, rtol=1e-3, atol=1e-5)
+    assert len(step.programs) == 1 and len(builds) == 1
+
+
+def test_two_sequences_forward_one_program(builds: list, cache: KernelCache) -> None:
+    model = two_sequences()
+    fast = gr.compile(model, cache=cache)
+    for b, s, u in SIZES:
+        if s == 0:
+            continue
+        inputs = sequences(b, s, u)
+        close(fast(*inputs), gr.interpret(model, *inputs))
+    assert len(fast.programs) == 1 and len(builds) == 1
+
+
+def test_two_sequences_training_step_one_program(builds: list, cache: KernelCache) -> None:
+    model = two_sequences()
+    loss = gr.MSECriterion()
+    step = gr.compile(model, loss=loss, train=True, cache=cache)
+    oracle = InterpretedStep(model, loss)
+    grad = model.parameters()[1]
+    for b, s, u in SIZES:
+        if u == 0:
+            continue
+        inputs = sequences(b, s, u)
+        target = randn(b, u, 7)
+        got_loss = step(*inputs, target=target)
+        got = grad.copy()
+        np.testing.assert_allclose(got_loss, oracle(*inputs, target=target), rtol=1e-4)
+        np.testing.assert_allclose(got, grad, rtol=1e-3, atol=1e-5)
+    assert len(step.programs) == 1 and len(builds) == 1
+
+
+def test_lengths_of_the_second_time_dim_are_checked(cache: KernelCache) -> None:
+    fast = gr.compile(two_sequences(), cache=cache)
+    x, y, _ = sequences(2, 6, 3)
+    fast(x, y, np.array([3, 0]))                # up to U = 3, though S = 6
+    with pytest.raises(InputError, match=r"lengths must lie in \[0, 3\]"):
+        fast(x, y, np.array([4, 1]))
+
+
+def test_sizes_whose_product_is_too_large_are_refused(cache: KernelCache) -> None:
+    fast = gr.compile(two_sequences(), cache=cache)
+    x, y, n = sequences(1, 3, 2)
+    fast(x, y, n)
+    # each input is small, but the [B, U, S] scores would need 2**40 floats; zero-strided
+    # views claim the sizes without the memory
+    big = 1 << 20
+    xs = np.broadcast_to(np.float32(0), (1, big, 3))
+    ys = np.broadcast_to(np.float32(0), (1, big, 2))
+    with pytest.raises(InputError, match="too large"):
+        fast(xs, ys, np.array([0]))
