@@ -5,7 +5,8 @@ and a model with two sequence inputs of different lengths whose attention matrix
 [B, U, S] (a value sized by both lengths) are called with several (B, S, U), U != S and
 U = 0 or 1 among them: the compiled forward and training step equal the interpreter, and
 one program serves every call. Lengths of the second time dim are checked against it, and
-sizes whose product overflows the arena limit are refused before the native call.
+sizes whose product overflows the arena limit are refused before the native call. The C
+export, whose ABI takes one step count, refuses such a model naming the second time dim.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, zoo
-from graphrnn.ir import InputError
+from graphrnn.export import export_library
+from graphrnn.ir import InputError, LoweringError
 from graphrnn.nn_shape import MM
 from graphrnn.runtime.cache import KernelCache
 from graphrnn.train import InterpretedStep
@@ -136,3 +138,8 @@ def test_sizes_whose_product_is_too_large_are_refused(cache: KernelCache) -> Non
     ys = np.broadcast_to(np.float32(0), (1, big, 2))
     with pytest.raises(InputError, match="too large"):
         fast(xs, ys, np.array([0]))
+
+
+def test_c_export_refuses_a_second_time_dim_naming_it(tmp_path) -> None:
+    with pytest.raises(LoweringError, match="second time dim 'U' \\(besides 'S'\\)"):
+        export_library(two_sequences(), tmp_path, name="two")
