@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
-from graphrnn import nn, zoo
+from graphrnn import nn, ops, zoo
 from graphrnn.export import export_library
 from graphrnn.ir import InputError, LoweringError
 from graphrnn.nn_shape import MM
@@ -143,3 +143,49 @@ def test_sizes_whose_product_is_too_large_are_refused(cache: KernelCache) -> Non
 def test_c_export_refuses_a_second_time_dim_naming_it(tmp_path) -> None:
     with pytest.raises(LoweringError, match="second time dim 'U' \\(besides 'S'\\)"):
         export_library(two_sequences(), tmp_path, name="two")
+
+
+def test_entries_of_the_second_time_dim_need_enough_steps(builds: list,
+                                                          cache: KernelCache) -> None:
+    x = gr.Input("B", "S", 3, name="x")
+    y = gr.Input("B", "U", 3, name="y")
+    model = gr.gModule([x, y], [nn.Tanh()(ops.index(y, 1, 2)), nn.Narrow(1, 0, 1)(x)])
+    fast = gr.compile(model, cache=cache)
+    for s, u in ((1, 3), (4, 5), (2, 3)):
+        a, b = randn(2, s, 3), randn(2, u, 3)
+        for got, want in zip(fast(a, b), gr.interpret(model, a, b)):
+            close(got, want)
+    with pytest.raises(InputError, match="time axis T2: it needs at least 3 steps, got 2"):
+        fast(randn(2, 4, 3), randn(2, 2, 3))
+    with pytest.raises(InputError, match="needs at least 1 steps, got 0"):
+        fast(randn(2, 0, 3), randn(2, 4, 3))
+    assert len(builds) == 1
+
+
+def test_threads_and_the_kernel_cache_serve_two_lengths(builds: list,
+                                                         cache: KernelCache) -> None:
+    model = two_sequences()
+    inputs = sequences(9, 4, 6)
+    want = gr.interpret(model, *inputs)
+    close(gr.compile(model, cache=cache, threads=3)(*inputs), want)
+    again = gr.compile(model, cache=cache)          # the program from the disk cache
+    close(again(*inputs), want)
+    other = sequences(2, 5, 2)
+    close(again(*other), gr.interpret(model, *other))
+    assert len(builds) == 2                         # one program per compiled model
+
+
+def test_onnx_export_has_one_dynamic_dim_per_symbol(tmp_path) -> None:
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = two_sequences()
+    proto = gr.onnx.export(model, tmp_path / "two.onnx")
+    dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in proto.graph.input]
+    assert dims == [["B", "S", 3], ["B", "U", 2], ["B"]]
+    session = ort.InferenceSession(str(tmp_path / "two.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    for b, s, u in ((2, 3, 4), (3, 5, 1)):
+        inputs = sequences(b, s, u)
+        got = session.run(None, {i.name: v for i, v in zip(session.get_inputs(), inputs)})[0]
+        close(got, gr.interpret(model, *inputs))
