@@ -15,6 +15,8 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops, zoo
+from graphrnn.compiler.codegen.arena import Buffer, plan_arena
+from graphrnn.compiler.codegen.strides import Lin, lin
 from graphrnn.export import export_library
 from graphrnn.ir import InputError, LoweringError
 from graphrnn.nn_shape import MM
@@ -189,3 +191,23 @@ def test_onnx_export_has_one_dynamic_dim_per_symbol(tmp_path) -> None:
         inputs = sequences(b, s, u)
         got = session.run(None, {i.name: v for i, v in zip(session.get_inputs(), inputs)})[0]
         close(got, gr.interpret(model, *inputs))
+
+
+def test_sizes_are_sums_of_products_and_the_arena_has_a_region_per_product() -> None:
+    size = lin("B") * lin("T2") * 3 + lin("T") * lin("T2")
+    assert size.at(5, 2, {"T2": 7}) == 2 * 7 * 3 + 5 * 7
+    assert size.coef("T2", "B") == 3 and size.coef("T", "T2") == 1 and size.s == 0
+    with pytest.raises(LoweringError, match="squared"):
+        lin("T2") * lin("T2")
+    a = Buffer("a", lin("B") * lin("T2") * 5, 0, 1)
+    b = Buffer("b", lin("B") * lin("T") * lin("T2") * 2, 0, 1)
+    c = Buffer("c", Lin(40), 0, 1)
+    arena = plan_arena([a, b, c])
+    # every region aligned to 16 floats per unit of its product
+    assert arena == Lin(48) + lin("B") * lin("T2") * 16 + lin("B") * lin("T") * lin("T2") * 16
+    sizes = {"T2": 9}
+    # the regions do not overlap at any size
+    spans = sorted((x.offset.at(4, 3, sizes), x.offset.at(4, 3, sizes) + x.size.at(4, 3, sizes))
+                   for x in (a, b, c))
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:]))
+    assert spans[-1][1] <= arena.at(4, 3, sizes)

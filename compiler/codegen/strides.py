@@ -1,11 +1,14 @@
 """Strided layouts whose sizes may grow with the runtime step count and batch size, and the
 view ops.
 
-The lowering specialises on every dim but time and batch: the time symbol is the entry
-point's `steps` argument and the batch symbol ("B", see BATCH) its `batch` argument, so one
-kernel runs any sequence length and any number of rows. Every size, stride and offset is
-therefore a `Lin`, `c + s * steps + b * batch + bs * batch * steps` (linear in each), and
-every value the lowering touches is a pointer plus a `Layout` (shape and element strides).
+The lowering specialises on every dim but the time dims and batch: the time symbol is the
+entry point's `steps` argument, the batch symbol ("B", see BATCH) its `batch` argument, and
+further time symbols (T2, T3, ...: EXTRA, a decoder's length beside an encoder's) sizes the
+run block carries, so one kernel runs any sequence lengths and any number of rows. Every
+size, stride and offset is therefore a `Lin`: a constant plus coefficients of products of
+distinct symbols (`c + s * steps + b * batch + bs * batch * steps` with one time symbol; a
+[B, U, S] attention matrix adds B*T*T2), linear in each symbol, and every value the lowering
+touches is a pointer plus a `Layout` (shape and element strides).
 Views (slice, index, reshape, broadcast) are new layouts over the same memory and need no
 code: VIEW_RULES gives, per op, the element offset and layout of the view from its input's
 layout (None when the view needs a copy).
@@ -57,6 +60,9 @@ class Lin:
 
     def __hash__(self) -> int:
         return hash((self.c, self.terms))
+
+    def __reduce__(self) -> tuple:
+        return Lin, (self.c, 0, 0, 0, dict(self.terms))
 
     def __repr__(self) -> str:
         return f"Lin({self})"
