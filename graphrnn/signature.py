@@ -201,8 +201,9 @@ def batch_types(xs: Sequence[Node], batch: int) -> tuple[TensorType, ...]:
 
 def general_types(xs: Sequence[Node], fixed_time: bool = False) -> tuple[TensorType, ...]:
     """The GENERAL signature of `xs` read from their declared types alone (no example
-    inputs): the batch symbol renamed BATCH, the time symbol TIME (bound elsewhere when
-    `fixed_time`). InputError when an input is untyped or has another symbolic dim."""
+    inputs): the batch symbol renamed BATCH, the time symbol TIME and further time symbols
+    T2, T3, ... (bound elsewhere when `fixed_time`). InputError when an input is untyped or
+    has another symbolic dim."""
     declared = [x.type for x in xs]
     for x, t in zip(xs, declared):
         if t is None:
