@@ -1,8 +1,10 @@
 """Which dims of a model's declared input types are the batch and which the time.
 
 A symbol on axis 0 of an input is a batch symbol; the first other symbol, inputs in order and
-axes in order, is the time. Compiled programs fix the batch and keep the time symbolic
-(compile.py), calls split by batch rows (rows.py), and `graphrnn ir` binds both (cli.py).
+axes in order, is the time; the other symbols after it are further time dims (a decoder's
+target length beside an encoder's source length). Compiled programs keep the batch and every
+time symbolic (compile.py), calls split by batch rows (rows.py), and `graphrnn ir` binds them
+(cli.py).
 """
 from __future__ import annotations
 
@@ -29,4 +31,11 @@ def time_symbol(types: Sequence[TensorType | None], batch: Collection[str]) -> s
     return None if found is None else types[found[0]].shape[found[1]]
 
 
-__all__ = ["batch_symbols", "time_axis", "time_symbol"]
+def time_symbols(types: Sequence[TensorType | None], batch: Collection[str]) -> list[str]:
+    """Every symbol that is not a batch symbol, in order of first appearance: the time (see
+    `time_axis`) first."""
+    return list(dict.fromkeys(d for t in types if t is not None for d in t.shape
+                              if isinstance(d, str) and d not in batch))
+
+
+__all__ = ["batch_symbols", "time_axis", "time_symbol", "time_symbols"]

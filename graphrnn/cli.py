@@ -28,7 +28,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import demo
-from .axes import batch_symbols, time_symbol
+from .axes import batch_symbols, time_symbols
 from .bench import run as bench
 from .compile import compile as compile_model
 from .compiler.pipeline import OPTIMISATIONS, STEPS, Trace, expose, prepare, prepare_training
@@ -37,6 +37,7 @@ from .ir import GraphError, LoweringError, TensorType
 from .module import graph_of
 from .profile import profile
 from .serialize import load, save
+from .signature import more_times
 from .testing import fuzz
 from .version import __version__
 from .viz import render, summary, to_dot
@@ -239,8 +240,8 @@ def _run_ir(args: argparse.Namespace) -> int:
 
 def input_types(model: Any, batch: int, steps: int | None, shapes: list[str]) -> list[Any]:
     """The input types `ir` compiles for `model` (or a graph): the declared ones with the batch
-    symbol (a symbol on axis 0) bound to `batch` and the time symbol (the first other one) to
-    `steps` if given; or the `--input-shape` dims, one string per input."""
+    symbol (a symbol on axis 0) bound to `batch` and every time symbol (the others) to `steps`
+    if given; or the `--input-shape` dims, one string per input."""
     xs = graph_of(model).inputs
     if batch < 1 or (steps is not None and steps < 0):
         raise CLIError("--batch must be positive and --steps not negative")
@@ -260,10 +261,12 @@ def input_types(model: Any, batch: int, steps: int | None, shapes: list[str]) ->
                        "--input-shape for every input")
     declared = [x.type for x in xs]
     sizes: dict[str, int] = {b: batch for b in batch_symbols(declared)}
-    time = time_symbol(declared, sizes)
-    if steps is not None and time is not None:
-        sizes[time] = steps
-    return [x.type.bind(sizes) for x in xs]
+    if steps is not None:
+        sizes.update({t: steps for t in time_symbols(declared, sizes)})
+    # further time dims keep a name the lowering knows as a run-time size
+    rename = more_times(declared, sizes)
+    return [TensorType(tuple(rename.get(d, d) if isinstance(d, str) else d
+                             for d in x.type.bind(sizes).shape), x.type.dtype) for x in xs]
 
 
 def _add_profile(parser: argparse.ArgumentParser) -> None:

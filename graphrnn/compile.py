@@ -4,13 +4,12 @@
     y = fast(x)                         # compiles for x's fixed dims and dtypes, then runs
     y = fast(x_other)                   # another batch size or length: no recompile
 
-One program per *signature* (signature.py): the fixed dims and dtypes; batch and time stay
-symbolic (time unless loops are unrolled), for untyped inputs too; a graph that needs them
-fixed gets the next less general signature. `specialize=True`: one program per batch size.
+One program per *signature* (signature.py): the fixed dims and dtypes; batch and every time
+dim stay symbolic (time unless loops are unrolled), for untyped inputs too; a graph that needs
+them fixed gets the next less general. `specialize=True`: one program per batch size.
 The compiled forward is inference: dropout is the identity. Programs come from the kernel
-cache at two levels: whole programs keyed on the structure of the compilation (fingerprint.py:
-no passes, no lowering on a hit) and object code keyed on the LLVM IR. With GRAPHRNN_DEBUG
-(or dump) the passes run.
+cache: whole programs keyed on the structure of the compilation (fingerprint.py: no passes,
+no lowering on a hit; GRAPHRNN_DEBUG, dump: the passes run), object code on the LLVM IR.
 
 The one module of graphrnn that uses both the compiler and the runtime; the rest reaches the
 compiler through it (`tie_params`, `rewrite`, and `gradient_graph` for the interpreter).
@@ -281,7 +280,8 @@ class CompiledModel:
             values += list(init) if isinstance(init, (tuple, list)) else [init]
         program = self.program_for(values)
         arrays, steps = program.validate(values)
-        return 4 * program.contract.arena_floats(steps, program.rows_of(arrays))
+        return 4 * program.contract.arena_floats(steps, program.rows_of(arrays),
+                                                  program.more_of(arrays))
 
     def llvm_ir(self, *inputs: Any, B: int | None = None) -> str:
         """The LLVM IR (before optimisation) of the program for these inputs or batch size."""

@@ -1,9 +1,11 @@
 """The input types one compiled program serves, read from the arrays of a call.
 
 A program is made per signature: every fixed dim bound to the arrays' sizes and the dtypes,
-with the batch dim and the time dim left symbolic (axes.py says which dim is which), so a new
-batch size or sequence length never recompiles. The symbols are renamed to BATCH ("B") and
-TIME ("T"), the names the lowering knows them by. How general a signature is, is its level:
+with the batch dim and every time dim left symbolic (axes.py says which dim is which), so a
+new batch size or sequence length never recompiles. The symbols are renamed to BATCH ("B"),
+TIME ("T") and, for further time dims (a decoder's target length beside the source length),
+T2, T3, ... (`more_times`): the names the lowering knows them by. How general a signature is,
+is its level:
 
     GENERAL      declared batch and time symbolic; an untyped input (an nngraph
                  `nn.Identity()()`) generalised from its first arrays: axis 0 is the batch,
@@ -22,7 +24,7 @@ from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
-from .axes import batch_symbols, time_symbol
+from .axes import batch_symbols, time_symbol, time_symbols
 from .ir import GraphError, InputError, LoweringError, Node, TensorType
 from .runtime.program import as_input, describe
 
@@ -93,6 +95,7 @@ def signature(xs: Sequence[Node], inputs: Sequence[Any], *, n_user: int, fixed_t
     declared = [x.type for x in xs]
     symbols = batch_symbols(declared)
     time = None if fixed_time else time_symbol(declared, symbols)
+    extra = {} if fixed_time else more_times(declared, symbols)
     arrays = [_array(x, t, v) for x, t, v in zip(xs, declared, inputs)]
     if levels is not None and levels.batches and level < SPECIALISED:
         rows = sizes_of(declared, arrays, time)[0]
@@ -101,7 +104,7 @@ def signature(xs: Sequence[Node], inputs: Sequence[Any], *, n_user: int, fixed_t
     # the first declared batch symbol stays symbolic (below SPECIALISED)
     batch = next((t.shape[0] for t in declared if t is not None and t.rank
                   and t.shape[0] in symbols), None) if level < SPECIALISED else None
-    rename = {time: TIME, batch: BATCH}
+    rename = {**extra, time: TIME, batch: BATCH}
     sizes: dict[str, int] = {}
     seen: dict[str, int] = {}               # the symbolic dims' sizes in this call
     generic = _untyped_symbols(declared, arrays, sizes_of(declared, arrays, time),
@@ -198,8 +201,9 @@ def batch_types(xs: Sequence[Node], batch: int) -> tuple[TensorType, ...]:
 
 def general_types(xs: Sequence[Node], fixed_time: bool = False) -> tuple[TensorType, ...]:
     """The GENERAL signature of `xs` read from their declared types alone (no example
-    inputs): the batch symbol renamed BATCH, the time symbol TIME (bound elsewhere when
-    `fixed_time`). InputError when an input is untyped or has another symbolic dim."""
+    inputs): the batch symbol renamed BATCH, the time symbol TIME and further time symbols
+    T2, T3, ... (bound elsewhere when `fixed_time`). InputError when an input is untyped or
+    has another symbolic dim."""
     declared = [x.type for x in xs]
     for x, t in zip(xs, declared):
         if t is None:
@@ -208,7 +212,7 @@ def general_types(xs: Sequence[Node], fixed_time: bool = False) -> tuple[TensorT
     symbols = batch_symbols(declared)
     time = None if fixed_time else time_symbol(declared, symbols)
     batch = next((t.shape[0] for t in declared if t.rank and t.shape[0] in symbols), None)
-    rename = {batch: BATCH, time: TIME}
+    rename = {**({} if fixed_time else more_times(declared, symbols)), batch: BATCH, time: TIME}
     out = []
     for x, t in zip(xs, declared):
         for d in t.shape:
@@ -218,6 +222,12 @@ def general_types(xs: Sequence[Node], fixed_time: bool = False) -> tuple[TensorT
         out.append(TensorType(tuple(rename.get(d, d) if isinstance(d, str) else d
                                     for d in t.shape), t.dtype))
     return tuple(out)
+
+
+def more_times(declared: Sequence[TensorType | None], batch: Collection[str]
+               ) -> dict[str, str]:
+    """{symbol: T2, T3, ...} for the time symbols after the first (axes.time_symbols)."""
+    return {d: f"T{k + 2}" for k, d in enumerate(time_symbols(declared, batch)[1:])}
 
 
 def check_dims(name: str, value: Any) -> None:
@@ -231,4 +241,4 @@ def check_dims(name: str, value: Any) -> None:
 
 
 __all__ = ["signature", "Levels", "generalised", "batch_types", "general_types", "check_dims",
-           "sizes_of", "MAX_DIM", "BATCH", "TIME", "GENERAL", "ROWS", "DECLARED", "SPECIALISED"]
+           "sizes_of", "more_times", "MAX_DIM", "BATCH", "TIME", "GENERAL", "ROWS", "DECLARED", "SPECIALISED"]

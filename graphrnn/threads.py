@@ -150,7 +150,7 @@ class BatchSplitter:
             checked, steps = program.validate(part)
             jobs.append((program, checked, steps))
         batch = parts[-1][1]
-        shapes = jobs[0][0].output_shapes(jobs[0][2])
+        shapes = jobs[0][0].output_shapes(jobs[0][2], 0, jobs[0][0].more_of(jobs[0][1]))
         outs: list[np.ndarray] = []
         per_part: list[list[np.ndarray]] = [[] for _ in parts]
         for j, (kind, (shape, dtype)) in enumerate(zip(self.out_kinds, shapes)):

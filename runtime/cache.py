@@ -281,6 +281,12 @@ def decode_executable(payload: bytes) -> tuple[Executable, bytes]:
             and isinstance(contract["pack"], (tuple, type(None)))
             and isinstance(contract["profile"], (tuple, type(None)))
             and _ints(contract["extras"], contract["kernels"]), "contract")
+    _expect(isinstance(contract["more"], tuple) and all(isinstance(m, str)
+                                                        for m in contract["more"])
+            and isinstance(contract["arena_more"], tuple)
+            and all(isinstance(t, tuple) and len(t) == 2 and isinstance(t[0], tuple)
+                    and all(isinstance(d, str) for d in t[0]) and _ints(t[1])
+                    for t in contract["arena_more"]), "contract sizes")
     _expect(len(obj) > 0, "object code")
     table = ParamTable({k: Slot(o, sh) for k, o, sh in slots}, size)
     exe = Executable("", entries, table, arena, tuple(TensorType(sh, dt) for sh, dt in io),

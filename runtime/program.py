@@ -6,10 +6,12 @@
 The entry point is `void f(float* params, float* arena, i8** io, i64 steps)`. `io` holds the
 input pointers, the output pointers, then `contract.extras` more: the persistent region, the
 run block (i64 seed and training flag, for dropout masks, then the batch size when the
-program's batch dim is symbolic: `contract.batch`) and the profile counters; `steps` is the
-size of the symbolic time dim. The arena is sized per call from both. Every
+program's batch dim is symbolic: `contract.batch`, then the sizes of the further time
+symbols, `contract.more`) and the profile counters; `steps` is the size of the symbolic time
+dim. The arena is sized per call from them all (a sum of one term per product of sizes, in
+Python ints: a size too large raises InputError before the call). Every
 input is checked before the call, and a bad one raises InputError naming the input and its
-expected type: count, rank, each fixed dim, one shared T (>= 0), dtype (float32 inputs must
+expected type: count, rank, each fixed dim, one size per symbol (>= 0), dtype (float32 inputs must
 be float32 arrays; integer inputs may be any integer dtype and are converted to int64),
 contiguity (non-contiguous and negative-stride arrays are copied), the ranges of ids and
 lengths (the compiler lists which inputs feed a lookup, a pick or a loop's lengths), and
@@ -45,89 +47,22 @@ from graphrnn.ir import InputError, TensorType
 
 from .buffers import aligned_zeros
 from .forksafe import renew_after_fork
+from .inputs import address, as_input, bind_dims, describe, shapes_key
 from .jit import Library
 
 MAX_FLOATS = 1 << 36            # 256 GiB: larger buffers are refused before allocation
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
-_CHAR = ctypes.c_char
-
-
-def address(a: np.ndarray) -> int:
-    """The data pointer of `a` (faster than `a.ctypes.data` for writable arrays)."""
-    try:
-        return ctypes.addressof(_CHAR.from_buffer(a))
-    except (TypeError, ValueError, BufferError):
-        return a.ctypes.data
-
-
-def shapes_key(values: Sequence[Any]) -> tuple | None:
-    """(shape, dtype) of every input, to look up what a call on such inputs needs; None when
-    one is not an array (the full checks then run)."""
-    try:
-        return tuple((v.shape, v.dtype) for v in values)
-    except AttributeError:
-        return None
-
-
-def describe(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"an array of dtype {value.dtype} and shape {list(value.shape)}"
-    if isinstance(value, (list, tuple)):
-        return f"a {type(value).__name__} (pass a numpy array)"
-    return f"a {type(value).__name__}"
-
-
-def as_input(name: str, t: TensorType, value: Any) -> np.ndarray:
-    """`value` as an array of `t`'s rank and dtype kind, or an InputError (no copy if fine)."""
-    arr = value if isinstance(value, np.ndarray) else None
-    if arr is None:
-        try:
-            arr = np.asarray(value)
-        except Exception:       # noqa: BLE001  (anything numpy cannot read is a bad input)
-            raise InputError(f"input {name}: expected {t}, got {describe(value)}") from None
-    if t.dtype == "float32":
-        if arr.dtype != _F32:
-            hint = ("; convert it with .astype(np.float32)" if arr.dtype.kind in "fiub"
-                    else "")
-            raise InputError(f"input {name}: expected {t} (float32), got "
-                             f"{describe(value)}{hint}")
-    elif arr.dtype != _I64:
-        if arr.dtype.kind not in "iu":
-            raise InputError(f"input {name}: expected {t} (integers), got {describe(value)}")
-        if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
-            raise InputError(f"input {name}: values do not fit int64")
-        arr = arr.astype(np.int64)
-    if arr.ndim != t.rank:
-        raise InputError(f"input {name}: expected {t} (rank {t.rank}), got {describe(arr)}")
-    return arr
-
-
-def bind_dims(names: Sequence[str], types: Sequence[TensorType], arrays: Sequence[np.ndarray],
-              symbol: str | None) -> int:
-    """Check every fixed dim and that each symbol has one size; return the size of `symbol`
-    (0 when there is none)."""
-    sizes: dict[str, tuple[int, str]] = {}
-    for name, t, a in zip(names, types, arrays):
-        for axis, (d, s) in enumerate(zip(t.shape, a.shape)):
-            if isinstance(d, str):
-                size, first = sizes.setdefault(d, (s, name))
-                if s != size:
-                    raise InputError(f"input {name}: expected {t} with {d}={size} (as in input "
-                                     f"{first}), got {describe(a)}")
-            elif s != d:
-                raise InputError(f"input {name}: expected {t}, got {describe(a)} (dim {axis} "
-                                 f"should be {d})")
-    return sizes[symbol][0] if symbol in sizes else 0
 
 
 class _Workspace:
     """Scratch memory of one call in flight: the arena, the io pointer array, the run block."""
 
-    def __init__(self, n_io: int, extras: Sequence[int | None], floats: int):
+    def __init__(self, n_io: int, extras: Sequence[int | None], floats: int, n_more: int = 0):
         self.io = (ctypes.c_void_p * max(n_io + len(extras), 1))()
         self.io_address = ctypes.addressof(self.io)
-        self.run = (ctypes.c_int64 * 3)()         # seed, training, batch: this call's
+        # seed, training, batch, the further time sizes: this call's
+        self.run = (ctypes.c_int64 * (3 + n_more))()
         for k, a in enumerate(extras):
             self.io[n_io + k] = a if a is not None else ctypes.addressof(self.run)
         self.floats = -1
@@ -155,6 +90,7 @@ class Program:
         self.out_types = exe.io[n_in:]
         self.symbol: str | None = contract.symbol
         self.batch_symbol: str | None = contract.batch
+        self.more: tuple[str, ...] = tuple(contract.more)
         self.contract = contract
         self.fixed, self.per_step = contract.arena
         self.checks = tuple(contract.checks)
@@ -180,27 +116,33 @@ class Program:
         self.bind_params(params if params is not None else
                          aligned_zeros(max(exe.table.size, 1))[:exe.table.size])
         self._pool: list[_Workspace] = []
-        row = self.batch_symbol
-        # per input: (dtype, rank, fixed (axis, size) pairs, time axes, batch axes), for a
-        # fast check
+        row, more = self.batch_symbol, self.more
+        # per input: (dtype, rank, fixed (axis, size) pairs, time axes, batch axes, (axis, k)
+        # pairs of the further time symbols more[k]), for a fast check
         self._specs = [(_F32 if t.dtype == "float32" else _I64, t.rank,
                         tuple((i, d) for i, d in enumerate(t.shape) if isinstance(d, int)),
                         tuple(i for i, d in enumerate(t.shape) if isinstance(d, str)
-                              and d != row),
-                        tuple(i for i, d in enumerate(t.shape) if d == row))
+                              and d != row and d not in more),
+                        tuple(i for i, d in enumerate(t.shape) if d == row),
+                        tuple((i, more.index(d)) for i, d in enumerate(t.shape) if d in more))
                        for t in self.in_types]
-        # the (input, axis) the batch size is read from
+        # the (input, axis) the batch size is read from, and each further time size
         self._rows_at = next(((k, spec[4][0]) for k, spec in enumerate(self._specs)
                               if spec[4]), None)
-        # per output: shape (-1: the time dim, -2: the batch dim), dtype, symbolic at all
-        self._outs = [(tuple(d if isinstance(d, int) else -2 if d == row else -1
-                             for d in t.shape),
+        self._more_at = [next((k, i) for k, spec in enumerate(self._specs)
+                              for i, j in spec[5] if j == m) for m in range(len(more))]
+        # per output: shape (-1: the time dim, -2: the batch dim, -3 - k: more[k]), dtype,
+        # symbolic at all
+        self._outs = [(tuple(d if isinstance(d, int) else -2 if d == row else
+                             -3 - more.index(d) if d in more else -1 for d in t.shape),
                        _F32 if t.dtype == "float32" else _I64,
                        any(isinstance(d, str) for d in t.shape)) for t in self.out_types]
-        # the largest number of elements any buffer gains per step (and per row): sizes are
-        # checked against MAX_FLOATS only when the step count could reach it
+        # the largest number of elements any buffer gains per unit of a product of sizes:
+        # sizes are checked against MAX_FLOATS only when the product of them all could reach
+        # it
         growing = [t for t in self.out_types if any(isinstance(d, str) for d in t.shape)]
-        per = [self.per_step, sum(contract.arena_rows)] + [
+        per = [self.per_step + sum(contract.arena_rows)
+               + sum(k for _, k in contract.arena_more)] + [
             math.prod(d for d in t.shape if isinstance(d, int)) for t in growing]
         self._safe_steps = (MAX_FLOATS - self.fixed) // max(max(per), 1)
 
@@ -241,21 +183,27 @@ class Program:
         program (a program lowered for inference has none)."""
         arrays, steps = self.validate(values)
         outs = [np.empty(shape, dt) for shape, dt in
-                self.output_shapes(steps, self.rows_of(arrays))]
+                self.output_shapes(steps, self.rows_of(arrays), self.more_of(arrays))]
         self._run(arrays, steps, outs, seed, training)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def output_shapes(self, steps: int, batch: int = 0
+    def output_shapes(self, steps: int, batch: int = 0, more: Sequence[int] = ()
                       ) -> list[tuple[tuple[int, ...], np.dtype]]:
-        """(shape, dtype) of every output for `steps` steps and `batch` rows (the batch
-        matters only to a program whose batch dim is symbolic)."""
-        return [(tuple(steps if d == -1 else batch if d == -2 else d for d in shape)
+        """(shape, dtype) of every output for `steps` steps, `batch` rows and the sizes `more`
+        of the further time symbols (the batch matters only to a program whose batch dim is
+        symbolic, `more` to one that has such symbols: `more_of`)."""
+        return [(tuple(steps if d == -1 else batch if d == -2 else more[-3 - d] if d < 0
+                       else d for d in shape)
                  if sym else shape, dt) for shape, dt, sym in self._outs]
 
     def rows_of(self, arrays: Sequence[np.ndarray]) -> int:
         """The batch size of a call on `arrays` (0 when the program's batch is fixed)."""
         at = self._rows_at
         return arrays[at[0]].shape[at[1]] if at is not None else 0
+
+    def more_of(self, arrays: Sequence[np.ndarray]) -> tuple[int, ...]:
+        """The sizes of the further time symbols (`contract.more`) in a call on `arrays`."""
+        return tuple(arrays[k].shape[i] for k, i in self._more_at)
 
     def run(self, arrays: Sequence[np.ndarray], steps: int, outs: Sequence[np.ndarray], *,
             seed: int = 0, training: bool = True) -> None:
@@ -264,7 +212,7 @@ class Program:
         that is how a split batch writes its rows straight into one output)."""
         if len(outs) != len(self._outs):
             raise InputError(f"expected {len(self._outs)} output buffers, got {len(outs)}")
-        shapes = self.output_shapes(steps, self.rows_of(arrays))
+        shapes = self.output_shapes(steps, self.rows_of(arrays), self.more_of(arrays))
         for name, a, (shape, dt) in zip(self.output_names, outs, shapes):
             if not (isinstance(a, np.ndarray) and a.shape == shape and a.dtype == dt
                     and a.flags.c_contiguous and a.flags.writeable):
@@ -277,8 +225,8 @@ class Program:
         version = self._refresh(self._pack_fn is not None) if self._refresh is not None else -1
         if self._pack_fn is not None:
             self.pack(version)
-        batch = self.rows_of(arrays)
-        ws = self._acquire(self.contract.arena_floats(steps, batch))
+        batch, more = self.rows_of(arrays), self.more_of(arrays)
+        ws = self._acquire(self.contract.arena_floats(steps, batch, more))
         try:
             io = ws.io
             k = 0
@@ -290,6 +238,8 @@ class Program:
                 k += 1
             run = ws.run
             run[0], run[1], run[2] = seed, 1 if training else 0, batch
+            for k, m in enumerate(more):
+                run[3 + k] = m
             self._fn(self._params_address, ws.arena_address, ws.io_address, steps)
         finally:
             self._pool.append(ws)
@@ -301,7 +251,9 @@ class Program:
                              f"({', '.join(self.names)}), got {len(values)}")
         arrays = []
         steps = batch = -1
-        for k, (v, (dtype, rank, fixed, sym, rows)) in enumerate(zip(values, self._specs)):
+        more = [-1] * len(self.more)
+        for k, (v, (dtype, rank, fixed, sym, rows, extra)) in enumerate(
+                zip(values, self._specs)):
             if type(v) is np.ndarray and v.dtype == dtype and v.ndim == rank:
                 a = v
             else:
@@ -320,10 +272,15 @@ class Program:
                     batch = shape[axis]
                 elif shape[axis] != batch:
                     bind_dims(self.names, self.in_types, [*arrays, a], self.symbol)
+            for axis, j in extra:
+                if more[j] < 0:
+                    more[j] = shape[axis]
+                elif shape[axis] != more[j]:
+                    bind_dims(self.names, self.in_types, [*arrays, a], self.symbol)
             arrays.append(a)
         steps = max(steps, 0)
-        if max(steps, 1) * max(batch, 1) > self._safe_steps \
-                or any(a.size > MAX_FLOATS for a in arrays):
+        if max(steps, 1) * max(batch, 1) * math.prod(max(m, 1) for m in more) \
+                > self._safe_steps or any(a.size > MAX_FLOATS for a in arrays):
             self._check_sizes(arrays, steps)
         for k, a in enumerate(arrays):
             flags = a.flags
@@ -331,9 +288,11 @@ class Program:
                 arrays[k] = np.ascontiguousarray(a)
         for kind, k, limit in self.checks:
             if kind == "steps":
-                if steps < limit:
-                    raise InputError(f"the model reads step {limit - 1} of its time axis: "
-                                     f"it needs at least {limit} steps, got {steps}")
+                need, name, have = (limit, self.symbol, steps) if isinstance(limit, int) else \
+                    (limit[0], limit[1], more[self.more.index(limit[1])])
+                if have < need:
+                    raise InputError(f"the model reads step {need - 1} of its time axis "
+                                     f"{name}: it needs at least {need} steps, got {have}")
                 continue
             a = arrays[k]
             if not a.size:
@@ -343,37 +302,43 @@ class Program:
                 raise InputError(f"input {self.names[k]}: ids must lie in [0, {limit}) for "
                                  f"{self.in_types[k]}, got values {lo}..{hi}")
             if kind == "lengths":
-                top = limit[0] + limit[1] * steps
+                top = limit[0] + limit[1] * (steps if len(limit) == 2 else
+                                             more[self.more.index(limit[2])])
                 if lo < 0 or hi > top:
                     raise InputError(f"input {self.names[k]}: lengths must lie in [0, {top}] "
                                      f"(the number of steps), got values {lo}..{hi}")
         return arrays, steps
 
-    def out_shape(self, t: TensorType, steps: int, batch: int = 0) -> tuple[int, ...]:
-        return tuple(batch if d == self.batch_symbol else steps if isinstance(d, str) else d
-                     for d in t.shape)
+    def out_shape(self, t: TensorType, steps: int, batch: int = 0,
+                  more: Sequence[int] = ()) -> tuple[int, ...]:
+        sizes = dict(zip(self.more, more))
+        return tuple(batch if d == self.batch_symbol else sizes[d] if d in sizes
+                     else steps if isinstance(d, str) else d for d in t.shape)
 
     def _check_sizes(self, arrays: Sequence[np.ndarray], steps: int) -> None:
         batch = max(self.rows_of(arrays), 0)
-        total = self.contract.arena_floats(steps, batch)
+        more = self.more_of(arrays)
+        total = self.contract.arena_floats(steps, batch, more)
         sizes = [("the scratch arena", total)]
         for name, t in zip(self.output_names, self.out_types):
-            sizes.append((f"output {name}", math.prod(self.out_shape(t, steps, batch))))
+            sizes.append((f"output {name}", math.prod(self.out_shape(t, steps, batch, more))))
         for name, a in zip(self.names, arrays):
             sizes.append((f"input {name}", math.prod(a.shape)))
+        given = ", ".join([f"T={steps}"] + [f"{m}={n}" for m, n in zip(self.more, more)])
         for what, n in sizes:
             if n > MAX_FLOATS:
                 raise InputError(f"{what} would need {n} elements, more than {MAX_FLOATS}: "
-                                 f"the input sizes (T={steps}) are too large")
+                                 f"the input sizes ({given}) are too large")
 
     # -- workspaces
     def _acquire(self, floats: int) -> _Workspace:
         try:
             ws = self._pool.pop()       # list.pop and append are atomic: no lock needed
         except IndexError:
-            return _Workspace(len(self.in_types) + len(self.out_types), self._extras, floats)
+            return _Workspace(len(self.in_types) + len(self.out_types), self._extras, floats,
+                              len(self.more))
         ws.grow(floats)
         return ws
 
 
-__all__ = ["Program", "as_input", "bind_dims", "address", "describe", "MAX_FLOATS"]
+__all__ = ["Program", "as_input", "bind_dims", "address", "describe", "shapes_key", "MAX_FLOATS"]

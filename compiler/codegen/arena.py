@@ -6,7 +6,8 @@ overlap may share memory: greedy first fit in order of first write, every offset
 aligned. Buffers that scale with the step count T, the batch size B or both sit in regions
 of their own after the fixed one, so the arena holds
 `fixed + per_step * T + per_row * B + per_row_step * B * T` floats (`Regions`) and every
-offset stays a `Lin`.
+offset stays a `Lin`. A further time symbol (strides.EXTRA) adds a region per product it
+appears in (U, B*U, T*U, B*T*U, ...): the arena's size is a sum of one term per region.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable
 
 from graphrnn.ir import LoweringError
 
-from .strides import ZERO, Lin
+from .strides import BATCH, STEPS, ZERO, Lin, Monomial
 
 ALIGN = 16                      # floats: every buffer starts on a 64-byte line
 
@@ -36,29 +37,33 @@ class Buffer:
                 f"[{self.start}, {self.end}])")
 
 
-# the regions in arena order: which coefficient of a buffer's size each one holds
-REGIONS = ("c", "s", "b", "bs")
+# the regions in arena order: which monomial of a buffer's size each one holds (the fixed
+# one, T, B, B*T; then those of further time symbols, in sorted order)
+REGIONS: tuple[Monomial, ...] = ((), (STEPS,), (BATCH,), (BATCH, STEPS))
 
 
 def plan_arena(buffers: list[Buffer]) -> Lin:
-    """Place every arena buffer; returns the arena's size in floats (a Lin in T and B).
+    """Place every arena buffer; returns the arena's size in floats (a Lin in the symbols).
 
     Greedy first fit in order of first write, per region: a buffer takes the lowest aligned
     offset not used by any placed buffer whose lifetime overlaps its own.
     """
-    regions: dict[str, list[Buffer]] = {r: [] for r in REGIONS}
+    regions: dict[Monomial, list[Buffer]] = {r: [] for r in REGIONS}
     for b in buffers:
         if b.io >= 0:
             continue
-        terms = [r for r in REGIONS if getattr(b.size, r)]
+        terms = ([()] if b.size.c else []) + [m for m, _ in b.size.terms]
         if len(terms) > 1:
             raise LoweringError(f"buffer {b.name} has {b.size} floats: sizes must be fixed or "
-                                "proportional to the sequence length, the batch size or both")
-        regions[terms[0] if terms else "c"].append(b)
+                                "proportional to one product of the sequence lengths and the "
+                                "batch size")
+        regions.setdefault(terms[0] if terms else (), []).append(b)
     total = ZERO
-    for r, placed in regions.items():
-        size = _first_fit(placed, lambda b, r=r: getattr(b.size, r))
-        unit = Lin(**{"c": 0, r: 1}) if r != "c" else Lin(1)
+    order = [*REGIONS, *sorted(r for r in regions if r not in REGIONS)]
+    for r in order:
+        placed = regions[r]
+        size = _first_fit(placed, lambda b, r=r: b.size.coef(*r) if r else b.size.c)
+        unit = Lin(terms={r: 1}) if r else Lin(1)
         for b in placed:
             b.offset = total + unit * b.offset.c
         total = total + unit * size

@@ -16,7 +16,7 @@ from llvmlite import ir
 from graphrnn.ir import Node, Op
 
 from .irbuilder import F32, FLAGS, I64, Emitter, Ref
-from .strides import ONE, ZERO, Layout, Lin, collapse, product
+from .strides import EXTRA, ONE, ZERO, Layout, Lin, collapse, product
 from .emit_bmm import emit_bmm
 from .mathfns import emit_exp, emit_log
 from .emit_rows import ROW_KERNEL_RULES
@@ -37,9 +37,12 @@ def _outer_first(layout: Layout) -> Layout:
     return layout.permute(order)
 
 
-def _magnitude(x: Lin) -> tuple[int, int, int, int]:
-    """A key that orders sizes as they compare for large T and B (B*T, then T, B, 1)."""
-    return x.bs, x.s, x.b, x.c
+def _magnitude(x: Lin) -> tuple:
+    """A key that orders sizes as they compare for large sizes: terms of further time
+    symbols by degree, then B*T, T, B, 1."""
+    extra = tuple(sorted(((len(m), k) for m, k in x.terms
+                          if any(EXTRA.fullmatch(d) for d in m)), reverse=True))
+    return extra, x.bs, x.s, x.b, x.c
 
 
 def emit_sum(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:

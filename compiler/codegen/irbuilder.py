@@ -15,7 +15,9 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from llvmlite import ir
 
-from .strides import Layout, Lin, lin
+from graphrnn.ir import LoweringError
+
+from .strides import BATCH, STEPS, Layout, Lin, lin
 
 F32 = ir.FloatType()
 I64 = ir.IntType(64)
@@ -47,29 +49,52 @@ class Ref:
 
 class Emitter:
     """Builds one function. `steps` and `batch` are the function's step count and batch size
-    arguments (i64; `batch` is a constant 0 where no size depends on the batch)."""
+    arguments (i64; `batch` is a constant 0 where no size depends on the batch); `more` the
+    sizes of the further time symbols (strides.EXTRA), by name."""
 
-    def __init__(self, function: ir.Function, steps: ir.Value, batch: ir.Value | None = None):
+    def __init__(self, function: ir.Function, steps: ir.Value, batch: ir.Value | None = None,
+                 more: dict[str, ir.Value] | None = None):
         self.function = function
         self.module: ir.Module = function.module
         self.builder = ir.IRBuilder(function.append_basic_block("entry"))
         self.steps = steps
         self.batch = batch if batch is not None else ir.Constant(I64, 0)
+        self.more: dict[str, ir.Value] = dict(more or {})
 
     # -- integers
+    def size(self, symbol: str) -> ir.Value:
+        """The run-time size of one symbol of a Lin."""
+        if symbol == STEPS:
+            return self.steps
+        if symbol == BATCH:
+            return self.batch
+        if symbol not in self.more:
+            raise LoweringError(f"the size of dim {symbol!r} is not known to this function")
+        return self.more[symbol]
+
     def lin(self, x: Lin | int) -> ir.Value:
         x = lin(x)
         if x.const:
             return ir.Constant(I64, x.c)
         b = self.builder
         v: ir.Value = ir.Constant(I64, 0)
-        terms = ((x.s, lambda: self.steps), (x.b, lambda: self.batch),
-                 (x.bs, lambda: b.mul(self.batch, self.steps, flags=["nsw"])))
-        for k, value in terms:
+        # steps, batch, batch * steps first, in the order single-time programs always had
+        legacy = ((STEPS,), (BATCH,), (BATCH, STEPS))
+        terms = [(m, x.coef(*m)) for m in legacy] + [t for t in x.terms if t[0] not in legacy]
+        for m, k in terms:
             if k:
-                term = value() if k == 1 else b.mul(value(), ir.Constant(I64, k), flags=["nsw"])
+                value = self.size(m[0]) if len(m) == 1 else self._product(m)
+                term = value if k == 1 else b.mul(value, ir.Constant(I64, k), flags=["nsw"])
                 v = self.add(v, term)
         return self.add(v, ir.Constant(I64, x.c))
+
+    def _product(self, m: tuple[str, ...]) -> ir.Value:
+        if m == (BATCH, STEPS):
+            return self.builder.mul(self.batch, self.steps, flags=["nsw"])
+        v = self.size(m[0])
+        for d in m[1:]:
+            v = self.builder.mul(v, self.size(d), flags=["nsw"])
+        return v
 
     def mul(self, a: ir.Value, b: ir.Value | Lin | int) -> ir.Value:
         if isinstance(b, (Lin, int)):
@@ -201,19 +226,23 @@ class Emitter:
 
 
 def kernel_function(module: ir.Module, name: str, dtypes: Sequence[str],
-                    n_scalars: int = 0) -> tuple[ir.Function, Emitter, list[ir.Value]]:
-    """An internal `void name(T0* noalias, ..., i64 scalars..., i64 steps, i64 batch)`.
+                    n_scalars: int = 0, more: Sequence[str] = ()
+                    ) -> tuple[ir.Function, Emitter, list[ir.Value]]:
+    """An internal `void name(T0* noalias, ..., i64 scalars..., i64 steps, i64 batch,
+    i64 more...)`: `more` names the further time symbols whose sizes follow the batch.
 
     Returns the function, an emitter positioned in its entry block, and the scalar args.
     """
-    args = [elem_type(d).as_pointer() for d in dtypes] + [I64] * (n_scalars + 2)
+    n_sizes = 2 + len(more)
+    args = [elem_type(d).as_pointer() for d in dtypes] + [I64] * (n_scalars + n_sizes)
     fn = ir.Function(module, ir.FunctionType(VOID, args), name)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
     for a in fn.args[:len(dtypes)]:
         a.add_attribute("noalias")
-    em = Emitter(fn, fn.args[-2], fn.args[-1])
-    return fn, em, list(fn.args[len(dtypes):-2])
+    sizes = fn.args[len(fn.args) - n_sizes:]
+    em = Emitter(fn, sizes[0], sizes[1], dict(zip(more, sizes[2:])))
+    return fn, em, list(fn.args[len(dtypes):len(fn.args) - n_sizes])
 
 
 def global_array(module: ir.Module, name: str, value: np.ndarray) -> ir.GlobalVariable:

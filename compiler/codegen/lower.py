@@ -7,9 +7,10 @@ The module has one entry point per direction,
 where `io` points to the inputs then the outputs (graph order; int64 values as i64*), then
 EXTRAS more pointers: the persistent region (packed weights), the run block (i64 seed,
 i64 training: what dropout masks draw from; then i64 batch, the size of the symbolic batch
-dim, read only by programs that have one: `contract.batch`) and the profile counters (i64,
-or null); `steps` is the size of the symbolic time dim. Every kernel takes both sizes, so
-one program serves every batch size and sequence length.
+dim, read only by programs that have one: `contract.batch`; then one i64 per further time
+symbol, `contract.more`: T2, T3, ...) and the profile counters (i64, or null); `steps` is the
+size of the symbolic time dim. Every kernel takes every size, so one program serves every
+batch size and every sequence length of each time symbol.
 
 Kernels that depend on the parameters alone (see persist.py) go into a second function,
 
@@ -46,15 +47,16 @@ from .emit_gemm import emit_cluster_call, emit_gemm_call, emit_pack_call
 from .gemm import emit_matmul
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
 from .kernel_twins import KernelTwins
-from .strides import BATCH, Layout
+from .strides import BATCH, EXTRA, STEPS, Layout
 from .arena import Buffer
 from .schedule import Home, Kernel, Schedule, schedule
 
-VERSION = "lower-6"              # part of the kernel cache key: bump when the code changes
+VERSION = "lower-7"              # part of the kernel cache key: bump when the code changes
 ENTRY = "graphrnn_forward"
 PACK_ENTRY = "graphrnn_pack"
 CLOCK = "graphrnn_clock"         # profile builds: i64 f() reading the cycle counter
 EXTRAS = 3                       # io pointers after the outputs: persistent, run block, counters
+RUN_SIZES = 3                    # run block: seed, training, batch, then the further time sizes
 
 # every op that needs code, and its emitter: (emitter, node, out, inputs) -> None; the others
 # are kernel.NO_CODE (dropout, a view at inference, has its own kernel in training)
@@ -68,7 +70,7 @@ class Lowering:
     """Emits the kernels of a schedule into one module."""
 
     def __init__(self, sched: Schedule, module: ir.Module, *, profile: bool = False,
-                 batched: bool = False):
+                 batched: bool = False, more: tuple[str, ...] = ()):
         self.sched = sched
         self.module = module
         ptr = F32.as_pointer()
@@ -91,6 +93,9 @@ class Lowering:
         self.seed, self.training = (self.em.load(self.em.gep(run, k)) for k in (0, 1))
         if batched:
             self.em.batch = self.em.load(self.em.gep(run, 2))
+        self.more = more
+        for k, m in enumerate(more):
+            self.em.more[m] = self.em.load(self.em.gep(run, RUN_SIZES + k))
         self.packing = False            # emitting the pack entry (persistent kernels only)
         self.twins = KernelTwins(module)   # unrolled steps share kernel functions
         self.profiler = Profiler(self.em.cast(self.io[n_io + 2], "int64")) if profile else None
@@ -176,12 +181,13 @@ class Lowering:
         profiling: `kind` and `nodes` label the counter)."""
         refs = [out] + list(ins)
         fn, em, _ = kernel_function(self.module, name, [r.layout.dtype for r in refs],
-                                    len(scalars))
+                                    len(scalars), self.more)
         inner = [Ref(arg, r.layout) for arg, r in zip(fn.args, refs)]
         rule(em, node, inner[0], inner[1:])
         em.builder.ret_void()
         fn = self.twins.shared(fn)
-        args = [r.ptr for r in refs] + list(scalars) + [self.em.steps, self.em.batch]
+        args = [r.ptr for r in refs] + list(scalars) + [self.em.steps, self.em.batch] + \
+            [self.em.size(m) for m in self.more]
         if self.profiler is None or self.packing:
             self.em.builder.call(fn, args)
             return
@@ -198,8 +204,9 @@ class Lowering:
             a.add_attribute("noalias")
         fn.attributes.add("nounwind")
         saved = self.em, self.persist_base
-        self.em, self.persist_base, self.packing = Emitter(fn, ir.Constant(I64, 0)), \
-            fn.args[1], True
+        zero = ir.Constant(I64, 0)
+        self.em, self.persist_base, self.packing = Emitter(
+            fn, zero, more={m: zero for m in self.more}), fn.args[1], True
         env = _StaticEnv(self, Ref(fn.args[0], self.sched.layouts[self.sched.params]))
         for top in self.sched.kernels:
             self.run(tuple(k for k in top.walk() if k in self.sched.persistent), env, None)
@@ -271,10 +278,10 @@ def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
     for dims a caller generalised from the sizes of one call rather than declared symbolic.
     """
     params = graph.inputs[-1] if graph.inputs and graph.inputs[-1].name == "params" else None
-    symbol, batched = _symbols(graph, params, strict)
+    symbol, batched, more = _symbols(graph, params, strict)
     sched = schedule(graph, params, training=training)
     module = ir.Module(name="graphrnn")
-    low = Lowering(sched, module, profile=profile, batched=batched)
+    low = Lowering(sched, module, profile=profile, batched=batched, more=more)
     env = Env()
     for k, x in enumerate(sched.inputs):
         env[x] = Ref(low.em.cast(low.io[k], x.type.dtype), sched.layouts[x])
@@ -304,6 +311,8 @@ def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
         arena=(sched.arena.c, sched.arena.s),
         batch=BATCH if batched else None,
         arena_rows=(sched.arena.b, sched.arena.bs),
+        more=more,
+        arena_more=tuple((m, k) for m, k in sched.arena.terms if not set(m) <= {BATCH, STEPS}),
         checks=tuple(value_checks(graph, sched.inputs, symbol)),
         pack=(pack, sched.persist_floats) if sched.persistent else None,
         profile=low.profiler.meta() if low.profiler is not None else None,
@@ -316,22 +325,26 @@ def lower_graph(graph: Graph, table: ParamTable, *, training: bool = False,
 
 
 def _symbols(graph: Graph, params: Node | None, strict: bool = False
-             ) -> tuple[str | None, bool]:
+             ) -> tuple[str | None, bool, tuple[str, ...]]:
     """(the symbolic dim the entry point takes as `steps`, or None; whether the batch dim,
-    BATCH, is symbolic too and taken from the run block)."""
+    BATCH, is symbolic too and taken from the run block; the further time symbols
+    (strides.EXTRA), whose sizes the run block carries after the batch)."""
     found = {d for x in graph.inputs if x is not params for d in x.type.shape
              if isinstance(d, str)}
     batched = BATCH in found
     found.discard(BATCH)
+    more = tuple(sorted((d for d in found if EXTRA.fullmatch(d)), key=lambda d: int(d[1:])))
+    found -= set(more)
     if len(found) > 1:
         raise LoweringError(f"inputs use several symbolic dims ({', '.join(sorted(found))}): "
-                            "only the time and batch dims may stay symbolic; give the others "
-                            "sizes")
+                            "besides the batch, one time dim keeps its name and the others "
+                            "must be named T2, T3, ... (graphrnn.signature renames them)")
     symbol = next(iter(found), None)
+    known = {symbol, *more} | ({BATCH} if batched else set())
     for n, _ in graph.walk():
         for t in (n.type if isinstance(n.type, tuple) else (n.type,)):
             for d in (t.shape if isinstance(t, TensorType) else ()):
-                if isinstance(d, str) and d != symbol and not (batched and d == BATCH):
+                if isinstance(d, str) and d not in known:
                     raise LoweringError(f"{n.name} ({n.where or '?'}): dim {d!r} is not "
                                         "given by any input, so its size is unknown")
         if n.op in (Op.SLICE, Op.INDEX):
@@ -340,7 +353,7 @@ def _symbols(graph: Graph, params: Node | None, strict: bool = False
                 # a row (or step) picked from a dim of unknown size could lie outside it
                 raise LoweringError(f"{n.name} ({n.where or '?'}): {n.op.value} of symbolic "
                                     f"dim {d!r}: its size must be fixed")
-    return symbol, batched
+    return symbol, batched, more
 
 
 __all__ = ["lower_graph", "EMIT_RULES", "VERSION", "EXTRAS", "Lowering"]

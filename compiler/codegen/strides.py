@@ -1,71 +1,142 @@
 """Strided layouts whose sizes may grow with the runtime step count and batch size, and the
 view ops.
 
-The lowering specialises on every dim but time and batch: the time symbol is the entry
-point's `steps` argument and the batch symbol ("B", see BATCH) its `batch` argument, so one
-kernel runs any sequence length and any number of rows. Every size, stride and offset is
-therefore a `Lin`, `c + s * steps + b * batch + bs * batch * steps` (linear in each), and
-every value the lowering touches is a pointer plus a `Layout` (shape and element strides).
+The lowering specialises on every dim but the time dims and batch: the time symbol is the
+entry point's `steps` argument, the batch symbol ("B", see BATCH) its `batch` argument, and
+further time symbols (T2, T3, ...: EXTRA, a decoder's length beside an encoder's) sizes the
+run block carries, so one kernel runs any sequence lengths and any number of rows. Every
+size, stride and offset is therefore a `Lin`: a constant plus coefficients of products of
+distinct symbols (`c + s * steps + b * batch + bs * batch * steps` with one time symbol; a
+[B, U, S] attention matrix adds B*T*T2), linear in each symbol, and every value the lowering
+touches is a pointer plus a `Layout` (shape and element strides).
 Views (slice, index, reshape, broadcast) are new layouts over the same memory and need no
 code: VIEW_RULES gives, per op, the element offset and layout of the view from its input's
 layout (None when the view needs a copy).
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Callable, Sequence, Union
 
 from graphrnn.ir import LoweringError, Node, Op, TensorType
 
-BATCH = "B"                     # the batch symbol; any other symbol is the step count
+BATCH = "B"                     # the batch symbol
+STEPS = "T"                     # the step count, the entry point's `steps` argument
+EXTRA = re.compile(r"T[0-9]+")  # a further time symbol (T2, T3, ...): its size is run-time too
+
+Monomial = tuple[str, ...]      # symbols in sorted order, each at most once
 
 
-@dataclass(frozen=True)
+def _sym(d: str) -> str:
+    """The name a symbolic dim has inside a Lin: BATCH, an EXTRA time symbol, else STEPS."""
+    return d if d == BATCH or EXTRA.fullmatch(d) else STEPS
+
+
 class Lin:
-    """c + s * steps + b * batch + bs * batch * steps."""
+    """c + sum of k * (a product of distinct symbols): linear in each symbol. The legacy
+    fields read the coefficients of steps (s), batch (b) and batch * steps (bs)."""
+    __slots__ = ("c", "terms")
     c: int
-    s: int = 0
-    b: int = 0
-    bs: int = 0
+    terms: tuple[tuple[Monomial, int], ...]
+
+    def __init__(self, c: int = 0, s: int = 0, b: int = 0, bs: int = 0,
+                 terms: dict[Monomial, int] | None = None):
+        found = dict(terms) if terms else {}
+        for mono, k in (((STEPS,), s), ((BATCH,), b), ((BATCH, STEPS), bs)):
+            if k:
+                found[mono] = found.get(mono, 0) + k
+        object.__setattr__(self, "c", int(c))
+        object.__setattr__(self, "terms", tuple(sorted((m, k) for m, k in found.items() if k)))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Lin is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Lin):
+            return self.c == other.c and self.terms == other.terms
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.c, self.terms))
+
+    def __reduce__(self) -> tuple:
+        return Lin, (self.c, 0, 0, 0, dict(self.terms))
+
+    def __repr__(self) -> str:
+        return f"Lin({self})"
+
+    def coef(self, *symbols: str) -> int:
+        """The coefficient of the product of `symbols`."""
+        return dict(self.terms).get(tuple(sorted(symbols)), 0)
+
+    @property
+    def s(self) -> int:
+        return self.coef(STEPS)
+
+    @property
+    def b(self) -> int:
+        return self.coef(BATCH)
+
+    @property
+    def bs(self) -> int:
+        return self.coef(BATCH, STEPS)
 
     def __add__(self, other: "LinLike") -> "Lin":
         o = lin(other)
-        return Lin(self.c + o.c, self.s + o.s, self.b + o.b, self.bs + o.bs)
+        if not o.terms:
+            return Lin(self.c + o.c, terms=dict(self.terms)) if o.c else self
+        found = dict(self.terms)
+        for m, k in o.terms:
+            found[m] = found.get(m, 0) + k
+        return Lin(self.c + o.c, terms=found)
 
     __radd__ = __add__
 
+    def __neg__(self) -> "Lin":
+        return Lin(-self.c, terms={m: -k for m, k in self.terms})
+
     def __sub__(self, other: "LinLike") -> "Lin":
-        o = lin(other)
-        return Lin(self.c - o.c, self.s - o.s, self.b - o.b, self.bs - o.bs)
+        return self + -lin(other)
 
     def __mul__(self, other: "LinLike") -> "Lin":
         o = lin(other)
-        if (self.s or self.bs) and (o.s or o.bs):
-            raise LoweringError(f"size ({self}) * ({o}) grows with steps squared; only sizes "
-                                "linear in the sequence length are supported")
-        if (self.b or self.bs) and (o.b or o.bs):
-            raise LoweringError(f"size ({self}) * ({o}) grows with the batch squared; only "
-                                "sizes linear in the batch size are supported")
-        return Lin(self.c * o.c, self.c * o.s + self.s * o.c, self.c * o.b + self.b * o.c,
-                   self.c * o.bs + self.bs * o.c + self.s * o.b + self.b * o.s)
+        found: dict[Monomial, int] = {}
+        mine = (((), self.c),) + self.terms
+        for ma, ka in mine:
+            for mb, kb in (((), o.c),) + o.terms:
+                if not (ka and kb):
+                    continue
+                shared = set(ma) & set(mb)
+                if shared:
+                    what = "the batch" if BATCH in shared else "steps"
+                    raise LoweringError(f"size ({self}) * ({o}) grows with {what} squared; "
+                                        "only sizes linear in each of the batch size and the "
+                                        "sequence lengths are supported")
+                m = tuple(sorted(ma + mb))
+                found[m] = found.get(m, 0) + ka * kb
+        return Lin(found.pop((), 0), terms=found)
 
     __rmul__ = __mul__
 
     @property
     def const(self) -> bool:
-        return self.s == 0 and self.b == 0 and self.bs == 0
+        return not self.terms
 
     @property
     def batched(self) -> bool:
         """Whether the value depends on the batch size."""
-        return self.b != 0 or self.bs != 0
+        return any(BATCH in m for m, _ in self.terms)
 
-    def at(self, steps: int, batch: int = 0) -> int:
-        return self.c + self.s * steps + self.b * batch + self.bs * batch * steps
+    def at(self, steps: int, batch: int = 0, more: dict[str, int] | None = None) -> int:
+        """The value for these sizes (`more`: the EXTRA time symbols' sizes)."""
+        sizes = {STEPS: steps, BATCH: batch, **(more or {})}
+        return self.c + sum(k * math.prod(sizes.get(d, 0) for d in m) for m, k in self.terms)
 
     def __str__(self) -> str:
-        terms = [(self.bs, "B*T"), (self.b, "B"), (self.s, "T")]
-        text = [name if k == 1 else f"{k}*{name}" for k, name in terms if k]
+        order = sorted(self.terms, key=lambda t: (-len(t[0]), t[0]))
+        text = ["*".join(m) if k == 1 else f"{k}*{'*'.join(m)}" for m, k in order]
         if self.c or not text:
             text.append(str(self.c))
         return "+".join(text)
@@ -77,12 +148,12 @@ ONE = Lin(1)
 
 
 def lin(x: LinLike) -> Lin:
-    """An int, a symbolic dim (BATCH is the batch size, any other symbol the step count) or
-    a Lin, as a Lin."""
+    """An int, a symbolic dim (BATCH is the batch size, an EXTRA symbol its own size, any
+    other symbol the step count) or a Lin, as a Lin."""
     if isinstance(x, Lin):
         return x
     if isinstance(x, str):
-        return Lin(0, 0, 1) if x == BATCH else Lin(0, 1)
+        return Lin(terms={(_sym(x),): 1})
     return Lin(int(x))
 
 
@@ -244,4 +315,4 @@ VIEW_RULES: dict[Op, Callable[[Node, Layout], tuple[Lin, Layout] | None]] = {
 }
 
 
-__all__ = ["BATCH", "Lin", "Layout", "lin", "product", "collapse", "ZERO", "ONE", "VIEW_RULES"]
+__all__ = ["BATCH", "STEPS", "EXTRA", "Monomial", "Lin", "Layout", "lin", "product", "collapse", "ZERO", "ONE", "VIEW_RULES"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from graphrnn.axes import batch_symbols, time_symbols
 from graphrnn.compile import CompiledModel, compile as compile_model
 from graphrnn.executable import Executable
 from graphrnn.flat import ParamTable
@@ -60,6 +61,13 @@ def _lowered(kind: str, cm: CompiledModel, table: ParamTable | None) -> Lowered:
         raise LoweringError(f"the {kind} program has unrolled loops, which need a fixed "
                             "length (one program per T): an exported library serves every "
                             "length; unroll no loop of the model")
+    declared = [x.type for x in cm.graph.inputs]
+    times = time_symbols(declared, batch_symbols(declared))
+    if len(times) > 1:
+        raise LoweringError(f"the {kind} program's inputs have a second time dim "
+                            f"{times[1]!r} (besides {times[0]!r}): an exported C library "
+                            "takes one step count T; give the other time dims sizes, or use "
+                            "the model through gr.compile, which keeps them all symbolic")
     types = general_types(cm.graph.inputs)
     try:
         exe = cm.executable(types)
