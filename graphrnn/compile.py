@@ -4,30 +4,29 @@
     y = fast(x)                         # compiles for x's fixed dims and dtypes, then runs
     y = fast(x_other)                   # another batch size or length: no recompile
 
-One program per *signature* (signature.py): the fixed dims and dtypes; batch and every time
-dim stay symbolic (time unless loops are unrolled), for untyped inputs too; a graph that needs
-them fixed gets the next less general. `specialize=True`: one program per batch size.
-The compiled forward is inference: dropout is the identity. Programs come from the kernel
-cache: whole programs keyed on the structure of the compilation (fingerprint.py: no passes,
-no lowering on a hit; GRAPHRNN_DEBUG, dump: the passes run), object code on the LLVM IR.
+One program per *signature* (signature.py): the fixed dims and dtypes; batch and every time dim
+stay symbolic (time unless loops are unrolled), for untyped inputs too; a graph that needs them
+fixed gets the next less general signature. `specialize=True`: one program per batch size. The compiled forward is
+inference: dropout is the identity. Programs come from the kernel cache at two levels: whole
+programs keyed on the structure of the compilation (fingerprint.py: no passes, no lowering on a
+hit) and object code keyed on the LLVM IR. With GRAPHRNN_DEBUG (or dump) the passes run.
 
 The one module of graphrnn that uses both the compiler and the runtime; the rest reaches the
 compiler through it (`tie_params`, `rewrite`, and `gradient_graph` for the interpreter).
 
-Never stale: a compiled model reads its model's ParamStore (store.py), brings in the values
-of parameters another model owns, and repacks its packed weights when the vector's bytes
-changed since the last call, whatever wrote them. It pickles as its model and options and
-compiles again (or loads from the kernel cache) where it is unpickled.
+Never stale: a compiled model reads its model's ParamStore (store.py), brings in the values of
+parameters another model owns, and repacks its packed weights when the vector's bytes changed since
+the last call, whatever wrote them. It pickles as its model and options and compiles again (or
+loads from the kernel cache) where it is unpickled.
 
-`stateful=True` keeps each top-level loop's carry between calls: a stream fed in chunks gives
-the result of one long call, bit for bit, in memory that does not grow with the stream
+`stateful=True` keeps each top-level loop's carry between calls: a stream fed in chunks gives the
+result of one long call, bit for bit, in memory that does not grow with the stream
 (tests/test_streams.py); `reset_state()` starts again. Reverse loops cannot be stateful.
 
-Calls are thread-safe: each call in flight has its own scratch arena (a stateful model
-serialises its calls). `threads=n` runs one call's batch as up to n parts of rows at once,
-with one thread's results (threads.py). A forked child gets fresh locks (runtime/forksafe.py);
-a model keeps its `gr.cache_limits().programs` most recently used programs (runtime/lru.py).
-"""
+Calls are thread-safe: each call in flight has its own scratch arena (a stateful model serialises
+its calls). `threads=n` runs one call's batch as up to n parts of rows at once, with one thread's
+results (threads.py). A forked child gets fresh locks (runtime/forksafe.py); a model keeps its
+`gr.cache_limits().programs` most recently used programs (runtime/lru.py)."""
 from __future__ import annotations
 
 import threading
@@ -45,6 +44,7 @@ from .compiler.pipeline import compile_graph, compile_training, expose, gradient
 from .engine import cache_version, load_object_code, shared_cache, shared_engine
 from .fingerprint import structure_text
 from .interpret import interpret
+from .isa import resolve_isa, using_isa
 from .executable import Executable
 from .flat import ParamTable
 from .ir import Graph, InputError, Op, TensorType
@@ -67,11 +67,12 @@ class CompiledModel:
                  disable: Collection[str] = (), dump: int | None = None,
                  stateful: bool = False, cache: KernelCache | None = None,
                  profile: bool = False, threads: int = 1,
-                 specialize: bool | Collection[int] = False):
+                 specialize: bool | Collection[int] = False, isa: str | None = None):
         self.model = model
         self._pickled = dict(unroll=unroll, optimize=optimize, disable=tuple(disable), dump=dump,
                              stateful=stateful, profile=profile, threads=threads,
-                             specialize=specialize)
+                             specialize=specialize, isa=isa)
+        self.isa = None if isa is None else resolve_isa(isa, "gr.compile isa")
         graph = graph_of(model)
         if not isinstance(graph, Graph):
             raise TypeError(f"gr.compile takes a gModule or a Graph, got {type(model).__name__}")
@@ -190,7 +191,7 @@ class CompiledModel:
         """The program for one signature, compiled (or loaded from the cache) on first use."""
         prog = self.programs.get(types)
         if prog is None:
-            with self._lock:
+            with self._lock, using_isa(self.isa):
                 prog = self.programs.get(types)
                 if prog is None:
                     prog = self._build(types)
@@ -202,8 +203,7 @@ class CompiledModel:
         """The input types one program serves at `level` (default: the level calls on such
         inputs compile at): fixed dims bound, the batch and time dims symbolic."""
         return signature(self.graph.inputs, inputs, n_user=self.n_user, level=level,
-                         fixed_time=self.fixed_time, check_state=check_state,
-                         levels=self.levels)
+                         fixed_time=self.fixed_time, check_state=check_state, levels=self.levels)
 
     def types_for(self, inputs: Sequence[Any] = (), batch: int | None = None
                   ) -> tuple[TensorType, ...]:
@@ -275,22 +275,22 @@ class CompiledModel:
         compiling its program if needed. For a training step pass `target=` as in the call."""
         values = list(inputs) + ([target] if target is not None else [])
         if self.stateful:
-            init = (interpret(self.initial_state_graph, *inputs) if self._state is None
-                    else self._state)
+            init = self._state or interpret(self.initial_state_graph, *inputs)
             values += list(init) if isinstance(init, (tuple, list)) else [init]
         program = self.program_for(values)
         arrays, steps = program.validate(values)
-        return 4 * program.contract.arena_floats(steps, program.rows_of(arrays),
-                                                  program.more_of(arrays))
+        return 4 * program.arena_floats(arrays, steps)
 
     def llvm_ir(self, *inputs: Any, B: int | None = None) -> str:
         """The LLVM IR (before optimisation) of the program for these inputs or batch size."""
-        return self.executable(self.types_for(inputs, B)).llvm_ir
+        with using_isa(self.isa):
+            return self.executable(self.types_for(inputs, B)).llvm_ir
 
     def asm(self, *inputs: Any, B: int | None = None) -> str:
         """The host assembly of the program for these inputs or batch size."""
-        exe = self.executable(self.types_for(inputs, B))
-        return shared_engine().compile_to_object(exe.llvm_ir, assembly=True).asm or ""
+        with using_isa(self.isa):
+            ir = self.llvm_ir(*inputs, B=B)
+            return shared_engine().compile_to_object(ir, assembly=True).asm or ""
 
     def __reduce__(self) -> tuple:
         if type(self) is not CompiledModel:
@@ -304,16 +304,14 @@ class CompiledModel:
 
 
 def _recompiled(model: Any, options: dict[str, Any]) -> CompiledModel:
-    """A pickled CompiledModel on the other side: the model compiled again (lazily, and
-    from the kernel cache where it holds the programs)."""
-    return CompiledModel(model, **options)
+    return CompiledModel(model, **options)      # lazily, or from the kernel cache
 
 
 class CompiledTrainStep(CompiledModel):
-    """forward + loss + backward of (model, criterion) in one native call, one program for
-    every batch size: the driver's training step of the loss graph (outputs: the loss, the
-    flat gradient). Dropout
-    draws the interpreter's masks; with `threads=n` the parts' results combine as the mean."""
+    """forward + loss + backward of (model, criterion) in one native call, one program for every
+    batch size: the driver's training step of the loss graph (outputs: the loss, the flat
+    gradient). Dropout draws the interpreter's masks; with `threads=n` the parts' results combine
+    as the mean."""
 
     def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
                  checkpoint: int | None = None, **options: Any):
@@ -323,7 +321,8 @@ class CompiledTrainStep(CompiledModel):
         self.training = dict(truncate=bptt_max, checkpoint=checkpoint)
         self.fixed_time |= bool(checkpoint)     # segments of k steps: one program per T
         self.forward_loss = CompiledModel(self.graph, cache=self.cache, threads=self.threads,
-                                          specialize=options.get("specialize", False))
+                                          specialize=options.get("specialize", False),
+                                          isa=options.get("isa"))
         self.forward_loss.model, self.forward_loss._gather = model, False
         self.lowering["training"] = True        # dropout draws the interpreter's masks
         dropout = any(n.op == Op.DROPOUT and n.attrs["p"] > 0 for n, _ in self.graph.walk())
@@ -339,8 +338,7 @@ class CompiledTrainStep(CompiledModel):
     def key_options(self) -> dict[str, Any]:
         return dict(super().key_options(), truncate=self.truncate, checkpoint=self.checkpoint)
 
-    def __call__(self, *inputs: Any, target: Any, training: bool = True,
-                 seed: int = 0) -> float:
+    def __call__(self, *inputs: Any, target: Any, training: bool = True, seed: int = 0) -> float:
         """One step: returns the loss and leaves the gradient in the model's flat gradient;
         dropout as `gr.interpret(..., training=True, seed=seed)` (none unless `training`)."""
         _, flat_grad = self.model.parameters()
@@ -365,20 +363,22 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
             disable: Collection[str] = (), dump: int | None = None, stateful: bool = False,
             cache: KernelCache | None = None, loss: Any = None, train: bool = False,
             bptt_max: int | None = None, checkpoint: int | None = None,
-            threads: int = 1, specialize: bool | Collection[int] = False) -> CompiledModel:
+            threads: int = 1, specialize: bool | Collection[int] = False,
+            isa: str | None = None) -> CompiledModel:
     """Compile `model` (a gModule or Graph) to native code, lazily, for every batch size.
 
-    unroll: None unrolls only loops that ask for it; k unrolls every loop by k. disable: pass
-    names to skip. dump: a GRAPHRNN_DEBUG level (3: LLVM IR, 4: assembly). stateful: keep the
-    top-level loops' state across calls. cache: a KernelCache (default: the process-wide one).
-    loss, train=True: compile the training step of (model, loss) instead: calling it with
-    `(*inputs, target=...)` runs forward, loss and backward in one native call, returns the
-    loss and fills the model's flat gradient; `bptt_max=k` truncates BPTT at every k-th step;
-    `checkpoint=k` saves the loops' carries every k steps only and recomputes the rest in the
-    backward pass (gradient checkpointing; one program per sequence length).
-    threads: run a call's batch as up to this many parts of rows, each on its own core, where
-    each part has enough work (`parts_for(B, T)`), with one thread's results. specialize:
-    a program per batch size, or per size in a collection (e.g. `(1,)`), not one for all.
+    unroll: None unrolls only loops that ask for it; k unrolls every loop by k. disable: pass names
+    to skip. dump: a GRAPHRNN_DEBUG level (3: LLVM IR, 4: assembly). stateful: keep the top-level
+    loops' state across calls. cache: a KernelCache (default: the process-wide one). loss,
+    train=True: compile the training step of (model, loss) instead: calling it with `(*inputs,
+    target=...)` runs forward, loss and backward in one native call, returns the loss and fills the
+    model's flat gradient; `bptt_max=k` truncates BPTT at every k-th step; `checkpoint=k` saves the
+    loops' carries every k steps only and recomputes the rest in the backward pass (gradient
+    checkpointing; one program per sequence length). threads: run a call's batch as up to this many
+    parts of rows, each on its own core, where each part has enough work (`parts_for(B, T)`), with
+    one thread's results. specialize: a program per batch size, or per size in a collection (e.g.
+    `(1,)`), not one for all. isa: the instruction set of the kernels, a `graphrnn.isa.using_isa`
+    spec such as "avx2" (default: the current one); ValueError if the host cannot run it.
     """
     if train or loss is not None:
         if loss is None:
@@ -387,13 +387,13 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
         return CompiledTrainStep(model, loss, bptt_max=bptt_max, unroll=unroll,
                                  optimize=optimize, disable=disable, dump=dump, cache=cache,
                                  checkpoint=checkpoint, threads=threads,
-                                 specialize=specialize)
+                                 specialize=specialize, isa=isa)
     if checkpoint is not None:
         raise TypeError("checkpoint=k applies to training: gr.compile(model, loss=..., "
                         "train=True, checkpoint=k)")
     return CompiledModel(model, unroll=unroll, optimize=optimize, disable=disable, dump=dump,
                          stateful=stateful, cache=cache, threads=threads,
-                         specialize=specialize)
+                         specialize=specialize, isa=isa)
 
 
 __all__ = ["compile", "CompiledModel", "CompiledTrainStep", "gradient_graph", "tie_params",

@@ -1,5 +1,5 @@
 """The instruction set kernels are built and tiled for: the host's, or another one LLVM can
-build for (GRAPHRNN_TARGET_FEATURES, `gr.compile(..., target=...)`, `graphrnn bench --target`).
+build for (GRAPHRNN_TARGET_FEATURES, `gr.compile(..., isa=...)`, `graphrnn bench --target`).
 
 A spec is one of
     None, "host", "native"      the host CPU with every feature it has
@@ -10,8 +10,9 @@ A spec is one of
     "x86-64-v2" / "-v3" / "-v4" an x86-64 micro-architecture level
     "+feat,-feat,..."           LLVM feature switches applied on top of the host's
 
-    with using_isa("avx2"):     # the kernels compiled here are AVX2 kernels
-        fast = gr.compile(model)
+    fast = gr.compile(model, isa="avx2")    # its kernels are AVX2 kernels
+    with using_isa("avx2"):                 # so are those of the programs built here
+        y = gr.compile(model)(x)
 """
 from __future__ import annotations
 
@@ -84,20 +85,20 @@ def _host() -> Isa:
 
 
 @functools.lru_cache(maxsize=32)
-def resolve_isa(spec: str | None) -> Isa:
+def resolve_isa(spec: str | None, what: str = "target") -> Isa:
     """The Isa of a spec (see the module docstring); ValueError for one this host cannot run
-    or LLVM does not know."""
+    or LLVM does not know, naming `what` asked for it."""
     host = _host()
     key = (spec or "host").strip().lower()
     if key in ("host", "native"):
         return host
     if key == "avx512":
         if "avx512f" not in host.enabled:
-            raise ValueError("target avx512: this CPU has no AVX-512F")
+            raise ValueError(f"{what} avx512: this CPU has no AVX-512F")
         return host
     if key == "avx2":
         if not {"avx2", "fma"} <= host.enabled:
-            raise ValueError("target avx2: this CPU has no AVX2 + FMA")
+            raise ValueError(f"{what} avx2: this CPU has no AVX2 + FMA")
         off = sorted(f for f in host.enabled if f.startswith("avx512") or f == "avx10.1-256")
         feats = ",".join([host.features] + [f"-{f}" for f in off])
         return Isa(host.cpu, feats, _enabled(feats))
@@ -108,7 +109,7 @@ def resolve_isa(spec: str | None) -> Isa:
     if key[0] in "+-":
         feats = f"{host.features},{key}"
         return Isa(host.cpu, feats, _enabled(feats))
-    raise ValueError(f"target {spec!r}: expected host, avx512, avx2, generic, an x86-64 level "
+    raise ValueError(f"{what} {spec!r}: expected host, avx512, avx2, generic, an x86-64 level "
                      f"({', '.join(LEVELS)}) or LLVM features such as -avx512f")
 
 

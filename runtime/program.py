@@ -205,6 +205,10 @@ class Program:
         """The sizes of the further time symbols (`contract.more`) in a call on `arrays`."""
         return tuple(arrays[k].shape[i] for k, i in self._more_at)
 
+    def arena_floats(self, arrays: Sequence[np.ndarray], steps: int) -> int:
+        """Floats of scratch memory (the arena) a call on `arrays` from `validate` takes."""
+        return self.contract.arena_floats(steps, self.rows_of(arrays), self.more_of(arrays))
+
     def run(self, arrays: Sequence[np.ndarray], steps: int, outs: Sequence[np.ndarray], *,
             seed: int = 0, training: bool = True) -> None:
         """The native call on inputs from `validate`, writing into `outs`: arrays of

@@ -1,4 +1,5 @@
-"""A hand-written LSTM and the built-in one optimise to the same kernel structure.
+"""A hand-written LSTM and the built-in one optimise to the same kernel structure, and the
+bench's hand-written LSTM (`graphrnn bench`'s graphrnn-hand) compiles to the built-in's kernels.
 
 After merge -> hoist -> fuse (+ dce) every form has one matmul over the whole sequence before
 the loop (the input projection), one matmul in the body (h against the [4H, H] weights) and
@@ -6,6 +7,7 @@ an epilogue of FUSED nodes with no elementwise op left outside them.
 """
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn, ops
+from graphrnn.bench.peers import build_hand_lstm, build_layer
 from graphrnn.compiler.passes.dce import eliminate_dead_code
 from graphrnn.compiler.passes.flatten import flatten_params
 from graphrnn.compiler.passes.fuse_elementwise import FUSABLE, fuse_elementwise
@@ -162,3 +165,24 @@ def test_through_the_driver(form: str) -> None:
     assert table == m.table
     close(gr.interpret(g, *args, m.parameters()[0]), gr.interpret(m, *args))
     assert structure(g) == (1, 1, (4 * H, H), 3)
+
+
+def kernel_bodies(llvm_ir: str) -> list[tuple[str, str]]:
+    """(kernel kind and ops, its body with value names left out), in the module's order."""
+    found = re.findall(r'define internal void @"k\d+_([^"]+)"[^\n]*\n(.*?)\n}', llvm_ir, re.S)
+    return [(name, re.sub(r'%"?[\w.]+"?|@"?k\d+_[\w]*"?', "_", body)) for name, body in found]
+
+
+@pytest.mark.parametrize("d", [128, 24], ids=["joined", "hoisted"])
+def test_the_bench_hand_lstm_compiles_to_the_builtin_kernels(d: int) -> None:
+    # every kernel the same code; in training the one that assembles the flat gradient
+    # differs only in the offsets of each model's own parameter order
+    h = 16
+    built, hand = build_layer("lstm", d, h), build_hand_lstm(d, h)
+    x, y = np.zeros((3, 4, d), np.float32), np.zeros((3, 4, h), np.float32)
+    fwd = [kernel_bodies(gr.compile(m).llvm_ir(x)) for m in (built, hand)]
+    assert fwd[0] == fwd[1] and any("gemm" in k for k, _ in fwd[0])
+    train = [kernel_bodies(gr.compile(m, loss=gr.MSECriterion(), train=True).llvm_ir(x, y))
+             for m in (built, hand)]
+    assert [k for k, _ in train[0]] == [k for k, _ in train[1]]
+    assert [a[0] for a, b in zip(*train) if a != b] == ["map_assemble"]

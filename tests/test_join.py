@@ -26,8 +26,10 @@ T, D, H = 4, 10, 6
 
 @pytest.fixture(autouse=True)
 def joining(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Join from 8 rows (off by default: see join.MIN_ROWS)."""
+    """Join from 8 rows, a symbolic batch too, on every ISA (the choice: test_join_choice.py)."""
     monkeypatch.setattr(join, "MIN_ROWS", 8)
+    monkeypatch.setattr(join, "MIN_SYMBOLIC_INPUT", 1)
+    monkeypatch.setattr(join, "MIN_REGISTERS", 0)
 
 
 def layer(cell: type, rows: int, *, bidirectional: bool = False, lengths: bool = False

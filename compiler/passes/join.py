@@ -12,18 +12,37 @@ one product over the concatenated operands, reading x_t in place of the hoisted 
     z = concat(x_t, h) @ concat(W_x, W_h)^T + (b_x + b_h)
 
 The weight concatenation and the bias sum are invariant, so hoisting computes them once before
-the loop. Measured on one AVX-512 core, joined vs hoisted in one process: LSTM forward
-(32,50,256,256) 4-9% faster, (16,100,128,128) 8%, (64,100,512,512) even, training
-(32,50,256,256) 3%; with one row (a GEMV per step) the hoisted GEMM is 20% faster, hence
-the MIN_ROWS threshold; a batch of symbolic size (one program for every B) counts as many
-rows. Only a sum of exactly these two shapes is joined (LSTM and RNN cells;
-a GRU keeps the projections apart); the projections must be read by the sum alone.
+the loop. When it pays (`join_pays`; LSTM, CPU time, joined / hoisted, interleaved medians,
+2 shared vCPUs of an AMD EPYC (znver5) under load from other work):
+
+    (B, T, D, H)          AVX-512 fwd / train     AVX2 fwd / train
+    (1, 100, 32, 64)       1.20 / 1.10             1.04 / 1.01
+    (4, 100, 32, 64)       0.97                    -
+    (32, 100, 32, 64)      0.99                    -
+    (1, 100, 128, 128)     1.25                    -
+    (8, 100, 128, 128)     1.00                    -
+    (1, 50, 256, 256)      1.67                    1.45
+    (4, 50, 256, 256)      1.14                    -
+    (8, 50, 256, 256)      0.97                    1.01
+    (32, 50, 256, 256)     0.88 / 0.96             0.95-0.99 / 0.99
+    (64, 100, 512, 512)    0.94 / 0.97             1.03-1.07 / 0.96-1.01
+
+With few rows each step re-reads the input weights that the hoisted GEMM reads once, hence
+MIN_ROWS. With 16 vector registers (AVX2) the join saves nothing at any size, so it is
+not done. A batch of symbolic size (one program for every B) may be one row: it is joined
+only where the inputs are wide enough (MIN_SYMBOLIC_INPUT) that the join saves 3-13% on large
+batches, which is where such layers spend their time; small layers, where it saves 1-4%, keep
+the hoisted GEMM (20% faster at one row). Large layers at a batch of few rows are faster
+compiled with `specialize=(1,)` (or True). Only a sum of exactly these two shapes is joined
+(LSTM and RNN cells; a GRU keeps the projections apart); the projections must be read by the
+sum alone.
 
 `join_loops` is the driver's step "join", run just before "hoist" (inner loops first).
 """
 from __future__ import annotations
 
 from graphrnn.ir import Graph, Node, Op, loop_operands
+from graphrnn.isa import current_isa
 from graphrnn.ops import apply_rule
 
 from .loop_kinds import SeqContext, classify, leaf_key
@@ -33,6 +52,10 @@ from .rewrite import fresh_name, map_nodes, read_counts, rewrite, with_inputs
 # most threads.MIN_ROWS_PER_PART, and bit-identical across a batch split because the
 # epilogue never contracts mul + add into an FMA on its own (irbuilder.FLAGS).
 MIN_ROWS: int | None = 8
+# Input features from which a product of a batch of unknown size is joined (measured, above)
+MIN_SYMBOLIC_INPUT = 128
+# Vector registers of the ISA kernels are built for from which the join pays (AVX-512's 32)
+MIN_REGISTERS = 32
 
 
 def join_loops(graph: Graph, *, min_input_size: int = 4) -> Graph:
@@ -131,8 +154,7 @@ def _joined(z: Node, kinds: dict[int, str], users: dict[int, int], min_input_siz
     rows, k = x.type.shape
     if transpose != bool(mh.attrs.get("transpose_b")) or mx.type.shape != mh.type.shape \
             or mx.type.shape != z.type.shape or h.type.shape[0] != rows \
-            or (isinstance(rows, int) and rows < min_rows) \
-            or not isinstance(k, int) or k <= min_input_size:
+            or not isinstance(k, int) or k <= min_input_size or not join_pays(rows, k, min_rows):
         return None
 
     def make(op: Op, inputs: tuple[Node, ...], base: str, **attrs) -> Node:
@@ -150,6 +172,16 @@ def _joined(z: Node, kinds: dict[int, str], users: dict[int, int], min_input_siz
         node = Node(Op.ADD, (out, biases[0]), {}, None, None, z.name, z.scope, z.where, z.doc)
         out = apply_rule(node, [out.type, biases[0].type])
     return out
+
+
+def join_pays(rows: int | str, input_size: int, min_rows: int) -> bool:
+    """Whether joining a step product of `rows` rows (a str: the symbolic batch) with
+    `input_size` input features pays with the kernels' ISA (see the module docstring)."""
+    if current_isa().registers < MIN_REGISTERS:
+        return False
+    if isinstance(rows, int):
+        return rows >= min_rows
+    return input_size >= MIN_SYMBOLIC_INPUT
 
 
 def shared_projections(graph: Graph) -> set[tuple]:
@@ -187,4 +219,5 @@ def projection_keys(loop: Node) -> dict[int, tuple]:
     return keys
 
 
-__all__ = ["join_loops", "join_projections", "shared_projections", "projection_keys", "MIN_ROWS"]
+__all__ = ["join_loops", "join_projections", "join_pays", "shared_projections", "projection_keys",
+           "MIN_ROWS", "MIN_SYMBOLIC_INPUT", "MIN_REGISTERS"]
