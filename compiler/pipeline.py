@@ -65,7 +65,6 @@ OPTIMISATIONS: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("merge", merge_matmuls),                       # matmuls sharing their left operand
     ("join", join_loops),                           # x_t and h in one step product (many rows)
     ("hoist", hoist_invariants),                    # W_x x_t for all t as one GEMM
-    ("accumulate", hoist_accumulations),            # what reads values hoist just moved
     ("reuse", reuse_merged_products),               # a hoisted product a merged one has
     ("cse", eliminate_common_subexpressions),       # projections hoisted twice (fwd and bwd)
     ("fuse", fuse_elementwise),                     # map/zip chains -> FUSED

@@ -89,14 +89,11 @@ def test_sums_and_products_leave_the_loop(reverse: bool) -> None:
     assert acc.op == Op.ADD and acc.inputs[0].name == "A0"   # init + the sum
     assert s.op == Op.MUL and s.inputs[0].attrs["axes"] == (0, 1)   # zero init: the sum
     assert y.op == Op.MATMUL and y.type.shape == ("B", "T", N)
-    # tanh(h') needs only h', which the loop emits anyway: one tanh after the loop
-    t = out.outputs[4]
-    assert t.op == Op.TANH and t.inputs[0].op == Op.GET and t.type.shape == ("B", "T", H)
-    # emitted: h' once (for the contract, the product and tanh) and h' * h (the sum's
-    # operand, which reads the carry)
+    assert out.outputs[4].op == Op.GET                       # tanh(h') stays per step
+    # emitted: h' once (for the contract and the product) and h' * h (the sum's operand)
     outs = body.outputs
-    assert len(outs) == 3 and [y is outs[0] for y in outs] == [True, True, False]
-    assert outs[2].op == Op.MUL
+    assert len(outs) == 4 and [y is outs[0] for y in outs] == [True, False, True, False]
+    assert outs[3].op == Op.MUL and outs[1].op == Op.TANH
 
 
 def test_accumulators_read_elsewhere_and_loops_with_lengths_stay() -> None:

@@ -132,30 +132,36 @@ def test_the_input_norms_gradient_runs_after_the_loop(cache: KernelCache) -> Non
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_outputs_of_emitted_values_are_computed_after_the_loop(reverse: bool) -> None:
-    """acc += contract(h', x) emits h' for every step; tanh(h') * 2 then needs nothing new,
-    and runs once after the loop. sigmoid(h' + h) reads the carry: it stays per step."""
+    """acc += contract(h', x) emits h' for every step; normalize(h') * 2 then needs nothing
+    new, and runs once after the loop. tanh(h') * 2, a map, fuses into the step: it stays,
+    and so does normalize(h' + h), which reads the carry."""
     w, v = ops.input_((H, H), name="W"), ops.input_((D, H), name="V")
     h, acc = ops.input_(("B", H), name="h"), ops.input_((H, D), name="acc")
     x = ops.input_(("B", D), name="x")
     h2 = ops.tanh(ops.add(ops.matmul(h, w), ops.matmul(x, v)))
     acc2 = ops.add(acc, ops.contract(h2, x))
-    y1 = ops.mul(ops.tanh(h2), ops.const(np.float32(2.0)))
-    y2 = ops.sigmoid(ops.add(h2, h))
-    body = close_graph([w, v, h, acc, x], [h2, acc2, y1, y2])
+    two = ops.const(np.float32(2.0))
+    y1 = ops.mul(ops.normalize(h2, (H,), 1e-5), two)
+    y2 = ops.normalize(ops.add(h2, h), (H,), 1e-5)
+    y3 = ops.mul(ops.tanh(h2), two)
+    body = close_graph([w, v, h, acc, x], [h2, acc2, y1, y2, y3])
     outer = [ops.input_(t.type.shape, name=t.name.upper()) for t in (w, v)]
     xs = ops.input_(("B", "T", D), name="xs")
     init = [ops.fill((H,), 0.0, batch_like=xs), ops.fill((H, D), 0.0)]
     loop = ops.loop(body, outer, init, [xs], reverse=reverse)
-    graph = close_graph(outer + [xs], [ops.get(loop, i) for i in range(4)])
+    graph = close_graph(outer + [xs], [ops.get(loop, i) for i in range(5)])
     out = hoist_accumulations(graph)
     verify(out)
     (new,) = loops(out)
     body_ops = [n.op for n in new.attrs["body"].nodes]
-    assert Op.SIGMOID in body_ops and body_ops.count(Op.TANH) == 1   # tanh(h') moved out
-    assert out.outputs[2].op == Op.MUL and out.outputs[2].type.shape == ("B", "T", H)
+    assert body_ops.count(Op.NORMALIZE) == 1 and body_ops.count(Op.TANH) == 2
+    y = out.outputs[2]
+    assert y.op == Op.MUL and y.inputs[0].op == Op.NORMALIZE
+    assert y.type.shape == ("B", "T", H)
+    assert out.outputs[3].op == out.outputs[4].op == Op.GET
     args = [randn(H, H) * 0.5, randn(D, H) * 0.5, randn(3, 4, D)]
     for a, b in zip(interpret(out, *args), interpret(graph, *args)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_normalize_grad_of_rows_far_from_zero(cache: KernelCache) -> None:

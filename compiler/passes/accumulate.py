@@ -20,11 +20,12 @@ The dual of hoist_invariants, which moves work before the loop. Two rewrites:
 - a per-step output whose computation nothing else in the body reads and which contains a
   matmul is computed after the loop from stacked operands (loop_kinds.SEQ_RULES): the input
   gradient dx_t = dg_t @ W_ih of a backward loop becomes one matmul over [B, T, ...]. So is
-  one without a matmul, or an operand of a sum, when what it reads is there anyway (the
-  loop's sequences, invariants, values the loop emits for other reasons: no new per-step
-  buffer): a layer norm's gradient `normalize_grad(x_t, dz_t * w)` on the input projection
-  x_t = x W^T, whose weight gradients the sums need, runs once over the B*T rows after the
-  loop instead of once per step.
+  one with a row kernel instead, or an operand of a sum, when what it reads is there anyway
+  (the loop's sequences, invariants, values the loop emits for other reasons: no new
+  per-step buffer): a layer norm's gradient `normalize_grad(x_t, dz_t * w)` on the input
+  projection x_t = x W^T, whose weight gradients the sums need, runs once over the B*T rows
+  after the loop instead of once per step. Elementwise maps alone stay: in the step they
+  fuse into its elementwise loops, after it they would read their operands back.
 
 Operands the loop already has as sequences (x_t, the saved carries) are read from its
 sequence inputs instead of being emitted again, and a value is emitted once. Exact up to the

@@ -4,18 +4,22 @@
                     that `hoist_accumulations` rewrites onto stacked operands
     sinkable        per-step values with a SEQ_RULES version that only per-step outputs and
                     the sums need
-    cheap_groups    outputs and sum operands computed after the loop from values it emits
-                    anyway (no new per-step buffer)
+    cheap_groups    outputs and sum operands with a row kernel, computed after the loop
+                    from values it emits anyway (no new per-step buffer)
 """
 from __future__ import annotations
 
-from graphrnn.ir import Graph, Node, Op, TensorType
+from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Op, TensorType
 
 from .loop_kinds import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, per_step
 
 LINEAR = frozenset({Op.RESHAPE, Op.PAD, Op.SLICE, Op.INDEX, Op.CONCAT, Op.NEG, Op.ASSEMBLE,
                     Op.ADD, Op.SUB, Op.MUL, Op.DIV})
 REDUCTIONS = frozenset({Op.CONTRACT, Op.SUM, Op.SCATTER})   # their operands are emitted
+# work that fuses into the step's elementwise loops at no cost: it stays per step (after the
+# loop it would read its stacked operands back from memory)
+MAPS = ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE, Op.ASTYPE, Op.EXPAND, Op.SLICE,
+                                                 Op.INDEX, Op.CONCAT, Op.PAD, Op.RESHAPE}
 
 
 def body_readers(body: Graph) -> dict[int, list[Node]]:
@@ -102,10 +106,11 @@ def find_sinkable(body: Graph, n_h: int, kind: dict[int, str], readers: dict[int
 def cheap_groups(body: Graph, n_h: int, n_xs: int, sunk: dict[int, list[Node]],
                  operands: list[Node], kind: dict[int, str], sinkable: set[int]
                  ) -> dict[Node, list[Node]]:
-    """Per-step outputs and operands of the sums (no product among them) that are computed
-    after the loop at no cost in memory: from invariants, the loop's sequences, values the
-    loop emits anyway, and products of the sequence (which hoist_invariants moves before the
-    loop: cse then keeps one copy). One kernel over all the steps instead of one per step.
+    """Per-step outputs and operands of the sums (no product among them, some work beyond
+    elementwise maps: a row kernel) that are computed after the loop with no new per-step
+    buffer: from invariants, the loop's sequences, values the loop emits anyway, and
+    products of the sequence (which hoist_invariants moves before the loop: cse then keeps
+    one copy). One kernel over all the steps instead of one per step.
 
         {root: its group}, each root an output or a step operand, each group its ancestors
         among `sinkable`
@@ -119,8 +124,9 @@ def cheap_groups(body: Graph, n_h: int, n_xs: int, sunk: dict[int, list[Node]],
         group = group_of(root, sinkable)
         inside = {id(n) for n in group}
         outer = [x for n in group for x in n.inputs if id(x) not in inside]
-        if group and all(kind[id(x)] == INV or id(x) in inputs or id(x) in emitted
-                         or (kind[id(x)] == SEQ and x.op in BULK) for x in outer):
+        if any(n.op not in MAPS for n in group) and all(
+                kind[id(x)] == INV or id(x) in inputs or id(x) in emitted
+                or (kind[id(x)] == SEQ and x.op in BULK) for x in outer):
             found[root] = group
     return found
 
