@@ -169,19 +169,11 @@ class Cluster:
 
 def find_clusters(nodes: tuple[Node, ...], taken: set[Node], skip: set[Node]
                   ) -> list[Cluster]:
-    """The level's FUSED nodes of each type, not `taken` (by a product's epilogue), as
-    elementwise loops, one per type and wave: the per-step pointwise work of a backward
-    cell, a dozen maps, reads its operands once and writes only what leaves it.
-
-    A node that reads a value computed from a cluster through a non-member (a row op, a
-    product, a FUSED node of another type) cannot join it, the cluster could not be one
-    unit then: it starts the next wave of its type, so the maps between two row kernels of
-    a layer-normalised cell are one loop, and the maps after the second another.
-
-        wave(member) = max(wave(x) for member inputs x,
-                           after(x) + 1 for other inputs x, 0)
-        after(other) = the last wave it reads, directly or through other non-members (-1)
-    """
+    """The level's FUSED nodes of each type, not `taken` (by a product's epilogue), as one
+    elementwise loop per type: the per-step pointwise work of a backward cell, a dozen maps,
+    reads its operands once and writes only what leaves it. A node that reads a value
+    depending on the cluster through a non-member stays out of it (the cluster could not be
+    one unit then)."""
     by_type: dict[object, list[Node]] = {}
     for n in nodes:
         if n.op == Op.FUSED and n not in taken and n not in skip:
@@ -191,21 +183,17 @@ def find_clusters(nodes: tuple[Node, ...], taken: set[Node], skip: set[Node]
         if len(candidates) < 2:
             continue
         eligible = set(candidates)
-        wave: dict[Node, int] = {}
-        after: dict[Node, int] = {}
+        members: dict[Node, None] = {}
+        tainted: set[Node] = set()
         for n in nodes:
             if n in skip:
                 continue
-            if n in eligible:
-                wave[n] = max([0] + [wave[x] if x in wave else after.get(x, -1) + 1
-                                     for x in n.inputs])
-            else:
-                after[n] = max([-1] + [wave[x] if x in wave else after.get(x, -1)
-                                       for x in n.inputs])
-        waves: dict[int, list[Node]] = {}
-        for n, k in wave.items():
-            waves.setdefault(k, []).append(n)
-        clusters.extend(Cluster(tuple(ms)) for _, ms in sorted(waves.items()) if len(ms) > 1)
+            if n in eligible and not any(x in tainted for x in n.inputs):
+                members[n] = None
+            elif any(x in members or x in tainted for x in n.inputs):
+                tainted.add(n)
+        if len(members) > 1:
+            clusters.append(Cluster(tuple(members)))
     return clusters
 
 
