@@ -19,13 +19,7 @@ The dual of hoist_invariants, which moves work before the loop. Two rewrites:
   ASSEMBLEs (several loops, the layers outside them) merge into one;
 - a per-step output whose computation nothing else in the body reads and which contains a
   matmul is computed after the loop from stacked operands (loop_kinds.SEQ_RULES): the input
-  gradient dx_t = dg_t @ W_ih of a backward loop becomes one matmul over [B, T, ...]. So is
-  one with a row kernel instead, or an operand of a sum, when what it reads is there anyway
-  (the loop's sequences, invariants, values the loop emits for other reasons: no new
-  per-step buffer): a layer norm's gradient `normalize_grad(x_t, dz_t * w)` on the input
-  projection x_t = x W^T, whose weight gradients the sums need, runs once over the B*T rows
-  after the loop instead of once per step. Elementwise maps alone stay: in the step they
-  fuse into its elementwise loops, after it they would read their operands back.
+  gradient dx_t = dg_t @ W_ih of a backward loop becomes one matmul over [B, T, ...].
 
 Operands the loop already has as sequences (x_t, the saved carries) are read from its
 sequence inputs instead of being emitted again, and a value is emitted once. Exact up to the
@@ -44,12 +38,13 @@ import numpy as np
 from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, split, toposort
 from graphrnn.ops import apply_rule
 
-from .after_loop import (REDUCTIONS, add_increment, body_readers, cheap_groups,
-                         collect_operands, find_accumulators, find_sinkable, group_of,
-                         step_terms)
 from .hoist import outer_copies
-from .loop_kinds import BULK, INV, SEQ, STEP, SeqContext, classify, leaf_key
+from .loop_kinds import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, classify, leaf_key, per_step
 from .rewrite import fresh_name, map_nodes, read_counts, with_inputs
+
+LINEAR = frozenset({Op.RESHAPE, Op.PAD, Op.SLICE, Op.INDEX, Op.CONCAT, Op.NEG, Op.ASSEMBLE,
+                    Op.ADD, Op.SUB, Op.MUL, Op.DIV})
+REDUCTIONS = frozenset({Op.CONTRACT, Op.SUM, Op.SCATTER})   # their operands are emitted
 
 Parts = list  # per old part of a loop: its new index, or the outer node that replaces it
 
@@ -150,6 +145,92 @@ def _joined_assembles(n: Node) -> Node | None:
     return n.replace(op=Op.ASSEMBLE, inputs=a.inputs + b.inputs, attrs=attrs, name=a.name)
 
 
+# ----------------------------------------------------------------------------- analysis
+
+def _readers(body: Graph) -> dict[int, list[Node]]:
+    """Distinct body nodes reading each value."""
+    readers: dict[int, list[Node]] = {}
+    for n in body.nodes:
+        for x in dict.fromkeys(n.inputs):
+            readers.setdefault(id(x), []).append(n)
+    return readers
+
+
+def _summable(n: Node, kind: dict[int, str]) -> bool:
+    """Whether the sum over the steps of n is one of the module docstring's rewrites."""
+    if kind[id(n)] == INV or per_step(n) or not isinstance(n.type, TensorType):
+        return False
+    if n.op in REDUCTIONS:
+        return all(kind[id(x)] != INV for x in n.inputs)
+    if n.op not in LINEAR:
+        return False
+    terms = _terms(n, kind)
+    if terms is None:
+        return False
+    return all(_summable(x, kind) for x in terms) and \
+        (n.op not in (Op.ADD, Op.SUB, Op.MUL, Op.DIV) or all(x.type == n.type for x in terms))
+
+
+def _terms(n: Node, kind: dict[int, str]) -> list[Node] | None:
+    """The inputs of linear op n that carry the per-step sum (the others are invariant)."""
+    if n.op == Op.MUL:
+        a, b = n.inputs
+        return [a] if kind[id(b)] == INV else [b] if kind[id(a)] == INV else None
+    if n.op == Op.DIV:
+        return [n.inputs[0]] if kind[id(n.inputs[1])] == INV else None
+    return list(n.inputs)
+
+
+def _accumulators(body: Graph, n_c: int, n_h: int, kind: dict[int, str],
+                  readers: dict[int, list[Node]]) -> dict[int, Node]:
+    """{carry index: increment f} for every carry `acc' = acc + f` read by nothing else."""
+    outputs = [id(y) for y in body.outputs]
+    found: dict[int, Node] = {}
+    for i in range(n_h):
+        h, o = body.inputs[n_c + i], body.outputs[i]
+        if o.op != Op.ADD or readers.get(id(h)) != [o] or id(h) in outputs or \
+                outputs.count(id(o)) != 1 or readers.get(id(o)):
+            continue
+        a, b = o.inputs
+        f = b if a is h else a
+        if f is not h and f.type == o.type and _summable(f, kind):
+            found[i] = f
+    return found
+
+
+def _sinkable(body: Graph, n_h: int, kind: dict[int, str], readers: dict[int, list[Node]],
+              ctx: SeqContext) -> set[int]:
+    """Per-step values with a SEQ_RULES version that only per-step outputs need."""
+    carry_out = {id(y) for y in body.outputs[:n_h]}
+    inputs = {id(x) for x in body.inputs}
+    found: set[int] = set()
+    for n in reversed(body.nodes):
+        if id(n) in inputs or id(n) in carry_out or kind[id(n)] == INV or per_step(n):
+            continue
+        if not isinstance(n.type, TensorType) or n.type.rank < 1:
+            continue
+        if not all(id(u) in found for u in readers.get(id(n), [])):
+            continue
+        rule = SEQ_RULES.get(n.op)
+        kinds = [INV if kind[id(x)] == INV else SEQ for x in n.inputs]
+        if rule is not None and rule(n, kinds, ctx) is not None:
+            found.add(id(n))
+    return found
+
+
+def _group(root: Node, among: set[int]) -> list[Node]:
+    """`root` and its ancestors within `among`."""
+    out, stack, seen = [], [root], set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen or id(n) not in among:
+            continue
+        seen.add(id(n))
+        out.append(n)
+        stack.extend(n.inputs)
+    return out
+
+
 # ----------------------------------------------------------------------------- one loop
 
 def _rewrite_loop(loop: Node, min_input_size: int, taken: set[str],
@@ -163,40 +244,25 @@ def _rewrite_loop(loop: Node, min_input_size: int, taken: set[str],
     steps = xs_n[0].type.shape[1] if xs_n else loop.attrs.get("length")
     ctx = SeqContext(min_input_size, steps)
     n_c, n_h = len(consts_n), len(carry_n)
-    kind, readers = classify(body, n_c, n_h, ctx), body_readers(body)
-    accs = find_accumulators(body, n_c, n_h, kind, readers)
-    gone: set[int] = set()
-    for i, f in accs.items():
-        gone.add(id(body.outputs[i]))
-        add_increment(f, kind, gone)
-    sinkable = find_sinkable(body, n_h, kind, readers, ctx, gone)
+    kind, readers = classify(body, n_c, n_h, ctx), _readers(body)
+    accs = _accumulators(body, n_c, n_h, kind, readers)
+    sinkable = _sinkable(body, n_h, kind, readers, ctx)
     sunk: dict[int, list[Node]] = {}
     for j, y in enumerate(body.outputs[n_h:], n_h):
-        group = group_of(y, sinkable)
+        group = _group(y, sinkable)
         if any(n.op in BULK for n in group):
             sunk[j] = group
+    if not accs and not sunk:
+        return None
 
     # what the new body emits: the operands of the sums and of the sunk outputs
+    moved = {id(n) for g in sunk.values() for n in g}
     operands: list[Node] = []
     outside: list[Node] = []
     for f in accs.values():
-        collect_operands(f, kind, operands, outside)
-    moved = {id(n) for g in sunk.values() for n in g}
+        _operands(f, kind, operands, outside)
     for g in sunk.values():
         operands += [x for n in g for x in n.inputs if kind[id(x)] != INV and id(x) not in moved]
-    cheap = cheap_groups(body, n_h, len(xs_n), sunk, operands, kind, sinkable)
-    if not accs and not sunk and not cheap:
-        return None
-    for root, group in cheap.items():
-        moved.update(id(n) for n in group)
-        j = next((j for j in range(n_h, len(body.outputs)) if body.outputs[j] is root), None)
-        if j is not None:
-            sunk[j] = group
-        else:
-            outside.append(root)
-        operands += [x for n in group for x in n.inputs
-                     if kind[id(x)] == STEP and id(x) not in moved]
-    operands = [x for x in operands if id(x) not in moved]
     # values of x_t and invariants alone are computed after the loop, over the sequence
     # (as hoist_invariants would for the body's own use: cse then keeps one copy); the
     # values of the carried state are emitted
@@ -256,6 +322,20 @@ def _rewrite_loop(loop: Node, min_input_size: int, taken: set[str],
     return new_loop, parts
 
 
+def _operands(f: Node, kind: dict[int, str], operands: list[Node],
+              invariants: list[Node]) -> None:
+    """Collect the per-step operands of increment f's reductions, and its invariant factors."""
+    if f.op in REDUCTIONS:
+        operands.extend(f.inputs)
+        return
+    terms = _terms(f, kind)
+    for x in f.inputs:
+        if any(x is t for t in terms):
+            _operands(x, kind, operands, invariants)
+        else:
+            invariants.append(x)
+
+
 def _lift(n: Node, kind: dict[int, str], outer: dict[int, Node], memo: dict[int, Node],
           make: Callable[..., Node]) -> Node:
     """The outer node computing the sum over all steps of body value n (a summable one)."""
@@ -270,7 +350,7 @@ def _lift(n: Node, kind: dict[int, str], outer: dict[int, Node], memo: dict[int,
     elif n.op in REDUCTIONS:
         out = make(n, n.op, [outer[id(x)] for x in n.inputs], **n.attrs)
     else:
-        terms = {id(t) for t in step_terms(n, kind)}
+        terms = {id(t) for t in _terms(n, kind)}
         ins = [_lift(x, kind, outer, memo, make) if id(x) in terms else outer[id(x)]
                for x in n.inputs]
         out = make(n, n.op, ins, **n.attrs)
