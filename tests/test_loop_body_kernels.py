@@ -1,7 +1,5 @@
 """Less work per step in loop bodies, with the same numbers as the interpreter.
 
-- Slices of an elementwise value read only by slices are taken of its operands: a cell's
-  gates built on `normalize(.) * w + b` fuse into the gate nonlinearities (no [B, 4H] map).
 - A forward loop saves a layer norm of the carry's product with the product (autodiff_loop):
   the backward step reads it instead of recomputing it.
 - normalize_grad takes its statistics and its sums in one pass (emit_rows.py), exact for rows
@@ -15,8 +13,7 @@ import numpy as np
 
 import graphrnn as gr
 from graphrnn import nn
-from graphrnn.compiler.codegen.schedule import schedule
-from graphrnn.compiler.pipeline import prepare, prepare_training
+from graphrnn.compiler.pipeline import prepare_training
 from graphrnn.gradcheck import gradients
 from graphrnn.ir import Op, TensorType
 from graphrnn.runtime.cache import KernelCache
@@ -77,30 +74,6 @@ def test_the_backward_step_reads_the_saved_norm(cache: KernelCache) -> None:
     assert forward.attrs["saved"] == 2
     for b, t in ((1, 4), (4, 7)):
         check_training_step(model, cache, b, t)
-
-
-def test_gates_of_normalised_pre_activations_fuse_into_the_nonlinearities(
-        cache: KernelCache) -> None:
-    model = model_with_random_weights()
-    g, _ = prepare(model.graph, [TensorType((2, "T", D))])
-    (loop,) = loops(g)
-    body = loop.attrs["body"]
-    fused = [n for n in body.nodes if n.op == Op.FUSED]
-    assert all(n.type.shape[-1] == H for n in fused)        # no [B, 4H] map in the step
-    assert {n.inputs[0].op for n in body.nodes if n.op == Op.SLICE} <= {Op.NORMALIZE,
-                                                                        Op.VIEW, Op.INPUT}
-    x = randn(2, 5, D)
-    np.testing.assert_allclose(gr.compile(model, cache=cache)(x), model(x), rtol=1e-4,
-                               atol=1e-6)
-
-
-def test_a_slice_of_a_product_keeps_its_epilogue() -> None:
-    x = gr.Input("B", "T", D, name="x")
-    model = gr.gModule([x], [nn.Recurrent(gr.cells.LSTM(D, H))(x)])
-    g, _ = prepare(model.graph, [TensorType((2, "T", D))])
-    sched = schedule(g, g.inputs[-1])
-    (loop,) = [k for k in sched.kernels if k.kind == "loop"]
-    assert [k for k in loop.body if k.group is not None]    # the cell is the gemm's epilogue
 
 
 def test_normalize_grad_of_rows_far_from_zero(cache: KernelCache) -> None:

@@ -33,7 +33,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
 
     Returns `graph` itself when there is nothing to fuse.
     """
-    graph = _sliced_maps(_joined_pads(graph))
+    graph = _joined_pads(graph)
     root = _roots(graph)
     members: dict[int, list[Node]] = {}
     for n in graph.nodes:
@@ -65,54 +65,6 @@ def _joined_pads(graph: Graph) -> Graph:
         return Node(Op.CONCAT, tuple(new[id(p.inputs[0])] for p in tiles),
                     {"axis": tiles[0].attrs["axis"]}, n.type, name=fresh_name("concat", taken),
                     scope=n.scope, where=n.where, doc=n.doc)
-    return graph.remapped(map_nodes(graph.nodes, visit, new))
-
-
-def _sliced_maps(graph: Graph) -> Graph:
-    """`graph` with the slices of an elementwise value read by slices alone taken of its
-    operands instead: `slice(z * w + b)` becomes `slice(z) * slice(w) + slice(b)`, through
-    the elementwise ops that only the sliced value reads. The gates of a cell whose
-    pre-activations are not a product's (a layer norm's `normalize(h W^T) * w + b`) then fuse
-    into the gate nonlinearities, with no [B, 4H] buffer written and read back. Products
-    keep their slices: a gemm's epilogue computes the cell on them (codegen/epilogue.py)."""
-    readers = users(graph)
-    counts = read_counts(graph.nodes, graph.outputs)
-    outputs = {id(y) for y in graph.outputs}
-    taken = {n.name for n in graph.nodes}
-    new: dict[int, Node] = {}
-
-    def pushable(x: Node, top: bool) -> bool:
-        if not _fusable(x) or not isinstance(x.type, TensorType) or \
-                not all(isinstance(y.type, TensorType) for y in x.inputs):
-            return False
-        if top:
-            return id(x) not in outputs and all(u.op == Op.SLICE for u in readers[id(x)])
-        return counts[id(x)] == 1
-
-    def leaves_ok(x: Node) -> bool:
-        return all(y.op != Op.MATMUL and (not pushable(y, False) or leaves_ok(y))
-                   for y in x.inputs)
-
-    def sliced(x: Node, axis: int, start: int, length: int, top: bool, like: Node) -> Node:
-        if not pushable(x, top):
-            m = Node(Op.SLICE, (new[id(x)],), {"axis": axis, "start": start, "length": length},
-                     None, name=fresh_name("slice", taken), scope=like.scope, where=like.where)
-            return apply_rule(m, [new[id(x)].type])
-        ins = []
-        for y in x.inputs:
-            at = axis - (x.type.rank - y.type.rank)
-            broadcast = at < 0 or y.type.shape[at] == 1
-            ins.append(new[id(y)] if broadcast else sliced(y, at, start, length, False, like))
-        m = Node(x.op, tuple(ins), dict(x.attrs), None, name=fresh_name(x.op.value, taken),
-                 scope=x.scope, where=x.where, doc=x.doc)
-        return apply_rule(m, [y.type for y in ins])
-
-    def visit(n: Node, ins: tuple[Node, ...]) -> Node:
-        x = n.inputs[0] if n.op == Op.SLICE else None
-        if x is None or not pushable(x, True) or not leaves_ok(x):
-            return with_inputs(n, ins)
-        a = n.attrs
-        return sliced(x, a["axis"] % x.type.rank, a["start"], a["length"], True, n)
     return graph.remapped(map_nodes(graph.nodes, visit, new))
 
 
