@@ -77,10 +77,9 @@ BY_OUTPUT = frozenset({Op.SLICE, Op.NEG, Op.EXP, Op.TANH, Op.SIGMOID, Op.SQRT})
 
 def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
     """The step values worth saving for the backward loop: products (MATMUL) reading the
-    carry, extended through the sums (ADD, SUB) made from them, the unary ops whose
-    gradient reads only their output (an LSTM's gate activations) and normalisations (a
-    layer norm's row statistics cost a pass of their own; saved with the value they
-    normalise, which their gradient reads), cut where something else reads them. The backward step then recomputes only what follows them
+    carry, extended through the sums (ADD, SUB) made from them and the unary ops whose
+    gradient reads only their output (an LSTM's gate activations), cut where something
+    else reads them. The backward step then recomputes only what follows them
     (elementwise), and the products it would recompute are dead."""
     order = toposort(outputs)
     deps = {id(h) for h in carry}
@@ -93,7 +92,7 @@ def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
             continue
         if (x.op == Op.MATMUL and id(x) in deps) or \
                 (x.op in SUMS and any(id(i) in made for i in x.inputs)) or \
-                (x.op in BY_OUTPUT | {Op.NORMALIZE} and id(x.inputs[0]) in made):
+                (x.op in BY_OUTPUT and id(x.inputs[0]) in made):
             made[id(x)] = x
     # stacked on the step axis like the ys: batch-first values only
     batch = {h.type.shape[0] for h in carry if isinstance(h.type, TensorType) and h.type.rank}
@@ -101,10 +100,7 @@ def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
     if not made:
         return []
     ends = {id(y) for y in outputs}
-    # a normalisation's gradient reads its input: saved with it (the statistics are
-    # recomputed from it, the normalised row is not)
-    read_outside = {id(i) for x in order if id(x) not in made or x.op == Op.NORMALIZE
-                    for i in x.inputs}
+    read_outside = {id(i) for x in order if id(x) not in made for i in x.inputs}
     return [x for k, x in made.items() if k in read_outside or k in ends]
 
 
