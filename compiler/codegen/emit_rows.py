@@ -9,8 +9,9 @@ need the extremum first), then written in one pass:
     normalize:  s1, s2 = sum(x[i, :]), sum(x[i, :] ** 2) in double
                 out[i, :] = (x[i, :] - s1 / n) / sqrt(s2 / n - (s1 / n) ** 2 + eps)
                 (s1 taken as 0 without centering)
-    normalize_grad: the same statistics, then sum(g[i, :]) and sum(g[i, :] * y[i, :]) with
-                y the normalised row, then out[i, :] = rstd * (g - mean(g) - y * mean(g * y))
+    normalize_grad: in one pass the same sums, sum(g[i, :]) and sum(g[i, :] * x[i, :]) (so
+                mean(g * y) = rstd * (mean(g * x) - mean(x) * mean(g)), y the normalised
+                row), then out[i, :] = rstd * (g - mean(g) - y * mean(g * y))
 
 The double sums of normalize may be reassociated (vectorised): the tests compare them with
 numpy's and PyTorch's to 1e-5.
@@ -124,12 +125,20 @@ def _row_stats(em: Emitter, xp: ir.Value, region: Layout, center: bool, eps: flo
         if center:
             bld.store(bld.fadd(bld.load(s1), v, flags=SUM_FLAGS), s1)
         bld.store(bld.fadd(bld.load(s2), bld.fmul(v, v, flags=FLAGS), flags=SUM_FLAGS), s2)
-    mean = bld.fdiv(bld.load(s1), count)
-    var = bld.fsub(bld.fdiv(bld.load(s2), count), bld.fmul(mean, mean))
+    mean, rstd = _stats(em, bld.fdiv(bld.load(s1), count), bld.fdiv(bld.load(s2), count),
+                        eps)
+    return bld.fptrunc(mean, F32), bld.fptrunc(rstd, F32)
+
+
+def _stats(em: Emitter, mean: ir.Value, square: ir.Value, eps: float
+           ) -> tuple[ir.Value, ir.Value]:
+    """(mean, 1 / sqrt(var + eps)) in double from the row's mean and mean square."""
+    bld = em.builder
+    var = bld.fsub(square, bld.fmul(mean, mean))
     var = bld.select(bld.fcmp_ordered("<", var, ir.Constant(F64, 0.0)),
                      ir.Constant(F64, 0.0), var)   # rounding can make E[x^2] - mean^2 < 0
     std = bld.call(_sqrt64(em), [bld.fadd(var, ir.Constant(F64, eps))])
-    return bld.fptrunc(mean, F32), bld.fptrunc(bld.fdiv(ir.Constant(F64, 1.0), std), F32)
+    return mean, bld.fdiv(ir.Constant(F64, 1.0), std)
 
 
 def _norm_rows(n: Node, refs: list[Ref]) -> tuple[list[Layout], list[Layout]]:
@@ -159,22 +168,25 @@ def emit_normalize_grad(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
     bld = em.builder
     center = n.attrs["center"]
     count = bld.sitofp(em.lin(product(x_r.shape)), F64)
+    zero = ir.Constant(F64, 0.0)
     with em.nest(x_o.shape, "normg") as idx:
         xp, gp = em.at(Ref(x.ptr, x_o), idx), em.at(Ref(g.ptr, g_o), idx)
         op = em.at(Ref(out.ptr, o_o), idx)
-        mu, rstd = _row_stats(em, xp, x_r, center, n.attrs["eps"], count)
-        sg = em.alloca(F64, ir.Constant(F64, 0.0))
-        sgy = em.alloca(F64, ir.Constant(F64, 0.0))
+        sums = [em.alloca(F64, zero) for _ in range(4)]     # x, x^2, g, g * x
         with em.nest(x_r.shape, "normg_sum") as ridx:
-            y = bld.fmul(bld.fsub(em.load(em.at(Ref(xp, x_r), ridx)), mu, flags=FLAGS), rstd,
-                         flags=FLAGS)
-            gv = em.load(em.at(Ref(gp, g_r), ridx))
-            if center:
-                bld.store(bld.fadd(bld.load(sg), bld.fpext(gv, F64), flags=SUM_FLAGS), sg)
-            gy = bld.fpext(bld.fmul(gv, y, flags=FLAGS), F64)
-            bld.store(bld.fadd(bld.load(sgy), gy, flags=SUM_FLAGS), sgy)
-        mean_g = bld.fptrunc(bld.fdiv(bld.load(sg), count), F32)
-        mean_gy = bld.fptrunc(bld.fdiv(bld.load(sgy), count), F32)
+            xv = bld.fpext(em.load(em.at(Ref(xp, x_r), ridx)), F64)
+            gv = bld.fpext(em.load(em.at(Ref(gp, g_r), ridx)), F64)
+            terms = [xv, bld.fmul(xv, xv, flags=FLAGS), gv, bld.fmul(gv, xv, flags=FLAGS)]
+            for k, (acc, v) in enumerate(zip(sums, terms)):
+                if center or k % 2:
+                    bld.store(bld.fadd(bld.load(acc), v, flags=SUM_FLAGS), acc)
+        s1, s2, sg, sgx = (bld.fdiv(bld.load(acc), count) for acc in sums)
+        mu, rstd = _stats(em, s1 if center else zero, s2, n.attrs["eps"])
+        # mean(g * y) = rstd * (mean(g * x) - mean(x) * mean(g)): exact products, double sums
+        mean_gy = bld.fmul(rstd, bld.fsub(sgx, bld.fmul(mu, sg)) if center else sgx)
+        mu, rstd = bld.fptrunc(mu, F32), bld.fptrunc(rstd, F32)
+        mean_g = bld.fptrunc(sg if center else zero, F32)
+        mean_gy = bld.fptrunc(mean_gy, F32)
         with em.nest(x_r.shape, "normg_out") as ridx:
             y = bld.fmul(bld.fsub(em.load(em.at(Ref(xp, x_r), ridx)), mu, flags=FLAGS), rstd,
                          flags=FLAGS)
