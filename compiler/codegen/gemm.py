@@ -320,15 +320,13 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
 
 def _prefetch_epilogue(em: Emitter, p: GemmPlan, tile: _Tile, epi: Epilogue,
                        row: list[ir.Value], col0: ir.Value, nv: int) -> None:
-    """Prefetch the epilogue's operands of a tile that vary along the columns."""
+    """Prefetch the tile's rows of the epilogue's inputs (those shared by all rows, such as
+    a bias, stay in cache; stores wait in the store queue, not on their lines)."""
     segs = [s * p.seg_len for s in range(p.segments)]
-    ops = [(o, segs, False) for o in tile.refs] + [(o, [0], False) for o in tile.stage_refs]
-    ops += [(o, [0], True) for o in tile.stores if o is not None]
-    if tile.out is not None and not epi.stages:
-        ops.append((tile.out, segs, True))
+    ops = [(o, segs) for o in tile.refs] + [(o, [0]) for o in tile.stage_refs]
     cols = [em.add(col0, ir.Constant(I64, u * p.vw)) for u in range(nv)]
-    prefetch_tile(em, row, cols, [(o.base, None if o.ld == ZERO else em.lin(o.ld), off, w)
-                                  for o, off, w in ops if o.cs != ZERO])
+    prefetch_tile(em, row, cols, [(o.base, em.lin(o.ld), off) for o, off in ops
+                                  if o.cs != ZERO and o.ld != ZERO])
 
 
 def _finish(em: Emitter, p: GemmPlan, tile: _Tile, epi: Epilogue, row: ir.Value,

@@ -2,13 +2,15 @@
 
 A recurrent step's epilogue reads its rows of the input projection hoisted out of the loop
 (T x B x G*H floats: tens of MB at (64, 100, 512, 512), so each step's rows come from
-memory) and writes its rows of the output sequence. Read at the end of the tile, each of
-those cache lines would stall the epilogue for a memory latency, a few hundred cycles a
-row; prefetched before the k-loop, they arrive while the FMAs run:
+memory). Read at the end of the tile, each of those cache lines would stall the epilogue
+for a memory latency, a few hundred cycles a row; prefetched before the k-loop, they
+arrive while the FMAs run:
 
-    for each row r of the tile, each epilogue operand o varying along the columns:
-        prefetch o[r, the tile's columns]          # a store's line with write intent
+    for each row r of the tile, each epilogue input o with a row of its own:
+        prefetch o[r, the tile's columns]
     k-loop; epilogue
+
+(Prefetching the rows the epilogue stores, with write intent, measured no better.)
 """
 from __future__ import annotations
 
@@ -21,23 +23,23 @@ LOCALITY = 3           # llvm.prefetch locality 3: into every cache level (prefe
 
 
 def prefetch_tile(em: Emitter, rows: list[ir.Value], cols: list[ir.Value],
-                  operands: list[tuple[ir.Value, ir.Value | None, list[int], bool]]) -> None:
-    """Prefetch each operand's lines of the tile: operands are (base, row stride in floats
-    or None when the rows share one, column offsets, write); the lines at base + row *
-    stride + col + offset for every row, column and offset."""
-    for base, ld, offsets, write in operands:
-        for r in rows if ld is not None else rows[:1]:
-            at = base if ld is None else em.gep(base, em.builder.mul(r, ld, flags=["nsw"]))
+                  operands: list[tuple[ir.Value, ir.Value, list[int]]]) -> None:
+    """Prefetch each operand's lines of the tile: operands are (base, row stride in floats,
+    column offsets); the lines at base + row * stride + col + offset for every row, column
+    and offset."""
+    for base, ld, offsets in operands:
+        for r in rows:
+            at = em.gep(base, em.builder.mul(r, ld, flags=["nsw"]))
             for off in offsets:
                 for c in cols:
-                    prefetch_line(em, em.gep(at, em.add(c, ir.Constant(I64, off))), write)
+                    prefetch_line(em, em.gep(at, em.add(c, ir.Constant(I64, off))))
 
 
-def prefetch_line(em: Emitter, ptr: ir.Value, write: bool = False) -> None:
+def prefetch_line(em: Emitter, ptr: ir.Value) -> None:
     """Ask for the cache line holding *ptr (any float pointer)."""
     bld = em.builder
     bld.call(_prefetch_fn(em), [bld.bitcast(ptr, ir.IntType(8).as_pointer()),
-                                ir.Constant(I32, int(write)), ir.Constant(I32, LOCALITY),
+                                ir.Constant(I32, 0), ir.Constant(I32, LOCALITY),
                                 ir.Constant(I32, 1)])
 
 
