@@ -4,6 +4,7 @@
         for each panel q of B:                  # K x (S * U * VW) contiguous floats
             for each tile of MR rows:
                 acc[MR][S * U] = 0              # vector registers, VW floats each
+                prefetch(the tile's rows of the epilogue's inputs)       # prefetch.py
                 for k in range(K):
                     a_r = broadcast(a[r, k]) for the MR rows     # broadcasts first, then
                     for v in range(S * U):                       # one panel vector at a time
@@ -281,7 +282,7 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         flip = (tile.flip, p.k.c) if tile.flip is not None and mr == 1 else None
         chains = k_chains(mr, nvec) if p.mr == 1 or (mr == 1 and tile.one is not None) else 1
         if mr > 1 and p.k.const and p.k.c >= MIN_K and (part is None or not part.store):
-            _prefetch_epilogue(em, p, tile, epi, row, col0, nv)
+            _prefetch_epilogue(em, p, tile, row, col0, nv)
         acc = emit_kloop(em, a_rows, tile.ak, panel, nvec, vw, count, acc,
                          may_be_empty=not static, flip=flip, chains=chains,
                          when=tile.one if p.mr > 1 and mr == 1 else None)
@@ -318,8 +319,8 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
                 unit(ir.Constant(I64, u), lanes[u])
 
 
-def _prefetch_epilogue(em: Emitter, p: GemmPlan, tile: _Tile, epi: Epilogue,
-                       row: list[ir.Value], col0: ir.Value, nv: int) -> None:
+def _prefetch_epilogue(em: Emitter, p: GemmPlan, tile: _Tile, row: list[ir.Value],
+                       col0: ir.Value, nv: int) -> None:
     """Prefetch the tile's rows of the epilogue's inputs (those shared by all rows, such as
     a bias, stay in cache; stores wait in the store queue, not on their lines)."""
     segs = [s * p.seg_len for s in range(p.segments)]
