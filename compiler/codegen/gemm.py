@@ -4,6 +4,7 @@
         for each panel q of B:                  # K x (S * U * VW) contiguous floats
             for each tile of MR rows:
                 acc[MR][S * U] = 0              # vector registers, VW floats each
+                prefetch(the tile's rows of the epilogue's inputs)       # prefetch.py
                 for k in range(K):
                     a_r = broadcast(a[r, k]) for the MR rows     # broadcasts first, then
                     for v in range(S * U):                       # one panel vector at a time
@@ -41,6 +42,7 @@ from .emit_map import eval_body
 from .emit_pack import emit_pack, masked_load, masked_store
 from .irbuilder import F32, FLAGS, I32, I64, Emitter, Ref
 from .kloop import emit_kloop
+from .prefetch import MIN_K, prefetch_tile
 from .strides import ONE, ZERO, Layout, Lin, collapse, lin
 from .tiling import GemmPlan, k_chains, operand_layouts, plan
 
@@ -279,6 +281,8 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         # (set with more rows per tile only when the rows are one: these tiles do not run)
         flip = (tile.flip, p.k.c) if tile.flip is not None and mr == 1 else None
         chains = k_chains(mr, nvec) if p.mr == 1 or (mr == 1 and tile.one is not None) else 1
+        if mr > 1 and p.k.const and p.k.c >= MIN_K and (part is None or not part.store):
+            _prefetch_epilogue(em, p, tile, row, col0, nv)
         acc = emit_kloop(em, a_rows, tile.ak, panel, nvec, vw, count, acc,
                          may_be_empty=not static, flip=flip, chains=chains,
                          when=tile.one if p.mr > 1 and mr == 1 else None)
@@ -313,6 +317,17 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         else:
             for u in range(nv):
                 unit(ir.Constant(I64, u), lanes[u])
+
+
+def _prefetch_epilogue(em: Emitter, p: GemmPlan, tile: _Tile, row: list[ir.Value],
+                       col0: ir.Value, nv: int) -> None:
+    """Prefetch the tile's rows of the epilogue's inputs (those shared by all rows, such as
+    a bias, stay in cache; stores wait in the store queue, not on their lines)."""
+    segs = [s * p.seg_len for s in range(p.segments)]
+    ops = [(o, segs) for o in tile.refs] + [(o, [0]) for o in tile.stage_refs]
+    cols = [em.add(col0, ir.Constant(I64, u * p.vw)) for u in range(nv)]
+    prefetch_tile(em, row, cols, [(o.base, em.lin(o.ld), off) for o, off in ops
+                                  if o.cs != ZERO and o.ld != ZERO])
 
 
 def _finish(em: Emitter, p: GemmPlan, tile: _Tile, epi: Epilogue, row: ir.Value,
