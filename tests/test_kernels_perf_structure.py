@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 import pytest
+from asm_loops import k_loops
 
 import graphrnn as gr
 from graphrnn import nn
@@ -156,22 +157,6 @@ def test_groups_next_to_other_kernels(cache: KernelCache) -> None:
 
 
 # ----------------------------------------------------------------------------- the k-loop
-
-def k_loops(asm: str) -> list[list[str]]:
-    """The bodies of the assembly's innermost loops that run FMAs (label .. backward jump)."""
-    lines = asm.splitlines()
-    labels = {m.group(1): i for i, line in enumerate(lines)
-              if (m := re.match(r"^(\.LBB\S+):", line))}
-    loops = []
-    for i, line in enumerate(lines):
-        m = re.match(r"\s+j\w+\s+(\.LBB\S+)", line)
-        if m and m.group(1) in labels and labels[m.group(1)] < i:
-            body = lines[labels[m.group(1)]:i + 1]
-            if sum("vfmadd" in x for x in body) >= 4 and \
-                    not any(re.match(r"^\.LBB\S+:", x) for x in body[1:]):
-                loops.append(body)
-    return loops
-
 
 def test_the_k_loop_keeps_its_tile_in_registers() -> None:
     x = gr.Input(64, 128, name="x")

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from asm_loops import k_loops
 
 import graphrnn as gr
 from graphrnn import nn
@@ -26,22 +27,6 @@ def prefetches(asm: str) -> list[str]:
     return [line for line in asm.splitlines() if re.match(r"\s+prefetch", line)]
 
 
-def fma_loop_bodies(asm: str) -> list[list[str]]:
-    """The innermost backward-jumping loops that run FMAs (label .. jump)."""
-    lines = asm.splitlines()
-    labels = {m.group(1): i for i, line in enumerate(lines)
-              if (m := re.match(r"^(\.LBB\S+):", line))}
-    out = []
-    for i, line in enumerate(lines):
-        m = re.match(r"\s+j\w+\s+(\.LBB\S+)", line)
-        if m and m.group(1) in labels and labels[m.group(1)] < i:
-            body = lines[labels[m.group(1)]:i + 1]
-            if sum("vfmadd" in x for x in body) >= 4 and \
-                    not any(re.match(r"^\.LBB\S+:", x) for x in body[1:]):
-                out.append(body)
-    return out
-
-
 @pytest.mark.parametrize("b", [7, 12])
 def test_a_gru_step_prefetches_its_epilogue_and_matches_the_interpreter(b: int) -> None:
     model = gru(24, 64)                 # the step's product has K = 64
@@ -49,7 +34,7 @@ def test_a_gru_step_prefetches_its_epilogue_and_matches_the_interpreter(b: int) 
     compiled = gr.compile(model)
     asm = compiled.asm(x)
     assert prefetches(asm)
-    for body in fma_loop_bodies(asm):
+    for body in k_loops(asm):
         assert not prefetches("\n".join(body)), "a prefetch inside a k-loop"
     np.testing.assert_allclose(compiled(x), gr.interpret(model, x), rtol=1e-4, atol=2e-6)
 
