@@ -151,6 +151,10 @@ class Builder:
             outs.append(self.pick(outs))
         model = gModule(top.inputs, outs, name="fuzz")
         model.reset_parameters(seed=self.int(0, 2**31 - 1))
+        # off the inits' exact values: a zero bias of a one-element layer norm is a constant
+        # 0 that a step function of it turns into a kink every redraw of the inputs meets
+        flat = model.parameters()[0]
+        flat += self.rng.normal(0.0, 0.05, flat.shape).astype(np.float32)
         inputs = draw_inputs(self.specs, self.rng, self.batch, self.steps)
         any_steps = self.symbolic and self.has_t and not self.t_fixed
         return Generated(model, inputs, self.specs, self.batch, self.steps, self.symbolic,
@@ -158,7 +162,8 @@ class Builder:
 
     def loss(self, lv: Level) -> Node | None:
         """A scalar criterion on some value: cross-entropy against int targets, or MSE."""
-        rows = lv.floats(lambda v: v.rank == 2 and isinstance(v.shape[1], int) and v.shape[1] > 0)
+        rows = lv.floats(lambda v: v.rank == 2 and v.shape[0] == self.bdim
+                         and isinstance(v.shape[1], int) and v.shape[1] > 0)
         if rows and self.chance(0.5):
             v = self.pick(rows)
             target = lv.int_value((self.bdim,), v.shape[1] - 1)
