@@ -124,6 +124,23 @@ def test_short_and_special_loops_are_left_whole() -> None:
         checkpoint_loops(typed, 4, truncate=3)
 
 
+def test_a_loop_to_mask_with_an_output_off_the_batch_axis_is_left_whole(
+        cache: KernelCache) -> None:
+    """11 steps in segments of 4 need a mask of dead steps, which keeps or zeroes rows: a
+    per-step output without the batch axis (here [1, 2], the same for every row) has no
+    rows, so the loop stays whole and the step still equals the plain one."""
+    k, s = gr.Input("B", 2), gr.Input("B", 2)
+    s2 = nn.Tanh()(nn.CAddTable()([nn.Linear(2, 2)(s), k]))
+    shared = nn.MM(True, False)([s2, s2])                    # [2, 2]: no batch axis
+    body = gr.gModule([k, s], [s2, nn.Narrow(0, 0, 1)(shared)])
+    kk, s0 = gr.Input("B", 2), gr.Input("B", 2)
+    last, ys = gr.Loop(body, n_carry=1, n_consts=1, length=11)(consts=[kk], init=[s0])
+    model = gr.gModule([kk, s0], [nn.Sum(1)(ys), last])
+    typed = infer_graph(model.graph, [TensorType((3, 2)), TensorType((3, 2))])
+    assert checkpoint_loops(typed, 4) is typed
+    compiled_pair(model, [randn(3, 2), randn(3, 2)], randn(1, 2), 4, cache)
+
+
 # ----------------------------------------------------------------------------- gradients
 
 @pytest.mark.parametrize("name", sorted(MODELS) + ["no sequences"])

@@ -24,7 +24,9 @@ loop is marked (attrs["checkpoint"] = k, kept by differentiation) so that hoist 
 accumulate leave per-segment work inside it instead of stacking it over all T steps.
 
 Left alone: loops with at most k steps, loops asking to be unrolled, loops used other than
-through GET, loops with lengths but no sequences, and loops inside loop bodies. The number
+through GET, loops with lengths but no sequences, loops to be masked (lengths, or k not
+dividing T) with a carry or per-step output whose axis 0 is not the batch, and loops inside
+loop bodies. The number
 of steps must be known at compile time (a checkpointed program is specialised on T).
 """
 from __future__ import annotations
@@ -79,11 +81,15 @@ def _wanted(loop: Node, every: int, truncate: int | None) -> bool:
     # truncation borders must stay where they were: no padding, no reversed segments
     if truncate and (loop.attrs.get("reverse") or steps % every):
         return False
-    # masking (for lengths or padding) needs float32 values with a batch axis
-    masked = lengths is not None or steps % every
-    if masked and ((xs[0] if xs else carry[0]).type.rank < 1 or
-                   any(y.type.dtype != "float32" for y in loop.attrs["body"].outputs)):
-        return False
+    # masking (for lengths or padding) keeps or zeroes rows: it needs float32 carries and
+    # per-step outputs whose axis 0 is the batch
+    if lengths is not None or steps % every:
+        like = (xs[0] if xs else carry[0]).type
+        rows = like.shape[0] if like.rank else None
+        if rows is None or any(y.type.dtype != "float32" or y.type.rank < 1
+                               or y.type.shape[0] != rows
+                               for y in loop.attrs["body"].outputs):
+            return False
     return steps > every
 
 
