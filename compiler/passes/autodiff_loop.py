@@ -73,6 +73,8 @@ def prepare_loops(graph: Graph) -> Graph:
 SUMS = frozenset({Op.ADD, Op.SUB})
 # unary ops whose gradient reads their output only: saving the output saves their input too
 BY_OUTPUT = frozenset({Op.SLICE, Op.NEG, Op.EXP, Op.TANH, Op.SIGMOID, Op.SQRT})
+# ops whose gradient reads their inputs: a saved value they read is kept for the backward step
+BY_INPUT = frozenset({Op.MUL, Op.NORMALIZE})
 
 
 def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
@@ -92,7 +94,9 @@ def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
             continue
         if (x.op == Op.MATMUL and id(x) in deps) or \
                 (x.op in SUMS and any(id(i) in made for i in x.inputs)) or \
-                (x.op in BY_OUTPUT and id(x.inputs[0]) in made):
+                (x.op in BY_OUTPUT and id(x.inputs[0]) in made) or \
+                (x.op == Op.NORMALIZE and id(x.inputs[0]) in made) or \
+                (x.op == Op.MUL and _scaled(x, made, deps)):
             made[id(x)] = x
     # stacked on the step axis like the ys: batch-first values only
     batch = {h.type.shape[0] for h in carry if isinstance(h.type, TensorType) and h.type.rank}
@@ -100,8 +104,16 @@ def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
     if not made:
         return []
     ends = {id(y) for y in outputs}
-    read_outside = {id(i) for x in order if id(x) not in made for i in x.inputs}
+    read_outside = {id(i) for x in order if id(x) not in made or x.op in BY_INPUT
+                    for i in x.inputs}
     return [x for k, x in made.items() if k in read_outside or k in ends]
+
+
+def _scaled(x: Node, made: dict[int, Node], deps: set[int]) -> bool:
+    """Whether MUL `x` scales a saved value by a factor that does not read the carry (a
+    norm's weight): its gradient then needs only that value and the factor."""
+    a, b = x.inputs
+    return (id(a) in made and id(b) not in deps) or (id(b) in made and id(a) not in deps)
 
 
 def keep_checkpoint(old: Node, loop: Node) -> Node:
