@@ -6,8 +6,9 @@ state, without changing what it computes:
 - `lengths` become a mask sequence and `where` nodes in the body (same semantics),
 - the body also emits the carry it received, so the carry entering every step is saved;
 - and it emits the *pre-activations* of the step (`saved_values`): the values made from a
-  product of the carry by sums (an LSTM's gates before their nonlinearities), so that the
-  backward loop reads them instead of recomputing the products (attrs["saved"] counts them).
+  product or a norm of the carry by sums and scalings (an LSTM's gates before their
+  nonlinearities, a layer-normalised LSTM's gates), so that the backward loop reads them
+  instead of recomputing the products and norms (attrs["saved"] counts them).
 """
 from __future__ import annotations
 
@@ -78,11 +79,14 @@ BY_INPUT = frozenset({Op.MUL, Op.NORMALIZE})
 
 
 def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
-    """The step values worth saving for the backward loop: products (MATMUL) reading the
-    carry, extended through the sums (ADD, SUB) made from them and the unary ops whose
-    gradient reads only their output (an LSTM's gate activations), cut where something
-    else reads them. The backward step then recomputes only what follows them
-    (elementwise), and the products it would recompute are dead."""
+    """The step values worth saving for the backward loop: products (MATMUL) and norms
+    (NORMALIZE, two row reductions) reading the carry, extended through the sums (ADD, SUB)
+    made from them, their scalings by a factor that does not read the carry (a norm's
+    weight) and the unary ops whose gradient reads only their output (an LSTM's gate
+    activations), cut where something else reads them; a saved value that a scaling or a
+    norm reads is kept too, as their gradients read it. The backward step then recomputes
+    only what follows them (elementwise), and the products and norms it would recompute
+    are dead."""
     order = toposort(outputs)
     deps = {id(h) for h in carry}
     for x in order:
@@ -95,7 +99,6 @@ def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
         if (x.op == Op.MATMUL and id(x) in deps) or \
                 (x.op in SUMS and any(id(i) in made for i in x.inputs)) or \
                 (x.op in BY_OUTPUT and id(x.inputs[0]) in made) or \
-                (x.op == Op.NORMALIZE and id(x.inputs[0]) in made) or \
                 (x.op == Op.MUL and _scaled(x, made, deps)):
             made[id(x)] = x
     # stacked on the step axis like the ys: batch-first values only
