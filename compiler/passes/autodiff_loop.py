@@ -96,7 +96,7 @@ def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
     for x in order:
         if not is_float(x) or isinstance(x.type, tuple):
             continue
-        if (x.op == Op.MATMUL and id(x) in deps) or \
+        if (x.op in (Op.MATMUL, Op.NORMALIZE) and id(x) in deps) or \
                 (x.op in SUMS and any(id(i) in made for i in x.inputs)) or \
                 (x.op in BY_OUTPUT and id(x.inputs[0]) in made) or \
                 (x.op == Op.MUL and _scaled(x, made, deps)):
