@@ -261,6 +261,9 @@ def _rewrite_loop(loop: Node, min_input_size: int, taken: set[str],
     outside: list[Node] = []
     for f in accs.values():
         _operands(f, kind, operands, outside)
+    products = _products(operands, kind, readers)
+    outside += products
+    operands = [x for x in operands if all(x is not p for p in products)]
     for g in sunk.values():
         operands += [x for n in g for x in n.inputs if kind[id(x)] != INV and id(x) not in moved]
     # values of x_t and invariants alone are computed after the loop, over the sequence
@@ -334,6 +337,17 @@ def _operands(f: Node, kind: dict[int, str], operands: list[Node],
             _operands(x, kind, operands, invariants)
         else:
             invariants.append(x)
+
+
+def _products(operands: list[Node], kind: dict[int, str],
+              readers: dict[int, list[Node]]) -> list[Node]:
+    """The summed products a_t * b_t whose per-step operands are emitted anyway (a norm
+    weight's gradient, dy_t * xhat_t): computed after the loop, they cost no new output."""
+    emitted = {id(x) for x in operands}
+    return [x for x in dict.fromkeys(operands) if x.op == Op.MUL and
+            len(readers.get(id(x), [])) == 1 and all(
+                kind[id(i)] == SEQ or (kind[id(i)] == STEP and id(i) in emitted)
+                for i in x.inputs) and all(i.type == x.type for i in x.inputs)]
 
 
 def _lift(n: Node, kind: dict[int, str], outer: dict[int, Node], memo: dict[int, Node],
