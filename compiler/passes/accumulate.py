@@ -341,13 +341,18 @@ def _operands(f: Node, kind: dict[int, str], operands: list[Node],
 
 def _products(operands: list[Node], kind: dict[int, str],
               readers: dict[int, list[Node]]) -> list[Node]:
-    """The summed products a_t * b_t whose per-step operands are emitted anyway (a norm
-    weight's gradient, dy_t * xhat_t): computed after the loop, they cost no new output."""
+    """The reduced values whose per-step operands the loop emits anyway (a norm weight's
+    gradient dy_t * xhat_t, an input-side norm's gradient): computed after the loop, over
+    all steps at once, they cost no new output."""
     emitted = {id(x) for x in operands}
-    return [x for x in dict.fromkeys(operands) if x.op == Op.MUL and
-            len(readers.get(id(x), [])) == 1 and all(
-                kind[id(i)] == SEQ or (kind[id(i)] == STEP and id(i) in emitted)
-                for i in x.inputs) and all(i.type == x.type for i in x.inputs)]
+
+    def after(x: Node, top: bool) -> bool:
+        if kind[id(x)] in (INV, SEQ) or (not top and id(x) in emitted):
+            return True
+        return kind[id(x)] == STEP and not per_step(x) and x.op in SEQ_RULES and \
+            len(readers.get(id(x), [])) == 1 and isinstance(x.type, TensorType) and \
+            x.type.rank >= 1 and all(after(i, False) for i in x.inputs)
+    return [x for x in dict.fromkeys(operands) if after(x, True)]
 
 
 def _lift(n: Node, kind: dict[int, str], outer: dict[int, Node], memo: dict[int, Node],
