@@ -27,7 +27,7 @@ nonlinearities of the forward step that a backward loop recomputes from its save
 stay in the body and read the hoisted gate pre-activations, instead of becoming one more
 [B, T, ...] buffer each, written and read back for no saved work.
 
-A sequence value the loop's graph already holds over all steps (a norm of a hoisted product
+A sequence value (not a map) the graph already holds over all steps (a norm of a hoisted product
 that the forward computed, recomputed by the backward loop) is read from there instead: it
 moves, and cse keeps one copy (`_twins`).
 
@@ -46,7 +46,8 @@ is shared with accumulate.py, which moves work the other way: after the loop.
 """
 from __future__ import annotations
 
-from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, split
+from graphrnn.ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Op, TensorType,
+                         loop_operands, split)
 from graphrnn.ops import apply_rule
 
 from .loop_kinds import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, classify, leaf_key
@@ -54,6 +55,8 @@ from .rewrite import fresh_name, map_nodes, rewrite, with_inputs
 
 CHEAP = frozenset({Op.PARAM, Op.CONST, Op.VIEW, Op.FILL})   # left in place when invariant
 RECOMPUTED = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE})     # moved data, not computed
+# recomputed per step as cheaply as read back: a twin of one outside (`_twins`) stays put
+MAPS = ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE, Op.ASTYPE, Op.EXPAND}
 
 
 def hoist_invariants(graph: Graph, *, min_input_size: int = 4) -> Graph:
@@ -96,10 +99,11 @@ def _key(op: Op, inputs: tuple[Node, ...], attrs: dict) -> tuple:
 def _twins(body: Graph, kind: dict[int, str], outer: dict[int, Node], ctx: SeqContext,
            held: set[tuple]) -> set[int]:
     """Sequence nodes reading only the loop's sequences whose [B, T, ...] version the loop's
-    graph already computes (`held`): moving them costs no new work."""
+    graph already computes (`held`): moving them costs no new work. Not maps, which cost a
+    read either way and, read outside by two, would no longer fuse into their reader."""
     found: set[int] = set()
     for n in body.nodes:
-        if kind[id(n)] != SEQ or n.op in CHEAP or not n.inputs or \
+        if kind[id(n)] != SEQ or n.op in CHEAP or n.op in MAPS or not n.inputs or \
                 not all(id(x) in outer for x in n.inputs):
             continue
         attrs = SEQ_RULES[n.op](n, [kind[id(x)] for x in n.inputs], ctx)
