@@ -27,9 +27,9 @@ nonlinearities of the forward step that a backward loop recomputes from its save
 stay in the body and read the hoisted gate pre-activations, instead of becoming one more
 [B, T, ...] buffer each, written and read back for no saved work.
 
-A sequence value (not a map) the graph already holds over all steps (a norm of a hoisted product
-that the forward computed, recomputed by the backward loop) is read from there instead: it
-moves, and cse keeps one copy (`_twins`).
+A sequence value (not a map) that the graph already holds over all steps (a norm of a
+hoisted product that the forward computed, recomputed by the backward loop) is read from
+there instead: it moves, and cse keeps one copy (`_twins`).
 
 Correct with lengths (steps past a row's length are computed but masked by the loop), in
 either direction, and in nested loops (inner bodies first, so a value can leave several levels).
@@ -67,7 +67,8 @@ def hoist_invariants(graph: Graph, *, min_input_size: int = 4) -> Graph:
     """
     taken = {n.name for n in graph.nodes}
     leaves = {k: n for n in graph.nodes if (k := leaf_key(n, n.inputs)) is not None}
-    held = {_key(n.op, n.inputs, n.attrs) for n in graph.nodes if n.op not in CHEAP}
+    held = {_key(n.op, n.inputs, n.attrs) for n in graph.nodes
+            if n.op in SEQ_RULES and n.op not in MAPS and n.op not in CHEAP}
 
     def visit(n: Node) -> Node:
         if n.op != Op.LOOP:
