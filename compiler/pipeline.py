@@ -67,6 +67,8 @@ OPTIMISATIONS: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("hoist", hoist_invariants),                    # W_x x_t for all t as one GEMM
     ("reuse", reuse_merged_products),               # a hoisted product a merged one has
     ("cse", eliminate_common_subexpressions),       # projections hoisted twice (fwd and bwd)
+    ("hoist", hoist_invariants),                    # what a loop recomputes that cse shares
+    ("cse", eliminate_common_subexpressions),       # (a norm of a hoisted product: fwd, bwd)
     ("fuse", fuse_elementwise),                     # map/zip chains -> FUSED
     ("dce", eliminate_dead_code),                   # again, for what those leave behind
 ]

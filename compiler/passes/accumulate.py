@@ -19,7 +19,8 @@ The dual of hoist_invariants, which moves work before the loop. Two rewrites:
   ASSEMBLEs (several loops, the layers outside them) merge into one;
 - a per-step output whose computation nothing else in the body reads and which contains a
   matmul is computed after the loop from stacked operands (loop_kinds.SEQ_RULES): the input
-  gradient dx_t = dg_t @ W_ih of a backward loop becomes one matmul over [B, T, ...].
+  gradient dx_t = dg_t @ W_ih of a backward loop becomes one matmul over [B, T, ...]; so
+  does a summed value made from emitted operands alone (a norm weight's gradient).
 
 Operands the loop already has as sequences (x_t, the saved carries) are read from its
 sequence inputs instead of being emitted again, and a value is emitted once. Exact up to the
@@ -257,10 +258,12 @@ def _rewrite_loop(loop: Node, min_input_size: int, taken: set[str],
 
     # what the new body emits: the operands of the sums and of the sunk outputs
     moved = {id(n) for g in sunk.values() for n in g}
-    operands: list[Node] = []
-    outside: list[Node] = []
+    operands, outside = [], []      # emitted per step; computed after the loop
     for f in accs.values():
         _operands(f, kind, operands, outside)
+    products = _products(operands, kind, readers, ctx)
+    outside += products
+    operands = [x for x in operands if all(x is not p for p in products)]
     for g in sunk.values():
         operands += [x for n in g for x in n.inputs if kind[id(x)] != INV and id(x) not in moved]
     # values of x_t and invariants alone are computed after the loop, over the sequence
@@ -334,6 +337,22 @@ def _operands(f: Node, kind: dict[int, str], operands: list[Node],
             _operands(x, kind, operands, invariants)
         else:
             invariants.append(x)
+
+
+def _products(operands: list[Node], kind: dict[int, str], readers: dict[int, list[Node]],
+              ctx: SeqContext) -> list[Node]:
+    """The reduced values computable after the loop from the per-step values it emits anyway
+    (a norm weight's gradient dy_t * xhat_t, an input-side norm's): no new output."""
+    emitted = {id(x) for x in operands}
+
+    def after(x: Node, top: bool) -> bool:
+        rule = SEQ_RULES.get(x.op)
+        return kind[id(x)] in (INV, SEQ) or (not top and id(x) in emitted) or (
+            kind[id(x)] == STEP and rule is not None and not per_step(x) and
+            len(readers.get(id(x), [])) == 1 and isinstance(x.type, TensorType) and
+            x.type.rank >= 1 and all(after(i, False) for i in x.inputs) and
+            rule(x, [INV if kind[id(i)] == INV else SEQ for i in x.inputs], ctx) is not None)
+    return [x for x in dict.fromkeys(operands) if after(x, True)]
 
 
 def _lift(n: Node, kind: dict[int, str], outer: dict[int, Node], memo: dict[int, Node],

@@ -6,8 +6,9 @@ state, without changing what it computes:
 - `lengths` become a mask sequence and `where` nodes in the body (same semantics),
 - the body also emits the carry it received, so the carry entering every step is saved;
 - and it emits the *pre-activations* of the step (`saved_values`): the values made from a
-  product of the carry by sums (an LSTM's gates before their nonlinearities), so that the
-  backward loop reads them instead of recomputing the products (attrs["saved"] counts them).
+  product or a norm of the carry by sums and scalings (an LSTM's gates before their
+  nonlinearities, a layer-normalised LSTM's gates), so that the backward loop reads them
+  instead of recomputing the products and norms (attrs["saved"] counts them).
 """
 from __future__ import annotations
 
@@ -73,14 +74,19 @@ def prepare_loops(graph: Graph) -> Graph:
 SUMS = frozenset({Op.ADD, Op.SUB})
 # unary ops whose gradient reads their output only: saving the output saves their input too
 BY_OUTPUT = frozenset({Op.SLICE, Op.NEG, Op.EXP, Op.TANH, Op.SIGMOID, Op.SQRT})
+# ops whose gradient reads their inputs: a saved value they read is kept for the backward step
+BY_INPUT = frozenset({Op.MUL, Op.NORMALIZE})
 
 
 def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
-    """The step values worth saving for the backward loop: products (MATMUL) reading the
-    carry, extended through the sums (ADD, SUB) made from them and the unary ops whose
-    gradient reads only their output (an LSTM's gate activations), cut where something
-    else reads them. The backward step then recomputes only what follows them
-    (elementwise), and the products it would recompute are dead."""
+    """The step values worth saving for the backward loop: products (MATMUL) and norms
+    (NORMALIZE, two row reductions) reading the carry, extended through the sums (ADD, SUB)
+    made from them, their scalings by a factor that does not read the carry (a norm's
+    weight) and the unary ops whose gradient reads only their output (an LSTM's gate
+    activations), cut where something else reads them; a saved value that a scaling or a
+    norm reads is kept too, as their gradients read it. The backward step then recomputes
+    only what follows them (elementwise), and the products and norms it would recompute
+    are dead."""
     order = toposort(outputs)
     deps = {id(h) for h in carry}
     for x in order:
@@ -90,9 +96,10 @@ def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
     for x in order:
         if not is_float(x) or isinstance(x.type, tuple):
             continue
-        if (x.op == Op.MATMUL and id(x) in deps) or \
+        if (x.op in (Op.MATMUL, Op.NORMALIZE) and id(x) in deps) or \
                 (x.op in SUMS and any(id(i) in made for i in x.inputs)) or \
-                (x.op in BY_OUTPUT and id(x.inputs[0]) in made):
+                (x.op in BY_OUTPUT and id(x.inputs[0]) in made) or \
+                (x.op == Op.MUL and _scaled(x, made, deps)):
             made[id(x)] = x
     # stacked on the step axis like the ys: batch-first values only
     batch = {h.type.shape[0] for h in carry if isinstance(h.type, TensorType) and h.type.rank}
@@ -100,8 +107,16 @@ def saved_values(outputs: Sequence[Node], carry: Sequence[Node]) -> list[Node]:
     if not made:
         return []
     ends = {id(y) for y in outputs}
-    read_outside = {id(i) for x in order if id(x) not in made for i in x.inputs}
+    read_outside = {id(i) for x in order if id(x) not in made or x.op in BY_INPUT
+                    for i in x.inputs}
     return [x for k, x in made.items() if k in read_outside or k in ends]
+
+
+def _scaled(x: Node, made: dict[int, Node], deps: set[int]) -> bool:
+    """Whether MUL `x` scales a saved value by a factor that does not read the carry (a
+    norm's weight): its gradient then needs only that value and the factor."""
+    a, b = x.inputs
+    return (id(a) in made and id(b) not in deps) or (id(b) in made and id(a) not in deps)
 
 
 def keep_checkpoint(old: Node, loop: Node) -> Node:

@@ -27,6 +27,10 @@ nonlinearities of the forward step that a backward loop recomputes from its save
 stay in the body and read the hoisted gate pre-activations, instead of becoming one more
 [B, T, ...] buffer each, written and read back for no saved work.
 
+A sequence value (not a map) that the graph already holds over all steps (a norm of a
+hoisted product that the forward computed, recomputed by the backward loop) is read from
+there instead: it moves, and cse keeps one copy (`_twins`).
+
 Correct with lengths (steps past a row's length are computed but masked by the loop), in
 either direction, and in nested loops (inner bodies first, so a value can leave several levels).
 Slices, indexes and reshapes of a hoisted value are not given a sequence of their own: they
@@ -42,7 +46,8 @@ is shared with accumulate.py, which moves work the other way: after the loop.
 """
 from __future__ import annotations
 
-from graphrnn.ir import Graph, Node, Op, TensorType, loop_operands, split
+from graphrnn.ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Op, TensorType,
+                         loop_operands, split)
 from graphrnn.ops import apply_rule
 
 from .loop_kinds import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, classify, leaf_key
@@ -50,6 +55,8 @@ from .rewrite import fresh_name, map_nodes, rewrite, with_inputs
 
 CHEAP = frozenset({Op.PARAM, Op.CONST, Op.VIEW, Op.FILL})   # left in place when invariant
 RECOMPUTED = frozenset({Op.SLICE, Op.INDEX, Op.RESHAPE})     # moved data, not computed
+# recomputed per step as cheaply as read back: a twin of one outside (`_twins`) stays put
+MAPS = ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE, Op.ASTYPE, Op.EXPAND}
 
 
 def hoist_invariants(graph: Graph, *, min_input_size: int = 4) -> Graph:
@@ -60,13 +67,15 @@ def hoist_invariants(graph: Graph, *, min_input_size: int = 4) -> Graph:
     """
     taken = {n.name for n in graph.nodes}
     leaves = {k: n for n in graph.nodes if (k := leaf_key(n, n.inputs)) is not None}
+    held = {_key(n.op, n.inputs, n.attrs) for n in graph.nodes
+            if n.op in SEQ_RULES and n.op not in MAPS and n.op not in CHEAP}
 
     def visit(n: Node) -> Node:
         if n.op != Op.LOOP:
             return n
         body = hoist_invariants(n.attrs["body"], min_input_size=min_input_size)
         n = n.replace(attrs={**n.attrs, "body": body})
-        return _hoist_loop(n, min_input_size, taken, leaves)
+        return _hoist_loop(n, min_input_size, taken, leaves, held)
     return rewrite(graph, visit, into_loops=False)
 
 
@@ -81,6 +90,28 @@ def _cheap(body: Graph, n_consts: int) -> set[int]:
         if n.op in CHEAP and all(id(x) in cheap for x in n.inputs):
             cheap.add(id(n))
     return cheap
+
+
+def _key(op: Op, inputs: tuple[Node, ...], attrs: dict) -> tuple:
+    """What makes two nodes of one graph the same computation (for `_twins`)."""
+    return op, tuple(id(x) for x in inputs), repr(sorted(attrs.items()))
+
+
+def _twins(body: Graph, kind: dict[int, str], outer: dict[int, Node], ctx: SeqContext,
+           held: set[tuple]) -> set[int]:
+    """Sequence nodes reading only the loop's sequences whose [B, T, ...] version the loop's
+    graph already computes (`held`): moving them costs no new work. Not maps, which cost a
+    read either way and, read outside by two, would no longer fuse into their reader."""
+    found: set[int] = set()
+    for n in body.nodes:
+        if kind[id(n)] != SEQ or n.op in CHEAP or n.op in MAPS or not n.inputs or \
+                not all(id(x) in outer for x in n.inputs):
+            continue
+        attrs = SEQ_RULES[n.op](n, [kind[id(x)] for x in n.inputs], ctx)
+        if attrs is not None and \
+                _key(n.op, tuple(outer[id(x)] for x in n.inputs), {**n.attrs, **attrs}) in held:
+            found.add(id(n))
+    return found
 
 
 def _moved(body: Graph, kind: dict[int, str], cheap: set[int]) -> set[int]:
@@ -129,7 +160,7 @@ def _frontier(body: Graph, kind: dict[int, str], moved: set[int]) -> tuple[list[
 
 
 def _hoist_loop(loop: Node, min_input_size: int, taken: set[str],
-                leaves: dict[tuple, Node]) -> Node:
+                leaves: dict[tuple, Node], held: set[tuple]) -> Node:
     """`loop` with its body's invariant and sequence-only frontier computed outside."""
     body: Graph = loop.attrs["body"]
     consts_n, carry_n, xs_n, lengths = loop_operands(loop)
@@ -144,10 +175,12 @@ def _hoist_loop(loop: Node, min_input_size: int, taken: set[str],
         # be stacked over all T steps, the memory checkpointing saves
         kind = {i: STEP if k == SEQ else k for i, k in kind.items()}
     cheap = _cheap(body, n_c)
-    frontier, keep = _frontier(body, kind, _moved(body, kind, cheap))
+    consts_b, _, xs_b = split(body.inputs, n_c, n_h)
+    seqs = {id(x): o for x, o in zip(xs_b, xs_n)}
+    moved = _moved(body, kind, cheap) | _twins(body, kind, seqs, ctx, held)
+    frontier, keep = _frontier(body, kind, moved)
     if not frontier:
         return loop
-    consts_b, _, xs_b = split(body.inputs, n_c, n_h)
     known = {**{id(x): o for x, o in zip(consts_b, consts_n)},
              **{id(x): o for x, o in zip(xs_b, xs_n)}}
     outer = outer_copies(body, frontier, kind, known, ctx, taken, leaves)
