@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import nn, ops
 from ..gmodule import gModule
-from ..ir import Dim, Node, TensorType
+from ..ir import Dim, Node, TensorType, toposort
 from ..loop import Loop
 from .randbuilder import Builder, Level
 from .randops import _nodes, _size, _solid, lookup_on
@@ -120,13 +120,15 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     pad = b.pick([0.0, 0.0, -0.5, 2.0])
     if until or lengths is not None:    # rows finish on their own: outputs need the rows
         ys = [y for y in ys if y[0].type.rank and y[0].type.shape[0] == b.bdim]
+    out_nodes_stop = [_stop(b, body)] if until else []
+    kept_consts = _reach_inputs(b, body, c_in, h_in + x_in, outs + out_nodes_stop, ys)
+    consts, c_in = [consts[i] for i in kept_consts], [c_in[i] for i in kept_consts]
     if until:                           # a stopped row emits pad
         ys = [(y, *hull((lo, hi), (pad, pad))) for y, lo, hi in ys]
-        out_nodes_stop = [_stop(b, body)]
     ext = body.resolve_externs()
     ins = [c.node for c in c_in] + [x for x, _, _ in body.externs] + \
         [h.node for h in h_in] + [x.node for x in x_in]
-    out_nodes = outs + [y[0] for y in ys] + (out_nodes_stop if until else [])
+    out_nodes = outs + [y[0] for y in ys] + out_nodes_stop
     graph = gModule(ins, out_nodes) if b.chance(0.6) else close_graph(ins, out_nodes)
 
     unroll: Any = None
@@ -147,6 +149,27 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
         ivs.append((0.0, float(steps), steps))   # the rows' lengths, int64 in [0, steps]
     kept = [i for i in range(len(parts)) if b.chance(0.85)] or [b.int(0, len(parts) - 1)]
     return [lv.add(parts[i], *ivs[i]) for i in kept][0]
+
+
+def _reach_inputs(b: Builder, body: Level, c_in: list[Value], rows: list[Value],
+                  outs: list[Node], ys: list[tuple[Node, float, float]]) -> list[int]:
+    """Make every body input reach an output (an op may have taken a value and then given
+    up, or the rows filter dropped its only reader): a carry, a sequence slice or a const
+    with batch rows becomes one more per-step output (ids through a lookup); other consts
+    and extern ids are left out of the loop (returns the indices of the consts kept)."""
+    reached = {id(n) for n in toposort(outs + [y[0] for y in ys])}
+    kept = []
+    for i, u in enumerate(c_in + rows):
+        if id(u.node) in reached:
+            kept.append(i)
+            continue
+        if u.rank == 0 or u.shape[0] != b.bdim:
+            continue
+        w = u if u.is_float else lookup_on(b, body, u)
+        ys.append((w.node, w.lo, w.hi))
+        kept.append(i)
+    body.externs = [e for e in body.externs if id(e[0]) in reached]
+    return [i for i in kept if i < len(c_in)]
 
 
 def _stop(b: Builder, body: Level) -> Node:
