@@ -234,3 +234,21 @@ def test_arena_bytes_of_a_compiled_model(cache: KernelCache) -> None:
     (fixed, per_step), (per_row, per_row_step) = fast.program_for([x]).exe.contract.arena, \
         fast.program_for([x]).exe.contract.arena_rows
     assert fast.arena_bytes(x) == 4 * (fixed + 30 * per_step + 2 * (per_row + 30 * per_row_step))
+
+
+def test_compiled_chained_products_of_one_weight_read_by_an_elementwise_max(
+        cache: KernelCache) -> None:
+    """h <- tanh(h + max(x, (h W^T) W^T)): the recomputation loop of a segment shares its
+    nodes with the forward one, where the second product is only an epilogue of the max; in
+    the recomputation it is also saved for the backward pass, so it is a kernel of its own
+    there (it once was lost: a lowering KeyError)."""
+    gr.manual_seed(3)
+    hh, xt = gr.Input("B", 3, 1), gr.Input("B", 3, 1)
+    lin = nn.Linear(1, 1, bias=False)
+    m = nn.CMaxTable()([xt, lin(lin(hh))])
+    h2 = nn.Tanh()(nn.CAddTable()([hh, nn.Reshape(3, 1)(nn.Linear(3, 3)(nn.Reshape(3)(m)))]))
+    x = gr.Input("B", "T", 3, 1, name="x")
+    loop = gr.Loop(gr.gModule([hh, xt], [h2, h2]), n_carry=1, reverse=True)
+    _, ys = loop(init=[gr.ops.fill((3, 1), 0.0, batch_like=x)], xs=[x])
+    model = gr.gModule([x], [ys])
+    compiled_pair(model, [randn(2, 5, 3, 1)], randn(2, 5, 3, 1), 2, cache)

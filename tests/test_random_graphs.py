@@ -43,6 +43,24 @@ def test_the_same_seed_builds_the_same_model_parameters_and_inputs():
     assert isinstance(model, gr.gModule) and len(inputs) == len(model.inputs)
 
 
+def test_a_loop_body_input_whose_reader_was_dropped_still_reaches_an_output():
+    """Seed 182579596: a body's sequence slice was taken by an op that then gave up, so
+    the body graph had a dangling input (a GraphError while generating)."""
+    params = GenParams(max_depth=2, max_width=2, max_ops=6, allow_loops=True,
+                       allow_cells=True, max_batch=2, max_steps=2)
+    generated = generate_seeded(182579596, params)
+    assert any(n.op == Op.LOOP for n in generated.model.graph.nodes)
+
+
+def test_a_carry_is_computed_from_values_with_batch_rows_only():
+    """Seed 1543291737: a carry's new value joined an unused body value of shape [1, 2]
+    with one of [2, 1] (a ShapeError while generating)."""
+    params = GenParams(max_depth=1, max_width=3, max_ops=7, allow_loops=True,
+                       allow_cells=True, max_batch=2, max_steps=2)
+    generated = generate_seeded(1543291737, params)
+    assert any(n.op == Op.LOOP for n in generated.model.graph.nodes)
+
+
 def test_generated_models_cover_the_api():
     """Over a few hundred seeds the generator uses every op the modules emit, nested loops,
     lengths, reverse, unroll requests, consts, loops without sequences, tied parameters,

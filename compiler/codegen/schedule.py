@@ -123,8 +123,8 @@ class _Scheduler(ScheduleState):
                 skip: set[Node]) -> list[Group]:
         """The level's epilogues and epilogue groups (once per level)."""
         if nodes not in self.groups:
-            self.epilogues.update(_epilogues(nodes, outputs))
-            groups = find_groups(nodes, outputs, self.epilogues, skip)
+            epilogues = self.level_epilogues[nodes] = _epilogues(nodes, outputs)
+            groups = find_groups(nodes, outputs, epilogues, skip)
             for g in groups:
                 self.segments[g.matmul] = g.segments
             self.groups[nodes] = groups
@@ -133,6 +133,15 @@ class _Scheduler(ScheduleState):
     def level(self, nodes: tuple[Node, ...], claims: dict[Node, Home],
               skip: set[Node], outputs: tuple[Node, ...]) -> list[Kernel]:
         groups = self.analyse(nodes, outputs, skip)
+        outer = self.epilogues, self.skip
+        self.epilogues, self.skip = self.level_epilogues[nodes], skip
+        try:
+            return self._level(nodes, groups, claims, skip, outputs)
+        finally:
+            self.epilogues, self.skip = outer
+
+    def _level(self, nodes: tuple[Node, ...], groups: list[Group], claims: dict[Node, Home],
+               skip: set[Node], outputs: tuple[Node, ...]) -> list[Kernel]:
         absorbed = set(self.epilogues.values())
         taken = absorbed | set(self.epilogues) | {n for g in groups for n in g.nodes}
         # values of the parameters alone stay kernels of their own: they can move to the
@@ -183,7 +192,7 @@ class _Scheduler(ScheduleState):
                 return [product]
         out: list[Kernel] = []
         mm = self.epilogues.get(n)
-        if mm is not None and mm not in self.layouts:
+        if mm is not None and mm not in self.skip:
             if not self.can_absorb(n, mm, home):
                 out.extend(self.node(mm, None))
                 mm = None
@@ -260,9 +269,12 @@ class _Scheduler(ScheduleState):
         inv = _invariants(body, set(b_consts), self.training)
         inputs = set(body.inputs)
         self.analyse(body.nodes, body.outputs, inv | inputs)
+        outer = self.epilogues, self.skip
+        self.epilogues, self.skip = self.level_epilogues[body.nodes], inv
         for bn in body.nodes:
             if bn in inv and bn not in inputs:
                 prologue.extend(self.node(bn, None))
+        self.epilogues, self.skip = outer
         for bn in body.nodes:
             if bn.op == Op.MATMUL and bn not in inv and bn.inputs[1] in inv:
                 prologue.append(self.pack(bn, self.tick()))

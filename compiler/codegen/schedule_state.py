@@ -35,7 +35,11 @@ class ScheduleState:
         self.loop_claims: dict[tuple[Node, int], int] = {}
         self.count = itertools.count()
         self.packs: dict[Node, Buffer] = {}
-        self.epilogues: dict[Node, Node] = {}       # FUSED node -> the matmul it absorbs
+        # FUSED node -> the matmul it absorbs, per level: the levels of a checkpointed loop
+        # and of its recomputation share nodes but not their readers
+        self.level_epilogues: dict[tuple[Node, ...], dict[Node, Node]] = {}
+        self.epilogues: dict[Node, Node] = {}       # the current level's
+        self.skip: set[Node] = set()                # the current level's values computed before it
         self.segments: dict[Node, int] = {}         # matmul -> segments of its packed panels
         self.groups: dict[tuple[Node, ...], list[Group]] = {}   # a level's groups
 

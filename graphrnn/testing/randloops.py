@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import nn, ops
 from ..gmodule import gModule
-from ..ir import Dim, Node, TensorType
+from ..ir import Dim, Node, TensorType, toposort
 from ..loop import Loop
 from .randbuilder import Builder, Level
 from .randops import _nodes, _size, _solid, lookup_on
@@ -65,7 +65,7 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     (stop=True) whose rows stop where a random body value passes a threshold."""
     groups: dict[Dim, list[Value]] = {}
     for u in lv.values:
-        if u.rank >= 2:
+        if u.rank >= 2 and u.shape[0] == b.bdim:     # a sequence has the batch rows
             groups.setdefault(u.shape[1], []).append(u)
     xs: list[Value] = []
     length: Dim | None = None
@@ -87,12 +87,14 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     consts = [b.pick(pool) for _ in range(b.int(0 if xs or not pool else 1, 2))] if pool else []
     inits = []
     for _ in range(b.int(0 if xs or (consts and not until) else 1, 2)):
-        ready = lv.floats(lambda u: u.rank >= 2 and all(_solid(d) for d in u.shape[1:]))
+        ready = lv.floats(lambda u: u.rank >= 2 and u.shape[0] == b.bdim
+                          and all(_solid(d) for d in u.shape[1:]))
         if ready and b.chance(0.4):
             inits.append(b.pick(ready))
             continue
         c = b.pick([0.0, 0.0, 0.5, -1.0])
-        inits.append(lv.add(ops.fill(b.feat(), c, batch_like=b.pick(lv.values).node), c, c))
+        like = [u for u in lv.values if u.rank and u.shape[0] == b.bdim] or lv.values
+        inits.append(lv.add(ops.fill(b.feat(), c, batch_like=b.pick(like).node), c, c))
 
     body = Level(b, lv.depth + 1, lv)
     c_in = [body.input_like(c.node.type, c.lo, c.hi) for c in consts]
@@ -103,7 +105,8 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
         if not x.is_float:
             lookup_on(b, body, x)
     b.grow(body, b.int(1, max(1, b.p.max_ops // 2)))
-    pool = [u for u in body.unused() if u.is_float]
+    # a carry's sources are joined along their features: each needs the batch rows
+    pool = [u for u in body.unused() if u.is_float and u.rank >= 1 and u.shape[0] == b.bdim]
     b.rng.shuffle(pool)
     outs = []
     for h in h_in:
@@ -120,13 +123,16 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
     pad = b.pick([0.0, 0.0, -0.5, 2.0])
     if until or lengths is not None:    # rows finish on their own: outputs need the rows
         ys = [y for y in ys if y[0].type.rank and y[0].type.shape[0] == b.bdim]
+    out_nodes_stop = [_stop(b, body)] if until else []
+    kept_consts = _reach_inputs(b, body, c_in, h_in + x_in, outs + out_nodes_stop, ys,
+                                until or lengths is not None)
+    consts, c_in = [consts[i] for i in kept_consts], [c_in[i] for i in kept_consts]
     if until:                           # a stopped row emits pad
         ys = [(y, *hull((lo, hi), (pad, pad))) for y, lo, hi in ys]
-        out_nodes_stop = [_stop(b, body)]
     ext = body.resolve_externs()
     ins = [c.node for c in c_in] + [x for x, _, _ in body.externs] + \
         [h.node for h in h_in] + [x.node for x in x_in]
-    out_nodes = outs + [y[0] for y in ys] + (out_nodes_stop if until else [])
+    out_nodes = outs + [y[0] for y in ys] + out_nodes_stop
     graph = gModule(ins, out_nodes) if b.chance(0.6) else close_graph(ins, out_nodes)
 
     unroll: Any = None
@@ -147,6 +153,29 @@ def op_loop(b: Builder, lv: Level, v: Value) -> Value | None:
         ivs.append((0.0, float(steps), steps))   # the rows' lengths, int64 in [0, steps]
     kept = [i for i in range(len(parts)) if b.chance(0.85)] or [b.int(0, len(parts) - 1)]
     return [lv.add(parts[i], *ivs[i]) for i in kept][0]
+
+
+def _reach_inputs(b: Builder, body: Level, c_in: list[Value], rows: list[Value],
+                  outs: list[Node], ys: list[tuple[Node, float, float]],
+                  rows_needed: bool) -> list[int]:
+    """Make every body input reach an output (an op may have taken a value and then given
+    up, or the rows filter dropped its only reader): a const with batch rows, or a carry or
+    sequence slice (with batch rows where the outputs need them) becomes one more per-step
+    output (ids through a lookup); other consts and extern ids are left out of the loop
+    (returns the indices of the consts kept)."""
+    reached = {id(n) for n in toposort(outs + [y[0] for y in ys])}
+    kept = []
+    for i, u in enumerate(c_in + rows):
+        if id(u.node) in reached:
+            kept.append(i)
+            continue
+        if (u.rank == 0 or u.shape[0] != b.bdim) and (rows_needed or i < len(c_in)):
+            continue
+        w = u if u.is_float else lookup_on(b, body, u)
+        ys.append((w.node, w.lo, w.hi))
+        kept.append(i)
+    body.externs = [e for e in body.externs if id(e[0]) in reached]
+    return [i for i in kept if i < len(c_in)]
 
 
 def _stop(b: Builder, body: Level) -> Node:
