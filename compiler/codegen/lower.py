@@ -43,6 +43,7 @@ from .emit_map import MAP_RULES, emit_copy
 from .checks import value_checks
 from .emit_profile import Profiler, clock_function
 from .emit_reduce import REDUCE_RULES
+from .emit_rows import premapped_normalize_grad
 from .emit_gemm import emit_cluster_call, emit_gemm_call, emit_pack_call
 from .gemm import emit_matmul
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
@@ -161,14 +162,16 @@ class Lowering:
             emit_gemm_call(self, k, env, frame)
         else:
             out = self.home_ref(k.dest, frame)
-            ins = [env[x] for x in n.inputs]
+            pre = k.premap
+            ins = [env[x] for x in (n.inputs if pre is None else (n.inputs[0], *pre.inputs))]
             scalars: tuple[ir.Value, ...] = ()
             if n.op == Op.DROPOUT:          # a kernel only in training (else a view)
                 rule: Rule | None = emit_dropout
                 salt = frame.salt if frame is not None else ir.Constant(I64, 0)
                 scalars = (self.seed, self.training, salt)
             else:
-                rule = EMIT_RULES.get(n.op)
+                rule = EMIT_RULES.get(n.op) if pre is None else \
+                    premapped_normalize_grad(pre.attrs["body"])
             if rule is None:
                 raise LoweringError(f"no emitter for op {n.op.value}")
             self.call(k.name, n, rule, out, ins, scalars, kind=k.kind)

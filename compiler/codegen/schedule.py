@@ -137,7 +137,10 @@ class _Scheduler(ScheduleState):
         taken = absorbed | set(self.epilogues) | {n for g in groups for n in g.nodes}
         # values of the parameters alone stay kernels of their own: they can move to the
         # pack entry (persist.py), a kernel of several nodes cannot
-        clusters = find_clusters(nodes, taken | _static(nodes, self.params), skip)
+        static = _static(nodes, self.params)
+        self.premaps.update(_premaps(nodes, outputs, taken | static | skip))
+        absorbed |= {self.premaps[n] for n in nodes if n in self.premaps}
+        clusters = find_clusters(nodes, taken | absorbed | static, skip)
         units = schedule_units(nodes, groups, clusters) if groups or clusters else nodes
         outside = read_outside(nodes, outputs, [*groups, *clusters])
         claims = dict(claims)
@@ -193,7 +196,9 @@ class _Scheduler(ScheduleState):
         if (n.op == Op.MATMUL or mm is not None) and (mm or n) not in self.packs:
             out.append(self.pack(mm or n, pos))
             pos = self.tick()
-        for x in n.inputs if mm is None else (*mm.inputs[:1], *n.inputs):
+        pre = self.premaps.get(n)
+        reads = n.inputs if pre is None else (n.inputs[0], *pre.inputs)
+        for x in reads if mm is None else (*mm.inputs[:1], *n.inputs):
             self.use(x, pos)
         if home is None:
             home = Home(Layout.of(n.type), self.buffer(n.name, Layout.of(n.type), pos))
@@ -201,7 +206,7 @@ class _Scheduler(ScheduleState):
         packed = self.packed(mm or n, pos)
         kind = "gemm" if mm is not None else KIND.get(n.op, "map")
         out.append(Kernel(self.name(kind, n), kind, n, home, packed, matmul=mm,
-                          segments=self.segments.get(mm or n, 1)))
+                          segments=self.segments.get(mm or n, 1), premap=pre))
         return out
 
     def can_absorb(self, fused: Node, mm: Node, home: Home | None) -> bool:
@@ -332,6 +337,25 @@ def _epilogues(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node,
             if x.op == Op.MATMUL and users[x] == 1 and x.type.shape == n.type.shape:
                 found[n] = x
                 break
+    return found
+
+
+def _premaps(nodes: tuple[Node, ...], outputs: tuple[Node, ...], taken: set[Node]
+             ) -> dict[Node, Node]:
+    """NORMALIZE_GRAD -> the FUSED map of its second operand that it applies as it reads it:
+    a float map of its shape that it alone reads, over inputs computed before it."""
+    users: dict[Node, int] = {y: 1 for y in outputs}
+    for n in nodes:
+        for x in n.inputs:
+            users[x] = users.get(x, 0) + 1
+    found: dict[Node, Node] = {}
+    for n in nodes:
+        g = n.inputs[1] if n.op == Op.NORMALIZE_GRAD else None
+        if g is None or g.op != Op.FUSED or g in taken or n in taken or users[g] != 1 \
+                or g is n.inputs[0] or g.type.shape != n.type.shape \
+                or any(x.type.dtype != "float32" for x in g.inputs):
+            continue
+        found[n] = g
     return found
 
 
