@@ -151,18 +151,37 @@ def _norm_rows(n: Node, refs: list[Ref]) -> tuple[list[Layout], list[Layout]]:
     return collapse([s[0] for s in split]), collapse([s[1] for s in split])
 
 
-def emit_normalize(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+def emit_normalize(em: Emitter, n: Node, out: Ref, ins: list[Ref],
+                   post: tuple[Graph, list[bool]] | None = None) -> None:
+    """With `post` (a FUSED body, and which of its arguments are the normalised value), also
+    writes that body to ins[1], its other arguments being ins[2:] (broadcast to the rows)."""
     x = ins[0]
-    (x_o, o_o), (x_r, o_r) = _norm_rows(n, [x, out])
+    shape = out.layout.shape
+    extra = [ins[1], *(Ref(r.ptr, r.layout.broadcast_to(shape)) for r in ins[2:])] \
+        if post is not None else []
+    (x_o, o_o, *e_o), (x_r, o_r, *e_r) = _norm_rows(n, [x, out, *extra])
     bld = em.builder
     count = bld.sitofp(em.lin(product(x_r.shape)), F64)
     with em.nest(x_o.shape, "norm") as idx:
         xp, op = em.at(Ref(x.ptr, x_o), idx), em.at(Ref(out.ptr, o_o), idx)
+        eps = [em.at(Ref(r.ptr, lay), idx) for r, lay in zip(extra, e_o)]
         mu, rstd = _row_stats(em, xp, x_r, n.attrs["center"], n.attrs["eps"], count)
         with em.nest(x_r.shape, "norm_out") as ridx:
             v = em.load(em.at(Ref(xp, x_r), ridx))
             y = bld.fmul(bld.fsub(v, mu, flags=FLAGS), rstd, flags=FLAGS)
             em.store(y, em.at(Ref(op, o_r), ridx))
+            if post is not None:
+                body, at = post
+                vals = iter([em.load(em.at(Ref(p, r), ridx)) for p, r in zip(eps[1:], e_r[1:])])
+                args = [y if is_y else next(vals) for is_y in at]
+                em.store(eval_body(em, body, args, 0), em.at(Ref(eps[0], e_r[0]), ridx))
+
+
+def postmapped_normalize(body: Graph, at: list[bool]
+                         ) -> Callable[[Emitter, Node, Ref, list[Ref]], None]:
+    """The NORMALIZE rule that also writes the FUSED `body` of it (`at`: which of the body's
+    arguments are the normalised value) to ins[1]."""
+    return lambda em, n, out, ins: emit_normalize(em, n, out, ins, (body, at))
 
 
 def emit_normalize_grad(em: Emitter, n: Node, out: Ref, ins: list[Ref],
@@ -219,4 +238,4 @@ ROW_KERNEL_RULES = {Op.MAX: emit_extremum, Op.MIN: emit_extremum,
                     Op.LOGSUMEXP: emit_logsumexp, Op.ARG_ONEHOT: emit_arg_onehot,
                     Op.NORMALIZE: emit_normalize, Op.NORMALIZE_GRAD: emit_normalize_grad}
 
-__all__ = ["ROW_KERNEL_RULES", "premapped_normalize_grad"]
+__all__ = ["ROW_KERNEL_RULES", "premapped_normalize_grad", "postmapped_normalize"]

@@ -45,6 +45,7 @@ from .kernel import LEAVES, Home, Kernel, computed
 from .schedule_state import ScheduleState
 from .strides import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
+from .row_maps import postmaps, premaps
 from .tiling import epilogue_layouts
 
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce", Op.BMM: "reduce",
@@ -138,15 +139,19 @@ class _Scheduler(ScheduleState):
         # values of the parameters alone stay kernels of their own: they can move to the
         # pack entry (persist.py), a kernel of several nodes cannot
         static = _static(nodes, self.params)
-        self.premaps.update(_premaps(nodes, outputs, taken | static | skip))
+        self.premaps.update(premaps(nodes, outputs, taken | static | skip))
         absorbed |= {self.premaps[n] for n in nodes if n in self.premaps}
-        clusters = find_clusters(nodes, taken | absorbed | static, skip)
+        posts = postmaps(nodes, taken | absorbed | static | skip)
+        clusters = find_clusters(nodes, taken | absorbed | static | set(posts.values()), skip)
         units = schedule_units(nodes, groups, clusters) if groups or clusters else nodes
         outside = read_outside(nodes, outputs, [*groups, *clusters])
         claims = dict(claims)
         placed = placements(self, nodes, outputs, claims, skip | absorbed)
         out: list[Kernel] = []
+        done: set[Node] = set()         # maps computed by their norm's kernel
         for n in units:
+            if n in done:
+                continue
             if isinstance(n, Group):
                 out.extend(group_kernels(self, n, claims, outside))
             elif isinstance(n, Cluster):
@@ -154,20 +159,27 @@ class _Scheduler(ScheduleState):
             elif n in placed:
                 self.place(n, placed[n])
                 out.append(Kernel(self.name("placed", n), "placed", n, placed[n]))
+            elif n in posts and all(v in self.layouts for v in posts[n].inputs if v is not n):
+                out.extend(self.node(n, claims.get(n), (posts[n], claims.get(posts[n]))))
+                done.add(posts[n])
             elif n not in skip and n not in absorbed:
                 out.extend(self.node(n, claims.get(n)))
         return out
 
-    def node(self, n: Node, home: Home | None) -> list[Kernel]:
+    def node(self, n: Node, home: Home | None,
+             post: tuple[Node, Home | None] | None = None) -> list[Kernel]:
+        """The kernels computing `n` into `home`; with `post`, its kernel also writes that
+        FUSED map of it (to its home, or a new buffer)."""
         try:
-            return self._node(n, home)
+            return self._node(n, home, post)
         except LoweringError:
             raise
         except Exception as e:      # noqa: BLE001  (any failure is named after its node)
             raise LoweringError(f"lowering {n.name} ({n.op.value}) at {n.where or '?'}: "
                                 f"{type(e).__name__}: {e}") from e
 
-    def _node(self, n: Node, home: Home | None) -> list[Kernel]:
+    def _node(self, n: Node, home: Home | None,
+              post: tuple[Node, Home | None] | None = None) -> list[Kernel]:
         if n.op == Op.PARAM:
             raise LoweringError("a parameter node reached the lowering: flatten the parameters "
                                 "first (compiler.prepare does)")
@@ -198,15 +210,25 @@ class _Scheduler(ScheduleState):
             pos = self.tick()
         pre = self.premaps.get(n)
         reads = n.inputs if pre is None else (n.inputs[0], *pre.inputs)
+        if post is not None:
+            reads = (*reads, *post[0].inputs)
         for x in reads if mm is None else (*mm.inputs[:1], *n.inputs):
             self.use(x, pos)
         if home is None:
             home = Home(Layout.of(n.type), self.buffer(n.name, Layout.of(n.type), pos))
         self.place(n, home)
+        stages: tuple[tuple[Node, Home | None], ...] = ()
+        if post is not None:
+            f, f_home = post
+            layout = Layout.of(f.type)
+            f_home = f_home or Home(layout, self.buffer(f.name, layout, pos))
+            self.place(f, f_home)
+            stages = ((f, f_home),)
         packed = self.packed(mm or n, pos)
         kind = "gemm" if mm is not None else KIND.get(n.op, "map")
         out.append(Kernel(self.name(kind, n), kind, n, home, packed, matmul=mm,
-                          segments=self.segments.get(mm or n, 1), premap=pre))
+                          segments=self.segments.get(mm or n, 1), premap=pre,
+                          stages=stages))
         return out
 
     def can_absorb(self, fused: Node, mm: Node, home: Home | None) -> bool:
@@ -337,25 +359,6 @@ def _epilogues(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node,
             if x.op == Op.MATMUL and users[x] == 1 and x.type.shape == n.type.shape:
                 found[n] = x
                 break
-    return found
-
-
-def _premaps(nodes: tuple[Node, ...], outputs: tuple[Node, ...], taken: set[Node]
-             ) -> dict[Node, Node]:
-    """NORMALIZE_GRAD -> the FUSED map of its second operand that it applies as it reads it:
-    a float map of its shape that it alone reads, over inputs computed before it."""
-    users: dict[Node, int] = {y: 1 for y in outputs}
-    for n in nodes:
-        for x in n.inputs:
-            users[x] = users.get(x, 0) + 1
-    found: dict[Node, Node] = {}
-    for n in nodes:
-        g = n.inputs[1] if n.op == Op.NORMALIZE_GRAD else None
-        if g is None or g.op != Op.FUSED or g in taken or n in taken or users[g] != 1 \
-                or g is n.inputs[0] or g.type.shape != n.type.shape \
-                or any(x.type.dtype != "float32" for x in g.inputs):
-            continue
-        found[n] = g
     return found
 
 
