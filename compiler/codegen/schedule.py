@@ -159,12 +159,23 @@ class _Scheduler(ScheduleState):
             elif n in placed:
                 self.place(n, placed[n])
                 out.append(Kernel(self.name("placed", n), "placed", n, placed[n]))
-            elif n in posts and all(v in self.layouts for v in posts[n].inputs if v is not n):
+            elif n in posts and self.ready(posts[n], n, out, done, taken):
                 out.extend(self.node(n, claims.get(n), (posts[n], claims.get(posts[n]))))
                 done.add(posts[n])
             elif n not in skip and n not in absorbed:
                 out.extend(self.node(n, claims.get(n)))
         return out
+
+    def ready(self, f: Node, norm: Node, out: list[Kernel], done: set[Node],
+              taken: set[Node]) -> bool:
+        """Whether the inputs of `f` but `norm` are computed, after scheduling the parameter
+        views among them now."""
+        for v in f.inputs:
+            if v not in self.layouts and v.op == Op.VIEW and v not in taken \
+                    and all(x in self.layouts for x in v.inputs):
+                out.extend(self.node(v, None))
+                done.add(v)
+        return all(v in self.layouts for v in f.inputs if v is not norm)
 
     def node(self, n: Node, home: Home | None,
              post: tuple[Node, Home | None] | None = None) -> list[Kernel]:
