@@ -11,7 +11,7 @@ import pytest
 import graphrnn as gr
 from graphrnn import nn, ops
 from graphrnn.compiler.codegen.schedule import schedule
-from graphrnn.compiler.pipeline import prepare_training
+from graphrnn.compiler.pipeline import prepare, prepare_training
 from graphrnn.gradcheck import gradients
 from graphrnn.ir import Op, TensorType
 from graphrnn.runtime.cache import KernelCache
@@ -43,6 +43,14 @@ def test_the_layer_norm_lstm_step_folds_every_per_step_norm_map() -> None:
     grads = [k for k in ks if k.node.op == Op.NORMALIZE_GRAD]
     assert len(grads) == 3 and all(k.premap is not None for k in grads)
     assert not [k for k in ks if k.node in {g.premap for g in grads}]
+
+
+def test_a_norm_only_its_map_reads_is_not_stored() -> None:
+    model = layernorm_lstm(6, 8)
+    g, _ = prepare(model.graph, [TensorType((1, "T", 6))])
+    sched = schedule(g, g.inputs[-1])
+    norms = [k for top in sched.kernels for k in top.walk() if k.node.op == Op.NORMALIZE]
+    assert len(norms) == 3 and all(k.stages and k.dest is None for k in norms)
 
 
 def check_step(model: gr.gModule, cache: KernelCache, xs: list[np.ndarray],

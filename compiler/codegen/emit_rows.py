@@ -152,9 +152,10 @@ def _norm_rows(n: Node, refs: list[Ref]) -> tuple[list[Layout], list[Layout]]:
 
 
 def emit_normalize(em: Emitter, n: Node, out: Ref, ins: list[Ref],
-                   post: tuple[Graph, list[bool]] | None = None) -> None:
+                   post: tuple[Graph, list[bool]] | None = None, store: bool = True) -> None:
     """With `post` (a FUSED body, and which of its arguments are the normalised value), also
-    writes that body to ins[1], its other arguments being ins[2:] (broadcast to the rows)."""
+    writes that body to ins[1], its other arguments being ins[2:] (broadcast to the rows);
+    the normalised row itself only if `store`."""
     x = ins[0]
     shape = out.layout.shape
     extra = [ins[1], *(Ref(r.ptr, r.layout.broadcast_to(shape)) for r in ins[2:])] \
@@ -169,7 +170,8 @@ def emit_normalize(em: Emitter, n: Node, out: Ref, ins: list[Ref],
         with em.nest(x_r.shape, "norm_out") as ridx:
             v = em.load(em.at(Ref(xp, x_r), ridx))
             y = bld.fmul(bld.fsub(v, mu, flags=FLAGS), rstd, flags=FLAGS)
-            em.store(y, em.at(Ref(op, o_r), ridx))
+            if store:
+                em.store(y, em.at(Ref(op, o_r), ridx))
             if post is not None:
                 body, at = post
                 vals = iter([em.load(em.at(Ref(p, r), ridx)) for p, r in zip(eps[1:], e_r[1:])])
@@ -177,11 +179,11 @@ def emit_normalize(em: Emitter, n: Node, out: Ref, ins: list[Ref],
                 em.store(eval_body(em, body, args, 0), em.at(Ref(eps[0], e_r[0]), ridx))
 
 
-def postmapped_normalize(body: Graph, at: list[bool]
+def postmapped_normalize(body: Graph, at: list[bool], store: bool
                          ) -> Callable[[Emitter, Node, Ref, list[Ref]], None]:
     """The NORMALIZE rule that also writes the FUSED `body` of it (`at`: which of the body's
-    arguments are the normalised value) to ins[1]."""
-    return lambda em, n, out, ins: emit_normalize(em, n, out, ins, (body, at))
+    arguments are the normalised value) to ins[1], and the normalised row if `store`."""
+    return lambda em, n, out, ins: emit_normalize(em, n, out, ins, (body, at), store)
 
 
 def emit_normalize_grad(em: Emitter, n: Node, out: Ref, ins: list[Ref],

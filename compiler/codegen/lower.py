@@ -161,13 +161,14 @@ class Lowering:
         elif k.kind == "gemm":
             emit_gemm_call(self, k, env, frame)
         else:
-            out = self.home_ref(k.dest, frame)
+            out = self.home_ref(k.dest, frame) if k.dest is not None else None
             pre = k.premap
             ins = [env[x] for x in (n.inputs if pre is None else (n.inputs[0], *pre.inputs))]
             post = k.stages[0] if k.stages else None
             if post is not None:            # a NORMALIZE that also writes a map of it
                 env[post[0]] = self.home_ref(post[1], frame)
                 ins += [env[post[0]]] + [env[x] for x in post[0].inputs if x is not n]
+                out = env[post[0]] if out is None else out  # no home: only the map reads it
             scalars: tuple[ir.Value, ...] = ()
             if n.op == Op.DROPOUT:          # a kernel only in training (else a view)
                 rule: Rule | None = emit_dropout
@@ -178,11 +179,13 @@ class Lowering:
                     premapped_normalize_grad(pre.attrs["body"])
                 if post is not None:
                     rule = postmapped_normalize(post[0].attrs["body"],
-                                                [x is n for x in post[0].inputs])
+                                                [x is n for x in post[0].inputs],
+                                                k.dest is not None)
             if rule is None:
                 raise LoweringError(f"no emitter for op {n.op.value}")
             self.call(k.name, n, rule, out, ins, scalars, kind=k.kind)
-            env[n] = out
+            if k.dest is not None:
+                env[n] = out
 
     def call(self, name: str, node: Node, rule: Rule, out: Ref, ins: list[Ref],
              scalars: tuple[ir.Value, ...] = (), *, kind: str = "map",

@@ -38,10 +38,12 @@ def premaps(nodes: tuple[Node, ...], outputs: tuple[Node, ...], taken: set[Node]
     return found
 
 
-def postmaps(nodes: tuple[Node, ...], taken: set[Node]) -> dict[Node, Node]:
-    """NORMALIZE -> the first FUSED float map of it, of its shape (none of `taken`), that its
-    kernel also writes (when the map's other inputs are computed by then: the scheduler
-    checks)."""
+def postmaps(nodes: tuple[Node, ...], outputs: tuple[Node, ...], taken: set[Node]
+             ) -> tuple[dict[Node, Node], set[Node]]:
+    """(NORMALIZE -> the first FUSED float map of it, of its shape (none of `taken`), that its
+    kernel also writes when the map's other inputs are computed by then (the scheduler
+    checks); the norms that map alone reads, which need not be stored)."""
+    users = _users(nodes, outputs)
     found: dict[Node, Node] = {}
     claimed: set[Node] = set()
     for f in nodes:
@@ -53,7 +55,7 @@ def postmaps(nodes: tuple[Node, ...], taken: set[Node]) -> dict[Node, Node]:
                 found[x] = f
                 claimed.add(f)
                 break
-    return found
+    return found, {x for x, f in found.items() if users[x] == f.inputs.count(x)}
 
 
 __all__ = ["premaps", "postmaps"]

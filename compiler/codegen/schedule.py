@@ -141,7 +141,8 @@ class _Scheduler(ScheduleState):
         static = _static(nodes, self.params)
         self.premaps.update(premaps(nodes, outputs, taken | static | skip))
         absorbed |= {self.premaps[n] for n in nodes if n in self.premaps}
-        posts = postmaps(nodes, taken | absorbed | static | skip)
+        posts, alone = postmaps(nodes, outputs, taken | absorbed | static | skip)
+        self.unstored |= alone
         clusters = find_clusters(nodes, taken | absorbed | static | set(posts.values()), skip)
         units = schedule_units(nodes, groups, clusters) if groups or clusters else nodes
         outside = read_outside(nodes, outputs, [*groups, *clusters])
@@ -179,8 +180,7 @@ class _Scheduler(ScheduleState):
 
     def node(self, n: Node, home: Home | None,
              post: tuple[Node, Home | None] | None = None) -> list[Kernel]:
-        """The kernels computing `n` into `home`; with `post`, its kernel also writes that
-        FUSED map of it (to its home, or a new buffer)."""
+        """The kernels computing `n` into `home` (and, with `post`, that FUSED map of it)."""
         try:
             return self._node(n, home, post)
         except LoweringError:
@@ -225,9 +225,10 @@ class _Scheduler(ScheduleState):
             reads = (*reads, *post[0].inputs)
         for x in reads if mm is None else (*mm.inputs[:1], *n.inputs):
             self.use(x, pos)
-        if home is None:
+        if home is None and (post is None or n not in self.unstored):
             home = Home(Layout.of(n.type), self.buffer(n.name, Layout.of(n.type), pos))
-        self.place(n, home)
+        if home is not None:
+            self.place(n, home)
         stages: tuple[tuple[Node, Home | None], ...] = ()
         if post is not None:
             f, f_home = post

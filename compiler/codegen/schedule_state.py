@@ -37,6 +37,7 @@ class ScheduleState:
         self.packs: dict[Node, Buffer] = {}
         self.epilogues: dict[Node, Node] = {}       # FUSED node -> the matmul it absorbs
         self.premaps: dict[Node, Node] = {}         # NORMALIZE_GRAD -> the map it applies
+        self.unstored: set[Node] = set()            # norms only their folded map reads
         self.segments: dict[Node, int] = {}         # matmul -> segments of its packed panels
         self.groups: dict[tuple[Node, ...], list[Group]] = {}   # a level's groups
 
