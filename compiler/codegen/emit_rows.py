@@ -18,10 +18,13 @@ numpy's and PyTorch's to 1e-5.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from llvmlite import ir
 
-from graphrnn.ir import Node, Op
+from graphrnn.ir import Graph, Node, Op
 
+from .emit_map import eval_body
 from .irbuilder import F32, FLAGS, I64, Emitter, Ref
 from .mathfns import emit_exp, emit_log
 from .strides import Layout, collapse, product
@@ -148,34 +151,66 @@ def _norm_rows(n: Node, refs: list[Ref]) -> tuple[list[Layout], list[Layout]]:
     return collapse([s[0] for s in split]), collapse([s[1] for s in split])
 
 
-def emit_normalize(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
+def emit_normalize(em: Emitter, n: Node, out: Ref, ins: list[Ref],
+                   post: tuple[Graph, list[bool]] | None = None, store: bool = True) -> None:
+    """With `post` (a FUSED body, and which of its arguments are the normalised value), also
+    writes that body to ins[1], its other arguments being ins[2:] (broadcast to the rows);
+    the normalised row itself only if `store`."""
     x = ins[0]
-    (x_o, o_o), (x_r, o_r) = _norm_rows(n, [x, out])
+    shape = out.layout.shape
+    extra = [ins[1], *(Ref(r.ptr, r.layout.broadcast_to(shape)) for r in ins[2:])] \
+        if post is not None else []
+    (x_o, o_o, *e_o), (x_r, o_r, *e_r) = _norm_rows(n, [x, out, *extra])
     bld = em.builder
     count = bld.sitofp(em.lin(product(x_r.shape)), F64)
     with em.nest(x_o.shape, "norm") as idx:
         xp, op = em.at(Ref(x.ptr, x_o), idx), em.at(Ref(out.ptr, o_o), idx)
+        eps = [em.at(Ref(r.ptr, lay), idx) for r, lay in zip(extra, e_o)]
         mu, rstd = _row_stats(em, xp, x_r, n.attrs["center"], n.attrs["eps"], count)
         with em.nest(x_r.shape, "norm_out") as ridx:
             v = em.load(em.at(Ref(xp, x_r), ridx))
             y = bld.fmul(bld.fsub(v, mu, flags=FLAGS), rstd, flags=FLAGS)
-            em.store(y, em.at(Ref(op, o_r), ridx))
+            if store:
+                em.store(y, em.at(Ref(op, o_r), ridx))
+            if post is not None:
+                body, at = post
+                vals = iter([em.load(em.at(Ref(p, r), ridx)) for p, r in zip(eps[1:], e_r[1:])])
+                args = [y if is_y else next(vals) for is_y in at]
+                em.store(eval_body(em, body, args, 0), em.at(Ref(eps[0], e_r[0]), ridx))
 
 
-def emit_normalize_grad(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
-    x, g = ins
-    (x_o, g_o, o_o), (x_r, g_r, o_r) = _norm_rows(n, [x, g, out])
+def postmapped_normalize(body: Graph, at: list[bool], store: bool
+                         ) -> Callable[[Emitter, Node, Ref, list[Ref]], None]:
+    """The NORMALIZE rule that also writes the FUSED `body` of it (`at`: which of the body's
+    arguments are the normalised value) to ins[1], and the normalised row if `store`."""
+    return lambda em, n, out, ins: emit_normalize(em, n, out, ins, (body, at), store)
+
+
+def emit_normalize_grad(em: Emitter, n: Node, out: Ref, ins: list[Ref],
+                        pre: Graph | None = None) -> None:
+    """With `pre`, the gradient operand is that FUSED body over ins[1:] (broadcast to the row
+    shape), evaluated as each element is read."""
+    x, gs = ins[0], ins[1:]
+    shape = out.layout.shape
+    bcast = [Ref(g.ptr, g.layout.broadcast_to(shape)) for g in gs]
+    (x_o, o_o, *g_o), (x_r, o_r, *g_r) = _norm_rows(n, [x, out, *bcast])
     bld = em.builder
     center = n.attrs["center"]
     count = bld.sitofp(em.lin(product(x_r.shape)), F64)
     zero = ir.Constant(F64, 0.0)
+
+    def grad(gps: list[ir.Value], ridx) -> ir.Value:
+        vals = [em.load(em.at(Ref(p, r), ridx)) for p, r in zip(gps, g_r)]
+        return vals[0] if pre is None else eval_body(em, pre, vals, 0)
+
     with em.nest(x_o.shape, "normg") as idx:
-        xp, gp = em.at(Ref(x.ptr, x_o), idx), em.at(Ref(g.ptr, g_o), idx)
+        xp = em.at(Ref(x.ptr, x_o), idx)
+        gps = [em.at(Ref(g.ptr, lay), idx) for g, lay in zip(bcast, g_o)]
         op = em.at(Ref(out.ptr, o_o), idx)
         sums = [em.alloca(F64, zero) for _ in range(4)]     # x, x^2, g, g * x
         with em.nest(x_r.shape, "normg_sum") as ridx:
             xv = bld.fpext(em.load(em.at(Ref(xp, x_r), ridx)), F64)
-            gv = bld.fpext(em.load(em.at(Ref(gp, g_r), ridx)), F64)
+            gv = bld.fpext(grad(gps, ridx), F64)
             terms = [xv, bld.fmul(xv, xv, flags=FLAGS), gv, bld.fmul(gv, xv, flags=FLAGS)]
             for k, (acc, v) in enumerate(zip(sums, terms)):
                 if center or k % 2:
@@ -190,14 +225,19 @@ def emit_normalize_grad(em: Emitter, n: Node, out: Ref, ins: list[Ref]) -> None:
         with em.nest(x_r.shape, "normg_out") as ridx:
             y = bld.fmul(bld.fsub(em.load(em.at(Ref(xp, x_r), ridx)), mu, flags=FLAGS), rstd,
                          flags=FLAGS)
-            gv = bld.fsub(em.load(em.at(Ref(gp, g_r), ridx)), mean_g, flags=FLAGS)
+            gv = bld.fsub(grad(gps, ridx), mean_g, flags=FLAGS)
             dx = bld.fmul(bld.fsub(gv, bld.fmul(y, mean_gy, flags=FLAGS), flags=FLAGS), rstd,
                           flags=FLAGS)
             em.store(dx, em.at(Ref(op, o_r), ridx))
+
+
+def premapped_normalize_grad(pre: Graph) -> Callable[[Emitter, Node, Ref, list[Ref]], None]:
+    """The NORMALIZE_GRAD rule whose gradient operand is the FUSED body `pre` of its inputs."""
+    return lambda em, n, out, ins: emit_normalize_grad(em, n, out, ins, pre)
 
 
 ROW_KERNEL_RULES = {Op.MAX: emit_extremum, Op.MIN: emit_extremum,
                     Op.LOGSUMEXP: emit_logsumexp, Op.ARG_ONEHOT: emit_arg_onehot,
                     Op.NORMALIZE: emit_normalize, Op.NORMALIZE_GRAD: emit_normalize_grad}
 
-__all__ = ["ROW_KERNEL_RULES"]
+__all__ = ["ROW_KERNEL_RULES", "premapped_normalize_grad", "postmapped_normalize"]

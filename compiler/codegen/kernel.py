@@ -61,6 +61,7 @@ class Kernel:
     segments: int = 1                                   # gemm, pack: N split in S segments
     group: Group | None = None                          # gemm: the epilogue group it computes
     stages: tuple[tuple[Node, Home | None], ...] = ()   # gemm with a group: members, homes
+    premap: Node | None = None      # reduce (NORMALIZE_GRAD): the FUSED map of its 2nd operand
 
     def walk(self):
         """This kernel and every kernel inside it."""

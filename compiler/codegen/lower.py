@@ -43,6 +43,7 @@ from .emit_map import MAP_RULES, emit_copy
 from .checks import value_checks
 from .emit_profile import Profiler, clock_function
 from .emit_reduce import REDUCE_RULES
+from .emit_rows import postmapped_normalize, premapped_normalize_grad
 from .emit_gemm import emit_cluster_call, emit_gemm_call, emit_pack_call
 from .gemm import emit_matmul
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
@@ -160,19 +161,31 @@ class Lowering:
         elif k.kind == "gemm":
             emit_gemm_call(self, k, env, frame)
         else:
-            out = self.home_ref(k.dest, frame)
-            ins = [env[x] for x in n.inputs]
+            out = self.home_ref(k.dest, frame) if k.dest is not None else None
+            pre = k.premap
+            ins = [env[x] for x in (n.inputs if pre is None else (n.inputs[0], *pre.inputs))]
+            post = k.stages[0] if k.stages else None
+            if post is not None:            # a NORMALIZE that also writes a map of it
+                env[post[0]] = self.home_ref(post[1], frame)
+                ins += [env[post[0]]] + [env[x] for x in post[0].inputs if x is not n]
+                out = env[post[0]] if out is None else out  # no home: only the map reads it
             scalars: tuple[ir.Value, ...] = ()
             if n.op == Op.DROPOUT:          # a kernel only in training (else a view)
                 rule: Rule | None = emit_dropout
                 salt = frame.salt if frame is not None else ir.Constant(I64, 0)
                 scalars = (self.seed, self.training, salt)
             else:
-                rule = EMIT_RULES.get(n.op)
+                rule = EMIT_RULES.get(n.op) if pre is None else \
+                    premapped_normalize_grad(pre.attrs["body"])
+                if post is not None:
+                    rule = postmapped_normalize(post[0].attrs["body"],
+                                                [x is n for x in post[0].inputs],
+                                                k.dest is not None)
             if rule is None:
                 raise LoweringError(f"no emitter for op {n.op.value}")
             self.call(k.name, n, rule, out, ins, scalars, kind=k.kind)
-            env[n] = out
+            if k.dest is not None:
+                env[n] = out
 
     def call(self, name: str, node: Node, rule: Rule, out: Ref, ins: list[Ref],
              scalars: tuple[ir.Value, ...] = (), *, kind: str = "map",

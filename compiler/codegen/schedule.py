@@ -39,12 +39,13 @@ from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 
 from .arena import Buffer, plan_arena
 from .epilogue import Cluster, Group, find_clusters, find_groups, schedule_units
+from .invariants import invariants, static_values
 from .group_kernels import cluster_kernels, contract_kernel, group_kernels, placements, read_outside
-from ..per_step import per_step
 from .kernel import LEAVES, Home, Kernel, computed
 from .schedule_state import ScheduleState
 from .strides import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
+from .row_maps import postmaps, premaps
 from .tiling import epilogue_layouts
 
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce", Op.BMM: "reduce",
@@ -146,13 +147,21 @@ class _Scheduler(ScheduleState):
         taken = absorbed | set(self.epilogues) | {n for g in groups for n in g.nodes}
         # values of the parameters alone stay kernels of their own: they can move to the
         # pack entry (persist.py), a kernel of several nodes cannot
-        clusters = find_clusters(nodes, taken | _static(nodes, self.params), skip)
+        static = static_values(nodes, self.params)
+        self.premaps.update(premaps(nodes, outputs, taken | static | skip))
+        absorbed |= {self.premaps[n] for n in nodes if n in self.premaps}
+        posts, alone = postmaps(nodes, outputs, taken | absorbed | static | skip)
+        self.unstored |= alone
+        clusters = find_clusters(nodes, taken | absorbed | static | set(posts.values()), skip)
         units = schedule_units(nodes, groups, clusters) if groups or clusters else nodes
         outside = read_outside(nodes, outputs, [*groups, *clusters])
         claims = dict(claims)
         placed = placements(self, nodes, outputs, claims, skip | absorbed)
         out: list[Kernel] = []
+        done: set[Node] = set()         # maps computed by their norm's kernel
         for n in units:
+            if n in done:
+                continue
             if isinstance(n, Group):
                 out.extend(group_kernels(self, n, claims, outside))
             elif isinstance(n, Cluster):
@@ -160,20 +169,37 @@ class _Scheduler(ScheduleState):
             elif n in placed:
                 self.place(n, placed[n])
                 out.append(Kernel(self.name("placed", n), "placed", n, placed[n]))
+            elif n in posts and self.ready(posts[n], n, out, done, taken):
+                out.extend(self.node(n, claims.get(n), (posts[n], claims.get(posts[n]))))
+                done.add(posts[n])
             elif n not in skip and n not in absorbed:
                 out.extend(self.node(n, claims.get(n)))
         return out
 
-    def node(self, n: Node, home: Home | None) -> list[Kernel]:
+    def ready(self, f: Node, norm: Node, out: list[Kernel], done: set[Node],
+              taken: set[Node]) -> bool:
+        """Whether the inputs of `f` but `norm` are computed, after scheduling the parameter
+        views among them now."""
+        for v in f.inputs:
+            if v not in self.layouts and v.op == Op.VIEW and v not in taken \
+                    and all(x in self.layouts for x in v.inputs):
+                out.extend(self.node(v, None))
+                done.add(v)
+        return all(v in self.layouts for v in f.inputs if v is not norm)
+
+    def node(self, n: Node, home: Home | None,
+             post: tuple[Node, Home | None] | None = None) -> list[Kernel]:
+        """The kernels computing `n` into `home` (and, with `post`, that FUSED map of it)."""
         try:
-            return self._node(n, home)
+            return self._node(n, home, post)
         except LoweringError:
             raise
         except Exception as e:      # noqa: BLE001  (any failure is named after its node)
             raise LoweringError(f"lowering {n.name} ({n.op.value}) at {n.where or '?'}: "
                                 f"{type(e).__name__}: {e}") from e
 
-    def _node(self, n: Node, home: Home | None) -> list[Kernel]:
+    def _node(self, n: Node, home: Home | None,
+              post: tuple[Node, Home | None] | None = None) -> list[Kernel]:
         if n.op == Op.PARAM:
             raise LoweringError("a parameter node reached the lowering: flatten the parameters "
                                 "first (compiler.prepare does)")
@@ -202,15 +228,28 @@ class _Scheduler(ScheduleState):
         if (n.op == Op.MATMUL or mm is not None) and (mm or n) not in self.packs:
             out.append(self.pack(mm or n, pos))
             pos = self.tick()
-        for x in n.inputs if mm is None else (*mm.inputs[:1], *n.inputs):
+        pre = self.premaps.get(n)
+        reads = n.inputs if pre is None else (n.inputs[0], *pre.inputs)
+        if post is not None:
+            reads = (*reads, *post[0].inputs)
+        for x in reads if mm is None else (*mm.inputs[:1], *n.inputs):
             self.use(x, pos)
-        if home is None:
+        if home is None and (post is None or n not in self.unstored):
             home = Home(Layout.of(n.type), self.buffer(n.name, Layout.of(n.type), pos))
-        self.place(n, home)
+        if home is not None:
+            self.place(n, home)
+        stages: tuple[tuple[Node, Home | None], ...] = ()
+        if post is not None:
+            f, f_home = post
+            layout = Layout.of(f.type)
+            f_home = f_home or Home(layout, self.buffer(f.name, layout, pos))
+            self.place(f, f_home)
+            stages = ((f, f_home),)
         packed = self.packed(mm or n, pos)
         kind = "gemm" if mm is not None else KIND.get(n.op, "map")
         out.append(Kernel(self.name(kind, n), kind, n, home, packed, matmul=mm,
-                          segments=self.segments.get(mm or n, 1)))
+                          segments=self.segments.get(mm or n, 1), premap=pre,
+                          stages=stages))
         return out
 
     def can_absorb(self, fused: Node, mm: Node, home: Home | None) -> bool:
@@ -266,7 +305,7 @@ class _Scheduler(ScheduleState):
             pos = self.tick()
             self.use(x, pos)
             prologue.append(Kernel(self.name("copy", x), "copy", x, homes[i]))
-        inv = _invariants(body, set(b_consts), self.training)
+        inv = invariants(body, set(b_consts), self.training)
         inputs = set(body.inputs)
         self.analyse(body.nodes, body.outputs, inv | inputs)
         outer = self.epilogues, self.skip
@@ -345,29 +384,6 @@ def _epilogues(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node,
                 found[n] = x
                 break
     return found
-
-
-def _static(nodes: tuple[Node, ...], params: Node | None) -> set[Node]:
-    """The values computed from the parameters and constants alone."""
-    static: set[Node] = set()
-    for n in nodes:
-        if n is params or n.op in (Op.CONST, Op.FILL) or \
-                (n.op != Op.INPUT and n.inputs and all(x in static for x in n.inputs)):
-            static.add(n)
-    return static
-
-
-def _invariants(body: Graph, consts: set[Node], training: bool = False) -> set[Node]:
-    """Body values that are the same at every step: consts, constants, and what they make
-    (in training, not a dropout nor a loop holding one: their masks change with the step)."""
-    inv = set(consts)
-    for n in body.nodes:
-        if training and per_step(n):
-            continue
-        if n.op in (Op.CONST, Op.FILL) or (n.op != Op.INPUT and n.inputs
-                                            and all(x in inv for x in n.inputs)):
-            inv.add(n)
-    return inv
 
 
 __all__ = ["schedule", "Schedule", "Kernel", "Buffer", "Home"]

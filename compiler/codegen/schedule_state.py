@@ -40,6 +40,8 @@ class ScheduleState:
         self.level_epilogues: dict[tuple[Node, ...], dict[Node, Node]] = {}
         self.epilogues: dict[Node, Node] = {}       # the current level's
         self.skip: set[Node] = set()                # the current level's values computed before it
+        self.premaps: dict[Node, Node] = {}         # NORMALIZE_GRAD -> the map it applies
+        self.unstored: set[Node] = set()            # norms only their folded map reads
         self.segments: dict[Node, int] = {}         # matmul -> segments of its packed panels
         self.groups: dict[tuple[Node, ...], list[Group]] = {}   # a level's groups
 
