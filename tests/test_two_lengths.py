@@ -74,22 +74,26 @@ def test_seq2seq_forward_one_program(builds: list, cache: KernelCache) -> None:
     assert len(fast.programs) == 1 and len(builds) == 1
 
 
-def test_seq2seq_training_step_one_program(builds: list, cache: KernelCache) -> None:
-    model = seq2seq()
-    loss = gr.CrossEntropyCriterion()
+def check_training_steps(model: gr.gModule, loss: object, calls: list, cache: KernelCache,
+                         builds: list) -> None:
+    """The compiled step's loss and gradient equal the interpreted step's on every call
+    (inputs, target), and one program serves them all."""
     step = gr.compile(model, loss=loss, train=True, cache=cache)
     oracle = InterpretedStep(model, loss)
     grad = model.parameters()[1]
-    for b, s, u in SIZES:
-        if u == 0:
-            continue            # a mean over no target tokens: no loss to train on
-        src, tgt_in = RNG.integers(0, VOCAB, (b, s)), RNG.integers(0, VOCAB, (b, u))
-        tgt = RNG.integers(0, VOCAB, (b, u))
-        got_loss = step(src, tgt_in, target=tgt)
+    for inputs, target in calls:
+        got_loss = step(*inputs, target=target)
         got = grad.copy()
-        np.testing.assert_allclose(got_loss, oracle(src, tgt_in, target=tgt), rtol=1e-4)
+        np.testing.assert_allclose(got_loss, oracle(*inputs, target=target), rtol=1e-4)
         np.testing.assert_allclose(got, grad, rtol=1e-3, atol=1e-5)
     assert len(step.programs) == 1 and len(builds) == 1
+
+
+def test_seq2seq_training_step_one_program(builds: list, cache: KernelCache) -> None:
+    # u = 0: a mean over no target tokens, no loss to train on
+    calls = [((RNG.integers(0, VOCAB, (b, s)), RNG.integers(0, VOCAB, (b, u))),
+              RNG.integers(0, VOCAB, (b, u))) for b, s, u in SIZES if u]
+    check_training_steps(seq2seq(), gr.CrossEntropyCriterion(), calls, cache, builds)
 
 
 def test_two_sequences_forward_one_program(builds: list, cache: KernelCache) -> None:
@@ -104,21 +108,8 @@ def test_two_sequences_forward_one_program(builds: list, cache: KernelCache) -> 
 
 
 def test_two_sequences_training_step_one_program(builds: list, cache: KernelCache) -> None:
-    model = two_sequences()
-    loss = gr.MSECriterion()
-    step = gr.compile(model, loss=loss, train=True, cache=cache)
-    oracle = InterpretedStep(model, loss)
-    grad = model.parameters()[1]
-    for b, s, u in SIZES:
-        if u == 0:
-            continue
-        inputs = sequences(b, s, u)
-        target = randn(b, u, 7)
-        got_loss = step(*inputs, target=target)
-        got = grad.copy()
-        np.testing.assert_allclose(got_loss, oracle(*inputs, target=target), rtol=1e-4)
-        np.testing.assert_allclose(got, grad, rtol=1e-3, atol=1e-5)
-    assert len(step.programs) == 1 and len(builds) == 1
+    calls = [(sequences(b, s, u), randn(b, u, 7)) for b, s, u in SIZES if u]
+    check_training_steps(two_sequences(), gr.MSECriterion(), calls, cache, builds)
 
 
 def test_lengths_of_the_second_time_dim_are_checked(cache: KernelCache) -> None:
