@@ -33,11 +33,13 @@ def relaid(vector: np.ndarray, layout: ParamTable, target: ParamTable) -> np.nda
 
 
 class InterpretedStep:
-    """forward + loss + backward with the reference interpreter (float32)."""
+    """forward + loss + backward with the reference interpreter (float32; `dtype=np.float64`
+    computes in double, the gradient still lands in the model's float32 vector)."""
 
     def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
-                 checkpoint: int | None = None):
+                 checkpoint: int | None = None, dtype: Any = np.float32):
         self.model, self.bptt_max, self.checkpoint = model, bptt_max, checkpoint
+        self.dtype = np.dtype(dtype)
         self.criterion = criterion
         self.graph = loss_graph(model, criterion)
         self._cache: dict[tuple, tuple[Graph, ParamTable]] = {}
@@ -62,8 +64,11 @@ class InterpretedStep:
         grad_graph, table = self._grad_graph(arrays)
         flat, flat_grad = self.model.parameters()   # the model's vectors hold the parameters
         params = relaid(flat, self.model.table, table)
+        if self.dtype != np.float32:
+            arrays = [a.astype(self.dtype) if a.dtype.kind == "f" else a for a in arrays]
+            params = params.astype(self.dtype)
         loss, grad = run_graph(grad_graph, arrays + [params],
-                               Context(np.float32, training=training, seed=seed))
+                               Context(self.dtype.type, training=training, seed=seed))
         flat_grad[...] = relaid(grad, table, self.model.table)
         return float(loss)
 

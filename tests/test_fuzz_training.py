@@ -8,7 +8,7 @@ import pytest
 import graphrnn as gr
 from graphrnn import nn
 from graphrnn.compile import compile as compile_model
-from graphrnn.testing.crosscheck import Checks, check_case
+from graphrnn.testing.crosscheck import Checks, _rounding_only, check_case
 from graphrnn.train import InterpretedStep
 
 RNG = np.random.default_rng(3)
@@ -89,3 +89,27 @@ def test_training_mode_leaves_out_unrolled_loops_holding_dropout(cache) -> None:
     checks = Checks(training=True, unroll=(None, True, False), disable=((),), symbolic=False,
                     train_configs=((None, None),))
     assert check_case(model, args, checks=checks, cache=cache) == []
+
+
+def test_the_training_check_tells_rounding_noise_from_a_wrong_gradient() -> None:
+    """A compiled gradient no further from the float64 one than twice the float32
+    interpreter's error is noise (an ill-conditioned value); one further off is reported."""
+    exact = np.array([1e-12, 0.25, -3.0])
+    want = [np.float32(1.0), np.array([6e-4, 0.25, -3.0], np.float32)]
+    assert _rounding_only([np.float32(1.0), np.array([-6.4e-4, 0.25, -3.0], np.float32)],
+                          want, 1.0, exact)
+    assert not _rounding_only([np.float32(1.0), np.array([1e-12, 0.35, -3.0], np.float32)],
+                              want, 1.0, exact)
+
+
+def test_a_float64_interpreted_step_agrees_with_the_float32_one() -> None:
+    model = gr.gModule([x := gr.Input("B", "T", 3)],
+                       [nn.Recurrent(gr.cells.LSTM(3, 4))(x)])
+    args = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    target = np.zeros((2, 5, 4), np.float32)
+    grad = model.parameters()[1]
+    loss32 = InterpretedStep(model, gr.MSECriterion())(args, target=target)
+    g32 = grad.copy()
+    loss64 = InterpretedStep(model, gr.MSECriterion(), dtype=np.float64)(args, target=target)
+    assert loss64 == pytest.approx(loss32, rel=1e-5)
+    np.testing.assert_allclose(grad, g32, rtol=1e-4, atol=1e-6)

@@ -351,10 +351,27 @@ def _check_training(model: Any, inputs: Sequence[np.ndarray], configs: Sequence[
             found.append(Discrepancy("train", error_text(e), **where))
             continue
         diff = compare(got, want, TRAIN_RTOL, TRAIN_ATOL)
+        if diff and _rounding_only(got, want, InterpretedStep(
+                summed, crit, bptt_max=bptt, dtype=np.float64)(
+                    *inputs, target=target, seed=TRAINING_SEED), grad.copy()):
+            continue
         if diff:
             found.append(Discrepancy("train", diff.replace("output 0", "loss").replace(
                 "output 1", "gradient"), **where))
     return found
+
+
+def _rounding_only(got: Sequence[Any], want: Sequence[Any], loss64: float,
+                   grad64: np.ndarray) -> bool:
+    """Whether the compiled step misses the float64 step by no more than twice what the
+    float32 interpreter misses it by (or within tolerance): rounding in an ill-conditioned
+    value (a layer norm of a constant row scales float32 noise by 1/sqrt(eps)), not a bug."""
+    for g, w, e in zip(got, want, (np.float64(loss64), grad64.astype(np.float64))):
+        g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+        bound = 2 * np.abs(w - e) + TRAIN_ATOL + TRAIN_RTOL * np.abs(e)
+        if not np.all(np.abs(g - e) <= bound):
+            return False
+    return True
 
 
 __all__ = ["check_case", "compare", "Checks", "Discrepancy", "ALL", "DEFAULT_DISABLE",
