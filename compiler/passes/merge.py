@@ -57,7 +57,9 @@ def _groups(graph: Graph) -> list[list[Node]]:
     """Matmuls with the same left operand and layout against parameter-like matrices."""
     by_key: dict[tuple, list[Node]] = {}
     for n in graph.nodes:
-        if n.op == Op.MATMUL and param_like(n.inputs[1]) and len(_shape(n.inputs[1])) == 2:
+        # an empty weight (a zero-size input or output) has nothing to share
+        if n.op == Op.MATMUL and param_like(n.inputs[1]) and len(_shape(n.inputs[1])) == 2 \
+                and 0 not in _shape(n.inputs[1]):
             key = (id(n.inputs[0]), bool(n.attrs.get("transpose_b")))
             by_key.setdefault(key, []).append(n)
     return [g for g in by_key.values() if len(g) > 1]
