@@ -25,6 +25,7 @@ from .host import host
 from ..isa import current_isa
 from .timing import MIN_SAMPLE_S, interleaved
 from .zoo_attention import ATTENTION, attention_impls
+from .zoo_calls import graphrnn_call
 from .zoo_nested import hierarchical_impls
 
 ZOO_CONFIGS = [(1, 100, 32, 64), (32, 50, 256, 256)]
@@ -37,14 +38,6 @@ PEERS = ("pytorch", "jax")
 def builtin_lstm(d: int, h: int) -> gr.gModule:
     x = gr.Input("B", "T", d, name="x")
     return gr.gModule([x], [nn.Recurrent(gr.cells.LSTM(d, h))(x)], name="lstm")
-
-
-def _graphrnn(model: gr.gModule, mode: str, x: np.ndarray, y: np.ndarray) -> Callable:
-    if mode == "forward":
-        fast = gr.compile(model)
-        return lambda: fast(x)
-    step = gr.compile(model, loss=gr.MSECriterion(), train=True)
-    return lambda: step(x, y)
 
 
 def _torch(spec: zoo.ZooModel, weights: dict, mode: str, x: np.ndarray,
@@ -110,7 +103,7 @@ def zoo_row(name: str, config: tuple, mode: str, *, repeats: int, budget_s: floa
                else hierarchical_impls(config, mode))
         row["missing"] = {k: "not installed" for k in PEERS if k not in fns}
     else:
-        fns = {"graphrnn": _graphrnn(model, mode, x, y)}
+        fns = {"graphrnn": graphrnn_call(model, mode, (x,), y, gr.MSECriterion())}
     if spec is not None:
         weights = model.state_dict()
         for peer, make in (("pytorch", _torch), ("jax", _jax)):

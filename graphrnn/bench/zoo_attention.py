@@ -12,6 +12,7 @@ import numpy as np
 import graphrnn as gr
 from .. import zoo
 from ..zoo import reference
+from .zoo_calls import graphrnn_call, with_peers
 
 VOCAB = 64
 ATTENTION = {"bahdanau": (lambda d, h: zoo.bahdanau(VOCAB, embedding=d, hidden=h),
@@ -28,19 +29,12 @@ def attention_impls(name: str, config: tuple, mode: str) -> dict[str, Callable[[
     model.reset_parameters(seed=0)
     rng = np.random.default_rng(0)
     src, tgt_in, tgt = (rng.integers(0, VOCAB, (b, t)) for _ in range(3))
-    if mode == "forward":
-        fast = gr.compile(model)
-        fns: dict[str, Callable[[], Any]] = {"graphrnn": lambda: fast(src, tgt_in)}
-    else:
-        step = gr.compile(model, loss=gr.CrossEntropyCriterion(), train=True)
-        fns = {"graphrnn": lambda: step(src, tgt_in, tgt)}
+    fns = {"graphrnn": graphrnn_call(model, mode, (src, tgt_in), tgt,
+                                     gr.CrossEntropyCriterion())}
     weights = model.state_dict()
-    for peer, make in (("pytorch", _torch), ("jax", _jax)):
-        try:
-            fns[peer] = make(forward, weights, mode, src, tgt_in, tgt)
-        except ImportError:
-            pass
-    return fns
+    return with_peers(fns, (
+        ("pytorch", lambda: _torch(forward, weights, mode, src, tgt_in, tgt)),
+        ("jax", lambda: _jax(forward, weights, mode, src, tgt_in, tgt))))
 
 
 def _torch(forward: Callable, weights: dict, mode: str, src: np.ndarray, tgt_in: np.ndarray,

@@ -13,6 +13,7 @@ import numpy as np
 import graphrnn as gr
 from .. import zoo
 from ..zoo import reference
+from .zoo_calls import graphrnn_call, with_peers
 
 N_CHARS, WORD_LENGTH = 64, 8
 
@@ -26,19 +27,11 @@ def hierarchical_impls(config: tuple, mode: str) -> dict[str, Callable[[], Any]]
     chars = rng.integers(0, N_CHARS, (b, t, WORD_LENGTH))
     lengths = rng.integers(1, WORD_LENGTH + 1, (b, t))
     y = rng.standard_normal((b, t, h)).astype(np.float32)
-    if mode == "forward":
-        fast = gr.compile(model)
-        fns: dict[str, Callable[[], Any]] = {"graphrnn": lambda: fast(chars, lengths)}
-    else:
-        step = gr.compile(model, loss=gr.MSECriterion(), train=True)
-        fns = {"graphrnn": lambda: step(chars, lengths, y)}
+    fns = {"graphrnn": graphrnn_call(model, mode, (chars, lengths), y, gr.MSECriterion())}
     weights = model.state_dict()
-    for peer, make in (("pytorch", _torch), ("jax", _jax)):
-        try:
-            fns[peer] = make(weights, mode, chars, lengths, y)
-        except ImportError:
-            pass
-    return fns
+    return with_peers(fns, (
+        ("pytorch", lambda: _torch(weights, mode, chars, lengths, y)),
+        ("jax", lambda: _jax(weights, mode, chars, lengths, y))))
 
 
 def _torch(weights: dict, mode: str, chars: np.ndarray, lengths: np.ndarray,
