@@ -17,7 +17,7 @@ from graphrnn.bench.run import (IMPLS, MODES, PEER_NAMES, Row, bench_row, flops,
                                 run)
 from graphrnn.bench.report import format_table
 from graphrnn.cli import main as cli_main
-from graphrnn.bench.child import peer_isa_env
+from graphrnn.bench.child import peer_isa_env, peers_isa_text, peers_off_isa
 from graphrnn.bench.peak import fma_ir, measure_peak
 from graphrnn.bench.peers import build_layer, graphrnn_impl, named_grads
 from graphrnn.isa import host_isa, using_isa
@@ -27,7 +27,7 @@ CONFIG = (3, 4, 2, 5)
 ROW_KEYS = {"cell", "config", "mode", "threads", "gflop", "ms", "min_ms", "cpu_per_wall",
             "rounds", "calls_per_sample", "max_abs_diff", "missing", "not_applicable", "ratios",
             "fastest_peer", "ratio_fastest_peer", "graphrnn_gflops", "peak_fraction", "tile",
-            "products"}
+            "products", "fastest_peer_any", "ratio_fastest_peer_any", "peers_over_peak"}
 PEER_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx", "torch"),
                  "jax": ("jax",)}
 
@@ -164,6 +164,28 @@ def test_flops_and_row_ratios():
     assert out["fastest_peer"] == "jax" and out["ratio_fastest_peer"] == 2.0
     assert out["graphrnn_gflops"] == pytest.approx(50.0)
     assert out["peak_fraction"] == pytest.approx(0.25)       # of two cores' peak
+
+
+def test_peers_that_run_wider_vectors_are_not_the_fastest_peer():
+    """AVX2 kernels on an AVX-512 host: ONNX Runtime and JAX cannot be held to AVX2, so the
+    fastest peer is taken among the others, and a peer above the AVX2 peak is named."""
+    off = peers_off_isa("avx2", host_avx512=True)
+    assert set(off) == {"onnxruntime", "jax"} and "torch" not in off
+    assert peers_off_isa("avx2", host_avx512=False) == {} == peers_off_isa("avx512", True)
+    assert "fastest peer is taken among the AVX2 ones" in peers_isa_text("avx2", True)
+    row = Row("lstm", [1, 2, 3, 4], "forward", 1, gflop=1.0,
+              ms={"graphrnn": 10.0, "torch": 12.0, "onnxruntime": 5.0, "jax": 9.0})
+    out = row.to_json(peak_gflops=150.0, off_isa=off)
+    assert out["fastest_peer"] == "torch" and out["ratio_fastest_peer"] == 1.2
+    assert out["fastest_peer_any"] == "onnxruntime" and out["ratio_fastest_peer_any"] == 0.5
+    assert out["peers_over_peak"] == ["onnxruntime"]            # 200 GFLOP/s > 150
+    plain = row.to_json(peak_gflops=150.0)
+    assert plain["fastest_peer"] == plain["fastest_peer_any"] == "onnxruntime"
+    table = format_table({"host": _host(), "peak": None, "rows": [out], "compile": None,
+                          "peers_off_isa": off})
+    assert "* onnxruntime ran wider vectors" in table
+    line = next(ln for ln in table.splitlines() if ln.startswith("lstm "))
+    assert "(0.50x)*" in line and line.rstrip().endswith("torch 1.20x")
 
 
 def test_the_peak_measurement_is_positive():

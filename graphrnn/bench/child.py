@@ -26,6 +26,28 @@ def peer_isa_env(isa_name: str, env: dict[str, str]) -> dict[str, str]:
                 XLA_FLAGS=f"{env.get('XLA_FLAGS', '')} --xla_cpu_max_isa=AVX2".strip())
 
 
+def peers_off_isa(isa_name: str, host_avx512: bool) -> dict[str, str]:
+    """The peers whose code cannot be held to graphrnn's ISA on this host, each with why: with
+    AVX2 kernels on an AVX-512 host, ONNX Runtime (MLAS reads CPUID, no switch) and JAX (its
+    matrix products go to libraries that pick AVX-512 at run time whatever --xla_cpu_max_isa
+    says: a one-thread 64 x 512 x 2048 product ran at 200 GFLOP/s, above the AVX2 peak)."""
+    if isa_name != "avx2" or not host_avx512:
+        return {}
+    return {"onnxruntime": "MLAS picks the host's AVX-512 (no switch)",
+            "jax": "its matrix products pick the host's AVX-512 (no switch)"}
+
+
+def peers_isa_text(isa_name: str, host_avx512: bool) -> str:
+    """What the report says about the ISA the peers ran."""
+    off = peers_off_isa(isa_name, host_avx512)
+    if isa_name != "avx2":
+        return "the host's"
+    if not off:
+        return "AVX2 (the host has nothing wider)"
+    return ("AVX2 for torch (MKL, oneDNN); AVX-512 for " + " and ".join(off) + " (no switch "
+            "holds them to AVX2), so the fastest peer is taken among the AVX2 ones")
+
+
 def in_child(argv: list[str], env: dict[str, str],
              module: str = "graphrnn.bench.run") -> dict | None:
     """Run `module` (`graphrnn.bench.run`, or `graphrnn.bench.memory` for the memory section) in a

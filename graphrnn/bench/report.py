@@ -1,6 +1,8 @@
 """The human-readable report of `graphrnn bench`: one block per (threads, mode)."""
 from __future__ import annotations
 
+from typing import Any
+
 from .configs import HAND, IMPLS, MODES
 
 DIFFERS = 1e-3      # float32 peers agree to ~1e-6; beyond this they compute another function
@@ -10,16 +12,17 @@ def _ms(v: float) -> str:
     return f"{v:.3f}" if v < 10 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
 
 
-def _cell(row: dict, name: str) -> str:
+def _cell(row: dict, name: str, off_isa: Any = ()) -> str:
     if name in row["ms"]:
         ratio = row["ratios"].get(name)
-        return _ms(row["ms"][name]) + ("" if ratio is None else f" ({ratio:.2f}x)")
+        return (_ms(row["ms"][name]) + ("" if ratio is None else f" ({ratio:.2f}x)")
+                + ("*" if name in off_isa else ""))
     if name in row["missing"]:
         return "missing"
     return "n/a" if name in row["not_applicable"] else "-"
 
 
-def format_rows(rows: list[dict], title: str) -> list[str]:
+def format_rows(rows: list[dict], title: str, off_isa: Any = ()) -> list[str]:
     """One block of the table: graphrnn's time and GFLOP/s, then each other implementation."""
     others = [k for k in IMPLS[1:] if any(k in r["ms"] or k in r["missing"] for r in rows)]
     head = (f"{'cell':<5} {'(B, T, D, H)':<20} {'GFLOP':>7} {'graphrnn ms':>12} {'GFLOP/s':>8} "
@@ -37,7 +40,8 @@ def format_rows(rows: list[dict], title: str) -> list[str]:
         fastest = (f"{r['fastest_peer']} {r['ratio_fastest_peer']:.2f}x"
                    if r["ratio_fastest_peer"] else "-")
         lines.append(f"{r['cell']:<5} {str(tuple(r['config'])):<20} {r['gflop']:>7.4f} {g}"
-                     + "".join(f" {_cell(r, k):>19}" for k in others) + f" {fastest:>22}")
+                     + "".join(f" {_cell(r, k, off_isa):>19}" for k in others)
+                     + f" {fastest:>22}")
     return lines
 
 
@@ -58,6 +62,10 @@ def format_table(result: dict) -> str:
                      "chains); %peak is of that, times the threads")
     lines.append("median ms of interleaved repeats; (Nx) = that time / graphrnn's time, above 1 "
                  "means graphrnn is faster")
+    off = result.get("peers_off_isa") or {}
+    for name, why in off.items():
+        lines.append(f"* {name} ran wider vectors than graphrnn's kernels ({why}); "
+                     "'vs fastest peer' leaves it out")
     for threads in sorted({r["threads"] for r in result["rows"]}):
         for mode in MODES:
             rows = [r for r in result["rows"] if r["threads"] == threads and r["mode"] == mode]
@@ -67,7 +75,7 @@ def format_table(result: dict) -> str:
                 split = ", graphrnn splits the batch over 2 concurrent calls" if threads > 1 \
                     else ""
                 lines += [""] + format_rows(rows, f"{what}, {threads} thread"
-                                           f"{'s' if threads > 1 else ''}{split}")
+                                           f"{'s' if threads > 1 else ''}{split}", off)
     diffs: dict[str, float] = {}
     for r in result["rows"]:
         for k, d in r["max_abs_diff"].items():
