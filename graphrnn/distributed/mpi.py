@@ -81,6 +81,12 @@ class Collectives:
         self.wait(self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM), what)
         return buf
 
+    def allreduce_sums(self, bufs: list[np.ndarray], what: str) -> list[np.ndarray]:
+        """Sum each of `bufs` over the ranks, in place, with one wait for all of them."""
+        from mpi4py import MPI
+        self.wait([self.comm.Iallreduce(MPI.IN_PLACE, b, op=MPI.SUM) for b in bufs], what)
+        return bufs
+
     def allreduce_max(self, buf: np.ndarray, what: str) -> np.ndarray:
         """The element-wise maximum of `buf` over the ranks, in place; returns `buf`."""
         from mpi4py import MPI
@@ -93,11 +99,17 @@ class Collectives:
         return buf
 
     def wait(self, request: Any, what: str) -> None:
-        """Poll `request` until it completes or the deadline passes."""
+        """Poll `request` (or a list of requests) until it completes or the deadline passes."""
         start = time.monotonic()
         deadline, nap = start + self.timeout, 0.0
+        if isinstance(request, list):
+            from mpi4py import MPI
+            requests = request
+            done: Callable[[], bool] = lambda: MPI.Request.Testall(requests)
+        else:
+            done = request.Test
         try:
-            while not request.Test():
+            while not done():
                 now = time.monotonic()
                 if now > deadline:
                     self.fail(f"{what} did not complete within {self.timeout:g} s: another "
@@ -174,13 +186,20 @@ class AllreduceGradients:
     def __init__(self, comm: Any):
         self.coll = collectives(comm)
 
-    def __call__(self, grads: np.ndarray, weight: float | None = None) -> np.ndarray:
+    def __call__(self, grads: np.ndarray, weight: float | None = None,
+                 loss: float | None = None) -> Any:
+        """With `loss` (this rank's): also returns the weighted sum of the ranks' losses, summed
+        in the same collective as the gradient (one wait per step)."""
         if grads.dtype != np.float32 or not grads.flags.c_contiguous:
             raise ValueError("expected the model's flat float32 gradient vector")
         w = 1.0 / self.coll.size if weight is None else weight
         if w != 1.0:
             grads *= np.float32(w)
-        return self.coll.allreduce_sum(grads, "the gradient all-reduce")
+        if loss is None:
+            return self.coll.allreduce_sum(grads, "the gradient all-reduce")
+        total = np.array([float(loss) * w], np.float64)
+        self.coll.allreduce_sums([grads, total], "the gradient all-reduce")
+        return float(total[0])
 
 
 class DataParallel:
@@ -218,16 +237,14 @@ class DataParallel:
 
     def batches(self, run_batch: Callable[[np.ndarray, int], float]
                 ) -> Callable[[np.ndarray, int], float]:
-        """`run_batch(global rows, salt)` as run on this rank's shard; returns the global loss."""
+        """`run_batch(global rows, salt)` as run on this rank's shard; returns the global loss
+        (the sharded steps sum it with their gradients)."""
         def run(rows: np.ndarray, salt: int) -> float:
             mine = shard(rows, self.rank, self.size)
             self.weight = len(mine) / max(len(rows), 1)
             # each rank's own salt, so dropout masks differ between shards (one rank: unchanged);
             # an empty shard runs too: its steps still join every gradient all-reduce
-            loss = run_batch(mine, salt * self.size + self.rank) if len(mine) else \
-                run_batch(mine, 0) * 0.0
-            total = np.array([loss * len(mine)], np.float64)
-            return float(self.coll.allreduce_sum(total, "the loss all-reduce")[0]) / len(rows)
+            return run_batch(mine, salt * self.size + self.rank if len(mine) else 0)
         return run
 
     def step(self, step: Any) -> "ShardedStep":
@@ -250,7 +267,8 @@ class DataParallel:
 
 
 class ShardedStep:
-    """A training step whose gradients are all-reduced after every call; `loss` is sharded."""
+    """A training step whose gradients are all-reduced after every call, returning the global
+    batch's loss (summed in the same collective); `loss` is sharded."""
 
     def __init__(self, inner: Any, dp: DataParallel):
         self.inner, self.dp = inner, dp
@@ -261,8 +279,9 @@ class ShardedStep:
         else:           # a global batch smaller than the number of ranks: nothing to add
             self.dp.grads[...] = 0.0
             out = (0.0, kw["state"]) if "state" in kw else 0.0
-        self.dp.allreduce(self.dp.grads, self.dp.weight)
-        return out
+        stateful = isinstance(out, tuple)
+        loss = self.dp.allreduce(self.dp.grads, self.dp.weight, out[0] if stateful else out)
+        return (loss, out[1]) if stateful else loss
 
     def loss(self, *inputs: Any, target: Any) -> float:
         """The loss over all the rows given, each rank evaluating its own share of them."""
