@@ -41,7 +41,7 @@ from .irbuilder import F32, I32, I64, Emitter, Ref
 from .kloop import emit_kloop, emit_kloop_parts
 from .prefetch import MIN_K, prefetch_tile
 from .strides import ONE, ZERO, Layout, Lin, collapse, lin
-from .tile_epilogue import Arg, Epilogue, Operand, Stage, finish_row
+from .tile_epilogue import Arg, Epilogue, Operand, Stage, finish_row, parked
 from .tiling import GemmPlan, k_chains, operand_layouts, plan
 
 @dataclass
@@ -274,15 +274,15 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         for s, v in zip(slot, acc):
             bld.store(v, s)
         return
-    if not epi.stages:
+    if not parked(epi, len(acc)):
         for i in range(mr):
             for u in range(nv):
                 col = em.add(col0, ir.Constant(I64, u * vw))
                 values = [acc[i * nvec + s * nv + u] for s in range(p.segments)]
                 finish_row(em, p, tile, epi, row[i], col, values, lanes[u])
         return
-    # a cell's epilogue (transcendentals, several stages) one row at a time, from the tile
-    # parked in an L1 scratch: the registers hold one row's values, not the whole tile's
+    # a cell's epilogue (transcendentals, several stages) one row and unit at a time, from
+    # the tile parked in an L1 scratch: the registers hold one unit's values, not the tile's
     scratch = em.alloca(ir.ArrayType(zero.type, mr * nvec))
     for j, v in enumerate(acc):
         bld.store(v, bld.gep(scratch, [ir.Constant(I32, 0), ir.Constant(I32, j)], inbounds=True))

@@ -14,12 +14,13 @@ from typing import Any
 
 from llvmlite import ir
 
-from graphrnn.ir import Graph
+from graphrnn.ir import Graph, Op
 
 from .emit_map import eval_body
 from .emit_pack import masked_load, masked_store
 from .irbuilder import FLAGS, I64, Emitter, Ref
 from .strides import ZERO, Lin
+from .tiling import registers
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,20 @@ class Epilogue:
     stage_refs: tuple[Ref, ...] = ()
     accumulate: bool = False            # out += (no stages): a block of a longer reduction
 
+
+
+# ops whose inline code (mathfns.py) holds a dozen or more temporaries and constants
+TRANSCENDENTAL = frozenset({Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID, Op.ERF, Op.SOFTPLUS, Op.POW})
+
+
+def parked(epi: Epilogue, accumulators: int) -> bool:
+    """Whether the epilogue of a tile of `accumulators` vectors runs one row and unit at a
+    time from the tile parked in a scratch (a cell's stages; a `first` body with a
+    transcendental on more than a quarter of the registers), not on the tile's registers:
+    evaluated on every accumulator at once, the temporaries of tens of transcendentals
+    would not fit beside them and would spill (a 6 x 4 tile's tanh: -3% on an RNN step)."""
+    return bool(epi.stages) or (epi.first is not None and accumulators > registers() // 4
+                                and any(n.op in TRANSCENDENTAL for n in epi.first.nodes))
 
 
 @dataclass
@@ -107,4 +122,5 @@ def write(em: Emitter, value: ir.Value, o: Operand, row: ir.Value, col: ir.Value
 
 
 
-__all__ = ["Arg", "Stage", "Epilogue", "Operand", "finish_row", "read", "write"]
+__all__ = ["Arg", "Stage", "Epilogue", "Operand", "TRANSCENDENTAL", "parked", "finish_row", "read",
+           "write"]
