@@ -6,7 +6,6 @@ bias) and a narrow tile (a GEMV) keep working on the registers. Results stay the
 interpreter's, partial vectors of the last panel included."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
