@@ -9,7 +9,9 @@
                     a_r = broadcast(a[r, k]) for the MR rows     # broadcasts first, then
                     for v in range(S * U):                       # one panel vector at a time
                         acc[r][v] = fma(a_r, panel[q][k][v], acc[r][v])
-                epilogue(acc)                   # in registers, then stored
+                epilogue(acc)                   # in registers, then stored (a wide tile
+                                                # with a transcendental: from a scratch,
+                                                # row by row; tile_epilogue.parked)
 
 VW, MR, U and the blocks come from tiling.py (the host's vector width, the register budget
 and a cost model of the k-loop).

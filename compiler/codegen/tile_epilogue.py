@@ -20,7 +20,7 @@ from .emit_map import eval_body
 from .emit_pack import masked_load, masked_store
 from .irbuilder import FLAGS, I64, Emitter, Ref
 from .strides import ZERO, Lin
-from .tiling import registers
+from .tiling import GemmPlan, registers
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Operand:
     cs: Lin
 
 
-def finish_row(em: Emitter, p: Any, tile: Any, epi: Epilogue, row: ir.Value,
+def finish_row(em: Emitter, p: GemmPlan, tile: Any, epi: Epilogue, row: ir.Value,
             col: ir.Value, values: list[ir.Value], lanes: int) -> None:
     """The epilogue of one row and one unit column (col: within a segment)."""
     vw = p.vw
