@@ -77,7 +77,8 @@ class Operand:
 
 def finish_row(em: Emitter, p: GemmPlan, tile: Any, epi: Epilogue, row: ir.Value,
             col: ir.Value, values: list[ir.Value], lanes: int) -> None:
-    """The epilogue of one row and one unit column (col: within a segment)."""
+    """The epilogue of one row and one unit column (col: within a segment); `tile` is the
+    gemm's tile, whose operands (out, refs, stage_refs, stores) it reads and writes."""
     vw = p.vw
     seg = []
     for s, v in enumerate(values):
