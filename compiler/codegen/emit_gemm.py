@@ -61,14 +61,16 @@ def emit_gemm_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
         extra = [env[x] for x in n.inputs if x is not mm]
 
     scalars = _step(p, frame, _rows(mm))
+    a = _left(env, mm)
+    na = len(a)
 
     def rule(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
-        epilogue = Epilogue(first, slot, tuple(refs[2:])) if first is not None else None
-        emit_gemm(em, p, refs[0], refs[1].ptr, out, epilogue,
+        epilogue = Epilogue(first, slot, tuple(refs[na + 1:])) if first is not None else None
+        emit_gemm(em, p, _one(refs[:na]), refs[na].ptr, out, epilogue,
                   step=em.function.args[1 + len(refs)] if scalars else None)
     out = low.home_ref(k.dest, frame)
     names = (mm.name, n.name) if k.matmul is not None else (n.name,)
-    low.call(k.name, n, rule, out, [env[mm.inputs[0]], _packed(low, k)] + extra, scalars,
+    low.call(k.name, n, rule, out, a + [_packed(low, k)] + extra, scalars,
              kind="gemm", nodes=names)
     env[n] = out
 
@@ -104,19 +106,32 @@ def _group_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
             env[m] = ref
     n_first, n_stage = len(first_refs), len(stage_refs)
     scalars = _step(p, frame, _rows(mm))
+    left = _left(env, mm)
+    na = len(left)
 
     def rule(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
-        a, packed = refs[0], refs[1]
+        a, packed, refs = _one(refs[:na]), refs[na], refs[na - 1:]
         homes = iter([out] + refs[2 + n_first + n_stage:])
         stages = tuple(Stage(body, args, next(homes) if stored else None)
                        for body, args, stored in shapes)
         epilogue = Epilogue(first, slot, tuple(refs[2:2 + n_first]), stages,
                             tuple(refs[2 + n_first:2 + n_first + n_stage]))
         emit_gemm(em, p, a, packed.ptr, None, epilogue,
-                  step=em.function.args[1 + len(refs)] if scalars else None)
-    ins = [env[mm.inputs[0]], _packed(low, k)] + first_refs + stage_refs + stores[1:]
+                  step=em.function.args[na + len(refs)] if scalars else None)
+    ins = left + [_packed(low, k)] + first_refs + stage_refs + stores[1:]
     low.call(k.name, g.head, rule, stores[0], ins, scalars, kind="gemm",
              nodes=tuple(x.name for x in (mm, *g.members)))
+
+
+def _left(env: Any, mm: Node) -> list[Ref]:
+    """The refs of a product's left operand: one, or its pieces along K when it is a
+    concatenation never written (schedule: a "split" kernel)."""
+    a = env[mm.inputs[0]]
+    return list(a) if isinstance(a, tuple) else [a]
+
+
+def _one(refs: list[Ref]) -> Ref | list[Ref]:
+    return refs[0] if len(refs) == 1 else refs
 
 
 def _step(p: GemmPlan, frame: Any, rows: Lin | None = None) -> tuple[Any, ...]:

@@ -9,7 +9,9 @@
                     a_r = broadcast(a[r, k]) for the MR rows     # broadcasts first, then
                     for v in range(S * U):                       # one panel vector at a time
                         acc[r][v] = fma(a_r, panel[q][k][v], acc[r][v])
-                epilogue(acc)                   # in registers, then stored
+                epilogue(acc)                   # in registers, then stored (a wide tile
+                                                # with a transcendental: from a scratch,
+                                                # row by row; tile_epilogue.parked)
 
 VW, MR, U and the blocks come from tiling.py (the host's vector width, the register budget
 and a cost model of the k-loop).
@@ -17,15 +19,13 @@ and a cost model of the k-loop).
 Segments: with S > 1 the product's N columns are S equal segments of L (the slices a cell
 takes of its gate pre-activations) and a tile's vector v = s * U + u holds columns
 s * L + (q * U + u) * VW + [0, VW) of segment s, so the same units of every segment meet in
-one tile (emit_pack lays the panels out that way). The epilogue is then:
+one tile (emit_pack lays the panels out that way), and the epilogue (tile_epilogue.py)
+computes the cell on them: a cell's gate buffer never goes to memory. Without segments
+(S = 1) the epilogue is the optional `first` body and the store of its value at [r, n].
 
-    x_s = first(acc[r][s * U + u], its inputs at column s * L + c)   # e.g. + bias + i2h
-    for each stage (a FUSED body on the [.., L] slices, in order):
-        value = body(x_s / earlier stage values / inputs at column c)
-        store value at [r, c] when it is needed outside          # h, c of an LSTM
-
-so a cell's gate buffer never goes to memory. Without segments (S = 1) the epilogue is the
-optional `first` body and the store of its value at [r, n].
+Split `a`: the left operand may come as pieces along K (a concatenation that is never
+written, such as [x_t, h] of a joined step product): the k-loop then walks each piece's rows
+against its k-rows of the panel, one after the other.
 
 Tails: columns past a segment's end are zero in the panels; the last vector of a segment may
 be partial and is stored (and its inputs loaded) with masked vector accesses.
@@ -36,71 +36,35 @@ from dataclasses import dataclass, field
 
 from llvmlite import ir
 
-from graphrnn.ir import Graph, LoweringError, Node
+from graphrnn.ir import LoweringError, Node
 
-from .emit_map import eval_body
-from .emit_pack import emit_pack, masked_load, masked_store
-from .irbuilder import F32, FLAGS, I32, I64, Emitter, Ref
-from .kloop import emit_kloop
+from .emit_pack import emit_pack
+from .irbuilder import F32, I32, I64, Emitter, Ref
+from .kloop import emit_kloop, emit_kloop_parts
 from .prefetch import MIN_K, prefetch_tile
 from .strides import ONE, ZERO, Layout, Lin, collapse, lin
+from .tile_epilogue import Arg, Epilogue, Operand, Stage, finish_row, parked
 from .tiling import GemmPlan, k_chains, operand_layouts, plan
-
-# ----------------------------------------------------------------------------- epilogues
-
-@dataclass(frozen=True)
-class Arg:
-    """An input of a stage: kind "seg" (segment s of the product, after `first`), "stage"
-    (an earlier stage's value) or "ref" (Epilogue.stage_refs[index], in [.., L] space)."""
-    kind: str
-    index: int
-
-
-@dataclass(frozen=True)
-class Stage:
-    body: Graph
-    args: tuple[Arg, ...]
-    store: Ref | None = None        # where the value goes ([.., L]); None: registers only
-
-
-@dataclass(frozen=True)
-class Epilogue:
-    """What happens to the accumulators: `first` (a FUSED body whose input `slot` is the
-    product, `refs` its other inputs in [.., N] space; None: the product itself), then the
-    stages (with segments), else the store of first's value to the output."""
-    first: Graph | None = None
-    slot: int = 0
-    refs: tuple[Ref, ...] = ()
-    stages: tuple[Stage, ...] = ()
-    stage_refs: tuple[Ref, ...] = ()
-    accumulate: bool = False            # out += (no stages): a block of a longer reduction
-
-
-@dataclass
-class _Operand:
-    """A pointer walked by rows and columns: base (after the outer dims), row stride and
-    column stride (0: broadcast along the columns, else 1)."""
-    base: ir.Value
-    ld: Lin
-    cs: Lin
-
 
 @dataclass
 class _Tile:
     a: ir.Value
     lda: Lin
     ak: Lin
-    out: _Operand | None
+    out: Operand | None
     count: ir.Value | None = None       # k at run time (a block of the reduction)
     a_step: ir.Value | None = None      # `a` packed as row tiles: floats per tile
-    refs: list[_Operand] = field(default_factory=list)
-    stage_refs: list[_Operand] = field(default_factory=list)
-    stores: list[_Operand | None] = field(default_factory=list)
+    refs: list[Operand] = field(default_factory=list)
+    stage_refs: list[Operand] = field(default_factory=list)
+    stores: list[Operand | None] = field(default_factory=list)
     flip: ir.Value | None = None        # i1: panels and k in reverse order (see emit_gemm)
     one: ir.Value | None = None         # i1: the rows (known at run time) are one
+    pieces: list[tuple[ir.Value, Lin, Lin, int]] = field(default_factory=list)  # split `a`:
+    #                                     (base, row stride, k stride, k-rows) of each piece
 
 
-def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | None,
+def emit_gemm(em: Emitter, p: GemmPlan, a: Ref | list[Ref], packed: ir.Value,
+              out: Ref | None,
               epilogue: Epilogue | None = None, *, count: ir.Value | None = None,
               a_tiles: bool = False, step: ir.Value | None = None) -> None:
     """epilogue(a[..., K] @ B) with B read from its packed panels (see the docstring).
@@ -110,8 +74,14 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | Non
     step: a loop's step index (i64), for a product of one row (a GEMV, whose panels stream
     from L2 every step; or rows known at run time, when they are one): odd steps walk the
     full panels and k in reverse order, so that a step starts on the panel rows the previous
-    one read last, still in L1."""
+    one read last, still in L1. A list `a`: the pieces of `a` along K (see the docstring;
+    K known at compile time, no k blocks)."""
     epi = epilogue or Epilogue()
+    pieces = a if isinstance(a, list) else [a]
+    a = pieces[0]
+    if len(pieces) > 1 and (count is not None or a_tiles or p.kc or not p.k.const
+                            or sum(_k_rows(x) for x in pieces) != p.k.c):
+        raise LoweringError("a product of a split left operand needs K fixed and unblocked")
     lead = a.layout.shape[:-1]
     n_last, l_last = lin(p.n), lin(p.seg_len)
     parts: list[tuple[Ref, Lin]] = []
@@ -123,14 +93,18 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | Non
     wide = operand_layouts(lead, [(r.layout, last) for r, last in parts])
     if wide is None:
         raise LoweringError("the epilogue's operands do not follow the product's rows")
-    rows = collapse([Layout(lead, a.layout.strides[:-1])]
+    na = len(pieces)
+    rows = collapse([Layout(lead, x.layout.strides[:-1]) for x in pieces]
                     + [Layout(lead, w.strides[:-1]) for w in wide])
-    ptrs = [a.ptr] + [r.ptr for r, _ in parts]
+    ptrs = [x.ptr for x in pieces] + [r.ptr for r, _ in parts]
     with em.nest(rows[0].shape[:-1], "mm_outer") as idx:
         bases = [em.at(Ref(ptr, lay), idx) for ptr, lay in zip(ptrs, rows)]
-        ops = [_Operand(b, lay.strides[-1], w.strides[-1])
-               for b, lay, w in zip(bases[1:], rows[1:], wide)]
+        ops = [Operand(b, lay.strides[-1], w.strides[-1])
+               for b, lay, w in zip(bases[na:], rows[na:], wide)]
         tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], None, count)
+        if na > 1:
+            tile.pieces = [(b, lay.strides[-1], x.layout.strides[-1], _k_rows(x))
+                           for b, lay, x in zip(bases, rows, pieces)]
         if step is not None and count is None and p.k.const and (p.mr == 1 or not p.kc):
             tile.flip = em.builder.trunc(step, ir.IntType(1))
             if p.mr > 1:        # rows known at run time: a GEMV's walk when there is one row
@@ -147,6 +121,12 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref, packed: ir.Value, out: Ref | Non
         stores = iter(ops[len(epi.refs) + len(epi.stage_refs):])
         tile.stores = [next(stores) if s.store is not None else None for s in epi.stages]
         _row_blocks(em, p, rows[0].shape[-1], tile, epi, packed)
+
+
+def _k_rows(a: Ref) -> int:
+    """The k-rows of a piece of a split `a` (0 when not known at compile time)."""
+    k = a.layout.shape[-1]
+    return k.c if k.const else 0
 
 
 def _row_blocks(em: Emitter, p: GemmPlan, m: Lin, tile: _Tile, epi: Epilogue,
@@ -283,22 +263,28 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         chains = k_chains(mr, nvec) if p.mr == 1 or (mr == 1 and tile.one is not None) else 1
         if mr > 1 and p.k.const and p.k.c >= MIN_K and (part is None or not part.store):
             _prefetch_epilogue(em, p, tile, row, col0, nv)
-        acc = emit_kloop(em, a_rows, tile.ak, panel, nvec, vw, count, acc,
-                         may_be_empty=not static, flip=flip, chains=chains,
-                         when=tile.one if p.mr > 1 and mr == 1 else None)
+        when = tile.one if p.mr > 1 and mr == 1 else None
+        if tile.pieces:
+            acc = emit_kloop_parts(
+                em, [([em.gep(b, em.mul(ri, ld)) for ri in row], ak, k)
+                     for b, ld, ak, k in tile.pieces], panel, nvec, vw, acc,
+                flip=flip[0] if flip else None, chains=chains, when=when)
+        else:
+            acc = emit_kloop(em, a_rows, tile.ak, panel, nvec, vw, count, acc,
+                             may_be_empty=not static, flip=flip, chains=chains, when=when)
     if part is not None and part.store:
         for s, v in zip(slot, acc):
             bld.store(v, s)
         return
-    if not epi.stages:
+    if not parked(epi, len(acc)):
         for i in range(mr):
             for u in range(nv):
                 col = em.add(col0, ir.Constant(I64, u * vw))
                 values = [acc[i * nvec + s * nv + u] for s in range(p.segments)]
-                _finish(em, p, tile, epi, row[i], col, values, lanes[u])
+                finish_row(em, p, tile, epi, row[i], col, values, lanes[u])
         return
-    # a cell's epilogue (transcendentals, several stages) one row at a time, from the tile
-    # parked in an L1 scratch: the registers hold one row's values, not the whole tile's
+    # a cell's epilogue (transcendentals, several stages) one row and unit at a time, from
+    # the tile parked in an L1 scratch: the registers hold one unit's values, not the tile's
     scratch = em.alloca(ir.ArrayType(zero.type, mr * nvec))
     for j, v in enumerate(acc):
         bld.store(v, bld.gep(scratch, [ir.Constant(I32, 0), ir.Constant(I32, j)], inbounds=True))
@@ -310,7 +296,7 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
             values = [bld.load(bld.gep(scratch, [ir.Constant(I32, 0), em.add(
                 em.add(base, u), ir.Constant(I64, s * nv))], inbounds=True))
                 for s in range(p.segments)]
-            _finish(em, p, tile, epi, em.add(r, i), col, values, live)
+            finish_row(em, p, tile, epi, em.add(r, i), col, values, live)
         if all(n == vw for n in lanes):         # one copy of the cell's code per tile
             with em.loop(nv, "mm_unit") as u:
                 unit(u, vw)
@@ -328,52 +314,6 @@ def _prefetch_epilogue(em: Emitter, p: GemmPlan, tile: _Tile, row: list[ir.Value
     cols = [em.add(col0, ir.Constant(I64, u * p.vw)) for u in range(nv)]
     prefetch_tile(em, row, cols, [(o.base, em.lin(o.ld), off) for o, off in ops
                                   if o.cs != ZERO and o.ld != ZERO])
-
-
-def _finish(em: Emitter, p: GemmPlan, tile: _Tile, epi: Epilogue, row: ir.Value,
-            col: ir.Value, values: list[ir.Value], lanes: int) -> None:
-    """The epilogue of one row and one unit column (col: within a segment)."""
-    vw = p.vw
-    seg = []
-    for s, v in enumerate(values):
-        at = em.add(col, ir.Constant(I64, s * p.seg_len))
-        if epi.first is not None:
-            args = [_read(em, o, row, at, vw, lanes) for o in tile.refs]
-            args.insert(epi.slot, v)
-            v = eval_body(em, epi.first, args, vw)
-        if not epi.stages:
-            if epi.accumulate:
-                v = em.builder.fadd(v, _read(em, tile.out, row, at, vw, lanes), flags=FLAGS)
-            _write(em, v, tile.out, row, at, lanes)
-        seg.append(v)
-    done: list[ir.Value] = []
-    for stage, store in zip(epi.stages, tile.stores):
-        args = [seg[a.index] if a.kind == "seg" else done[a.index] if a.kind == "stage"
-                else _read(em, tile.stage_refs[a.index], row, col, vw, lanes)
-                for a in stage.args]
-        value = eval_body(em, stage.body, args, vw)
-        if store is not None:
-            _write(em, value, store, row, col, lanes)
-        done.append(value)
-
-
-def _read(em: Emitter, o: _Operand, row: ir.Value, col: ir.Value, vw: int,
-          lanes: int) -> ir.Value:
-    ptr = em.gep(o.base, em.mul(row, o.ld))
-    if o.cs == ZERO:
-        return em.splat(em.load(ptr), vw)
-    ptr = em.gep(ptr, col)
-    return em.load(ptr, vw) if lanes == vw else masked_load(em, ptr, vw, lanes)
-
-
-def _write(em: Emitter, value: ir.Value, o: _Operand, row: ir.Value, col: ir.Value,
-           lanes: int) -> None:
-    ptr = em.gep(em.gep(o.base, em.mul(row, o.ld)), col)
-    vw = value.type.count
-    if lanes == vw:
-        em.store(value, ptr)
-    else:
-        masked_store(em, value, ptr, lanes)
 
 
 # ----------------------------------------------------------------------------- rules

@@ -4,6 +4,8 @@
                       epilogue computes the cell (epilogue.Group)
     cluster_kernels   the FUSED nodes of one type, as one elementwise loop (epilogue.Cluster)
     placements        concatenations whose pieces are computed in place
+    split_operands    concatenations only products read, as their left operand: never
+                      written, the products read the pieces
     contract_kernel   a CONTRACT as a blocked, packed gemm (emit_contract.py)
 
 Each takes the scheduler (its positions, buffers, layouts and packs) and returns kernels the
@@ -18,7 +20,7 @@ from .epilogue import Cluster, Group
 from .kernel import Home, Kernel, computed
 from .schedule_state import ScheduleState
 from .strides import ONE, Layout, Lin
-from .tiling import operand_layouts
+from .tiling import operand_layouts, plan
 
 # a contract with fewer output rows stays a plain reduction: packing its other operand (a
 # copy of all B*T rows) would cost more than the product
@@ -118,6 +120,31 @@ def placements(s: ScheduleState, nodes: tuple[Node, ...], outputs: tuple[Node, .
     return placed
 
 
+def split_operands(s: ScheduleState, nodes: tuple[Node, ...], outputs: tuple[Node, ...],
+                   claims: dict[Node, Home], skip: set[Node]) -> set[Node]:
+    """Concatenations along the last axis that only products read, as their left operand
+    [.., K] (a joined step product's [x_t, h]): no kernel writes them, each product walks
+    its k-loop over the pieces in turn (gemm.py, "split `a`"). Their pieces are float32 of
+    fixed, nonzero widths, and the products' panels are walked whole (no k blocks)."""
+    users: dict[Node, list[Node]] = {}
+    for n in nodes:
+        for x in n.inputs:
+            users.setdefault(x, []).append(n)
+    outs = set(outputs)
+    found = set()
+    for c in nodes:
+        if c.op != Op.CONCAT or c in skip or c in claims or c in outs or c not in users \
+                or c.attrs["axis"] % c.type.rank != c.type.rank - 1 or c.type.dtype != "float32":
+            continue
+        widths = [x.type.shape[-1] for x in c.inputs]
+        if any(not isinstance(w, int) or w <= 0 for w in widths) or any(
+                u.op != Op.MATMUL or u.inputs[0] is not c or u.inputs[1] is c
+                or plan(u, s.segments.get(u, 1)).kc for u in users[c]):
+            continue
+        found.add(c)
+    return found
+
+
 def contract_kernel(s: ScheduleState, n: Node, home: Home | None) -> Kernel | None:
     """A CONTRACT as a gemm kernel with a scratch buffer for its packed operand; None
     when its operands do not allow it (see emit_contract.contract_operands)."""
@@ -151,4 +178,5 @@ def read_outside(nodes: tuple[Node, ...], outputs: tuple[Node, ...],
     return found
 
 
-__all__ = ["group_kernels", "cluster_kernels", "placements", "contract_kernel", "read_outside"]
+__all__ = ["group_kernels", "cluster_kernels", "placements", "split_operands", "contract_kernel",
+           "read_outside"]

@@ -49,6 +49,32 @@ def emit_kloop(em: Emitter, a_rows: list[ir.Value], ak, panel: ir.Value, nvec: i
     return _either(em, flip[0], run(flip[1], chains), run(None, chains))
 
 
+def emit_kloop_parts(em: Emitter, parts: list[tuple[list[ir.Value], object, int]],
+                     panel: ir.Value, nvec: int, vw: int, init: list[ir.Value], *,
+                     flip: ir.Value | None = None, chains: int = 1,
+                     when: ir.Value | None = None) -> list[ir.Value]:
+    """emit_kloop over a K split in parts, each (a_rows, ak, k-rows > 0) with rows of its
+    own (the pieces of a concatenation never written), against consecutive k-rows of the
+    panel. flip (i1): the parts, and k in each, in reverse order when set; chains and `when`
+    as for emit_kloop, per part."""
+    def run(back: bool, c: int) -> Callable[[], list[ir.Value]]:
+        def go() -> list[ir.Value]:
+            starts = [sum(k for _, _, k in parts[:i]) for i in range(len(parts))]
+            acc = init
+            order = list(zip(parts, starts))
+            for (a_rows, ak, k), k0 in (order[::-1] if back else order):
+                acc = _kloop(em, a_rows, ak, em.gep(panel, k0 * nvec * vw), nvec, vw,
+                             ir.Constant(I64, k), acc, False, k if back else None, c)
+            return acc
+        return go
+    if when is not None:
+        return _either(em, when, lambda: emit_kloop_parts(
+            em, parts, panel, nvec, vw, init, flip=flip, chains=chains), run(False, 1))
+    if flip is None:
+        return run(False, chains)()
+    return _either(em, flip, run(True, chains), run(False, chains))
+
+
 def _either(em: Emitter, cond: ir.Value, then: Callable[[], list[ir.Value]],
             otherwise: Callable[[], list[ir.Value]]) -> list[ir.Value]:
     """The values of `then` when cond is set, else of `otherwise` (each emitted once)."""
@@ -159,4 +185,4 @@ def _counted(em: Emitter, start: ir.Value, count: ir.Value, init: list[ir.Value]
     return out
 
 
-__all__ = ["emit_kloop"]
+__all__ = ["emit_kloop", "emit_kloop_parts"]

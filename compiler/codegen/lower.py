@@ -144,6 +144,8 @@ class Lowering:
             env[n] = self.view(n, env)
         elif k.kind == "placed":            # its pieces were computed into its memory
             env[n] = self.home_ref(k.dest, frame)
+        elif k.kind == "split":             # never written: its products read the pieces
+            env[n] = tuple(env[x] for x in n.inputs)
         elif k.stages and k.kind == "map":
             emit_cluster_call(self, k, env, frame)
         elif k.kind == "loop":

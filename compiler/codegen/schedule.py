@@ -40,7 +40,8 @@ from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 from .arena import Buffer, plan_arena
 from .epilogue import Cluster, Group, find_clusters, find_groups, schedule_units
 from .invariants import invariants, static_values
-from .group_kernels import cluster_kernels, contract_kernel, group_kernels, placements, read_outside
+from .group_kernels import (cluster_kernels, contract_kernel, group_kernels, placements,
+                            read_outside, split_operands)
 from .kernel import LEAVES, Home, Kernel, computed
 from .schedule_state import ScheduleState
 from .strides import VIEW_RULES, ZERO, Layout, Lin
@@ -157,6 +158,7 @@ class _Scheduler(ScheduleState):
         outside = read_outside(nodes, outputs, [*groups, *clusters])
         claims = dict(claims)
         placed = placements(self, nodes, outputs, claims, skip | absorbed)
+        split = split_operands(self, nodes, outputs, claims, skip | absorbed | static | set(placed))
         out: list[Kernel] = []
         done: set[Node] = set()         # maps computed by their norm's kernel
         for n in units:
@@ -166,6 +168,10 @@ class _Scheduler(ScheduleState):
                 out.extend(group_kernels(self, n, claims, outside))
             elif isinstance(n, Cluster):
                 out.extend(cluster_kernels(self, n, claims, outside))
+            elif n in split:
+                self.splits.add(n)
+                self.layouts[n] = Layout.of(n.type)
+                out.append(Kernel(self.name("split", n), "split", n))
             elif n in placed:
                 self.place(n, placed[n])
                 out.append(Kernel(self.name("placed", n), "placed", n, placed[n]))

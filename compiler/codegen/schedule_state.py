@@ -44,6 +44,7 @@ class ScheduleState:
         self.unstored: set[Node] = set()            # norms only their folded map reads
         self.segments: dict[Node, int] = {}         # matmul -> segments of its packed panels
         self.groups: dict[tuple[Node, ...], list[Group]] = {}   # a level's groups
+        self.splits: set[Node] = set()              # concatenations never written (pieces read)
 
     # -- bookkeeping
     def tick(self) -> int:
@@ -65,6 +66,10 @@ class ScheduleState:
         return b
 
     def use(self, n: Node, pos: int) -> None:
+        if n in self.splits:
+            for x in n.inputs:
+                self.use(x, pos)
+            return
         b = self.roots.get(n)
         if b is not None and b.end < pos:
             b.end = pos
