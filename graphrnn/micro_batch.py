@@ -15,8 +15,8 @@ where splitting the batch across threads is (`row_plan`, rows.py), and a step wh
     share  = bytes of the last-level cache / CPUs sharing it (cpu0's, from sysfs)
     blocks = none when arena(B) <= TARGET * share, else the fewest k whose blocks of
              ceil(B / k) rows need <= TARGET * share, with B // k >= MIN_ROWS rows each;
-             none when such blocks still need more than LIMIT * share (a model whose
-             rows are that large gains nothing from blocks and loses matmul efficiency)
+             none when such blocks still need more than LIMIT * share (they would not fit
+             the cache either: a model whose rows are that large only loses matmul efficiency)
 
 `micro_batch=0` never blocks, an int n runs blocks of at most n rows (of equal size) whenever
 B > n. With threads > 1 a call split across threads is not blocked (its parts run whole);
@@ -35,9 +35,11 @@ from .threads import Parts, split_rows
 
 # Measured on the benchmark host (AMD EPYC znver5, 2 vCPUs sharing a 32 MiB L3): the
 # adding-problem LSTM training step costs the same per row up to an arena of about 11-15 MiB,
-# 10-15% more beyond; fewer than 32 rows make its matmuls less efficient.
+# more beyond (blocks of 43 rows: 3-6% less per row at B = 128..512 than whole, under load);
+# blocks that still outgrow the share (34 rows of the (100, 100, 2, 100) LSTM, 17 MiB) gained
+# nothing; fewer than 32 rows make its matmuls less efficient.
 TARGET = 2 / 3                  # a block's arena, as a fraction of one core's share of the cache
-LIMIT = 1.5                     # blocks needing more than this many shares are not worth it
+LIMIT = 1.0                     # blocks needing more than this many shares are not worth it
 MIN_ROWS = 32
 FALLBACK_SHARE = 4 << 20        # bytes: when sysfs says nothing (a typical L3 per core)
 CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"

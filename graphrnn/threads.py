@@ -11,7 +11,9 @@ cut on axis 0 without copying; each part writes its rows straight into one outpu
 Values that reduce over the batch combine as the graph defines them (`rows.py`): a mean by
 the weights rows_i / B, a sum by adding, so a training step's loss and gradients are the
 batch mean of a mean-reduced criterion (the first part writes its gradient into the model's
-flat gradient, the others into buffers of their own, added in with their weights).
+flat gradient, the others into buffers of their own, added in with their weights). The same
+run, `serial=True`, takes the parts one after another on the calling thread: a training step's
+blocks of rows (micro_batch.py).
 
 The rule, so that each part has enough work to pay for the hand-off:
 

@@ -233,9 +233,9 @@ def test_the_automatic_rule() -> None:
     # rows so large that 32 of them outgrow the cache many times: never blocked
     assert mb.block_rows(64, per_row(3.2), None, share) == ((0, 64),)
     assert mb.block_rows(512, per_row(3.2), None, share) == ((0, 512),)
-    # a block may exceed the target a little where fewer rows would be too few
-    parts = mb.block_rows(100, per_row(0.5), None, share)
-    assert parts == split_rows(100, 3)
+    # a block may exceed the target where fewer rows would be too few, not the share
+    assert mb.block_rows(100, per_row(0.4), None, share) == split_rows(100, 3)     # 14 MiB
+    assert mb.block_rows(100, per_row(0.5), None, share) == ((0, 100),)            # 17.7 MiB
     assert mb.block_rows(100, per_row(0.5), 0, share) == ((0, 100),)
     assert mb.block_rows(100, per_row(0.5), 30, share) == split_rows(100, 4)
     assert mb.block_rows(100, per_row(0.5), 100, share) == ((0, 100),)
