@@ -1,7 +1,7 @@
 """Row blocks (micro-batches): a training step's large batch run as cache-sized blocks of rows.
 
     step = gr.compile(model, loss=gr.MSECriterion(), train=True)    # micro_batch=None: auto
-    step.blocks_for(x, target=y)        # e.g. ((0, 43), (43, 86), ...): how such a call runs
+    step.blocks.parts(x, target=y)      # e.g. ((0, 43), (43, 86), ...): how such a call runs
     loss = step(x, target=y)            # the blocks' loss and gradient: the batch's
 
 A training step keeps every step's activations and gate gradients in its scratch arena, which
@@ -125,7 +125,7 @@ class RowBlocks:
     def __init__(self, step: Any, micro_batch: int | None, share: int | None = None):
         self.step = step
         self.micro_batch = check_micro_batch(micro_batch)
-        self.share = share                      # bytes of cache per core (None: the host's)
+        self.share = share      # bytes of cache per core (None: the host's); set before calls
         self._seen: dict[Any, Parts] = {}       # (shape, dtype) per input -> blocks
 
     def parts(self, *inputs: Any, target: Any) -> Parts:
