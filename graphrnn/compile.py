@@ -57,6 +57,7 @@ from .runtime.lru import LRU, programs_limit
 from .runtime.program import Program, shapes_key
 from .signature import Levels, batch_types, check_dims, generalised, signature
 from .store import params_for
+from .micro_batch import RowBlocks
 from .threads import BatchSplitter, Parts
 
 
@@ -310,11 +311,14 @@ def _recompiled(model: Any, options: dict[str, Any]) -> CompiledModel:
 class CompiledTrainStep(CompiledModel):
     """forward + loss + backward of (model, criterion) in one native call, one program for every
     batch size: the driver's training step of the loss graph (outputs: the loss, the flat
-    gradient). Dropout draws the interpreter's masks; with `threads=n` the parts' results combine
-    as the mean."""
+    gradient). Dropout draws the interpreter's masks; with `threads=n` (or `micro_batch`: blocks
+    of rows, micro_batch.py) the parts' results combine as the mean."""
+    blocks = RowBlocks(None, 0)                 # CompiledVJP: never blocked
 
     def __init__(self, model: Any, criterion: Any, *, bptt_max: int | None = None,
-                 checkpoint: int | None = None, **options: Any):
+                 checkpoint: int | None = None, micro_batch: int | None = None,
+                 **options: Any):
+        self.blocks = RowBlocks(self, micro_batch)      # before the splitter is made
         super().__init__(loss_graph(model, criterion), **options)
         self.model, self._gather = model, False
         self.truncate, self.checkpoint = bptt_max, checkpoint
@@ -333,7 +337,8 @@ class CompiledTrainStep(CompiledModel):
 
     def splitter(self, threads: int) -> BatchSplitter:
         # forward and backward: about three times the forward's flops per row
-        return BatchSplitter(self.graph, threads, training=True, work=3.0, gradient=True)
+        return BatchSplitter(self.graph, threads, training=True, work=3.0, gradient=True,
+                             blocks=self.blocks.micro_batch != 0)
 
     def key_options(self) -> dict[str, Any]:
         return dict(super().key_options(), truncate=self.truncate, checkpoint=self.checkpoint)
@@ -341,17 +346,7 @@ class CompiledTrainStep(CompiledModel):
     def __call__(self, *inputs: Any, target: Any, training: bool = True, seed: int = 0) -> float:
         """One step: returns the loss and leaves the gradient in the model's flat gradient;
         dropout as `gr.interpret(..., training=True, seed=seed)` (none unless `training`)."""
-        _, flat_grad = self.model.parameters()
-        values = (*inputs, target)
-        parts = self._parts(values) if not self.split.serial else ()
-        if len(parts) > 1:
-            loss, grad = self.split.run(parts, values, self.program_for, into={1: flat_grad},
-                                        seed=seed, training=training)
-        else:
-            loss, grad = self.program_for(values)(*values, seed=seed, training=training)
-        if grad is not flat_grad:
-            flat_grad[...] = grad
-        return float(loss)
+        return self.blocks.run((*inputs, target), seed=seed, training=training)
 
     def loss(self, *inputs: Any, target: Any) -> float:
         """The loss alone, compiled, in inference mode."""
@@ -364,7 +359,7 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
             cache: KernelCache | None = None, loss: Any = None, train: bool = False,
             bptt_max: int | None = None, checkpoint: int | None = None,
             threads: int = 1, specialize: bool | Collection[int] = False,
-            isa: str | None = None) -> CompiledModel:
+            isa: str | None = None, micro_batch: int | None = None) -> CompiledModel:
     """Compile `model` (a gModule or Graph) to native code, lazily, for every batch size.
 
     unroll: None unrolls only loops that ask for it; k unrolls every loop by k. disable: pass names
@@ -379,6 +374,7 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
     one thread's results. specialize: a program per batch size, or per size in a collection (e.g.
     `(1,)`), not one for all. isa: the instruction set of the kernels, a `graphrnn.isa.using_isa`
     spec such as "avx2" (default: the current one); ValueError if the host cannot run it.
+    micro_batch: a training step's batch as blocks of <= this many rows (None: auto; 0: never).
     """
     if train or loss is not None:
         if loss is None:
@@ -387,10 +383,11 @@ def compile(model: Any, *, unroll: bool | int | None = None, optimize: bool = Tr
         return CompiledTrainStep(model, loss, bptt_max=bptt_max, unroll=unroll,
                                  optimize=optimize, disable=disable, dump=dump, cache=cache,
                                  checkpoint=checkpoint, threads=threads,
-                                 specialize=specialize, isa=isa)
-    if checkpoint is not None:
-        raise TypeError("checkpoint=k applies to training: gr.compile(model, loss=..., "
-                        "train=True, checkpoint=k)")
+                                 specialize=specialize, isa=isa, micro_batch=micro_batch)
+    if checkpoint is not None or micro_batch is not None:
+        name = "checkpoint" if checkpoint is not None else "micro_batch"
+        raise TypeError(f"{name}=k applies to training: gr.compile(model, loss=..., train=True, "
+                        f"{name}=k)")
     return CompiledModel(model, unroll=unroll, optimize=optimize, disable=disable, dump=dump,
                          stateful=stateful, cache=cache, threads=threads,
                          specialize=specialize, isa=isa)

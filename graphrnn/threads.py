@@ -11,7 +11,9 @@ cut on axis 0 without copying; each part writes its rows straight into one outpu
 Values that reduce over the batch combine as the graph defines them (`rows.py`): a mean by
 the weights rows_i / B, a sum by adding, so a training step's loss and gradients are the
 batch mean of a mean-reduced criterion (the first part writes its gradient into the model's
-flat gradient, the others into buffers of their own, added in with their weights).
+flat gradient, the others into buffers of their own, added in with their weights). The same
+run, `serial=True`, takes the parts one after another on the calling thread: a training step's
+blocks of rows (micro_batch.py).
 
 The rule, so that each part has enough work to pay for the hand-off:
 
@@ -69,16 +71,17 @@ class BatchSplitter:
     """How the calls of one compiled object split: the plan, the rule, the pool."""
 
     def __init__(self, graph: Graph, threads: int, *, training: bool = False,
-                 work: float = 1.0, gradient: bool = False):
+                 work: float = 1.0, gradient: bool = False, blocks: bool = False):
         self.threads = check_threads(threads)
-        self.plan = row_plan(graph, training=training) if self.threads > 1 else \
+        # `blocks`: the plan is wanted on one thread too, for serial blocks of rows
+        self.plan = row_plan(graph, training=training) if self.threads > 1 or blocks else \
             RowPlan(reason="threads=1")
         outs = self.plan.outputs
         # a gradient output follows the loss: d(sum_i w_i loss_i) = sum_i w_i d loss_i
         self.out_kinds = outs + ((outs[0],) if gradient and outs else ())
         self.work = work
         self._first_rows = next((i for i, k in enumerate(self.plan.inputs) if k == ROWS), None)
-        self.serial = bool(self.reason)         # calls never split
+        self.serial = self.threads == 1 or bool(self.reason)     # calls never split
         self._flops: dict[int, float] = {}
         self._parts: dict[tuple[int, int], Parts] = {}
         self._seen: dict[Any, Parts] = {}       # (shape, dtype) per input -> parts
@@ -90,6 +93,14 @@ class BatchSplitter:
     @property
     def reason(self) -> str:
         """Why calls never split ('' when they may)."""
+        if self.threads == 1:
+            return "threads=1"
+        return self.separable
+
+    @property
+    def separable(self) -> str:
+        """Why a call's rows cannot run as parts at all, on threads or one after another
+        ('' when they can)."""
         if self.plan.reason:
             return self.plan.reason
         return "" if self._first_rows is not None else "no input has batch rows"
@@ -138,9 +149,11 @@ class BatchSplitter:
     # -- running
     def run(self, parts: Parts, values: Sequence[Any], program_of: Callable[[list], Any], *,
             into: dict[int, np.ndarray] | None = None, seed: int = 0,
-            training: bool = True) -> list[np.ndarray]:
-        """Every part's program on its rows, concurrently; the outputs combined. `into` maps
-        output indexes to arrays to fill (e.g. the model's flat gradient)."""
+            training: bool = True, serial: bool = False) -> list[np.ndarray]:
+        """Every part's program on its rows, concurrently (`serial`: one after another on the
+        calling thread, the reduced outputs of the parts after the first sharing one buffer);
+        the outputs combined. `into` maps output indexes to arrays to fill (e.g. the model's
+        flat gradient)."""
         arrays = [v if k == SAME or isinstance(v, np.ndarray) else np.asarray(v)
                   for v, k in zip(values, self.plan.inputs)]
         jobs = []
@@ -161,9 +174,15 @@ class BatchSplitter:
             else:
                 full = _target(into, j, shape, dtype)
                 per_part[0].append(full)
+                shared = np.empty(shape, dtype) if serial and len(parts) > 1 else None
                 for i in range(1, len(parts)):
-                    per_part[i].append(np.empty(shape, dtype))
+                    per_part[i].append(shared if shared is not None else np.empty(shape, dtype))
             outs.append(full)
+        if serial:
+            for i, (program, checked, steps) in enumerate(jobs):
+                program.run(checked, steps, per_part[i], seed=seed, training=training)
+                self._combine(parts, i, outs, per_part[i])
+            return outs
         pool = self._executor()
         futures: list[Future] = [
             pool.submit(program.run, checked, steps, per_part[i], seed=seed, training=training)
@@ -176,24 +195,23 @@ class BatchSplitter:
                 f.exception()           # wait for every part before raising
         for f in futures:
             f.result()
-        self._combine(parts, outs, per_part)
+        for i in range(len(parts)):
+            self._combine(parts, i, outs, per_part[i])
         return outs
 
-    def _combine(self, parts: Parts, outs: list[np.ndarray],
-                 per_part: list[list[np.ndarray]]) -> None:
+    def _combine(self, parts: Parts, i: int, outs: list[np.ndarray],
+                 mine: list[np.ndarray]) -> None:
+        """Part i's reduced outputs into `outs` (part 0's are there already: weighed only)."""
         batch = parts[-1][1]
+        lo, hi = parts[i]
         for j, kind in enumerate(self.out_kinds):
             if kind not in (MEAN, SUM):
                 continue
-            full = outs[j]
+            value = outs[j] if i == 0 else mine[j]
             if kind == MEAN:
-                full *= np.float32((parts[0][1] - parts[0][0]) / batch)
-            for i in range(1, len(parts)):
-                value = per_part[i][j]
-                if kind == MEAN:
-                    lo, hi = parts[i]
-                    value *= np.float32((hi - lo) / batch)
-                full += value
+                value *= np.float32((hi - lo) / batch)
+            if i > 0:
+                outs[j] += value
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:

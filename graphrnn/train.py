@@ -17,6 +17,7 @@ import numpy as np
 from .distributed.mpi import DataParallel
 from .ir import InputError
 from .losses import loss_graph
+from .micro_batch import check_micro_batch
 from .optim import Adam
 from .stateful import StatefulTrainStep, stream_chunks
 from .trainstep import InterpretedStep, train_step
@@ -67,7 +68,7 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
         batch_size: int = 32, optimizer: Any = None, validation: tuple | None = None,
         shuffle: bool = True, seed: int = 0, bptt_max: int | None = None,
         progress: bool = True, compiled: bool = True, stateful_chunk: int | None = None,
-        checkpoint: int | None = None,
+        checkpoint: int | None = None, micro_batch: int | None = None,
         on_epoch: Callable[[int, History], Any] | None = None, comm: Any = None) -> History:
     """Train `model` on (x, y) with mini-batches; returns the loss history.
 
@@ -78,6 +79,8 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
     state carried from chunk to chunk and gradients cut at chunk borders.
     `checkpoint=k`: gradient checkpointing, the carries saved every k steps only and the
     steps between recomputed in the backward pass (same gradients, less memory).
+    `micro_batch`: the compiled step runs a large batch as blocks of rows that fit the cache
+    (None: automatic; 0: never; n: at most n rows a block; same loss and gradients).
     `comm=MPI.COMM_WORLD` (or a `graphrnn.distributed.Collectives`): data-parallel over MPI
     ranks, each calling fit alike: rank 0's parameters first, each rank its shard of every
     global batch, gradients all-reduced after every step, so the run equals one process on
@@ -91,6 +94,9 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
     if stateful_chunk and checkpoint:
         raise ValueError("checkpoint=k is for whole-sequence steps; with stateful_chunk the "
                          "chunks already bound what BPTT saves")
+    if stateful_chunk and check_micro_batch(micro_batch):
+        raise ValueError("micro_batch=n is for whole-sequence steps; stateful chunks run their "
+                         "batch whole (pass a smaller batch_size)")
     if stateful_chunk:
         step = StatefulTrainStep(model, criterion, bptt_max=bptt_max)
         chunks = stream_chunks(target.shape[1], stateful_chunk)
@@ -105,7 +111,7 @@ def fit(model: Any, criterion: Any, x: Any, y: Any, *, epochs: int = 10,
             return total / len(chunks)
     else:
         step = train_step(model, criterion, bptt_max=bptt_max, compiled=compiled,
-                          checkpoint=checkpoint)
+                          checkpoint=checkpoint, micro_batch=micro_batch)
 
         def run_batch(idx: np.ndarray, salt: int) -> float:
             loss = step(*[a[idx] for a in xs], target=target[idx], seed=salt)

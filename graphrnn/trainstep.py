@@ -18,6 +18,7 @@ from .interpret import Context, array_type, coerce_input, interpret, run_graph
 from .flat import ParamTable
 from .ir import Graph, InputError
 from .losses import loss_graph
+from .micro_batch import check_micro_batch
 
 
 def relaid(vector: np.ndarray, layout: ParamTable, target: ParamTable) -> np.ndarray:
@@ -90,10 +91,14 @@ def compile_train(model: Any, criterion: Any, *, bptt_max: int | None = None,
 
 
 def train_step(model: Any, criterion: Any, *, bptt_max: int | None = None,
-               compiled: bool = True, checkpoint: int | None = None) -> Any:
-    """The fastest available training step: compiled when the compiler supports the graph."""
+               compiled: bool = True, checkpoint: int | None = None,
+               micro_batch: int | None = None) -> Any:
+    """The fastest available training step: compiled when the compiler supports the graph.
+    `micro_batch`: the compiled step's blocks of rows (None: automatic, 0: never, n: blocks of
+    at most n rows; micro_batch.py); the interpreted step runs every batch whole."""
     if compiled:
-        return compile_train(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)
+        return compile_train(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint,
+                             micro_batch=check_micro_batch(micro_batch))
     return InterpretedStep(model, criterion, bptt_max=bptt_max, checkpoint=checkpoint)
 
 

@@ -1,0 +1,182 @@
+"""Row blocks (micro-batches): a training step's large batch run as cache-sized blocks of rows.
+
+    step = gr.compile(model, loss=gr.MSECriterion(), train=True)    # micro_batch=None: auto
+    step.blocks.parts(x, target=y)      # e.g. ((0, 43), (43, 86), ...): how such a call runs
+    loss = step(x, target=y)            # the blocks' loss and gradient: the batch's
+
+A training step keeps every step's activations and gate gradients in its scratch arena, which
+grows with the batch; once it outgrows the last-level cache each row costs more. A call whose
+arena exceeds the cache's share of one core runs as blocks of rows of equal size, one after
+another on the calling thread, by the same program; the blocks' losses and gradients combine
+as the row-weighted mean (`BatchSplitter.run(serial=True)`, threads.py): the split is exact
+where splitting the batch across threads is (`row_plan`, rows.py), and a step whose rows mix
+(a batch-wide op, dropout while training) is never blocked. The rule (`block_rows`):
+
+    share  = bytes of the last-level cache / CPUs sharing it (cpu0's, from sysfs)
+    blocks = none when arena(B) <= TARGET * share, else the fewest k whose blocks of
+             ceil(B / k) rows need <= TARGET * share, with B // k >= MIN_ROWS rows each;
+             none when such blocks still need more than LIMIT * share (they would not fit
+             the cache either: a model whose rows are that large only loses matmul efficiency)
+
+`micro_batch=0` never blocks, an int n runs blocks of at most n rows (of equal size) whenever
+B > n. With threads > 1 a call split across threads is not blocked (its parts run whole);
+stateful training steps (chunks of a stream) are never blocked.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .runtime.program import shapes_key
+from .threads import Parts, split_rows
+
+# Measured on the benchmark host (AMD EPYC znver5, 2 vCPUs sharing a 32 MiB L3): the
+# adding-problem LSTM training step costs the same per row up to an arena of about 11-15 MiB,
+# more beyond (blocks of 43 rows: 3-6% less per row at B = 128..512 than whole, under load);
+# blocks that still outgrow the share (34 rows of the (100, 100, 2, 100) LSTM, 17 MiB) gained
+# nothing; fewer than 32 rows make its matmuls less efficient.
+TARGET = 2 / 3                  # a block's arena, as a fraction of one core's share of the cache
+LIMIT = 1.0                     # blocks needing more than this many shares are not worth it
+MIN_ROWS = 32
+FALLBACK_SHARE = 4 << 20        # bytes: when sysfs says nothing (a typical L3 per core)
+CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
+
+
+def check_micro_batch(micro_batch: Any) -> int | None:
+    """`micro_batch` as None (auto), 0 (never) or rows per block; else a ValueError."""
+    if micro_batch is None:
+        return None
+    if isinstance(micro_batch, bool) or not isinstance(micro_batch, (int, np.integer)) \
+            or micro_batch < 0:
+        raise ValueError(f"micro_batch must be None (automatic), 0 (never split the batch) or "
+                         f"a positive number of rows per block, got {micro_batch!r}")
+    return int(micro_batch)
+
+
+def _size_bytes(text: str) -> int:
+    """'32768K' / '1M' / '512' (sysfs cache sizes) in bytes."""
+    text = text.strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return int(text.rstrip("KMG")) * scale
+
+
+def _cpu_count(cpu_list: str) -> int:
+    """How many CPUs a sysfs list such as '0-3,8-11' names."""
+    total = 0
+    for part in cpu_list.strip().split(","):
+        lo, _, hi = part.partition("-")
+        total += int(hi or lo) - int(lo) + 1
+    return total
+
+
+@lru_cache(maxsize=None)
+def cache_share(cache_dir: str = CACHE_DIR) -> int:
+    """Bytes of the largest data cache of cpu0 per CPU sharing it (FALLBACK_SHARE when the
+    system does not say)."""
+    found = []                  # (level, bytes per CPU sharing it)
+    try:
+        names = os.listdir(cache_dir)
+    except OSError:
+        return FALLBACK_SHARE
+    for name in names:
+        path = os.path.join(cache_dir, name)
+        try:
+            if not name.startswith("index") or _read(path, "type") == "Instruction":
+                continue
+            size, sharing = _size_bytes(_read(path, "size")), \
+                _cpu_count(_read(path, "shared_cpu_list"))
+            if size > 0 and sharing > 0:
+                found.append((int(_read(path, "level")), size // sharing))
+        except (OSError, ValueError):
+            continue
+    return max(found)[1] if found else FALLBACK_SHARE
+
+
+def _read(path: str, field: str) -> str:
+    with open(os.path.join(path, field)) as f:
+        return f.read().strip()
+
+
+def block_rows(batch: int, arena_bytes: Callable[[int], int], micro_batch: int | None,
+               share: int) -> Parts:
+    """The blocks of rows a call of `batch` rows runs as (one range: unblocked);
+    `arena_bytes(rows)` is the scratch memory of a call of so many rows."""
+    whole = ((0, batch),)
+    if micro_batch is not None:
+        return split_rows(batch, -(-batch // micro_batch)) if 0 < micro_batch < batch \
+            else whole
+    if batch < 2 * MIN_ROWS or arena_bytes(batch) <= TARGET * share:
+        return whole
+    most = batch // MIN_ROWS
+    k = next((k for k in range(2, most + 1)
+              if arena_bytes(-(-batch // k)) <= TARGET * share), most)
+    if arena_bytes(-(-batch // k)) > LIMIT * share:
+        return whole
+    return split_rows(batch, k)
+
+
+class RowBlocks:
+    """How the calls of one training step (a CompiledTrainStep) run: on threads, as blocks of
+    rows one after another, or whole. `step.blocks.parts(x, target=y)` shows the blocks."""
+
+    def __init__(self, step: Any, micro_batch: int | None, share: int | None = None):
+        self.step = step
+        self.micro_batch = check_micro_batch(micro_batch)
+        self.share = share      # bytes of cache per core (None: the host's); set before calls
+        self._seen: dict[Any, Parts] = {}       # (shape, dtype) per input -> blocks
+
+    def parts(self, *inputs: Any, target: Any) -> Parts:
+        """The (start, stop) blocks of rows a call on these inputs runs as, one after another
+        (one range: whole, or split across threads instead)."""
+        values = (*inputs, target)
+        parts, serial = self._plan(values)
+        return parts if serial else ((0, np.shape(target)[0]),)
+
+    def run(self, values: Sequence[Any], *, seed: int, training: bool) -> float:
+        """One call of the step on `values` (its inputs, then the target): the loss; the
+        gradient fills the model's flat gradient."""
+        step = self.step
+        _, flat_grad = step.model.parameters()
+        parts, serial = self._plan(values)
+        if len(parts) > 1:
+            loss, grad = step.split.run(parts, values, step.program_for, into={1: flat_grad},
+                                        seed=seed, training=training, serial=serial)
+        else:
+            loss, grad = step.program_for(values)(*values, seed=seed, training=training)
+        if grad is not flat_grad:
+            flat_grad[...] = grad
+        return float(loss)
+
+    def _plan(self, values: Sequence[Any]) -> tuple[Parts, bool]:
+        """(parts, True): blocks one after another; (parts, False): parts on threads, or one
+        part, the whole batch."""
+        split = self.step.split
+        parts = self.step._parts(values) if not split.serial else ()
+        if len(parts) < 2 and self.micro_batch != 0 and not split.separable:
+            return self._blocks(values), True
+        return parts, False
+
+    def _blocks(self, values: Sequence[Any]) -> Parts:
+        key = shapes_key(values)
+        got = self._seen.get(key) if key is not None else None
+        if got is None:
+            program = self.step.program_for(values)
+            arrays, steps = program.validate(values)
+            batch, more = program.rows_of(arrays), program.more_of(arrays)
+            got = ((0, batch),)
+            # a program for one batch size (specialize=) has no arena per row to go by
+            if program.batch_symbol is not None or self.micro_batch:
+                contract = program.contract
+                share = self.share if self.share is not None else cache_share()
+                got = block_rows(batch, lambda rows: 4 * contract.arena_floats(steps, rows, more),
+                                 self.micro_batch, share)
+            if key is not None and len(self._seen) < 4096:
+                self._seen[key] = got
+        return got
+
+
+__all__ = ["RowBlocks", "block_rows", "cache_share", "check_micro_batch", "TARGET", "LIMIT",
+           "MIN_ROWS", "FALLBACK_SHARE"]
