@@ -26,12 +26,16 @@ from typing import Callable
 from llvmlite import ir
 
 from .emit_pack import masked_load, masked_store
-from .irbuilder import FLAGS, I64, Emitter, Ref
+from .irbuilder import FLAGS, I32, I64, Emitter, Ref
 from .prefetch import prefetch_line
 from .strides import ONE, Lin
 from .tiling import GemmPlan, vectors_first
 
 LINE_FLOATS = 16                # floats per cache line
+XSKIP = ''
+TAIL_COLUMNS = 4               # at most this many last columns: with vectors along the rows
+TAIL_CHAINS = 4
+SLACK = 16                      # floats after a tile buffer (its rows read as vectors)
 
 Extra = Callable[[ir.Value], None]      # more work for k-step k of a k-loop
 
@@ -68,9 +72,9 @@ def emit_tiles(em: Emitter, p: GemmPlan, a: Ref, panels: ir.Value, out: Ref,
                 r0, ir.Constant(I64, p.mr), flags=["nsw"]), max(rows - p.mr, 0)), s_out))
 
             def first(k: ir.Value) -> None:
-                _copy(em, em.gep(src, em.mul(k, s_k)), s_r,
+                if 'A' not in XSKIP: _copy(em, em.gep(src, em.mul(k, s_k)), s_r,
                       em.gep(nxt, bld.mul(k, ir.Constant(I64, p.mr), flags=["nsw"])), p.mr)
-                if pf_a is not None:
+                if pf_a is not None and 'a' not in XSKIP:
                     prefetch_line(em, em.gep(pf_a, em.mul(k, s_k)))
 
             def later(q: ir.Value) -> Extra:
@@ -79,6 +83,7 @@ def emit_tiles(em: Emitter, p: GemmPlan, a: Ref, panels: ir.Value, out: Ref,
                 n = out.layout.shape[1].c
 
                 def extra(k: ir.Value) -> None:
+                    if 'o' in XSKIP: return
                     col = bld.mul(k, ir.Constant(I64, LINE_FLOATS), flags=["nsw"])
                     prefetch_line(em, em.gep(row, _min(em, col, n - 1)))
                 return extra
@@ -118,10 +123,52 @@ def _panels(em: Emitter, p: GemmPlan, mr: int, tile: ir.Value, out: ir.Value, s_
         if p.full > 1:
             with em.loop(p.full, "ct_panel", start=1) as q:
                 panel(q, p.nv, lanes, later(q) if later else None)
-    if p.last_vectors:
+    if p.last_vectors and 'T' not in XSKIP:
         q = ir.Constant(I64, p.full)
+        if p.full and p.last_vectors == 1 and tail <= TAIL_COLUMNS:
+            _tail(em, p, mr, tile, em.gep(panels, bld.mul(q, step, flags=["nsw"])),
+                  em.gep(out, p.full * width), s_out, count, tail)
+            return
         extra = (later(q) if later else None) if p.full else first
         panel(q, p.last_vectors, last, extra)
+
+
+def _tail(em: Emitter, p: GemmPlan, mr: int, tile: ir.Value, panel: ir.Value, out: ir.Value,
+          s_out: Lin, count: ir.Value, columns: int) -> None:
+    """out[i, j] += sum over k of tile[k * p.mr + i] * panel[k][j] for the last `columns`
+    (few) columns, with vectors along the tile's rows: a k-step is a load of the tile's
+    row, `columns` broadcasts and FMAs, in TAIL_CHAINS chains (a panel of one vector would
+    take a k-loop as long as a full panel's, waiting on the latency of its MR FMAs)."""
+    bld = em.builder
+    w = next(v for v in (4, 8, 16) if v >= p.mr)
+
+    def step(k: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
+        row = em.load(em.gep(tile, bld.mul(k, ir.Constant(I64, p.mr), flags=["nsw"])), w)
+        at = em.gep(panel, bld.mul(k, ir.Constant(I64, p.vw), flags=["nsw"]))
+        return [em.fma(row, em.splat(em.load(em.gep(at, j)), w), acc[j])
+                for j in range(columns)]
+
+    def chained(kk: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
+        k0 = bld.mul(kk, ir.Constant(I64, TAIL_CHAINS), flags=["nsw"])
+        out: list[ir.Value] = []
+        for c in range(TAIL_CHAINS):
+            k = bld.add(k0, ir.Constant(I64, c), flags=["nsw"])
+            out += step(k, acc[c * columns:(c + 1) * columns])
+        return out
+    zero = em.const(0.0, w)
+    rounds = bld.sdiv(count, ir.Constant(I64, TAIL_CHAINS))
+    acc = _counted(em, rounds, [zero] * (TAIL_CHAINS * columns), chained,
+                   may_be_empty=True)
+    total = acc[:columns]
+    for c in range(1, TAIL_CHAINS):
+        total = [bld.fadd(x, y, flags=FLAGS) for x, y in zip(total, acc[c * columns:])]
+    done = bld.mul(rounds, ir.Constant(I64, TAIL_CHAINS), flags=["nsw"])
+    total = _counted(em, count, total, step, start=done, may_be_empty=True)
+    for j, v in enumerate(total):
+        for i in range(mr):
+            ptr = em.gep(out, em.add(em.lin(s_out * i), ir.Constant(I64, j)))
+            lane = bld.extract_element(v, ir.Constant(I32, i))
+            em.store(bld.fadd(em.load(ptr), lane, flags=FLAGS), ptr)
 
 
 def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, widths: list[int], tile: ir.Value,
@@ -162,6 +209,9 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, widths: list[int], tile: 
     for i in range(mr):
         for u, w in enumerate(widths):
             ptr = ptrs[i][u]
+            if 'R' in XSKIP:
+                if w == vw: em.store(acc[i * nv + u], ptr)
+                continue
             if w == vw:
                 em.store(bld.fadd(em.load(ptr, vw), acc[i * nv + u], flags=FLAGS), ptr)
             else:
@@ -170,16 +220,22 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, widths: list[int], tile: 
 
 
 def _counted(em: Emitter, count: ir.Value, init: list[ir.Value],
-             body: Callable[[ir.Value, list[ir.Value]], list[ir.Value]]) -> list[ir.Value]:
-    """for k in range(count) (count >= 1): values = body(k, values), in registers."""
+             body: Callable[[ir.Value, list[ir.Value]], list[ir.Value]],
+             start: ir.Value | None = None, may_be_empty: bool = False) -> list[ir.Value]:
+    """for k in range(start, count): values = body(k, values), in registers (count > start
+    unless may_be_empty)."""
     bld = em.builder
+    start = ir.Constant(I64, 0) if start is None else start
     pre = bld.block
     loop = em.function.append_basic_block("ct_k.body")
     exit_ = em.function.append_basic_block("ct_k.exit")
-    bld.branch(loop)
+    if may_be_empty:
+        bld.cbranch(bld.icmp_signed("<", start, count), loop, exit_)
+    else:
+        bld.branch(loop)
     bld.position_at_end(loop)
     k = bld.phi(I64, name="k")
-    k.add_incoming(ir.Constant(I64, 0), pre)
+    k.add_incoming(start, pre)
     phis = [bld.phi(v.type) for v in init]
     for ph, v in zip(phis, init):
         ph.add_incoming(v, pre)
@@ -191,7 +247,15 @@ def _counted(em: Emitter, count: ir.Value, init: list[ir.Value],
         ph.add_incoming(v, end)
     bld.cbranch(bld.icmp_signed("<", nxt, count), loop, exit_)
     bld.position_at_end(exit_)
-    return new
+    if not may_be_empty:
+        return new
+    out = []
+    for v, val in zip(init, new):
+        merge = bld.phi(v.type)
+        merge.add_incoming(v, pre)
+        merge.add_incoming(val, end)
+        out.append(merge)
+    return out
 
 
 def _pack(em: Emitter, a: ir.Value, s_r: Lin, s_k: Lin, dst: ir.Value, mr: int, lanes: int,

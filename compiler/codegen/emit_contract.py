@@ -29,7 +29,7 @@ from llvmlite import ir
 
 from graphrnn.ir import LoweringError, Node
 
-from .contract_tiles import emit_tiles
+from .contract_tiles import SLACK, emit_tiles
 from .emit_pack import emit_pack
 from .irbuilder import I64, Emitter, Ref
 from .strides import Layout, Lin, collapse
@@ -96,7 +96,7 @@ def contract_floats(lhs: Layout, rhs: Layout) -> int:
     b, n = contract_blocking(lhs, rhs), rhs.shape[1].c
     plans = [contract_plan(lhs, rhs, min(b.nc, n - n0)) for n0 in (0, n // b.nc * b.nc)
              if n0 < n]
-    return max(p.floats.c + 2 * b.kc * p.mr for p in plans)
+    return max(p.floats.c + 2 * (b.kc * p.mr + SLACK) for p in plans)
 
 
 def emit_contract(em: Emitter, node: Node, out: Ref, ins: list[Ref], scratch: Ref) -> None:
@@ -124,13 +124,14 @@ def emit_contract(em: Emitter, node: Node, out: Ref, ins: list[Ref], scratch: Re
             cols = min(blocking.nc, n - n0)
             p = contract_plan(lhs, rhs, cols)
             panels = Ref(scratch.ptr, scratch.layout)
-            emit_pack(em, p, panels, Ref(em.gep(b, rhs.strides[1] * n0), Layout(
+            from .contract_tiles import XSKIP
+            if 'B' not in XSKIP: emit_pack(em, p, panels, Ref(em.gep(b, rhs.strides[1] * n0), Layout(
                 (rhs.shape[0], Lin(cols)), rhs.strides)), count)
             part = Ref(em.gep(out.ptr, n0), Layout((out.layout.shape[0], Lin(cols)),
                                                    out.layout.strides))
             first = em.gep(scratch.ptr, p.floats.c)
             emit_tiles(em, p, a, panels.ptr, part, count,
-                       (first, em.gep(first, blocking.kc * p.mr)))
+                       (first, em.gep(first, blocking.kc * p.mr + SLACK)))
 
 
 def fill_zero(em: Emitter, out: Ref) -> None:
