@@ -91,6 +91,17 @@ def test_a_wide_output_in_one_block_of_columns(isa: str, cache: KernelCache) -> 
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("extra", [1, 3, 4, 5])
+def test_last_columns_after_full_panels(extra: int, isa: str, cache: KernelCache) -> None:
+    """One to five columns after full panels (up to TAIL_COLUMNS of them take the k-loop
+    with vectors along the tile's rows), below a partial last row tile."""
+    with using_isa(isa):
+        p = contract_plan(Layout.contiguous((13, 1)), Layout.contiguous((1, 64)))
+    n = p.nv * p.vw + extra
+    contract(3, 100, 13, n, isa, cache)
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_strided_rows(isa: str, cache: KernelCache) -> None:
     """Both operands are column slices of wider inputs (row strides larger than their
     widths)."""

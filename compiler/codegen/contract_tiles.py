@@ -32,7 +32,6 @@ from .strides import ONE, Lin
 from .tiling import GemmPlan, vectors_first
 
 LINE_FLOATS = 16                # floats per cache line
-XSKIP = ''
 TAIL_COLUMNS = 4               # at most this many last columns: with vectors along the rows
 TAIL_CHAINS = 4
 SLACK = 16                      # floats after a tile buffer (its rows read as vectors)
@@ -72,9 +71,9 @@ def emit_tiles(em: Emitter, p: GemmPlan, a: Ref, panels: ir.Value, out: Ref,
                 r0, ir.Constant(I64, p.mr), flags=["nsw"]), max(rows - p.mr, 0)), s_out))
 
             def first(k: ir.Value) -> None:
-                if 'A' not in XSKIP: _copy(em, em.gep(src, em.mul(k, s_k)), s_r,
+                _copy(em, em.gep(src, em.mul(k, s_k)), s_r,
                       em.gep(nxt, bld.mul(k, ir.Constant(I64, p.mr), flags=["nsw"])), p.mr)
-                if pf_a is not None and 'a' not in XSKIP:
+                if pf_a is not None:
                     prefetch_line(em, em.gep(pf_a, em.mul(k, s_k)))
 
             def later(q: ir.Value) -> Extra:
@@ -83,7 +82,6 @@ def emit_tiles(em: Emitter, p: GemmPlan, a: Ref, panels: ir.Value, out: Ref,
                 n = out.layout.shape[1].c
 
                 def extra(k: ir.Value) -> None:
-                    if 'o' in XSKIP: return
                     col = bld.mul(k, ir.Constant(I64, LINE_FLOATS), flags=["nsw"])
                     prefetch_line(em, em.gep(row, _min(em, col, n - 1)))
                 return extra
@@ -123,7 +121,7 @@ def _panels(em: Emitter, p: GemmPlan, mr: int, tile: ir.Value, out: ir.Value, s_
         if p.full > 1:
             with em.loop(p.full, "ct_panel", start=1) as q:
                 panel(q, p.nv, lanes, later(q) if later else None)
-    if p.last_vectors and 'T' not in XSKIP:
+    if p.last_vectors:
         q = ir.Constant(I64, p.full)
         if p.full and p.last_vectors == 1 and tail <= TAIL_COLUMNS:
             _tail(em, p, mr, tile, em.gep(panels, bld.mul(q, step, flags=["nsw"])),
@@ -209,9 +207,6 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, widths: list[int], tile: 
     for i in range(mr):
         for u, w in enumerate(widths):
             ptr = ptrs[i][u]
-            if 'R' in XSKIP:
-                if w == vw: em.store(acc[i * nv + u], ptr)
-                continue
             if w == vw:
                 em.store(bld.fadd(em.load(ptr, vw), acc[i * nv + u], flags=FLAGS), ptr)
             else:

@@ -124,8 +124,7 @@ def emit_contract(em: Emitter, node: Node, out: Ref, ins: list[Ref], scratch: Re
             cols = min(blocking.nc, n - n0)
             p = contract_plan(lhs, rhs, cols)
             panels = Ref(scratch.ptr, scratch.layout)
-            from .contract_tiles import XSKIP
-            if 'B' not in XSKIP: emit_pack(em, p, panels, Ref(em.gep(b, rhs.strides[1] * n0), Layout(
+            emit_pack(em, p, panels, Ref(em.gep(b, rhs.strides[1] * n0), Layout(
                 (rhs.shape[0], Lin(cols)), rhs.strides)), count)
             part = Ref(em.gep(out.ptr, n0), Layout((out.layout.shape[0], Lin(cols)),
                                                    out.layout.strides))
