@@ -5,13 +5,16 @@ block, with the next tile's packing and the prefetches folded into the k-loops.
     for t in range(rows // MR):
         cur, nxt = tile buffers t % 2, (t + 1) % 2
         for q, panel in enumerate(panels):
-            acc = out[t * MR : t * MR + MR, panel's columns]
+            acc = 0
             for k in range(count):
                 acc += broadcast(cur[k]) * panel[k]           # the micro-kernel's k-step
                 q == 0:      nxt[k] = a[tile t + 1's rows, k]; prefetch(a[tile t + 2's rows, k])
                 1 <= q:      prefetch(line k of out's row q - 1 of tile t + 1)
-            out[...] = acc
+            out[t * MR : t * MR + MR, panel's columns] += acc
     the last rows % MR rows: packed alone, then the same k-loops without the extras
+
+A last panel of at most TAIL_COLUMNS columns (a bias column after full panels) runs with
+vectors along the tile's rows instead (_tail).
 
 Packing a tile apart from the products stalls on memory (a is read from memory once, at a
 large row stride: a GRU's gate gradients are 39 MB); inside the k-loop of the first panel,
@@ -43,7 +46,7 @@ def emit_tiles(em: Emitter, p: GemmPlan, a: Ref, panels: ir.Value, out: Ref,
                count: ir.Value, buffers: tuple[ir.Value, ir.Value]) -> None:
     """out += a.T-tiles @ panels (see the module docstring). a: [rows, count] (the block's
     rows of the left operand), out: [rows, N] contiguous along N, panels: emit_pack's of
-    the block (count k-rows), buffers: two tile buffers of count * p.mr floats."""
+    the block (count k-rows), buffers: two tile buffers of count * p.mr floats and SLACK."""
     bld = em.builder
     rows = a.layout.shape[0].c
     full, rest = divmod(rows, p.mr)
