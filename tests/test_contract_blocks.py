@@ -1,13 +1,16 @@
 """CONTRACT on the packed micro-kernel against numpy, on every ISA the kernels are built for:
 blocks of the reduction (with a remainder), blocks of the columns (a wide output), row
 counts that leave every kind of last row tile, columns that leave a partial last vector,
-strided rows, a left operand read across its rows (a transposed view), small M and the
-transposed output. Each graph is checked to run the packed kernel, not the plain
-reduction."""
+strided rows, a left operand with strided columns, small M and the transposed output. Each
+graph is checked to run the packed kernel, not the plain reduction; the k-loops, with the
+next tile's copy and the prefetches in them, keep their tile in registers."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
+from asm_loops import k_loops
 
 from graphrnn import ops
 from graphrnn.close import close_graph
@@ -123,3 +126,23 @@ def test_a_left_operand_with_strided_columns(isa: str, cache: KernelCache) -> No
     a, g = randn(m, k, 2), randn(m, n)
     want = a[..., 1].T.astype(np.float64) @ g.astype(np.float64)
     run([a_in, g_in], ops.contract(ops.index(a_in, 2, 1), g_in), [a, g], want, isa, cache)
+
+
+@pytest.mark.parametrize("isa", [i for i in ISAS if i != "generic"])
+def test_the_k_loops_keep_their_tile_in_registers(isa: str) -> None:
+    """With the next tile's copy and the prefetches folded in, the k-loops still hold the
+    whole tile in registers (no stack access) and run MR x NV FMAs a k-step."""
+    a_in, g_in = ops.input_((2, 300, 96), name="a"), ops.input_((2, 300, 513), name="g")
+    graph = close_graph([a_in, g_in], [ops.contract(a_in, g_in)])
+    with using_isa(isa):
+        p = contract_plan(Layout.contiguous((96, 1)), Layout.contiguous((1, 513)))
+        asm = CompiledModel(graph).asm(np.zeros((2, 300, 96), np.float32),
+                                       np.zeros((2, 300, 513), np.float32))
+    loops = k_loops(asm)
+    reg = "zmm" if p.vw == 16 else "ymm"
+    fmas = sorted(sum(bool(re.search(rf"vfmadd\w+\s.*%{reg}", x)) for x in body)
+                  for body in loops)
+    assert fmas[-2:] == [p.mr * p.nv] * 2          # the first panel's and the others'
+    assert sum(any("prefetch" in x for x in body) for body in loops) >= 2
+    for body in loops:
+        assert not [x for x in body if "(%rsp)" in x], "\n".join(body)
