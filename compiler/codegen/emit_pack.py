@@ -149,35 +149,6 @@ def _fill_any(em: Emitter, count: Lin | ir.Value, src: ir.Value, dst: ir.Value, 
             em.store(v, em.gep(dst, em.add(_row(em, k, stride), j)))
 
 
-def emit_pack_tiles(em: Emitter, mr: int, rows: int, a: Ref, dst: ir.Value,
-                    count: ir.Value) -> None:
-    """dst[t][k][i] = a[t * mr + i, k] for k < count: the left operand as row tiles of
-    `mr` rows, each a contiguous [count][mr] stream (a transposed operand, read with a row
-    stride, becomes sequential). Rows past the end are not written (never read)."""
-    s_r, s_k = a.layout.strides
-    tiles = -(-rows // mr)
-    step = em.builder.mul(count, ir.Constant(I64, mr), flags=["nsw"])
-    with em.loop(count, "pack_ak") as k:
-        src = em.gep(a.ptr, em.mul(k, s_k))
-        out = em.gep(dst, em.builder.mul(k, ir.Constant(I64, mr), flags=["nsw"]))
-
-        def tile(t: ir.Value, lanes: int) -> None:
-            at = em.gep(out, em.builder.mul(t, step, flags=["nsw"]))
-            first = em.mul(em.builder.mul(t, ir.Constant(I64, mr), flags=["nsw"]), s_r)
-            if s_r == ONE and mr <= LANES:
-                v = masked_load(em, em.gep(src, first), LANES, lanes)
-                masked_store(em, v, at, lanes)
-                return
-            for i in range(lanes):
-                em.store(em.load(em.gep(src, em.add(first, em.mul(ir.Constant(I64, i), s_r)))),
-                         em.gep(at, i))
-        if rows // mr:
-            with em.loop(rows // mr, "pack_at") as t:
-                tile(t, mr)
-        if rows % mr:
-            tile(ir.Constant(I64, tiles - 1), rows % mr)
-
-
 def _mask(vw: int, lanes: int) -> ir.Constant:
     return ir.Constant(ir.VectorType(ir.IntType(1), vw), [1] * lanes + [0] * (vw - lanes))
 
@@ -230,4 +201,4 @@ def _transpose8(bld: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
     return out + [shuf(s[i], s[i + 4], _HALF_HI) for i in range(4)]
 
 
-__all__ = ["emit_pack", "emit_pack_tiles", "masked_load", "masked_store"]
+__all__ = ["emit_pack", "masked_load", "masked_store"]
