@@ -53,7 +53,6 @@ class _Tile:
     ak: Lin
     out: Operand | None
     count: ir.Value | None = None       # k at run time (a block of the reduction)
-    a_step: ir.Value | None = None      # `a` packed as row tiles: floats per tile
     refs: list[Operand] = field(default_factory=list)
     stage_refs: list[Operand] = field(default_factory=list)
     stores: list[Operand | None] = field(default_factory=list)
@@ -66,11 +65,10 @@ class _Tile:
 def emit_gemm(em: Emitter, p: GemmPlan, a: Ref | list[Ref], packed: ir.Value,
               out: Ref | None,
               epilogue: Epilogue | None = None, *, count: ir.Value | None = None,
-              a_tiles: bool = False, step: ir.Value | None = None) -> None:
+              step: ir.Value | None = None) -> None:
     """epilogue(a[..., K] @ B) with B read from its packed panels (see the docstring).
 
-    count: K at run time (the panels hold `count` rows). a_tiles: `a` is packed as row tiles
-    of p.mr rows (emit_pack_tiles, `count` k each) instead of a strided [rows, K] view.
+    count: K at run time (the panels hold `count` rows).
     step: a loop's step index (i64), for a product of one row (a GEMV, whose panels stream
     from L2 every step; or rows known at run time, when they are one): odd steps walk the
     full panels and k in reverse order, so that a step starts on the panel rows the previous
@@ -79,7 +77,7 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref | list[Ref], packed: ir.Value,
     epi = epilogue or Epilogue()
     pieces = a if isinstance(a, list) else [a]
     a = pieces[0]
-    if len(pieces) > 1 and (count is not None or a_tiles or p.kc or not p.k.const
+    if len(pieces) > 1 and (count is not None or p.kc or not p.k.const
                             or sum(_k_rows(x) for x in pieces) != p.k.c):
         raise LoweringError("a product of a split left operand needs K fixed and unblocked")
     lead = a.layout.shape[:-1]
@@ -111,9 +109,6 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref | list[Ref], packed: ir.Value,
                 tile.one = em.builder.icmp_signed("==", em.lin(rows[0].shape[-1]),
                                                   em.lin(ONE))
                 tile.flip = em.builder.and_(tile.flip, tile.one)
-        if a_tiles:
-            tile.a, tile.ak = a.ptr, Lin(p.mr)
-            tile.a_step = em.builder.mul(count, ir.Constant(I64, p.mr), flags=["nsw"])
         if out is not None and not epi.stages:
             tile.out = ops.pop(0)
         tile.refs = ops[:len(epi.refs)]
@@ -168,7 +163,7 @@ def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile, epi: Epilogue,
     i64 = (lambda v: ir.Constant(I64, v) if isinstance(v, int) else v)
     width = p.segments * p.seg_width
     panel_floats = p.k * width if tile.count is None else em.mul(tile.count, width)
-    kc = p.kc if tile.count is None and tile.flip is None and tile.a_step is None else 0
+    kc = p.kc if tile.count is None and tile.flip is None else 0
     carry = None
     if kc:
         slots = (p.mc + p.mr) * p.segments * p.nv
@@ -246,12 +241,7 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
             acc = [bld.load(s) for s in slot]
     static = tile.count is None and p.k.const
     if not (static and p.k.c == 0):
-        if tile.a_step is not None:         # row R of packed tiles: tile R / MR, lane R % MR
-            mr_p = ir.Constant(I64, p.mr)
-            a_rows = [em.gep(tile.a, em.add(bld.mul(bld.sdiv(ri, mr_p), tile.a_step),
-                                            bld.srem(ri, mr_p))) for ri in row]
-        else:
-            a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in row]
+        a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in row]
         count = em.lin(p.k) if tile.count is None else tile.count
         if part is not None:
             k0 = ir.Constant(I64, part.k0) if isinstance(part.k0, int) else part.k0
