@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 
 import graphrnn as gr
+import row_models
+from row_models import grads
 from graphrnn import micro_batch as mb
 from graphrnn import nn, ops
 from graphrnn.losses import Criterion
@@ -44,19 +46,11 @@ def layer(cell: str = "LSTM", h: int = H, seed: int = 2) -> gr.gModule:
 
 
 def tagger() -> gr.gModule:
-    """LSTM over rows of their own lengths, 3 classes per step."""
-    gr.manual_seed(4)
-    x = gr.Input("B", "T", D, name="x")
-    n = gr.Input("B", dtype="int64", name="lengths")
-    return gr.gModule([x, n], [nn.Linear(H, 3)(nn.Recurrent(gr.cells.LSTM(D, H))([x, n]))])
+    return row_models.tagger(D, H)
 
 
 def data(b: int, t: int, d: int = D) -> np.ndarray:
-    return RNG.standard_normal((b, t, d)).astype(np.float32)
-
-
-def grads(model: gr.gModule) -> np.ndarray:
-    return model.parameters()[1].copy()
+    return row_models.sequences(RNG, b, t, d)
 
 
 def three_ways(model: gr.gModule, crit: object, inputs: tuple, target: np.ndarray,

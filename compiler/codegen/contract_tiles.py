@@ -30,6 +30,7 @@ from llvmlite import ir
 
 from .emit_pack import masked_load, masked_store
 from .irbuilder import FLAGS, I32, I64, Emitter, Ref
+from .kloop import counted_loop
 from .prefetch import prefetch_line
 from .strides import ONE, Lin
 from .tiling import GemmPlan, vectors_first
@@ -158,13 +159,13 @@ def _tail(em: Emitter, p: GemmPlan, mr: int, tile: ir.Value, panel: ir.Value, ou
         return out
     zero = em.const(0.0, w)
     rounds = bld.sdiv(count, ir.Constant(I64, TAIL_CHAINS))
-    acc = _counted(em, rounds, [zero] * (TAIL_CHAINS * columns), chained,
-                   may_be_empty=True)
+    acc = counted_loop(em, ir.Constant(I64, 0), rounds, [zero] * (TAIL_CHAINS * columns),
+                       chained, True, label="ct_k")
     total = acc[:columns]
     for c in range(1, TAIL_CHAINS):
         total = [bld.fadd(x, y, flags=FLAGS) for x, y in zip(total, acc[c * columns:])]
     done = bld.mul(rounds, ir.Constant(I64, TAIL_CHAINS), flags=["nsw"])
-    total = _counted(em, count, total, step, start=done, may_be_empty=True)
+    total = counted_loop(em, done, count, total, step, True, label="ct_k")
     for j, v in enumerate(total):
         for i in range(mr):
             ptr = em.gep(out, em.add(em.lin(s_out * i), ir.Constant(I64, j)))
@@ -206,7 +207,7 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, widths: list[int], tile: 
         return new
     # the block's sum is added to out after (a sum per block, then the blocks' sums: less
     # rounding than one running sum over all of M)
-    acc = _counted(em, count, acc, step)
+    acc = counted_loop(em, ir.Constant(I64, 0), count, acc, step, False, label="ct_k")
     for i in range(mr):
         for u, w in enumerate(widths):
             ptr = ptrs[i][u]
@@ -215,45 +216,6 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, widths: list[int], tile: 
             else:
                 v = bld.fadd(masked_load(em, ptr, vw, w), acc[i * nv + u], flags=FLAGS)
                 masked_store(em, v, ptr, w)
-
-
-def _counted(em: Emitter, count: ir.Value, init: list[ir.Value],
-             body: Callable[[ir.Value, list[ir.Value]], list[ir.Value]],
-             start: ir.Value | None = None, may_be_empty: bool = False) -> list[ir.Value]:
-    """for k in range(start, count): values = body(k, values), in registers (count > start
-    unless may_be_empty)."""
-    bld = em.builder
-    start = ir.Constant(I64, 0) if start is None else start
-    pre = bld.block
-    loop = em.function.append_basic_block("ct_k.body")
-    exit_ = em.function.append_basic_block("ct_k.exit")
-    if may_be_empty:
-        bld.cbranch(bld.icmp_signed("<", start, count), loop, exit_)
-    else:
-        bld.branch(loop)
-    bld.position_at_end(loop)
-    k = bld.phi(I64, name="k")
-    k.add_incoming(start, pre)
-    phis = [bld.phi(v.type) for v in init]
-    for ph, v in zip(phis, init):
-        ph.add_incoming(v, pre)
-    new = body(k, list(phis))
-    end = bld.block
-    nxt = bld.add(k, ir.Constant(I64, 1), flags=["nsw"])
-    k.add_incoming(nxt, end)
-    for ph, v in zip(phis, new):
-        ph.add_incoming(v, end)
-    bld.cbranch(bld.icmp_signed("<", nxt, count), loop, exit_)
-    bld.position_at_end(exit_)
-    if not may_be_empty:
-        return new
-    out = []
-    for v, val in zip(init, new):
-        merge = bld.phi(v.type)
-        merge.add_incoming(v, pre)
-        merge.add_incoming(val, end)
-        out.append(merge)
-    return out
 
 
 def _pack(em: Emitter, a: ir.Value, s_r: Lin, s_k: Lin, dst: ir.Value, mr: int, lanes: int,

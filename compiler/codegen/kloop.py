@@ -125,7 +125,7 @@ def _kloop(em: Emitter, a_rows: list[ir.Value], ak, panel: ir.Value, nvec: int, 
         return new
 
     if chains == 1:
-        return _counted(em, ir.Constant(I64, 0), count, init, step, may_be_empty)
+        return counted_loop(em, ir.Constant(I64, 0), count, init, step, may_be_empty)
     n = len(init)
     lanes = init[0].type.count
     zero = ir.Constant(init[0].type, [0.0] * lanes)
@@ -138,24 +138,24 @@ def _kloop(em: Emitter, a_rows: list[ir.Value], ak, panel: ir.Value, nvec: int, 
             k = bld.add(k0, ir.Constant(I64, c), flags=["nsw"])
             out += step(k, acc[c * n:(c + 1) * n])
         return out
-    acc = _counted(em, ir.Constant(I64, 0), rounds, list(init) + [zero] * (n * (chains - 1)),
+    acc = counted_loop(em, ir.Constant(I64, 0), rounds, list(init) + [zero] * (n * (chains - 1)),
                    round_, True)
     total = acc[:n]
     for c in range(1, chains):
         total = [bld.fadd(t, a, flags=FLAGS) for t, a in zip(total, acc[c * n:(c + 1) * n])]
     done = bld.mul(rounds, ir.Constant(I64, chains), flags=["nsw"])
-    return _counted(em, done, count, total, step, True)
+    return counted_loop(em, done, count, total, step, True)
 
 
-def _counted(em: Emitter, start: ir.Value, count: ir.Value, init: list[ir.Value],
-             body: Callable[[ir.Value, list[ir.Value]], list[ir.Value]],
-             may_be_empty: bool) -> list[ir.Value]:
+def counted_loop(em: Emitter, start: ir.Value, count: ir.Value, init: list[ir.Value],
+                 body: Callable[[ir.Value, list[ir.Value]], list[ir.Value]],
+                 may_be_empty: bool, label: str = "mm_k") -> list[ir.Value]:
     """for k in range(start, count): values = body(k, values), the values in registers
-    (phis); with may_be_empty, start may be >= count."""
+    (phis); with may_be_empty, start may be >= count. Its blocks: `label`.body / .exit."""
     bld = em.builder
     pre = bld.block
-    loop = em.function.append_basic_block("mm_k.body")
-    exit_ = em.function.append_basic_block("mm_k.exit")
+    loop = em.function.append_basic_block(f"{label}.body")
+    exit_ = em.function.append_basic_block(f"{label}.exit")
     if may_be_empty:
         bld.cbranch(bld.icmp_signed("<", start, count), loop, exit_)
     else:
@@ -185,4 +185,4 @@ def _counted(em: Emitter, start: ir.Value, count: ir.Value, init: list[ir.Value]
     return out
 
 
-__all__ = ["emit_kloop", "emit_kloop_parts"]
+__all__ = ["emit_kloop", "emit_kloop_parts", "counted_loop"]
