@@ -37,9 +37,8 @@ def peers_off_isa(isa_name: str, host_avx512: bool) -> dict[str, str]:
             "jax": "its matrix products pick the host's AVX-512 (no switch)"}
 
 
-def peers_isa_text(isa_name: str, host_avx512: bool) -> str:
-    """What the report says about the ISA the peers ran."""
-    off = peers_off_isa(isa_name, host_avx512)
+def peers_isa_text(isa_name: str, off: dict[str, str]) -> str:
+    """What the report says about the ISA the peers ran (`off`: peers_off_isa's)."""
     if isa_name != "avx2":
         return "the host's"
     if not off:

@@ -180,11 +180,11 @@ def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
         log: Callable[[str], None] | None = None) -> dict:
     """The benchmark as a dict (what `--json` prints), measured in this process."""
     isa = current_isa()
+    off = peers_off_isa(isa.name, avx512_host())
     result: dict[str, Any] = {"host": host(), "threads": threads, "repeats": repeats,
                               "isa": {"name": isa.name, "cpu": isa.cpu, "features": isa.features,
                                       "describe": isa.describe()},
-                              "peers_isa": peers_isa_text(isa.name, avx512_host()),
-                              "peers_off_isa": peers_off_isa(isa.name, avx512_host())}
+                              "peers_isa": peers_isa_text(isa.name, off), "peers_off_isa": off}
     result["peak"] = measure_peak() if peak else None
     peak_gflops = result["peak"]["gflops"] if peak else None
     rows = []
@@ -193,7 +193,7 @@ def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
             for mode in modes:
                 row = bench_row(cell, tuple(cfg), mode, threads=threads, repeats=repeats,
                                 budget_s=budget_s, min_rounds=min_rounds)
-                rows.append(row.to_json(peak_gflops, result["peers_off_isa"]))
+                rows.append(row.to_json(peak_gflops, off))
                 if log:
                     log(f"{cell} {tuple(cfg)} {mode} x{threads}: " + ", ".join(
                         f"{k} {v:.3f} ms" for k, v in row.ms.items()))
@@ -290,7 +290,8 @@ def run_command(args: argparse.Namespace) -> int:
             isa = current_isa()
             result: dict = {"peak": measure_peak(), "isa": {"name": isa.name, "cpu": isa.cpu,
                                                             "describe": isa.describe()},
-                              "peers_isa": peers_isa_text(isa.name, avx512_host())}
+                              "peers_isa": peers_isa_text(
+                                  isa.name, peers_off_isa(isa.name, avx512_host()))}
         else:
             result = run(args.configs, tuple(args.cells or CELLS), tuple(args.modes or MODES),
                          threads=args.child_threads, repeats=args.repeats,

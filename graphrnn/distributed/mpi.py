@@ -77,9 +77,7 @@ class Collectives:
 
     def allreduce_sum(self, buf: np.ndarray, what: str) -> np.ndarray:
         """Sum `buf` over the ranks, in place; returns `buf`."""
-        from mpi4py import MPI
-        self.wait(self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM), what)
-        return buf
+        return self.allreduce_sums([buf], what)[0]
 
     def allreduce_sums(self, bufs: list[np.ndarray], what: str) -> list[np.ndarray]:
         """Sum each of `bufs` over the ranks, in place, with one wait for all of them."""
