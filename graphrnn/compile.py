@@ -276,7 +276,8 @@ class CompiledModel:
         compiling its program if needed. For a training step pass `target=` as in the call."""
         values = list(inputs) + ([target] if target is not None else [])
         if self.stateful:
-            init = self._state or interpret(self.initial_state_graph, *inputs)
+            init = (interpret(self.initial_state_graph, *inputs) if self._state is None
+                    else self._state)
             values += list(init) if isinstance(init, (tuple, list)) else [init]
         program = self.program_for(values)
         arrays, steps = program.validate(values)

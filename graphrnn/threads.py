@@ -81,7 +81,7 @@ class BatchSplitter:
         self.out_kinds = outs + ((outs[0],) if gradient and outs else ())
         self.work = work
         self._first_rows = next((i for i, k in enumerate(self.plan.inputs) if k == ROWS), None)
-        self.serial = self.threads == 1 or bool(self.reason)     # calls never split
+        self.serial = bool(self.reason)         # calls never split
         self._flops: dict[int, float] = {}
         self._parts: dict[tuple[int, int], Parts] = {}
         self._seen: dict[Any, Parts] = {}       # (shape, dtype) per input -> parts

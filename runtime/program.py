@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from graphrnn.executable import Executable
-from graphrnn.ir import InputError, TensorType
+from graphrnn.ir import InputError
 
 from .buffers import aligned_zeros
 from .forksafe import renew_after_fork
@@ -313,19 +313,13 @@ class Program:
                                      f"(the number of steps), got values {lo}..{hi}")
         return arrays, steps
 
-    def out_shape(self, t: TensorType, steps: int, batch: int = 0,
-                  more: Sequence[int] = ()) -> tuple[int, ...]:
-        sizes = dict(zip(self.more, more))
-        return tuple(batch if d == self.batch_symbol else sizes[d] if d in sizes
-                     else steps if isinstance(d, str) else d for d in t.shape)
-
     def _check_sizes(self, arrays: Sequence[np.ndarray], steps: int) -> None:
         batch = max(self.rows_of(arrays), 0)
         more = self.more_of(arrays)
         total = self.contract.arena_floats(steps, batch, more)
         sizes = [("the scratch arena", total)]
-        for name, t in zip(self.output_names, self.out_types):
-            sizes.append((f"output {name}", math.prod(self.out_shape(t, steps, batch, more))))
+        for name, (shape, _) in zip(self.output_names, self.output_shapes(steps, batch, more)):
+            sizes.append((f"output {name}", math.prod(shape)))
         for name, a in zip(self.names, arrays):
             sizes.append((f"input {name}", math.prod(a.shape)))
         given = ", ".join([f"T={steps}"] + [f"{m}={n}" for m, n in zip(self.more, more)])

@@ -84,9 +84,10 @@ def contract_blocking(lhs: Layout, rhs: Layout) -> ContractBlocking:
     return ContractBlocking(min(MAX_KC, PANEL_BYTES // (4 * nc)), min(nc, n))
 
 
-def contract_plan(lhs: Layout, rhs: Layout, columns: int | None = None) -> GemmPlan:
+def contract_plan(lhs: Layout, rhs: Layout, columns: int | None = None,
+                  blocking: ContractBlocking | None = None) -> GemmPlan:
     """The plan of a block of `columns` (default: nc) columns of a contract's product."""
-    b = contract_blocking(lhs, rhs)
+    b = blocking or contract_blocking(lhs, rhs)
     return make_plan(b.kc, b.nc if columns is None else columns, lhs.shape[0])
 
 
@@ -94,7 +95,7 @@ def contract_floats(lhs: Layout, rhs: Layout) -> int:
     """Scratch of a contract: one block's panels and two row tiles (the last block of
     columns, narrower, may take another tile shape)."""
     b, n = contract_blocking(lhs, rhs), rhs.shape[1].c
-    plans = [contract_plan(lhs, rhs, min(b.nc, n - n0)) for n0 in (0, n // b.nc * b.nc)
+    plans = [contract_plan(lhs, rhs, min(b.nc, n - n0), b) for n0 in (0, n // b.nc * b.nc)
              if n0 < n]
     return max(p.floats.c + 2 * (b.kc * p.mr + SLACK) for p in plans)
 
@@ -122,14 +123,13 @@ def emit_contract(em: Emitter, node: Node, out: Ref, ins: list[Ref], scratch: Re
         b = em.gep(ins[which[1]].ptr, em.mul(m0, rhs.strides[0]))
         for n0 in range(0, n, blocking.nc):
             cols = min(blocking.nc, n - n0)
-            p = contract_plan(lhs, rhs, cols)
-            panels = Ref(scratch.ptr, scratch.layout)
-            emit_pack(em, p, panels, Ref(em.gep(b, rhs.strides[1] * n0), Layout(
+            p = contract_plan(lhs, rhs, cols, blocking)
+            emit_pack(em, p, scratch, Ref(em.gep(b, rhs.strides[1] * n0), Layout(
                 (rhs.shape[0], Lin(cols)), rhs.strides)), count)
             part = Ref(em.gep(out.ptr, n0), Layout((out.layout.shape[0], Lin(cols)),
                                                    out.layout.strides))
             first = em.gep(scratch.ptr, p.floats.c)
-            emit_tiles(em, p, a, panels.ptr, part, count,
+            emit_tiles(em, p, a, scratch.ptr, part, count,
                        (first, em.gep(first, blocking.kc * p.mr + SLACK)))
 
 

@@ -110,14 +110,14 @@ def _group_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
     na = len(left)
 
     def rule(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
-        a, packed, refs = _one(refs[:na]), refs[na], refs[na - 1:]
-        homes = iter([out] + refs[2 + n_first + n_stage:])
+        a, packed, rest = _one(refs[:na]), refs[na], refs[na + 1:]
+        homes = iter([out] + rest[n_first + n_stage:])
         stages = tuple(Stage(body, args, next(homes) if stored else None)
                        for body, args, stored in shapes)
-        epilogue = Epilogue(first, slot, tuple(refs[2:2 + n_first]), stages,
-                            tuple(refs[2 + n_first:2 + n_first + n_stage]))
+        epilogue = Epilogue(first, slot, tuple(rest[:n_first]), stages,
+                            tuple(rest[n_first:n_first + n_stage]))
         emit_gemm(em, p, a, packed.ptr, None, epilogue,
-                  step=em.function.args[na + len(refs)] if scalars else None)
+                  step=em.function.args[1 + len(refs)] if scalars else None)
     ins = left + [_packed(low, k)] + first_refs + stage_refs + stores[1:]
     low.call(k.name, g.head, rule, stores[0], ins, scalars, kind="gemm",
              nodes=tuple(x.name for x in (mm, *g.members)))

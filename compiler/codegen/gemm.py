@@ -52,7 +52,6 @@ class _Tile:
     lda: Lin
     ak: Lin
     out: Operand | None
-    count: ir.Value | None = None       # k at run time (a block of the reduction)
     refs: list[Operand] = field(default_factory=list)
     stage_refs: list[Operand] = field(default_factory=list)
     stores: list[Operand | None] = field(default_factory=list)
@@ -64,11 +63,9 @@ class _Tile:
 
 def emit_gemm(em: Emitter, p: GemmPlan, a: Ref | list[Ref], packed: ir.Value,
               out: Ref | None,
-              epilogue: Epilogue | None = None, *, count: ir.Value | None = None,
-              step: ir.Value | None = None) -> None:
+              epilogue: Epilogue | None = None, *, step: ir.Value | None = None) -> None:
     """epilogue(a[..., K] @ B) with B read from its packed panels (see the docstring).
 
-    count: K at run time (the panels hold `count` rows).
     step: a loop's step index (i64), for a product of one row (a GEMV, whose panels stream
     from L2 every step; or rows known at run time, when they are one): odd steps walk the
     full panels and k in reverse order, so that a step starts on the panel rows the previous
@@ -77,7 +74,7 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref | list[Ref], packed: ir.Value,
     epi = epilogue or Epilogue()
     pieces = a if isinstance(a, list) else [a]
     a = pieces[0]
-    if len(pieces) > 1 and (count is not None or p.kc or not p.k.const
+    if len(pieces) > 1 and (p.kc or not p.k.const
                             or sum(_k_rows(x) for x in pieces) != p.k.c):
         raise LoweringError("a product of a split left operand needs K fixed and unblocked")
     lead = a.layout.shape[:-1]
@@ -99,11 +96,11 @@ def emit_gemm(em: Emitter, p: GemmPlan, a: Ref | list[Ref], packed: ir.Value,
         bases = [em.at(Ref(ptr, lay), idx) for ptr, lay in zip(ptrs, rows)]
         ops = [Operand(b, lay.strides[-1], w.strides[-1])
                for b, lay, w in zip(bases[na:], rows[na:], wide)]
-        tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], None, count)
+        tile = _Tile(bases[0], rows[0].strides[-1], a.layout.strides[-1], None)
         if na > 1:
             tile.pieces = [(b, lay.strides[-1], x.layout.strides[-1], _k_rows(x))
                            for b, lay, x in zip(bases, rows, pieces)]
-        if step is not None and count is None and p.k.const and (p.mr == 1 or not p.kc):
+        if step is not None and p.k.const and (p.mr == 1 or not p.kc):
             tile.flip = em.builder.trunc(step, ir.IntType(1))
             if p.mr > 1:        # rows known at run time: a GEMV's walk when there is one row
                 tile.one = em.builder.icmp_signed("==", em.lin(rows[0].shape[-1]),
@@ -162,8 +159,8 @@ def _block(em: Emitter, p: GemmPlan, begin, end, tile: _Tile, epi: Epilogue,
     static = isinstance(begin, int) and isinstance(end, int)
     i64 = (lambda v: ir.Constant(I64, v) if isinstance(v, int) else v)
     width = p.segments * p.seg_width
-    panel_floats = p.k * width if tile.count is None else em.mul(tile.count, width)
-    kc = p.kc if tile.count is None and tile.flip is None else 0
+    panel_floats = p.k * width
+    kc = p.kc if tile.flip is None else 0
     carry = None
     if kc:
         slots = (p.mc + p.mr) * p.segments * p.nv
@@ -239,10 +236,10 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, lanes: list[int], r: ir.V
         slot = [em.gep(part.carry, em.add(at, ir.Constant(I64, j))) for j in range(len(acc))]
         if part.load:
             acc = [bld.load(s) for s in slot]
-    static = tile.count is None and p.k.const
+    static = p.k.const
     if not (static and p.k.c == 0):
         a_rows = [em.gep(tile.a, em.mul(ri, tile.lda)) for ri in row]
-        count = em.lin(p.k) if tile.count is None else tile.count
+        count = em.lin(p.k)
         if part is not None:
             k0 = ir.Constant(I64, part.k0) if isinstance(part.k0, int) else part.k0
             a_rows = [em.gep(a, em.mul(k0, tile.ak)) for a in a_rows]

@@ -10,25 +10,25 @@ from ..per_step import per_step
 
 def static_values(nodes: tuple[Node, ...], params: Node | None) -> set[Node]:
     """The values computed from the parameters and constants alone."""
-    static: set[Node] = set()
-    for n in nodes:
-        if n is params or n.op in (Op.CONST, Op.FILL) or \
-                (n.op != Op.INPUT and n.inputs and all(x in static for x in n.inputs)):
-            static.add(n)
-    return static
+    return _closure(nodes, {params} if params is not None else set())
 
 
 def invariants(body: Graph, consts: set[Node], training: bool = False) -> set[Node]:
     """Body values that are the same at every step: consts, constants, and what they make
     (in training, not a dropout nor a loop holding one: their masks change with the step)."""
-    inv = set(consts)
-    for n in body.nodes:
+    return _closure(body.nodes, set(consts), training)
+
+
+def _closure(nodes: tuple[Node, ...], known: set[Node], training: bool = False) -> set[Node]:
+    """`known`, constants, and every value made of them alone, in place (`training`: never a
+    value that changes with the step)."""
+    for n in nodes:
         if training and per_step(n):
             continue
-        if n.op in (Op.CONST, Op.FILL) or (n.op != Op.INPUT and n.inputs
-                                            and all(x in inv for x in n.inputs)):
-            inv.add(n)
-    return inv
+        if n in known or n.op in (Op.CONST, Op.FILL) or \
+                (n.op != Op.INPUT and n.inputs and all(x in known for x in n.inputs)):
+            known.add(n)
+    return known
 
 
 __all__ = ["static_values", "invariants"]

@@ -89,8 +89,6 @@ class Emitter:
         return self.add(v, ir.Constant(I64, x.c))
 
     def _product(self, m: tuple[str, ...]) -> ir.Value:
-        if m == (BATCH, STEPS):
-            return self.builder.mul(self.batch, self.steps, flags=["nsw"])
         v = self.size(m[0])
         for d in m[1:]:
             v = self.builder.mul(v, self.size(d), flags=["nsw"])

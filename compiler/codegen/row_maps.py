@@ -32,7 +32,7 @@ def premaps(nodes: tuple[Node, ...], outputs: tuple[Node, ...], taken: set[Node]
     for n in nodes:
         g = n.inputs[1] if n.op == Op.NORMALIZE_GRAD else None
         if g is None or g.op != Op.FUSED or g in taken or n in taken or users[g] != 1 \
-                or g is n.inputs[0] or g.type.shape != n.type.shape or not _floats(g):
+                or g.type.shape != n.type.shape or not _floats(g):
             continue
         found[n] = g
     return found
@@ -45,15 +45,13 @@ def postmaps(nodes: tuple[Node, ...], outputs: tuple[Node, ...], taken: set[Node
     checks); the norms that map alone reads, which need not be stored)."""
     users = _users(nodes, outputs)
     found: dict[Node, Node] = {}
-    claimed: set[Node] = set()
     for f in nodes:
-        if f.op != Op.FUSED or f in taken or f in claimed or not _floats(f):
+        if f.op != Op.FUSED or f in taken or not _floats(f):
             continue
         for x in f.inputs:
             if x.op == Op.NORMALIZE and x not in taken and x not in found \
                     and x.type.shape == f.type.shape:
                 found[x] = f
-                claimed.add(f)
                 break
     return found, {x for x, f in found.items() if users[x] == f.inputs.count(x)}
 

@@ -18,7 +18,7 @@ from graphrnn.ir import Graph, Op
 
 from .emit_map import eval_body
 from .emit_pack import masked_load, masked_store
-from .irbuilder import FLAGS, I64, Emitter, Ref
+from .irbuilder import I64, Emitter, Ref
 from .strides import ZERO, Lin
 from .tiling import GemmPlan, registers
 
@@ -48,7 +48,6 @@ class Epilogue:
     refs: tuple[Ref, ...] = ()
     stages: tuple[Stage, ...] = ()
     stage_refs: tuple[Ref, ...] = ()
-    accumulate: bool = False            # out += (no stages): a block of a longer reduction
 
 
 
@@ -88,8 +87,6 @@ def finish_row(em: Emitter, p: GemmPlan, tile: Any, epi: Epilogue, row: ir.Value
             args.insert(epi.slot, v)
             v = eval_body(em, epi.first, args, vw)
         if not epi.stages:
-            if epi.accumulate:
-                v = em.builder.fadd(v, read(em, tile.out, row, at, vw, lanes), flags=FLAGS)
             write(em, v, tile.out, row, at, lanes)
         seg.append(v)
     done: list[ir.Value] = []
