@@ -62,7 +62,8 @@ class Group:
         return list(out)
 
 
-def _users(nodes: tuple[Node, ...]) -> dict[Node, list[Node]]:
+def readers(nodes: tuple[Node, ...]) -> dict[Node, list[Node]]:
+    """Each value's readers among `nodes` (a reader once however many times it reads it)."""
     users: dict[Node, list[Node]] = {}
     for n in nodes:
         for x in dict.fromkeys(n.inputs):
@@ -97,7 +98,7 @@ def find_groups(nodes: tuple[Node, ...], outputs: tuple[Node, ...],
     `absorbs`: FUSED node -> the matmul it takes as its first body (schedule's epilogues);
     `skip`: nodes computed elsewhere (inputs, loop invariants).
     """
-    users = _users(nodes)
+    users = readers(nodes)
     outs = set(outputs)
     head_of = {mm: f for f, mm in absorbs.items()}
     index = {n: i for i, n in enumerate(nodes)}
@@ -251,4 +252,4 @@ def schedule_units(nodes: tuple[Node, ...], groups: list[Group], clusters: list[
 
 
 __all__ = ["Group", "Cluster", "find_groups", "find_clusters", "order_units",
-           "schedule_units"]
+           "schedule_units", "readers"]

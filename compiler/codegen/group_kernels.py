@@ -16,7 +16,7 @@ from __future__ import annotations
 from graphrnn.ir import Node, Op
 
 from .emit_contract import contract_floats, contract_operands
-from .epilogue import Cluster, Group
+from .epilogue import Cluster, Group, readers
 from .kernel import Home, Kernel, computed
 from .schedule_state import ScheduleState
 from .strides import ONE, Layout, Lin
@@ -126,10 +126,7 @@ def split_operands(s: ScheduleState, nodes: tuple[Node, ...], outputs: tuple[Nod
     [.., K] (a joined step product's [x_t, h]): no kernel writes them, each product walks
     its k-loop over the pieces in turn (gemm.py, "split `a`"). Their pieces are float32 of
     fixed, nonzero widths, and the products' panels are walked whole (no k blocks)."""
-    users: dict[Node, list[Node]] = {}
-    for n in nodes:
-        for x in n.inputs:
-            users.setdefault(x, []).append(n)
+    users = readers(nodes)
     outs = set(outputs)
     found = set()
     for c in nodes:
