@@ -35,22 +35,22 @@ def eliminate_common_subexpressions(graph: Graph) -> Graph:
 
 def _key(n: Node) -> Hashable:
     return (n.op, tuple(id(x) for x in n.inputs), id(n.param.root()) if n.param else None,
-            n.type, tuple(sorted((k, _frozen(v)) for k, v in n.attrs.items())))
+            n.type, tuple(sorted((k, frozen(v)) for k, v in n.attrs.items())))
 
 
-def _frozen(v: Any) -> Hashable:
+def frozen(v: Any) -> Hashable:
     """A hashable stand-in for an attr value, equal exactly when the values are."""
     if isinstance(v, np.ndarray):
         return ("array", v.dtype.str, v.shape, v.tobytes())
     if isinstance(v, Graph):
         return ("graph", id(v))
     if isinstance(v, (list, tuple)):
-        return (type(v).__name__, tuple(_frozen(x) for x in v))
+        return (type(v).__name__, tuple(frozen(x) for x in v))
     if isinstance(v, dict):
-        return ("dict", tuple(sorted((k, _frozen(x)) for k, x in v.items())))
+        return ("dict", tuple(sorted((k, frozen(x)) for k, x in v.items())))
     if isinstance(v, float) and v != v:
         return ("nan",)
     return (type(v).__name__, v)
 
 
-__all__ = ["eliminate_common_subexpressions"]
+__all__ = ["eliminate_common_subexpressions", "frozen"]

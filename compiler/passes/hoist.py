@@ -50,6 +50,7 @@ from graphrnn.ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Op,
                          loop_operands, split)
 from graphrnn.ops import apply_rule
 
+from .cse import frozen
 from .loop_kinds import BULK, INV, SEQ, SEQ_RULES, STEP, SeqContext, classify, leaf_key
 from .rewrite import fresh_name, map_nodes, rewrite, with_inputs
 
@@ -94,7 +95,8 @@ def _cheap(body: Graph, n_consts: int) -> set[int]:
 
 def _key(op: Op, inputs: tuple[Node, ...], attrs: dict) -> tuple:
     """What makes two nodes of one graph the same computation (for `_twins`)."""
-    return op, tuple(id(x) for x in inputs), repr(sorted(attrs.items()))
+    return op, tuple(id(x) for x in inputs), tuple(sorted((k, frozen(v))
+                                                          for k, v in attrs.items()))
 
 
 def _twins(body: Graph, kind: dict[int, str], outer: dict[int, Node], ctx: SeqContext,
