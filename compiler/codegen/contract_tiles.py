@@ -30,10 +30,10 @@ from llvmlite import ir
 
 from .emit_pack import masked_load, masked_store
 from .irbuilder import FLAGS, I32, I64, Emitter, Ref
-from .kloop import counted_loop
+from .kloop import chained_loop, counted_loop, fma_step
 from .prefetch import prefetch_line
 from .strides import ONE, Lin
-from .tiling import GemmPlan, vectors_first
+from .tiling import GemmPlan
 
 LINE_FLOATS = 16                # floats per cache line
 TAIL_COLUMNS = 4               # at most this many last columns: with vectors along the rows
@@ -149,23 +149,7 @@ def _tail(em: Emitter, p: GemmPlan, mr: int, tile: ir.Value, panel: ir.Value, ou
         at = em.gep(panel, bld.mul(k, ir.Constant(I64, p.vw), flags=["nsw"]))
         return [em.fma(row, em.splat(em.load(em.gep(at, j)), w), acc[j])
                 for j in range(columns)]
-
-    def chained(kk: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
-        k0 = bld.mul(kk, ir.Constant(I64, TAIL_CHAINS), flags=["nsw"])
-        out: list[ir.Value] = []
-        for c in range(TAIL_CHAINS):
-            k = bld.add(k0, ir.Constant(I64, c), flags=["nsw"])
-            out += step(k, acc[c * columns:(c + 1) * columns])
-        return out
-    zero = em.const(0.0, w)
-    rounds = bld.sdiv(count, ir.Constant(I64, TAIL_CHAINS))
-    acc = counted_loop(em, ir.Constant(I64, 0), rounds, [zero] * (TAIL_CHAINS * columns),
-                       chained, True, label="ct_k")
-    total = acc[:columns]
-    for c in range(1, TAIL_CHAINS):
-        total = [bld.fadd(x, y, flags=FLAGS) for x, y in zip(total, acc[c * columns:])]
-    done = bld.mul(rounds, ir.Constant(I64, TAIL_CHAINS), flags=["nsw"])
-    total = counted_loop(em, done, count, total, step, True, label="ct_k")
+    total = chained_loop(em, count, [em.const(0.0, w)] * columns, step, TAIL_CHAINS, "ct_k")
     for j, v in enumerate(total):
         for i in range(mr):
             ptr = em.gep(out, em.add(em.lin(s_out * i), ir.Constant(I64, j)))
@@ -188,23 +172,8 @@ def _micro(em: Emitter, p: GemmPlan, mr: int, nv: int, widths: list[int], tile: 
             extra(k)
         kp = em.gep(panel, bld.mul(k, ir.Constant(I64, nv * vw), flags=["nsw"]))
         ka = em.gep(tile, bld.mul(k, ir.Constant(I64, p.mr), flags=["nsw"]))
-        new = list(acc)
-
-        def bcast(i: int) -> ir.Value:
-            return em.splat(em.load(em.gep(ka, i)), vw)
-        if vectors_first(mr, nv):
-            vs = [em.load(em.gep(kp, u * vw), vw) for u in range(nv)]
-            for i in range(mr):
-                b = bcast(i)
-                for u in range(nv):
-                    new[i * nv + u] = em.fma(b, vs[u], new[i * nv + u])
-        else:
-            bs = [bcast(i) for i in range(mr)]
-            for u in range(nv):
-                v = em.load(em.gep(kp, u * vw), vw)
-                for i in range(mr):
-                    new[i * nv + u] = em.fma(bs[i], v, new[i * nv + u])
-        return new
+        return fma_step(em, mr, nv, acc, lambda i: em.splat(em.load(em.gep(ka, i)), vw),
+                        lambda u: em.load(em.gep(kp, u * vw), vw))
     # the block's sum is added to out after (a sum per block, then the blocks' sums: less
     # rounding than one running sum over all of M)
     acc = counted_loop(em, ir.Constant(I64, 0), count, acc, step, False, label="ct_k")

@@ -105,30 +105,46 @@ def _kloop(em: Emitter, a_rows: list[ir.Value], ak, panel: ir.Value, nvec: int, 
     def step(k: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
         kk = k if reverse is None else bld.sub(ir.Constant(I64, reverse - 1), k, flags=["nsw"])
         kp = em.gep(panel, bld.mul(kk, ir.Constant(I64, nvec * vw), flags=["nsw"]))
-        new = list(acc)
-
-        def bcast(i: int) -> ir.Value:
-            return em.splat(em.load(em.gep(a_rows[i], em.mul(kk, ak))), vw)
-        if vectors_first(mr, nvec):
-            # e.g. a GRU's 4 x 3 tile in 16 ymm: 12 accumulators, 3 panel vectors, 1 broadcast
-            bvs = [em.load(em.gep(kp, v * vw), vw) for v in range(nvec)]
-            for i in range(mr):
-                b = bcast(i)
-                for v in range(nvec):
-                    new[i * nvec + v] = em.fma(b, bvs[v], new[i * nvec + v])
-        else:
-            bs = [bcast(i) for i in range(mr)]
-            for v in range(nvec):
-                bv = em.load(em.gep(kp, v * vw), vw)
-                for i in range(mr):
-                    new[i * nvec + v] = em.fma(bs[i], bv, new[i * nvec + v])
-        return new
+        return fma_step(em, mr, nvec, acc,
+                        lambda i: em.splat(em.load(em.gep(a_rows[i], em.mul(kk, ak))), vw),
+                        lambda v: em.load(em.gep(kp, v * vw), vw))
 
     if chains == 1:
         return counted_loop(em, ir.Constant(I64, 0), count, init, step, may_be_empty)
+    return chained_loop(em, count, init, step, chains)
+
+
+def fma_step(em: Emitter, mr: int, nv: int, acc: list[ir.Value],
+             bcast: Callable[[int], ir.Value], vector: Callable[[int], ir.Value]
+             ) -> list[ir.Value]:
+    """One k-step of an MR x NV tile: acc[i * nv + v] += bcast(i) * vector(v), in the order
+    tiling.vectors_first picks (the loads emitted where their registers are free)."""
+    new = list(acc)
+    if vectors_first(mr, nv):
+        # e.g. a GRU's 4 x 3 tile in 16 ymm: 12 accumulators, 3 panel vectors, 1 broadcast
+        vs = [vector(v) for v in range(nv)]
+        for i in range(mr):
+            b = bcast(i)
+            for v in range(nv):
+                new[i * nv + v] = em.fma(b, vs[v], new[i * nv + v])
+    else:
+        bs = [bcast(i) for i in range(mr)]
+        for v in range(nv):
+            bv = vector(v)
+            for i in range(mr):
+                new[i * nv + v] = em.fma(bs[i], bv, new[i * nv + v])
+    return new
+
+
+def chained_loop(em: Emitter, count: ir.Value, init: list[ir.Value],
+                 step: Callable[[ir.Value, list[ir.Value]], list[ir.Value]], chains: int,
+                 label: str = "mm_k") -> list[ir.Value]:
+    """for k in range(count): values = step(k, values), as `chains` consecutive k-steps per
+    iteration, each into its own copy of the values (the first from init, the others from
+    zero), added together after; the count % chains k-steps left run one at a time."""
+    bld = em.builder
     n = len(init)
-    lanes = init[0].type.count
-    zero = ir.Constant(init[0].type, [0.0] * lanes)
+    zero = ir.Constant(init[0].type, [0.0] * init[0].type.count)
     rounds = bld.sdiv(count, ir.Constant(I64, chains))
 
     def round_(j: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
@@ -139,12 +155,12 @@ def _kloop(em: Emitter, a_rows: list[ir.Value], ak, panel: ir.Value, nvec: int, 
             out += step(k, acc[c * n:(c + 1) * n])
         return out
     acc = counted_loop(em, ir.Constant(I64, 0), rounds, list(init) + [zero] * (n * (chains - 1)),
-                   round_, True)
+                       round_, True, label)
     total = acc[:n]
     for c in range(1, chains):
         total = [bld.fadd(t, a, flags=FLAGS) for t, a in zip(total, acc[c * n:(c + 1) * n])]
     done = bld.mul(rounds, ir.Constant(I64, chains), flags=["nsw"])
-    return counted_loop(em, done, count, total, step, True)
+    return counted_loop(em, done, count, total, step, True, label)
 
 
 def counted_loop(em: Emitter, start: ir.Value, count: ir.Value, init: list[ir.Value],
@@ -185,4 +201,4 @@ def counted_loop(em: Emitter, start: ir.Value, count: ir.Value, init: list[ir.Va
     return out
 
 
-__all__ = ["emit_kloop", "emit_kloop_parts", "counted_loop"]
+__all__ = ["emit_kloop", "emit_kloop_parts", "counted_loop", "chained_loop", "fma_step"]
