@@ -135,12 +135,8 @@ class _Scheduler(ScheduleState):
     def level(self, nodes: tuple[Node, ...], claims: dict[Node, Home],
               skip: set[Node], outputs: tuple[Node, ...]) -> list[Kernel]:
         groups = self.analyse(nodes, outputs, skip)
-        outer = self.epilogues, self.skip
-        self.epilogues, self.skip = self.level_epilogues[nodes], skip
-        try:
+        with self.at_level(nodes, skip):
             return self._level(nodes, groups, claims, skip, outputs)
-        finally:
-            self.epilogues, self.skip = outer
 
     def _level(self, nodes: tuple[Node, ...], groups: list[Group], claims: dict[Node, Home],
                skip: set[Node], outputs: tuple[Node, ...]) -> list[Kernel]:
@@ -314,12 +310,10 @@ class _Scheduler(ScheduleState):
         inv = invariants(body, set(b_consts), self.training)
         inputs = set(body.inputs)
         self.analyse(body.nodes, body.outputs, inv | inputs)
-        outer = self.epilogues, self.skip
-        self.epilogues, self.skip = self.level_epilogues[body.nodes], inv
-        for bn in body.nodes:
-            if bn in inv and bn not in inputs:
-                prologue.extend(self.node(bn, None))
-        self.epilogues, self.skip = outer
+        with self.at_level(body.nodes, inv):
+            for bn in body.nodes:
+                if bn in inv and bn not in inputs:
+                    prologue.extend(self.node(bn, None))
         for bn in body.nodes:
             if bn.op == Op.MATMUL and bn not in inv and bn.inputs[1] in inv:
                 prologue.append(self.pack(bn, self.tick()))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from contextlib import contextmanager
+from typing import Iterator
 
 from graphrnn.ir import Node, Op
 
@@ -47,6 +49,17 @@ class ScheduleState:
         self.splits: set[Node] = set()              # concatenations never written (pieces read)
 
     # -- bookkeeping
+    @contextmanager
+    def at_level(self, nodes: tuple[Node, ...], skip: set[Node]) -> Iterator[None]:
+        """Within: `epilogues` and `skip` are those of the level of `nodes` (analysed before),
+        the outer level's again after."""
+        outer = self.epilogues, self.skip
+        self.epilogues, self.skip = self.level_epilogues[nodes], skip
+        try:
+            yield
+        finally:
+            self.epilogues, self.skip = outer
+
     def tick(self) -> int:
         self.pos += 1
         return self.pos
