@@ -25,12 +25,6 @@ def time_axis(types: Sequence[TensorType | None], batch: Collection[str]
                  for a, d in enumerate(t.shape) if isinstance(d, str) and d not in batch), None)
 
 
-def time_symbol(types: Sequence[TensorType | None], batch: Collection[str]) -> str | None:
-    """The time symbol (see `time_axis`), or None."""
-    found = time_axis(types, batch)
-    return None if found is None else types[found[0]].shape[found[1]]
-
-
 def time_symbols(types: Sequence[TensorType | None], batch: Collection[str]) -> list[str]:
     """Every symbol that is not a batch symbol, in order of first appearance: the time (see
     `time_axis`) first."""
@@ -38,4 +32,4 @@ def time_symbols(types: Sequence[TensorType | None], batch: Collection[str]) -> 
                               if isinstance(d, str) and d not in batch))
 
 
-__all__ = ["batch_symbols", "time_axis", "time_symbol", "time_symbols"]
+__all__ = ["batch_symbols", "time_axis", "time_symbols"]

@@ -24,7 +24,7 @@ from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
-from .axes import batch_symbols, time_symbol, time_symbols
+from .axes import batch_symbols, time_symbols
 from .ir import GraphError, InputError, LoweringError, Node, TensorType
 from .runtime.program import as_input, describe
 
@@ -94,8 +94,7 @@ def signature(xs: Sequence[Node], inputs: Sequence[Any], *, n_user: int, fixed_t
                          f"{len(inputs) - (len(xs) - n_user)}")
     declared = [x.type for x in xs]
     symbols = batch_symbols(declared)
-    time = None if fixed_time else time_symbol(declared, symbols)
-    extra = {} if fixed_time else more_times(declared, symbols)
+    time, extra = _times(declared, symbols, fixed_time)
     arrays = [_array(x, t, v) for x, t, v in zip(xs, declared, inputs)]
     if levels is not None and levels.batches and level < SPECIALISED:
         rows = sizes_of(declared, arrays, time)[0]
@@ -210,9 +209,9 @@ def general_types(xs: Sequence[Node], fixed_time: bool = False) -> tuple[TensorT
             raise InputError(f"input {x.name} has no declared type: declare it "
                              "(gr.Input(\"B\", \"T\", ...)) to compile without example inputs")
     symbols = batch_symbols(declared)
-    time = None if fixed_time else time_symbol(declared, symbols)
+    time, extra = _times(declared, symbols, fixed_time)
     batch = next((t.shape[0] for t in declared if t.rank and t.shape[0] in symbols), None)
-    rename = {**({} if fixed_time else more_times(declared, symbols)), batch: BATCH, time: TIME}
+    rename = {**extra, batch: BATCH, time: TIME}
     out = []
     for x, t in zip(xs, declared):
         for d in t.shape:
@@ -227,7 +226,14 @@ def general_types(xs: Sequence[Node], fixed_time: bool = False) -> tuple[TensorT
 def more_times(declared: Sequence[TensorType | None], batch: Collection[str]
                ) -> dict[str, str]:
     """{symbol: T2, T3, ...} for the time symbols after the first (axes.time_symbols)."""
-    return {d: f"T{k + 2}" for k, d in enumerate(time_symbols(declared, batch)[1:])}
+    return _times(declared, batch, False)[1]
+
+
+def _times(declared: Sequence[TensorType | None], batch: Collection[str], fixed_time: bool
+           ) -> tuple[str | None, dict[str, str]]:
+    """(the time symbol or None, more_times), from one scan; (None, {}) with a fixed time."""
+    names = [] if fixed_time else time_symbols(declared, batch)
+    return (names[0] if names else None), {d: f"T{k + 2}" for k, d in enumerate(names[1:])}
 
 
 def check_dims(name: str, value: Any) -> None:
