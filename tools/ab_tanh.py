@@ -1,0 +1,61 @@
+"""The large forward rows with the tanh before and the current one, in one process.
+
+    python tools/ab_tanh.py [host|avx2] [cpu]
+
+Builds graphrnn.bench's RNN, LSTM and GRU layers at (64, 100, 512, 512), compiles each twice
+(emit_map's tanh switched to tools/check_tanh.py's `old_tanh` for one, each with a kernel
+cache of its own, since the program cache key does not see the switch), and times the two
+programs alternately: CPU time of calls totalling >= 0.25 s, 9 rounds, bound to one CPU
+(default 1). Prints the medians, new / old, and the largest difference of their outputs.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import graphrnn as gr
+import graphrnn.compiler.codegen.emit_map as emit_map
+from graphrnn.bench.peers import build_layer
+from graphrnn.runtime.cache import KernelCache
+
+GFLOP = {"rnn": 6.7109, "lstm": 26.8435, "gru": 20.1327}
+
+
+def main() -> None:
+    isa = sys.argv[1] if len(sys.argv) > 1 else "host"
+    os.sched_setaffinity(0, {int(sys.argv[2]) if len(sys.argv) > 2 else 1})
+    new_tanh = emit_map.emit_tanh
+    sys.path.insert(0, str(Path(__file__).resolve().parent))   # check_tanh.py, beside this
+    old_tanh = importlib.import_module("check_tanh").old_tanh
+    x = np.random.default_rng(0).standard_normal((64, 100, 512)).astype(np.float32)
+    for cell in GFLOP:
+        model = build_layer(cell, 512, 512)
+        programs = {}
+        for name, emit in (("old", old_tanh), ("new", new_tanh)):
+            emit_map.emit_tanh = emit         # read when the program is built, at its first call
+            programs[name] = gr.compile(model, isa=isa, cache=KernelCache(tempfile.mkdtemp()))
+            programs[name](x)
+        emit_map.emit_tanh = new_tanh
+        diff = np.abs(programs["old"](x) - programs["new"](x)).max()
+        times: dict[str, list[float]] = {name: [] for name in programs}
+        for _ in range(9):
+            for name, program in programs.items():
+                calls, start = 0, time.thread_time()
+                while time.thread_time() - start < 0.25:
+                    program(x)
+                    calls += 1
+                times[name].append((time.thread_time() - start) / calls * 1e3)
+        old, new = np.median(times["old"]), np.median(times["new"])
+        print(f"{isa} {cell}: old {old:.2f} ms ({GFLOP[cell] * 1e3 / old:.0f} GFLOP/s), new {new:.2f} "
+              f"ms ({GFLOP[cell] * 1e3 / new:.0f} GFLOP/s), new / old {new / old:.3f}; outputs differ "
+              f"by {diff:.2g} at most", flush=True)
+
+
+if __name__ == "__main__":
+    main()
