@@ -52,9 +52,9 @@ def main() -> None:
                     calls += 1
                 times[name].append((time.thread_time() - start) / calls * 1e3)
         old, new = np.median(times["old"]), np.median(times["new"])
-        print(f"{isa} {cell}: old {old:.2f} ms ({GFLOP[cell] * 1e3 / old:.0f} GFLOP/s), new {new:.2f} "
-              f"ms ({GFLOP[cell] * 1e3 / new:.0f} GFLOP/s), new / old {new / old:.3f}; outputs differ "
-              f"by {diff:.2g} at most", flush=True)
+        rates = [f"{t:.2f} ms ({GFLOP[cell] * 1e3 / t:.0f} GFLOP/s)" for t in (old, new)]
+        print(f"{isa} {cell}: old {rates[0]}, new {rates[1]}, new / old {new / old:.3f}; "
+              f"outputs differ by {diff:.2g} at most", flush=True)
 
 
 if __name__ == "__main__":
