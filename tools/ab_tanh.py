@@ -1,8 +1,8 @@
 """The large forward rows with the tanh before and the current one, in one process.
 
-    python tools/ab_tanh.py [host|avx2] [cpu]
+    python tools/ab_tanh.py [host|avx2] [cpu] [B,T,D,H]
 
-Builds graphrnn.bench's RNN, LSTM and GRU layers at (64, 100, 512, 512), compiles each twice
+Builds graphrnn.bench's RNN, LSTM and GRU layers (default (64, 100, 512, 512)), compiles each twice
 (emit_map's tanh switched to tools/check_tanh.py's `old_tanh` for one, each with a kernel
 cache of its own, since the program cache key does not see the switch), and times the two
 programs alternately: CPU time of calls totalling >= 0.25 s, 9 rounds, bound to one CPU
@@ -21,11 +21,9 @@ import numpy as np
 
 import graphrnn as gr
 import graphrnn.compiler.codegen.emit_map as emit_map
+from graphrnn.bench.configs import CELLS, flops, parse_config
 from graphrnn.bench.peers import build_layer
 from graphrnn.runtime.cache import KernelCache
-
-GFLOP = {"rnn": 6.7109, "lstm": 26.8435, "gru": 20.1327}
-
 
 def main() -> None:
     isa = sys.argv[1] if len(sys.argv) > 1 else "host"
@@ -33,9 +31,10 @@ def main() -> None:
     new_tanh = emit_map.emit_tanh
     sys.path.insert(0, str(Path(__file__).resolve().parent))   # check_tanh.py, beside this
     old_tanh = importlib.import_module("check_tanh").old_tanh
-    x = np.random.default_rng(0).standard_normal((64, 100, 512)).astype(np.float32)
-    for cell in GFLOP:
-        model = build_layer(cell, 512, 512)
+    b, t, d, h = parse_config(sys.argv[3]) if len(sys.argv) > 3 else (64, 100, 512, 512)
+    x = np.random.default_rng(0).standard_normal((b, t, d)).astype(np.float32)
+    for cell in CELLS:
+        model = build_layer(cell, d, h)
         programs = {}
         for name, emit in (("old", old_tanh), ("new", new_tanh)):
             emit_map.emit_tanh = emit         # read when the program is built, at its first call
@@ -52,9 +51,10 @@ def main() -> None:
                     calls += 1
                 times[name].append((time.thread_time() - start) / calls * 1e3)
         old, new = np.median(times["old"]), np.median(times["new"])
-        rates = [f"{t:.2f} ms ({GFLOP[cell] * 1e3 / t:.0f} GFLOP/s)" for t in (old, new)]
-        print(f"{isa} {cell}: old {rates[0]}, new {rates[1]}, new / old {new / old:.3f}; "
-              f"outputs differ by {diff:.2g} at most", flush=True)
+        gflop = flops(cell, (b, t, d, h), "forward") / 1e9
+        rates = [f"{ms:.3f} ms ({gflop * 1e3 / ms:.0f} GFLOP/s)" for ms in (old, new)]
+        print(f"{isa} {cell} {(b, t, d, h)}: old {rates[0]}, new {rates[1]}, "
+              f"new / old {new / old:.3f}; outputs differ by {diff:.2g} at most", flush=True)
 
 
 if __name__ == "__main__":
