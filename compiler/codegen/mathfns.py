@@ -7,7 +7,7 @@ serves vector kernels and scalar tails and the loop vectorizer can widen it. Lib
 called: a scalar ``expf`` per element was measured 5x slower than these polynomials.
 
 The exp and log polynomials are the Cephes single-precision ones; tanh's is fitted by
-tools/fit_tanh.py and checked over every float32 by tools/check_tanh.py. Special values
+tools/fit_tanh.py and checked over every float32 by tools/check_mathfns.py. Special values
 follow C99: NaN in gives NaN out, exp(+inf) = +inf, exp(-inf) = 0, sigmoid(+-inf) = 1 / 0,
 tanh(+-inf) = +-1, tanh(+-0) = +-0, log(0) = -inf, log(x < 0) = NaN, log(+inf) = +inf.
 
@@ -38,6 +38,8 @@ _EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
              4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
 # tanh(u) = u + u^3 P(u^2) for |u| <= ln(2) / 4: a minimax fit of the relative error, 1.9e-10
 # with these float32 coefficients (tools/fit_tanh.py 3 0 0.1734)
+# the exp polynomial in -r: exp(-s) = 1 - s + s^2 P(-s), odd powers of P negated
+_EXP_POLY_NEG = tuple(c * (-1) ** (len(_EXP_POLY) - 1 - k) for k, c in enumerate(_EXP_POLY))
 _TANH_POLY = (-5.27040809e-02, 1.33311123e-01, -3.33333224e-01)
 _LOG_POLY = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
              1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
@@ -129,16 +131,6 @@ def _exp_reduced(builder: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value
     return n, builder.fadd(p, _like(x, 1.0), flags=FLAGS)
 
 
-def _exp_fast(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """exp(x), except that results below FLT_MIN become FLT_MIN and those above 2**127 may be inf.
-
-    Enough for sigmoid and tanh, which only divide by 1 + exp(.): the division is exact
-    (no ``ninf`` flag, so no reciprocal estimate), hence 1 / inf = 0.
-    """
-    n, p = _exp_reduced(builder, _clamp(builder, x, _FAST_EXP_LO, _FAST_EXP_HI))
-    return builder.fmul(p, _pow2(builder, n), flags=FLAGS)
-
-
 def emit_exp(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """exp(x) over the whole float32 range, subnormal results and overflow to inf included.
 
@@ -154,11 +146,26 @@ def emit_exp(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 
 def emit_sigmoid(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """1 / (1 + exp(-x))."""
+    """1 / (1 + exp(-x)) with exp(-x) = 2**n exp(r): n = rint(-x log2 e), exp(r) by polynomial.
+
+    -x is clamped to [-87.34, 89], so n is in [-126, 128]: 2**128 is +inf, and the division
+    (exact: no ``arcp``) gives 1 / inf = 0. 1 + 2**n exp(r) is one fma (one rounding).
+    """
     _check_type(x)
-    e = _exp_fast(builder, builder.fneg(x, flags=FLAGS))
+    xc = _clamp(builder, x, -_FAST_EXP_HI, -_FAST_EXP_LO)
+    # n + 1.5 * 2**23 in one rounding: n's bits are the low mantissa bits (see _MAGIC)
+    magic = _fma(builder, xc, _like(x, -LOG2E), _like(x, _MAGIC))
+    n = builder.fsub(magic, _like(x, _MAGIC), flags=FLAGS)
+    # s = -r = x + n ln 2 (Cody-Waite), so that -x is never formed; exp(r) = exp(-s)
+    s = _fma(builder, n, _like(x, LN2_HI), xc)
+    s = _fma(builder, n, _like(x, LN2_LO), s)
+    s2 = builder.fmul(s, s, flags=FLAGS)
+    p = _fma(builder, _horner(builder, s, _EXP_POLY_NEG), s2, builder.fneg(s))
+    p = builder.fadd(p, _like(x, 1.0), flags=FLAGS)
+    bits = builder.add(builder.bitcast(magic, _int_type(x)), _like(x, 127 - _MAGIC_BITS, _I32))
+    two_n = builder.bitcast(builder.shl(bits, _like(x, 23, _I32)), x.type)
     one = _like(x, 1.0)
-    return builder.fdiv(one, builder.fadd(one, e, flags=FLAGS), flags=FLAGS)
+    return builder.fdiv(one, _fma(builder, p, two_n, one))
 
 
 def emit_tanh(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:

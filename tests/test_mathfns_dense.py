@@ -1,7 +1,8 @@
-"""The inline tanh on a dense sample of every binade of float32 (tools/check_tanh.py runs all
-2^31 positive values): within 2 ulp of the correctly rounded result, odd to the bit, exact for
-subnormals, +-0 / +-inf / NaN kept; compiled in a map kernel and in a gr.compile'd model, whose
-gradient 1 - y^2 follows."""
+"""The inline tanh and sigmoid on a dense sample of every binade of float32
+(tools/check_mathfns.py runs every value): within 2 ulp of the correctly rounded result; tanh
+odd to the bit, exact for subnormals, +-0 / +-inf / NaN kept, in a map kernel and in a
+gr.compile'd model, whose gradient 1 - y^2 follows; sigmoid of full relative accuracy down to
+its smallest normal results."""
 from __future__ import annotations
 
 import ctypes
@@ -12,7 +13,7 @@ from llvmlite import ir
 
 import graphrnn as gr
 from graphrnn import nn
-from graphrnn.compiler.codegen.mathfns import emit_tanh
+from graphrnn.compiler.codegen.mathfns import emit_sigmoid, emit_tanh
 from graphrnn.isa import host_isa, resolve_isa
 from graphrnn.runtime.jit import Engine
 from test_mathfns import FLT_MIN, _build_apply
@@ -24,12 +25,12 @@ if {"avx2", "fma"} <= host_isa().enabled:
 MAX_ULPS = 2
 
 
-def _tanh_kernel(isa: str, width: int):
-    module = ir.Module("tanh_test")
-    _build_apply(module, "tanh", emit_tanh, width)
+def _kernel(isa: str, width: int, emit=emit_tanh):
+    module = ir.Module("dense_test")
+    _build_apply(module, "apply", emit, width)
     engine = Engine(resolve_isa(isa))
     library = engine.load(engine.compile_to_object(str(module)).obj)
-    fn = library.function("tanh", None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    fn = library.function("apply", None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 
     def run(x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -61,7 +62,7 @@ def sample():
 @pytest.mark.parametrize("isa,width", ISAS)
 def test_within_two_ulps_and_odd(sample, isa, width):
     x, ref = sample
-    tanh = _tanh_kernel(isa, width)
+    tanh = _kernel(isa, width)
     y = tanh(x)
     ref32 = ref.astype(np.float32)
     normal = ref >= FLT_MIN
@@ -76,7 +77,7 @@ def test_within_two_ulps_and_odd(sample, isa, width):
 
 @pytest.mark.parametrize("isa,width", ISAS)
 def test_special_values(isa, width):
-    tanh = _tanh_kernel(isa, width)
+    tanh = _kernel(isa, width)
     x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45, 1e-40, 9.5, 9.02,
                   3.4028235e38, -3.4028235e38] * 2, dtype=np.float32)
     y = tanh(x)
@@ -84,6 +85,25 @@ def test_special_values(isa, width):
                      -1] * 2, dtype=np.float32)
     np.testing.assert_array_equal(y, want)
     np.testing.assert_array_equal(np.signbit(y[:2]), [False, True])
+
+
+@pytest.mark.parametrize("isa,width", ISAS)
+def test_sigmoid_within_two_ulps(sample, isa, width):
+    sigmoid = _kernel(isa, width, emit_sigmoid)
+    x = np.concatenate([sample[0], -sample[0]])
+    y = sigmoid(x)
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(x.astype(np.float64)))
+    ref = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    ref32 = ref.astype(np.float32)
+    normal = ref >= FLT_MIN                 # down to x = -87.3: sigmoid(-80) = 1.8e-35
+    ulps = np.abs(y.view(np.int32).astype(np.int64) - ref32.view(np.int32))
+    worst = int(np.argmax(np.where(normal, ulps, -1)))
+    assert ulps[worst] <= MAX_ULPS, f"sigmoid({x[worst]!r}) = {y[worst]!r}, exact {ref[worst]!r}"
+    assert np.abs(y[~normal] - ref[~normal]).max() <= FLT_MIN
+    np.testing.assert_array_equal(sigmoid(np.array([np.inf, -np.inf, 0.0, -0.0, np.nan, -200.0,
+                                                     100.0], dtype=np.float32)),
+                                  np.array([1, 0, 0.5, 0.5, np.nan, 0, 1], dtype=np.float32))
 
 
 def test_compiled_model_and_its_gradient():

@@ -1,12 +1,12 @@
-"""The large forward rows with the tanh before and the current one, in one process.
+"""Forward rows with the tanh and sigmoid before and the current ones, in one process.
 
-    python tools/ab_tanh.py [host|avx2] [cpu] [B,T,D,H]
+    python tools/ab_mathfns.py [host|avx2] [cpu] [B,T,D,H]
 
-Builds graphrnn.bench's RNN, LSTM and GRU layers (default (64, 100, 512, 512)), compiles each twice
-(emit_map's tanh switched to tools/check_tanh.py's `old_tanh` for one, each with a kernel
-cache of its own, since the program cache key does not see the switch), and times the two
-programs alternately: CPU time of calls totalling >= 0.25 s, 9 rounds, bound to one CPU
-(default 1). Prints the medians, new / old, and the largest difference of their outputs.
+Builds graphrnn.bench's RNN, LSTM and GRU layers (default (64, 100, 512, 512)), compiles each
+twice (emit_map's tanh and sigmoid switched to tools/check_mathfns.py's `old_tanh` and
+`old_sigmoid` for one, each with a kernel cache of its own, since the program cache key does
+not see the switch), and times the two programs alternately: CPU time of calls totalling
+>= 0.25 s, 9 rounds, bound to one CPU (default 1). Prints the medians, new / old, and the largest difference of their outputs.
 """
 from __future__ import annotations
 
@@ -28,19 +28,21 @@ from graphrnn.runtime.cache import KernelCache
 def main() -> None:
     isa = sys.argv[1] if len(sys.argv) > 1 else "host"
     os.sched_setaffinity(0, {int(sys.argv[2]) if len(sys.argv) > 2 else 1})
-    new_tanh = emit_map.emit_tanh
-    sys.path.insert(0, str(Path(__file__).resolve().parent))   # check_tanh.py, beside this
-    old_tanh = importlib.import_module("check_tanh").old_tanh
+    new = (emit_map.emit_tanh, emit_map.emit_sigmoid)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))   # check_mathfns.py, beside this
+    check = importlib.import_module("check_mathfns")
+    old = (check.old_tanh, check.old_sigmoid)
     b, t, d, h = parse_config(sys.argv[3]) if len(sys.argv) > 3 else (64, 100, 512, 512)
     x = np.random.default_rng(0).standard_normal((b, t, d)).astype(np.float32)
     for cell in CELLS:
         model = build_layer(cell, d, h)
         programs = {}
-        for name, emit in (("old", old_tanh), ("new", new_tanh)):
-            emit_map.emit_tanh = emit         # read when the program is built, at its first call
+        for name, emit in (("old", old), ("new", new)):
+            # read when the program is built, at its first call
+            emit_map.emit_tanh, emit_map.emit_sigmoid = emit
             programs[name] = gr.compile(model, isa=isa, cache=KernelCache(tempfile.mkdtemp()))
             programs[name](x)
-        emit_map.emit_tanh = new_tanh
+        emit_map.emit_tanh, emit_map.emit_sigmoid = new
         diff = np.abs(programs["old"](x) - programs["new"](x)).max()
         times: dict[str, list[float]] = {name: [] for name in programs}
         for _ in range(9):
