@@ -28,21 +28,21 @@ from graphrnn.runtime.cache import KernelCache
 def main() -> None:
     isa = sys.argv[1] if len(sys.argv) > 1 else "host"
     os.sched_setaffinity(0, {int(sys.argv[2]) if len(sys.argv) > 2 else 1})
-    new = (emit_map.emit_tanh, emit_map.emit_sigmoid)
+    current = (emit_map.emit_tanh, emit_map.emit_sigmoid)
     sys.path.insert(0, str(Path(__file__).resolve().parent))   # check_mathfns.py, beside this
     check = importlib.import_module("check_mathfns")
-    old = (check.old_tanh, check.old_sigmoid)
+    before = (check.old_tanh, check.old_sigmoid)
     b, t, d, h = parse_config(sys.argv[3]) if len(sys.argv) > 3 else (64, 100, 512, 512)
     x = np.random.default_rng(0).standard_normal((b, t, d)).astype(np.float32)
     for cell in CELLS:
         model = build_layer(cell, d, h)
         programs = {}
-        for name, emit in (("old", old), ("new", new)):
+        for name, emit in (("old", before), ("new", current)):
             # read when the program is built, at its first call
             emit_map.emit_tanh, emit_map.emit_sigmoid = emit
             programs[name] = gr.compile(model, isa=isa, cache=KernelCache(tempfile.mkdtemp()))
             programs[name](x)
-        emit_map.emit_tanh, emit_map.emit_sigmoid = new
+        emit_map.emit_tanh, emit_map.emit_sigmoid = current
         diff = np.abs(programs["old"](x) - programs["new"](x)).max()
         times: dict[str, list[float]] = {name: [] for name in programs}
         for _ in range(9):
