@@ -6,9 +6,10 @@ returns a value of the same type, built from plain arithmetic, selects and the i
 serves vector kernels and scalar tails and the loop vectorizer can widen it. Libm is never
 called: a scalar ``expf`` per element was measured 5x slower than these polynomials.
 
-The polynomials are the Cephes single-precision ones. Special values follow C99: NaN in
-gives NaN out, exp(+inf) = +inf, exp(-inf) = 0, sigmoid(+-inf) = 1 / 0, tanh(+-inf) = +-1,
-log(0) = -inf, log(x < 0) = NaN, log(+inf) = +inf.
+The exp and log polynomials are the Cephes single-precision ones; tanh's is fitted by
+tools/fit_tanh.py and checked over every float32 by tools/check_mathfns.py. Special values
+follow C99: NaN in gives NaN out, exp(+inf) = +inf, exp(-inf) = 0, sigmoid(+-inf) = 1 / 0,
+tanh(+-inf) = +-1, tanh(+-0) = +-0, log(0) = -inf, log(x < 0) = NaN, log(+inf) = +inf.
 
 Fast-math flags are limited to ``nsz arcp afn``: ``nnan``/``ninf`` would make the special
 values unobservable, ``reassoc`` lets LLVM undo the Cody-Waite reduction, and ``contract``
@@ -35,8 +36,11 @@ _MAGIC_BITS = 0x4B400000
 
 _EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
              4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
-_TANH_POLY = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
-              1.33314422036e-1, -3.33332819422e-1)
+# the exp polynomial in -r: exp(-s) = 1 - s + s^2 P(-s), odd powers of P negated
+_EXP_POLY_NEG = tuple(c * (-1) ** (len(_EXP_POLY) - 1 - k) for k, c in enumerate(_EXP_POLY))
+# tanh(u) = u + u^3 P(u^2) for |u| <= ln(2) / 4: a minimax fit of the relative error, 1.9e-10
+# with these float32 coefficients (tools/fit_tanh.py 3 0 0.1734)
+_TANH_POLY = (-5.27040809e-02, 1.33311123e-01, -3.33333224e-01)
 _LOG_POLY = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
              1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
              3.3333331174e-1)
@@ -44,9 +48,10 @@ _LOG_POLY = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-
 # exp(x) is 0 in float32 below -103.97 and +inf above 88.7228; the clamp keeps n = rint(x
 # log2 e) inside [-162, 128], where 2**n is exact as a product of two normal powers of two.
 _EXP_LO, _EXP_HI = -112.0, 89.0
-# Single-power variant for sigmoid and tanh: n in [-126, 128], where n = 128 encodes +inf.
+# Single-power variant for sigmoid: n in [-126, 128], where n = 128 encodes +inf.
 _FAST_EXP_LO, _FAST_EXP_HI = -87.33654, 89.0
-_TANH_SMALL = 0.625
+_TANH_CLAMP = 9.2
+_HALF_LN2 = 0.34657359027997264
 _SQRT_HALF = 0.707106781186547524
 _FLT_MIN = 1.17549435e-38
 
@@ -116,6 +121,20 @@ def _pow2(builder: ir.IRBuilder, n: ir.Value) -> ir.Value:
     return builder.bitcast(builder.shl(biased, _like(n, 23, _I32)), n.type)
 
 
+def _rint_magic(builder: ir.IRBuilder, x: ir.Value, scale: float) -> tuple[ir.Value, ir.Value]:
+    """(m, n) with n = rint(x * scale) and m = n + 1.5 * 2**23, in one rounding: n's bits are
+    m's low mantissa bits (see _MAGIC), for `_pow2_magic`."""
+    magic = _fma(builder, x, _like(x, scale), _like(x, _MAGIC))
+    return magic, builder.fsub(magic, _like(x, _MAGIC), flags=FLAGS)
+
+
+def _pow2_magic(builder: ir.IRBuilder, magic: ir.Value) -> ir.Value:
+    """2**n from `_rint_magic`'s m, for n in [-126, 127] (n = 128 gives +inf)."""
+    bits = builder.add(builder.bitcast(magic, _int_type(magic)),
+                       _like(magic, 127 - _MAGIC_BITS, _I32))
+    return builder.bitcast(builder.shl(bits, _like(magic, 23, _I32)), magic.type)
+
+
 def _exp_reduced(builder: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value]:
     """(n, p) with exp(x) = 2**n * p: n = rint(x log2 e), p = exp(x - n ln 2) by polynomial."""
     n = _call(builder, "rint", builder.fmul(x, _like(x, LOG2E), flags=FLAGS))
@@ -124,16 +143,6 @@ def _exp_reduced(builder: ir.IRBuilder, x: ir.Value) -> tuple[ir.Value, ir.Value
     r2 = builder.fmul(r, r, flags=FLAGS)
     p = _fma(builder, _horner(builder, r, _EXP_POLY), r2, r)
     return n, builder.fadd(p, _like(x, 1.0), flags=FLAGS)
-
-
-def _exp_fast(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """exp(x), except that results below FLT_MIN become FLT_MIN and those above 2**127 may be inf.
-
-    Enough for sigmoid and tanh, which only divide by 1 + exp(.): the division is exact
-    (no ``ninf`` flag, so no reciprocal estimate), hence 1 / inf = 0.
-    """
-    n, p = _exp_reduced(builder, _clamp(builder, x, _FAST_EXP_LO, _FAST_EXP_HI))
-    return builder.fmul(p, _pow2(builder, n), flags=FLAGS)
 
 
 def emit_exp(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
@@ -151,30 +160,55 @@ def emit_exp(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 
 def emit_sigmoid(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """1 / (1 + exp(-x))."""
+    """1 / (1 + exp(-x)) with exp(-x) = 2**n exp(r): n = rint(-x log2 e), exp(r) by polynomial.
+
+    -x is clamped to [-87.34, 89], so n is in [-126, 128]: 2**128 is +inf, and the division
+    (exact: no ``arcp``) gives 1 / inf = 0. 1 + 2**n exp(r) is one fma (one rounding).
+    Max error 2 ulp over every float32 whose sigmoid is normal (tools/check_mathfns.py).
+    """
     _check_type(x)
-    e = _exp_fast(builder, builder.fneg(x, flags=FLAGS))
+    xc = _clamp(builder, x, -_FAST_EXP_HI, -_FAST_EXP_LO)
+    magic, n = _rint_magic(builder, xc, -LOG2E)
+    # s = -r = x + n ln 2 (Cody-Waite), so that -x is never formed; exp(r) = exp(-s)
+    s = _fma(builder, n, _like(x, LN2_HI), xc)
+    s = _fma(builder, n, _like(x, LN2_LO), s)
+    s2 = builder.fmul(s, s, flags=FLAGS)
+    p = _fma(builder, _horner(builder, s, _EXP_POLY_NEG), s2, builder.fneg(s))
     one = _like(x, 1.0)
-    return builder.fdiv(one, builder.fadd(one, e, flags=FLAGS), flags=FLAGS)
+    p = builder.fadd(p, one, flags=FLAGS)
+    return builder.fdiv(one, _fma(builder, p, _pow2_magic(builder, magic), one))
 
 
 def emit_tanh(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """tanh(x): an odd polynomial for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1), signed.
+    """tanh(x) by the addition formula tanh(h + u) = (T + t) / (1 + T t), signed.
 
-    The polynomial keeps the relative error small near 0, where 1 - 2 / (e + 1) cancels.
+    For a = min(|x|, 9.2) (tanh rounds to 1 past 9.011): h = n ln(2) / 2 with n = rint(a 2 /
+    ln 2), so T = tanh(h) = (2**n - 1) / (2**n + 1), and t = tanh(u) for the rest |u| <= ln(2)
+    / 4 is an odd polynomial. Multiplied through by 2**n + 1, the quotient is
+    ((2**n - 1) + (2**n + 1) t) / ((2**n + 1) + (2**n - 1) t): one division; for n = 0 it is
+    2t / 2 = t exactly (small and subnormal x keep full precision), and for large n the error
+    of t enters the numerator and the denominator alike. Max error 2 ulp over every float32
+    (tools/check_mathfns.py).
     """
     _check_type(x)
     a = _call(builder, "fabs", x)
-    z = builder.fmul(a, a, flags=FLAGS)
-    az = builder.fmul(a, z, flags=FLAGS)
-    small = _fma(builder, _horner(builder, z, _TANH_POLY), az, a)
-    e = _exp_fast(builder, builder.fadd(a, a, flags=FLAGS))
-    two_over = builder.fdiv(_like(x, 2.0), builder.fadd(e, _like(x, 1.0), flags=FLAGS),
-                            flags=FLAGS)
-    large = builder.fsub(_like(x, 1.0), two_over, flags=FLAGS)
-    # NaN fails the ordered compare and takes the large branch, which stays NaN.
-    is_small = builder.fcmp_ordered("<", a, _like(x, _TANH_SMALL))
-    return _call(builder, "copysign", builder.select(is_small, small, large), x)
+    a = builder.select(builder.fcmp_ordered(">", a, _like(x, _TANH_CLAMP)),
+                       _like(x, _TANH_CLAMP), a)
+    magic, n = _rint_magic(builder, a, 2 * LOG2E)
+    # one fma suffices: ln(2) / 2 rounds to float32 within 9.6e-10, so u is off by n * 9.6e-10
+    # at most, which is 1e-9 at n = 1 and 2.6e-8 at n = 27, where tanh' = 1 - tanh^2 < 1e-7
+    u = _fma(builder, n, _like(x, -_HALF_LN2), a)
+    u2 = builder.fmul(u, u, flags=FLAGS)
+    u3 = builder.fmul(u2, u, flags=FLAGS)
+    t = _fma(builder, u3, _horner(builder, u2, _TANH_POLY), u)
+    two_n = _pow2_magic(builder, magic)
+    minus = builder.fsub(two_n, _like(x, 1.0), flags=FLAGS)
+    plus = builder.fadd(two_n, _like(x, 1.0), flags=FLAGS)
+    num = _fma(builder, plus, t, minus)
+    den = _fma(builder, minus, t, plus)
+    # NaN stays NaN through t; copysign gives tanh(-0) = -0. The quotient is an exact
+    # division: the error bound counts on it (no ``arcp``)
+    return _call(builder, "copysign", builder.fdiv(num, den), x)
 
 
 def emit_log(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
