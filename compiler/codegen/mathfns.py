@@ -116,9 +116,7 @@ def _clamp(builder: ir.IRBuilder, x: ir.Value, lo: float, hi: float) -> ir.Value
 
 def _pow2(builder: ir.IRBuilder, n: ir.Value) -> ir.Value:
     """2**n for integral float n in [-126, 127] (n = 128 gives +inf), built in the exponent bits."""
-    bits = builder.bitcast(builder.fadd(n, _like(n, _MAGIC), flags=FLAGS), _int_type(n))
-    biased = builder.add(bits, _like(n, 127 - _MAGIC_BITS, _I32))
-    return builder.bitcast(builder.shl(biased, _like(n, 23, _I32)), n.type)
+    return _pow2_magic(builder, builder.fadd(n, _like(n, _MAGIC), flags=FLAGS))
 
 
 def _rint_magic(builder: ir.IRBuilder, x: ir.Value, scale: float) -> tuple[ir.Value, ir.Value]:
