@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .fused_update import FusedUpdate
+
 
 def _flat(params: Any) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(params, "parameters"):
@@ -34,15 +36,23 @@ def clip_grad_norm(grads: np.ndarray, max_norm: float) -> float:
 
 
 class Optimizer:
-    """Base: learning rate (a float or a schedule `step -> lr`), weight decay, clipping."""
+    """Base: learning rate (a float or a schedule `step -> lr`), weight decay, clipping.
+
+    fused: None (default) runs the update as one compiled loop over the flat vectors
+    (fused_update.py, the same numbers as numpy to the bit) wherever it can, else in numpy;
+    True insists on the compiled loop (ValueError when it cannot run: say, a non-contiguous
+    vector); False always runs the numpy update."""
 
     def __init__(self, params: Any, lr: float | Callable[[int], float] = 1e-3,
-                 weight_decay: float = 0.0, clip_norm: float | None = None):
+                 weight_decay: float = 0.0, clip_norm: float | None = None,
+                 fused: bool | None = None):
         self.params, self.grads = _flat(params)
         self.schedule = lr if callable(lr) else (lambda step, lr=lr: lr)
         self.weight_decay, self.clip_norm = weight_decay, clip_norm
+        self.fused = fused
         self.steps = 0
         self.last_grad_norm = 0.0
+        self._kernel: FusedUpdate | None = None
 
     @property
     def lr(self) -> float:
@@ -56,10 +66,38 @@ class Optimizer:
         g = self.grads
         if self.clip_norm:
             self.last_grad_norm = clip_grad_norm(g, self.clip_norm)
-        if self.weight_decay:
-            g = g + np.float32(self.weight_decay) * self.params
-        self._update(g, np.float32(self.lr))      # in place: compiled models see it by compare
+        lr = np.float32(self.lr)
+        # in place: compiled models see the new values by compare
+        if self.fused is False or not self._fused_step(lr):
+            if self.weight_decay:
+                g = g + np.float32(self.weight_decay) * self.params
+            self._update(g, lr)
         self.steps += 1
+
+    def _fused_step(self, lr: np.float32) -> bool:
+        """The update by the compiled kernel; False when it cannot run (numpy then does)."""
+        kind, state = self._rule()
+        vectors = (self.params, self.grads, *state)
+        decay = bool(self.weight_decay)
+        kernel = self._kernel
+        if kernel is None or kernel.kind != kind or kernel.decay != decay \
+                or not kernel.bound_to(vectors):
+            kernel = self._kernel = FusedUpdate(kind, decay, vectors)
+        if not kernel.usable:
+            if self.fused:
+                raise ValueError(f"{type(self).__name__}(fused=True): {kernel.reason}")
+            return False
+        scalars = self._scalars(lr)
+        kernel(np.array([self.weight_decay, *scalars] if decay else scalars, np.float32))
+        return True
+
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]]:
+        """The kind of update (compiler/codegen/emit_optim.py) and its state vectors."""
+        raise NotImplementedError
+
+    def _scalars(self, lr: np.float32) -> list[Any]:
+        """The update's scalars, in the order of its rule."""
+        raise NotImplementedError
 
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         raise NotImplementedError
@@ -91,6 +129,14 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = np.float32(momentum), nesterov
         self.velocity = np.zeros_like(self.params)
 
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]]:
+        if not self.momentum:
+            return "sgd", ()
+        return ("nesterov" if self.nesterov else "momentum"), (self.velocity,)
+
+    def _scalars(self, lr: np.float32) -> list[Any]:
+        return [lr, self.momentum] if self.momentum else [lr]
+
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         if not self.momentum:
             self.params -= lr * g
@@ -111,20 +157,27 @@ class Adam(Optimizer):
         self.m = np.zeros_like(self.params)
         self.v = np.zeros_like(self.params)
 
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]]:
+        return "adam", (self.m, self.v)
+
+    def _scalars(self, lr: np.float32) -> list[Any]:
+        t = self.steps + 1
+        step = lr * math.sqrt(1 - float(self.b2) ** t) / (1 - float(self.b1) ** t)
+        return [self.b1, 1 - self.b1, self.b2, 1 - self.b2, self.eps, np.float32(step)]
+
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         # the same operations in the same order as the textbook expressions, in place: each
         # temporary would be a fresh mapping (and its page faults) at every step
-        t = self.steps + 1
+        b1, c1, b2, c2, eps, step = self._scalars(lr)
         a, b = self._scratch()
-        self.m *= self.b1
-        self.m += np.multiply(g, 1 - self.b1, out=a)
-        self.v *= self.b2
-        np.multiply(g, 1 - self.b2, out=a)
+        self.m *= b1
+        self.m += np.multiply(g, c1, out=a)
+        self.v *= b2
+        np.multiply(g, c2, out=a)
         self.v += np.multiply(a, g, out=a)
-        step = lr * math.sqrt(1 - float(self.b2) ** t) / (1 - float(self.b1) ** t)
         np.sqrt(self.v, out=a)
-        a += self.eps
-        np.multiply(self.m, np.float32(step), out=b)
+        a += eps
+        np.multiply(self.m, step, out=b)
         self.params -= np.divide(b, a, out=b)
 
 
@@ -136,6 +189,12 @@ class RMSProp(Optimizer):
         super().__init__(params, lr, **kw)
         self.alpha, self.eps = np.float32(alpha), np.float32(eps)
         self.v = np.zeros_like(self.params)
+
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]]:
+        return "rmsprop", (self.v,)
+
+    def _scalars(self, lr: np.float32) -> list[Any]:
+        return [self.alpha, 1 - self.alpha, lr, self.eps]
 
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         self.v *= self.alpha
@@ -150,6 +209,12 @@ class Adagrad(Optimizer):
         super().__init__(params, lr, **kw)
         self.eps = np.float32(eps)
         self.sum_sq = np.zeros_like(self.params)
+
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]]:
+        return "adagrad", (self.sum_sq,)
+
+    def _scalars(self, lr: np.float32) -> list[Any]:
+        return [lr, self.eps]
 
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         self.sum_sq += g * g
