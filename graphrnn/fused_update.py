@@ -62,6 +62,28 @@ def _check(vectors: Sequence[np.ndarray]) -> str:
     return ""
 
 
+def scale_add(out: np.ndarray, a: float, x: np.ndarray, b: float) -> None:
+    """out = a * out + b * x in place, each product and the sum rounded to float32 (as numpy's
+    `out *= a; x *= b; out += x`, which it falls back to, leaving `x` scaled, where the
+    kernel cannot take the arrays)."""
+    if out.dtype == x.dtype == np.float32 and out.size == x.size and out.flags.c_contiguous \
+            and x.flags.c_contiguous and out.flags.aligned and x.flags.aligned \
+            and out.flags.writeable and not np.may_share_memory(out, x):
+        try:
+            fn = update_kernel("scale_add", False)
+        except (JitError, OSError, RuntimeError):
+            fn = None
+        if fn is not None:
+            scalars = np.array([a, b], np.float32)
+            fn(out.ctypes.data, x.ctypes.data, None, None, scalars.ctypes.data, out.size)
+            return
+    if a != 1:
+        out *= np.float32(a)
+    if b != 1:
+        x *= np.float32(b)
+    out += x
+
+
 class FusedUpdate:
     """One optimiser's compiled update, bound to its vectors (params, grads, *state)."""
 
@@ -101,4 +123,4 @@ class FusedUpdate:
         self._fn(p, g, s0, s1, scalars.ctypes.data, self._n)
 
 
-__all__ = ["FusedUpdate", "update_kernel"]
+__all__ = ["FusedUpdate", "scale_add", "update_kernel"]

@@ -86,6 +86,10 @@ def _adagrad(b: ir.IRBuilder, x: dict[str, ir.Value]) -> dict[str, ir.Value]:
     return {"sum_sq": s, "params": _scaled_step(b, x, s)}
 
 
+def _scale_add(b: ir.IRBuilder, x: dict[str, ir.Value]) -> dict[str, ir.Value]:
+    return {"params": b.fadd(b.fmul(x["a"], x["params"]), b.fmul(x["b"], x["grads"]))}
+
+
 UPDATE_RULES: dict[str, UpdateRule] = {
     "sgd": UpdateRule((), ("lr",), _sgd),
     "momentum": UpdateRule(("velocity",), ("lr", "momentum"), _momentum),
@@ -93,6 +97,9 @@ UPDATE_RULES: dict[str, UpdateRule] = {
     "adam": UpdateRule(("m", "v"), ("b1", "c1", "b2", "c2", "eps", "step"), _adam),
     "rmsprop": UpdateRule(("v",), ("alpha", "c", "lr", "eps"), _rmsprop),
     "adagrad": UpdateRule(("sum_sq",), ("lr", "eps"), _adagrad),
+    # not an optimiser: out = a * out + b * x, the weighted sum of the gradients of a batch's
+    # parts (graphrnn/threads.py)
+    "scale_add": UpdateRule((), ("a", "b"), _scale_add),
 }
 
 
