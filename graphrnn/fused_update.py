@@ -22,11 +22,13 @@ from . import settings
 from .compiler.codegen.emit_optim import UPDATE_RULES, update_ir
 from .compiler.codegen.lower import VERSION as LOWERING_VERSION
 from .engine import load_object_code, shared_cache
+from .runtime.inputs import address
 from .runtime.jit import JitError, Library
 
 _KERNELS: dict[tuple[str, bool], object] = {}
 _LOCK = threading.Lock()
 _VOIDP = ctypes.c_void_p
+SMALL = 4096        # elements: numpy's two passes cost less than the kernel's call below it
 
 
 def update_kernel(kind: str, decay: bool) -> object:
@@ -64,18 +66,18 @@ def _check(vectors: Sequence[np.ndarray]) -> str:
 
 def scale_add(out: np.ndarray, a: float, x: np.ndarray, b: float) -> None:
     """out = a * out + b * x in place, each product and the sum rounded to float32 (as numpy's
-    `out *= a; x *= b; out += x`, which it falls back to, leaving `x` scaled, where the
-    kernel cannot take the arrays)."""
-    if out.dtype == x.dtype == np.float32 and out.size == x.size and out.flags.c_contiguous \
-            and x.flags.c_contiguous and out.flags.aligned and x.flags.aligned \
-            and out.flags.writeable and not np.may_share_memory(out, x):
+    `out *= a; x *= b; out += x`, which it runs, leaving `x` scaled, for small arrays and
+    where the kernel cannot take the arrays)."""
+    if out.size >= SMALL and out.dtype == x.dtype == np.float32 and out.size == x.size \
+            and out.flags.c_contiguous and x.flags.c_contiguous and out.flags.aligned \
+            and x.flags.aligned and out.flags.writeable and not np.may_share_memory(out, x):
         try:
             fn = update_kernel("scale_add", False)
         except (JitError, OSError, RuntimeError):
             fn = None
         if fn is not None:
             scalars = np.array([a, b], np.float32)
-            fn(out.ctypes.data, x.ctypes.data, None, None, scalars.ctypes.data, out.size)
+            fn(address(out), address(x), None, None, address(scalars), out.size)
             return
     if a != 1:
         out *= np.float32(a)
