@@ -27,9 +27,14 @@ def _flat(params: Any) -> tuple[np.ndarray, np.ndarray]:
     return p, g
 
 
-def clip_grad_norm(grads: np.ndarray, max_norm: float) -> float:
-    """Scale `grads` in place so its L2 norm is at most `max_norm`; returns the norm before."""
-    norm = float(np.sqrt(np.dot(grads.astype(np.float64), grads.astype(np.float64))))
+def clip_grad_norm(grads: np.ndarray, max_norm: float, work: np.ndarray | None = None
+                   ) -> float:
+    """Scale `grads` in place so its L2 norm is at most `max_norm`; returns the norm before.
+    `work`: a float64 array of its shape for the sum of squares (else one is made)."""
+    if work is None or work.shape != grads.shape or work.dtype != np.float64:
+        work = np.empty(grads.shape, np.float64)
+    np.copyto(work, grads)
+    norm = float(np.sqrt(np.dot(work, work)))
     if max_norm > 0 and norm > max_norm:
         grads *= np.float32(max_norm / (norm + 1e-12))
     return norm
@@ -53,6 +58,7 @@ class Optimizer:
         self.steps = 0
         self.last_grad_norm = 0.0
         self._kernel: FusedUpdate | None = None
+        self._norm_work: np.ndarray | None = None      # clip_grad_norm's, made once
 
     @property
     def lr(self) -> float:
@@ -65,7 +71,9 @@ class Optimizer:
         """Apply one update from the current gradients."""
         g = self.grads
         if self.clip_norm:
-            self.last_grad_norm = clip_grad_norm(g, self.clip_norm)
+            if self._norm_work is None:
+                self._norm_work = np.empty(g.shape, np.float64)
+            self.last_grad_norm = clip_grad_norm(g, self.clip_norm, self._norm_work)
         lr = np.float32(self.lr)
         # in place: compiled models see the new values by compare
         if self.fused is False or not self._fused_step(lr):
@@ -110,7 +118,7 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, **{k: v.copy() for k, v in vars(self).items()
-                                         if isinstance(v, np.ndarray)
+                                         if isinstance(v, np.ndarray) and not k.startswith("_")
                                          and k not in ("params", "grads")}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
