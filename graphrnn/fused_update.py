@@ -22,11 +22,19 @@ from . import settings
 from .compiler.codegen.emit_optim import UPDATE_RULES, update_ir
 from .compiler.codegen.lower import VERSION as LOWERING_VERSION
 from .engine import load_object_code, shared_cache
+from .runtime.forksafe import after_fork
 from .runtime.inputs import address
 from .runtime.jit import JitError, Library
 
 _KERNELS: dict[tuple[str, bool], object] = {}
 _LOCK = threading.Lock()
+
+
+@after_fork
+def _fresh_lock_in_child() -> None:
+    """A child forked while another thread compiled a kernel must not inherit the lock held."""
+    global _LOCK
+    _LOCK = threading.Lock()
 _VOIDP = ctypes.c_void_p
 SMALL = 4096        # elements: numpy's two passes cost less than the kernel's call below it
 

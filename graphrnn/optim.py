@@ -84,7 +84,12 @@ class Optimizer:
 
     def _fused_step(self, lr: np.float32) -> bool:
         """The update by the compiled kernel; False when it cannot run (numpy then does)."""
-        kind, state = self._rule()
+        rule = self._rule()
+        if rule is None:
+            if self.fused:
+                raise ValueError(f"{type(self).__name__}(fused=True): it has no compiled update")
+            return False
+        kind, state = rule
         vectors = (self.params, self.grads, *state)
         decay = bool(self.weight_decay)
         kernel = self._kernel
@@ -99,9 +104,10 @@ class Optimizer:
         kernel(np.array([self.weight_decay, *scalars] if decay else scalars, np.float32))
         return True
 
-    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]]:
-        """The kind of update (compiler/codegen/emit_optim.py) and its state vectors."""
-        raise NotImplementedError
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]] | None:
+        """The kind of update (compiler/codegen/emit_optim.py) and its state vectors; None: the
+        optimiser has no compiled update (a subclass defining `_update` alone)."""
+        return None
 
     def _scalars(self, lr: np.float32) -> list[Any]:
         """The update's scalars, in the order of its rule."""

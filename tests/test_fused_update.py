@@ -117,3 +117,15 @@ def test_the_compiled_updates_match_pytorch(name, kw, torch_kw):
         opt.step()
         topt.step()
     np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_an_optimiser_with_only_a_numpy_update_still_steps():
+    class Halve(optim.Optimizer):
+        def _update(self, g, lr):
+            self.params -= lr * g
+
+    p, g = np.ones(8, np.float32), np.ones(8, np.float32)
+    Halve((p, g), lr=0.5).step()
+    np.testing.assert_array_equal(p, 0.5)
+    with pytest.raises(ValueError, match="no compiled update"):
+        Halve((p, g), lr=0.5, fused=True).step()
