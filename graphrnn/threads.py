@@ -246,14 +246,14 @@ class BatchSplitter:
 
 
 def output_buffer(into: dict[int, np.ndarray] | None, j: int, shape: tuple[int, ...],
-            dtype: np.dtype) -> np.ndarray:
+                  dtype: np.dtype) -> np.ndarray:
     """The caller's array for output j when it can be written directly, else a new one."""
     a = (into or {}).get(j)
     if a is not None and a.shape == shape and a.dtype == dtype and a.flags.c_contiguous \
-            and a.flags.writeable:
+            and a.flags.aligned and a.flags.writeable:
         return a
     return np.empty(shape, dtype)
 
 
-__all__ = ["BatchSplitter", "output_buffer", "MIN_ROWS_PER_PART", "MIN_FLOPS_PER_PART", "check_threads",
-           "split_rows"]
+__all__ = ["BatchSplitter", "output_buffer", "MIN_ROWS_PER_PART", "MIN_FLOPS_PER_PART",
+           "check_threads", "split_rows"]
