@@ -13,46 +13,32 @@ overlapping; `__call__` checks that they are still the arrays bound.
 from __future__ import annotations
 
 import ctypes
-import threading
 from typing import Sequence
 
 import numpy as np
 
-from . import settings
 from .compiler.codegen.emit_optim import UPDATE_RULES, update_ir
 from .compiler.codegen.lower import VERSION as LOWERING_VERSION
-from .engine import load_object_code, shared_cache
-from .runtime.forksafe import after_fork
-from .runtime.inputs import address
-from .runtime.jit import JitError, Library
+from .engine import jit_function
 
-_KERNELS: dict[tuple[str, bool], object] = {}
-_LOCK = threading.Lock()
-
-
-@after_fork
-def _fresh_lock_in_child() -> None:
-    """A child forked while another thread compiled a kernel must not inherit the lock held."""
-    global _LOCK
-    _LOCK = threading.Lock()
 _VOIDP = ctypes.c_void_p
 SMALL = 4096        # elements: numpy's two passes cost less than the kernel's call below it
 
 
+# (kind, decay) -> the kernel: dict get and setdefault are atomic, so no lock (at worst two
+# threads both make it once)
+_FUNCTIONS: dict[tuple[str, bool], object] = {}
+
+
 def update_kernel(kind: str, decay: bool) -> object:
-    """The ctypes function of the update kernel of `kind`, compiled on first use."""
-    key = (kind, decay)
-    fn = _KERNELS.get(key)
+    """The ctypes function of the update kernel of `kind`, compiled on first use in this
+    process (RuntimeError when it cannot be). Made for the ISA current then; any ISA the
+    host runs will do for these loops."""
+    fn = _FUNCTIONS.get((kind, decay))
     if fn is None:
-        with _LOCK:
-            fn = _KERNELS.get(key)
-            if fn is None:
-                text, symbol = update_ir(kind, decay)
-                _, fn = load_object_code(
-                    text, symbol, shared_cache(), LOWERING_VERSION, min(settings.debug_level(), 2),
-                    lambda obj: Library(obj).function(symbol, None, *[_VOIDP] * 5,
-                                                      ctypes.c_int64))
-                _KERNELS[key] = fn
+        text, symbol = update_ir(kind, decay)
+        fn = _FUNCTIONS.setdefault((kind, decay), jit_function(
+            text, symbol, LOWERING_VERSION, None, *[_VOIDP] * 5, ctypes.c_int64))
     return fn
 
 
@@ -81,11 +67,11 @@ def scale_add(out: np.ndarray, a: float, x: np.ndarray, b: float) -> None:
             and x.flags.aligned and out.flags.writeable and not np.may_share_memory(out, x):
         try:
             fn = update_kernel("scale_add", False)
-        except (JitError, OSError, RuntimeError):
+        except (OSError, RuntimeError):
             fn = None
         if fn is not None:
             scalars = np.array([a, b], np.float32)
-            fn(address(out), address(x), None, None, address(scalars), out.size)
+            fn(out.ctypes.data, x.ctypes.data, None, None, scalars.ctypes.data, out.size)
             return
     if a != 1:
         out *= np.float32(a)
@@ -110,7 +96,7 @@ class FusedUpdate:
         if not self.reason:
             try:
                 self._fn = update_kernel(kind, decay)
-            except (JitError, OSError, RuntimeError) as e:
+            except (OSError, RuntimeError) as e:
                 self.reason = f"the kernel did not compile: {e}"
         self._addresses = [a.ctypes.data for a in self.vectors] + [None] * (4 - len(vectors))
         self._n = self.vectors[0].size
