@@ -8,7 +8,7 @@ from typing import Any, Callable, TypeVar
 from .isa import current_isa
 from .runtime.cache import KernelCache
 from .runtime.forksafe import after_fork
-from .runtime.jit import Engine
+from .runtime.jit import Engine, Library
 from .version import __version__, source_digest
 
 T = TypeVar("T")
@@ -65,3 +65,20 @@ def load_object_code(llvm_ir: str, entry: str, cache: KernelCache, lowering: str
     if compiled.asm:
         print(f"[graphrnn] assembly:\n{compiled.asm}", file=sys.stderr)
     return compiled.obj, load(compiled.obj)
+
+
+def jit_function(llvm_ir: str, symbol: str, lowering: str, restype: Any, *argtypes: Any
+                 ) -> Any:
+    """A ctypes function for `symbol` of `llvm_ir` (a small helper kernel, e.g. an optimiser's
+    update): made once per process and ISA, its object code from the shared kernel cache when
+    there (keyed as `load_object_code` keys it). Raises RuntimeError (JitError) when it cannot
+    be made."""
+    key = ("function", current_isa(), symbol, llvm_ir)
+    with _SHARED_LOCK:
+        fn = _SHARED.get(key)
+    if fn is None:          # made outside the lock: shared_cache and shared_engine take it
+        _, fn = load_object_code(llvm_ir, symbol, shared_cache(), lowering, 0,
+                                 lambda obj: Library(obj).function(symbol, restype, *argtypes))
+        with _SHARED_LOCK:
+            fn = _SHARED.setdefault(key, fn)
+    return fn

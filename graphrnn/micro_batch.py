@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .runtime.program import shapes_key
-from .threads import Parts, split_rows
+from .threads import Parts, output_buffer, split_rows
 
 # Measured on the benchmark host (AMD EPYC znver5, 2 vCPUs sharing a 32 MiB L3): the
 # adding-problem LSTM training step costs the same per row up to an arena of about 11-15 MiB,
@@ -144,8 +144,15 @@ class RowBlocks:
         if len(parts) > 1:
             loss, grad = step.split.run(parts, values, step.program_for, into={1: flat_grad},
                                         seed=seed, training=training, serial=serial)
-        else:
-            loss, grad = step.program_for(values)(*values, seed=seed, training=training)
+        else:           # whole: the gradient straight into the model's vector when it fits
+            program = step.program_for(values)
+            arrays, steps = program.validate(values)
+            shapes = program.output_shapes(steps, program.rows_of(arrays),
+                                           program.more_of(arrays))
+            outs = [output_buffer({1: flat_grad}, j, shape, dtype)
+                    for j, (shape, dtype) in enumerate(shapes)]
+            program.run(arrays, steps, outs, seed=seed, training=training)
+            loss, grad = outs
         if grad is not flat_grad:
             flat_grad[...] = grad
         return float(loss)

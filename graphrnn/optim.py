@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .fused_update import FusedUpdate
+
 
 def _flat(params: Any) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(params, "parameters"):
@@ -25,24 +27,38 @@ def _flat(params: Any) -> tuple[np.ndarray, np.ndarray]:
     return p, g
 
 
-def clip_grad_norm(grads: np.ndarray, max_norm: float) -> float:
-    """Scale `grads` in place so its L2 norm is at most `max_norm`; returns the norm before."""
-    norm = float(np.sqrt(np.dot(grads.astype(np.float64), grads.astype(np.float64))))
+def clip_grad_norm(grads: np.ndarray, max_norm: float, work: np.ndarray | None = None
+                   ) -> float:
+    """Scale `grads` in place so its L2 norm is at most `max_norm`; returns the norm before.
+    `work`: a float64 array of its shape for the sum of squares (else one is made)."""
+    if work is None or work.shape != grads.shape or work.dtype != np.float64:
+        work = np.empty(grads.shape, np.float64)
+    np.copyto(work, grads)
+    norm = float(np.sqrt(np.dot(work, work)))
     if max_norm > 0 and norm > max_norm:
         grads *= np.float32(max_norm / (norm + 1e-12))
     return norm
 
 
 class Optimizer:
-    """Base: learning rate (a float or a schedule `step -> lr`), weight decay, clipping."""
+    """Base: learning rate (a float or a schedule `step -> lr`), weight decay, clipping.
+
+    fused: None (default) runs the update as one compiled loop over the flat vectors
+    (fused_update.py, the same numbers as numpy to the bit) wherever it can, else in numpy;
+    True insists on the compiled loop (ValueError when it cannot run: say, a non-contiguous
+    vector); False always runs the numpy update."""
 
     def __init__(self, params: Any, lr: float | Callable[[int], float] = 1e-3,
-                 weight_decay: float = 0.0, clip_norm: float | None = None):
+                 weight_decay: float = 0.0, clip_norm: float | None = None,
+                 fused: bool | None = None):
         self.params, self.grads = _flat(params)
         self.schedule = lr if callable(lr) else (lambda step, lr=lr: lr)
         self.weight_decay, self.clip_norm = weight_decay, clip_norm
+        self.fused = fused
         self.steps = 0
         self.last_grad_norm = 0.0
+        self._kernel: FusedUpdate | None = None
+        self._norm_work: np.ndarray | None = None      # clip_grad_norm's, made once
 
     @property
     def lr(self) -> float:
@@ -55,11 +71,47 @@ class Optimizer:
         """Apply one update from the current gradients."""
         g = self.grads
         if self.clip_norm:
-            self.last_grad_norm = clip_grad_norm(g, self.clip_norm)
-        if self.weight_decay:
-            g = g + np.float32(self.weight_decay) * self.params
-        self._update(g, np.float32(self.lr))      # in place: compiled models see it by compare
+            if self._norm_work is None:
+                self._norm_work = np.empty(g.shape, np.float64)
+            self.last_grad_norm = clip_grad_norm(g, self.clip_norm, self._norm_work)
+        lr = np.float32(self.lr)
+        # in place: compiled models see the new values by compare
+        if self.fused is False or not self._fused_step(lr):
+            if self.weight_decay:
+                g = g + np.float32(self.weight_decay) * self.params
+            self._update(g, lr)
         self.steps += 1
+
+    def _fused_step(self, lr: np.float32) -> bool:
+        """The update by the compiled kernel; False when it cannot run (numpy then does)."""
+        rule = self._rule()
+        if rule is None:
+            if self.fused:
+                raise ValueError(f"{type(self).__name__}(fused=True): it has no compiled update")
+            return False
+        kind, state = rule
+        vectors = (self.params, self.grads, *state)
+        decay = bool(self.weight_decay)
+        kernel = self._kernel
+        if kernel is None or kernel.kind != kind or kernel.decay != decay \
+                or not kernel.bound_to(vectors):
+            kernel = self._kernel = FusedUpdate(kind, decay, vectors)
+        if not kernel.usable:
+            if self.fused:
+                raise ValueError(f"{type(self).__name__}(fused=True): {kernel.reason}")
+            return False
+        scalars = self._scalars(lr)
+        kernel(np.array([self.weight_decay, *scalars] if decay else scalars, np.float32))
+        return True
+
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]] | None:
+        """The kind of update (compiler/codegen/emit_optim.py) and its state vectors; None: the
+        optimiser has no compiled update (a subclass defining `_update` alone)."""
+        return None
+
+    def _scalars(self, lr: np.float32) -> list[Any]:
+        """The update's scalars, in the order of its rule."""
+        raise NotImplementedError
 
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         raise NotImplementedError
@@ -72,7 +124,7 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, **{k: v.copy() for k, v in vars(self).items()
-                                         if isinstance(v, np.ndarray)
+                                         if isinstance(v, np.ndarray) and not k.startswith("_")
                                          and k not in ("params", "grads")}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -90,6 +142,14 @@ class SGD(Optimizer):
         super().__init__(params, lr, **kw)
         self.momentum, self.nesterov = np.float32(momentum), nesterov
         self.velocity = np.zeros_like(self.params)
+
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]]:
+        if not self.momentum:
+            return "sgd", ()
+        return ("nesterov" if self.nesterov else "momentum"), (self.velocity,)
+
+    def _scalars(self, lr: np.float32) -> list[Any]:
+        return [lr, self.momentum] if self.momentum else [lr]
 
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         if not self.momentum:
@@ -111,20 +171,27 @@ class Adam(Optimizer):
         self.m = np.zeros_like(self.params)
         self.v = np.zeros_like(self.params)
 
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]]:
+        return "adam", (self.m, self.v)
+
+    def _scalars(self, lr: np.float32) -> list[Any]:
+        t = self.steps + 1
+        step = lr * math.sqrt(1 - float(self.b2) ** t) / (1 - float(self.b1) ** t)
+        return [self.b1, 1 - self.b1, self.b2, 1 - self.b2, self.eps, np.float32(step)]
+
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         # the same operations in the same order as the textbook expressions, in place: each
         # temporary would be a fresh mapping (and its page faults) at every step
-        t = self.steps + 1
+        b1, c1, b2, c2, eps, step = self._scalars(lr)
         a, b = self._scratch()
-        self.m *= self.b1
-        self.m += np.multiply(g, 1 - self.b1, out=a)
-        self.v *= self.b2
-        np.multiply(g, 1 - self.b2, out=a)
+        self.m *= b1
+        self.m += np.multiply(g, c1, out=a)
+        self.v *= b2
+        np.multiply(g, c2, out=a)
         self.v += np.multiply(a, g, out=a)
-        step = lr * math.sqrt(1 - float(self.b2) ** t) / (1 - float(self.b1) ** t)
         np.sqrt(self.v, out=a)
-        a += self.eps
-        np.multiply(self.m, np.float32(step), out=b)
+        a += eps
+        np.multiply(self.m, step, out=b)
         self.params -= np.divide(b, a, out=b)
 
 
@@ -136,6 +203,12 @@ class RMSProp(Optimizer):
         super().__init__(params, lr, **kw)
         self.alpha, self.eps = np.float32(alpha), np.float32(eps)
         self.v = np.zeros_like(self.params)
+
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]]:
+        return "rmsprop", (self.v,)
+
+    def _scalars(self, lr: np.float32) -> list[Any]:
+        return [self.alpha, 1 - self.alpha, lr, self.eps]
 
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         self.v *= self.alpha
@@ -150,6 +223,12 @@ class Adagrad(Optimizer):
         super().__init__(params, lr, **kw)
         self.eps = np.float32(eps)
         self.sum_sq = np.zeros_like(self.params)
+
+    def _rule(self) -> tuple[str, tuple[np.ndarray, ...]]:
+        return "adagrad", (self.sum_sq,)
+
+    def _scalars(self, lr: np.float32) -> list[Any]:
+        return [lr, self.eps]
 
     def _update(self, g: np.ndarray, lr: np.float32) -> None:
         self.sum_sq += g * g

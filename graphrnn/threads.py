@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .ir import Graph
+from .fused_update import scale_add
 from .rows import MEAN, ROWS, SAME, SUM, RowPlan, matmul_flops, row_plan
 from .runtime.forksafe import renew_after_fork
 from .runtime.program import shapes_key
@@ -85,6 +86,8 @@ class BatchSplitter:
         self._flops: dict[int, float] = {}
         self._parts: dict[tuple[int, int], Parts] = {}
         self._seen: dict[Any, Parts] = {}       # (shape, dtype) per input -> parts
+        # the serial parts' shared output buffers, by (shape, dtype), kept between calls
+        self._spares: dict[tuple, list[np.ndarray]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         # a forked child has none of the pool's threads: it starts a pool of its own
@@ -165,6 +168,7 @@ class BatchSplitter:
         batch = parts[-1][1]
         shapes = jobs[0][0].output_shapes(jobs[0][2], 0, jobs[0][0].more_of(jobs[0][1]))
         outs: list[np.ndarray] = []
+        spares: list[np.ndarray] = []       # taken from self._spares, given back at the end
         per_part: list[list[np.ndarray]] = [[] for _ in parts]
         for j, (kind, (shape, dtype)) in enumerate(zip(self.out_kinds, shapes)):
             if kind == ROWS:
@@ -172,16 +176,24 @@ class BatchSplitter:
                 for i, (lo, hi) in enumerate(parts):
                     per_part[i].append(full[lo:hi])
             else:
-                full = _target(into, j, shape, dtype)
+                full = output_buffer(into, j, shape, dtype)
                 per_part[0].append(full)
-                shared = np.empty(shape, dtype) if serial and len(parts) > 1 else None
+                shared = self._spare(shape, dtype, spares) if serial and len(parts) > 1 \
+                    else None
                 for i in range(1, len(parts)):
                     per_part[i].append(shared if shared is not None else np.empty(shape, dtype))
             outs.append(full)
         if serial:
-            for i, (program, checked, steps) in enumerate(jobs):
-                program.run(checked, steps, per_part[i], seed=seed, training=training)
-                self._combine(parts, i, outs, per_part[i])
+            try:
+                for i, (program, checked, steps) in enumerate(jobs):
+                    # the parameters cannot change between the parts of one call: the first
+                    # part's check holds for the rest
+                    program.run(checked, steps, per_part[i], seed=seed, training=training,
+                                fresh=i > 0)
+                    self._combine(parts, i, outs, per_part[i])
+            finally:
+                for a in spares:
+                    self._spares[a.shape, a.dtype].append(a)
             return outs
         pool = self._executor()
         futures: list[Future] = [
@@ -201,17 +213,29 @@ class BatchSplitter:
 
     def _combine(self, parts: Parts, i: int, outs: list[np.ndarray],
                  mine: list[np.ndarray]) -> None:
-        """Part i's reduced outputs into `outs` (part 0's are there already: weighed only)."""
+        """Part i's reduced outputs into `outs`: with part 1, part 0's (there already) are
+        weighed too; one pass over each output per part after the first."""
+        if i == 0:
+            return
         batch = parts[-1][1]
-        lo, hi = parts[i]
         for j, kind in enumerate(self.out_kinds):
-            if kind not in (MEAN, SUM):
-                continue
-            value = outs[j] if i == 0 else mine[j]
             if kind == MEAN:
-                value *= np.float32((hi - lo) / batch)
-            if i > 0:
-                outs[j] += value
+                first = (parts[0][1] - parts[0][0]) / batch if i == 1 else 1.0
+                scale_add(outs[j], first, mine[j], (parts[i][1] - parts[i][0]) / batch)
+            elif kind == SUM:
+                scale_add(outs[j], 1.0, mine[j], 1.0)
+
+    def _spare(self, shape: tuple[int, ...], dtype: np.dtype,
+               taken: list[np.ndarray]) -> np.ndarray:
+        """A scratch array of this shape and dtype kept between calls, one per call in flight
+        (list.pop and append are atomic); `taken` records it, to be given back."""
+        free = self._spares.setdefault((shape, np.dtype(dtype)), [])
+        try:
+            a = free.pop()
+        except IndexError:
+            a = np.empty(shape, dtype)
+        taken.append(a)
+        return a
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -221,15 +245,15 @@ class BatchSplitter:
             return self._pool
 
 
-def _target(into: dict[int, np.ndarray] | None, j: int, shape: tuple[int, ...],
-            dtype: np.dtype) -> np.ndarray:
+def output_buffer(into: dict[int, np.ndarray] | None, j: int, shape: tuple[int, ...],
+                  dtype: np.dtype) -> np.ndarray:
     """The caller's array for output j when it can be written directly, else a new one."""
     a = (into or {}).get(j)
     if a is not None and a.shape == shape and a.dtype == dtype and a.flags.c_contiguous \
-            and a.flags.writeable:
+            and a.flags.aligned and a.flags.writeable:
         return a
     return np.empty(shape, dtype)
 
 
-__all__ = ["BatchSplitter", "MIN_ROWS_PER_PART", "MIN_FLOPS_PER_PART", "check_threads",
-           "split_rows"]
+__all__ = ["BatchSplitter", "output_buffer", "MIN_ROWS_PER_PART", "MIN_FLOPS_PER_PART",
+           "check_threads", "split_rows"]

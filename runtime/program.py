@@ -210,10 +210,13 @@ class Program:
         return self.contract.arena_floats(steps, self.rows_of(arrays), self.more_of(arrays))
 
     def run(self, arrays: Sequence[np.ndarray], steps: int, outs: Sequence[np.ndarray], *,
-            seed: int = 0, training: bool = True) -> None:
+            seed: int = 0, training: bool = True, fresh: bool = False) -> None:
         """The native call on inputs from `validate`, writing into `outs`: arrays of
         `output_shapes(steps)`, C-contiguous and writable (views into larger arrays are fine:
-        that is how a split batch writes its rows straight into one output)."""
+        that is how a split batch writes its rows straight into one output). `fresh`: the
+        caller vouches that nothing wrote the parameters since its previous call, on this
+        thread, of a program of the same model (the next part of one batch): the bytes are not
+        compared again (the vector is still brought up to date)."""
         if len(outs) != len(self._outs):
             raise InputError(f"expected {len(self._outs)} output buffers, got {len(outs)}")
         shapes = self.output_shapes(steps, self.rows_of(arrays), self.more_of(arrays))
@@ -222,11 +225,12 @@ class Program:
                     and a.flags.c_contiguous and a.flags.writeable):
                 raise InputError(f"output {name}: expected a writable contiguous {dt} array of "
                                  f"shape {list(shape)}, got {describe(a)}")
-        self._run(arrays, steps, outs, seed, training)
+        self._run(arrays, steps, outs, seed, training, fresh)
 
     def _run(self, arrays: Sequence[np.ndarray], steps: int, outs: Sequence[np.ndarray],
-             seed: int, training: bool) -> None:
-        version = self._refresh(self._pack_fn is not None) if self._refresh is not None else -1
+             seed: int, training: bool, fresh: bool = False) -> None:
+        version = self._refresh(self._pack_fn is not None and not fresh) \
+            if self._refresh is not None else -1
         if self._pack_fn is not None:
             self.pack(version)
         batch, more = self.rows_of(arrays), self.more_of(arrays)
