@@ -27,7 +27,8 @@ CONFIG = (3, 4, 2, 5)
 ROW_KEYS = {"cell", "config", "mode", "threads", "gflop", "ms", "min_ms", "cpu_per_wall",
             "rounds", "calls_per_sample", "max_abs_diff", "missing", "not_applicable", "ratios",
             "fastest_peer", "ratio_fastest_peer", "graphrnn_gflops", "peak_fraction", "tile",
-            "products", "fastest_peer_any", "ratio_fastest_peer_any", "peers_over_peak"}
+            "products", "fastest_peer_any", "ratio_fastest_peer_any", "peers_over_peak",
+            "peak_gflops", "peak_fraction_run"}
 PEER_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx", "torch"),
                  "jax": ("jax",)}
 
@@ -164,6 +165,21 @@ def test_flops_and_row_ratios():
     assert out["fastest_peer"] == "jax" and out["ratio_fastest_peer"] == 2.0
     assert out["graphrnn_gflops"] == pytest.approx(50.0)
     assert out["peak_fraction"] == pytest.approx(0.25)       # of two cores' peak
+    assert out["peak_fraction_run"] == out["peak_fraction"]  # no peak timed in the rounds
+    row.peak_gflops = 80.0                                   # the loop timed with the row
+    out = row.to_json(peak_gflops=100.0)
+    assert out["peak_fraction"] == pytest.approx(50.0 / 160.0)
+    assert out["peak_fraction_run"] == pytest.approx(0.25)
+
+
+def test_a_row_times_the_peak_loop_in_its_rounds_and_keeps_it_out_of_the_table():
+    row = bench_row("rnn", CONFIG, "forward", repeats=3, impls=("graphrnn",), peak=(8, 4))
+    assert row.peak_gflops > 0 and set(row.ms) == {"graphrnn"} == set(row.calls_per_sample)
+    out = row.to_json(peak_gflops=row.peak_gflops * 2)
+    assert out["peak_fraction"] == pytest.approx(2 * out["peak_fraction_run"])
+    table = format_table({"host": _host(), "peak": {"gflops": 1.0, "best": "x"},
+                          "rows": [out], "compile": None})
+    assert "%run" in table and "fma peak" not in table
 
 
 def test_peers_that_run_wider_vectors_are_not_the_fastest_peer():
@@ -194,6 +210,7 @@ def test_the_peak_measurement_is_positive():
     assert peak["gflops"] > 0
     assert [(v["width"], v["chains"]) for v in peak["variants"]] == [(8, 4), (16, 4)]
     assert peak["gflops"] == max(v["gflops"] for v in peak["variants"])
+    assert peak["variant"] in ([8, 4], [16, 4])
 
 
 def test_bench_help_and_the_peak_command(capsys):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import struct
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -74,6 +74,14 @@ def fma_kernel(width: int, chains: int) -> Callable[[int], float]:
     return run
 
 
+def _iterations(run: Callable[[int], float], seconds: float) -> int:
+    """Loop iterations that take about `seconds` on this machine."""
+    n = 1000
+    while run(n) < seconds / 4 and n < 1 << 40:
+        n *= 4
+    return max(1000, int(n * seconds / max(run(n), 1e-9)))
+
+
 def measure_peak(seconds: float = 0.001, repeats: int = 60,
                  variants: tuple[tuple[int, int], ...] | None = None) -> dict:
     """GFLOP/s of each (width, chains) variant (best of `repeats` runs of about `seconds`);
@@ -86,16 +94,24 @@ def measure_peak(seconds: float = 0.001, repeats: int = 60,
     for width, chains in variants:
         run = fma_kernel(width, chains)
         flops_per_iter = 2 * UNROLL * chains * width
-        n = 1000
-        while run(n) < seconds / 4 and n < 1 << 40:       # size the loop to the machine
-            n *= 4
-        n = max(1000, int(n * seconds / max(run(n), 1e-9)))
+        n = _iterations(run, seconds)
         best = min(run(n) for _ in range(repeats))
         results.append({"width": width, "chains": chains, "iterations": n,
                         "gflops": flops_per_iter * n / best / 1e9})
     top = max(results, key=lambda r: r["gflops"])
     return {"gflops": top["gflops"], "best": f"<{top['width']} x float> x {top['chains']}",
-            "variants": results, "isa": current_isa().describe()}
+            "variant": [top["width"], top["chains"]], "variants": results,
+            "isa": current_isa().describe()}
+
+
+def peak_sampler(width: int, chains: int, seconds: float = 0.005
+                 ) -> tuple[Callable[[], Any], float]:
+    """(call, GFLOP per call): the FMA loop sized to about `seconds` a call, to be timed
+    among a row's implementations (its median there is the peak under the row's conditions:
+    the same minutes, the same clock, the same neighbours)."""
+    run = fma_kernel(width, chains)
+    n = _iterations(run, seconds)
+    return (lambda: run(n)), 2 * UNROLL * chains * width * n / 1e9
 
 
 def format_peak(peak: dict) -> str:
@@ -108,4 +124,4 @@ def format_peak(peak: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["measure_peak", "format_peak", "fma_ir", "fma_kernel"]
+__all__ = ["measure_peak", "peak_sampler", "format_peak", "fma_ir", "fma_kernel"]

@@ -26,16 +26,17 @@ def format_rows(rows: list[dict], title: str, off_isa: Any = ()) -> list[str]:
     """One block of the table: graphrnn's time and GFLOP/s, then each other implementation."""
     others = [k for k in IMPLS[1:] if any(k in r["ms"] or k in r["missing"] for r in rows)]
     head = (f"{'cell':<5} {'(B, T, D, H)':<20} {'GFLOP':>7} {'graphrnn ms':>12} {'GFLOP/s':>8} "
-            f"{'%peak':>5} {'tile':>12}" + "".join(f" {k:>19}" for k in others)
+            f"{'%peak':>5} {'%run':>4} {'tile':>12}" + "".join(f" {k:>19}" for k in others)
             + f" {'vs fastest peer':>22}")
     lines = [title, head, "-" * len(head)]
     for r in rows:
         if "graphrnn" in r["ms"]:
             g = (f"{_ms(r['ms']['graphrnn']):>12} {r['graphrnn_gflops']:>8.1f} "
-                 + (f"{100 * r['peak_fraction']:>4.0f}%" if r["peak_fraction"] else f"{'':>5}"))
+                 + "".join(f" {100 * r[k]:>{w - 1}.0f}%" if r.get(k) else f" {'':>{w}}"
+                           for k, w in (("peak_fraction", 5), ("peak_fraction_run", 4)))[1:])
         else:
             why = r["not_applicable"].get("graphrnn", "missing")
-            g = f"{'n/a (' + why + ')':>27}"
+            g = f"{'n/a (' + why + ')':>32}"
         g += f" {r.get('tile', '-'):>12}"
         fastest = (f"{r['fastest_peer']} {r['ratio_fastest_peer']:.2f}x"
                    if r["ratio_fastest_peer"] else "-")
@@ -59,7 +60,9 @@ def format_table(result: dict) -> str:
                      f"peers' ISA: {result.get('peers_isa', 'the host')}")
     if peak:
         lines.append(f"single-core peak {peak['gflops']:.1f} GFLOP/s ({peak['best']} llvm.fma "
-                     "chains); %peak is of that, times the threads")
+                     "chains, best of 60 1-ms runs before the rows): %run is of that; %peak "
+                     "is of the same loop timed in the row's rounds (median, as the row's "
+                     "times), times the threads")
     lines.append("median ms of interleaved repeats; (Nx) = that time / graphrnn's time, above 1 "
                  "means graphrnn is faster")
     off = result.get("peers_off_isa") or {}

@@ -17,7 +17,9 @@ state of a loop. Medians are reported (minimums too, in --json), with the CPU ti
 time of each implementation as a check that it really ran on the threads asked.
 Ratios are peer time / graphrnn time: above 1 means graphrnn is faster. GFLOP/s count
 2*B*T*(D+H)*G*H flops forward (G gates) and three times that for a training step, against
-the single-core FMA peak measured by `graphrnn bench --peak`.
+the single-core FMA peak of `graphrnn bench --peak`: %run of its best-of-many runs measured
+before the rows, %peak of the same loop timed as one more call in each row's rounds (its
+median, as the row's times are: the clock and the neighbours of those minutes).
 
 LSTM rows also time "graphrnn-hand", the same layer written by hand from primitives
 (`peers.build_hand_lstm`, given the built-in's weights and checked against it); its ratio is
@@ -47,7 +49,7 @@ from .configs import (CELLS, CONFIGS, FORWARD_ONLY, GATES, HAND, IMPLS, MODES, P
 from .host import compile_times, host
 from .onnx_command import run_command as in_child_onnx
 from .memory import memory_section
-from .peak import format_peak, measure_peak
+from .peak import format_peak, measure_peak, peak_sampler
 from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, hand_impl,
                     interpreter_impl, load_builtin_weights, make_peer, peer_impl)
 from .report import format_table
@@ -55,6 +57,9 @@ from . import scaling
 from .tiles import products, step_tile
 from .timing import MIN_SAMPLE_S, interleaved
 from .zoo import format_zoo, zoo_section
+
+PEAK = "fma peak"      # the peak loop's name among a row's timed calls
+
 
 @dataclass
 class Row:
@@ -73,13 +78,16 @@ class Row:
     missing: dict[str, str] = field(default_factory=dict)          # peer -> why
     not_applicable: dict[str, str] = field(default_factory=dict)   # impl -> why
     tile: str = "-"                     # the step product's tile (bench/tiles.py)
+    peak_gflops: float | None = None    # the FMA peak loop timed in this row's rounds
     products: list[dict] = field(default_factory=list)             # every product's plan
 
     def to_json(self, peak_gflops: float | None = None, off_isa: Any = ()) -> dict:
         """The row with its derived columns: ratios, fastest peer, GFLOP/s, share of peak.
         Peers in `off_isa` ran wider vectors than graphrnn's kernels: the fastest peer is taken
         among the others (`fastest_peer_any`: among all); `peers_over_peak` names the peers
-        faster than the peak of graphrnn's ISA allows."""
+        faster than the peak of graphrnn's ISA allows. `peak_fraction` is of the peak timed
+        in the row's rounds when there is one (`peak_fraction_run`: of `peak_gflops`, the
+        run's best-of-many peak measured before the rows)."""
         out = asdict(self)
         g = self.ms.get("graphrnn")
         out["ratios"] = {k: (v / g if g else None) for k, v in self.ms.items() if k != "graphrnn"}
@@ -90,8 +98,10 @@ class Row:
             out[key] = fastest
             out["ratio_" + key] = out["ratios"][fastest] if fastest and g else None
         out["graphrnn_gflops"] = self.gflop / (g / 1e3) if g else None
-        out["peak_fraction"] = (out["graphrnn_gflops"] / (peak_gflops * self.threads)
-                                if g and peak_gflops else None)
+        out["peak_fraction_run"] = (out["graphrnn_gflops"] / (peak_gflops * self.threads)
+                                    if g and peak_gflops else None)
+        out["peak_fraction"] = (out["graphrnn_gflops"] / (self.peak_gflops * self.threads)
+                                if g and self.peak_gflops else out["peak_fraction_run"])
         out["peers_over_peak"] = sorted(k for k, v in peers.items() if peak_gflops and
                                         self.gflop / (v / 1e3) > peak_gflops * self.threads)
         return out
@@ -115,8 +125,9 @@ def max_abs_diff(result: Any, reference: Any) -> float:
 
 def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats: int = 7,
               budget_s: float = 30.0, min_rounds: int = 3, min_sample_s: float = MIN_SAMPLE_S,
-              impls: tuple[str, ...] = IMPLS) -> Row:
-    """Time one row: every implementation warmed up (and checked) once, then interleaved."""
+              impls: tuple[str, ...] = IMPLS, peak: tuple[int, int] | None = None) -> Row:
+    """Time one row: every implementation warmed up (and checked) once, then interleaved;
+    with `peak` (vector width, chains), the FMA peak loop too (Row.peak_gflops)."""
     b, t, d, h = config
     model = build_layer(cell, d, h)
     rng = np.random.default_rng(0)
@@ -162,8 +173,13 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
         if reference is not None:
             row.max_abs_diff = {k: max_abs_diff(v, reference) for k, v in results.items()
                                 if k != "graphrnn"}
+        if peak is not None:
+            fns[PEAK], peak_gflop = peak_sampler(*peak)
         samples = interleaved(fns, repeats, budget_s, min_rounds, min_sample_s,
                               number=row.calls_per_sample)
+        if peak is not None:
+            row.peak_gflops = peak_gflop / statistics.median(w for w, _ in samples.pop(PEAK))
+            row.calls_per_sample.pop(PEAK, None)
     for k, s in samples.items():
         row.ms[k] = statistics.median(w for w, _ in s) * 1e3
         row.min_ms[k] = min(w for w, _ in s) * 1e3
@@ -192,7 +208,8 @@ def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
         for cell in cells:
             for mode in modes:
                 row = bench_row(cell, tuple(cfg), mode, threads=threads, repeats=repeats,
-                                budget_s=budget_s, min_rounds=min_rounds)
+                                budget_s=budget_s, min_rounds=min_rounds,
+                                peak=tuple(result["peak"]["variant"]) if peak else None)
                 rows.append(row.to_json(peak_gflops, off))
                 if log:
                     log(f"{cell} {tuple(cfg)} {mode} x{threads}: " + ", ".join(
