@@ -33,14 +33,15 @@ import numpy as np
 from .runtime.program import shapes_key
 from .threads import Parts, output_buffer, split_rows
 
-# Measured on the benchmark host (AMD EPYC znver5, 2 vCPUs sharing a 32 MiB L3): the
-# adding-problem LSTM training step costs the same per row up to an arena of about 11-15 MiB,
-# more beyond (blocks of 43 rows: 3-6% less per row at B = 128..512 than whole, under load);
-# blocks that still outgrow the share (34 rows of the (100, 100, 2, 100) LSTM, 17 MiB) gained
-# nothing; fewer than 32 rows make its matmuls less efficient.
-TARGET = 2 / 3                  # a block's arena, as a fraction of one core's share of the cache
-LIMIT = 1.0                     # blocks needing more than this many shares are not worth it
-MIN_ROWS = 32
+# Measured on the benchmark host (AMD EPYC znver5, 2 vCPUs sharing a 32 MiB L3 with other
+# tenants of the host): the adding-problem LSTM training step (+ Adam) per block size at
+# B = 128, two processes at once: 43 rows (10 MiB) 9.9 ms, 32 rows 9.3, 16 rows (3.8 MiB)
+# 8.0-8.9, 8 rows 8.6; one process, B = 256: 17.4 / 16.9 / 16.2 / 17.7 ms. The (100, 100, 2,
+# 100) LSTM and GRU steps in blocks of 17 rows (8.5 MiB, half a share): 4-12% faster than
+# whole; the (32, 50, 256, 256) LSTM and GRU in blocks of 16 (12-14.5 MiB): 3% slower.
+TARGET = 1 / 4                  # a block's arena, as a fraction of one core's share of the cache
+LIMIT = 0.6                     # blocks needing more than this many shares are not worth it
+MIN_ROWS = 16
 FALLBACK_SHARE = 4 << 20        # bytes: when sysfs says nothing (a typical L3 per core)
 CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
 

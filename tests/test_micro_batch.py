@@ -216,20 +216,21 @@ def per_row(mib: float, fixed: float = 0.66) -> object:
 def test_the_automatic_rule() -> None:
     share = 16 * MIB
     adding = per_row(0.229)                             # the adding-problem LSTM, T=50
-    assert mb.block_rows(256, adding, None, share) == split_rows(256, 6)    # 6 x 43
-    assert mb.block_rows(128, adding, None, share) == split_rows(128, 3)
-    assert mb.block_rows(40, adding, None, share) == ((0, 40),)             # fits
-    assert mb.block_rows(60, adding, None, share) == ((0, 60),)             # < 2 x MIN_ROWS
+    assert mb.block_rows(256, adding, None, share) == split_rows(256, 16)   # 16 x 16
+    assert mb.block_rows(128, adding, None, share) == split_rows(128, 8)
+    assert mb.block_rows(14, adding, None, share) == ((0, 14),)             # fits
+    assert mb.block_rows(30, adding, None, share) == ((0, 30),)             # < 2 x MIN_ROWS
+    assert mb.block_rows(40, adding, None, share) == split_rows(40, 2)
     for batch in (64, 100, 256, 1000, 1001):
         parts = mb.block_rows(batch, adding, None, share)
         assert min(hi - lo for lo, hi in parts) >= mb.MIN_ROWS
         assert parts == split_rows(batch, len(parts))
-    # rows so large that 32 of them outgrow the cache many times: never blocked
+    # rows so large that 16 of them outgrow the cache many times: never blocked
     assert mb.block_rows(64, per_row(3.2), None, share) == ((0, 64),)
     assert mb.block_rows(512, per_row(3.2), None, share) == ((0, 512),)
-    # a block may exceed the target where fewer rows would be too few, not the share
-    assert mb.block_rows(100, per_row(0.4), None, share) == split_rows(100, 3)     # 14 MiB
-    assert mb.block_rows(100, per_row(0.5), None, share) == ((0, 100),)            # 17.7 MiB
+    # a block may exceed the target where fewer rows would be too few, not LIMIT shares
+    assert mb.block_rows(100, per_row(0.5), None, share) == split_rows(100, 6)     # 9.2 MiB
+    assert mb.block_rows(100, per_row(0.6), None, share) == ((0, 100),)            # 10.9 MiB
     assert mb.block_rows(100, per_row(0.5), 0, share) == ((0, 100),)
     assert mb.block_rows(100, per_row(0.5), 30, share) == split_rows(100, 4)
     assert mb.block_rows(100, per_row(0.5), 100, share) == ((0, 100),)
