@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -11,13 +10,12 @@ from llvmlite import ir
 
 from graphrnn.compiler.codegen.mathfns import emit_exp, emit_log, emit_sigmoid, emit_tanh, intrinsic
 from graphrnn.runtime.jit import Engine
+from graphrnn.testing.apply_kernel import Emitter, build_apply
 
 F32 = ir.FloatType()
-I64 = ir.IntType(64)
 WIDTHS = (1, 4, 8, 16)
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
-Emitter = Callable[[ir.IRBuilder, ir.Value], ir.Value]
 EMITTERS: dict[str, Emitter] = {
     "exp": emit_exp, "sigmoid": emit_sigmoid, "tanh": emit_tanh, "log": emit_log
 }
@@ -36,56 +34,12 @@ RTOL = {"exp": 1e-7, "sigmoid": 1.6e-7, "tanh": 2e-7, "log": 1e-7}
 MAX_ULPS = {"exp": 1, "sigmoid": 2, "tanh": 2, "log": 1}
 
 
-def _build_apply(module: ir.Module, name: str, emit: Emitter, width: int) -> None:
-    """void name(float* src, float* dst, i64 n): dst[i] = f(src[i]) in width-chunks + tail.
-
-        i = 0
-        while i + width <= n: dst[i:i+width] = f(src[i:i+width]); i += width
-        while i < n: dst[i] = f(src[i]); i += 1
-    """
-    fp = F32.as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [fp, fp, I64]), name)
-    src, dst, n = fn.args
-    entry, tcond, tbody, done = (
-        fn.append_basic_block(s) for s in ("entry", "tcond", "tbody", "done")
-    )
-    b = ir.IRBuilder(entry)
-    if width == 1:
-        b.branch(tcond)
-    else:
-        vcond, vbody = fn.append_basic_block("vcond"), fn.append_basic_block("vbody")
-        b.branch(vcond)
-        vty = ir.VectorType(F32, width)
-        b.position_at_end(vcond)
-        i = b.phi(I64)
-        i.add_incoming(ir.Constant(I64, 0), entry)
-        nxt = b.add(i, ir.Constant(I64, width))
-        b.cbranch(b.icmp_signed("<=", nxt, n), vbody, tcond)
-        b.position_at_end(vbody)
-        vsrc = b.bitcast(b.gep(src, [i]), vty.as_pointer())
-        vdst = b.bitcast(b.gep(dst, [i]), vty.as_pointer())
-        b.store(emit(b, b.load(vsrc, align=4)), vdst, align=4)
-        i.add_incoming(nxt, vbody)
-        b.branch(vcond)
-
-    b.position_at_end(tcond)
-    j = b.phi(I64)
-    j.add_incoming(i if width > 1 else ir.Constant(I64, 0), vcond if width > 1 else entry)
-    b.cbranch(b.icmp_signed("<", j, n), tbody, done)
-    b.position_at_end(tbody)
-    b.store(emit(b, b.load(b.gep(src, [j]))), b.gep(dst, [j]))
-    j.add_incoming(b.add(j, ir.Constant(I64, 1)), tbody)
-    b.branch(tcond)
-    b.position_at_end(done)
-    b.ret_void()
-
-
 @pytest.fixture(scope="module")
 def kernels():
     module = ir.Module("mathfns_test")
     for op, emit in EMITTERS.items():
         for width in WIDTHS:
-            _build_apply(module, f"{op}_w{width}", emit, width)
+            build_apply(module, f"{op}_w{width}", emit, width)
     engine = Engine()
     compiled = engine.compile_to_object(str(module), assembly=True)
     library = engine.load(compiled.obj)

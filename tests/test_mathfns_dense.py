@@ -16,7 +16,8 @@ from graphrnn import nn
 from graphrnn.compiler.codegen.mathfns import emit_sigmoid, emit_tanh
 from graphrnn.isa import host_isa, resolve_isa
 from graphrnn.runtime.jit import Engine
-from test_mathfns import FLT_MIN, _build_apply
+from graphrnn.testing.apply_kernel import build_apply
+from test_mathfns import FLT_MIN
 
 # the vector widths each ISA runs (a width above the ISA's is split by LLVM), and scalars
 ISAS = [("host", 16), ("host", 1)]
@@ -27,7 +28,7 @@ MAX_ULPS = 2
 
 def _kernel(isa: str, width: int, emit=emit_tanh):
     module = ir.Module("dense_test")
-    _build_apply(module, "apply", emit, width)
+    build_apply(module, "apply", emit, width)
     engine = Engine(resolve_isa(isa))
     library = engine.load(engine.compile_to_object(str(module)).obj)
     fn = library.function("apply", None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)

@@ -12,7 +12,8 @@ from llvmlite import ir
 
 from graphrnn.compiler.codegen.mathfns import emit_erf, emit_pow, emit_softplus
 from graphrnn.runtime.jit import Engine
-from test_mathfns import FLT_MIN, _build_apply
+from graphrnn.testing.apply_kernel import build_apply
+from test_mathfns import FLT_MIN
 
 WIDTHS = (1, 8, 16)
 POWERS = (2.0, 3.0, -1.0, -2.0, 7.0, 0.5, 1.5, -0.5, -1.5, 2.3, -0.7, 100.0, 101.0)
@@ -39,7 +40,7 @@ def kernels():
     module = ir.Module("mathfns_special_test")
     for op, emit in EMITTERS.items():
         for width in WIDTHS:
-            _build_apply(module, f"{op.replace('.', '_').replace('-', 'm')}_w{width}", emit,
+            build_apply(module, f"{op.replace('.', '_').replace('-', 'm')}_w{width}", emit,
                          width)
     library = Engine().load(Engine().compile_to_object(str(module)).obj)
     args = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)

@@ -27,11 +27,9 @@ from graphrnn.compiler.codegen import mathfns
 from graphrnn.compiler.codegen.mathfns import FLAGS, emit_sigmoid, emit_tanh
 from graphrnn.isa import resolve_isa
 from graphrnn.runtime.jit import Engine
+from graphrnn.testing.apply_kernel import Emitter, build_apply
 
-F32 = ir.FloatType()
-I64 = ir.IntType(64)
 FLT_MIN = float(np.finfo(np.float32).tiny)
-Emitter = Callable[[ir.IRBuilder, ir.Value], ir.Value]
 
 _OLD_POLY = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1,
              -3.33332819422e-1)
@@ -72,40 +70,6 @@ VARIANTS: dict[str, dict[str, Emitter]] = {
 }
 
 
-def _build_apply(module: ir.Module, name: str, emit: Emitter, width: int) -> None:
-    """void name(float* src, float* dst, i64 n): dst[i] = tanh(src[i]), width at a time, then
-    one at a time."""
-    fp = F32.as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [fp, fp, I64]), name)
-    src, dst, n = fn.args
-    entry, vcond, vbody, tcond, tbody, done = (fn.append_basic_block(s) for s in (
-        "entry", "vcond", "vbody", "tcond", "tbody", "done"))
-    b = ir.IRBuilder(entry)
-    b.branch(vcond)
-    vty = ir.VectorType(F32, width)
-    b.position_at_end(vcond)
-    i = b.phi(I64)
-    i.add_incoming(ir.Constant(I64, 0), entry)
-    nxt = b.add(i, ir.Constant(I64, width))
-    b.cbranch(b.icmp_signed("<=", nxt, n), vbody, tcond)
-    b.position_at_end(vbody)
-    vsrc = b.bitcast(b.gep(src, [i]), vty.as_pointer())
-    vdst = b.bitcast(b.gep(dst, [i]), vty.as_pointer())
-    b.store(emit(b, b.load(vsrc, align=4)), vdst, align=4)
-    i.add_incoming(nxt, vbody)
-    b.branch(vcond)
-    b.position_at_end(tcond)
-    j = b.phi(I64)
-    j.add_incoming(i, vcond)
-    b.cbranch(b.icmp_signed("<", j, n), tbody, done)
-    b.position_at_end(tbody)
-    b.store(emit(b, b.load(b.gep(src, [j]))), b.gep(dst, [j]))
-    j.add_incoming(b.add(j, ir.Constant(I64, 1)), tbody)
-    b.branch(tcond)
-    b.position_at_end(done)
-    b.ret_void()
-
-
 def compile_variants(function: str, isa: str = "host"
                      ) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """name -> f(x: float32 array) for every variant of `function`, vectors of the ISA's width."""
@@ -113,7 +77,7 @@ def compile_variants(function: str, isa: str = "host"
     width = engine.isa.vector_width
     module = ir.Module("mathfns_check")
     for name, emit in VARIANTS[function].items():
-        _build_apply(module, f"{function}_{name}", emit, width)
+        build_apply(module, f"{function}_{name}", emit, width)
     library = engine.load(engine.compile_to_object(str(module)).obj)
     out = {}
     for name in VARIANTS[function]:

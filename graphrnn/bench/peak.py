@@ -107,8 +107,8 @@ def measure_peak(seconds: float = 0.001, repeats: int = 60,
 def peak_sampler(width: int, chains: int, seconds: float = 0.005
                  ) -> tuple[Callable[[], Any], float]:
     """(call, GFLOP per call): the FMA loop sized to about `seconds` a call, to be timed
-    among a row's implementations (its median there is the peak under the row's conditions:
-    the same minutes, the same clock, the same neighbours)."""
+    among a row's implementations (its best sample there is the peak under the row's
+    conditions: the same minutes, the same clock, the same neighbours)."""
     run = fma_kernel(width, chains)
     n = _iterations(run, seconds)
     return (lambda: run(n)), 2 * UNROLL * chains * width * n / 1e9
