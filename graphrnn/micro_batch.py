@@ -36,11 +36,12 @@ from .threads import Parts, output_buffer, split_rows
 # Measured on the benchmark host (AMD EPYC znver5, 2 vCPUs sharing a 32 MiB L3 with other
 # tenants of the host): the adding-problem LSTM training step (+ Adam) per block size at
 # B = 128, two processes at once: 43 rows (10 MiB) 9.9 ms, 32 rows 9.3, 16 rows (3.8 MiB)
-# 8.0-8.9, 8 rows 8.6; one process, B = 256: 17.4 / 16.9 / 16.2 / 17.7 ms. The (100, 100, 2,
-# 100) LSTM and GRU steps in blocks of 17 rows (8.5 MiB, half a share): 4-12% faster than
-# whole; the (32, 50, 256, 256) LSTM and GRU in blocks of 16 (12-14.5 MiB): 3% slower.
+# 8.0-8.9, 8 rows 8.6; one process, B = 256: 17.4 / 16.9 / 16.2 / 17.7 ms. Blocks of half
+# a share are not: the (100, 100, 2, 100) LSTM step in blocks of 17 rows (8.5 MiB) was 4-12%
+# faster with AVX-512 kernels but up to 25% slower with AVX2 ones in `graphrnn bench`; the
+# (32, 50, 256, 256) LSTM and GRU in blocks of 16 (12-14.5 MiB): 3% slower.
 TARGET = 1 / 4                  # a block's arena, as a fraction of one core's share of the cache
-LIMIT = 0.6                     # blocks needing more than this many shares are not worth it
+LIMIT = 0.4                     # blocks needing more than this many shares are not worth it
 MIN_ROWS = 16
 FALLBACK_SHARE = 4 << 20        # bytes: when sysfs says nothing (a typical L3 per core)
 CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"

@@ -229,8 +229,8 @@ def test_the_automatic_rule() -> None:
     assert mb.block_rows(64, per_row(3.2), None, share) == ((0, 64),)
     assert mb.block_rows(512, per_row(3.2), None, share) == ((0, 512),)
     # a block may exceed the target where fewer rows would be too few, not LIMIT shares
-    assert mb.block_rows(100, per_row(0.5), None, share) == split_rows(100, 6)     # 9.2 MiB
-    assert mb.block_rows(100, per_row(0.6), None, share) == ((0, 100),)            # 10.9 MiB
+    assert mb.block_rows(100, per_row(0.3), None, share) == split_rows(100, 6)     # 5.8 MiB
+    assert mb.block_rows(100, per_row(0.4), None, share) == ((0, 100),)            # 7.5 MiB
     assert mb.block_rows(100, per_row(0.5), 0, share) == ((0, 100),)
     assert mb.block_rows(100, per_row(0.5), 30, share) == split_rows(100, 4)
     assert mb.block_rows(100, per_row(0.5), 100, share) == ((0, 100),)
