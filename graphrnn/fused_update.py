@@ -62,9 +62,9 @@ def scale_add(out: np.ndarray, a: float, x: np.ndarray, b: float) -> None:
     """out = a * out + b * x in place, each product and the sum rounded to float32 (as numpy's
     `out *= a; x *= b; out += x`, which it runs, leaving `x` scaled, for small arrays and
     where the kernel cannot take the arrays)."""
-    if out.size >= SMALL and out.dtype == x.dtype == np.float32 and out.size == x.size \
-            and out.flags.c_contiguous and x.flags.c_contiguous and out.flags.aligned \
-            and x.flags.aligned and out.flags.writeable and not np.may_share_memory(out, x):
+    # contiguous first, so that the flat views below are views, not copies
+    if out.size >= SMALL and out.flags.c_contiguous and x.flags.c_contiguous \
+            and not _check((out.reshape(-1), x.reshape(-1))):
         try:
             fn = update_kernel("scale_add", False)
         except (OSError, RuntimeError):

@@ -30,8 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .runtime.program import shapes_key
-from .threads import Parts, output_buffer, split_rows
+from .threads import Parts, by_shapes, output_buffer, split_rows
 
 # Measured on the benchmark host (AMD EPYC znver5, 2 vCPUs sharing a 32 MiB L3 with other
 # tenants of the host): the adding-problem LSTM training step (+ Adam) per block size at
@@ -169,22 +168,18 @@ class RowBlocks:
         return parts, False
 
     def _blocks(self, values: Sequence[Any]) -> Parts:
-        key = shapes_key(values)
-        got = self._seen.get(key) if key is not None else None
-        if got is None:
+        def make() -> Parts:
             program = self.step.program_for(values)
             arrays, steps = program.validate(values)
             batch, more = program.rows_of(arrays), program.more_of(arrays)
-            got = ((0, batch),)
             # a program for one batch size (specialize=) has no arena per row to go by
-            if program.batch_symbol is not None or self.micro_batch:
-                contract = program.contract
-                share = self.share if self.share is not None else cache_share()
-                got = block_rows(batch, lambda rows: 4 * contract.arena_floats(steps, rows, more),
-                                 self.micro_batch, share)
-            if key is not None and len(self._seen) < 4096:
-                self._seen[key] = got
-        return got
+            if program.batch_symbol is None and not self.micro_batch:
+                return ((0, batch),)
+            contract = program.contract
+            share = self.share if self.share is not None else cache_share()
+            return block_rows(batch, lambda rows: 4 * contract.arena_floats(steps, rows, more),
+                              self.micro_batch, share)
+        return by_shapes(self._seen, values, make)
 
 
 __all__ = ["RowBlocks", "block_rows", "cache_share", "check_micro_batch", "TARGET", "LIMIT",

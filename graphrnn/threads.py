@@ -137,17 +137,13 @@ class BatchSplitter:
     def parts_of(self, values: Sequence[Any], check: Callable[[], Any]) -> Parts:
         """How a call on these inputs splits (only when not `serial`); `check()` validates
         them (raising InputError) the first time their shapes and dtypes are seen."""
-        key = shapes_key(values)
-        got = self._seen.get(key) if key is not None else None
-        if got is None:
+        def make() -> Parts:
             check()
             batch = np.shape(values[self._first_rows])[0]
             time = self.plan.time
             steps = np.shape(values[time[0]])[time[1]] if time is not None else 1
-            got = self.parts(batch, steps)
-            if key is not None and len(self._seen) < 4096:
-                self._seen[key] = got
-        return got
+            return self.parts(batch, steps)
+        return by_shapes(self._seen, values, make)
 
     # -- running
     def run(self, parts: Parts, values: Sequence[Any], program_of: Callable[[list], Any], *,
@@ -245,6 +241,18 @@ class BatchSplitter:
             return self._pool
 
 
+def by_shapes(seen: dict[Any, Any], values: Sequence[Any], make: Callable[[], Any]) -> Any:
+    """make(), once per (shape, dtype) of `values`: kept in `seen` (up to 4096 of them;
+    values without a shape key are planned afresh each time)."""
+    key = shapes_key(values)
+    got = seen.get(key) if key is not None else None
+    if got is None:
+        got = make()
+        if key is not None and len(seen) < 4096:
+            seen[key] = got
+    return got
+
+
 def output_buffer(into: dict[int, np.ndarray] | None, j: int, shape: tuple[int, ...],
                   dtype: np.dtype) -> np.ndarray:
     """The caller's array for output j when it can be written directly, else a new one."""
@@ -255,5 +263,5 @@ def output_buffer(into: dict[int, np.ndarray] | None, j: int, shape: tuple[int, 
     return np.empty(shape, dtype)
 
 
-__all__ = ["BatchSplitter", "output_buffer", "MIN_ROWS_PER_PART", "MIN_FLOPS_PER_PART",
+__all__ = ["BatchSplitter", "by_shapes", "output_buffer", "MIN_ROWS_PER_PART", "MIN_FLOPS_PER_PART",
            "check_threads", "split_rows"]
