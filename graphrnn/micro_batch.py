@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .threads import Parts, by_shapes, output_buffer, split_rows
+from .threads import Parts, by_shapes, split_rows
 
 # Measured on the benchmark host (AMD EPYC znver5, 2 vCPUs sharing a 32 MiB L3 with other
 # tenants of the host): the adding-problem LSTM training step (+ Adam) per block size at
@@ -148,10 +148,7 @@ class RowBlocks:
         else:           # whole: the gradient straight into the model's vector when it fits
             program = step.program_for(values)
             arrays, steps = program.validate(values)
-            shapes = program.output_shapes(steps, program.rows_of(arrays),
-                                           program.more_of(arrays))
-            outs = [output_buffer({1: flat_grad}, j, shape, dtype)
-                    for j, (shape, dtype) in enumerate(shapes)]
+            outs = program.outputs(arrays, steps, {1: flat_grad})
             program.run(arrays, steps, outs, seed=seed, training=training)
             loss, grad = outs
         if grad is not flat_grad:

@@ -36,7 +36,7 @@ from .ir import Graph
 from .fused_update import scale_add
 from .rows import MEAN, ROWS, SAME, SUM, RowPlan, matmul_flops, row_plan
 from .runtime.forksafe import renew_after_fork
-from .runtime.program import shapes_key
+from .runtime.program import output_buffer, shapes_key
 
 # Measured on the 2-core benchmark host (LSTM layers, 16 rows as two parts of 8, best of
 # interleaved runs): two parts start to beat one call at about 10 MFLOP a part forward and
@@ -253,15 +253,5 @@ def by_shapes(seen: dict[Any, Any], values: Sequence[Any], make: Callable[[], An
     return got
 
 
-def output_buffer(into: dict[int, np.ndarray] | None, j: int, shape: tuple[int, ...],
-                  dtype: np.dtype) -> np.ndarray:
-    """The caller's array for output j when it can be written directly, else a new one."""
-    a = (into or {}).get(j)
-    if a is not None and a.shape == shape and a.dtype == dtype and a.flags.c_contiguous \
-            and a.flags.aligned and a.flags.writeable:
-        return a
-    return np.empty(shape, dtype)
-
-
-__all__ = ["BatchSplitter", "by_shapes", "output_buffer", "MIN_ROWS_PER_PART", "MIN_FLOPS_PER_PART",
+__all__ = ["BatchSplitter", "by_shapes", "MIN_ROWS_PER_PART", "MIN_FLOPS_PER_PART",
            "check_threads", "split_rows"]

@@ -182,10 +182,16 @@ class Program:
         """Run on `values`; `seed` and `training` drive the dropout masks of a training
         program (a program lowered for inference has none)."""
         arrays, steps = self.validate(values)
-        outs = [np.empty(shape, dt) for shape, dt in
-                self.output_shapes(steps, self.rows_of(arrays), self.more_of(arrays))]
+        outs = self.outputs(arrays, steps)
         self._run(arrays, steps, outs, seed, training)
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def outputs(self, arrays: Sequence[np.ndarray], steps: int,
+                into: dict[int, np.ndarray] | None = None) -> list[np.ndarray]:
+        """The output arrays of a call on `arrays` (from `validate`): those of `into` (output
+        index -> array, e.g. a model's gradient) where they fit (`output_buffer`), else new."""
+        return [output_buffer(into, j, shape, dt) for j, (shape, dt) in enumerate(
+            self.output_shapes(steps, self.rows_of(arrays), self.more_of(arrays)))]
 
     def output_shapes(self, steps: int, batch: int = 0, more: Sequence[int] = ()
                       ) -> list[tuple[tuple[int, ...], np.dtype]]:
@@ -343,4 +349,15 @@ class Program:
         return ws
 
 
-__all__ = ["Program", "as_input", "bind_dims", "address", "describe", "shapes_key", "MAX_FLOATS"]
+def output_buffer(into: dict[int, np.ndarray] | None, j: int, shape: tuple[int, ...],
+                  dtype: np.dtype) -> np.ndarray:
+    """The caller's array for output j when it can be written directly, else a new one."""
+    a = (into or {}).get(j)
+    if a is not None and a.shape == shape and a.dtype == dtype and a.flags.c_contiguous \
+            and a.flags.aligned and a.flags.writeable:
+        return a
+    return np.empty(shape, dtype)
+
+
+__all__ = ["output_buffer", "Program", "as_input", "bind_dims", "address", "describe",
+           "shapes_key", "MAX_FLOATS"]
