@@ -18,7 +18,7 @@ from graphrnn.bench.run import (IMPLS, MODES, PEER_NAMES, Row, bench_row, flops,
 from graphrnn.bench.report import format_table
 from graphrnn.cli import main as cli_main
 from graphrnn.bench.child import peer_isa_env, peers_isa_text, peers_off_isa
-from graphrnn.bench.peak import fma_ir, measure_peak
+from graphrnn.bench.peak import UNROLL, VARIANTS, fma_count, fma_ir, measure_peak
 from graphrnn.bench.peers import build_layer, graphrnn_impl, named_grads
 from graphrnn.isa import host_isa, using_isa
 from graphrnn.train import InterpretedStep
@@ -158,7 +158,9 @@ def test_interleaved_rounds_shuffle_and_respect_the_budget():
 
 def test_flops_and_row_ratios():
     assert flops("lstm", (2, 3, 4, 5), "forward") == 2 * 2 * 3 * (4 + 5) * 4 * 5
-    assert flops("gru", (2, 3, 4, 5), "train") == 3 * 2 * 2 * 3 * (4 + 5) * 3 * 5
+    # forward, the weights' gradients, the gradient through h; no input gradient
+    assert flops("gru", (2, 3, 4, 5), "train") == (2 * 2 * 2 * 3 * (4 + 5) * 3 * 5
+                                                   + 2 * 2 * 3 * 5 * 3 * 5)
     row = Row("rnn", [1, 2, 3, 4], "forward", 2, gflop=0.5,
               ms={"graphrnn": 10.0, "torch": 30.0, "jax": 20.0, "interpreter": 5.0})
     out = row.to_json(peak_gflops=100.0)
@@ -211,6 +213,13 @@ def test_the_peak_measurement_is_positive():
     assert [(v["width"], v["chains"]) for v in peak["variants"]] == [(8, 4), (16, 4)]
     assert peak["gflops"] == max(v["gflops"] for v in peak["variants"])
     assert peak["variant"] in ([8, 4], [16, 4])
+
+
+def test_the_peak_loop_runs_every_fma_it_counts():
+    # a chain the compiler could predict (one starting at the fixed point of its update)
+    # would be folded away while its FLOPs are still counted: every variant keeps them all
+    for width, chains in VARIANTS + ((8, 4), (16, 2)):
+        assert fma_count(width, chains) == chains * UNROLL, (width, chains)
 
 
 def test_bench_help_and_the_peak_command(capsys):

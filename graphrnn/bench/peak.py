@@ -9,14 +9,17 @@ times per iteration; the chains are independent so the FMA pipes never wait on l
             for k in range(chains):
                 acc[k] = acc[k] * 0.75 + 0.25  # one fused multiply-add on `width` lanes
 
-FLOPs = 2 * n * unroll * chains * width. The peak is the best of many short runs (about a
-millisecond each): noise only ever slows a run down, and on a shared machine a short run
-often fits in one uninterrupted time slice where a long one never does.
+FLOPs = 2 * n * unroll * chains * width. The multiplier, the addend and each chain's start
+are read from memory at run time, so the compiler cannot fold a chain whose value it could
+predict (a chain starting at 1.0, the fixed point of acc * 0.75 + 0.25, would be folded
+away and its FMAs counted without being run); `fma_count` checks the compiled loop. The
+peak is the best of many short runs (about a millisecond each): noise only ever slows a run
+down, and on a shared machine a short run often fits in one uninterrupted time slice where
+a long one never does.
 """
 from __future__ import annotations
 
 import ctypes
-import struct
 import time
 from typing import Any, Callable
 
@@ -30,24 +33,29 @@ UNROLL = 4
 
 
 def fma_ir(width: int, chains: int, unroll: int = UNROLL) -> str:
-    """LLVM IR of `float peak_fma(i64 n, float* out)` (returns nothing useful; writes out[0])."""
+    """LLVM IR of `void peak_fma(i64 n, float* in, float* out)`: `in` holds the multiplier,
+    the addend and the chains' start values (`peak_inputs`); out[0] gets a lane of the sum."""
     vt = f"<{width} x float>"
+    mask = f"<{width} x i32> zeroinitializer"
 
-    def splat(v: float) -> str:
-        bits = struct.unpack("<Q", struct.pack("<d", float(np.float32(v))))[0]
-        return f"<{', '.join(f'float 0x{bits:016X}' for _ in range(width))}>"
+    def splat(name: str, index: int) -> list[str]:
+        return [f"  %{name}.p = getelementptr float, float* %in, i64 {index}",
+                f"  %{name}.s = load float, float* %{name}.p",
+                f"  %{name}.v = insertelement {vt} undef, float %{name}.s, i32 0",
+                f"  %{name} = shufflevector {vt} %{name}.v, {vt} undef, {mask}"]
     lines = [f"declare {vt} @llvm.fma.v{width}f32({vt}, {vt}, {vt})",
-             "define void @peak_fma(i64 %n, float* noalias %out) {",
-             "entry:", "  br label %loop", "loop:",
-             "  %i = phi i64 [0, %entry], [%i.next, %loop]"]
+             "define void @peak_fma(i64 %n, float* noalias %in, float* noalias %out) {",
+             "entry:"]
+    lines += splat("a", 0) + splat("b", 1)
     for k in range(chains):
-        start = splat(1.0 + k / 1024)
-        lines.append(f"  %acc{k}.0 = phi {vt} [{start}, %entry], [%acc{k}.{unroll}, %loop]")
-    a, b = splat(0.75), splat(0.25)        # converges to 1: no denormals
+        lines += splat(f"start{k}", 2 + k)
+    lines += ["  br label %loop", "loop:", "  %i = phi i64 [0, %entry], [%i.next, %loop]"]
+    for k in range(chains):
+        lines.append(f"  %acc{k}.0 = phi {vt} [%start{k}, %entry], [%acc{k}.{unroll}, %loop]")
     for u in range(1, unroll + 1):
         for k in range(chains):
             lines.append(f"  %acc{k}.{u} = call {vt} @llvm.fma.v{width}f32("
-                         f"{vt} %acc{k}.{u - 1}, {vt} {a}, {vt} {b})")
+                         f"{vt} %acc{k}.{u - 1}, {vt} %a, {vt} %b)")
     lines += ["  %i.next = add nsw i64 %i, 1",
               "  %more = icmp slt i64 %i.next, %n",
               "  br i1 %more, label %loop, label %done", "done:"]
@@ -60,16 +68,35 @@ def fma_ir(width: int, chains: int, unroll: int = UNROLL) -> str:
     return "\n".join(lines) + "\n"
 
 
+def peak_inputs(chains: int) -> np.ndarray:
+    """The loop's `in`: multiplier 0.75, addend 0.25 (every chain converges to 1, never
+    subnormal), and distinct start values."""
+    return np.array([0.75, 0.25] + [1.0 + (k + 1) / 1024 for k in range(chains)], np.float32)
+
+
+def fma_count(width: int, chains: int, unroll: int = UNROLL) -> float:
+    """How many `width`-lane FMAs the compiled loop holds (chains * unroll when none was
+    folded away; a 16-lane FMA built for 8-lane registers is two instructions of 8)."""
+    asm = shared_engine().compile_to_object(fma_ir(width, chains, unroll), assembly=True).asm
+    lanes = {"%zmm": 16, "%ymm": 8, "%xmm": 4}
+    total = 0
+    for line in (asm or "").splitlines():
+        if line.strip().startswith("vfmadd"):
+            total += next((n for reg, n in lanes.items() if reg in line), 1)
+    return total / width
+
+
 def fma_kernel(width: int, chains: int) -> Callable[[int], float]:
     """The compiled loop as `run(n) -> seconds`."""
     engine = shared_engine()
     library = engine.load(engine.compile_to_object(fma_ir(width, chains)).obj)
-    fn = library.function("peak_fma", None, ctypes.c_int64, ctypes.c_void_p)
+    fn = library.function("peak_fma", None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
+    inputs = peak_inputs(chains)
     out = np.zeros(1, np.float32)
 
     def run(n: int) -> float:
         t0 = time.perf_counter()
-        fn(n, out.ctypes.data)
+        fn(n, inputs.ctypes.data, out.ctypes.data)
         return time.perf_counter() - t0
     return run
 
