@@ -16,8 +16,10 @@ call is as many calls back to back as last 10 ms (`calls_per_sample` in --json):
 state of a loop. Medians are reported (minimums too, in --json), with the CPU time per wall
 time of each implementation as a check that it really ran on the threads asked.
 Ratios are peer time / graphrnn time: above 1 means graphrnn is faster. GFLOP/s count
-2*B*T*(D+H)*G*H flops forward (G gates) and three times that for a training step, against
-the single-core FMA peak of `graphrnn bench --peak`: %run of its best-of-many runs measured
+the products: 2*B*T*(D+H)*G*H flops forward (G gates); a training step adds the weights'
+gradients (as many again) and the gradient through h (2*B*T*H*G*H), not the input's, which
+no implementation computes (configs.flops); against the single-core FMA peak of
+`graphrnn bench --peak`: %run of its best-of-many runs measured
 before the rows, %peak of the same loop timed as one more call in each row's rounds (its
 best sample there: the peak the row's minutes allowed, with their clock and neighbours).
 
