@@ -46,7 +46,7 @@ from .kernel import LEAVES, Home, Kernel, computed
 from .schedule_state import ScheduleState
 from .strides import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
-from .row_maps import postmaps, premaps
+from .row_maps import postmaps, premap_reads, premaps
 from .tiling import epilogue_layouts
 
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce", Op.BMM: "reduce",
@@ -231,7 +231,7 @@ class _Scheduler(ScheduleState):
             out.append(self.pack(mm or n, pos))
             pos = self.tick()
         pre = self.premaps.get(n)
-        reads = n.inputs if pre is None else (n.inputs[0], *pre.inputs)
+        reads = premap_reads(n, pre)
         if post is not None:
             reads = (*reads, *post[0].inputs)
         for x in reads if mm is None else (*mm.inputs[:1], *n.inputs):
