@@ -54,19 +54,20 @@ def test_mse_step_writes_no_difference_nor_squares(cell: str) -> None:
             assert n.inputs[0].op == Op.EXPAND and n.inputs[0].inputs[0].op == Op.CONST
 
 
-def test_mse_kernels_read_y_and_t_in_two_passes() -> None:
-    """In the lowered step the squares have no kernel: the reduce kernel of `mse` computes
-    them; the loss's other big kernel is the gradient's map."""
+def test_mse_and_its_gradient_are_one_kernel() -> None:
+    """In the lowered step the squares have no kernel, and the reduce kernel of `mse` also
+    writes the gradient's map: no other kernel reads the target."""
     step = CompiledTrainStep(build_layer("rnn", D, H), gr.MSECriterion(), profile=True)
     prog = step.program_for((randn(B, T, D), randn(B, T, H)))
     records = prog.exe.contract.profile
-    squares = mse_step_graph("rnn").node("mse").inputs[0].name
-    kinds = {name: kind for _, kind, nodes, _ in records for name in nodes}
-    assert kinds["mse"] == "reduce"
-    assert squares not in kinds
-    loss_maps = [nodes for _, kind, nodes, _ in records if kind == "map"
-                 and any(name.startswith("fused_sub") for name in nodes)]
-    assert len(loss_maps) == 1 and len(loss_maps[0]) == 1     # the gradient, nothing else
+    g = mse_step_graph("rnn")
+    squares = g.node("mse").inputs[0].name
+    gradient = [n.name for n in g.nodes if g.inputs[1] in n.inputs and n.name != squares]
+    kernels = {name: (kernel, kind) for kernel, kind, nodes, _ in records for name in nodes}
+    assert kernels["mse"][1] == "reduce"
+    assert squares not in kernels
+    assert [kernels[name] for name in gradient] == [kernels["mse"]]
+    assert step(randn(B, T, D), target=randn(B, T, H)) > 0.0
 
 
 def gru_model() -> gr.gModule:
@@ -133,13 +134,19 @@ def test_partial_reductions_tails_and_broadcast_operands() -> None:
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
 
 
-def test_a_shared_difference_is_computed_once_per_reader() -> None:
-    """d = a - b read by a mean over the last axis and by an output: the mean recomputes d,
-    the output still has it; both values right."""
-    a, b = gr.Input("B", 9, name="a"), gr.Input("B", 9, name="b")
+@pytest.mark.parametrize("axes,keepdims", [(None, False), ([1], False), ([1], True)])
+def test_a_sum_that_also_writes_a_map_of_its_operands(axes, keepdims) -> None:
+    """d = a - b read by a sum over the last axis and by a map of a, b and a row vector (an
+    output): the sum's kernel recomputes d and writes the map in the same pass; both values
+    right, across the rows' partial vectors (37 = 32 + 5)."""
+    a, b = gr.Input("B", 37, name="a"), gr.Input("B", 37, name="b")
+    w = gr.Input(37, name="w")
     d = ops.sub(a, b)
-    model = gr.gModule([a, b], [ops.mean(ops.mul(d, d)), ops.mul(d, 2.0)])
-    xs, ys = randn(5, 9), randn(5, 9)
-    got, ref = gr.compile(model)(xs, ys), gr.interpret(model, xs, ys)
+    total = ops.sum_(ops.mul(d, d), axes, keepdims=keepdims) if axes else ops.mean(ops.mul(d, d))
+    model = gr.gModule([a, b, w], [total, ops.mul(ops.mul(d, 2.0), w)])
+    xs, ys, ws = randn(5, 37), randn(5, 37), randn(37)
+    fast = gr.compile(model)
+    got, ref = fast(xs, ys, ws), gr.interpret(model, xs, ys, ws)
     for u, v in zip(got, ref):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+    assert [r.kind for r in gr.profile(fast, xs, ys, ws).rows if r.kind] == ["reduce"]

@@ -145,7 +145,7 @@ def _column_sums_one_pass(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, c
                 s = bld.fdiv(s, splat8(em, bld.sitofp(em.lin(count), F64)))
             col = bld.mul(j, ir.Constant(I64, 8), flags=["nsw"])
             lanes = lanes8(em, bld.sub(ir.Constant(I64, inner), col))
-            _masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)), em.gep(dest, col), lanes)
+            masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)), em.gep(dest, col), lanes)
 
 
 def _column_sums_by_block(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, count) -> None:
@@ -173,7 +173,7 @@ def _column_sums_by_block(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, c
                 s = bld.load(acc)
                 if n.op == Op.MEAN:
                     s = bld.fdiv(s, splat8(em, bld.sitofp(em.lin(count), F64)))
-                _masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)),
+                masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)),
                                em.gep(em.gep(dest, col), 8 * v), lanes[v])
 
 
@@ -240,7 +240,7 @@ def masked_load8(em: Emitter, ptr: ir.Value, mask: ir.Value) -> ir.Value:
                                                   ir.Constant(vt, [0.0] * 8)])
 
 
-def _masked_store8(em: Emitter, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
+def masked_store8(em: Emitter, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
     p = em.builder.bitcast(ptr, value.type.as_pointer())
     em.builder.call(_masked8(em, "store"), [value, p, ir.Constant(ir.IntType(32), 4), mask])
 
@@ -312,4 +312,4 @@ REDUCE_RULES = {Op.BMM: emit_bmm, Op.SUM: emit_sum, Op.MEAN: emit_sum,
                 **ROW_KERNEL_RULES}
 
 __all__ = ["REDUCE_RULES", "emit_sum", "emit_softmax", "stride_magnitude", "lanes8",
-           "masked_load8", "splat8"]
+           "masked_load8", "masked_store8", "splat8"]

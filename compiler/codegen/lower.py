@@ -169,7 +169,7 @@ class Lowering:
             pre = k.premap
             ins = [env[x] for x in premap_reads(n, pre)]
             post = k.stages[0] if k.stages else None
-            if post is not None:            # a NORMALIZE that also writes a map of it
+            if post is not None:            # a NORMALIZE or sum that also writes a map
                 env[post[0]] = self.home_ref(post[1], frame)
                 ins += [env[post[0]]] + [env[x] for x in post[0].inputs if x is not n]
                 out = env[post[0]] if out is None else out  # no home: only the map reads it
@@ -181,12 +181,11 @@ class Lowering:
             else:
                 rule = EMIT_RULES.get(n.op) if pre is None else _premapped_rule(n, pre)
                 if post is not None:
-                    rule = postmapped_normalize(post[0].attrs["body"],
-                                                [x is n for x in post[0].inputs],
-                                                k.dest is not None)
+                    rule = _postmapped_rule(n, pre, post[0], k.dest is not None)
             if rule is None:
                 raise LoweringError(f"no emitter for op {n.op.value}")
-            self.call(k.name, n, rule, out, ins, scalars, kind=k.kind)
+            labels = (n.name, post[0].name) if post is not None and pre is not None else ()
+            self.call(k.name, n, rule, out, ins, scalars, kind=k.kind, nodes=labels)
             if k.dest is not None:
                 env[n] = out
 
@@ -278,6 +277,13 @@ def _premapped_rule(n: Node, pre: Node) -> Rule:
     if n.op == Op.NORMALIZE_GRAD:
         return premapped_normalize_grad(pre.attrs["body"])
     return premapped_sum(pre)
+
+
+def _postmapped_rule(n: Node, pre: Node | None, f: Node, store: bool) -> Rule:
+    """The rule of a reduction that also writes the FUSED map `f` (row_maps.py)."""
+    if n.op == Op.NORMALIZE:
+        return postmapped_normalize(f.attrs["body"], [x is n for x in f.inputs], store)
+    return premapped_sum(pre, f)
 
 
 def _symbol(name: str) -> str:

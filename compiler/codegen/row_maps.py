@@ -6,7 +6,10 @@ less per norm:
              sum or mean over the last axis of a FUSED map it alone reads (emit_sum_map.py:
              a loss reads the prediction and the target, not the per-entry losses);
     postmap: a FUSED map of a normalize's result, of its shape, is written by the normalize's
-             kernel in the pass that writes the normalised row (which is still stored).
+             kernel in the pass that writes the normalised row (which is still stored); a
+             premapped sum's kernel likewise writes a later FUSED map over its operand's
+             shape that reads what the premap reads (a loss and its gradient: one pass
+             over the prediction and the target).
 """
 from __future__ import annotations
 
@@ -77,4 +80,27 @@ def postmaps(nodes: tuple[Node, ...], outputs: tuple[Node, ...], taken: set[Node
     return found, {x for x, f in found.items() if users[x] == f.inputs.count(x)}
 
 
-__all__ = ["premaps", "postmaps", "premap_reads"]
+def sum_postmaps(nodes: tuple[Node, ...], premapped: dict[Node, Node], taken: set[Node]
+                 ) -> dict[Node, Node]:
+    """Premapped SUM / MEAN -> the first later FUSED float map (none of `taken`) over the
+    premap's shape that shares an operand with the premap and does not read the sum; its
+    kernel computes the map too when the map's inputs are computed by then (the scheduler
+    checks)."""
+    order = {n: i for i, n in enumerate(nodes)}
+    found: dict[Node, Node] = {}
+    chosen: set[Node] = set()
+    for n in nodes:
+        pre = premapped.get(n)
+        if n.op not in (Op.SUM, Op.MEAN) or pre is None or n in taken:
+            continue
+        for f in nodes[order[n] + 1:]:
+            if f.op == Op.FUSED and f not in taken and f not in chosen and _floats(f) \
+                    and f.type.shape == pre.type.shape and n not in f.inputs \
+                    and set(f.inputs) & set(pre.inputs):
+                found[n] = f
+                chosen.add(f)
+                break
+    return found
+
+
+__all__ = ["premaps", "postmaps", "premap_reads", "sum_postmaps"]

@@ -92,10 +92,10 @@ def _private_reductions(graph: Graph) -> Graph:
         if tree is None or all(readers[id(x)] == 1 for x in tree):
             return m
         copies: dict[int, Node] = {}
-        for x in tree:
-            copies[id(x)] = Node(x.op, tuple(copies.get(id(y), new[id(y)]) for y in x.inputs),
-                                 dict(x.attrs), x.type, name=fresh_name(x.name, taken),
-                                 scope=x.scope, where=x.where, doc=x.doc)
+        for x in tree:      # a copy keeps its original's place in reading order
+            copies[id(x)] = x.replace(inputs=tuple(copies.get(id(y), new[id(y)])
+                                                   for y in x.inputs),
+                                      name=fresh_name(x.name, taken))
         return with_inputs(m, (copies[id(n.inputs[0])],))
     return graph.remapped(map_nodes(graph.nodes, visit, new))
 
