@@ -109,13 +109,14 @@ def _last_axis(n: Node) -> bool:
 
 def _cheap_tree(x: Node) -> list[Node] | None:
     """The cheap float elementwise nodes `x` is computed from (operands first, `x` last),
-    when `x` is one and they are few; else None."""
+    when `x` is one and they are few; else None. A map of a product stays out: it is the
+    product's epilogue, stored once by the gemm."""
     found: dict[int, Node] = {}
 
     def walk(n: Node) -> bool:
         if id(n) in found:
             return True
-        if n.op not in CHEAP or not _fusable(n):
+        if n.op not in CHEAP or not _fusable(n) or any(y.op == Op.MATMUL for y in n.inputs):
             return False
         for y in n.inputs:
             walk(y)
