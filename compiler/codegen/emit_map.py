@@ -59,6 +59,13 @@ def _intrinsic(name: str) -> Callable[[Emitter, ir.Value], ir.Value]:
     return emit
 
 
+def _sqrt(em: Emitter, x: ir.Value) -> ir.Value:
+    # fenced: `arcp` would turn a division by it into an rsqrt estimate, NaN at 0 and inf
+    # where IEEE gives inf and 0 (g / (2 sqrt(x)), the gradient of sqrt, in one body)
+    root = _intrinsic("sqrt")(em, x)
+    return em.builder.call(intrinsic(em.builder.module, "arithmetic.fence", x.type, 1), [root])
+
+
 def _extremum(pred: str) -> Callable[[Emitter, ir.Value, ir.Value], ir.Value]:
     """maximum ('>') or minimum ('<') that returns NaN when either input is NaN, as
     np.maximum and torch.maximum do (llvm.maxnum would return the other input)."""
@@ -79,7 +86,7 @@ UNARY: dict[Op, Callable[[Emitter, ir.Value], ir.Value]] = {
     Op.STEP: _step,
     Op.ABS: _intrinsic("fabs"),
     Op.SIGN: _sign,
-    Op.SQRT: _intrinsic("sqrt"),
+    Op.SQRT: _sqrt,
     Op.ERF: lambda em, x: emit_erf(em.builder, x),
     Op.SOFTPLUS: lambda em, x: emit_softplus(em.builder, x),
 }

@@ -33,11 +33,12 @@ def _split(layout: Layout, axes: tuple[int, ...]) -> tuple[Layout, Layout]:
 def _outer_first(layout: Layout) -> Layout:
     """The same dims walked largest stride first, so consecutive rows lie close in memory
     (a stacked loop output may be [B, T, ...] with T outermost in memory)."""
-    order = sorted(range(layout.rank), key=lambda i: _magnitude(layout.strides[i]), reverse=True)
+    order = sorted(range(layout.rank), key=lambda i: stride_magnitude(layout.strides[i]),
+                   reverse=True)
     return layout.permute(order)
 
 
-def _magnitude(x: Lin) -> tuple:
+def stride_magnitude(x: Lin) -> tuple:
     """A key that orders sizes as they compare for large sizes: terms of further time
     symbols by degree, then B*T, T, B, 1."""
     extra = tuple(sorted(((len(m), k) for m, k in x.terms
@@ -119,7 +120,7 @@ def _column_sums_one_pass(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, c
 
     def slot(j: ir.Value) -> ir.Value:
         return bld.gep(scratch, [ir.Constant(i32, 0), j], inbounds=True)
-    tail_lanes = _lanes(em, ir.Constant(I64, tail)) if tail else None
+    tail_lanes = lanes8(em, ir.Constant(I64, tail)) if tail else None
     with em.nest(x.layout.shape[:-1], "sum_out") as idx:
         base = em.at(Ref(x.ptr, x.layout), idx)
         dest = em.at(Ref(out.ptr, out.layout), idx)
@@ -135,16 +136,16 @@ def _column_sums_one_pass(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, c
                     acc = slot(j)
                     bld.store(bld.fadd(bld.load(acc), bld.fpext(vals, vt), flags=FLAGS), acc)
             if tail:
-                vals = _masked_load8(em, em.gep(row, 8 * full), tail_lanes)
+                vals = masked_load8(em, em.gep(row, 8 * full), tail_lanes)
                 acc = slot(ir.Constant(I64, full))
                 bld.store(bld.fadd(bld.load(acc), bld.fpext(vals, vt), flags=FLAGS), acc)
         with em.loop(blocks, "sum_store") as j:
             s = bld.load(slot(j))
             if n.op == Op.MEAN:
-                s = bld.fdiv(s, _splat8(em, bld.sitofp(em.lin(count), F64)))
+                s = bld.fdiv(s, splat8(em, bld.sitofp(em.lin(count), F64)))
             col = bld.mul(j, ir.Constant(I64, 8), flags=["nsw"])
-            lanes = _lanes(em, bld.sub(ir.Constant(I64, inner), col))
-            _masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)), em.gep(dest, col), lanes)
+            lanes = lanes8(em, bld.sub(ir.Constant(I64, inner), col))
+            masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)), em.gep(dest, col), lanes)
 
 
 def _column_sums_by_block(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, count) -> None:
@@ -160,19 +161,19 @@ def _column_sums_by_block(em: Emitter, n: Node, x: Ref, out: Ref, red: Layout, c
         blocks = bld.sdiv(bld.add(total, ir.Constant(I64, block - 1)), ir.Constant(I64, block))
         with em.loop(blocks, "sum_cols") as b:
             col = bld.mul(b, ir.Constant(I64, block), flags=["nsw"])
-            lanes = [_lanes(em, bld.sub(total, bld.add(col, ir.Constant(I64, 8 * v))))
+            lanes = [lanes8(em, bld.sub(total, bld.add(col, ir.Constant(I64, 8 * v))))
                      for v in range(SUM_VECTORS)]
             accs = [em.alloca(vt, ir.Constant(vt, [0.0] * 8)) for _ in range(SUM_VECTORS)]
             with em.nest(red.shape, "sum_rows") as ridx:
                 row = em.gep(em.at(Ref(base, red), ridx), col)
                 for v, acc in enumerate(accs):
-                    vals = _masked_load8(em, em.gep(row, 8 * v), lanes[v])
+                    vals = masked_load8(em, em.gep(row, 8 * v), lanes[v])
                     bld.store(bld.fadd(bld.load(acc), bld.fpext(vals, vt), flags=FLAGS), acc)
             for v, acc in enumerate(accs):
                 s = bld.load(acc)
                 if n.op == Op.MEAN:
-                    s = bld.fdiv(s, _splat8(em, bld.sitofp(em.lin(count), F64)))
-                _masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)),
+                    s = bld.fdiv(s, splat8(em, bld.sitofp(em.lin(count), F64)))
+                masked_store8(em, bld.fptrunc(s, ir.VectorType(F32, 8)),
                                em.gep(em.gep(dest, col), 8 * v), lanes[v])
 
 
@@ -193,7 +194,7 @@ def _contiguous_total(em: Emitter, base: ir.Value, red: Layout) -> ir.Value:
             col = bld.mul(b, ir.Constant(I64, block), flags=["nsw"])
             for v, acc in enumerate(accs):
                 at = bld.add(col, ir.Constant(I64, 8 * v))
-                vals = _masked_load8(em, em.gep(row, at), _lanes(em, bld.sub(inner, at)))
+                vals = masked_load8(em, em.gep(row, at), lanes8(em, bld.sub(inner, at)))
                 bld.store(bld.fadd(bld.load(acc), bld.fpext(vals, vt), flags=FLAGS), acc)
     total = bld.load(accs[0])
     for acc in accs[1:]:
@@ -204,14 +205,14 @@ def _contiguous_total(em: Emitter, base: ir.Value, red: Layout) -> ir.Value:
     return lanes[0]
 
 
-def _lanes(em: Emitter, left: ir.Value) -> ir.Value:
+def lanes8(em: Emitter, left: ir.Value) -> ir.Value:
     """<8 x i1>: lane j is live when j < left."""
     bld = em.builder
     iota = ir.Constant(ir.VectorType(I64, 8), list(range(8)))
-    return bld.icmp_signed("<", iota, _splat8(em, left))
+    return bld.icmp_signed("<", iota, splat8(em, left))
 
 
-def _splat8(em: Emitter, v: ir.Value) -> ir.Value:
+def splat8(em: Emitter, v: ir.Value) -> ir.Value:
     bld = em.builder
     vt = ir.VectorType(v.type, 8)
     one = bld.insert_element(ir.Constant(vt, ir.Undefined), v, ir.Constant(ir.IntType(32), 0))
@@ -232,14 +233,14 @@ def _masked8(em: Emitter, name: str) -> ir.Function:
     return ir.Function(em.module, ty, full)
 
 
-def _masked_load8(em: Emitter, ptr: ir.Value, mask: ir.Value) -> ir.Value:
+def masked_load8(em: Emitter, ptr: ir.Value, mask: ir.Value) -> ir.Value:
     vt = ir.VectorType(F32, 8)
     p = em.builder.bitcast(ptr, vt.as_pointer())
     return em.builder.call(_masked8(em, "load"), [p, ir.Constant(ir.IntType(32), 4), mask,
                                                   ir.Constant(vt, [0.0] * 8)])
 
 
-def _masked_store8(em: Emitter, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
+def masked_store8(em: Emitter, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
     p = em.builder.bitcast(ptr, value.type.as_pointer())
     em.builder.call(_masked8(em, "store"), [value, p, ir.Constant(ir.IntType(32), 4), mask])
 
@@ -310,4 +311,5 @@ REDUCE_RULES = {Op.BMM: emit_bmm, Op.SUM: emit_sum, Op.MEAN: emit_sum,
                 Op.SOFTMAX: emit_softmax, Op.LOG_SOFTMAX: emit_softmax, Op.CONTRACT: emit_contract,
                 **ROW_KERNEL_RULES}
 
-__all__ = ["REDUCE_RULES", "emit_sum", "emit_softmax"]
+__all__ = ["REDUCE_RULES", "emit_sum", "emit_softmax", "stride_magnitude", "lanes8",
+           "masked_load8", "masked_store8", "splat8"]

@@ -44,6 +44,8 @@ from .checks import value_checks
 from .emit_profile import Profiler, clock_function
 from .emit_reduce import REDUCE_RULES
 from .emit_rows import postmapped_normalize, premapped_normalize_grad
+from .emit_sum_map import premapped_sum
+from .row_maps import premap_reads
 from .emit_gemm import emit_cluster_call, emit_gemm_call, emit_pack_call
 from .gemm import emit_matmul
 from .irbuilder import I8, I64, VOID, F32, Emitter, Ref, global_array, kernel_function
@@ -165,9 +167,9 @@ class Lowering:
         else:
             out = self.home_ref(k.dest, frame) if k.dest is not None else None
             pre = k.premap
-            ins = [env[x] for x in (n.inputs if pre is None else (n.inputs[0], *pre.inputs))]
+            ins = [env[x] for x in premap_reads(n, pre)]
             post = k.stages[0] if k.stages else None
-            if post is not None:            # a NORMALIZE that also writes a map of it
+            if post is not None:            # a NORMALIZE or sum that also writes a map
                 env[post[0]] = self.home_ref(post[1], frame)
                 ins += [env[post[0]]] + [env[x] for x in post[0].inputs if x is not n]
                 out = env[post[0]] if out is None else out  # no home: only the map reads it
@@ -177,15 +179,13 @@ class Lowering:
                 salt = frame.salt if frame is not None else ir.Constant(I64, 0)
                 scalars = (self.seed, self.training, salt)
             else:
-                rule = EMIT_RULES.get(n.op) if pre is None else \
-                    premapped_normalize_grad(pre.attrs["body"])
+                rule = EMIT_RULES.get(n.op) if pre is None else _premapped_rule(n, pre)
                 if post is not None:
-                    rule = postmapped_normalize(post[0].attrs["body"],
-                                                [x is n for x in post[0].inputs],
-                                                k.dest is not None)
+                    rule = _postmapped_rule(n, pre, post[0], k.dest is not None)
             if rule is None:
                 raise LoweringError(f"no emitter for op {n.op.value}")
-            self.call(k.name, n, rule, out, ins, scalars, kind=k.kind)
+            labels = (n.name, post[0].name) if post is not None and pre is not None else ()
+            self.call(k.name, n, rule, out, ins, scalars, kind=k.kind, nodes=labels)
             if k.dest is not None:
                 env[n] = out
 
@@ -270,6 +270,20 @@ class _StaticEnv(Env):
                                     "not the parameters")
             self.values[n] = self[alias] if alias is not None else self.low.view(n, self)
         return self.values[n]
+
+
+def _premapped_rule(n: Node, pre: Node) -> Rule:
+    """The rule of a reduction that computes its FUSED operand `pre` as it reads it."""
+    if n.op == Op.NORMALIZE_GRAD:
+        return premapped_normalize_grad(pre.attrs["body"])
+    return premapped_sum(pre)
+
+
+def _postmapped_rule(n: Node, pre: Node | None, f: Node, store: bool) -> Rule:
+    """The rule of a reduction that also writes the FUSED map `f` (row_maps.py)."""
+    if n.op == Op.NORMALIZE:
+        return postmapped_normalize(f.attrs["body"], [x is n for x in f.inputs], store)
+    return premapped_sum(pre, f)
 
 
 def _symbol(name: str) -> str:

@@ -2,9 +2,14 @@
 less per norm:
 
     premap:  normalize_grad(x, fused(...)) whose FUSED operand it alone reads evaluates the
-             map as it reads each element of the row (the map is never stored);
+             map as it reads each element of the row (the map is never stored); so does a
+             sum or mean over the last axis of a FUSED map it alone reads (emit_sum_map.py:
+             a loss reads the prediction and the target, not the per-entry losses);
     postmap: a FUSED map of a normalize's result, of its shape, is written by the normalize's
-             kernel in the pass that writes the normalised row (which is still stored).
+             kernel in the pass that writes the normalised row (which is still stored); a
+             premapped sum's kernel likewise writes a later FUSED map over its operand's
+             shape that reads what the premap reads (a loss and its gradient: one pass
+             over the prediction and the target).
 """
 from __future__ import annotations
 
@@ -26,16 +31,35 @@ def _floats(n: Node) -> bool:
 def premaps(nodes: tuple[Node, ...], outputs: tuple[Node, ...], taken: set[Node]
             ) -> dict[Node, Node]:
     """NORMALIZE_GRAD -> the FUSED map of its second operand that it applies as it reads it:
-    a float map of its shape that it alone reads (none of `taken`)."""
+    a float map of its shape that it alone reads (none of `taken`); SUM / MEAN over the last
+    axis -> the FUSED float map it alone reads."""
     users = _users(nodes, outputs)
     found: dict[Node, Node] = {}
     for n in nodes:
-        g = n.inputs[1] if n.op == Op.NORMALIZE_GRAD else None
+        g = _premapped(n)
         if g is None or g.op != Op.FUSED or g in taken or n in taken or users[g] != 1 \
-                or g.type.shape != n.type.shape or not _floats(g):
+                or not _floats(g):
             continue
         found[n] = g
     return found
+
+
+def _premapped(n: Node) -> Node | None:
+    """The operand of `n` a premap can compute, if `n` can take one."""
+    if n.op == Op.NORMALIZE_GRAD:
+        g = n.inputs[1]
+        return g if g.type.shape == n.type.shape else None
+    if n.op in (Op.SUM, Op.MEAN) and n.inputs[0].type.rank:
+        rank = n.inputs[0].type.rank
+        return n.inputs[0] if rank - 1 in {a % rank for a in n.attrs["axes"]} else None
+    return None
+
+
+def premap_reads(n: Node, pre: Node | None) -> tuple[Node, ...]:
+    """What the kernel of `n` reads: its inputs, the premapped one replaced by its inputs."""
+    if pre is None:
+        return n.inputs
+    return tuple(y for x in n.inputs for y in (pre.inputs if x is pre else (x,)))
 
 
 def postmaps(nodes: tuple[Node, ...], outputs: tuple[Node, ...], taken: set[Node]
@@ -56,4 +80,27 @@ def postmaps(nodes: tuple[Node, ...], outputs: tuple[Node, ...], taken: set[Node
     return found, {x for x, f in found.items() if users[x] == f.inputs.count(x)}
 
 
-__all__ = ["premaps", "postmaps"]
+def sum_postmaps(nodes: tuple[Node, ...], premapped: dict[Node, Node], taken: set[Node]
+                 ) -> dict[Node, Node]:
+    """Premapped SUM / MEAN -> the first later FUSED float map (none of `taken`) over the
+    premap's shape that shares an operand with the premap and does not read the sum; its
+    kernel computes the map too when the map's inputs are computed by then (the scheduler
+    checks)."""
+    order = {n: i for i, n in enumerate(nodes)}
+    found: dict[Node, Node] = {}
+    chosen: set[Node] = set()
+    for n in nodes:
+        pre = premapped.get(n)
+        if n.op not in (Op.SUM, Op.MEAN) or pre is None or n in taken:
+            continue
+        for f in nodes[order[n] + 1:]:
+            if f.op == Op.FUSED and f not in taken and f not in chosen and _floats(f) \
+                    and f.type.shape == pre.type.shape and n not in f.inputs \
+                    and set(f.inputs) & set(pre.inputs):
+                found[n] = f
+                chosen.add(f)
+                break
+    return found
+
+
+__all__ = ["premaps", "postmaps", "premap_reads", "sum_postmaps"]

@@ -46,7 +46,7 @@ from .kernel import LEAVES, Home, Kernel, computed
 from .schedule_state import ScheduleState
 from .strides import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
-from .row_maps import postmaps, premaps
+from .row_maps import postmaps, premap_reads, premaps, sum_postmaps
 from .tiling import epilogue_layouts
 
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce", Op.BMM: "reduce",
@@ -148,6 +148,8 @@ class _Scheduler(ScheduleState):
         self.premaps.update(premaps(nodes, outputs, taken | static | skip))
         absorbed |= {self.premaps[n] for n in nodes if n in self.premaps}
         posts, alone = postmaps(nodes, outputs, taken | absorbed | static | skip)
+        posts.update(sum_postmaps(nodes, self.premaps, taken | absorbed | static | skip |
+                                  set(posts) | set(posts.values())))
         self.unstored |= alone
         clusters = find_clusters(nodes, taken | absorbed | static | set(posts.values()), skip)
         units = schedule_units(nodes, groups, clusters) if groups or clusters else nodes
@@ -180,14 +182,20 @@ class _Scheduler(ScheduleState):
 
     def ready(self, f: Node, norm: Node, out: list[Kernel], done: set[Node],
               taken: set[Node]) -> bool:
-        """Whether the inputs of `f` but `norm` are computed, after scheduling the parameter
-        views among them now."""
+        """Whether the inputs of `f` but `norm` are computed, after scheduling the views
+        (of parameters, of constants, of computed values) among them now."""
         for v in f.inputs:
-            if v not in self.layouts and v.op == Op.VIEW and v not in taken \
-                    and all(x in self.layouts for x in v.inputs):
-                out.extend(self.node(v, None))
-                done.add(v)
+            self._early_view(v, out, done, taken)
         return all(v in self.layouts for v in f.inputs if v is not norm)
+
+    def _early_view(self, v: Node, out: list[Kernel], done: set[Node], taken: set[Node]) -> None:
+        if v in self.layouts or v in taken or not (v.op in self.views or v.op == Op.CONST):
+            return
+        for x in v.inputs:
+            self._early_view(x, out, done, taken)
+        if all(x in self.layouts for x in v.inputs):
+            out.extend(self.node(v, None))
+            done.add(v)
 
     def node(self, n: Node, home: Home | None,
              post: tuple[Node, Home | None] | None = None) -> list[Kernel]:
@@ -231,7 +239,7 @@ class _Scheduler(ScheduleState):
             out.append(self.pack(mm or n, pos))
             pos = self.tick()
         pre = self.premaps.get(n)
-        reads = n.inputs if pre is None else (n.inputs[0], *pre.inputs)
+        reads = premap_reads(n, pre)
         if post is not None:
             reads = (*reads, *post[0].inputs)
         for x in reads if mm is None else (*mm.inputs[:1], *n.inputs):

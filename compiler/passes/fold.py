@@ -7,6 +7,10 @@ Two kinds of rewrite, both exact:
   operand's type (so broadcasting never changes a shape): x*1, 1*x, x/1, x-0, x+0, 0+x,
   neg(neg(x)), reshape/slice/concat that change nothing, dropout with p = 0.
   (x + 0 turns -0.0 into +0.0; the lowering already treats signed zeros as equal, `nsz`.)
+An EXPAND reads its reference for the shape only: a literal expanded to a small concrete
+shape becomes a CONST, and a reference computed elementwise is replaced by an operand of its
+shape (the count of a mean's gradient, `sum(expand(1, (y - t)^2))`, then keeps no squares
+alive: it refers to y).
 Parameters, inputs and FILLs that take their batch from an input are never folded.
 """
 from __future__ import annotations
@@ -16,13 +20,16 @@ from typing import Callable
 import numpy as np
 
 from graphrnn.interpret import EVAL_RULES, Context
-from graphrnn.ir import Graph, Node, Op
+from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Op
 from graphrnn.ops import apply_rule
 
-from .rewrite import rewrite
+from .rewrite import rewrite, with_inputs
 
 # A fold may not turn a compact FILL or broadcast into a large literal array.
 FOLD_MAX_ELEMENTS = 4096
+
+# Ops that compute their value elementwise, of the shape their operands broadcast to.
+_ELEMENTWISE = ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE}
 
 # Ops whose value depends on more than their inputs, or that are not a single array.
 _NEVER = frozenset({Op.INPUT, Op.PARAM, Op.CONST, Op.FILL, Op.LOOP, Op.GET, Op.DROPOUT})
@@ -98,6 +105,25 @@ def _slice(n: Node) -> Node | None:
     return _operand(n, 0) if n.attrs["start"] == 0 and n.attrs["length"] == d else None
 
 
+def _expand(n: Node) -> Node | None:
+    """A literal expanded to a small concrete shape as a CONST; else the expand with a
+    reference that is not computed elementwise from an operand of its shape."""
+    x, ref = n.inputs
+    if _literal(x) and n.type.is_concrete() and _size(n) <= FOLD_MAX_ELEMENTS:
+        value = np.broadcast_to(EVAL_RULES[x.op](x, [], Context()), n.type.shape)
+        value = value.astype(np.int64 if value.dtype.kind in "iub" else np.float32)
+        out = apply_rule(Node(Op.CONST, (), {"value": value}, None, None,
+                              n.name, n.scope, n.where, n.doc), [])
+        return out if out.type == n.type else None
+    base = ref
+    while base.op in _ELEMENTWISE and base.type is not None:
+        same = [y for y in base.inputs if y.type is not None and y.type.shape == base.type.shape]
+        if not same:
+            break
+        base = same[0]
+    return with_inputs(n, (x, base)) if base is not ref else None
+
+
 IDENTITY_RULES: dict[Op, Callable[[Node], Node | None]] = {
     Op.MUL: _mul,
     Op.DIV: lambda n: _operand(n, 0) if _scalar(n.inputs[1]) == 1.0 else None,
@@ -108,6 +134,7 @@ IDENTITY_RULES: dict[Op, Callable[[Node], Node | None]] = {
     Op.SLICE: _slice,
     Op.CONCAT: lambda n: _operand(n, 0) if len(n.inputs) == 1 else None,
     Op.DROPOUT: lambda n: _operand(n, 0) if n.attrs["p"] == 0.0 else None,
+    Op.EXPAND: _expand,
 }
 
 

@@ -13,6 +13,11 @@ constants are copied into the body instead of being read.
 Every elementwise op ends up in a FUSED node, a lone one included, so the lowering emits all
 maps the same way. Loop bodies are fused too.
 
+A sum or mean over the last axis reads its elementwise operand as it computes it (the
+lowering evaluates the FUSED body inside the reduction): a cheap tree it shares with other
+readers is copied for it, so `mean((y - t)^2)` and the gradient `2 (y - t) / N` each compute
+y - t from y and t and neither (y - t) nor its square is ever written.
+
 First, a sum of zero-padded pieces that tile one axis becomes the concat of the pieces: the
 gradient of a cell that slices its gates, `pad(d_i) + pad(d_f) + pad(d_g) + pad(d_o)`, is
 `concat(d_i, d_f, d_g, d_o)`, with no padded temporaries and each piece fused on its own.
@@ -26,6 +31,10 @@ from .rewrite import fresh_name, map_nodes, read_counts, users, with_inputs
 
 FUSABLE = ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {Op.WHERE}
 NAME_OPS = 4            # how many op names a fused node's name lists
+# ops a reduction recomputes rather than read from memory: cheaper than a store and a load
+CHEAP = frozenset({Op.NEG, Op.ABS, Op.RELU, Op.STEP, Op.SIGN, Op.ADD, Op.SUB, Op.MUL,
+                   Op.MAXIMUM, Op.MINIMUM, Op.WHERE})
+PRIVATE_MAX_NODES = 8   # the largest tree a reduction copies for itself
 
 
 def fuse_elementwise(graph: Graph) -> Graph:
@@ -33,7 +42,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
 
     Returns `graph` itself when there is nothing to fuse.
     """
-    graph = _joined_pads(graph)
+    graph = _private_reductions(_joined_pads(graph))
     root = _roots(graph)
     members: dict[int, list[Node]] = {}
     for n in graph.nodes:
@@ -66,6 +75,56 @@ def _joined_pads(graph: Graph) -> Graph:
                     {"axis": tiles[0].attrs["axis"]}, n.type, name=fresh_name("concat", taken),
                     scope=n.scope, where=n.where, doc=n.doc)
     return graph.remapped(map_nodes(graph.nodes, visit, new))
+
+
+def _private_reductions(graph: Graph) -> Graph:
+    """`graph` where every sum or mean over the last axis whose operand is a cheap
+    elementwise tree shared with other readers reads its own copy of that tree."""
+    readers = read_counts(graph.nodes, graph.outputs)
+    taken = {n.name for n in graph.nodes}
+    new: dict[int, Node] = {}
+
+    def visit(n: Node, ins: tuple[Node, ...]) -> Node:
+        m = with_inputs(n, ins)
+        if n.op not in (Op.SUM, Op.MEAN) or not _last_axis(n):
+            return m
+        tree = _cheap_tree(n.inputs[0])
+        if tree is None or all(readers[id(x)] == 1 for x in tree):
+            return m
+        copies: dict[int, Node] = {}
+        for x in tree:      # a copy keeps its original's place in reading order
+            copies[id(x)] = x.replace(inputs=tuple(copies.get(id(y), new[id(y)])
+                                                   for y in x.inputs),
+                                      name=fresh_name(x.name, taken))
+        return with_inputs(m, (copies[id(n.inputs[0])],))
+    return graph.remapped(map_nodes(graph.nodes, visit, new))
+
+
+def _last_axis(n: Node) -> bool:
+    """Whether reduction `n` sums over the last axis of its operand."""
+    t = n.inputs[0].type
+    return isinstance(t, TensorType) and t.rank > 0 and \
+        any(a % t.rank == t.rank - 1 for a in n.attrs["axes"])
+
+
+def _cheap_tree(x: Node) -> list[Node] | None:
+    """The cheap float elementwise nodes `x` is computed from (operands first, `x` last),
+    when `x` is one and they are few; else None. A map of a product stays out: it is the
+    product's epilogue, stored once by the gemm."""
+    found: dict[int, Node] = {}
+
+    def walk(n: Node) -> bool:
+        if id(n) in found:
+            return True
+        if n.op not in CHEAP or not _fusable(n) or any(y.op == Op.MATMUL for y in n.inputs):
+            return False
+        for y in n.inputs:
+            walk(y)
+        found[id(n)] = n
+        return len(found) <= PRIVATE_MAX_NODES
+    if not walk(x) or len(found) > PRIVATE_MAX_NODES:
+        return None
+    return list(found.values())
 
 
 def _tiles(n: Node, readers: dict[int, int]) -> list[Node] | None:
