@@ -62,6 +62,7 @@ class Kernel:
     group: Group | None = None                          # gemm: the epilogue group it computes
     stages: tuple[tuple[Node, Home | None], ...] = ()   # gemm with a group: members, homes
     premap: Node | None = None      # reduce (NORMALIZE_GRAD): the FUSED map of its 2nd operand
+    copies: tuple[tuple[Node, Home], ...] = ()  # cluster map: a member stored a second time
 
     def walk(self):
         """This kernel and every kernel inside it."""

@@ -153,7 +153,10 @@ class _Scheduler(ScheduleState):
         units = schedule_units(nodes, groups, clusters) if groups or clusters else nodes
         outside = read_outside(nodes, outputs, [*groups, *clusters])
         claims = dict(claims)
-        placed = placements(self, nodes, outputs, claims, skip | absorbed)
+        copies: dict[Node, list[Home]] = {}
+        placed = placements(self, nodes, outputs, claims, skip | absorbed,
+                            frozenset(m for u in units if isinstance(u, Cluster)
+                                      for m in u.members), copies)
         split = split_operands(self, nodes, outputs, claims, skip | absorbed | static | set(placed))
         out: list[Kernel] = []
         done: set[Node] = set()         # maps computed by their norm's kernel
@@ -163,7 +166,7 @@ class _Scheduler(ScheduleState):
             if isinstance(n, Group):
                 out.extend(group_kernels(self, n, claims, outside))
             elif isinstance(n, Cluster):
-                out.extend(cluster_kernels(self, n, claims, outside))
+                out.extend(cluster_kernels(self, n, claims, outside, copies))
             elif n in split:
                 self.splits.add(n)
                 self.layouts[n] = Layout.of(n.type)
