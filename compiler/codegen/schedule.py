@@ -47,6 +47,7 @@ from .schedule_state import ScheduleState
 from .strides import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
 from .row_maps import postmaps, premaps
+from .saved_carry import saved_carries
 from .tiling import epilogue_layouts
 
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce", Op.BMM: "reduce",
@@ -298,9 +299,12 @@ class _Scheduler(ScheduleState):
         for bx, x in zip(b_consts, consts):
             self._alias(bx, x, self.layouts[x])
             self.aliases[bx] = x
+        slots = saved_carries(n, self.views)    # carries read from their saved sequence
         for i, bc in enumerate(b_carry):
-            self.layouts[bc] = homes[i].layout
-            self.roots[bc] = homes[i].buffer
+            j = slots.get(i)
+            home = homes[i] if j is None else homes[n_h + j]
+            self.layouts[bc] = home.layout if j is None else home.layout.drop(1)
+            self.roots[bc] = home.buffer
         for bx, x in zip(b_xs, xs):
             self._alias(bx, x, self.layouts[x].drop(1))
         first_buffer = len(self.buffers)
@@ -329,7 +333,8 @@ class _Scheduler(ScheduleState):
                 claims[y] = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
         kernels = self.level(body.nodes, claims, inv | inputs, body.outputs)
 
-        state = {homes[i].buffer for i in range(n_h)}
+        state = {homes[i].buffer for i in range(n_h)} | {homes[n_h + j].buffer
+                                                         for j in slots.values()}
         carry_from: list[Node | Kernel | None] = []
         for i, out in enumerate(body.outputs[:n_h]):
             if out is b_carry[i]:
@@ -345,7 +350,7 @@ class _Scheduler(ScheduleState):
             else:
                 carry_from.append(out)
         for j, y in enumerate(ys):
-            if claims.get(y) is None or claims[y].slot != j:
+            if (claims.get(y) is None or claims[y].slot != j) and j not in slots.values():
                 pos = self.tick()
                 self.use(y, pos)
                 home = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
@@ -362,7 +367,8 @@ class _Scheduler(ScheduleState):
         for b in hoisted + [h.buffer for h in homes]:
             b.end = max(b.end, end)
         return Kernel(self.name("loop", n), "loop", n, prologue=tuple(prologue),
-                      body=tuple(kernels), homes=tuple(homes), carry_from=tuple(carry_from))
+                      body=tuple(kernels), homes=tuple(homes), carry_from=tuple(carry_from),
+                      carry_slots=tuple(slots.get(i, -1) for i in range(n_h)))
 
     def _alias(self, inner: Node, outer: Node, layout: Layout) -> None:
         self.layouts[inner] = layout
