@@ -10,6 +10,7 @@ import pytest
 
 import graphrnn as gr
 from graphrnn import nn
+from graphrnn.bench.peers import named_grads, torch_peer
 from graphrnn.compiler.codegen.schedule import schedule
 from graphrnn.compiler.pipeline import prepare, prepare_training
 from graphrnn.interpret import array_type
@@ -91,3 +92,26 @@ def test_forward_program_returning_the_received_state(reverse: bool, steps: int)
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     if steps == 0:
         np.testing.assert_array_equal(got[0], args[1])      # the initial state comes back
+
+
+def named_weights(model: gr.gModule) -> dict[str, np.ndarray]:
+    """The model's parameters keyed by PyTorch name (`weight_ih_l0`, ...)."""
+    return {k.split(".", 1)[1]: v.copy()
+            for k, v in model.table.views(model.parameters()[0]).items()}
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("steps", [1, 6])
+def test_training_step_gradients_equal_torch_autograd(cell: str, steps: int) -> None:
+    pytest.importorskip("torch")
+    model = layer(cell)
+    peer = torch_peer(cell, named_weights(model))
+    x, y = randn(B, steps, D), randn(B, steps, H)
+    peer.prepare(x, y)
+    want_loss = float(peer.run_train())
+    loss = gr.compile(model, loss=gr.MSECriterion(), train=True)(x, target=y)
+    assert loss == pytest.approx(want_loss, rel=1e-4)
+    want, got = peer.grads(), named_grads(model)
+    assert set(want) == set(got)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6, err_msg=name)
