@@ -51,6 +51,7 @@ from .passes.join import join_loops
 from .passes.merge import merge_matmuls, reuse_merged_products
 from .passes.reroll import reroll_steps
 from .passes.shapes import infer_shapes
+from .passes.share import share_loop_outputs
 from .passes.state import StatefulGraph, expose_state
 from .passes.tie import tie_params
 from .passes.unroll import unroll_loops
@@ -69,6 +70,7 @@ OPTIMISATIONS: list[tuple[str, Callable[[Graph], Graph]]] = [
     ("cse", eliminate_common_subexpressions),       # projections hoisted twice (fwd and bwd)
     ("hoist", hoist_invariants),                    # what a loop recomputes that cse shares
     ("cse", eliminate_common_subexpressions),       # (a norm of a hoisted product: fwd, bwd)
+    ("share", share_loop_outputs),                  # a loop's equal ys (y and saved) as one
     ("fuse", fuse_elementwise),                     # map/zip chains -> FUSED
     ("dce", eliminate_dead_code),                   # again, for what those leave behind
 ]

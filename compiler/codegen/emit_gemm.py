@@ -166,6 +166,8 @@ def emit_cluster_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
     outs = [low.home_ref(k.stages[i][1], frame) for i in stored]
     for i, ref in zip(stored, outs):
         env[members[i]] = ref
+    stored += [index[m] for m, _ in k.copies]       # the same values, stored again
+    outs += [low.home_ref(home, frame) for _, home in k.copies]
     ins = [env[x] for x in outside]
 
     def values(em: Emitter, vals: list, width: int) -> list:

@@ -17,7 +17,9 @@ before each step that a row still runs, and pads the steps it leaves out:
     ys[:, s:] = pad The
 new carry is computed into separate buffers and copied at the end of the step, since the
 body may still read the old one; a carry that only depends on the old carry through a view
-(a pass-through, a swap) was copied to a temporary by the schedule first.
+(a pass-through, a swap) was copied to a temporary by the schedule first. A carry that one of
+the ys saves (a training step's h_{t-1}) is read from that sequence's row t and its new value
+copied into row t +- 1, the loop's carry buffer getting the last step's (saved_carry.py).
 """
 from __future__ import annotations
 
@@ -51,17 +53,29 @@ def emit_loop(low: Lowerer, k: Kernel, env: Env, frame: Frame | None) -> None:
 
     count = low.sched.layouts[xs[0]].shape[1] if xs else lin(n.attrs["length"])
     total = em.lin(count)
+    reverse = bool(n.attrs.get("reverse"))
+    last = bld.sub(total, ir.Constant(I64, 1), flags=["nsw"])
+    slots = {i: j for i, j in enumerate(k.carry_slots) if j >= 0}
+
+    def saved(i: int, t: ir.Value) -> Ref:
+        """Step t's row of the sequence carry i lives in (saved_carry.py)."""
+        part = parts[n_h + slots[i]]
+        return Ref(em.gep(part.ptr, em.mul(t, part.layout.strides[1])), part.layout.drop(1))
+    if slots:
+        with em.if_then(bld.icmp_signed(">", total, ir.Constant(I64, 0))):
+            for i in slots:
+                _copy(low, f"{k.name}_first{i}", n, saved(i, last if reverse else
+                                                          ir.Constant(I64, 0)), parts[i])
     seqs = [env[x] for x in xs]
     len_ref = env[lengths] if lengths is not None else None
     until = n.attrs.get("until")
     live = None if until is None else (lambda s: _any_live(em, parts[until]))
     with em.loop(total, f"loop_{n.name}", until=live) as s:
-        if n.attrs.get("reverse"):
-            t = bld.sub(bld.sub(total, ir.Constant(I64, 1), flags=["nsw"]), s, flags=["nsw"])
-        else:
-            t = s
+        t = bld.sub(last, s, flags=["nsw"]) if reverse else s
         for bx, x in zip(b_xs, seqs):
             inner[bx] = Ref(em.gep(x.ptr, em.mul(t, x.layout.strides[1])), x.layout.drop(1))
+        for i in slots:
+            inner[b_carry[i]] = saved(i, t)
         outer = frame.salt if frame is not None else ir.Constant(I64, 0)
         step = Frame(n, t, parts, step_salt(bld, outer, t))
         low.run(k.body, inner, step)
@@ -69,6 +83,14 @@ def emit_loop(low: Lowerer, k: Kernel, env: Env, frame: Frame | None) -> None:
             if src is None:
                 continue
             value = inner[src]
+            if i in slots:                  # the last step's goes to the final carry
+                step_next = bld.add(t, ir.Constant(I64, -1 if reverse else 1), flags=["nsw"])
+                with bld.if_else(bld.icmp_signed("==", s, last)) as (final, ahead):
+                    with final:
+                        _copy(low, f"{k.name}_carry{i}", n, parts[i], value)
+                    with ahead:
+                        _copy(low, f"{k.name}_next{i}", n, saved(i, step_next), value)
+                continue
             name = low.helper(f"{k.name}_carry{i}")
             if len_ref is None:
                 low.call(name, n, lambda e, nd, o, ins: emit_elementwise(e, o, ins, identity),
@@ -85,6 +107,12 @@ def emit_loop(low: Lowerer, k: Kernel, env: Env, frame: Frame | None) -> None:
     if until is not None:
         _pad_rest(low, k, s, total, parts)
     env[n] = tuple(parts)
+
+
+def _copy(low: Lowerer, name: str, n: Node, out: Ref, value: Ref) -> None:
+    """A carry update: out = value."""
+    low.call(low.helper(name), n, lambda e, nd, o, ins: emit_elementwise(e, o, ins, identity),
+             out, [value], kind="carry")
 
 
 def _any_live(em: Emitter, live: Ref) -> ir.Value:

@@ -251,5 +251,24 @@ def schedule_units(nodes: tuple[Node, ...], groups: list[Group], clusters: list[
         clusters.pop()
 
 
+def absorbable_epilogues(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node, Node]:
+    """FUSED node -> a matmul input it can absorb: one the FUSED node alone reads, of its shape."""
+    users: dict[Node, int] = {}
+    for n in nodes:
+        for x in n.inputs:
+            users[x] = users.get(x, 0) + 1
+    for y in outputs:
+        users[y] = users.get(y, 0) + 1
+    found: dict[Node, Node] = {}
+    for n in nodes:
+        if n.op != Op.FUSED:
+            continue
+        for x in n.inputs:
+            if x.op == Op.MATMUL and users[x] == 1 and x.type.shape == n.type.shape:
+                found[n] = x
+                break
+    return found
+
+
 __all__ = ["Group", "Cluster", "find_groups", "find_clusters", "order_units",
-           "schedule_units", "readers"]
+           "schedule_units", "readers", "absorbable_epilogues"]

@@ -61,16 +61,20 @@ def group_kernels(s: ScheduleState, g: Group, claims: dict[Node, Home],
 
 
 def cluster_kernels(s: ScheduleState, c: Cluster, claims: dict[Node, Home],
-                    outside: set[Node]) -> list[Kernel]:
+                    outside: set[Node], copies: dict[Node, list[Home]] | None = None
+                    ) -> list[Kernel]:
     """One elementwise loop computing the cluster's members, storing those read outside
-    it."""
+    it (and, from `copies`, a member's value a second time: its part of a second placed
+    concatenation)."""
     if not any(m in outside for m in c.members):
         return []
     pos = s.tick()
     for x in c.externals():
         s.use(x, pos)
+    copies = copies or {}
+    also = tuple((m, h) for m in c.members for h in copies.get(m, ()))
     return [Kernel(s.name("map", c.members[-1]), "map", c.members[-1],
-                   stages=_stages(s, c.members, outside, claims, pos))]
+                   stages=_stages(s, c.members, outside, claims, pos), copies=also)]
 
 
 def _stages(s: ScheduleState, members: tuple[Node, ...], outside: set[Node],
@@ -91,20 +95,27 @@ def _stages(s: ScheduleState, members: tuple[Node, ...], outside: set[Node],
 
 
 def placements(s: ScheduleState, nodes: tuple[Node, ...], outputs: tuple[Node, ...],
-               claims: dict[Node, Home], skip: set[Node]) -> dict[Node, Home]:
+               claims: dict[Node, Home], skip: set[Node], clustered: frozenset[Node] = frozenset(),
+               copies: dict[Node, list[Home]] | None = None) -> dict[Node, Home]:
     """Concatenations computed in place: each piece written by its own kernel straight
     into its part of the result (its home added to `claims`), so the concat itself is
     only a name for that memory. The pieces must be values a kernel of this level
-    computes, distinct, and neither claimed nor outputs."""
+    computes, distinct, and neither claimed nor outputs; but a piece of a concatenation
+    placed already that an elementwise cluster computes (`clustered`) may be one too: the
+    cluster stores it twice (its second home added to `copies`), as a GRU's backward step
+    does with the two gate-gradient concatenations its weight gradients read."""
     outs = set(outputs)
     placed: dict[Node, Home] = {}
+    in_place: set[Node] = set()             # pieces placed in a concatenation above
     for c in reversed(nodes):
         if c.op != Op.CONCAT or c in skip:
             continue
         pieces = c.inputs
+        twice = {x for x in pieces if x in in_place and x in clustered} \
+            if copies is not None else set()
         if len(set(pieces)) != len(pieces) or any(
-                x in skip or x in claims or x in outs or not computed(x, s.views)
-                or x.op == Op.GET for x in pieces):
+                x in skip or (x in claims and x not in twice) or x in outs
+                or not computed(x, s.views) or x.op == Op.GET for x in pieces):
             continue
         home = claims.get(c)
         if home is None:
@@ -114,7 +125,12 @@ def placements(s: ScheduleState, nodes: tuple[Node, ...], outputs: tuple[Node, .
         for x in pieces:
             length = x.type.shape[axis]
             offset, layout = home.layout.slice(axis, start, length)
-            claims[x] = Home(layout, home.buffer, home.slot, home.offset + offset)
+            part = Home(layout, home.buffer, home.slot, home.offset + offset)
+            if x in twice:
+                copies.setdefault(x, []).append(part)
+            else:
+                claims[x] = part
+                in_place.add(x)
             start += length
         placed[c] = home
     return placed

@@ -57,11 +57,13 @@ class Kernel:
     body: tuple["Kernel", ...] = ()
     homes: tuple[Home, ...] = ()                        # loop: where each part of its value is
     carry_from: tuple["Node | Kernel | None", ...] = ()  # loop: new carry i (None: unchanged)
+    carry_slots: tuple[int, ...] = ()   # loop: carry i read from per-step output j (-1: no)
     matmul: Node | None = None                          # gemm: the FUSED node's absorbed matmul
     segments: int = 1                                   # gemm, pack: N split in S segments
     group: Group | None = None                          # gemm: the epilogue group it computes
     stages: tuple[tuple[Node, Home | None], ...] = ()   # gemm with a group: members, homes
     premap: Node | None = None      # reduce (NORMALIZE_GRAD): the FUSED map of its 2nd operand
+    copies: tuple[tuple[Node, Home], ...] = ()  # cluster map: a member stored a second time
 
     def walk(self):
         """This kernel and every kernel inside it."""

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from graphrnn.ir import Graph, LoweringError, Node, Op, loop_operands, split
 
 from .arena import Buffer, plan_arena
-from .epilogue import Cluster, Group, find_clusters, find_groups, schedule_units
+from .epilogue import (Cluster, Group, absorbable_epilogues, find_clusters, find_groups,
+                       schedule_units)
 from .invariants import invariants, static_values
 from .group_kernels import (cluster_kernels, contract_kernel, group_kernels, placements,
                             read_outside, split_operands)
@@ -47,6 +48,7 @@ from .schedule_state import ScheduleState
 from .strides import VIEW_RULES, ZERO, Layout, Lin
 from .persist import split_persistent
 from .row_maps import postmaps, premap_reads, premaps, sum_postmaps
+from .saved_carry import saved_carries
 from .tiling import epilogue_layouts
 
 KIND = {Op.MATMUL: "gemm", Op.CONTRACT: "reduce", Op.BMM: "reduce",
@@ -125,7 +127,7 @@ class _Scheduler(ScheduleState):
                 skip: set[Node]) -> list[Group]:
         """The level's epilogues and epilogue groups (once per level)."""
         if nodes not in self.groups:
-            epilogues = self.level_epilogues[nodes] = _epilogues(nodes, outputs)
+            epilogues = self.level_epilogues[nodes] = absorbable_epilogues(nodes, outputs)
             groups = find_groups(nodes, outputs, epilogues, skip)
             for g in groups:
                 self.segments[g.matmul] = g.segments
@@ -155,7 +157,10 @@ class _Scheduler(ScheduleState):
         units = schedule_units(nodes, groups, clusters) if groups or clusters else nodes
         outside = read_outside(nodes, outputs, [*groups, *clusters])
         claims = dict(claims)
-        placed = placements(self, nodes, outputs, claims, skip | absorbed)
+        copies: dict[Node, list[Home]] = {}
+        placed = placements(self, nodes, outputs, claims, skip | absorbed,
+                            frozenset(m for u in units if isinstance(u, Cluster)
+                                      for m in u.members), copies)
         split = split_operands(self, nodes, outputs, claims, skip | absorbed | static | set(placed))
         out: list[Kernel] = []
         done: set[Node] = set()         # maps computed by their norm's kernel
@@ -165,7 +170,7 @@ class _Scheduler(ScheduleState):
             if isinstance(n, Group):
                 out.extend(group_kernels(self, n, claims, outside))
             elif isinstance(n, Cluster):
-                out.extend(cluster_kernels(self, n, claims, outside))
+                out.extend(cluster_kernels(self, n, claims, outside, copies))
             elif n in split:
                 self.splits.add(n)
                 self.layouts[n] = Layout.of(n.type)
@@ -303,9 +308,12 @@ class _Scheduler(ScheduleState):
         for bx, x in zip(b_consts, consts):
             self._alias(bx, x, self.layouts[x])
             self.aliases[bx] = x
+        slots = saved_carries(n, self.views)    # carries read from their saved sequence
         for i, bc in enumerate(b_carry):
-            self.layouts[bc] = homes[i].layout
-            self.roots[bc] = homes[i].buffer
+            j = slots.get(i)
+            home = homes[i] if j is None else homes[n_h + j]
+            self.layouts[bc] = home.layout if j is None else home.layout.drop(1)
+            self.roots[bc] = home.buffer
         for bx, x in zip(b_xs, xs):
             self._alias(bx, x, self.layouts[x].drop(1))
         first_buffer = len(self.buffers)
@@ -334,7 +342,8 @@ class _Scheduler(ScheduleState):
                 claims[y] = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
         kernels = self.level(body.nodes, claims, inv | inputs, body.outputs)
 
-        state = {homes[i].buffer for i in range(n_h)}
+        state = {homes[i].buffer for i in range(n_h)} | {homes[n_h + j].buffer
+                                                         for j in slots.values()}
         carry_from: list[Node | Kernel | None] = []
         for i, out in enumerate(body.outputs[:n_h]):
             if out is b_carry[i]:
@@ -350,7 +359,7 @@ class _Scheduler(ScheduleState):
             else:
                 carry_from.append(out)
         for j, y in enumerate(ys):
-            if claims.get(y) is None or claims[y].slot != j:
+            if (claims.get(y) is None or claims[y].slot != j) and j not in slots.values():
                 pos = self.tick()
                 self.use(y, pos)
                 home = Home(homes[n_h + j].layout.drop(1), homes[n_h + j].buffer, slot=j)
@@ -367,31 +376,13 @@ class _Scheduler(ScheduleState):
         for b in hoisted + [h.buffer for h in homes]:
             b.end = max(b.end, end)
         return Kernel(self.name("loop", n), "loop", n, prologue=tuple(prologue),
-                      body=tuple(kernels), homes=tuple(homes), carry_from=tuple(carry_from))
+                      body=tuple(kernels), homes=tuple(homes), carry_from=tuple(carry_from),
+                      carry_slots=tuple(slots.get(i, -1) for i in range(n_h)))
 
     def _alias(self, inner: Node, outer: Node, layout: Layout) -> None:
         self.layouts[inner] = layout
         if outer in self.roots:
             self.roots[inner] = self.roots[outer]
-
-
-def _epilogues(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node, Node]:
-    """FUSED node -> a matmul input it can absorb: one the FUSED node alone reads, of its shape."""
-    users: dict[Node, int] = {}
-    for n in nodes:
-        for x in n.inputs:
-            users[x] = users.get(x, 0) + 1
-    for y in outputs:
-        users[y] = users.get(y, 0) + 1
-    found: dict[Node, Node] = {}
-    for n in nodes:
-        if n.op != Op.FUSED:
-            continue
-        for x in n.inputs:
-            if x.op == Op.MATMUL and users[x] == 1 and x.type.shape == n.type.shape:
-                found[n] = x
-                break
-    return found
 
 
 __all__ = ["schedule", "Schedule", "Kernel", "Buffer", "Home"]
