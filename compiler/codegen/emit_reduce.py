@@ -196,6 +196,11 @@ def _contiguous_total(em: Emitter, base: ir.Value, red: Layout) -> ir.Value:
                 at = bld.add(col, ir.Constant(I64, 8 * v))
                 vals = masked_load8(em, em.gep(row, at), lanes8(em, bld.sub(inner, at)))
                 bld.store(bld.fadd(bld.load(acc), bld.fpext(vals, vt), flags=FLAGS), acc)
+    return accumulated(bld, accs)
+
+
+def accumulated(bld: ir.IRBuilder, accs: list[ir.Value]) -> ir.Value:
+    """The double total of the <8 x double> accumulators at `accs` (lanes added pairwise)."""
     total = bld.load(accs[0])
     for acc in accs[1:]:
         total = bld.fadd(total, bld.load(acc), flags=FLAGS)
@@ -312,4 +317,5 @@ REDUCE_RULES = {Op.BMM: emit_bmm, Op.SUM: emit_sum, Op.MEAN: emit_sum,
                 **ROW_KERNEL_RULES}
 
 __all__ = ["REDUCE_RULES", "emit_sum", "emit_softmax", "stride_magnitude", "lanes8",
+           "accumulated",
            "masked_load8", "masked_store8", "splat8"]

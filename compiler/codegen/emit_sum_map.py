@@ -24,7 +24,7 @@ from llvmlite import ir
 from graphrnn.ir import Graph, Node, Op
 
 from .emit_map import eval_body
-from .emit_reduce import (F64, SUM_VECTORS, lanes8, masked_load8, masked_store8,
+from .emit_reduce import (F64, SUM_VECTORS, accumulated, lanes8, masked_load8, masked_store8,
                           stride_magnitude)
 from .irbuilder import F32, FLAGS, I64, Emitter, Ref
 from .strides import ONE, ZERO, Layout, collapse, product
@@ -134,13 +134,7 @@ def _vector_total(em: Emitter, job: _Pass, bases: list[ir.Value], reduced: list[
         with em.loop(left, "sum_tail") as j:
             at = bld.add(done, bld.mul(j, ir.Constant(I64, 8), flags=["nsw"]))
             step(accs[0], rows, fixed, at, lanes8(em, bld.sub(inner, at)))
-    total = bld.load(accs[0])
-    for acc in accs[1:]:
-        total = bld.fadd(total, bld.load(acc), flags=FLAGS)
-    lanes = [bld.extract_element(total, ir.Constant(ir.IntType(32), j)) for j in range(8)]
-    while len(lanes) > 1:
-        lanes = [bld.fadd(a, b, flags=FLAGS) for a, b in zip(lanes[::2], lanes[1::2])]
-    return lanes[0]
+    return accumulated(bld, accs)
 
 
 def _scalar_total(em: Emitter, job: _Pass, bases: list[ir.Value], reduced: list[Layout],
