@@ -37,8 +37,10 @@ def test_every_variant_has_every_field(memory):
         assert v["step_peak_bytes"] == max(v["peak_rss_bytes"] - v["rss_before_bytes"], 0)
         if sys.platform.startswith("linux"):
             assert v["method"] == "VmHWM"
-            # the arena is zero-filled, so all its pages are touched during the step
-            assert v["step_peak_bytes"] >= v["arena_bytes"] - 4096
+            # the arena is zero-filled, so all its pages are touched during the step; up to
+            # 16 of them may come back from heap pages already resident (a small arena is
+            # taken from the heap, not mapped fresh), which do not raise the high-water mark
+            assert v["step_peak_bytes"] >= v["arena_bytes"] - 17 * 4096
         assert v["arena_bytes_per_step"] == pytest.approx(
             (v["arena_bytes_2t"] - v["arena_bytes"]) / CONFIG[1])
 
