@@ -343,3 +343,13 @@ def loop_operands(node: Node) -> tuple[tuple[Node, ...], tuple[Node, ...],
     consts, carry, xs = split(rest, a["n_consts"], a["n_carry"])
     return consts, carry, xs, lengths
 
+
+def sums_last_axis(n: Node) -> bool:
+    """Whether `n` is a SUM or MEAN over (among others) the last axis of its operand: the
+    reductions that compute an elementwise operand as they read it."""
+    if n.op not in (Op.SUM, Op.MEAN):
+        return False
+    t = n.inputs[0].type
+    return isinstance(t, TensorType) and t.rank > 0 and \
+        any(a % t.rank == t.rank - 1 for a in n.attrs["axes"])
+

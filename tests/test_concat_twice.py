@@ -13,7 +13,9 @@ from graphrnn.compiler.codegen.schedule import schedule
 from graphrnn.compiler.pipeline import prepare, prepare_training
 from graphrnn.interpret import array_type
 from graphrnn.ir import Op, TensorType
-from graphrnn.train import InterpretedStep, loss_graph
+from graphrnn.train import loss_graph
+
+from train_checks import check_mse_step
 
 RNG = np.random.default_rng(29)
 B, T, D, H = 4, 6, 5, 8
@@ -54,11 +56,7 @@ def test_gru_backward_step_writes_both_concatenations_in_place() -> None:
 def test_gru_training_step_matches_the_interpreter(bidirectional: bool) -> None:
     model = gru(bidirectional)
     x, y = randn(B, T, D), randn(B, T, 2 * H if bidirectional else H)
-    want_loss = InterpretedStep(model, gr.MSECriterion())(x, target=y)
-    want = model.parameters()[1].copy()
-    loss = gr.compile(model, loss=gr.MSECriterion(), train=True)(x, target=y)
-    assert loss == pytest.approx(want_loss, rel=1e-4)
-    np.testing.assert_allclose(model.parameters()[1], want, rtol=1e-4, atol=1e-6)
+    check_mse_step(model, x, y)
 
 
 def shared_pieces_model(plain_piece: bool) -> gr.gModule:

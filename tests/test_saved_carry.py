@@ -15,7 +15,9 @@ from graphrnn.compiler.codegen.schedule import schedule
 from graphrnn.compiler.pipeline import prepare, prepare_training
 from graphrnn.interpret import array_type
 from graphrnn.ir import Op, TensorType
-from graphrnn.train import InterpretedStep, loss_graph
+from graphrnn.train import loss_graph
+
+from train_checks import check_mse_step
 
 RNG = np.random.default_rng(31)
 B, D, H = 3, 5, 7
@@ -58,11 +60,7 @@ def test_training_forward_loop_reads_its_carries_from_the_saved_sequences(cell, 
 def test_training_step_matches_the_interpreter_at_any_length(cell: str, steps: int) -> None:
     model = layer(cell)
     x, y = randn(B, steps, D), randn(B, steps, H)
-    want_loss = InterpretedStep(model, gr.MSECriterion())(x, target=y)
-    want = model.parameters()[1].copy()
-    loss = gr.compile(model, loss=gr.MSECriterion(), train=True)(x, target=y)
-    assert loss == pytest.approx(want_loss, rel=1e-4)
-    np.testing.assert_allclose(model.parameters()[1], want, rtol=1e-4, atol=1e-6)
+    check_mse_step(model, x, y)
 
 
 def previous_state_model(reverse: bool) -> gr.gModule:

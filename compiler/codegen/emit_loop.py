@@ -91,13 +91,11 @@ def emit_loop(low: Lowerer, k: Kernel, env: Env, frame: Frame | None) -> None:
                     with ahead:
                         _copy(low, f"{k.name}_next{i}", n, saved(i, step_next), value)
                 continue
-            name = low.helper(f"{k.name}_carry{i}")
             if len_ref is None:
-                low.call(name, n, lambda e, nd, o, ins: emit_elementwise(e, o, ins, identity),
-                         parts[i], [value], kind="carry")
+                _copy(low, f"{k.name}_carry{i}", n, parts[i], value)
             else:
-                low.call(name, n, _masked(keep_live=True), parts[i], [value, len_ref], (t,),
-                         kind="carry")
+                low.call(low.helper(f"{k.name}_carry{i}"), n, _masked(keep_live=True), parts[i],
+                         [value, len_ref], (t,), kind="carry")
         if len_ref is not None:
             for j in range(len(parts) - n_h):
                 home = k.homes[n_h + j]

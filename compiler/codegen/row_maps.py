@@ -13,7 +13,7 @@ less per norm:
 """
 from __future__ import annotations
 
-from graphrnn.ir import Node, Op
+from graphrnn.ir import Node, Op, sums_last_axis
 
 
 def _users(nodes: tuple[Node, ...], outputs: tuple[Node, ...]) -> dict[Node, int]:
@@ -49,10 +49,7 @@ def _premapped(n: Node) -> Node | None:
     if n.op == Op.NORMALIZE_GRAD:
         g = n.inputs[1]
         return g if g.type.shape == n.type.shape else None
-    if n.op in (Op.SUM, Op.MEAN) and n.inputs[0].type.rank:
-        rank = n.inputs[0].type.rank
-        return n.inputs[0] if rank - 1 in {a % rank for a in n.attrs["axes"]} else None
-    return None
+    return n.inputs[0] if sums_last_axis(n) else None
 
 
 def premap_reads(n: Node, pre: Node | None) -> tuple[Node, ...]:

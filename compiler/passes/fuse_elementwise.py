@@ -24,7 +24,8 @@ gradient of a cell that slices its gates, `pad(d_i) + pad(d_f) + pad(d_g) + pad(
 """
 from __future__ import annotations
 
-from graphrnn.ir import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Op, TensorType, toposort
+from graphrnn.ir import (ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Graph, Node, Op, TensorType,
+                         sums_last_axis, toposort)
 from graphrnn.ops import apply_rule
 
 from .rewrite import fresh_name, map_nodes, read_counts, users, with_inputs
@@ -86,7 +87,7 @@ def _private_reductions(graph: Graph) -> Graph:
 
     def visit(n: Node, ins: tuple[Node, ...]) -> Node:
         m = with_inputs(n, ins)
-        if n.op not in (Op.SUM, Op.MEAN) or not _last_axis(n):
+        if not sums_last_axis(n):
             return m
         tree = _cheap_tree(n.inputs[0])
         if tree is None or all(readers[id(x)] == 1 for x in tree):
@@ -98,13 +99,6 @@ def _private_reductions(graph: Graph) -> Graph:
                                       name=fresh_name(x.name, taken))
         return with_inputs(m, (copies[id(n.inputs[0])],))
     return graph.remapped(map_nodes(graph.nodes, visit, new))
-
-
-def _last_axis(n: Node) -> bool:
-    """Whether reduction `n` sums over the last axis of its operand."""
-    t = n.inputs[0].type
-    return isinstance(t, TensorType) and t.rank > 0 and \
-        any(a % t.rank == t.rank - 1 for a in n.attrs["axes"])
 
 
 def _cheap_tree(x: Node) -> list[Node] | None:

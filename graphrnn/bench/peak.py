@@ -20,6 +20,7 @@ a long one never does.
 from __future__ import annotations
 
 import ctypes
+import functools
 import time
 from typing import Any, Callable
 
@@ -74,10 +75,16 @@ def peak_inputs(chains: int) -> np.ndarray:
     return np.array([0.75, 0.25] + [1.0 + (k + 1) / 1024 for k in range(chains)], np.float32)
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled(width: int, chains: int, unroll: int, isa: str) -> Any:
+    """The loop's object code and assembly for the ISA named `isa` (the current one)."""
+    return shared_engine().compile_to_object(fma_ir(width, chains, unroll), assembly=True)
+
+
 def fma_count(width: int, chains: int, unroll: int = UNROLL) -> float:
     """How many `width`-lane FMAs the compiled loop holds (chains * unroll when none was
     folded away; a 16-lane FMA built for 8-lane registers is two instructions of 8)."""
-    asm = shared_engine().compile_to_object(fma_ir(width, chains, unroll), assembly=True).asm
+    asm = _compiled(width, chains, unroll, current_isa().describe()).asm
     lanes = {"%zmm": 16, "%ymm": 8, "%xmm": 4}
     total = 0
     for line in (asm or "").splitlines():
@@ -88,8 +95,8 @@ def fma_count(width: int, chains: int, unroll: int = UNROLL) -> float:
 
 def fma_kernel(width: int, chains: int) -> Callable[[int], float]:
     """The compiled loop as `run(n) -> seconds`."""
-    engine = shared_engine()
-    library = engine.load(engine.compile_to_object(fma_ir(width, chains)).obj)
+    compiled = _compiled(width, chains, UNROLL, current_isa().describe())
+    library = shared_engine().load(compiled.obj)
     fn = library.function("peak_fma", None, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
     inputs = peak_inputs(chains)
     out = np.zeros(1, np.float32)
