@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from graphrnn.bench.report import format_table
 from graphrnn.cli import main as cli_main
 from graphrnn.bench.child import peer_isa_env, peers_isa_text, peers_off_isa
 from graphrnn.bench.peak import UNROLL, VARIANTS, fma_count, fma_ir, measure_peak
+from graphrnn.bench import timing
 from graphrnn.bench.timing import calls_per_sample
 from graphrnn.bench.peers import build_layer, graphrnn_impl, named_grads
 from graphrnn.isa import host_isa, using_isa
@@ -261,16 +263,19 @@ def test_a_sample_of_a_short_call_repeats_it_until_it_lasts_min_sample_s():
     assert all(w >= 0.02 for w, _ in samples["long"])
 
 
-def test_a_sample_is_sized_on_warm_calls():
+def test_a_sample_is_sized_on_warm_calls(monkeypatch):
     # the first call is slow (cold caches, a first-use cost); the sample count follows the
-    # steady state, so two implementations of one speed get samples of one length
+    # steady state, so two implementations of one speed get samples of one length. The
+    # calls advance a fake clock: no real timing.
+    clock = [0.0]
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     state = {"calls": 0}
 
     def cold_then_fast() -> None:
         state["calls"] += 1
-        time.sleep(0.02 if state["calls"] == 1 else 0.0005)
+        clock[0] += 0.02 if state["calls"] == 1 else 0.0005
     assert calls_per_sample(cold_then_fast, 0.01) >= 10
-    assert calls_per_sample(lambda: time.sleep(0.012), 0.01) == 1
+    assert calls_per_sample(lambda: clock.__setitem__(0, clock[0] + 0.012), 0.01) == 1
 
 
 def test_the_peak_and_the_rows_for_an_avx2_target():
