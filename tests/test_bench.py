@@ -304,3 +304,24 @@ def test_peers_are_held_to_an_avx2_target():
     assert env["MKL_ENABLE_INSTRUCTIONS"] == env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert env["XLA_FLAGS"] == "--a --xla_cpu_max_isa=AVX2"
     assert peer_isa_env("avx512", {"X": "1"}) == {"X": "1"}
+
+
+@pytest.mark.skipif(timing._others_ns() is None, reason="no per-thread CPU times (Linux /proc)")
+def test_work_left_running_after_a_call_is_waited_out_and_reported():
+    import threading
+
+    def burn(cpu_s: float) -> None:
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < cpu_s:
+            pass
+
+    def leaves_work() -> None:
+        threading.Thread(target=burn, args=(0.03,)).start()
+
+    left: dict[str, float] = {}
+    before = {t.ident for t in threading.enumerate()}
+    interleaved({"leaves_work": leaves_work, "clean": lambda: None}, repeats=3, budget_s=10,
+                after_return=left)
+    assert not {t.ident for t in threading.enumerate()} - before    # every thread was waited out
+    assert left["leaves_work"] >= 0.02
+    assert left["clean"] < left["leaves_work"]

@@ -94,6 +94,14 @@ def format_table(result: dict) -> str:
         lines.append("CPU time / wall time per thread asked (1.0: the threads ran undisturbed; "
                      "below: the cores were shared) " + ", ".join(
                          f"{k} {min(v):.2f}-{max(v):.2f}" for k, v in spans.items()))
+    after: dict[str, float] = {}
+    for r in result["rows"]:
+        for k, v in r.get("after_return_ms", {}).items():
+            after[k] = max(after.get(k, 0.0), v)
+    if any(v >= 0.05 for v in after.values()):
+        lines.append("CPU time other threads ran after a call returned, waited out before the "
+                     "next sample and not counted (ms per call, the largest row): " + ", ".join(
+                         f"{k} {v:.2f}" for k, v in after.items() if v >= 0.05))
     for r in result["rows"]:
         for k, d in r["max_abs_diff"].items():
             if d > DIFFERS:

@@ -13,7 +13,9 @@ thread pools also set to one thread by environment variables (a second child, bo
 CPUs, for the 2-thread rows); within a row, every implementation gives one sample per
 round, in an order shuffled each round, with the garbage collector off. A sample of a short
 call is as many calls back to back as last 10 ms (`calls_per_sample` in --json): the steady
-state of a loop. Medians are reported (minimums too, in --json), with the CPU time per wall
+state of a loop. After every sample the process's other threads are waited out
+(`timing.settle`): work a library leaves running after its call returned is reported
+(`after_return_ms`), not charged to whoever runs next. Medians are reported (minimums too, in --json), with the CPU time per wall
 time of each implementation as a check that it really ran on the threads asked.
 Ratios are peer time / graphrnn time: above 1 means graphrnn is faster. GFLOP/s count
 the products: 2*B*T*(D+H)*G*H flops forward (G gates); a training step adds the weights'
@@ -76,6 +78,7 @@ class Row:
     cpu_per_wall: dict[str, float] = field(default_factory=dict)
     rounds: dict[str, int] = field(default_factory=dict)
     calls_per_sample: dict[str, int] = field(default_factory=dict)
+    after_return_ms: dict[str, float] = field(default_factory=dict)   # timing.settle's
     max_abs_diff: dict[str, float] = field(default_factory=dict)   # vs graphrnn's result
     missing: dict[str, str] = field(default_factory=dict)          # peer -> why
     not_applicable: dict[str, str] = field(default_factory=dict)   # impl -> why
@@ -178,12 +181,14 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
         if peak is not None:
             fns[PEAK], peak_gflop = peak_sampler(*peak)
         samples = interleaved(fns, repeats, budget_s, min_rounds, min_sample_s,
-                              number=row.calls_per_sample)
+                              number=row.calls_per_sample,
+                              after_return=row.after_return_ms)
         if peak is not None:
             # the best sample, as the peak's own measure takes: noise only slows a loop down,
             # and a pure FMA loop more than a kernel that also waits on memory
             row.peak_gflops = peak_gflop / min(w for w, _ in samples.pop(PEAK))
             row.calls_per_sample.pop(PEAK, None)
+        row.after_return_ms = {k: v * 1e3 for k, v in row.after_return_ms.items() if k != PEAK}
     for k, s in samples.items():
         row.ms[k] = statistics.median(w for w, _ in s) * 1e3
         row.min_ms[k] = min(w for w, _ in s) * 1e3

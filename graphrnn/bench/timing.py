@@ -11,7 +11,9 @@ MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts thi
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float,
                 min_rounds: int = 3, min_sample_s: float = 0.0,
-                number: dict[str, int] | None = None) -> dict[str, list[tuple[float, float]]]:
+                number: dict[str, int] | None = None,
+                after_return: dict[str, float] | None = None,
+                ) -> dict[str, list[tuple[float, float]]]:
     """(wall s, cpu s) per call: each round takes one sample of every fn, in an order shuffled
     each round (seeded: the same for every run). A fn leaves the rounds once it has
     `min_rounds` samples and has used its share of the budget.
@@ -24,7 +26,13 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float
 
     Shuffled, not rotated: a rotation keeps every fn right after the same other one, whose
     memory traffic it then always pays for (a 0.1 ms call run after the interpreter took
-    twice as long as the same code run after a compiled call)."""
+    twice as long as the same code run after a compiled call).
+
+    After each sample the other threads of the process are waited out (`settle`): work a
+    library leaves running once its call has returned (JAX's runtime threads go on for some
+    milliseconds) would otherwise land in the next sample, whoever's it is. `after_return`,
+    when given, receives that leftover CPU time per call (s, mean over the samples); it is
+    not added to the samples."""
     names = list(fns)
     order = random.Random(0)
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
@@ -32,6 +40,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float
     was_enabled = gc.isenabled()
     counts = number if number is not None else {}
     spent = {k: 0.0 for k in names}
+    left = {k: 0.0 for k in names}
     gc.collect()
     gc.disable()
     try:
@@ -50,10 +59,39 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float
                 w, c = time.perf_counter() - w0, time.process_time() - c0
                 spent[k] += w
                 samples[k].append((w / n, c / n))
+                left[k] += settle() / n
     finally:
         if was_enabled:
             gc.enable()
+    if after_return is not None:
+        after_return.update({k: left[k] / len(samples[k]) for k in names if samples[k]})
     return samples
+
+
+def _others_ns() -> int | None:
+    """CPU time (ns) run so far by this process's threads other than the calling one, ended
+    threads included; None where the system cannot tell a thread's CPU time."""
+    try:
+        return time.process_time_ns() - time.thread_time_ns()
+    except (AttributeError, OSError):
+        return None
+
+
+def settle(poll_s: float = 0.001, quiet_ns: int = 50_000, max_s: float = 0.5) -> float:
+    """Wait until the process's other threads stop running: until one `poll_s` interval in
+    which they ran under `quiet_ns`, at most `max_s`. Returns their CPU seconds meanwhile
+    (0.0 at once where threads' CPU time cannot be read)."""
+    start = before = _others_ns()
+    if start is None:
+        return 0.0
+    t_end = time.perf_counter() + max_s
+    while time.perf_counter() < t_end:
+        time.sleep(poll_s)
+        now = _others_ns() or before
+        ran, before = now - before, now
+        if ran < quiet_ns:
+            break
+    return max(0, before - start) / 1e9
 
 
 def calls_per_sample(fn: Callable[[], Any], min_sample_s: float) -> int:
