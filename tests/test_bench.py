@@ -31,7 +31,7 @@ ROW_KEYS = {"cell", "config", "mode", "threads", "gflop", "ms", "min_ms", "cpu_p
             "rounds", "calls_per_sample", "max_abs_diff", "missing", "not_applicable", "ratios",
             "fastest_peer", "ratio_fastest_peer", "graphrnn_gflops", "peak_fraction", "tile",
             "products", "fastest_peer_any", "ratio_fastest_peer_any", "peers_over_peak",
-            "peak_gflops", "peak_fraction_run"}
+            "peak_gflops", "peak_fraction_run", "after_return_ms"}
 PEER_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx", "torch"),
                  "jax": ("jax",)}
 
@@ -58,6 +58,7 @@ def test_every_row_has_every_column(result):
     for r in rows:
         assert set(r) == ROW_KEYS
         assert r["config"] == list(CONFIG) and r["threads"] == 1
+        assert set(r["after_return_ms"]) == set(r["ms"]) and min(r["after_return_ms"].values()) >= 0
         assert r["tile"] != "-" and any(p["where"] == "step" for p in r["products"])
         assert r["gflop"] == pytest.approx(flops(r["cell"], CONFIG, r["mode"]) / 1e9)
         for impl in IMPLS:          # each implementation is timed, missing, or not applicable
@@ -310,13 +311,16 @@ def test_peers_are_held_to_an_avx2_target():
 def test_work_left_running_after_a_call_is_waited_out_and_reported():
     import threading
 
-    def burn(cpu_s: float) -> None:
+    def burn(cpu_s: float, started: threading.Event) -> None:
+        started.set()
         t0 = time.thread_time()
         while time.thread_time() - t0 < cpu_s:
             pass
 
-    def leaves_work() -> None:
-        threading.Thread(target=burn, args=(0.03,)).start()
+    def leaves_work() -> None:     # returns with its thread running, as JAX's calls do
+        started = threading.Event()
+        threading.Thread(target=burn, args=(0.03, started)).start()
+        started.wait()
 
     left: dict[str, float] = {}
     before = {t.ident for t in threading.enumerate()}
