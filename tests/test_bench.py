@@ -31,7 +31,8 @@ ROW_KEYS = {"cell", "config", "mode", "threads", "gflop", "ms", "min_ms", "cpu_p
             "rounds", "calls_per_sample", "max_abs_diff", "missing", "not_applicable", "ratios",
             "fastest_peer", "ratio_fastest_peer", "graphrnn_gflops", "peak_fraction", "tile",
             "products", "fastest_peer_any", "ratio_fastest_peer_any", "peers_over_peak",
-            "peak_gflops", "peak_fraction_run", "after_return_ms"}
+            "peak_gflops", "peak_fraction_run", "after_return_ms", "peak_fraction_best",
+            "paired_peak"}
 PEER_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx", "torch"),
                  "jax": ("jax",)}
 
@@ -174,15 +175,20 @@ def test_flops_and_row_ratios():
     assert out["peak_fraction_run"] == out["peak_fraction"]  # no peak timed in the rounds
     row.peak_gflops = 80.0                                   # the loop timed with the row
     out = row.to_json(peak_gflops=100.0)
-    assert out["peak_fraction"] == pytest.approx(50.0 / 160.0)
+    assert out["peak_fraction"] == out["peak_fraction_best"] == pytest.approx(50.0 / 160.0)
     assert out["peak_fraction_run"] == pytest.approx(0.25)
+    row.paired_peak = 0.7                                    # the rounds' median ratio
+    out = row.to_json(peak_gflops=100.0)
+    assert out["peak_fraction"] == pytest.approx(0.35)       # of two cores
+    assert out["peak_fraction_best"] == pytest.approx(50.0 / 160.0)
 
 
 def test_a_row_times_the_peak_loop_in_its_rounds_and_keeps_it_out_of_the_table():
     row = bench_row("rnn", CONFIG, "forward", repeats=3, impls=("graphrnn",), peak=(8, 4))
     assert row.peak_gflops > 0 and set(row.ms) == {"graphrnn"} == set(row.calls_per_sample)
     out = row.to_json(peak_gflops=row.peak_gflops * 2)
-    assert out["peak_fraction"] == pytest.approx(2 * out["peak_fraction_run"])
+    assert out["peak_fraction_best"] == pytest.approx(2 * out["peak_fraction_run"])
+    assert row.paired_peak is not None and 0 < out["peak_fraction"] < 1   # paired rounds
     table = format_table({"host": _host(), "peak": {"gflops": 1.0, "best": "x"},
                           "rows": [out], "compile": None})
     assert "%run" in table and "fma peak" not in table
@@ -329,3 +335,25 @@ def test_work_left_running_after_a_call_is_waited_out_and_reported():
     assert not {t.ident for t in threading.enumerate()} - before    # every thread was waited out
     assert left["leaves_work"] >= 0.02
     assert left["clean"] < left["leaves_work"]
+
+
+def test_the_peak_share_pairs_each_round_s_samples(monkeypatch):
+    """A machine whose speed halves halfway through the rounds: graphrnn and the loop slow
+    down together, and each round's ratio, so the median, stays that of a steady machine;
+    against the loop's best sample the slow half would count as graphrnn's alone."""
+    from graphrnn.bench import run as bench_run
+
+    def fake_interleaved(fns, repeats, *args, **kw):
+        slow = [1.0] * 3 + [2.0] * 4                    # the machine's slowdown per round
+        kw["number"].update({k: 1 for k in fns})
+        kw["after_return"].update({k: 0.0 for k in fns})
+        return {k: [((0.004 if k == bench_run.PEAK else 0.010) * f, 0.0) for f in slow]
+                for k in fns}
+
+    monkeypatch.setattr(bench_run, "interleaved", fake_interleaved)
+    monkeypatch.setattr(bench_run, "peak_sampler", lambda *a: ((lambda: None), 0.4))
+    row = bench_row("rnn", CONFIG, "forward", repeats=7, impls=("graphrnn",), peak=(8, 4))
+    out = row.to_json(peak_gflops=100.0)
+    steady = (row.gflop / 0.010) / (0.4 / 0.004)
+    assert out["peak_fraction"] == pytest.approx(steady)
+    assert out["peak_fraction_best"] == pytest.approx(steady / 2)     # median in the slow half

@@ -61,8 +61,8 @@ def format_table(result: dict) -> str:
     if peak:
         lines.append(f"single-core peak {peak['gflops']:.1f} GFLOP/s ({peak['best']} llvm.fma "
                      "chains, best of 60 1-ms runs before the rows): %run is of that; %peak "
-                     "is of the same loop's best sample in the row's interleaved rounds, "
-                     "times the threads")
+                     "is the median over the row's interleaved rounds of graphrnn's rate / the "
+                     "same loop's rate in that round (times the threads)")
     lines.append("median ms of interleaved repeats; (Nx) = that time / graphrnn's time, above 1 "
                  "means graphrnn is faster")
     off = result.get("peers_off_isa") or {}

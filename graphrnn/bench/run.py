@@ -15,15 +15,20 @@ round, in an order shuffled each round, with the garbage collector off. A sample
 call is as many calls back to back as last 10 ms (`calls_per_sample` in --json): the steady
 state of a loop. After every sample the process's other threads are waited out
 (`timing.settle`): work a library leaves running after its call returned is reported
-(`after_return_ms`), not charged to whoever runs next. Medians are reported (minimums too, in --json), with the CPU time per wall
-time of each implementation as a check that it really ran on the threads asked.
+(`after_return_ms`), not charged to whoever runs next. Medians are reported (minimums too,
+in --json), with the CPU time per wall time of each implementation as a check that it
+really ran on the threads asked.
 Ratios are peer time / graphrnn time: above 1 means graphrnn is faster. GFLOP/s count
 the products: 2*B*T*(D+H)*G*H flops forward (G gates); a training step adds the weights'
 gradients (as many again) and the gradient through h (2*B*T*H*G*H), not the input's, which
 no implementation computes (configs.flops); against the single-core FMA peak of
 `graphrnn bench --peak`: %run of its best-of-many runs measured
-before the rows, %peak of the same loop timed as one more call in each row's rounds (its
-best sample there: the peak the row's minutes allowed, with their clock and neighbours).
+before the rows; %peak against the same loop timed as one more call in each row's rounds:
+in each round graphrnn's rate over the loop's, taken seconds apart with the same clock and
+neighbours, the median over the rounds (the machine's speed drifts by several percent
+from minute to minute; a ratio within each round cancels that drift, while a median over
+the loop's best sample would not). --json also gives the ratio to the loop's best sample
+in the row (`peak_fraction_best`).
 
 LSTM rows also time "graphrnn-hand", the same layer written by hand from primitives
 (`peers.build_hand_lstm`, given the built-in's weights and checked against it); its ratio is
@@ -84,15 +89,19 @@ class Row:
     not_applicable: dict[str, str] = field(default_factory=dict)   # impl -> why
     tile: str = "-"                     # the step product's tile (bench/tiles.py)
     peak_gflops: float | None = None    # the FMA peak loop's best in this row's rounds
+    paired_peak: float | None = None    # median over rounds of graphrnn's / the loop's rate
     products: list[dict] = field(default_factory=list)             # every product's plan
 
     def to_json(self, peak_gflops: float | None = None, off_isa: Any = ()) -> dict:
         """The row with its derived columns: ratios, fastest peer, GFLOP/s, share of peak.
         Peers in `off_isa` ran wider vectors than graphrnn's kernels: the fastest peer is taken
         among the others (`fastest_peer_any`: among all); `peers_over_peak` names the peers
-        faster than the peak of graphrnn's ISA allows. `peak_fraction` is of the peak timed
-        in the row's rounds when there is one (`peak_fraction_run`: of `peak_gflops`, the
-        run's best-of-many peak measured before the rows)."""
+        faster than the peak of graphrnn's ISA allows. `peak_fraction` is graphrnn's rate
+        over the peak loop's, each round's pair of samples taken side by side, the median over
+        the rounds (the same statistic of both, in the same seconds); `peak_fraction_best`:
+        graphrnn's median rate over the loop's best sample in the row's rounds;
+        `peak_fraction_run`: over `peak_gflops`, the run's best-of-many peak measured before
+        the rows. Without a loop timed in the rounds, all are the last."""
         out = asdict(self)
         g = self.ms.get("graphrnn")
         out["ratios"] = {k: (v / g if g else None) for k, v in self.ms.items() if k != "graphrnn"}
@@ -105,8 +114,10 @@ class Row:
         out["graphrnn_gflops"] = self.gflop / (g / 1e3) if g else None
         out["peak_fraction_run"] = (out["graphrnn_gflops"] / (peak_gflops * self.threads)
                                     if g and peak_gflops else None)
-        out["peak_fraction"] = (out["graphrnn_gflops"] / (self.peak_gflops * self.threads)
-                                if g and self.peak_gflops else out["peak_fraction_run"])
+        out["peak_fraction_best"] = (out["graphrnn_gflops"] / (self.peak_gflops * self.threads)
+                                     if g and self.peak_gflops else out["peak_fraction_run"])
+        out["peak_fraction"] = (self.paired_peak / self.threads if g and self.paired_peak
+                                else out["peak_fraction_best"])
         out["peers_over_peak"] = sorted(k for k, v in peers.items() if peak_gflops and
                                         self.gflop / (v / 1e3) > peak_gflops * self.threads)
         return out
@@ -186,7 +197,12 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
         if peak is not None:
             # the best sample, as the peak's own measure takes: noise only slows a loop down,
             # and a pure FMA loop more than a kernel that also waits on memory
-            row.peak_gflops = peak_gflop / min(w for w, _ in samples.pop(PEAK))
+            loop = [w for w, _ in samples.pop(PEAK)]
+            row.peak_gflops = peak_gflop / min(loop)
+            mine = [w for w, _ in samples.get("graphrnn", [])]
+            if mine:        # a fn leaves the rounds for good: sample i of each is round i's
+                row.paired_peak = statistics.median(
+                    (row.gflop / g) / (peak_gflop / p) for g, p in zip(mine, loop))
             row.calls_per_sample.pop(PEAK, None)
         row.after_return_ms = {k: v * 1e3 for k, v in row.after_return_ms.items() if k != PEAK}
     for k, s in samples.items():

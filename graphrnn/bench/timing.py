@@ -97,9 +97,9 @@ def settle(poll_s: float = 0.001, quiet_ns: int = 50_000, max_s: float = 0.5) ->
 def calls_per_sample(fn: Callable[[], Any], min_sample_s: float) -> int:
     """How many calls of `fn` back to back last about `min_sample_s`, timed warm: a first
     call (one is enough when it lasts four times that), then runs of 1, 4, 16, ... calls
-    until one lasts a quarter of it. Sizing on the first call alone, which pays for the caches another
-    implementation left cold, gave one 50 us call 20 calls a sample and the same kernels in
-    another model 103, and their medians apart by 13-21%."""
+    until one lasts a quarter of it. Sizing on the first call alone, which pays for the
+    caches another implementation left cold, gave one 50 us call 20 calls a sample and the
+    same kernels in another model 103, and their medians apart by 13-21%."""
     w0 = time.perf_counter()
     fn()
     if time.perf_counter() - w0 >= 4 * min_sample_s:
