@@ -32,7 +32,7 @@ ROW_KEYS = {"cell", "config", "mode", "threads", "gflop", "ms", "min_ms", "cpu_p
             "fastest_peer", "ratio_fastest_peer", "graphrnn_gflops", "peak_fraction", "tile",
             "products", "fastest_peer_any", "ratio_fastest_peer_any", "peers_over_peak",
             "peak_gflops", "peak_fraction_run", "after_return_ms", "peak_fraction_best",
-            "paired_peak"}
+            "paired_peak", "paired_ratios", "ratios_of_medians"}
 PEER_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx", "torch"),
                  "jax": ("jax",)}
 
@@ -357,3 +357,23 @@ def test_the_peak_share_pairs_each_round_s_samples(monkeypatch):
     steady = (row.gflop / 0.010) / (0.4 / 0.004)
     assert out["peak_fraction"] == pytest.approx(steady)
     assert out["peak_fraction_best"] == pytest.approx(steady / 2)     # median in the slow half
+
+
+def test_ratios_pair_each_round_s_samples(monkeypatch):
+    """Two implementations of the same speed on a machine that slows down for some rounds,
+    each round in another order: the paired ratio is 1, the ratio of medians need not be."""
+    from graphrnn.bench import run as bench_run
+    a = [0.010, 0.010, 0.010, 0.020, 0.020, 0.020, 0.020]
+    b = [0.010, 0.010, 0.010, 0.010, 0.020, 0.020, 0.020]   # one round later into the slowdown
+    times = {"graphrnn": a, "interpreter": b}
+
+    def fake_interleaved(fns, repeats, *args, **kw):
+        kw["number"].update({k: 1 for k in fns})
+        kw["after_return"].update({k: 0.0 for k in fns})
+        return {k: [(w, 0.0) for w in times[k]] for k in fns}
+
+    monkeypatch.setattr(bench_run, "interleaved", fake_interleaved)
+    row = bench_row("rnn", CONFIG, "forward", repeats=7, impls=("graphrnn", "interpreter"))
+    out = row.to_json()
+    assert out["ratios_of_medians"]["interpreter"] == pytest.approx(0.5)
+    assert out["ratios"]["interpreter"] == pytest.approx(1.0)   # 6 of 7 rounds at 1.0

@@ -63,8 +63,8 @@ def format_table(result: dict) -> str:
                      "chains, best of 60 1-ms runs before the rows): %run is of that; %peak "
                      "is the median over the row's interleaved rounds of graphrnn's rate / the "
                      "same loop's rate in that round (times the threads)")
-    lines.append("median ms of interleaved repeats; (Nx) = that time / graphrnn's time, above 1 "
-                 "means graphrnn is faster")
+    lines.append("median ms of interleaved repeats; (Nx) = that time / graphrnn's time in the "
+                 "same round, the median over the rounds: above 1 means graphrnn is faster")
     off = result.get("peers_off_isa") or {}
     for name, why in off.items():
         lines.append(f"* {name} ran wider vectors than graphrnn's kernels ({why}); "

@@ -28,7 +28,8 @@ in each round graphrnn's rate over the loop's, taken seconds apart with the same
 neighbours, the median over the rounds (the machine's speed drifts by several percent
 from minute to minute; a ratio within each round cancels that drift, while a median over
 the loop's best sample would not). --json also gives the ratio to the loop's best sample
-in the row (`peak_fraction_best`).
+in the row (`peak_fraction_best`). The (Nx) ratios are paired the same way: each round's
+sample over graphrnn's in that round, the median over the rounds.
 
 LSTM rows also time "graphrnn-hand", the same layer written by hand from primitives
 (`peers.build_hand_lstm`, given the built-in's weights and checked against it); its ratio is
@@ -90,6 +91,7 @@ class Row:
     tile: str = "-"                     # the step product's tile (bench/tiles.py)
     peak_gflops: float | None = None    # the FMA peak loop's best in this row's rounds
     paired_peak: float | None = None    # median over rounds of graphrnn's / the loop's rate
+    paired_ratios: dict[str, float] = field(default_factory=dict)  # round by round, medians
     products: list[dict] = field(default_factory=list)             # every product's plan
 
     def to_json(self, peak_gflops: float | None = None, off_isa: Any = ()) -> dict:
@@ -101,10 +103,15 @@ class Row:
         the rounds (the same statistic of both, in the same seconds); `peak_fraction_best`:
         graphrnn's median rate over the loop's best sample in the row's rounds;
         `peak_fraction_run`: over `peak_gflops`, the run's best-of-many peak measured before
-        the rows. Without a loop timed in the rounds, all are the last."""
+        the rows. Without a loop timed in the rounds, all are the last. `ratios` (time over
+        graphrnn's) are paired the same way, where the rounds were (`paired_ratios`), else of
+        the medians (`ratios_of_medians`, always given)."""
         out = asdict(self)
         g = self.ms.get("graphrnn")
-        out["ratios"] = {k: (v / g if g else None) for k, v in self.ms.items() if k != "graphrnn"}
+        out["ratios_of_medians"] = {k: (v / g if g else None) for k, v in self.ms.items()
+                                    if k != "graphrnn"}
+        out["ratios"] = {k: self.paired_ratios.get(k, v) if g else None
+                         for k, v in out["ratios_of_medians"].items()}
         peers = {k: v for k, v in self.ms.items() if k in PEER_NAMES}
         same = {k: v for k, v in peers.items() if k not in off_isa}
         for key, pool in (("fastest_peer", same), ("fastest_peer_any", peers)):
@@ -210,6 +217,9 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
         row.min_ms[k] = min(w for w, _ in s) * 1e3
         row.cpu_per_wall[k] = sum(c for _, c in s) / max(sum(w for w, _ in s), 1e-12)
         row.rounds[k] = len(s)
+    mine = [w for w, _ in samples.get("graphrnn", [])]
+    row.paired_ratios = {k: statistics.median(w / g for (w, _), g in zip(s, mine))
+                         for k, s in samples.items() if k != "graphrnn" and s and mine}
     return row
 
 
