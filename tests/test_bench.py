@@ -351,7 +351,7 @@ def test_the_peak_share_pairs_each_round_s_samples(monkeypatch):
                 for k in fns}
 
     monkeypatch.setattr(bench_run, "interleaved", fake_interleaved)
-    monkeypatch.setattr(bench_run, "peak_sampler", lambda *a: ((lambda: None), 0.4))
+    monkeypatch.setattr(bench_run, "peak_sampler", lambda *a, **k: ((lambda: None), 0.4))
     row = bench_row("rnn", CONFIG, "forward", repeats=7, impls=("graphrnn",), peak=(8, 4))
     out = row.to_json(peak_gflops=100.0)
     steady = (row.gflop / 0.010) / (0.4 / 0.004)
@@ -377,3 +377,17 @@ def test_ratios_pair_each_round_s_samples(monkeypatch):
     out = row.to_json()
     assert out["ratios_of_medians"]["interpreter"] == pytest.approx(0.5)
     assert out["ratios"]["interpreter"] == pytest.approx(1.0)   # 6 of 7 rounds at 1.0
+
+
+def test_the_peak_loop_s_call_is_sized_to_graphrnn_s(monkeypatch):
+    """The loop's call lasts as long as one of graphrnn's, at least 5 ms: a pair of samples
+    then spans the same stretch of time."""
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    def call(seconds: float):
+        return lambda: clock.__setitem__(0, clock[0] + seconds)
+
+    assert timing.call_seconds(call(0.25)) == pytest.approx(0.25)
+    assert timing.call_seconds(call(0.001)) == pytest.approx(0.005)
+    assert timing.call_seconds(None) == 0.005

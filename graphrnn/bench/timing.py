@@ -113,3 +113,12 @@ def calls_per_sample(fn: Callable[[], Any], min_sample_s: float) -> int:
         if took >= min_sample_s / 4 or n >= 10_000:
             return max(1, min(10_000, int(n * min_sample_s / max(took, 1e-9)) + 1))
         n = min(4 * n, 10_000)
+
+
+def call_seconds(fn: Callable[[], Any] | None, least: float = 0.005) -> float:
+    """Seconds one call of `fn` takes, at least `least` (`least` without a fn)."""
+    if fn is None:
+        return least
+    start = time.perf_counter()
+    fn()
+    return max(least, time.perf_counter() - start)
