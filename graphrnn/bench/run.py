@@ -204,13 +204,14 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
         samples = interleaved(fns, repeats, budget_s, min_rounds, min_sample_s,
                               number=row.calls_per_sample,
                               after_return=row.after_return_ms)
+        # a fn leaves the rounds for good: sample i of any two fns is both's round i
+        mine = [w for w, _ in samples.get("graphrnn", [])]
         if peak is not None:
             # the best sample, as the peak's own measure takes: noise only slows a loop down,
             # and a pure FMA loop more than a kernel that also waits on memory
             loop = [w for w, _ in samples.pop(PEAK)]
             row.peak_gflops = peak_gflop / min(loop)
-            mine = [w for w, _ in samples.get("graphrnn", [])]
-            if mine:        # a fn leaves the rounds for good: sample i of each is round i's
+            if mine:
                 row.paired_peak = statistics.median(
                     (row.gflop / g) / (peak_gflop / p) for g, p in zip(mine, loop))
             row.calls_per_sample.pop(PEAK, None)
@@ -220,7 +221,6 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
         row.min_ms[k] = min(w for w, _ in s) * 1e3
         row.cpu_per_wall[k] = sum(c for _, c in s) / max(sum(w for w, _ in s), 1e-12)
         row.rounds[k] = len(s)
-    mine = [w for w, _ in samples.get("graphrnn", [])]
     row.paired_ratios = {k: statistics.median(w / g for (w, _), g in zip(s, mine))
                          for k, s in samples.items() if k != "graphrnn" and s and mine}
     return row
