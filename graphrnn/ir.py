@@ -352,4 +352,3 @@ def sums_last_axis(n: Node) -> bool:
     t = n.inputs[0].type
     return isinstance(t, TensorType) and t.rank > 0 and \
         any(a % t.rank == t.rank - 1 for a in n.attrs["axes"])
-

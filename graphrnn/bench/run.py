@@ -65,7 +65,7 @@ from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, ha
 from .report import format_table
 from . import scaling
 from .tiles import products, step_tile
-from .timing import MIN_SAMPLE_S, call_seconds, interleaved
+from .timing import MIN_SAMPLE_S, call_seconds, interleaved, paired_ratio
 from .zoo import format_zoo, zoo_section
 
 PEAK = "fma peak"      # the peak loop's name among a row's timed calls
@@ -204,16 +204,14 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
         samples = interleaved(fns, repeats, budget_s, min_rounds, min_sample_s,
                               number=row.calls_per_sample,
                               after_return=row.after_return_ms)
-        # a fn leaves the rounds for good: sample i of any two fns is both's round i
-        mine = [w for w, _ in samples.get("graphrnn", [])]
+        mine = samples.get("graphrnn", [])
         if peak is not None:
+            loop = samples.pop(PEAK)
             # the best sample, as the peak's own measure takes: noise only slows a loop down,
             # and a pure FMA loop more than a kernel that also waits on memory
-            loop = [w for w, _ in samples.pop(PEAK)]
-            row.peak_gflops = peak_gflop / min(loop)
-            if mine:
-                row.paired_peak = statistics.median(
-                    (row.gflop / g) / (peak_gflop / p) for g, p in zip(mine, loop))
+            row.peak_gflops = peak_gflop / min(w for w, _ in loop)
+            if mine:        # graphrnn's rate over the loop's, round by round
+                row.paired_peak = row.gflop / peak_gflop * paired_ratio(loop, mine)
             row.calls_per_sample.pop(PEAK, None)
         row.after_return_ms = {k: v * 1e3 for k, v in row.after_return_ms.items() if k != PEAK}
     for k, s in samples.items():
@@ -221,8 +219,8 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
         row.min_ms[k] = min(w for w, _ in s) * 1e3
         row.cpu_per_wall[k] = sum(c for _, c in s) / max(sum(w for w, _ in s), 1e-12)
         row.rounds[k] = len(s)
-    row.paired_ratios = {k: statistics.median(w / g for (w, _), g in zip(s, mine))
-                         for k, s in samples.items() if k != "graphrnn" and s and mine}
+    row.paired_ratios = {k: paired_ratio(s, mine) for k, s in samples.items()
+                         if k != "graphrnn" and s and mine}
     return row
 
 

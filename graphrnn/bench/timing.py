@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import random
+import statistics
 import time
 from typing import Any, Callable
 
@@ -122,3 +123,11 @@ def call_seconds(fn: Callable[[], Any] | None, least: float = 0.005) -> float:
     start = time.perf_counter()
     fn()
     return max(least, time.perf_counter() - start)
+
+
+def paired_ratio(samples: list[tuple[float, float]], reference: list[tuple[float, float]]
+                 ) -> float:
+    """The median over the rounds of a sample's wall time over `reference`'s in the same
+    round (`interleaved`'s samples: a fn leaves the rounds for good, so sample i of each is
+    round i's; rounds only one of them ran are left out)."""
+    return statistics.median(w / r for (w, _), (r, _) in zip(samples, reference))
