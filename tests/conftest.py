@@ -1,10 +1,18 @@
 """Fixtures shared by the test modules."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from graphrnn.compile import CompiledModel
+from graphrnn.compiler.codegen import kernel_twins
 from graphrnn.runtime.cache import KernelCache
+
+# every kernel found by its key is emitted too and checked to have the known kernel's code
+# (here and in the processes tests start)
+os.environ["GRAPHRNN_CHECK_KERNEL_KEYS"] = "1"
+kernel_twins.CHECK_KEYS = True
 
 
 @pytest.fixture(scope="module")

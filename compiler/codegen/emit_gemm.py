@@ -61,13 +61,13 @@ def emit_gemm_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
         extra = [env[x] for x in n.inputs if x is not mm]
 
     scalars = _step(p, frame, _rows(mm))
-    a = _left(env, mm)
+    stepped, a = bool(scalars), _left(env, mm)
     na = len(a)
 
     def rule(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
         epilogue = Epilogue(first, slot, tuple(refs[na + 1:])) if first is not None else None
         emit_gemm(em, p, _one(refs[:na]), refs[na].ptr, out, epilogue,
-                  step=em.function.args[1 + len(refs)] if scalars else None)
+                  step=em.function.args[1 + len(refs)] if stepped else None)
     out = low.home_ref(k.dest, frame)
     names = (mm.name, n.name) if k.matmul is not None else (n.name,)
     low.call(k.name, n, rule, out, a + [_packed(low, k)] + extra, scalars,
@@ -106,7 +106,7 @@ def _group_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
             env[m] = ref
     n_first, n_stage = len(first_refs), len(stage_refs)
     scalars = _step(p, frame, _rows(mm))
-    left = _left(env, mm)
+    stepped, left = bool(scalars), _left(env, mm)
     na = len(left)
 
     def rule(em: Emitter, node: Node, out: Ref, refs: list[Ref]) -> None:
@@ -117,7 +117,7 @@ def _group_call(low: Lowerer, k: Kernel, env: Any, frame: Any) -> None:
         epilogue = Epilogue(first, slot, tuple(rest[:n_first]), stages,
                             tuple(rest[n_first:n_first + n_stage]))
         emit_gemm(em, p, a, packed.ptr, None, epilogue,
-                  step=em.function.args[1 + len(refs)] if scalars else None)
+                  step=em.function.args[1 + len(refs)] if stepped else None)
     ins = left + [_packed(low, k)] + first_refs + stage_refs + stores[1:]
     low.call(k.name, g.head, rule, stores[0], ins, scalars, kind="gemm",
              nodes=tuple(x.name for x in (mm, *g.members)))

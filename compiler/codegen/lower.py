@@ -195,12 +195,16 @@ class Lowering:
         """Emit `rule` as the internal function `name` and call it here (timed when
         profiling: `kind` and `nodes` label the counter)."""
         refs = [out] + list(ins)
-        fn, em, _ = kernel_function(self.module, name, [r.layout.dtype for r in refs],
-                                    len(scalars), self.more)
-        inner = [Ref(arg, r.layout) for arg, r in zip(fn.args, refs)]
-        rule(em, node, inner[0], inner[1:])
-        em.builder.ret_void()
-        fn = self.twins.shared(fn)
+        layouts = [r.layout for r in refs]
+
+        def emit() -> ir.Function:
+            fn, em, _ = kernel_function(self.module, name, [x.dtype for x in layouts],
+                                        len(scalars), self.more)
+            inner = [Ref(arg, x) for arg, x in zip(fn.args, layouts)]
+            rule(em, node, inner[0], inner[1:])
+            em.builder.ret_void()
+            return fn
+        fn = self.twins.function(emit, rule, node, layouts, len(scalars), self.more)
         args = [r.ptr for r in refs] + list(scalars) + [self.em.steps, self.em.batch] + \
             [self.em.size(m) for m in self.more]
         if self.profiler is None or self.packing:
