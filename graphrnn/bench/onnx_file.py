@@ -6,7 +6,8 @@ and one inter-op thread), on the same random inputs, checked against each other 
 samples are interleaved rounds in a shuffled order (`run.interleaved`), each sample calls
 back to back until it lasts 10 ms, and the report gives medians of the wall time and of the
 process CPU time (the steadier figure on a loaded machine, where waiting for the CPU counts
-in the wall time). Symbolic dims are bound
+in the wall time); the ratio is the median over the rounds of ONNX Runtime's sample over
+graphrnn's in the same round. Symbolic dims are bound
 to `--batch` (the dims graphrnn reads as batch: axis 0 of its inputs) and `--steps` (the
 others); integer inputs of rank 1 are lengths (all `--steps`), other integer inputs zeros.
 """
@@ -26,6 +27,7 @@ from .. import onnx as gr_onnx
 from ..onnx.proto import read_model
 from .child import pin_to_cpus, write_result
 from .run import MIN_SAMPLE_S, interleaved
+from .timing import paired_ratio
 
 
 def make_inputs(model: Any, proto: onnx.ModelProto, batch: int, steps: int,
@@ -77,7 +79,7 @@ def bench_file(path: str, batch: int, steps: int, repeats: int = 7,
     ms = {k: 1e3 * statistics.median(w for w, _ in v) for k, v in samples.items()}
     cpu_ms = {k: 1e3 * statistics.median(c for _, c in v) for k, v in samples.items()}
     return {"file": path, "batch": batch, "steps": steps, "ms": ms, "cpu_ms": cpu_ms,
-            "ratio": ms["onnxruntime"] / ms["graphrnn"],
+            "ratio": paired_ratio(samples["onnxruntime"], samples["graphrnn"]),
             "cpu_ratio": cpu_ms["onnxruntime"] / cpu_ms["graphrnn"], "max_abs_diff": diff,
             "rounds": {k: len(v) for k, v in samples.items()}}
 
