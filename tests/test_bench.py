@@ -161,6 +161,13 @@ def test_interleaved_rounds_shuffle_and_respect_the_budget():
     assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3, "c": 3}
 
 
+def test_short_rows_take_more_rounds_while_they_are_short():
+    def rounds(**kw) -> set[int]:
+        return {len(v) for v in interleaved({k: (lambda: None) for k in "ab"}, 5, 1e9, **kw)
+                .values()}
+    assert rounds(more_rounds_s=1e9) == {20} and rounds(more_rounds_s=1e-12) == rounds() == {5}
+
+
 def test_flops_and_row_ratios():
     assert flops("lstm", (2, 3, 4, 5), "forward") == 2 * 2 * 3 * (4 + 5) * 4 * 5
     # forward, the weights' gradients, the gradient through h; no input gradient

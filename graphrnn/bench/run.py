@@ -21,15 +21,15 @@ really ran on the threads asked.
 Ratios are peer time / graphrnn time: above 1 means graphrnn is faster. GFLOP/s count
 the products: 2*B*T*(D+H)*G*H flops forward (G gates); a training step adds the weights'
 gradients (as many again) and the gradient through h (2*B*T*H*G*H), not the input's, which
-no implementation computes (configs.flops); against the single-core FMA peak of
-`graphrnn bench --peak`: %run of its best-of-many runs measured
-before the rows; %peak against the same loop timed as one more call in each row's rounds:
-in each round graphrnn's rate over the loop's, taken seconds apart with the same clock and
-neighbours, the median over the rounds (the machine's speed drifts by several percent
-from minute to minute; a ratio within each round cancels that drift, while a median over
-the loop's best sample would not). --json also gives the ratio to the loop's best sample
-in the row (`peak_fraction_best`). The (Nx) ratios are paired the same way: each round's
-sample over graphrnn's in that round, the median over the rounds.
+no implementation computes (configs.flops); against the single-core FMA peak of `graphrnn
+bench --peak`: %run of its best-of-many runs measured before the rows; %peak against the
+same loop timed as one more call in each row's rounds: in each round graphrnn's rate over
+the loop's, taken seconds apart with the same clock and neighbours, the median over the
+rounds (the machine's speed drifts by several percent from minute to minute; a ratio within
+each round cancels that drift, while a median over the loop's best sample would not).
+--json also gives the ratio to the loop's best sample in the row (`peak_fraction_best`).
+The (Nx) ratios are paired the same way, round by round. Short rows take more rounds
+(up to 4x, while they add up to under `timing.SHORT_ROW_S`; not with --quick).
 
 LSTM rows also time "graphrnn-hand", the same layer written by hand from primitives
 (`peers.build_hand_lstm`, given the built-in's weights and checked against it); its ratio is
@@ -65,7 +65,7 @@ from .peers import (PeerMissing, build_hand_lstm, build_layer, graphrnn_impl, ha
 from .report import format_table
 from . import scaling
 from .tiles import products, step_tile
-from .timing import MIN_SAMPLE_S, call_seconds, interleaved, paired_ratio
+from .timing import MIN_SAMPLE_S, SHORT_ROW_S, call_seconds, interleaved, paired_ratio
 from .zoo import format_zoo, zoo_section
 
 PEAK = "fma peak"      # the peak loop's name among a row's timed calls
@@ -148,7 +148,8 @@ def max_abs_diff(result: Any, reference: Any) -> float:
 
 def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats: int = 7,
               budget_s: float = 30.0, min_rounds: int = 3, min_sample_s: float = MIN_SAMPLE_S,
-              impls: tuple[str, ...] = IMPLS, peak: tuple[int, int] | None = None) -> Row:
+              impls: tuple[str, ...] = IMPLS, peak: tuple[int, int] | None = None,
+              short_row_s: float = 0.0) -> Row:
     """Time one row: every implementation warmed up (and checked) once, then interleaved;
     with `peak` (vector width, chains), the FMA peak loop too (Row.peak_gflops)."""
     b, t, d, h = config
@@ -203,7 +204,7 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
             fns[PEAK], peak_gflop = peak_sampler(*peak, seconds=call_seconds(fns.get("graphrnn")))
         samples = interleaved(fns, repeats, budget_s, min_rounds, min_sample_s,
                               number=row.calls_per_sample,
-                              after_return=row.after_return_ms)
+                              after_return=row.after_return_ms, more_rounds_s=short_row_s)
         mine = samples.get("graphrnn", [])
         if peak is not None:
             loop = samples.pop(PEAK)
@@ -229,7 +230,7 @@ def bench_row(cell: str, config: Config, mode: str, *, threads: int = 1, repeats
 def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
         modes: tuple[str, ...] = MODES, *, threads: int = 1, repeats: int = 7,
         budget_s: float = 30.0, min_rounds: int = 3, peak: bool = True, compile: bool = True,
-        log: Callable[[str], None] | None = None) -> dict:
+        log: Callable[[str], None] | None = None, short_row_s: float = 0.0) -> dict:
     """The benchmark as a dict (what `--json` prints), measured in this process."""
     isa = current_isa()
     off = peers_off_isa(isa.name, avx512_host())
@@ -244,7 +245,7 @@ def run(configs: list[Config] | None = None, cells: tuple[str, ...] = CELLS,
         for cell in cells:
             for mode in modes:
                 row = bench_row(cell, tuple(cfg), mode, threads=threads, repeats=repeats,
-                                budget_s=budget_s, min_rounds=min_rounds,
+                                budget_s=budget_s, min_rounds=min_rounds, short_row_s=short_row_s,
                                 peak=tuple(result["peak"]["variant"]) if peak else None)
                 rows.append(row.to_json(peak_gflops, off))
                 if log:
@@ -285,7 +286,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              + " ".join(",".join(map(str, c)) for c in CONFIGS) + ")")
     parser.add_argument("--cells", nargs="+", choices=CELLS, help="cells (default: all)")
     parser.add_argument("--modes", nargs="+", choices=MODES, help="default: both")
-    parser.add_argument("--repeats", type=int, help="interleaved rounds (default 7; quick 3)")
+    parser.add_argument("--repeats", type=int,
+                        help="interleaved rounds (default 7; quick 3; short rows: up to 4x)")
     parser.add_argument("--budget", type=float, metavar="SECONDS",
                         help="time per row after which slow implementations stop repeating "
                              "(after 3 rounds; default 30 s; quick: 4 s, after 1 round)")
@@ -315,8 +317,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _child_argv(args: argparse.Namespace, threads: int, configs: list[Config],
                 extras: bool) -> list[str]:
-    argv = ["--child-threads", str(threads), "--configs", *(",".join(map(str, c))
-                                                           for c in configs)]
+    argv = ["--child-threads", str(threads), "--configs", *(",".join(map(str, c)) for c in configs)]
     for opt in ("cells", "modes"):
         if getattr(args, opt):
             argv += [f"--{opt}", *getattr(args, opt)]
@@ -350,6 +351,7 @@ def run_command(args: argparse.Namespace) -> int:
                          threads=args.child_threads, repeats=args.repeats,
                          budget_s=args.budget, min_rounds=1 if args.quick else 3,
                          peak=True, compile=args.child_extras,
+                         short_row_s=0.0 if args.quick else SHORT_ROW_S,
                          log=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
         write_result(result, args.child_out)
         return 0

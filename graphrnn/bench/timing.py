@@ -8,13 +8,15 @@ import time
 from typing import Any, Callable
 
 MIN_SAMPLE_S = 0.01     # a timed sample repeats a short call until it lasts this long
+MORE_ROUNDS = 4         # short rows: at most this many times the rounds asked for
+SHORT_ROW_S = 3.0       # ... while the row's rounds so far took less than this
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float,
                 min_rounds: int = 3, min_sample_s: float = 0.0,
                 number: dict[str, int] | None = None,
                 after_return: dict[str, float] | None = None,
-                ) -> dict[str, list[tuple[float, float]]]:
+                more_rounds_s: float = 0.0) -> dict[str, list[tuple[float, float]]]:
     """(wall s, cpu s) per call: each round takes one sample of every fn, in an order shuffled
     each round (seeded: the same for every run). A fn leaves the rounds once it has
     `min_rounds` samples and has used its share of the budget.
@@ -33,7 +35,11 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float
     library leaves running once its call has returned (JAX's runtime threads go on for some
     milliseconds) would otherwise land in the next sample, whoever's it is. `after_return`,
     when given, receives that leftover CPU time per call (s, mean over the samples); it is
-    not added to the samples."""
+    not added to the samples.
+
+    With `more_rounds_s`, rounds go on past `repeats`, up to MORE_ROUNDS x `repeats`, while
+    all rounds so far took less than that many seconds: a row of short calls, whose samples
+    a neighbour's burst can double, gets its medians from more pairs at little cost."""
     names = list(fns)
     order = random.Random(0)
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
@@ -47,7 +53,10 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, budget_s: float
     try:
         for k in names:
             counts[k] = calls_per_sample(fns[k], min_sample_s) if min_sample_s > 0 else 1
-        for r in range(repeats):
+        start = time.perf_counter()
+        for r in range(repeats * MORE_ROUNDS if more_rounds_s > 0 else repeats):
+            if r >= repeats and time.perf_counter() - start >= more_rounds_s:
+                break
             live = [k for k in names if len(samples[k]) < min(min_rounds, repeats)
                     or spent[k] < share]
             if not live:
