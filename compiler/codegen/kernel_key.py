@@ -7,7 +7,7 @@ handed:
 
     kernel_key(rule, node, layouts, n_scalars, more) =
         (the rule: its code, and what its closure holds, described recursively,
-         the node: op, attrs, type, and its inputs' ops, types and coincidences,
+         the node: op, attrs, type, and its inputs' ops, types, attrs and coincidences,
          the operands' layouts, the number of scalar arguments, the time symbols)
 
 FUSED bodies and other graphs are described node by node (inputs as positions), never by
@@ -127,7 +127,8 @@ def _function(f: types.FunctionType, memo: KeyMemo) -> Hashable:
 
 def _node(n: Node, memo: KeyMemo) -> Hashable:
     first: dict[int, int] = {}
-    inputs = tuple((x.op.value, _value(x.type, memo), first.setdefault(id(x), i))
+    inputs = tuple((x.op.value, _value(x.type, memo), _value(x.attrs, memo),
+                    _value(x.param, memo), first.setdefault(id(x), i))
                    for i, x in enumerate(n.inputs))
     return ("node", n.op.value, _value(n.attrs, memo), _value(n.type, memo),
             _value(n.param, memo), inputs)
