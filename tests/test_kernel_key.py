@@ -49,6 +49,8 @@ def test_what_the_emitter_is_handed_changes_the_key() -> None:
     assert key_of(make_rule(fused("c", 3.0), True), a) != base   # a constant in a body
     assert key_of(make_rule(a, False), a) != base                 # a value in the closure
     assert key_of(make_rule(a, 1), a) != base                     # 1 is not True
+    assert key_of(make_rule(-0.0, True), a) != key_of(make_rule(0.0, True), a)
+    assert key_of(make_rule(float("nan"), True), a) == key_of(make_rule(float("nan"), True), a)
     assert key_of(make_rule(a, True), a, (Layout.contiguous((8, 3)),) * 2) != base
     rows = Layout.contiguous((3,)).broadcast_to((Lin(4), Lin(3)))   # other strides
     assert key_of(make_rule(a, True), a, (Layout.contiguous((4, 3)), rows)) != base

@@ -58,12 +58,14 @@ def kernel_key(rule: Any, node: Node, layouts: Sequence[Any], n_scalars: int,
 
 
 def _value(v: Any, memo: KeyMemo) -> Hashable:
+    if isinstance(v, float):
+        return ("float", v.hex())           # -0.0 is not 0.0; a NaN equals itself
     if isinstance(v, _PLAIN):
-        return (type(v).__name__, v)       # 1, 1.0 and True are different keys
+        return (type(v).__name__, v)       # 1 and True are different keys
     if isinstance(v, Lin):
         return ("Lin", v.c, v.terms)
     if isinstance(v, enum.Enum):
-        return (type(v).__qualname__, v.value)
+        return (type(v).__module__, type(v).__qualname__, _value(v.value, memo))
     if isinstance(v, (tuple, list)):
         return (type(v).__name__, tuple(_value(x, memo) for x in v))
     if isinstance(v, dict):
