@@ -31,7 +31,7 @@ from graphrnn.ir import Graph, Node, Param
 
 from .strides import Lin
 
-_PLAIN = (bool, int, float, str, bytes, type(None))
+_PLAIN = (bool, int, str, bytes, type(None))
 
 
 class _Unknown(Exception):
@@ -51,7 +51,7 @@ def kernel_key(rule: Any, node: Node, layouts: Sequence[Any], n_scalars: int,
                more: Sequence[str], memo: KeyMemo) -> Hashable | None:
     """The key of the kernel `rule(em, node, out, ins)` emits, or None (see the module)."""
     try:
-        return (_value(rule, memo), _node(node, memo),
+        return (_value(rule, memo), _value(node, memo),
                 tuple(_value(x, memo) for x in layouts), n_scalars, tuple(more))
     except _Unknown:
         return None
